@@ -1,0 +1,142 @@
+import type { Command } from 'commander';
+import { ErrorCode, VnumError } from '../errors.js';
+import { parseDuration } from '../duration.js';
+import { normaliseNumber, parseNumber } from '../numbers/normalise.js';
+import {
+  createSession,
+  DEFAULT_GRACE_MS,
+  getSession,
+  listSessions,
+  releaseSession,
+  type PartyInput,
+  type Session,
+} from '../session/sessions.js';
+import { SESSION_STATES, type SessionState } from '../session/state.js';
+import { defaultCountry, withDb } from './context.js';
+import { isoTime, printJson, printLine, printTable, shortTime } from './output.js';
+
+/** The documented JSON shape of a session: {"id","state","expiresAt","parties":[{"number","maskedAs"},…]} plus times. */
+export function sessionJson(session: Session) {
+  return {
+    id: session.id,
+    state: session.state,
+    expiresAt: isoTime(session.expiresAt),
+    parties: session.parties.map((p) => ({ number: p.number, maskedAs: p.maskedAs })),
+    createdAt: isoTime(session.createdAt),
+    releasedAt: isoTime(session.releasedAt),
+    endsAt: isoTime(session.endsAt),
+  };
+}
+
+function printSession(session: Session): void {
+  printLine(`session ${session.id}: ${session.state}`);
+  printLine(`  created ${shortTime(session.createdAt)}, expires ${shortTime(session.expiresAt) ?? 'never'}, ends ${shortTime(session.endsAt) ?? 'when released'}`);
+  printTable(
+    ['  PARTY', 'MASKED AS (what the other party sees and dials)'],
+    session.parties.map((p) => [`  ${p.number}`, p.maskedAs]),
+  );
+}
+
+function party(command: Command, number: string, maskedAs: string | undefined): PartyInput {
+  const country = defaultCountry(command);
+  const parsed = parseNumber(number, country);
+  return {
+    number: parsed.e164,
+    country: parsed.country ?? country,
+    maskedAs: maskedAs === undefined ? undefined : normaliseNumber(maskedAs, country),
+  };
+}
+
+export function registerSession(program: Command): void {
+  const session = program.command('session').description('masked sessions between two real numbers');
+
+  session
+    .command('create')
+    .description('open a session; each party is lent the virtual number the other party sees and dials')
+    .argument('<id>', 'your id for it, e.g. the order id (A-Z a-z 0-9 . _ : -, up to 64)')
+    .argument('<first-party>', 'real number of the first party')
+    .argument('<second-party>', 'real number of the second party')
+    .option('--ttl <duration>', 'end the session this long after creation, e.g. 2h')
+    .option('--first-masked-as <number>', 'lend this virtual number to the first party (the only way to lend a reserved number)')
+    .option('--second-masked-as <number>', 'lend this virtual number to the second party')
+    .option('--country <XX>', 'default country for numbers without +')
+    .option('--json', 'JSON: the session, plus "created": false when it already existed')
+    .action(
+      (
+        id: string,
+        first: string,
+        second: string,
+        options: { ttl?: string; firstMaskedAs?: string; secondMaskedAs?: string; json?: boolean },
+        command: Command,
+      ) => {
+        const input = {
+          id,
+          first: party(command, first, options.firstMaskedAs),
+          second: party(command, second, options.secondMaskedAs),
+          ttlMs: options.ttl === undefined ? undefined : parseDuration(options.ttl, 'TTL'),
+          now: Date.now(),
+        };
+        const { session: created, created: isNew } = withDb(command, (db) => createSession(db, input));
+        if (options.json) printJson({ ...sessionJson(created), created: isNew });
+        else {
+          if (!isNew) printLine(`session ${created.id} already exists with these parties: unchanged`);
+          printSession(created);
+        }
+      },
+    );
+
+  session
+    .command('release')
+    .description('end a session after a grace period in which calls still connect')
+    .argument('<id>', 'session id')
+    .option('--grace <duration>', 'how long calls still connect, e.g. 30m; 0s ends it now', '30m')
+    .option('--json', 'JSON: the session, plus "changed"')
+    .action((id: string, options: { grace: string; json?: boolean }, command: Command) => {
+      const graceMs = parseDuration(options.grace, 'grace');
+      const { session: released, changed } = withDb(command, (db) => releaseSession(db, id, graceMs, Date.now()));
+      if (options.json) printJson({ ...sessionJson(released), changed });
+      else if (!changed) printLine(`session ${id} is ${released.state}${released.endsAt ? ` (ends ${shortTime(released.endsAt)})` : ''}: unchanged`);
+      else printLine(`session ${id} ${released.state === 'ended' ? 'ended' : `released: calls connect until ${shortTime(released.endsAt)}`}`);
+    });
+
+  session
+    .command('show')
+    .description('show one session')
+    .argument('<id>', 'session id')
+    .option('--json', 'JSON: {"id","state","expiresAt","parties":[{"number","maskedAs"},{"number","maskedAs"}],"createdAt","releasedAt","endsAt"}')
+    .action((id: string, options: { json?: boolean }, command: Command) => {
+      const found = withDb(command, (db) => getSession(db, id, Date.now()));
+      if (options.json) printJson(sessionJson(found));
+      else printSession(found);
+    });
+
+  session
+    .command('list')
+    .description('list sessions, newest first')
+    .option('--party <number>', 'only sessions with this party')
+    .option('--state <state>', `only sessions in this state: ${SESSION_STATES.join(', ')}`)
+    .option('--limit <n>', 'at most this many', '1000')
+    .option('--country <XX>', 'default country for a number without +')
+    .option('--json', 'JSON: an array of sessions as in "session show --json"')
+    .action((options: { party?: string; state?: string; limit: string; json?: boolean }, command: Command) => {
+      if (options.state !== undefined && !SESSION_STATES.includes(options.state as SessionState)) {
+        throw new VnumError(ErrorCode.InvalidArgument, `unknown state "${options.state}": use ${SESSION_STATES.join(', ')}`);
+      }
+      const limit = Number(options.limit);
+      if (!Number.isInteger(limit) || limit < 1) throw new VnumError(ErrorCode.InvalidArgument, `invalid limit "${options.limit}"`);
+      const partyNumber = options.party === undefined ? undefined : normaliseNumber(options.party, defaultCountry(command));
+      const { sessions, more } = withDb(command, (db) =>
+        listSessions(db, { party: partyNumber, state: options.state as SessionState | undefined, limit, now: Date.now() }),
+      );
+      if (more) process.stderr.write(`vnum: showing the newest ${limit} sessions; use --limit for more\n`);
+      if (options.json) printJson(sessions.map(sessionJson));
+      else {
+        printTable(
+          ['ID', 'STATE', 'FIRST PARTY', 'MASKED AS', 'SECOND PARTY', 'MASKED AS', 'ENDS'],
+          sessions.map((s) => [s.id, s.state, s.parties[0].number, s.parties[0].maskedAs, s.parties[1].number, s.parties[1].maskedAs, shortTime(s.endsAt)]),
+        );
+      }
+    });
+}
+
+export { DEFAULT_GRACE_MS };

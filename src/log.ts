@@ -1,0 +1,54 @@
+import pino, { type Logger, type DestinationStream } from 'pino';
+
+/**
+ * Logging: pino JSON on stderr. Real numbers never reach a log line in full:
+ * every run of 7+ digits (optionally after '+', digits possibly separated by
+ * spaces, dots, dashes or brackets) keeps only its last 4 digits. This runs on
+ * the serialised line, so it covers messages, fields, errors and stack traces
+ * at every level. Timestamps are ISO strings (no 7-digit run), pid and hostname
+ * are left out for the same reason.
+ */
+
+const NUMBER_LIKE = /\+?\d(?:[\s().-]?\d){6,}/g;
+
+/** `+447700900123` -> `+********0123`: the shape stays, the identity goes. */
+export function redactNumber(text: string): string {
+  return text.replace(NUMBER_LIKE, (match) => {
+    let keep = 4;
+    let out = '';
+    for (let i = match.length - 1; i >= 0; i--) {
+      const ch = match[i]!;
+      if (ch >= '0' && ch <= '9') {
+        out = (keep > 0 ? ch : '*') + out;
+        keep--;
+      } else {
+        out = ch + out;
+      }
+    }
+    return out;
+  });
+}
+
+export interface LogOptions {
+  level?: string;
+  /** false only when the operator asks for it (VNUM_LOG_REDACT=off). */
+  redact?: boolean;
+  destination?: DestinationStream;
+}
+
+export function redactingStream(target: DestinationStream): DestinationStream {
+  return { write: (line: string) => target.write(redactNumber(line)) };
+}
+
+export function createLogger(options: LogOptions = {}): Logger {
+  const target = options.destination ?? pino.destination({ fd: 2, sync: true });
+  const redact = options.redact ?? process.env.VNUM_LOG_REDACT !== 'off';
+  return pino(
+    {
+      level: options.level ?? process.env.VNUM_LOG_LEVEL ?? 'info',
+      base: undefined,
+      timestamp: pino.stdTimeFunctions.isoTime,
+    },
+    redact ? redactingStream(target) : target,
+  );
+}

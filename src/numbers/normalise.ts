@@ -1,0 +1,81 @@
+import { parsePhoneNumberWithError, ParseError, type CountryCode } from 'libphonenumber-js/max';
+import { ErrorCode, VnumError } from '../errors.js';
+
+/** An E.164 number: `+` then 8 to 15 digits, validated against libphonenumber's full metadata. */
+export type E164 = string & { readonly __e164: unique symbol };
+
+export interface ParsedNumber {
+  e164: E164;
+  /** ISO 3166 alpha-2, when the number belongs to one region. */
+  country: string | undefined;
+}
+
+// Digits, an optional leading '+', and the separators people type. Anything
+// else (letters, '&', quotes, commas, 'tel:') is refused before parsing:
+// libphonenumber would otherwise pick a number out of surrounding text.
+const NUMBER_SHAPE = /^\+?[0-9][0-9 ().-]{0,30}$/;
+const COUNTRY_SHAPE = /^[A-Z]{2}$/;
+
+const REASONS: Record<string, string> = {
+  INVALID_COUNTRY: 'its country could not be determined',
+  NOT_A_NUMBER: 'it is not a phone number',
+  TOO_SHORT: 'it is too short',
+  TOO_LONG: 'it is too long',
+  INVALID_LENGTH: 'its length is not valid',
+};
+
+export function parseCountry(code: string | undefined): string | undefined {
+  if (code === undefined || code === '') return undefined;
+  const upper = code.trim().toUpperCase();
+  if (!COUNTRY_SHAPE.test(upper)) {
+    throw new VnumError(ErrorCode.InvalidArgument, `invalid country "${code}": use an ISO 3166 code such as GB or IN`);
+  }
+  return upper;
+}
+
+/**
+ * Normalise a number as entered or as a carrier delivers it: `+E.164`,
+ * national with a trunk prefix (`07911 123456`), or digits without `+`
+ * (`447911123456`). Numbers without `+` need a default country.
+ * Throws VnumError(InvalidNumber | NoDefaultCountry) naming the cause.
+ */
+export function parseNumber(input: string, defaultCountry?: string): ParsedNumber {
+  const text = input.trim();
+  if (!NUMBER_SHAPE.test(text)) {
+    throw invalid(input, 'only digits, a leading +, spaces, dots, dashes and brackets are allowed');
+  }
+  const international = text.startsWith('+');
+  if (!international && defaultCountry === undefined) {
+    throw new VnumError(
+      ErrorCode.NoDefaultCountry,
+      `number "${input}" has no country code: write it as +E.164, or set a default country with --country XX or VNUM_DEFAULT_COUNTRY=XX`,
+    );
+  }
+  const attempts = international ? [text] : [text, `+${text.replace(/\D/g, '')}`];
+  let lastReason = 'it is not a valid number';
+  for (const attempt of attempts) {
+    try {
+      const parsed = parsePhoneNumberWithError(attempt, {
+        defaultCountry: defaultCountry as CountryCode | undefined,
+        extract: false,
+      });
+      if (parsed.isValid()) return { e164: parsed.number as E164, country: parsed.country };
+      lastReason = parsed.isPossible()
+        ? 'it is not a valid number in its numbering plan'
+        : 'its length is not valid for its country';
+    } catch (e) {
+      if (!(e instanceof ParseError)) throw e;
+      lastReason = REASONS[e.message] ?? e.message;
+    }
+  }
+  throw invalid(input, lastReason);
+}
+
+export function normaliseNumber(input: string, defaultCountry?: string): E164 {
+  return parseNumber(input, defaultCountry).e164;
+}
+
+function invalid(input: string, reason: string): VnumError {
+  const shown = input.length > 40 ? `${input.slice(0, 40)}…` : input;
+  return new VnumError(ErrorCode.InvalidNumber, `invalid number "${shown}": ${reason}`);
+}

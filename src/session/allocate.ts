@@ -1,0 +1,64 @@
+import type { PoolState } from '../pool/pool.js';
+
+/**
+ * Which virtual number a party dials to reach the other one. Pure: the store
+ * gathers the facts, this decides.
+ *
+ * Valid numbers: available (reserved only when asked for by number), and not
+ * one the dialling party already dials in a live session — the invariant that
+ * lets one number serve thousands of sessions. Among valid numbers:
+ *   1. sticky: the number this party dialled to reach this counterparty last time;
+ *   2. numbers in the dialling party's country first;
+ *   3. least recently used by the dialling party (never used first): cool-off,
+ *      so an old counterparty's number is the last to be lent to a new one;
+ *   4. the lowest number, so the choice is deterministic.
+ */
+export interface PoolCandidate {
+  number: string;
+  country: string;
+  state: PoolState;
+}
+
+export interface AllocationFacts {
+  pool: readonly PoolCandidate[];
+  /** Numbers the dialling party dials in its live sessions. */
+  busy: ReadonlySet<string>;
+  /** The dialling party's country, if known. */
+  country: string | undefined;
+  /** Number -> when the dialling party last had it lent. */
+  lastUsed: ReadonlyMap<string, number>;
+  /** The number this party used to reach this counterparty last time. */
+  sticky: string | undefined;
+}
+
+export function chooseMaskedNumber(facts: AllocationFacts): string | undefined {
+  const { pool, busy, country, lastUsed, sticky } = facts;
+  let best: PoolCandidate | undefined;
+  let bestUsed = 0;
+  for (const candidate of pool) {
+    if (candidate.state !== 'available' || busy.has(candidate.number)) continue;
+    if (candidate.number === sticky) return candidate.number;
+    const used = lastUsed.get(candidate.number) ?? -Infinity;
+    if (best === undefined || better(candidate, used, best, bestUsed, country)) {
+      best = candidate;
+      bestUsed = used;
+    }
+  }
+  return best?.number;
+}
+
+function better(a: PoolCandidate, aUsed: number, b: PoolCandidate, bUsed: number, country: string | undefined): boolean {
+  const aLocal = a.country === country;
+  const bLocal = b.country === country;
+  if (aLocal !== bLocal) return aLocal;
+  if (aUsed !== bUsed) return aUsed < bUsed;
+  return a.number < b.number;
+}
+
+/** Why a requested number cannot be lent, or undefined when it can. */
+export function requestedNumberProblem(candidate: PoolCandidate | undefined, busy: ReadonlySet<string>): string | undefined {
+  if (candidate === undefined) return 'is not in the pool';
+  if (candidate.state === 'retired') return 'is retired';
+  if (busy.has(candidate.number)) return 'is already dialled by that party in another live session';
+  return undefined;
+}

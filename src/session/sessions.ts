@@ -1,0 +1,280 @@
+import type { Db } from '../store/db.js';
+import { writeTransaction } from '../store/db.js';
+import { ErrorCode, VnumError } from '../errors.js';
+import type { E164 } from '../numbers/normalise.js';
+import type { PoolState } from '../pool/pool.js';
+import { poolRevision } from '../pool/pool.js';
+import { chooseMaskedNumber, requestedNumberProblem, type PoolCandidate } from './allocate.js';
+import { endAfterRelease, sessionState, type SessionState } from './state.js';
+
+export interface Party {
+  number: E164;
+  /** The virtual number the other party sees for this one, and dials to reach it. */
+  maskedAs: E164;
+}
+
+export interface Session {
+  id: string;
+  state: SessionState;
+  createdAt: number;
+  expiresAt: number | null;
+  releasedAt: number | null;
+  endsAt: number | null;
+  parties: [Party, Party];
+}
+
+export interface PartyInput {
+  number: E164;
+  country: string | undefined;
+  /** Ask for a specific virtual number (the only way to lend a reserved one). */
+  maskedAs?: E164 | undefined;
+}
+
+export interface CreateSessionInput {
+  id: string;
+  first: PartyInput;
+  second: PartyInput;
+  ttlMs?: number | undefined;
+  now: number;
+}
+
+export const DEFAULT_GRACE_MS = 30 * 60_000;
+
+// The id travels into channel variables and logs: keep it to a safe alphabet.
+const SESSION_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
+
+export function validateSessionId(id: string): string {
+  if (!SESSION_ID.test(id)) {
+    throw new VnumError(
+      ErrorCode.InvalidArgument,
+      `invalid session id "${id.slice(0, 70)}": 1-64 characters of A-Z a-z 0-9 . _ : -, starting with a letter or digit`,
+    );
+  }
+  return id;
+}
+
+interface SessionRow {
+  sid: number;
+  id: string;
+  first_party: E164;
+  first_masked_as: E164;
+  second_party: E164;
+  second_masked_as: E164;
+  created_at: number;
+  expires_at: number | null;
+  released_at: number | null;
+  ends_at: number | null;
+}
+
+function toSession(row: SessionRow, now: number): Session {
+  const times = { expiresAt: row.expires_at, releasedAt: row.released_at, endsAt: row.ends_at };
+  return {
+    id: row.id,
+    state: sessionState(times, now),
+    createdAt: row.created_at,
+    ...times,
+    parties: [
+      { number: row.first_party, maskedAs: row.first_masked_as },
+      { number: row.second_party, maskedAs: row.second_masked_as },
+    ],
+  };
+}
+
+const poolCache = new WeakMap<Db, { revision: number; candidates: PoolCandidate[]; byNumber: Map<string, PoolCandidate> }>();
+
+function poolCandidates(db: Db) {
+  const revision = poolRevision(db);
+  const cached = poolCache.get(db);
+  if (cached && cached.revision === revision) return cached;
+  const candidates = db
+    .prepare<[], { number: string; country: string; state: PoolState }>('SELECT number, country, state FROM pool_number ORDER BY number')
+    .all();
+  const fresh = { revision, candidates, byNumber: new Map(candidates.map((c) => [c.number, c])) };
+  poolCache.set(db, fresh);
+  return fresh;
+}
+
+/** Prepared statements, one set per connection. */
+function prepareStatements(db: Db) {
+  return {
+    byId: db.prepare<[string], SessionRow>('SELECT * FROM session WHERE id = ?'),
+    // Mark the party's bridges whose session has ended as no longer live, so the
+    // partial unique index only ever holds live ones.
+    reap: db.prepare<[string, number]>(
+      'UPDATE bridge SET live = 0 WHERE caller = ? AND live = 1 AND EXISTS (SELECT 1 FROM session s WHERE s.sid = bridge.sid AND s.ends_at <= ?)',
+    ),
+    busy: db.prepare<[string], string>('SELECT dialled FROM bridge WHERE caller = ? AND live = 1').pluck(),
+    history: db.prepare<[string], { dialled: string; last_used_at: number }>('SELECT dialled, last_used_at FROM dial_history WHERE caller = ?'),
+    sticky: db.prepare<[string, string], string>('SELECT dialled FROM bridge WHERE caller = ? AND target = ? ORDER BY sid DESC LIMIT 1').pluck(),
+    insertSession: db.prepare<[string, string, string, string, string, number, number | null, number | null]>(
+      `INSERT INTO session (id, first_party, first_masked_as, second_party, second_masked_as, created_at, expires_at, ends_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    ),
+    insertBridge: db.prepare<[string, string, number | bigint, string, string]>(
+      'INSERT INTO bridge (caller, dialled, sid, target, cli) VALUES (?, ?, ?, ?, ?)',
+    ),
+    touchHistory: db.prepare<[string, string, number]>(
+      `INSERT INTO dial_history (caller, dialled, last_used_at) VALUES (?, ?, ?)
+       ON CONFLICT (caller, dialled) DO UPDATE SET last_used_at = excluded.last_used_at`,
+    ),
+    release: db.prepare<[number, number, number]>('UPDATE session SET released_at = ?, ends_at = ? WHERE sid = ?'),
+    endBridges: db.prepare<[number]>('UPDATE bridge SET live = 0 WHERE sid = ? AND live = 1'),
+    inPool: db.prepare<[string], number>('SELECT 1 FROM pool_number WHERE number = ?').pluck(),
+  };
+}
+type Statements = ReturnType<typeof prepareStatements>;
+const statementCache = new WeakMap<Db, Statements>();
+
+function statements(db: Db): Statements {
+  let prepared = statementCache.get(db);
+  if (!prepared) {
+    prepared = prepareStatements(db);
+    statementCache.set(db, prepared);
+  }
+  return prepared;
+}
+
+export interface CreateResult {
+  session: Session;
+  /** false when a session with this id and these parties already existed (a safe retry). */
+  created: boolean;
+}
+
+/**
+ * Open a masked session between two real numbers. One IMMEDIATE transaction:
+ * the write lock is held from the first read, so concurrent creates in other
+ * processes see each other's bridges and the invariant holds across processes.
+ */
+export function createSession(db: Db, input: CreateSessionInput): CreateResult {
+  validateSessionId(input.id);
+  const { first, second, now } = input;
+  if (first.number === second.number) {
+    throw new VnumError(ErrorCode.InvalidArgument, 'the two parties must be different numbers');
+  }
+  if (input.ttlMs !== undefined && input.ttlMs <= 0) {
+    throw new VnumError(ErrorCode.InvalidArgument, 'the TTL must be longer than zero');
+  }
+  const s = statements(db);
+  return writeTransaction(db, () => {
+    const existing = s.byId.get(input.id);
+    if (existing) {
+      const same =
+        (existing.first_party === first.number && existing.second_party === second.number) ||
+        (existing.first_party === second.number && existing.second_party === first.number);
+      if (!same) {
+        throw new VnumError(ErrorCode.SessionConflict, `session "${input.id}" already exists with other parties`);
+      }
+      return { session: toSession(existing, now), created: false };
+    }
+    for (const party of [first, second]) {
+      if (s.inPool.get(party.number)) {
+        throw new VnumError(ErrorCode.InvalidArgument, `${party.number} is a virtual number in the pool, not a party's real number`);
+      }
+    }
+    s.reap.run(first.number, now);
+    s.reap.run(second.number, now);
+    // first is masked as what second dials to reach first, and the other way round.
+    const firstMaskedAs = allocate(db, s, { dialler: second, target: first.number, requested: first.maskedAs });
+    const secondMaskedAs = allocate(db, s, { dialler: first, target: second.number, requested: second.maskedAs });
+    const expiresAt = input.ttlMs === undefined ? null : now + input.ttlMs;
+    const { lastInsertRowid } = s.insertSession.run(
+      input.id, first.number, firstMaskedAs, second.number, secondMaskedAs, now, expiresAt, expiresAt,
+    );
+    s.insertBridge.run(second.number, firstMaskedAs, lastInsertRowid, first.number, secondMaskedAs);
+    s.insertBridge.run(first.number, secondMaskedAs, lastInsertRowid, second.number, firstMaskedAs);
+    s.touchHistory.run(second.number, firstMaskedAs, now);
+    s.touchHistory.run(first.number, secondMaskedAs, now);
+    return { session: toSession(s.byId.get(input.id)!, now), created: true };
+  });
+}
+
+function allocate(
+  db: Db,
+  s: Statements,
+  request: { dialler: PartyInput; target: E164; requested: E164 | undefined },
+): E164 {
+  const { dialler, target, requested } = request;
+  const pool = poolCandidates(db);
+  const busy = new Set(s.busy.all(dialler.number));
+  if (requested !== undefined) {
+    const problem = requestedNumberProblem(pool.byNumber.get(requested), busy);
+    if (problem) throw new VnumError(ErrorCode.InvalidArgument, `cannot lend ${requested}: it ${problem}`);
+    return requested;
+  }
+  const history = s.history.all(dialler.number);
+  const chosen = chooseMaskedNumber({
+    pool: pool.candidates,
+    busy,
+    country: dialler.country,
+    lastUsed: new Map(history.map((h) => [h.dialled, h.last_used_at])),
+    sticky: s.sticky.get(dialler.number, target),
+  });
+  if (chosen === undefined) {
+    const available = pool.candidates.filter((c) => c.state === 'available').length;
+    throw new VnumError(
+      ErrorCode.PoolExhausted,
+      `pool exhausted for ${dialler.number}: it is in ${busy.size} live session${busy.size === 1 ? '' : 's'} ` +
+        `and the pool has ${available} available number${available === 1 ? '' : 's'} (${pool.candidates.length} in all); add numbers with "vnum pool add"`,
+    );
+  }
+  return chosen as E164;
+}
+
+export interface ReleaseResult {
+  session: Session;
+  /** false when the session had already ended, or an earlier release already ends it sooner. */
+  changed: boolean;
+}
+
+/** Start the grace period: calls still connect until it is over; a grace of 0 ends the session now. */
+export function releaseSession(db: Db, id: string, graceMs: number, now: number): ReleaseResult {
+  validateSessionId(id);
+  if (!Number.isFinite(graceMs) || graceMs < 0) throw new VnumError(ErrorCode.InvalidArgument, 'grace must be zero or more');
+  const s = statements(db);
+  return writeTransaction(db, () => {
+    const row = s.byId.get(id);
+    if (!row) throw new VnumError(ErrorCode.SessionNotFound, `no session "${id}"`);
+    const session = toSession(row, now);
+    if (session.state === 'ended') return { session, changed: false };
+    const endsAt = endAfterRelease(session, now, graceMs);
+    if (session.releasedAt !== null && endsAt === session.endsAt) return { session, changed: false };
+    s.release.run(session.releasedAt ?? now, endsAt, row.sid);
+    if (endsAt <= now) s.endBridges.run(row.sid);
+    return { session: toSession(s.byId.get(id)!, now), changed: true };
+  });
+}
+
+export function getSession(db: Db, id: string, now: number): Session {
+  validateSessionId(id);
+  const row = statements(db).byId.get(id);
+  if (!row) throw new VnumError(ErrorCode.SessionNotFound, `no session "${id}"`);
+  return toSession(row, now);
+}
+
+export interface SessionFilter {
+  party?: E164 | undefined;
+  state?: SessionState | undefined;
+  limit: number;
+  now: number;
+}
+
+const STATE_WHERE: Record<SessionState, string> = {
+  active: 'released_at IS NULL AND (ends_at IS NULL OR ends_at > @now)',
+  grace: 'released_at IS NOT NULL AND ends_at > @now',
+  ended: 'ends_at <= @now',
+};
+
+/** Newest first; `limit + 1` rows are read so the caller can tell the list was cut. */
+export function listSessions(db: Db, filter: SessionFilter): { sessions: Session[]; more: boolean } {
+  const where: string[] = [];
+  if (filter.party) where.push('(first_party = @party OR second_party = @party)');
+  if (filter.state) where.push(STATE_WHERE[filter.state]);
+  const sql = `SELECT * FROM session ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY sid DESC LIMIT @limit`;
+  const rows = db.prepare<Record<string, unknown>, SessionRow>(sql).all({
+    party: filter.party ?? null,
+    now: filter.now,
+    limit: filter.limit + 1,
+  });
+  const more = rows.length > filter.limit;
+  return { sessions: rows.slice(0, filter.limit).map((r) => toSession(r, filter.now)), more };
+}

@@ -1,0 +1,30 @@
+/**
+ * A session's life: active -> grace (released, still routing) -> ended.
+ * The state is derived from time at every read, so expiry is enforced when a
+ * call is looked up, not only when some sweeper runs.
+ */
+export const SESSION_STATES = ['active', 'grace', 'ended'] as const;
+export type SessionState = (typeof SESSION_STATES)[number];
+
+export interface SessionTimes {
+  /** When the TTL given at create runs out; null: no TTL. */
+  expiresAt: number | null;
+  releasedAt: number | null;
+  /** When the session stops routing: min(expiresAt, releasedAt + grace); null: open-ended. */
+  endsAt: number | null;
+}
+
+export function sessionState(times: SessionTimes, now: number): SessionState {
+  if (times.endsAt !== null && times.endsAt <= now) return 'ended';
+  return times.releasedAt === null ? 'active' : 'grace';
+}
+
+export function isLive(endsAt: number | null, now: number): boolean {
+  return endsAt === null || endsAt > now;
+}
+
+/** Release never extends a session: grace ends no later than the TTL or an earlier release. */
+export function endAfterRelease(times: SessionTimes, now: number, graceMs: number): number {
+  const graceEnd = now + graceMs;
+  return times.endsAt === null ? graceEnd : Math.min(times.endsAt, graceEnd);
+}

@@ -1,0 +1,51 @@
+import type { Db } from './store/db.js';
+import type { PoolState } from './pool/pool.js';
+import type { SessionState } from './session/state.js';
+import { redactNumber } from './log.js';
+
+export interface Stats {
+  pool: Record<PoolState, number> & { total: number };
+  sessions: Record<SessionState, number>;
+  busiestParty: {
+    /** Redacted: stats are an overview, not a way to read real numbers. */
+    number: string | null;
+    liveSessions: number;
+    /** Numbers that can be lent automatically (available). */
+    poolAvailable: number;
+  };
+}
+
+export function collectStats(db: Db, now: number): Stats {
+  const pool = { available: 0, reserved: 0, retired: 0, total: 0 };
+  for (const row of db.prepare<[], { state: PoolState; n: number }>('SELECT state, count(*) AS n FROM pool_number GROUP BY state').all()) {
+    pool[row.state] = row.n;
+    pool.total += row.n;
+  }
+  const sessions = db
+    .prepare<[{ now: number }], Record<SessionState, number>>(
+      `SELECT
+         coalesce(sum(released_at IS NULL AND (ends_at IS NULL OR ends_at > @now)), 0) AS active,
+         coalesce(sum(released_at IS NOT NULL AND ends_at > @now), 0) AS grace,
+         coalesce(sum(ends_at <= @now), 0) AS ended
+       FROM session`,
+    )
+    .get({ now })!;
+  const busiest = db
+    .prepare<[{ now: number }], { party: string; n: number }>(
+      `SELECT party, count(*) AS n FROM (
+         SELECT first_party AS party FROM session WHERE ends_at IS NULL OR ends_at > @now
+         UNION ALL
+         SELECT second_party FROM session WHERE ends_at IS NULL OR ends_at > @now
+       ) GROUP BY party ORDER BY n DESC, party LIMIT 1`,
+    )
+    .get({ now });
+  return {
+    pool,
+    sessions,
+    busiestParty: {
+      number: busiest ? redactNumber(busiest.party) : null,
+      liveSessions: busiest?.n ?? 0,
+      poolAvailable: pool.available,
+    },
+  };
+}
