@@ -1,0 +1,52 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { openDb, type Db } from '../../src/store/db.js';
+import { addToPool } from '../../src/pool/pool.js';
+import { parseNumber, type E164 } from '../../src/numbers/normalise.js';
+import type { PartyInput } from '../../src/session/sessions.js';
+
+/** A fresh database file in its own temp directory; `cleanup` removes both. */
+export function tempDb(): { db: Db; path: string; dir: string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), 'vnum-test-'));
+  const path = join(dir, 'vnum.db');
+  const db = openDb(path);
+  return {
+    db,
+    path,
+    dir,
+    cleanup: () => {
+      if (db.open) db.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** `count` London drama-range DIDs +4420794600NN, all valid E.164. */
+export function londonDids(count: number, from = 1): string[] {
+  return Array.from({ length: count }, (_, i) => `+4420794600${String(from + i).padStart(2, '0')}`);
+}
+
+export function seedPool(db: Db, numbers: string[], state: 'available' | 'reserved' | 'retired' = 'available'): void {
+  addToPool(db, numbers.map((number) => ({ number, state })), { now: 0 });
+}
+
+/** Valid UK mobiles +447911NNNNNN for test parties. */
+export function mobile(n: number): E164 {
+  return `+447911${String(n).padStart(6, '0')}` as E164;
+}
+
+export function party(number: string, maskedAs?: string): PartyInput {
+  const parsed = parseNumber(number);
+  return { number: parsed.e164, country: parsed.country, maskedAs: maskedAs as E164 | undefined };
+}
+
+/** Live (caller, dialled) pairs held by more than one live bridge: must always be empty. */
+export function invariantViolations(db: Db, now: number): unknown[] {
+  return db
+    .prepare(
+      `SELECT b.caller, b.dialled, count(*) AS n FROM bridge b JOIN session s ON s.sid = b.sid
+        WHERE s.ends_at IS NULL OR s.ends_at > ? GROUP BY b.caller, b.dialled HAVING n > 1`,
+    )
+    .all(now);
+}

@@ -1,0 +1,75 @@
+import { describe, expect, it } from 'vitest';
+import { normaliseNumber, parseCountry, parseNumber } from '../../src/numbers/normalise.js';
+import { parseDuration } from '../../src/duration.js';
+import { ErrorCode, isVnumError, VnumError } from '../../src/errors.js';
+
+function codeOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (e) {
+    return e instanceof VnumError ? e.code : 'not a VnumError';
+  }
+  return undefined;
+}
+
+describe('normaliseNumber', () => {
+  it('keeps +E.164 as it is', () => {
+    expect(normaliseNumber('+447911123456')).toBe('+447911123456');
+  });
+
+  it.each([
+    ['+447911123456', undefined],
+    ['07911 123456', 'GB'],
+    ['07911123456', 'GB'],
+    ['447911123456', 'GB'],
+    ['+44 (0)7911-123.456', undefined],
+  ])('reads %s (default country %s) as +447911123456', (input, country) => {
+    expect(normaliseNumber(input, country)).toBe('+447911123456');
+  });
+
+  it('knows the country of a number', () => {
+    expect(parseNumber('+442079460001').country).toBe('GB');
+    expect(parseNumber('9876543210', 'IN')).toEqual({ e164: '+919876543210', country: 'IN' });
+  });
+
+  it('refuses a number without + when no default country is set, saying how to set one', () => {
+    expect(codeOf(() => normaliseNumber('07911123456'))).toBe(ErrorCode.NoDefaultCountry);
+    expect(() => normaliseNumber('07911123456')).toThrow(/--country XX or VNUM_DEFAULT_COUNTRY/);
+  });
+
+  it.each([
+    ['+447911123456&PJSIP/evil', /only digits/],
+    ['"+447911123456"', /only digits/],
+    ['tel:+447911123456', /only digits/],
+    ['unknown', /only digits/],
+    ['', /only digits/],
+    ['+1'.padEnd(60, '9'), /only digits/],
+    ['+4420794600', /length/],
+    ['+447700900123', /not a valid number/],
+  ])('rejects %j with the reason', (input, reason) => {
+    expect(codeOf(() => normaliseNumber(input, 'GB'))).toBe(ErrorCode.InvalidNumber);
+    expect(() => normaliseNumber(input, 'GB')).toThrow(reason);
+  });
+
+  it('validates the country code', () => {
+    expect(parseCountry('gb')).toBe('GB');
+    expect(parseCountry(undefined)).toBeUndefined();
+    expect(codeOf(() => parseCountry('GBR'))).toBe(ErrorCode.InvalidArgument);
+  });
+});
+
+describe('parseDuration', () => {
+  it.each([
+    ['0s', 0],
+    ['90s', 90_000],
+    ['30m', 1_800_000],
+    ['2h', 7_200_000],
+    ['7d', 604_800_000],
+    ['250ms', 250],
+  ])('%s = %d ms', (text, ms) => expect(parseDuration(text)).toBe(ms));
+
+  it.each(['', '2', 'h', '1.5h', '-1h', '2 hours', '2h30m'])('rejects %j', (text) => {
+    expect(() => parseDuration(text, 'TTL')).toThrow(/invalid TTL/);
+    expect(isVnumError((() => { try { parseDuration(text); } catch (e) { return e; } })(), ErrorCode.InvalidArgument)).toBe(true);
+  });
+});
