@@ -5,15 +5,16 @@ import pino, { type Logger, type DestinationStream } from 'pino';
  * every run of 7+ digits (optionally after '+', digits possibly separated by
  * spaces, dots, dashes or brackets) keeps only its last 4 digits. This runs on
  * the serialised line, so it covers messages, fields, errors and stack traces
- * at every level. Timestamps are ISO strings (no 7-digit run), pid and hostname
- * are left out for the same reason.
+ * at every level. ISO timestamps are left alone; pid and hostname are left out.
  */
 
-const NUMBER_LIKE = /\+?\d(?:[\s().-]?\d){6,}/g;
+// An ISO timestamp (kept) or a number-like run (redacted).
+const NUMBER_LIKE = /(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z)|\+?\d(?:[\s().-]{0,2}\d){6,}/g;
 
 /** `+447700900123` -> `+********0123`: the shape stays, the identity goes. */
 export function redactNumber(text: string): string {
-  return text.replace(NUMBER_LIKE, (match) => {
+  return text.replace(NUMBER_LIKE, (match, timestamp: string | undefined) => {
+    if (timestamp) return match;
     let keep = 4;
     let out = '';
     for (let i = match.length - 1; i >= 0; i--) {
