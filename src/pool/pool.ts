@@ -64,9 +64,7 @@ export function addToPool(db: Db, entries: PoolEntryInput[], options: { defaultC
 }
 
 function validateEntries(db: Db, entries: PoolEntryInput[], defaultCountry: string | undefined): ValidEntry[] {
-  const isParty = db.prepare<[string, string], { one: number }>(
-    'SELECT 1 AS one FROM session WHERE first_party = ? OR second_party = ? LIMIT 1',
-  );
+  const isParty = db.prepare<[string], number>('SELECT 1 FROM bridge WHERE caller = ? LIMIT 1').pluck();
   const seen = new Map<string, string>();
   return entries.map((entry) => {
     const where = entry.line !== undefined ? `line ${entry.line}: ` : '';
@@ -85,7 +83,7 @@ function validateEntries(db: Db, entries: PoolEntryInput[], defaultCountry: stri
       if (previous !== undefined && previous !== `${country}/${state}`) {
         throw new VnumError(ErrorCode.InvalidArgument, `${parsed.e164} is listed twice with different country or state`);
       }
-      if (isParty.get(parsed.e164, parsed.e164)) {
+      if (isParty.get(parsed.e164)) {
         throw new VnumError(ErrorCode.PoolConflict, `${parsed.e164} is a party's real number in a session; it cannot be a virtual number`);
       }
       seen.set(parsed.e164, `${country}/${state}`);

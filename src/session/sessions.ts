@@ -267,7 +267,7 @@ const STATE_WHERE: Record<SessionState, string> = {
 /** Newest first; `limit + 1` rows are read so the caller can tell the list was cut. */
 export function listSessions(db: Db, filter: SessionFilter): { sessions: Session[]; more: boolean } {
   const where: string[] = [];
-  if (filter.party) where.push('(first_party = @party OR second_party = @party)');
+  if (filter.party) where.push('sid IN (SELECT sid FROM bridge WHERE caller = @party)');
   if (filter.state) where.push(STATE_WHERE[filter.state]);
   const sql = `SELECT * FROM session ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY sid DESC LIMIT @limit`;
   const rows = db.prepare<Record<string, unknown>, SessionRow>(sql).all({

@@ -1,0 +1,74 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { asteriskRoot, provisionScript, repoRoot } from './paths.js';
+
+/**
+ * Whether the end-to-end suites can run here, decided cheaply at collection
+ * time, and the provisioning itself (slow the first time) for beforeAll.
+ *
+ * Outside CI an impossible setup (not root, no Debian mirror) skips the suites
+ * with one line saying why. With CI=true nothing is skipped: the same problem
+ * fails the run loudly, because a CI that silently skips proves nothing.
+ */
+
+export interface E2EReadiness {
+  /** null: go ahead; otherwise the one-line reason the suites cannot run. */
+  blocker: string | null;
+  /** CI=true: a blocker is a failure, never a skip. */
+  mustRun: boolean;
+}
+
+const STAMP = '.vnum-provisioned';
+
+function cachedRootIsCurrent(): boolean {
+  const stampFile = path.join(asteriskRoot, STAMP);
+  if (!existsSync(stampFile)) return false;
+  const script = path.join(repoRoot, 'docker/asterisk/install-asterisk.sh');
+  const hash = spawnSync('sha256sum', [script], { encoding: 'utf8' }).stdout.split(' ')[0];
+  return readFileSync(stampFile, 'utf8').trim() === `install-asterisk.sh sha256 ${hash}`;
+}
+
+function onPath(cmd: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
+}
+
+function mirrorReachable(): string | null {
+  let mirror = process.env.VNUM_DEBIAN_MIRROR;
+  if (!mirror) {
+    const sources = '/etc/apt/sources.list.d/debian.sources';
+    if (!existsSync(sources)) return `no ${sources} to find a Debian mirror in`;
+    mirror = /^URIs:\s*(\S+)/m.exec(readFileSync(sources, 'utf8'))?.[1];
+    if (!mirror) return `no URIs: line in ${sources}`;
+  }
+  const probe = spawnSync(
+    'timeout',
+    ['20', '/usr/lib/apt/apt-helper', '-o', 'Acquire::http::Timeout=8', 'download-file',
+      `${mirror.replace(/\/$/, '')}/dists/sid/Release`, '/dev/null'],
+    { stdio: 'ignore' },
+  );
+  return probe.status === 0 ? null : `the Debian mirror ${mirror} is unreachable`;
+}
+
+export function e2eReadiness(): E2EReadiness {
+  const mustRun = process.env.CI === 'true';
+  const blocker = ((): string | null => {
+    if (process.platform !== 'linux') return 'Asterisk runs in a Linux chroot; this is not Linux';
+    if (process.getuid?.() !== 0) return 'not running as root (chroot, mount and debootstrap need root)';
+    if (cachedRootIsCurrent() && onPath('sipp')) return null;
+    return mirrorReachable();
+  })();
+  return { blocker, mustRun };
+}
+
+/** Builds or reuses the Asterisk root. Throws with provision.sh's own message. */
+export function provision(): void {
+  const run = spawnSync('bash', [provisionScript], {
+    encoding: 'utf8',
+    env: { ...process.env, VNUM_ASTERISK_ROOT: asteriskRoot },
+    timeout: 15 * 60_000,
+  });
+  if (run.status !== 0) {
+    throw new Error(`test/e2e/provision.sh failed (${run.status ?? run.signal}):\n${run.stderr.slice(-4000)}`);
+  }
+}
