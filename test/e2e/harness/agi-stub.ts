@@ -39,7 +39,7 @@ export function msetData(vars: Record<string, string>): string {
 }
 
 export async function startAgiStub(
-  decide: (env: AgiEnv) => StubBehaviour,
+  decide: (env: AgiEnv) => StubBehaviour | Promise<StubBehaviour>,
   port: number = ports.router,
 ): Promise<AgiStub> {
   const sessions: AgiEnv[] = [];
@@ -63,7 +63,13 @@ export async function startAgiStub(
       }
       buffer = buffer.slice(end + 2);
       sessions.push(env);
-      const behaviour = decide(env);
+      void Promise.resolve()
+        .then(() => decide(env))
+        .catch((): StubBehaviour => ({ kind: 'close' }))
+        .then((behaviour) => answer(behaviour));
+    });
+    const answer = (behaviour: StubBehaviour): void => {
+      if (socket.destroyed) return;
       if (behaviour.kind === 'close') {
         socket.end();
       } else if (behaviour.kind === 'mset') {
@@ -75,7 +81,7 @@ export async function startAgiStub(
         waitReply();
       }
       // stall: nothing, until Asterisk or close() ends the socket.
-    });
+    };
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -48,6 +48,12 @@ export interface AsteriskOptions {
   globals?: Record<string, string>;
   /** Log every SIP message Asterisk sends and receives into full.log. */
   sipLog?: boolean;
+  /**
+   * The dialplan file copied in as vnum.conf. Always the project's own
+   * dialplan/vnum.conf, except for the control test that proves the leak
+   * checks can fail.
+   */
+  dialplanFile?: string;
 }
 
 const CONF_DIR = '/etc/vnum-e2e';
@@ -62,6 +68,7 @@ const MODULES = [
   'res_sorcery_astdb.so',
   'res_pjsip.so',
   'res_pjsip_session.so',
+  'res_pjsip_pubsub.so',
   'res_pjsip_endpoint_identifier_ip.so',
   'res_pjsip_caller_id.so',
   'res_pjsip_diversion.so',
@@ -84,6 +91,7 @@ const MODULES = [
   'app_dial.so',
   'app_playback.so',
   'app_verbose.so',
+  'app_stack.so',
   'func_callerid.so',
   'func_strings.so',
   'func_logic.so',
@@ -274,7 +282,7 @@ export class Asterisk {
       writeFileSync(path.join(confDir, name), text, { mode: 0o644 });
     }
     // The operator's file, byte for byte.
-    copyFileSync(dialplanFile, path.join(confDir, 'vnum.conf'));
+    copyFileSync(options.dialplanFile ?? dialplanFile, path.join(confDir, 'vnum.conf'));
     for (const sub of ['lib', 'spool', 'run', 'log', 'cache']) {
       const dir = path.join(stateDir, sub);
       mkdirSync(dir, { recursive: true });
@@ -315,6 +323,10 @@ export class Asterisk {
       if (!this.child) throw new Error('Asterisk exited during start-up');
       const r = remote(this.root, 'core waitfullybooted', 5_000);
       if (r.status === 0) {
+        // Every listed module must be running: a missing dependency only logs.
+        const modules = remote(this.root, 'module show');
+        const missing = MODULES.filter((m) => !new RegExp(`^${m.replace('.', '\\.')}\\s.*Running`, 'm').test(modules.out));
+        if (missing.length > 0) throw new Error(`Asterisk modules not running: ${missing.join(', ')}`);
         const endpoints = remote(this.root, 'pjsip show endpoint carrier');
         if (endpoints.status === 0 && /Endpoint:\s+carrier/.test(endpoints.out)) return;
       }
