@@ -10,6 +10,7 @@
  * Every case asserts on the SIP messages each side received.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { startAgiStub, type AgiStub } from './harness/agi-stub.js';
 import { Asterisk, leakyTrunkIdentity, type AsteriskOptions } from './harness/asterisk.js';
@@ -522,5 +523,41 @@ suite('VNUM_NUMBER_FORMAT: the trunk\'s number format for the dialled number and
     const { second: devMasked } = masks(world.order);
     const outcome = await call(world.asterisk, { dialled: devMasked, callerUser: ALICE });
     expectRefused(outcome, 503);
+  }, CALL_TIMEOUT_MS);
+});
+
+suite('dialplan/pjsip-trunk.sample.conf', () => {
+  let world: World | undefined;
+  afterAll(async () => stopWorld(world));
+
+  it('loads as shipped (addresses pointed at the test carrier) and carries masked calls both ways', async () => {
+    const sample = readFileSync(path.join(repoRoot, 'dialplan/pjsip-trunk.sample.conf'), 'utf8')
+      .replace(/^bind = .*$/m, 'bind = 127.0.0.1:5060')
+      .replace(/^contact = .*$/m, 'contact = sip:127.0.0.1:5062')
+      .replace(/^match = .*$/m, 'match = 127.0.0.1');
+    world = await startWorld({ pjsipConf: sample });
+    const endpoint = world.asterisk.cli('pjsip show endpoint carrier');
+    for (const [option, value] of [
+      ['send_pai', 'false'],
+      ['send_rpid', 'false'],
+      ['trust_id_inbound', 'false'],
+      ['trust_id_outbound', 'false'],
+      ['send_connected_line', 'no'],
+      ['send_diversion', 'false'],
+      ['allow_transfer', 'false'],
+      ['context', 'vnum-inbound'],
+    ]) {
+      expect(endpoint).toMatch(new RegExp(`^\\s*${option}\\s*:\\s*${value}\\s*$`, 'm'));
+    }
+    const { first: aliceMasked, second: devMasked } = masks(world.order);
+    const there = await call(
+      world.asterisk,
+      { dialled: devMasked, callerUser: ALICE, extraHeaders: CALLER_ASSERTS(ALICE) },
+      CALLEE_ASSERTS(DEV),
+    );
+    expectBridged(there, { target: DEV, presented: aliceMasked, callerReal: ALICE, calleeReal: DEV });
+    expect(there.invites[0]!.header('P-Asserted-Identity')).toBeUndefined();
+    const back = await call(world.asterisk, { dialled: aliceMasked, callerUser: DEV }, CALLEE_ASSERTS(ALICE));
+    expectBridged(back, { target: ALICE, presented: devMasked, callerReal: DEV, calleeReal: ALICE });
   }, CALL_TIMEOUT_MS);
 });

@@ -54,6 +54,8 @@ export interface AsteriskOptions {
    * checks can fail.
    */
   dialplanFile?: string;
+  /** pjsip.conf text instead of the generated one (e.g. the sample trunk). */
+  pjsipConf?: string;
 }
 
 const CONF_DIR = '/etc/vnum-e2e';
@@ -154,7 +156,7 @@ enable = no
 rtpstart = 20000
 rtpend = 20999
 `,
-    'pjsip.conf': `[global]
+    'pjsip.conf': options.pjsipConf ?? `[global]
 type = global
 user_agent = vnum-e2e
 
