@@ -84,9 +84,12 @@ umount_proc() { if mountpoint -q "$1/proc"; then umount "$1/proc" || umount -l "
 
 # Never rm -rf a tree with proc mounted in it.
 remove_tree() {
-  [[ -d "$1" ]] || return 0
-  umount_proc "$1"
-  rm -rf --one-file-system "$1"
+  if [[ -d "$1" ]]; then
+    umount_proc "$1"
+    rm -rf --one-file-system "$1"
+  else
+    rm -f "$1"
+  fi
 }
 
 # Leftovers of interrupted runs.
@@ -95,7 +98,8 @@ for old in "$cache"/asterisk-root.build.* "$cache"/asterisk-root.old.*; do
 done
 
 build=$(mktemp -d "$cache/asterisk-root.build.XXXXXX")
-trap 'remove_tree "$build"' EXIT
+trap 'remove_tree "$build"; rm -f "$build.log"' EXIT
+trap 'exit 130' INT TERM
 chmod 755 "$build"
 
 started=$(date +%s)
