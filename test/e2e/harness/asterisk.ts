@@ -330,7 +330,14 @@ export class Asterisk {
         const missing = MODULES.filter((m) => !new RegExp(`^${m.replace('.', '\\.')}\\s.*Running`, 'm').test(modules.out));
         if (missing.length > 0) throw new Error(`Asterisk modules not running: ${missing.join(', ')}`);
         const endpoints = remote(this.root, 'pjsip show endpoint carrier');
-        if (endpoints.status === 0 && /Endpoint:\s+carrier/.test(endpoints.out)) return;
+        const transports = remote(this.root, 'pjsip show transports');
+        if (
+          endpoints.status === 0 &&
+          /Endpoint:\s+carrier/.test(endpoints.out) &&
+          transports.out.includes(`${loopback}:${ports.asteriskSip}`)
+        ) {
+          return;
+        }
       }
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -377,6 +384,9 @@ export class Asterisk {
 
   async stop(): Promise<void> {
     if (this.stopped) return;
+    if (process.env.VNUM_E2E_ASTERISK_LOG) {
+      writeFileSync(process.env.VNUM_E2E_ASTERISK_LOG, this.log(), { flag: 'a' });
+    }
     this.stopped = true;
     try {
       if (this.child) {
