@@ -241,6 +241,29 @@ suite('calls through Asterisk 22 with the vnum dialplan', () => {
     expectRefused(back, 404);
   }, CALL_TIMEOUT_MS);
 
+  it('the callee busy or unavailable: the caller gets busy or unavailable, and nothing else of the far end\'s answer', async () => {
+    const w = world!;
+    const { second: devMasked } = masks(w.order);
+    for (const [farEnd, expected] of [
+      [486, 486], // busy: cause 17
+      [480, 480], // no answer/unavailable: cause 19
+      [503, 503], // anything else: cause 34
+      [404, 503],
+    ] as const) {
+      const outcome = await call(
+        w.asterisk,
+        { dialled: devMasked, callerUser: ALICE },
+        { rejectWith: farEnd, responseHeaders: [`P-Asserted-Identity: <sip:${DEV}@127.0.0.1>`, 'Warning: 399 far-end "secret detail"'] },
+      );
+      expect(outcome.invites).toHaveLength(1);
+      expect(outcome.caller.finalStatus).toBe(expected);
+      const final = outcome.caller.received.find((m) => m.status === expected)!;
+      expect(final.startLine).not.toContain('Rejected');
+      expect(final.header('Warning')).toBeUndefined();
+      expect(findLeaks(outcome.caller.received, REAL.filter((n) => n !== ALICE), ownHeaders(outcome.caller))).toEqual([]);
+    }
+  }, 60_000);
+
   describe('6. the router failing', () => {
     let stub: AgiStub | undefined;
     afterEach(async () => {

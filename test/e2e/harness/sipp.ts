@@ -287,6 +287,8 @@ export interface UasOptions {
    * carrier asserting a new identity mid-call (say, after a transfer).
    */
   reinviteHeaders?: string[];
+  /** Instead of answering, reject every call with this final status (e.g. 486). */
+  rejectWith?: number;
 }
 
 function uasScenario(options: UasOptions): string {
@@ -315,6 +317,22 @@ function uasScenario(options: UasOptions): string {
       ${sdp}
     ]]>
   </send>`
+    : '';
+  const reject = options.rejectWith
+    ? `<send retrans="500">
+    <![CDATA[
+      SIP/2.0 ${options.rejectWith} Rejected by +441614960456
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:callee@[local_ip]:[local_port]>${xml(extra)}
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv request="ACK" next="done"/>`
     : '';
   const reinviteExtra = (options.reinviteHeaders ?? []).map((h) => `\n      ${xml(h)}`).join('');
   const reinvite = options.reinviteHeaders
@@ -388,6 +406,7 @@ function uasScenario(options: UasOptions): string {
     ]]>
   </send>
   <pause milliseconds="${options.ringMs ?? 100}"/>
+  ${reject}
   <send retrans="500">
     <![CDATA[
       SIP/2.0 200 OK
@@ -458,6 +477,7 @@ function uasScenario(options: UasOptions): string {
 
     ]]>
   </send>
+  <label id="done"/>
   <timewait milliseconds="50"/>
 </scenario>
 `;
