@@ -4,6 +4,7 @@ import { createRequire } from 'node:module';
 import { VnumError } from '../errors.js';
 import { registerPool } from './pool.js';
 import { registerRoute } from './route.js';
+import { registerServe } from './serve.js';
 import { registerSession } from './session.js';
 import { registerStats } from './stats.js';
 
@@ -25,6 +26,7 @@ function buildProgram(): Command {
   registerSession(program);
   registerRoute(program);
   registerStats(program);
+  registerServe(program);
   for (const command of program.commands) {
     command.exitOverride();
     for (const sub of command.commands) sub.exitOverride();

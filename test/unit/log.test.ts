@@ -14,6 +14,8 @@ describe('log redaction', () => {
     expect(redactNumber('+44 (0)20-7946.0001')).toBe('+** (*)**-****.0001');
     expect(redactNumber('session order-12345 took 523 ms')).toBe('session order-12345 took 523 ms');
     expect(redactNumber('ends 2026-11-25T09:20:02.123Z')).toBe('ends 2026-11-25T09:20:02.123Z');
+    expect(redactNumber('refused 192.168.100.200')).toBe('refused 192.168.100.200');
+    expect(redactNumber('020.7946.0001')).toBe('***.****.0001');
   });
 
   it.each(['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const)('redacts at level %s in messages, fields and errors', (level) => {
