@@ -169,7 +169,6 @@ suite('calls through Asterisk 22 with the vnum dialplan', () => {
 
   beforeAll(async () => {
     world = await startWorld();
-    console.info(`vnum e2e: router = ${world.router.kind}`);
   });
   afterAll(async () => stopWorld(world));
   afterEach(async () => {

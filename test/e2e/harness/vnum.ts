@@ -3,7 +3,6 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { startAgiStub, type AgiStub } from './agi-stub.js';
 import { cliMain, loopback, ports } from './paths.js';
 
 /**
@@ -86,8 +85,6 @@ export function cliHasServe(): boolean {
 }
 
 export interface Router {
-  /** 'serve': the product's own FastAGI server; 'route-cli': stand-in, see below. */
-  readonly kind: 'serve' | 'route-cli';
   stop(): Promise<void>;
 }
 
@@ -109,54 +106,30 @@ async function waitForPort(port: number, child: ChildProcess, output: () => stri
   throw new Error(`vnum serve did not listen on ${loopback}:${port}: ${output()}`);
 }
 
-/**
- * Starts the router Asterisk asks. `vnum serve` when the CLI has it. Until it
- * does, a stand-in FastAGI server answers each call with what the product's
- * own `vnum route <caller> <dialled> --json` decides against the same
- * database, so the routing decisions under test are still the product's.
- */
+/** Starts `vnum serve` on loopback: the router Asterisk asks for each call. */
 export async function startRouter(db: VnumDb, port: number = ports.router): Promise<Router> {
-  if (cliHasServe()) {
-    const child = spawn(
-      process.execPath,
-      [cliMain, 'serve', '--host', loopback, '--port', String(port), '--db', db.file],
-      { env: db.env, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let output = '';
-    child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    await waitForPort(port, child, () => output);
-    return {
-      kind: 'serve',
-      stop: async () => {
-        if (child.exitCode !== null) return;
-        child.kill('SIGTERM');
-        const timer = new Promise<'t'>((r) => setTimeout(() => r('t'), 5_000));
-        if ((await Promise.race([exited, timer])) === 't') {
-          child.kill('SIGKILL');
-          await exited;
-        }
-      },
-    };
+  if (!cliHasServe()) {
+    throw new Error(`${cliMain} has no 'serve' command: run npm run build`);
   }
-  const stub: AgiStub = await startAgiStub((env) => {
-    const caller = env.agi_callerid ?? '';
-    const dialled = env.agi_extension || env.agi_dnid || '';
-    const r = spawnSync(process.execPath, [cliMain, 'route', caller, dialled, '--json', '--db', db.file], {
-      encoding: 'utf8',
-      env: db.env,
-    });
-    const answer = JSON.parse(r.stdout) as { status: string; target: string | null; cli: string | null; session: string | null };
-    return {
-      kind: 'mset',
-      vars: {
-        VNUM_STATUS: answer.status,
-        VNUM_TARGET: answer.target ?? '',
-        VNUM_CLI: answer.cli ?? '',
-        VNUM_SESSION: answer.session ?? '',
-      },
-    };
-  }, port);
-  return { kind: 'route-cli', stop: () => stub.close() };
+  const child = spawn(
+    process.execPath,
+    [cliMain, 'serve', '--host', loopback, '--port', String(port), '--db', db.file],
+    { env: db.env, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let output = '';
+  child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  await waitForPort(port, child, () => output);
+  return {
+    stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const timer = new Promise<'t'>((r) => setTimeout(() => r('t'), 5_000));
+      if ((await Promise.race([exited, timer])) === 't') {
+        child.kill('SIGKILL');
+        await exited;
+      }
+    },
+  };
 }
