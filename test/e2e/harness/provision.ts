@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { asteriskRoot, provisionScript, repoRoot } from './paths.js';
 
@@ -41,13 +42,19 @@ function mirrorReachable(): string | null {
     mirror = /^URIs:\s*(\S+)/m.exec(readFileSync(sources, 'utf8'))?.[1];
     if (!mirror) return `no URIs: line in ${sources}`;
   }
-  const probe = spawnSync(
-    'timeout',
-    ['20', '/usr/lib/apt/apt-helper', '-o', 'Acquire::http::Timeout=8', 'download-file',
-      `${mirror.replace(/\/$/, '')}/dists/sid/Release`, '/dev/null'],
-    { stdio: 'ignore' },
-  );
-  return probe.status === 0 ? null : `the Debian mirror ${mirror} is unreachable`;
+  // apt-helper needs a real file to download into (not /dev/null).
+  const dir = mkdtempSync(path.join(tmpdir(), 'vnum-mirror-probe-'));
+  try {
+    const probe = spawnSync(
+      'timeout',
+      ['20', '/usr/lib/apt/apt-helper', '-o', 'Acquire::http::Timeout=8', 'download-file',
+        `${mirror.replace(/\/$/, '')}/dists/sid/Release`, path.join(dir, 'Release')],
+      { stdio: 'ignore' },
+    );
+    return probe.status === 0 ? null : `the Debian mirror ${mirror} is unreachable`;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 export function e2eReadiness(): E2EReadiness {
