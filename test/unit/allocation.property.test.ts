@@ -51,7 +51,7 @@ describe('allocation over random workloads (property)', () => {
               } else if (step.kind === 'create') {
                 if (step.a === step.b) continue;
                 const [A, B] = [mobile(step.a), mobile(step.b)];
-                const freeFor = (caller: string) => [...availableSet].filter((n) => !dialledBy(caller).includes(n));
+                const freeFor = (caller: string) => [...availableSet].filter((n) => !(dialledBy(caller) as string[]).includes(n));
                 const couldSucceed = freeFor(A).length > 0 && freeFor(B).length > 0;
                 try {
                   const { session } = createSession(store.db, {
