@@ -24,9 +24,13 @@ export interface LiveBridge {
   endsAt: number | null;
 }
 
-/** What the decision needs from the store: two point reads on the (caller, dialled) key. */
+/** What the decision needs from the store: point reads on the (caller, dialled) key. */
 export interface BridgeLookup {
-  /** The pair's bridge still marked live, if any (at most one by the allocation invariant). */
+  /**
+   * The pair's live bridge, if any (at most one by the allocation invariant). A
+   * store may return the pair's latest bridge even when it has ended: the
+   * decision judges liveness by `endsAt` itself.
+   */
   live(caller: E164, dialled: E164): LiveBridge | undefined;
   /** The pair's most recent session of any age, if there ever was one. */
   latestSession(caller: E164, dialled: E164): string | undefined;

@@ -7,7 +7,9 @@ import type { PoolState } from '../pool/pool.js';
  * Valid numbers: available (reserved only when asked for by number), and not
  * one the dialling party already dials in a live session — the invariant that
  * lets one number serve thousands of sessions. Among valid numbers:
- *   1. sticky: the number this party dialled to reach this counterparty last time;
+ *   1. sticky: the number this party dialled to reach this counterparty last
+ *      time, unless it has since been lent to reach someone else (it is that
+ *      someone's number now, in the party's call log);
  *   2. numbers in the dialling party's country first;
  *   3. least recently used by the dialling party (never used first): cool-off,
  *      so an old counterparty's number is the last to be lent to a new one;
@@ -19,8 +21,19 @@ export interface PoolCandidate {
   state: PoolState;
 }
 
+/** The pool as allocation reads it: in ascending number order, and by number. Built once per pool change. */
+export interface PoolView {
+  readonly candidates: readonly PoolCandidate[];
+  readonly byNumber: ReadonlyMap<string, PoolCandidate>;
+}
+
+export function poolView(candidates: Iterable<PoolCandidate>): PoolView {
+  const sorted = [...candidates].sort((a, b) => (a.number < b.number ? -1 : a.number > b.number ? 1 : 0));
+  return { candidates: sorted, byNumber: new Map(sorted.map((c) => [c.number, c])) };
+}
+
 export interface AllocationFacts {
-  pool: readonly PoolCandidate[];
+  pool: PoolView;
   /** Numbers the dialling party dials in its live sessions. */
   busy: ReadonlySet<string>;
   /** The dialling party's country, if known. */
@@ -33,12 +46,15 @@ export interface AllocationFacts {
 
 export function chooseMaskedNumber(facts: AllocationFacts): string | undefined {
   const { pool, busy, country, lastUsed, sticky } = facts;
+  if (sticky !== undefined && pool.byNumber.get(sticky)?.state === 'available' && !busy.has(sticky)) return sticky;
   let best: PoolCandidate | undefined;
   let bestUsed = 0;
-  for (const candidate of pool) {
+  for (const candidate of pool.candidates) {
     if (candidate.state !== 'available' || busy.has(candidate.number)) continue;
-    if (candidate.number === sticky) return candidate.number;
     const used = lastUsed.get(candidate.number) ?? -Infinity;
+    // In number order, the first never-used number in the party's country
+    // beats all that follow: most parties stop after a few candidates.
+    if (used === -Infinity && candidate.country === country) return candidate.number;
     if (best === undefined || better(candidate, used, best, bestUsed, country)) {
       best = candidate;
       bestUsed = used;

@@ -2,9 +2,7 @@ import type { Db } from '../store/db.js';
 import { writeTransaction } from '../store/db.js';
 import { ErrorCode, VnumError } from '../errors.js';
 import type { E164 } from '../numbers/normalise.js';
-import type { PoolState } from '../pool/pool.js';
-import { poolRevision } from '../pool/pool.js';
-import { chooseMaskedNumber, requestedNumberProblem, type PoolCandidate } from './allocate.js';
+import { chooseMaskedNumber, poolView, requestedNumberProblem, type PoolCandidate, type PoolView } from './allocate.js';
 import { endAfterRelease, sessionState, type SessionState } from './state.js';
 
 export interface Party {
@@ -80,46 +78,46 @@ function toSession(row: SessionRow, now: number): Session {
   };
 }
 
-const poolCache = new WeakMap<Db, { revision: number; candidates: PoolCandidate[]; byNumber: Map<string, PoolCandidate> }>();
+const poolCache = new WeakMap<Db, { revision: number; view: PoolView }>();
 
-function poolCandidates(db: Db) {
-  const revision = poolRevision(db);
+/** The pool, read again only when its revision moved (one point read per create otherwise). */
+function currentPool(db: Db, s: Statements): PoolView {
+  const revision = s.poolRevision.get() ?? 0;
   const cached = poolCache.get(db);
-  if (cached && cached.revision === revision) return cached;
-  const candidates = db
-    .prepare<[], { number: string; country: string; state: PoolState }>('SELECT number, country, state FROM pool_number ORDER BY number')
-    .all();
-  const fresh = { revision, candidates, byNumber: new Map(candidates.map((c) => [c.number, c])) };
-  poolCache.set(db, fresh);
-  return fresh;
+  if (cached && cached.revision === revision) return cached.view;
+  const view = poolView(db.prepare<[], PoolCandidate>('SELECT number, country, state FROM pool_number').all());
+  poolCache.set(db, { revision, view });
+  return view;
+}
+
+interface BridgeRow {
+  dialled: string;
+  target: string;
+  lent_at: number;
+  ends_at: number | null;
 }
 
 /** Prepared statements, one set per connection. */
 function prepareStatements(db: Db) {
   return {
     byId: db.prepare<[string], SessionRow>('SELECT * FROM session WHERE id = ?'),
-    // Mark the party's bridges whose session has ended as no longer live, so the
-    // partial unique index only ever holds live ones.
-    reap: db.prepare<[string, number]>(
-      'UPDATE bridge SET live = 0 WHERE caller = ? AND live = 1 AND EXISTS (SELECT 1 FROM session s WHERE s.sid = bridge.sid AND s.ends_at <= ?)',
-    ),
-    busy: db.prepare<[string], string>('SELECT dialled FROM bridge WHERE caller = ? AND live = 1').pluck(),
-    history: db.prepare<[string], { dialled: string; last_used_at: number }>('SELECT dialled, last_used_at FROM dial_history WHERE caller = ?'),
-    sticky: db.prepare<[string, string], string>('SELECT dialled FROM bridge WHERE caller = ? AND target = ? ORDER BY sid DESC LIMIT 1').pluck(),
+    poolRevision: db.prepare<[], number>("SELECT value FROM meta WHERE key = 'pool_revision'").pluck(),
+    // Everything allocation needs to know about a party, in one key range.
+    bridgesOf: db.prepare<[string], BridgeRow>('SELECT dialled, target, lent_at, ends_at FROM bridge WHERE caller = ?'),
     insertSession: db.prepare<[string, string, string, string, string, number, number | null, number | null]>(
       `INSERT INTO session (id, first_party, first_masked_as, second_party, second_masked_as, created_at, expires_at, ends_at)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
-    insertBridge: db.prepare<[string, string, number | bigint, string, string]>(
-      'INSERT INTO bridge (caller, dialled, sid, target, cli) VALUES (?, ?, ?, ?, ?)',
-    ),
-    touchHistory: db.prepare<[string, string, number]>(
-      `INSERT INTO dial_history (caller, dialled, last_used_at) VALUES (?, ?, ?)
-       ON CONFLICT (caller, dialled) DO UPDATE SET last_used_at = excluded.last_used_at`,
+    // A pair's row passes to a new session only when the old one has ended
+    // (NULL ends_at: open-ended, never): the invariant, held by the database.
+    lendBridge: db.prepare<[string, string, number | bigint, string, number, number | null]>(
+      `INSERT INTO bridge (caller, dialled, sid, target, lent_at, ends_at) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (caller, dialled) DO UPDATE
+         SET sid = excluded.sid, target = excluded.target, lent_at = excluded.lent_at, ends_at = excluded.ends_at
+         WHERE bridge.ends_at <= excluded.lent_at`,
     ),
     release: db.prepare<[number, number, number]>('UPDATE session SET released_at = ?, ends_at = ? WHERE sid = ?'),
-    endBridges: db.prepare<[number]>('UPDATE bridge SET live = 0 WHERE sid = ? AND live = 1'),
-    inPool: db.prepare<[string], number>('SELECT 1 FROM pool_number WHERE number = ?').pluck(),
+    endBridge: db.prepare<[number, string, string, number]>('UPDATE bridge SET ends_at = ? WHERE caller = ? AND dialled = ? AND sid = ?'),
   };
 }
 type Statements = ReturnType<typeof prepareStatements>;
@@ -166,49 +164,71 @@ export function createSession(db: Db, input: CreateSessionInput): CreateResult {
       }
       return { session: toSession(existing, now), created: false };
     }
+    const pool = currentPool(db, s);
     for (const party of [first, second]) {
-      if (s.inPool.get(party.number)) {
+      if (pool.byNumber.has(party.number)) {
         throw new VnumError(ErrorCode.InvalidArgument, `${party.number} is a virtual number in the pool, not a party's real number`);
       }
     }
-    s.reap.run(first.number, now);
-    s.reap.run(second.number, now);
     // first is masked as what second dials to reach first, and the other way round.
-    const firstMaskedAs = allocate(db, s, { dialler: second, target: first.number, requested: first.maskedAs });
-    const secondMaskedAs = allocate(db, s, { dialler: first, target: second.number, requested: second.maskedAs });
+    const firstMaskedAs = allocate(s, pool, { dialler: second, target: first.number, requested: first.maskedAs, now });
+    const secondMaskedAs = allocate(s, pool, { dialler: first, target: second.number, requested: second.maskedAs, now });
     const expiresAt = input.ttlMs === undefined ? null : now + input.ttlMs;
-    const { lastInsertRowid } = s.insertSession.run(
+    const { lastInsertRowid: sid } = s.insertSession.run(
       input.id, first.number, firstMaskedAs, second.number, secondMaskedAs, now, expiresAt, expiresAt,
     );
-    s.insertBridge.run(second.number, firstMaskedAs, lastInsertRowid, first.number, secondMaskedAs);
-    s.insertBridge.run(first.number, secondMaskedAs, lastInsertRowid, second.number, firstMaskedAs);
-    s.touchHistory.run(second.number, firstMaskedAs, now);
-    s.touchHistory.run(first.number, secondMaskedAs, now);
-    return { session: toSession(s.byId.get(input.id)!, now), created: true };
+    lend(s, second.number, firstMaskedAs, sid, first.number, now, expiresAt);
+    lend(s, first.number, secondMaskedAs, sid, second.number, now, expiresAt);
+    const session: Session = {
+      id: input.id,
+      state: 'active',
+      createdAt: now,
+      expiresAt,
+      releasedAt: null,
+      endsAt: expiresAt,
+      parties: [
+        { number: first.number, maskedAs: firstMaskedAs },
+        { number: second.number, maskedAs: secondMaskedAs },
+      ],
+    };
+    return { session, created: true };
   });
 }
 
-function allocate(
-  db: Db,
+function lend(
   s: Statements,
-  request: { dialler: PartyInput; target: E164; requested: E164 | undefined },
+  caller: E164, dialled: E164, sid: number | bigint, target: E164, now: number, endsAt: number | null,
+): void {
+  if (s.lendBridge.run(caller, dialled, sid, target, now, endsAt).changes !== 1) {
+    // allocate() chose a number this caller dials in a live session: a bug, never a user error.
+    throw new VnumError(ErrorCode.Database, `allocation invariant: ${dialled} is already live for this caller`);
+  }
+}
+
+function allocate(
+  s: Statements,
+  pool: PoolView,
+  request: { dialler: PartyInput; target: E164; requested: E164 | undefined; now: number },
 ): E164 {
-  const { dialler, target, requested } = request;
-  const pool = poolCandidates(db);
-  const busy = new Set(s.busy.all(dialler.number));
+  const { dialler, target, requested, now } = request;
+  const busy = new Set<string>();
+  const lastUsed = new Map<string, number>();
+  let sticky: string | undefined;
+  let stickyAt = -Infinity;
+  for (const row of s.bridgesOf.all(dialler.number)) {
+    if (row.ends_at === null || row.ends_at > now) busy.add(row.dialled);
+    lastUsed.set(row.dialled, row.lent_at);
+    if (row.target === target && row.lent_at > stickyAt) {
+      sticky = row.dialled;
+      stickyAt = row.lent_at;
+    }
+  }
   if (requested !== undefined) {
     const problem = requestedNumberProblem(pool.byNumber.get(requested), busy);
     if (problem) throw new VnumError(ErrorCode.InvalidArgument, `cannot lend ${requested}: it ${problem}`);
     return requested;
   }
-  const history = s.history.all(dialler.number);
-  const chosen = chooseMaskedNumber({
-    pool: pool.candidates,
-    busy,
-    country: dialler.country,
-    lastUsed: new Map(history.map((h) => [h.dialled, h.last_used_at])),
-    sticky: s.sticky.get(dialler.number, target),
-  });
+  const chosen = chooseMaskedNumber({ pool, busy, country: dialler.country, lastUsed, sticky });
   if (chosen === undefined) {
     const available = pool.candidates.filter((c) => c.state === 'available').length;
     throw new VnumError(
@@ -239,8 +259,10 @@ export function releaseSession(db: Db, id: string, graceMs: number, now: number)
     const endsAt = endAfterRelease(session, now, graceMs);
     if (session.releasedAt !== null && endsAt === session.endsAt) return { session, changed: false };
     s.release.run(session.releasedAt ?? now, endsAt, row.sid);
-    if (endsAt <= now) s.endBridges.run(row.sid);
-    return { session: toSession(s.byId.get(id)!, now), changed: true };
+    // The pair rows still belong to this session: a live session's rows cannot pass to another.
+    s.endBridge.run(endsAt, row.second_party, row.first_masked_as, row.sid);
+    s.endBridge.run(endsAt, row.first_party, row.second_masked_as, row.sid);
+    return { session: toSession({ ...row, released_at: session.releasedAt ?? now, ends_at: endsAt }, now), changed: true };
   });
 }
 
@@ -264,10 +286,14 @@ const STATE_WHERE: Record<SessionState, string> = {
   ended: 'ends_at <= @now',
 };
 
-/** Newest first; `limit + 1` rows are read so the caller can tell the list was cut. */
+/**
+ * Newest first; `limit + 1` rows are read so the caller can tell the list was cut.
+ * By party, this walks the sessions newest first until the list is full: an
+ * operator's command, so no party index makes every create write two more pages.
+ */
 export function listSessions(db: Db, filter: SessionFilter): { sessions: Session[]; more: boolean } {
   const where: string[] = [];
-  if (filter.party) where.push('sid IN (SELECT sid FROM bridge WHERE caller = @party)');
+  if (filter.party) where.push('(first_party = @party OR second_party = @party)');
   if (filter.state) where.push(STATE_WHERE[filter.state]);
   const sql = `SELECT * FROM session ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY sid DESC LIMIT @limit`;
   const rows = db.prepare<Record<string, unknown>, SessionRow>(sql).all({

@@ -2,15 +2,19 @@
  * Versioned schema. Each entry moves `PRAGMA user_version` from its index to
  * index + 1; entries are never edited once released, only appended.
  *
- * Liveness of a session is a matter of time (TTL, grace), so the database
- * cannot enforce "one live bridge per (caller, dialled)" by time alone. A
- * bridge carries `live`, cleared when its session is seen to have ended
- * (eagerly for the parties of every new session); the partial unique index
- * then backs the allocation invariant inside the database itself.
+ * `bridge` holds one row per (caller, dialled) pair ever lent: the pair's
+ * latest session. Its primary key is the routing key, so the database itself
+ * holds at most one bridge per pair, and a pair's row is only handed to a new
+ * session once the old one has ended (see `lendBridge`). The same rows are the
+ * party's dial history (when it was last lent each number, to whom), so
+ * allocation reads one contiguous key range per party. `ends_at` is a copy of
+ * the session's, kept in the same transactions, so that neither a routing
+ * decision nor an allocation has to visit the session table to tell a live
+ * bridge from an ended one.
  *
- * Every party is the caller of one bridge in each of its sessions, so the
- * bridge key (caller, …) also answers "the sessions of this party": no
- * separate party indexes on session, fewer pages written per create.
+ * Each create writes few pages: the session row and its id entry (both
+ * appended when ids grow), two bridge rows. Every page written is a WAL frame
+ * now and a checkpoint write later: that, not CPU, bounds creates per second.
  */
 export const MIGRATIONS: readonly string[] = [
   `
@@ -34,24 +38,14 @@ export const MIGRATIONS: readonly string[] = [
     ends_at           INTEGER,
     CHECK (first_party <> second_party)
   );
-  CREATE INDEX session_ends_at ON session (ends_at) WHERE ends_at IS NOT NULL;
 
   CREATE TABLE bridge (
     caller   TEXT NOT NULL,
     dialled  TEXT NOT NULL,
     sid      INTEGER NOT NULL REFERENCES session (sid),
     target   TEXT NOT NULL,
-    cli      TEXT NOT NULL,
-    live     INTEGER NOT NULL DEFAULT 1 CHECK (live IN (0, 1)),
-    PRIMARY KEY (caller, dialled, sid)
-  ) WITHOUT ROWID;
-  CREATE UNIQUE INDEX bridge_live ON bridge (caller, dialled) WHERE live = 1;
-  CREATE INDEX bridge_pair ON bridge (caller, target, sid);
-
-  CREATE TABLE dial_history (
-    caller        TEXT NOT NULL,
-    dialled       TEXT NOT NULL,
-    last_used_at  INTEGER NOT NULL,
+    lent_at  INTEGER NOT NULL,
+    ends_at  INTEGER,
     PRIMARY KEY (caller, dialled)
   ) WITHOUT ROWID;
 

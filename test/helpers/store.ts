@@ -41,12 +41,5 @@ export function party(number: string, maskedAs?: string): PartyInput {
   return { number: parsed.e164, country: parsed.country, maskedAs: maskedAs as E164 | undefined };
 }
 
-/** Live (caller, dialled) pairs held by more than one live bridge: must always be empty. */
-export function invariantViolations(db: Db, now: number): unknown[] {
-  return db
-    .prepare(
-      `SELECT b.caller, b.dialled, count(*) AS n FROM bridge b JOIN session s ON s.sid = b.sid
-        WHERE s.ends_at IS NULL OR s.ends_at > ? GROUP BY b.caller, b.dialled HAVING n > 1`,
-    )
-    .all(now);
-}
+/** The store's own audit of the allocation invariant (from the sessions) and of the bridge rows: must always be empty. */
+export { invariantViolations } from '../../src/session/invariant.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { chooseMaskedNumber, requestedNumberProblem, type PoolCandidate } from '../../src/session/allocate.js';
+import { chooseMaskedNumber, poolView, requestedNumberProblem, type PoolCandidate } from '../../src/session/allocate.js';
 
 const gb = (n: number, state: PoolCandidate['state'] = 'available'): PoolCandidate => ({
   number: `+4420794600${String(n).padStart(2, '0')}`,
@@ -12,31 +12,31 @@ const none = { busy: new Set<string>(), country: 'GB', lastUsed: new Map<string,
 
 describe('chooseMaskedNumber', () => {
   it('picks the lowest free number when nothing else decides', () => {
-    expect(chooseMaskedNumber({ ...none, pool: [gb(3), gb(1), gb(2)] })).toBe(gb(1).number);
+    expect(chooseMaskedNumber({ ...none, pool: poolView([gb(3), gb(1), gb(2)]) })).toBe(gb(1).number);
   });
 
   it('never picks a number the dialling party already dials in a live session', () => {
-    expect(chooseMaskedNumber({ ...none, pool: [gb(1), gb(2)], busy: new Set([gb(1).number]) })).toBe(gb(2).number);
+    expect(chooseMaskedNumber({ ...none, pool: poolView([gb(1), gb(2)]), busy: new Set([gb(1).number]) })).toBe(gb(2).number);
   });
 
   it('never picks reserved or retired numbers automatically', () => {
-    expect(chooseMaskedNumber({ ...none, pool: [gb(1, 'reserved'), gb(2, 'retired'), gb(3)] })).toBe(gb(3).number);
-    expect(chooseMaskedNumber({ ...none, pool: [gb(1, 'reserved'), gb(2, 'retired')] })).toBeUndefined();
+    expect(chooseMaskedNumber({ ...none, pool: poolView([gb(1, 'reserved'), gb(2, 'retired'), gb(3)]) })).toBe(gb(3).number);
+    expect(chooseMaskedNumber({ ...none, pool: poolView([gb(1, 'reserved'), gb(2, 'retired')]) })).toBeUndefined();
   });
 
   it('gives a pair its previous number back when it is free (sticky)', () => {
-    const facts = { ...none, pool: [gb(1), gb(2), gb(3)], sticky: gb(3).number, lastUsed: new Map([[gb(3).number, 100]]) };
+    const facts = { ...none, pool: poolView([gb(1), gb(2), gb(3)]), sticky: gb(3).number, lastUsed: new Map([[gb(3).number, 100]]) };
     expect(chooseMaskedNumber(facts)).toBe(gb(3).number);
   });
 
   it('ignores the sticky number when it is busy, reserved or retired', () => {
-    expect(chooseMaskedNumber({ ...none, pool: [gb(1), gb(2)], sticky: gb(2).number, busy: new Set([gb(2).number]) })).toBe(gb(1).number);
-    expect(chooseMaskedNumber({ ...none, pool: [gb(1), gb(2, 'retired')], sticky: gb(2).number })).toBe(gb(1).number);
+    expect(chooseMaskedNumber({ ...none, pool: poolView([gb(1), gb(2)]), sticky: gb(2).number, busy: new Set([gb(2).number]) })).toBe(gb(1).number);
+    expect(chooseMaskedNumber({ ...none, pool: poolView([gb(1), gb(2, 'retired')]), sticky: gb(2).number })).toBe(gb(1).number);
   });
 
   it("prefers numbers in the dialling party's country", () => {
-    expect(chooseMaskedNumber({ ...none, pool: [us, gb(9)], country: 'GB' })).toBe(gb(9).number);
-    expect(chooseMaskedNumber({ ...none, pool: [us, gb(9)], country: 'US' })).toBe(us.number);
+    expect(chooseMaskedNumber({ ...none, pool: poolView([us, gb(9)]), country: 'GB' })).toBe(gb(9).number);
+    expect(chooseMaskedNumber({ ...none, pool: poolView([us, gb(9)]), country: 'US' })).toBe(us.number);
   });
 
   it('prefers numbers never used by this party, then the least recently used (cool-off)', () => {
@@ -45,13 +45,13 @@ describe('chooseMaskedNumber', () => {
       [gb(2).number, 100],
       [gb(3).number, 200],
     ]);
-    expect(chooseMaskedNumber({ ...none, pool: [gb(1), gb(2), gb(3)], lastUsed })).toBe(gb(2).number);
-    expect(chooseMaskedNumber({ ...none, pool: [gb(1), gb(2), gb(3), gb(4)], lastUsed })).toBe(gb(4).number);
+    expect(chooseMaskedNumber({ ...none, pool: poolView([gb(1), gb(2), gb(3)]), lastUsed })).toBe(gb(2).number);
+    expect(chooseMaskedNumber({ ...none, pool: poolView([gb(1), gb(2), gb(3), gb(4)]), lastUsed })).toBe(gb(4).number);
   });
 
   it('puts country before recency', () => {
     const lastUsed = new Map([[gb(1).number, 500]]);
-    expect(chooseMaskedNumber({ ...none, pool: [us, gb(1)], lastUsed })).toBe(gb(1).number);
+    expect(chooseMaskedNumber({ ...none, pool: poolView([us, gb(1)]), lastUsed })).toBe(gb(1).number);
   });
 });
 

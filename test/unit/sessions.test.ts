@@ -102,7 +102,7 @@ describe('sessions', () => {
     const ended = releaseSession(store.db, 'o1', 0, 30);
     expect(ended.session.state).toBe('ended');
     expect(releaseSession(store.db, 'o1', 0, 40).changed).toBe(false);
-    expect(store.db.prepare('SELECT count(*) FROM bridge WHERE live = 1').pluck().get()).toBe(0);
+    expect(store.db.prepare('SELECT count(*) FROM bridge WHERE ends_at IS NULL OR ends_at > 30').pluck().get()).toBe(0);
     expect(errorOf(() => releaseSession(store.db, 'nope', 0, 1)).code).toBe(ErrorCode.SessionNotFound);
   });
 
@@ -136,6 +136,39 @@ describe('sessions', () => {
     releaseSession(store.db, 'o2', 0, 3);
     const again = createSession(store.db, { id: 'o3', first: party(A), second: party(D), now: 4 }).session;
     expect(again.parties.map((p) => p.maskedAs)).toEqual(first.parties.map((p) => p.maskedAs));
+  });
+
+  it('does not give a pair back a number lent to reach someone else since (it is that party’s number now)', () => {
+    seedPool(store.db, londonDids(3));
+    const [n1, n2, n3] = londonDids(3);
+    expect(createSession(store.db, { id: 'o1', first: party(A), second: party(D), now: 0 }).session.parties[0].maskedAs).toBe(n1);
+    releaseSession(store.db, 'o1', 0, 1);
+    // D reaches three others: n2 and n3 are new to D, then n1 (A's) is the only one free.
+    const dials = [0, 1, 2].map((i) => createSession(store.db, { id: `x${i}`, first: party(mobile(100 + i)), second: party(D), now: 2 + i }).session.parties[0].maskedAs);
+    expect(dials).toEqual([n2, n3, n1]);
+    for (let i = 0; i < 3; i++) releaseSession(store.db, `x${i}`, 0, 10);
+    // n1 is mobile(102)'s number in D's call log now: A gets D's least recently used number instead.
+    expect(createSession(store.db, { id: 'o2', first: party(A), second: party(D), now: 11 }).session.parties[0].maskedAs).toBe(n2);
+  });
+
+  it('lists every session of a party, also those a returning pair made on the same numbers', () => {
+    seedPool(store.db, londonDids(2));
+    createSession(store.db, { id: 'o1', first: party(A), second: party(D), now: 0 });
+    releaseSession(store.db, 'o1', 0, 1);
+    createSession(store.db, { id: 'o2', first: party(A), second: party(D), now: 2 });
+    expect(listSessions(store.db, { party: D, limit: 10, now: 3 }).sessions.map((s) => s.id)).toEqual(['o2', 'o1']);
+  });
+
+  it('audits the bridge rows against the sessions', () => {
+    seedPool(store.db, londonDids(2));
+    createSession(store.db, { id: 'o1', first: party(A), second: party(D), now: 0 });
+    expect(invariantViolations(store.db, 1)).toEqual([]);
+    // A bridge whose end no longer matches its session's would route wrongly: the audit names it.
+    store.db.prepare('UPDATE bridge SET ends_at = 5 WHERE caller = ?').run(A);
+    expect(invariantViolations(store.db, 1)).toEqual([
+      { kind: 'unrouted', caller: A, dialled: expect.any(String) },
+      { kind: 'stale', caller: A, dialled: expect.any(String) },
+    ]);
   });
 
   it("lends the party's least recently used number first (cool-off)", () => {
