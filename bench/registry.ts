@@ -1,0 +1,6 @@
+import type { Benchmark } from './benchmark.js';
+import { storeBenchmark } from './store.js';
+import { poolSizeBenchmark } from './pool-size.js';
+
+/** Every benchmark, in the order `npm run bench` runs them. A new one is a module in bench/ added here. */
+export const BENCHMARKS: readonly Benchmark[] = [storeBenchmark, poolSizeBenchmark];
