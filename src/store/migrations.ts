@@ -55,4 +55,46 @@ export const MIGRATIONS: readonly string[] = [
   ) WITHOUT ROWID;
   INSERT INTO meta (key, value) VALUES ('pool_revision', 0);
   `,
+  // 2: the call log (src/calls/). One row per call the router bridged, keyed
+  // for Asterisk by the caller channel's Uniqueid (AGI's agi_uniqueid, AMI's
+  // Uniqueid); the facts come from AMI events (see src/calls/facts.ts). Times
+  // are ms since the epoch. No real number is stored: `caller` names the
+  // session's party. The partial index holds only the calls still open, so
+  // the hang-up watcher's query and `vnum calls --live` read a handful of rows.
+  // `router_status` is what `vnum serve` reports for `vnum health`.
+  `
+  CREATE TABLE call (
+    id                   INTEGER PRIMARY KEY,
+    uniqueid             TEXT NOT NULL,
+    channel              TEXT NOT NULL,
+    session_id           TEXT NOT NULL REFERENCES session (id),
+    caller               TEXT NOT NULL CHECK (caller IN ('first', 'second')),
+    started_at           INTEGER NOT NULL,
+    ringing_at           INTEGER,
+    answered_at          INTEGER,
+    ended_at             INTEGER,
+    lost_at              INTEGER,
+    dial_status          TEXT,
+    hangup_cause         INTEGER,
+    hangup_cause_text    TEXT,
+    callee_uniqueid      TEXT,
+    hangup_requested_at  INTEGER,
+    hangup_reason        TEXT CHECK (hangup_reason IN ('release', 'session-ended'))
+  );
+  CREATE INDEX call_uniqueid ON call (uniqueid);
+  CREATE INDEX call_session ON call (session_id, id);
+  CREATE INDEX call_started ON call (started_at);
+  CREATE INDEX call_open ON call (session_id) WHERE ended_at IS NULL AND lost_at IS NULL;
+
+  CREATE TABLE router_status (
+    router            TEXT PRIMARY KEY,
+    pid               INTEGER NOT NULL,
+    started_at        INTEGER NOT NULL,
+    updated_at        INTEGER NOT NULL,
+    ami_state         TEXT NOT NULL,
+    ami_since         INTEGER,
+    ami_error         TEXT,
+    asterisk_version  TEXT
+  ) WITHOUT ROWID;
+  `,
 ];
