@@ -308,6 +308,12 @@ class RouterSession implements AgiPeer {
   private respond(answer: Answer): void {
     // The session may have ended while `route` ran (deadline, hang-up, shutdown).
     if (this.stage !== 'routing') return;
+    // A synchronous `route` that blocked the event loop past the deadline kept
+    // the deadline timer from firing: the answer is too late all the same.
+    if (performance.now() - this.startedAt >= this.core.sessionDeadlineMs) {
+      this.deadline();
+      return;
+    }
     this.stage = 'answering';
     this.status = answer.status;
     this.wire.send(answer.command).then(

@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { openDb, type Db } from '../store/db.js';
 import { redactNumber } from '../log.js';
@@ -36,19 +37,45 @@ export interface CallRouter {
 }
 
 /**
+ * The router's busy timeout. A WAL reader never waits for writers; it waits
+ * only when another process holds the whole file (locking_mode=EXCLUSIVE, a
+ * rollback-journal write) while the router (re)opens it. better-sqlite3 is
+ * synchronous, so such a wait freezes every call in flight, past the session
+ * deadline: with the store's 5 s, one blocked open held all calls for 5 s.
+ * A short wait answers ERROR at once instead, and the next attempt comes
+ * after reopenDelayMs.
+ */
+export const ROUTER_BUSY_TIMEOUT_MS = 250;
+
+/** Which file a path names right now: undefined when nothing is there. */
+function fileIdentity(path: string): string | undefined {
+  if (path === ':memory:') return path;
+  const stat = statSync(path, { throwIfNoEntry: false, bigint: true });
+  return stat === undefined ? undefined : `${stat.dev}:${stat.ino}`;
+}
+
+/**
  * The router's side of the store: one read connection, reopened by itself
- * after a failure (file replaced, unreadable, corrupt, locked), answering
- * ERROR meanwhile so the dialplan fails closed.
+ * after a failure (unreadable, corrupt, locked), answering ERROR meanwhile so
+ * the dialplan fails closed.
+ *
+ * An open SQLite connection keeps reading the file it opened even after that
+ * file is deleted or renamed away: without a check, a router whose database
+ * was removed, or replaced by `mv` (a restore), would go on bridging calls
+ * from the old file while every CLI command sees the new one. So each call
+ * first checks that the path still names the file that is open (one stat),
+ * and reopens when it does not.
  */
 export function createCallRouter(options: CallRouterOptions): CallRouter {
   const now = options.now ?? Date.now;
   const reopenDelayMs = options.reopenDelayMs ?? 1_000;
   let db: Db | undefined;
   let lookup: BridgeLookup | undefined;
+  /** The file the open connection reads (see fileIdentity). */
+  let openedFile: string | undefined;
   let retryAt = 0;
 
-  const fail = (error: unknown): ChannelVariables => {
-    options.logger.error({ err: error }, 'store failed; answering ERROR until it reopens');
+  const closeDb = (): void => {
     try {
       db?.close();
     } catch {
@@ -56,16 +83,38 @@ export function createCallRouter(options: CallRouterOptions): CallRouter {
     }
     db = undefined;
     lookup = undefined;
+    openedFile = undefined;
+  };
+
+  const fail = (error: unknown): ChannelVariables => {
+    options.logger.error({ err: error }, 'store failed; answering ERROR until it reopens');
+    closeDb();
     retryAt = now() + reopenDelayMs;
     return channelVariables({ status: 'ERROR', target: null, cli: null, session: null });
   };
 
   return {
     route(call) {
+      if (lookup) {
+        let current: string | undefined;
+        try {
+          current = fileIdentity(options.dbPath);
+        } catch (error) {
+          return fail(error);
+        }
+        if (current !== openedFile) {
+          options.logger.warn({ db: options.dbPath, present: current !== undefined }, 'database file replaced or removed: reopening');
+          closeDb();
+        }
+      }
       if (!lookup) {
         if (now() < retryAt) return channelVariables({ status: 'ERROR', target: null, cli: null, session: null });
         try {
-          db = openDb(options.dbPath);
+          // Identify the file before opening it: if it is replaced in between,
+          // the next call sees the difference and reopens again.
+          const before = fileIdentity(options.dbPath);
+          db = openDb(options.dbPath, { busyTimeoutMs: ROUTER_BUSY_TIMEOUT_MS });
+          openedFile = before ?? fileIdentity(options.dbPath);
           lookup = storeBridgeLookup(db);
         } catch (error) {
           return fail(error);
@@ -84,9 +133,7 @@ export function createCallRouter(options: CallRouterOptions): CallRouter {
       }
     },
     close() {
-      db?.close();
-      db = undefined;
-      lookup = undefined;
+      closeDb();
     },
   };
 }

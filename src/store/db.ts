@@ -31,6 +31,8 @@ export function resolveDbPath(explicit?: string): string {
 
 export interface OpenOptions {
   readonly?: boolean;
+  /** How long a statement waits for another process's lock before SQLITE_BUSY; default BUSY_TIMEOUT_MS. */
+  busyTimeoutMs?: number;
 }
 
 /**
@@ -47,7 +49,7 @@ export function openDb(path: string, options: OpenOptions = {}): Db {
     throw new VnumError(ErrorCode.Database, `cannot open database ${path}: ${(e as Error).message}`);
   }
   try {
-    db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? BUSY_TIMEOUT_MS}`);
     if (!options.readonly) {
       db.pragma('journal_mode = WAL');
       // NORMAL in WAL mode survives any process crash (SIGKILL included); only

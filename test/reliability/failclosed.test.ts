@@ -1,0 +1,255 @@
+/**
+ * Issue 5, item 3, at the FastAGI level: `vnum serve` (the built executable)
+ * while its database becomes unusable. Every call made meanwhile gets ERROR
+ * (the dialplan then plays an announcement) or, at worst, a closed socket
+ * (the dialplan fails closed on a missing answer too), and never a BRIDGE; and
+ * once the cause is gone the router routes again by itself, without a restart.
+ *
+ * The router killed and the router hung (accepts, never answers) are covered
+ * end to end with a real Asterisk in test/e2e/routing.e2e.test.ts ("6. the
+ * router failing"); the database causes end to end are in
+ * test/e2e/failclosed.e2e.test.ts. What a lock really does is measured here:
+ * see docs/reliability.md.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { startRouter } from '../../agi/server.js';
+import { vnum } from '../helpers/cli.js';
+import { captureLog } from '../unit/agi-fake-asterisk.js';
+import { callEnvironment, exchange, routeCall, sleep, startServe, type Answer, type Serve } from './lib.js';
+
+const A = '+447911000001';
+const D = '+447911000002';
+const ENV = { VNUM_DEFAULT_COUNTRY: 'GB' };
+
+let dir: string;
+let db: string;
+let serve: Serve | undefined;
+let holder: ChildProcess | undefined;
+let dMasked: string;
+let aMasked: string;
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'vnum-rel-failclosed-'));
+  db = join(dir, 'vnum.db');
+  expect(vnum(['--db', db, 'pool', 'add', '+442079460001', '+442079460002'], ENV).code).toBe(0);
+  const session = JSON.parse(vnum(['--db', db, 'session', 'create', 'o1', A, D, '--json'], ENV).stdout);
+  aMasked = session.parties[0].maskedAs;
+  dMasked = session.parties[1].maskedAs;
+});
+afterEach(async () => {
+  holder?.kill('SIGKILL');
+  holder = undefined;
+  await serve?.stop();
+  serve = undefined;
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const BRIDGED = (): Answer => ({ status: 'BRIDGE', target: D, cli: aMasked, session: 'o1' });
+
+/** A calls D's masked number: the answer, or 'closed' when the router closed without one. */
+async function callAD(): Promise<Answer | 'closed'> {
+  const { answer } = await routeCall(serve!.port, A, dMasked);
+  return answer ?? 'closed';
+}
+
+/** Calls placed one after another for `ms`: what each got. */
+async function callsFor(ms: number): Promise<Array<Answer | 'closed'>> {
+  const answers: Array<Answer | 'closed'> = [];
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    answers.push(await callAD());
+    await sleep(50);
+  }
+  return answers;
+}
+
+/** Calls until one bridges; how long that took. Fails after `limitMs`. */
+async function recovers(limitMs = 15_000): Promise<number> {
+  const start = Date.now();
+  for (;;) {
+    const answer = await callAD();
+    if (answer !== 'closed' && answer.status === 'BRIDGE') {
+      expect(answer).toEqual(BRIDGED());
+      return Date.now() - start;
+    }
+    if (answer !== 'closed') expect(answer.status).toBe('ERROR');
+    if (Date.now() - start > limitMs) throw new Error(`the router did not route again within ${limitMs} ms`);
+    await sleep(100);
+  }
+}
+
+function storeErrors(): string[] {
+  return serve!.lines().filter((l) => l.includes('store failed'));
+}
+
+const ERROR: Answer = { status: 'ERROR', target: '', cli: '', session: '' };
+
+describe('vnum serve while its database is unusable', () => {
+  it('the path becomes a directory: ERROR for every call, then it routes again once the file is back', async () => {
+    serve = await startServe({ db });
+    expect(await callAD()).toEqual(BRIDGED());
+    // The file and its WAL move away (the router still has them open) and a directory takes the path.
+    for (const suffix of ['', '-wal', '-shm']) renameSync(db + suffix, join(dir, `moved${suffix}`));
+    mkdirSync(db);
+    const during = await callsFor(1_500);
+    expect(during.length).toBeGreaterThan(3);
+    expect(during.every((a) => a !== 'closed' && a.status === 'ERROR'), JSON.stringify(during)).toBe(true);
+    expect(during).toContainEqual(ERROR);
+    rmdirSync(db);
+    for (const suffix of ['', '-wal', '-shm']) renameSync(join(dir, `moved${suffix}`), db + suffix);
+    const tookMs = await recovers();
+    expect(storeErrors().length).toBeGreaterThan(0);
+    console.log(`fail-closed: path became a directory: ${during.length} calls, all ERROR; routing again ${tookMs} ms after the file came back`);
+  }, 30_000);
+
+  it('the file is replaced by garbage: ERROR for every call, then it routes again once the real file is back', async () => {
+    serve = await startServe({ db });
+    expect(await callAD()).toEqual(BRIDGED());
+    renameSync(db, join(dir, 'good.db'));
+    writeFileSync(db, randomBytes(64 * 1024), { mode: 0o600 });
+    const during = await callsFor(1_500);
+    expect(during.every((a) => a !== 'closed' && a.status === 'ERROR'), JSON.stringify(during)).toBe(true);
+    renameSync(join(dir, 'good.db'), db);
+    const tookMs = await recovers();
+    console.log(`fail-closed: file replaced by garbage: ${during.length} calls, all ERROR; routing again ${tookMs} ms after the file came back`);
+  }, 30_000);
+
+  it('the file is deleted: no call bridges from the deleted file (the router does not keep routing a ghost)', async () => {
+    serve = await startServe({ db });
+    expect(await callAD()).toEqual(BRIDGED());
+    for (const suffix of ['', '-wal', '-shm']) rmSync(db + suffix, { force: true });
+    // The store at that path is empty now: the CLI says so, and the router must agree.
+    const during = await callsFor(500);
+    expect(during.some((a) => a === 'closed' || a.status === 'BRIDGE'), JSON.stringify(during)).toBe(false);
+    expect(JSON.parse(vnum(['--db', db, 'route', A, dMasked, '--json'], ENV).stdout).status).toBe('NO_SESSION');
+    expect(await callAD()).toMatchObject({ status: 'NO_SESSION' });
+  }, 30_000);
+
+  it('the file is corrupted in place: ERROR for every call, then it routes again once the bytes are restored', async () => {
+    serve = await startServe({ db });
+    expect(await callAD()).toEqual(BRIDGED());
+    // Everything into the main file, so the damage below is all there is to read.
+    const checkpointer = new Database(db);
+    checkpointer.pragma('wal_checkpoint(TRUNCATE)');
+    checkpointer.close();
+    const good = readFileSync(db);
+    const pageSize = 4096;
+    // Page 1 (header, schema) intact; every other page garbage: the same file, same inode.
+    const bad = Buffer.concat([good.subarray(0, pageSize), randomBytes(good.length - pageSize)]);
+    writeFileSync(db, bad);
+    const during = await callsFor(1_500);
+    expect(during.some((a) => a === 'closed' || a.status === 'BRIDGE'), JSON.stringify(during)).toBe(false);
+    expect(during.filter((a) => a !== 'closed' && a.status === 'ERROR').length, JSON.stringify(during)).toBeGreaterThan(0);
+    writeFileSync(db, good);
+    const tookMs = await recovers();
+    console.log(
+      `fail-closed: corrupted in place: ${during.length} calls: ${during.filter((a) => a !== 'closed' && a.status === 'ERROR').length} ERROR, ` +
+        `0 BRIDGE; routing again ${tookMs} ms after the bytes were restored`,
+    );
+  }, 30_000);
+
+  it('another process holds BEGIN EXCLUSIVE for 3 s: WAL readers are not blocked, so calls keep getting the committed answer', async () => {
+    serve = await startServe({ db });
+    expect(await callAD()).toEqual(BRIDGED());
+    holder = holdLock(db, 'BEGIN EXCLUSIVE', 3_000);
+    await lockTaken(holder);
+    // A release started under the lock waits for it (busy timeout 5 s), then lands.
+    const release = runCli(['--db', db, 'session', 'release', 'o1', '--grace', '0s']);
+    const during = await callsFor(2_000);
+    expect(during.every((a) => a !== 'closed' && a.status === 'BRIDGE'), JSON.stringify(during)).toBe(true);
+    const released = await release;
+    expect(released.code, released.stderr).toBe(0);
+    // The release is seen at once afterwards.
+    expect(await callAD()).toEqual({ status: 'ENDED', target: '', cli: '', session: 'o1' });
+    expect(storeErrors()).toEqual([]);
+    console.log(`fail-closed: BEGIN EXCLUSIVE held 3 s: ${during.length} calls answered from the committed state meanwhile; the release waited, then applied`);
+  }, 30_000);
+
+  it('an exclusive lock that does block readers (locking_mode=EXCLUSIVE, taken while the router had no connection): ERROR for every call, and routing resumes after it', async () => {
+    // vnum serve opens its connection at the first call: until then another
+    // process can take the whole file. (Once the router is connected, no other
+    // process can get this lock: see the test above.)
+    serve = await startServe({ db });
+    holder = holdLock(db, "PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; INSERT INTO pool_number SELECT * FROM pool_number WHERE 0; COMMIT", 4_000);
+    await lockTaken(holder);
+    const during = await callsFor(2_500);
+    // Each call is answered ERROR (the router waits 250 ms for the lock, not the store's 5 s,
+    // so it neither freezes nor answers after its deadline).
+    expect(during.length).toBeGreaterThan(3);
+    expect(during.every((a) => a !== 'closed' && a.status === 'ERROR'), JSON.stringify(during)).toBe(true);
+    await new Promise((resolve) => holder!.once('exit', resolve));
+    const tookMs = await recovers();
+    console.log(
+      `fail-closed: reader-blocking exclusive lock for 4 s: ${during.length} calls during it: ` +
+        `${during.filter((a) => a !== 'closed' && a.status === 'ERROR').length} ERROR, ${during.filter((a) => a === 'closed').length} closed unanswered, 0 BRIDGE; ` +
+        `routing again ${tookMs} ms after the lock went`,
+    );
+  }, 30_000);
+});
+
+/** A process that runs `sql` on the database, says "held", and keeps its lock for `ms`. */
+function holdLock(path: string, sql: string, ms: number): ChildProcess {
+  const script = `
+    const Database = require(${JSON.stringify(createRequire(import.meta.url).resolve('better-sqlite3'))});
+    const db = new Database(${JSON.stringify(path)});
+    db.exec(${JSON.stringify(sql)});
+    process.stdout.write('held\\n');
+    setTimeout(() => process.exit(0), ${ms});`;
+  return spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+}
+
+function lockTaken(child: ChildProcess): Promise<void> {
+  return new Promise((resolve, reject) => {
+    child.stdout!.once('data', () => resolve());
+    child.once('exit', (code) => reject(new Error(`the lock holder exited (${code}) before taking its lock`)));
+  });
+}
+
+function runCli(args: string[]): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [new URL('../../dist/src/cli/main.js', import.meta.url).pathname, ...args], {
+      env: { ...process.env, ...ENV },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('close', (code) => resolve({ code, stderr }));
+  });
+}
+
+describe('the router\'s own deadline', () => {
+  it('a synchronous route that blocks past the session deadline gets no answer out: the socket is closed instead', async () => {
+    const log = captureLog();
+    let blockMs = 300;
+    const router = await startRouter({
+      port: 0,
+      sessionDeadlineMs: 150,
+      logger: log.logger,
+      route: () => {
+        // A blocked database read: the event loop (and the deadline timer) stands still.
+        const until = performance.now() + blockMs;
+        while (performance.now() < until);
+        return { VNUM_STATUS: 'BRIDGE', VNUM_TARGET: D, VNUM_CLI: '+442079460001', VNUM_SESSION: 'o1' };
+      },
+    });
+    try {
+      const late = await exchange(router.address().port, { send: callEnvironment(A, '+442079460002'), then: 'hold', timeoutMs: 5_000 });
+      expect(late.closedByRouter).toBe(true);
+      expect(late.received).toBe('');
+      expect(log.records().some((r) => r.msg === 'FastAGI session deadline passed: connection destroyed')).toBe(true);
+      // In time, the same route is answered.
+      blockMs = 10;
+      const inTime = await routeCall(router.address().port, A, '+442079460002');
+      expect(inTime.answer?.status).toBe('BRIDGE');
+    } finally {
+      await router.close(0);
+    }
+  });
+});
