@@ -41,6 +41,17 @@ export function memoryOf(pid: number): { rss: number; peak: number } | undefined
   return { rss: kb('VmRSS'), peak: kb('VmHWM') };
 }
 
+/** CPU seconds (user + system) a process has used so far; Linux clock ticks are 1/100 s. */
+export function cpuSecondsOf(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
 export interface Serve {
   child: ChildProcess;
   pid: number;
@@ -58,21 +69,27 @@ export interface ServeOptions {
   env?: Record<string, string | undefined>;
   /** Run under `ulimit -n <n>` (the shell raises it; CI runs as root). */
   fdLimit?: number;
+  /** Run under this umask, e.g. '000'. */
+  umask?: string;
 }
 
 /** The built `vnum serve` on a free loopback port, started once it says so. */
 export async function startServe(options: ServeOptions): Promise<Serve> {
   const port = await freePort();
-  const argv = [VNUM_BIN, '--db', options.db, 'serve', '--port', String(port), ...(options.args ?? [])];
+  const argv = [...(process.env.VNUM_RELIABILITY_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', process.env.VNUM_RELIABILITY_PROFILE] : []), VNUM_BIN, '--db', options.db, 'serve', '--port', String(port), ...(options.args ?? [])];
   const env = Object.fromEntries(
     Object.entries({ ...process.env, VNUM_DEFAULT_COUNTRY: 'GB', VNUM_LOG_LEVEL: undefined, VNUM_LOG_REDACT: undefined, ...options.env }).filter(
       ([, v]) => v !== undefined,
     ),
   ) as NodeJS.ProcessEnv;
+  const shell = [
+    ...(options.umask !== undefined ? [`umask ${options.umask}`] : []),
+    ...(options.fdLimit !== undefined ? [`ulimit -n ${options.fdLimit}`] : []),
+  ];
   const child =
-    options.fdLimit === undefined
+    shell.length === 0
       ? spawn(process.execPath, argv, { env, stdio: ['ignore', 'ignore', 'pipe'] })
-      : spawn('bash', ['-c', `ulimit -n ${options.fdLimit} && exec "$0" "$@"`, process.execPath, ...argv], {
+      : spawn('bash', ['-c', `${shell.join(' && ')} && exec "$0" "$@"`, process.execPath, ...argv], {
           env,
           stdio: ['ignore', 'ignore', 'pipe'],
         });
@@ -255,4 +272,24 @@ export function prng(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+/** Asterisk's config format as far as manager.conf uses it: sections, `key = value`, `;` comments, repeated keys kept in order. */
+export function parseAsteriskConf(text: string): Map<string, Array<[string, string]>> {
+  const sections = new Map<string, Array<[string, string]>>();
+  let current: Array<[string, string]> | undefined;
+  for (const raw of text.split('\n')) {
+    const line = raw.replace(/(^|[^\\]);.*$/, '$1').trim();
+    if (line === '') continue;
+    const section = /^\[([^\]]+)\]$/.exec(line);
+    if (section) {
+      current = [];
+      sections.set(section[1]!, current);
+      continue;
+    }
+    const eq = line.indexOf('=');
+    if (eq < 0 || current === undefined) throw new Error(`not a setting: ${raw}`);
+    current.push([line.slice(0, eq).trim().replace(/\s+/g, ''), line.slice(eq + 1).trim()]);
+  }
+  return sections;
 }
