@@ -1,0 +1,55 @@
+// The creating process of the crash campaign (test/reliability/crash.test.ts),
+// killed with SIGKILL at a random moment. Opens (or creates) the database,
+// loads the pool (idempotent), then creates sessions without end, releasing
+// older ones, and reports each acknowledged operation on stdout with a
+// synchronous write BEFORE starting the next one:
+//   C <id> <first> <second> <first masked as> <second masked as>
+//   R <id>
+// so whatever the test read from the pipe was acknowledged before the kill.
+import { writeSync } from 'node:fs';
+import { openDb } from '../../../dist/src/store/db.js';
+import { addToPool } from '../../../dist/src/pool/pool.js';
+import { createSession, releaseSession } from '../../../dist/src/session/sessions.js';
+import { parseNumber } from '../../../dist/src/numbers/normalise.js';
+
+const [path, trialArg, poolArg, partiesArg] = process.argv.slice(2);
+const trial = Number(trialArg);
+const parties = Number(partiesArg);
+const out = (line) => writeSync(1, line + '\n');
+const party = (n) => {
+  const parsed = parseNumber(`+447911${String(n).padStart(6, '0')}`);
+  return { number: parsed.e164, country: parsed.country };
+};
+let seed = trial * 104729 + 7;
+const random = (n) => {
+  seed = (seed * 1103515245 + 12345) % 2147483648;
+  return Math.floor((seed / 2147483648) * n);
+};
+
+const db = openDb(path);
+addToPool(
+  db,
+  Array.from({ length: Number(poolArg) }, (_, i) => ({ number: `+4420794600${String(i + 1).padStart(2, '0')}` })),
+  { defaultCountry: 'GB', now: Date.now() },
+);
+out('READY');
+const live = [];
+for (let i = 0; ; i++) {
+  const a = random(parties);
+  const b = (a + 1 + random(parties - 1)) % parties;
+  const id = `t${trial}-${i}`;
+  try {
+    const { session } = createSession(db, { id, first: party(a), second: party(b), now: Date.now() });
+    const [first, second] = session.parties;
+    out(`C ${id} ${first.number} ${second.number} ${first.maskedAs} ${second.maskedAs}`);
+    live.push(id);
+  } catch (e) {
+    if (e?.code !== 'VNUM_POOL_EXHAUSTED') throw e;
+  }
+  if (live.length > 20) {
+    const id = live.splice(random(live.length), 1)[0];
+    // Half end now, half keep a grace period (still live when the test audits).
+    releaseSession(db, id, random(2) === 0 ? 0 : 10 * 60_000, Date.now());
+    out(`R ${id}`);
+  }
+}
