@@ -1,0 +1,154 @@
+/**
+ * End to end, issue 5 item 6: dialplan/manager.sample.conf loaded into a real
+ * Asterisk 22 (only the secret replaced) keeps AMI to loopback: nothing
+ * listens on another address, a login from another local address (127.0.0.2)
+ * is refused with the right secret, and from 127.0.0.1 the user gets exactly
+ * the classes the sample grants (Originate and Command refused, Hangup and
+ * CoreSettings allowed).
+ *
+ * What the user receives during real calls, and vnum serve's own use of it,
+ * are in ami.e2e.test.ts.
+ */
+import { randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Asterisk, renderConfig } from './harness/asterisk.js';
+import { repoRoot } from './harness/paths.js';
+import { e2eReadiness, provision } from './harness/provision.js';
+
+const readiness = e2eReadiness();
+if (readiness.blocker && !readiness.mustRun) {
+  console.warn(`vnum e2e (exposure): skipped, ${readiness.blocker} (with CI=true this fails instead)`);
+}
+const suite = readiness.blocker && !readiness.mustRun ? describe.skip : describe;
+
+const SECRET = randomBytes(24).toString('hex');
+const AMI_PORT = 5038;
+
+type Message = Record<string, string>;
+
+/** A raw AMI session: the banner, then messages split on blank lines. */
+function ami(localAddress: string, host = '127.0.0.1'): Promise<{ banner: string; send: (lines: string[]) => Promise<Message>; close: () => void }> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ port: AMI_PORT, host, localAddress });
+    let buffer = '';
+    let banner: string | undefined;
+    const waiting: Array<(m: Message) => void> = [];
+    socket.setEncoding('utf8');
+    socket.once('error', reject);
+    socket.on('data', (chunk: string) => {
+      buffer += chunk;
+      if (banner === undefined) {
+        const nl = buffer.indexOf('\r\n');
+        if (nl < 0) return;
+        banner = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 2);
+        resolve({
+          banner,
+          send: (lines) =>
+            new Promise<Message>((r, fail) => {
+              const timer = setTimeout(() => fail(new Error(`no AMI response to ${lines[0]}`)), 5_000);
+              waiting.push((m) => {
+                clearTimeout(timer);
+                r(m);
+              });
+              socket.write(lines.join('\r\n') + '\r\n\r\n');
+            }),
+          close: () => socket.destroy(),
+        });
+      }
+      let end: number;
+      while ((end = buffer.indexOf('\r\n\r\n')) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 4);
+        const message: Message = {};
+        for (const line of block.split('\r\n')) {
+          const colon = line.indexOf(':');
+          if (colon > 0) message[line.slice(0, colon)] = line.slice(colon + 1).trim();
+        }
+        // Responses, not events, answer our actions.
+        if (message.Response !== undefined) waiting.shift()?.(message);
+      }
+    });
+  });
+}
+
+suite('AMI exposure with dialplan/manager.sample.conf (Asterisk 22)', () => {
+  let asterisk: Asterisk;
+
+  beforeAll(async () => {
+    if (readiness.blocker) throw new Error(`vnum e2e cannot run (CI=true forbids skipping): ${readiness.blocker}`);
+    provision();
+    asterisk = await Asterisk.start();
+    // The sample as an operator installs it: only the secret is theirs.
+    const sample = readFileSync(path.join(repoRoot, 'dialplan/manager.sample.conf'), 'utf8');
+    const conf = sample.replace(/^secret\s*=.*$/m, `secret = ${SECRET}`);
+    expect(conf).not.toBe(sample);
+    const confDir = /^astetcdir => (.+)$/m.exec(renderConfig(asterisk.root, {})['asterisk.conf']!)![1]!;
+    writeFileSync(path.join(asterisk.root, confDir, 'manager.conf'), conf, { mode: 0o640 });
+    asterisk.cli('manager reload');
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const up = await ami('127.0.0.1').then(
+        (s) => (s.close(), true),
+        () => false,
+      );
+      if (up) break;
+      if (Date.now() > deadline) throw new Error(`AMI did not come up:\n${asterisk.logTail(20)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  });
+  afterAll(async () => asterisk?.stop());
+
+  it('listens on 127.0.0.1 only: nothing answers on 127.0.0.2', async () => {
+    const error = await ami('127.0.0.2', '127.0.0.2').then(
+      (s) => (s.close(), 'connected'),
+      (e: NodeJS.ErrnoException) => e.code,
+    );
+    expect(error).toBe('ECONNREFUSED');
+  });
+
+  it('refuses the right secret from another local address (deny all, permit 127.0.0.1)', async () => {
+    const session = await ami('127.0.0.2');
+    try {
+      expect(session.banner).toMatch(/^Asterisk Call Manager\//);
+      const login = await session.send(['Action: Login', 'Username: vnum', `Secret: ${SECRET}`, 'Events: off']);
+      expect(login).toMatchObject({ Response: 'Error', Message: 'Authentication failed' });
+    } finally {
+      session.close();
+    }
+  });
+
+  it('from 127.0.0.1: logs in; Originate, Command, Reload, GetConfig refused; Hangup and CoreSettings allowed', async () => {
+    const wrong = await ami('127.0.0.1');
+    expect(await wrong.send(['Action: Login', 'Username: vnum', 'Secret: wrong', 'Events: off'])).toMatchObject({ Response: 'Error' });
+    wrong.close();
+    const session = await ami('127.0.0.1');
+    try {
+      expect(await session.send(['Action: Login', 'Username: vnum', `Secret: ${SECRET}`, 'Events: off'])).toMatchObject({ Response: 'Success' });
+      for (const action of [
+        ['Action: Originate', 'Channel: Local/1@default', 'Application: Verbose', 'Data: x'],
+        ['Action: Command', 'Command: core show version'],
+        ['Action: Reload'],
+        ['Action: GetConfig', 'Filename: manager.conf'],
+        ['Action: UpdateConfig', 'SrcFilename: manager.conf', 'DstFilename: manager.conf'],
+      ]) {
+        expect(await session.send(action), action[0]).toMatchObject({ Response: 'Error', Message: 'Permission denied' });
+      }
+      // Allowed: the answer is about the channel, not the permission.
+      const hangup = await session.send(['Action: Hangup', 'Channel: PJSIP/nobody-00000000']);
+      expect(hangup.Response).toBe('Error');
+      expect(hangup.Message).not.toBe('Permission denied');
+      const settings = await session.send(['Action: CoreSettings']);
+      expect(settings).toMatchObject({ Response: 'Success' });
+      expect(settings.AsteriskVersion).toMatch(/^22\./);
+      const user = asterisk.cli('manager show user vnum');
+      expect(user).toMatch(/read perm:\s*call\s*$/m);
+      expect(user).toMatch(/write perm:\s*call,reporting\s*$/m);
+    } finally {
+      session.close();
+    }
+  });
+});
