@@ -10,7 +10,7 @@
  * are in ami.e2e.test.ts.
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { chownSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -87,7 +87,11 @@ suite('AMI exposure with dialplan/manager.sample.conf (Asterisk 22)', () => {
     const conf = sample.replace(/^secret\s*=.*$/m, `secret = ${SECRET}`);
     expect(conf).not.toBe(sample);
     const confDir = /^astetcdir => (.+)$/m.exec(renderConfig(asterisk.root, {})['asterisk.conf']!)![1]!;
-    writeFileSync(path.join(asterisk.root, confDir, 'manager.conf'), conf, { mode: 0o640 });
+    // Readable by Asterisk's own user only, as the secret deserves.
+    const target = path.join(asterisk.root, confDir, 'manager.conf');
+    writeFileSync(target, conf, { mode: 0o640 });
+    const [, , uid, gid] = readFileSync(path.join(asterisk.root, 'etc/passwd'), 'utf8').split('\n').find((l) => l.startsWith('asterisk:'))!.split(':');
+    chownSync(target, Number(uid), Number(gid));
     asterisk.cli('manager reload');
     const deadline = Date.now() + 10_000;
     for (;;) {

