@@ -1,5 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chownSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { asteriskRoot, dialplanFile, loopback, ports } from './paths.js';
 
@@ -10,6 +12,13 @@ import { asteriskRoot, dialplanFile, loopback, ports } from './paths.js';
  *
  * Always stopped: by stop(), and by an exit hook if a test run dies first, so
  * no Asterisk is left running and no proc stays mounted in the root.
+ *
+ * Several processes (another suite's run, a benchmark, a second checkout) may
+ * want the fixed ports at once: a lock directory (`$TMPDIR/vnum-e2e-asterisk.lock`,
+ * one per machine like the ports, holding the owner's pid) makes them take
+ * turns. The first start() in a process takes it and the process keeps it
+ * until it exits (a test file stops and starts Asterisk between cases, with
+ * its router and sipp still bound); a lock whose owner is gone is taken over.
  */
 
 /** Identity settings of the carrier endpoint: the trunk both legs use. */
@@ -56,6 +65,11 @@ export interface AsteriskOptions {
   dialplanFile?: string;
   /** pjsip.conf text instead of the generated one (e.g. the sample trunk). */
   pjsipConf?: string;
+  /**
+   * manager.conf text: AMI on (e.g. dialplan/manager.sample.conf pointed at
+   * 127.0.0.1:5038). Absent: AMI off, as Asterisk ships it.
+   */
+  managerConf?: string;
 }
 
 const CONF_DIR = '/etc/vnum-e2e';
@@ -152,6 +166,9 @@ full.log => notice,warning,error,verbose
     'cdr.conf': `[general]
 enable = no
 `,
+    'manager.conf': options.managerConf ?? `[general]
+enabled = no
+`,
     'rtp.conf': `[general]
 rtpstart = 20000
 rtpend = 20999
@@ -234,18 +251,95 @@ function remote(root: string, command: string, timeoutMs = 10_000): { status: nu
   return sh(['chroot', root, '/usr/sbin/asterisk', '-C', CONF_FILE, '-rx', command], timeoutMs);
 }
 
+function amiEnabled(options: AsteriskOptions): boolean {
+  return /^\s*enabled\s*=\s*yes\b/m.test(options.managerConf ?? '');
+}
+
+/** Whether AMI answers on 127.0.0.1:5038 with its greeting. */
+function amiGreets(): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect(ports.ami, loopback);
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(1_000, () => done(false));
+    socket.once('error', () => done(false));
+    socket.on('data', (d: Buffer) => {
+      if (d.toString().startsWith('Asterisk Call Manager/')) done(true);
+    });
+  });
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** The machine's one lock for the fixed ports (mkdir is atomic); waits for another live owner to give it back. */
+async function takePortsLock(timeoutMs = 540_000): Promise<() => void> {
+  const dir = path.join(tmpdir(), 'vnum-e2e-asterisk.lock');
+  const pidFile = path.join(dir, 'pid');
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      mkdirSync(dir);
+      writeFileSync(pidFile, String(process.pid));
+      return () => {
+        try {
+          if (readFileSync(pidFile, 'utf8') === String(process.pid)) rmSync(dir, { recursive: true, force: true });
+        } catch {
+          // already gone
+        }
+      };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    let owner = NaN;
+    try {
+      owner = Number(readFileSync(pidFile, 'utf8'));
+    } catch {
+      // between the owner's mkdir and its pid write: look again shortly
+    }
+    // Its owner is gone (or was an earlier process with our pid): take it over.
+    if (Number.isInteger(owner) && owner > 0 && (owner === process.pid || !pidAlive(owner))) {
+      rmSync(dir, { recursive: true, force: true });
+      continue;
+    }
+    if (Date.now() > deadline) throw new Error(`${dir} held by pid ${owner} for over ${timeoutMs / 1000} s`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
 const live = new Set<Asterisk>();
 let hooksInstalled = false;
+/** How to give the ports lock back; kept until the process exits. */
+let portsLock: (() => void) | null = null;
+
+async function holdPortsLock(): Promise<void> {
+  portsLock ??= await takePortsLock();
+}
+
+function releasePortsLock(): void {
+  portsLock?.();
+  portsLock = null;
+}
 
 function installExitHooks(): void {
   if (hooksInstalled) return;
   hooksInstalled = true;
   process.on('exit', () => {
     for (const a of live) a.stopSync();
+    releasePortsLock();
   });
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.once(signal, () => {
       for (const a of live) a.stopSync();
+      releasePortsLock();
       process.exit(128 + (signal === 'SIGINT' ? 2 : signal === 'SIGTERM' ? 15 : 1));
     });
   }
@@ -253,70 +347,101 @@ function installExitHooks(): void {
 
 export class Asterisk {
   readonly root: string;
-  private child: ChildProcess | null;
-  private exited: Promise<void>;
+  private readonly options: AsteriskOptions;
+  private child: ChildProcess | null = null;
+  private exited: Promise<void> = Promise.resolve();
+  private output = '';
   private stopped = false;
 
-  private constructor(root: string, child: ChildProcess) {
+  private constructor(root: string, options: AsteriskOptions) {
     this.root = root;
-    this.child = child;
-    this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
-    child.once('exit', () => {
-      this.child = null;
-    });
+    this.options = options;
   }
 
   static async start(options: AsteriskOptions = {}, root = asteriskRoot): Promise<Asterisk> {
     installExitHooks();
-    const { uid, gid } = asteriskIds(root);
-
-    // A previous run that died hard may have left an instance on our socket.
-    if (existsSync(path.join(root, STATE_DIR.slice(1), 'run/asterisk.ctl'))) {
-      remote(root, 'core stop now', 5_000);
-    }
-
-    const confDir = path.join(root, CONF_DIR.slice(1));
-    const stateDir = path.join(root, STATE_DIR.slice(1));
-    rmSync(confDir, { recursive: true, force: true });
-    rmSync(stateDir, { recursive: true, force: true });
-    mkdirSync(confDir, { recursive: true });
-    for (const [name, text] of Object.entries(renderConfig(root, options))) {
-      writeFileSync(path.join(confDir, name), text, { mode: 0o644 });
-    }
-    // The operator's file, byte for byte.
-    copyFileSync(options.dialplanFile ?? dialplanFile, path.join(confDir, 'vnum.conf'));
-    for (const sub of ['lib', 'spool', 'run', 'log', 'cache']) {
-      const dir = path.join(stateDir, sub);
-      mkdirSync(dir, { recursive: true });
-      chownSync(dir, uid, gid);
-    }
-    chownSync(stateDir, uid, gid);
-
-    const proc = path.join(root, 'proc');
-    if (!isMounted(proc)) {
-      const m = sh(['mount', '-t', 'proc', 'proc', proc]);
-      if (m.status !== 0) throw new Error(`mount proc in ${root} failed: ${m.out}`);
-    }
-
-    const child = spawn(
-      'chroot',
-      [root, '/usr/sbin/asterisk', '-f', '-U', 'asterisk', '-G', 'asterisk', '-C', CONF_FILE],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let output = '';
-    child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
-    const asterisk = new Asterisk(root, child);
+    await holdPortsLock();
+    const asterisk = new Asterisk(root, options);
     live.add(asterisk);
-
     try {
-      await asterisk.waitReady();
-      if (options.sipLog) asterisk.cli('pjsip set logger on');
+      const { uid, gid } = asteriskIds(root);
+      // A previous run that died hard may have left an instance on our socket.
+      if (existsSync(path.join(root, STATE_DIR.slice(1), 'run/asterisk.ctl'))) {
+        remote(root, 'core stop now', 5_000);
+      }
+      const confDir = path.join(root, CONF_DIR.slice(1));
+      const stateDir = path.join(root, STATE_DIR.slice(1));
+      rmSync(confDir, { recursive: true, force: true });
+      rmSync(stateDir, { recursive: true, force: true });
+      mkdirSync(confDir, { recursive: true });
+      for (const [name, text] of Object.entries(renderConfig(root, options))) {
+        writeFileSync(path.join(confDir, name), text, { mode: 0o644 });
+      }
+      // The operator's file, byte for byte.
+      copyFileSync(options.dialplanFile ?? dialplanFile, path.join(confDir, 'vnum.conf'));
+      for (const sub of ['lib', 'spool', 'run', 'log', 'cache']) {
+        const dir = path.join(stateDir, sub);
+        mkdirSync(dir, { recursive: true });
+        chownSync(dir, uid, gid);
+      }
+      chownSync(stateDir, uid, gid);
+      await asterisk.launch();
     } catch (e) {
       await asterisk.stop();
-      throw new Error(`${(e as Error).message}\n${output}\n${asterisk.logTail(40)}`);
+      throw e;
     }
     return asterisk;
+  }
+
+  /** Runs Asterisk on the configuration already written and waits until it is ready. */
+  private async launch(): Promise<void> {
+    const proc = path.join(this.root, 'proc');
+    if (!isMounted(proc)) {
+      const m = sh(['mount', '-t', 'proc', 'proc', proc]);
+      if (m.status !== 0) throw new Error(`mount proc in ${this.root} failed: ${m.out}`);
+    }
+    const child = spawn(
+      'chroot',
+      [this.root, '/usr/sbin/asterisk', '-f', '-U', 'asterisk', '-G', 'asterisk', '-C', CONF_FILE],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    this.child = child;
+    this.output = '';
+    this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
+    child.once('exit', () => {
+      if (this.child === child) this.child = null;
+    });
+    child.stdout?.on('data', (d: Buffer) => (this.output += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (this.output += d.toString()));
+    try {
+      await this.waitReady();
+      if (this.options.sipLog) this.cli('pjsip set logger on');
+    } catch (e) {
+      throw new Error(`${(e as Error).message}\n${this.output}\n${this.logTail(40)}`);
+    }
+  }
+
+  /** Stops the running Asterisk (calls in progress die with it) and waits for it to exit. */
+  private async halt(): Promise<void> {
+    if (!this.child) return;
+    remote(this.root, 'core stop now', 5_000);
+    const timer = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 5_000));
+    if ((await Promise.race([this.exited, timer])) === 'timeout' && this.child) {
+      this.child.kill('SIGKILL');
+      await this.exited;
+    }
+  }
+
+  /**
+   * Asterisk restarted, as after a crash or an upgrade: the process stops
+   * (every call with it, AMI sessions closed), then starts again on the same
+   * configuration. Resolves once it is ready again.
+   */
+  async restart(options: { downMs?: number } = {}): Promise<void> {
+    if (this.stopped) throw new Error('restart after stop');
+    await this.halt();
+    if (options.downMs) await new Promise((r) => setTimeout(r, options.downMs));
+    await this.launch();
   }
 
   private async waitReady(): Promise<void> {
@@ -334,7 +459,8 @@ export class Asterisk {
         if (
           endpoints.status === 0 &&
           /Endpoint:\s+carrier/.test(endpoints.out) &&
-          transports.out.includes(`${loopback}:${ports.asteriskSip}`)
+          transports.out.includes(`${loopback}:${ports.asteriskSip}`) &&
+          (!amiEnabled(this.options) || (await amiGreets()))
         ) {
           return;
         }
@@ -389,14 +515,7 @@ export class Asterisk {
     }
     this.stopped = true;
     try {
-      if (this.child) {
-        remote(this.root, 'core stop now', 5_000);
-        const timer = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 5_000));
-        if ((await Promise.race([this.exited, timer])) === 'timeout' && this.child) {
-          this.child.kill('SIGKILL');
-          await this.exited;
-        }
-      }
+      await this.halt();
     } finally {
       unmountProc(this.root);
       live.delete(this);

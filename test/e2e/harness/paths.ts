@@ -17,6 +17,8 @@ export const ports = {
   carrierIn: 5061,
   carrierOut: 5062,
   router: 4573,
+  /** AMI (manager.conf), when a test turns it on. */
+  ami: 5038,
 } as const;
 
 export const loopback = '127.0.0.1';

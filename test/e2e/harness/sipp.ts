@@ -289,6 +289,8 @@ export interface UasOptions {
   reinviteHeaders?: string[];
   /** Instead of answering, reject every call with this final status (e.g. 486). */
   rejectWith?: number;
+  /** After the answer (and any re-INVITE), hang up with a BYE after this long (ms): the callee ends the call. */
+  hangupAfterMs?: number;
 }
 
 function uasScenario(options: UasOptions): string {
@@ -370,6 +372,25 @@ function uasScenario(options: UasOptions): string {
     ]]>
   </send>`
     : '';
+  const hangup =
+    options.hangupAfterMs === undefined
+      ? ''
+      : `<pause milliseconds="${options.hangupAfterMs}"/>
+  <send retrans="500">
+    <![CDATA[
+      BYE [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:callee@[local_ip]:[local_port]>;tag=[pid]SIPpTag01[call_number]
+      To: [$remote_party]
+      Call-ID: [call_id]
+      CSeq: 2 BYE
+      Contact: <sip:callee@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200" next="done"/>`;
   return `<?xml version="1.0" encoding="ISO-8859-1" ?>
 <!DOCTYPE scenario SYSTEM "sipp.dtd">
 <scenario name="vnum carrier-out">
@@ -425,6 +446,7 @@ function uasScenario(options: UasOptions): string {
   </send>
   <recv request="ACK" crlf="true"/>
   ${reinvite}
+  ${hangup}
 
   <label id="in_call"/>
   <recv request="INVITE" optional="true" next="reinvite"/>

@@ -86,6 +86,14 @@ export function cliHasServe(): boolean {
 
 export interface Router {
   stop(): Promise<void>;
+  /** Everything it wrote (pino JSON lines on stderr). */
+  output(): string;
+}
+
+export interface RouterOptions {
+  port?: number;
+  /** Extra environment (e.g. VNUM_AMI_USER, VNUM_AMI_SECRET_FILE). */
+  env?: NodeJS.ProcessEnv;
 }
 
 async function waitForPort(port: number, child: ChildProcess, output: () => string): Promise<void> {
@@ -107,14 +115,15 @@ async function waitForPort(port: number, child: ChildProcess, output: () => stri
 }
 
 /** Starts `vnum serve` on loopback: the router Asterisk asks for each call. */
-export async function startRouter(db: VnumDb, port: number = ports.router): Promise<Router> {
+export async function startRouter(db: VnumDb, options: RouterOptions = {}): Promise<Router> {
   if (!cliHasServe()) {
     throw new Error(`${cliMain} has no 'serve' command: run npm run build`);
   }
+  const port = options.port ?? ports.router;
   const child = spawn(
     process.execPath,
     [cliMain, 'serve', '--host', loopback, '--port', String(port), '--db', db.file],
-    { env: db.env, stdio: ['ignore', 'pipe', 'pipe'] },
+    { env: { ...db.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let output = '';
   child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
@@ -122,6 +131,7 @@ export async function startRouter(db: VnumDb, port: number = ports.router): Prom
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   await waitForPort(port, child, () => output);
   return {
+    output: () => output,
     stop: async () => {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGTERM');
