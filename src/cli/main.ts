@@ -2,6 +2,8 @@
 import { Command, CommanderError } from 'commander';
 import { createRequire } from 'node:module';
 import { VnumError } from '../errors.js';
+import { registerCalls } from './calls.js';
+import { registerHealth } from './health.js';
 import { registerPool } from './pool.js';
 import { registerRoute } from './route.js';
 import { registerServe } from './serve.js';
@@ -27,6 +29,8 @@ function buildProgram(): Command {
   registerRoute(program);
   registerStats(program);
   registerServe(program);
+  registerCalls(program);
+  registerHealth(program);
   for (const command of program.commands) {
     command.exitOverride();
     for (const sub of command.commands) sub.exitOverride();

@@ -1,6 +1,10 @@
 import type { Command } from 'commander';
-import { startRouter, ROUTER_DEFAULTS } from '../../agi/server.js';
+import { startRouter, ROUTER_DEFAULTS, type RouteFunction } from '../../agi/server.js';
 import { DEFAULT_ALLOW } from '../../agi/allow-list.js';
+import { AmiClient } from '../ami/client.js';
+import { amiSettings } from '../ami/config.js';
+import { CALL_EVENT_CLASSES, CALL_EVENTS } from '../calls/facts.js';
+import { CallTracker } from '../calls/tracker.js';
 import { ErrorCode, VnumError } from '../errors.js';
 import { parseDuration } from '../duration.js';
 import { createLogger } from '../log.js';
@@ -15,6 +19,15 @@ interface ServeOptions {
   maxConnections: string;
   deadline: string;
   drain: string;
+  amiHost?: string;
+  amiPort?: string;
+  amiUser?: string;
+  amiSecretFile?: string;
+}
+
+/** The router's key in router_status, as `vnum health` computes it from the same flags. */
+export function routerKey(host: string, port: number | string): string {
+  return `${host}:${port}`;
 }
 
 function positiveInteger(text: string, what: string, max: number): number {
@@ -40,6 +53,10 @@ export function registerServe(program: Command): void {
     .option('--deadline <duration>', 'hard limit on one routing session', `${ROUTER_DEFAULTS.sessionDeadlineMs}ms`)
     .option('--drain <duration>', 'on SIGTERM, how long in-flight sessions may finish', '2s')
     .option('--country <XX>', 'default country for numbers without + (VNUM_DEFAULT_COUNTRY)')
+    .option('--ami-user <name>', 'AMI user: turns on the call log and hang-ups through AMI (VNUM_AMI_USER)')
+    .option('--ami-host <address>', 'AMI address (VNUM_AMI_HOST, default 127.0.0.1)')
+    .option('--ami-port <port>', 'AMI port (VNUM_AMI_PORT, default 5038)')
+    .option('--ami-secret-file <file>', 'file holding the AMI secret (VNUM_AMI_SECRET_FILE; or VNUM_AMI_SECRET)')
     .action(async (options: ServeOptions, command: Command) => {
       const logger = createLogger();
       const dbPath = resolveDbPath(globalOptions(command).db);
@@ -51,17 +68,39 @@ export function registerServe(program: Command): void {
       const maxConnections = positiveInteger(options.maxConnections, 'max connections', 100_000);
       const sessionDeadlineMs = parseDuration(options.deadline, 'deadline');
       const drainMs = parseDuration(options.drain, 'drain time');
+      const ami = amiSettings(options);
       // Open once now so a wrong path or a broken file stops the start, not the first call.
       openDb(dbPath).close();
       const calls = createCallRouter({ dbPath, defaultCountry: defaultCountry(command), logger });
+      const amiClient = ami.settings
+        ? new AmiClient({ ...ami.settings, eventClasses: CALL_EVENT_CLASSES, events: CALL_EVENTS, logger })
+        : null;
+      const tracker = new CallTracker({ dbPath, ami: amiClient, router: routerKey(options.host, port), logger });
+      const route: RouteFunction = amiClient
+        ? (call) => {
+            const answer = calls.route(call);
+            tracker.routed(call, answer);
+            return answer;
+          }
+        : calls.route;
       let router;
       try {
-        router = await startRouter({ host: options.host, port, allow, maxConnections, sessionDeadlineMs, logger, route: calls.route });
+        router = await startRouter({ host: options.host, port, allow, maxConnections, sessionDeadlineMs, logger, route });
       } catch (e) {
         calls.close();
         throw new VnumError(ErrorCode.InvalidArgument, `cannot listen on ${options.host}:${options.port}: ${(e as Error).message}`);
       }
-      logger.info({ db: dbPath, defaultCountry: defaultCountry(command) ?? null }, 'vnum router routing from this store');
+      for (const warning of ami.warnings) logger.warn(warning);
+      tracker.start();
+      amiClient?.start();
+      logger.info(
+        {
+          db: dbPath,
+          defaultCountry: defaultCountry(command) ?? null,
+          ami: ami.settings ? `${ami.settings.username}@${ami.settings.host}:${ami.settings.port}` : 'off',
+        },
+        'vnum router routing from this store',
+      );
       await new Promise<void>((resolve) => {
         const stop = (signal: NodeJS.Signals) => {
           process.off('SIGTERM', stop);
@@ -70,6 +109,9 @@ export function registerServe(program: Command): void {
           router
             .close(drainMs)
             .catch((error: unknown) => logger.error({ err: error }, 'error while stopping'))
+            .then(() => amiClient?.stop())
+            .then(() => tracker.stop())
+            .catch((error: unknown) => logger.error({ err: error }, 'error while stopping AMI'))
             .finally(() => {
               calls.close();
               logger.info('vnum router stopped');

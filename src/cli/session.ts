@@ -12,6 +12,8 @@ import {
   type Session,
 } from '../session/sessions.js';
 import { SESSION_STATES, type SessionState } from '../session/state.js';
+import { openCallCount, requestSessionHangup } from '../calls/store.js';
+import { writeTransaction } from '../store/db.js';
 import { defaultCountry, withDb } from './context.js';
 import { isoTime, printJson, printLine, printTable, shortTime } from './output.js';
 
@@ -35,6 +37,18 @@ function printSession(session: Session): void {
     ['  PARTY', 'MASKED AS (what the other party sees and dials)'],
     session.parties.map((p) => [`  ${p.number}`, p.maskedAs]),
   );
+}
+
+/** Polls the call log until the calls asked to be hung up have ended, or `waitMs` passes. */
+async function waitForHangup(command: Command, ids: number[], waitMs: number): Promise<{ requested: number; ended: number }> {
+  const deadline = Date.now() + waitMs;
+  let open = ids.length;
+  while (open > 0) {
+    open = withDb(command, (db) => openCallCount(db, ids));
+    if (open === 0 || Date.now() >= deadline) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { requested: ids.length, ended: ids.length - open };
 }
 
 function party(command: Command, number: string, maskedAs: string | undefined): PartyInput {
@@ -90,13 +104,34 @@ export function registerSession(program: Command): void {
     .description('end a session after a grace period in which calls still connect')
     .argument('<id>', 'session id')
     .option('--grace <duration>', 'how long calls still connect, e.g. 30m; 0s ends it now', '30m')
-    .option('--json', 'JSON: the session, plus "changed"')
-    .action((id: string, options: { grace: string; json?: boolean }, command: Command) => {
+    .option('--hangup', 'also hang up its calls in progress now (vnum serve does it through AMI)')
+    .option('--wait <duration>', 'with --hangup: how long to wait for those calls to end', '5s')
+    .option('--json', 'JSON: the session, plus "changed" (and "hangup" with --hangup)')
+    .action(async (id: string, options: { grace: string; hangup?: boolean; wait: string; json?: boolean }, command: Command) => {
       const graceMs = parseDuration(options.grace, 'grace');
-      const { session: released, changed } = withDb(command, (db) => releaseSession(db, id, graceMs, Date.now()));
-      if (options.json) printJson({ ...sessionJson(released), changed });
-      else if (!changed) printLine(`session ${id} is ${released.state}${released.endsAt ? ` (ends ${shortTime(released.endsAt)})` : ''}: unchanged`);
-      else printLine(`session ${id} ${released.state === 'ended' ? 'ended' : `released: calls connect until ${shortTime(released.endsAt)}`}`);
+      const waitMs = parseDuration(options.wait, 'wait');
+      const now = Date.now();
+      const { session: released, changed, hangupIds } = withDb(command, (db) => {
+        const result = releaseSession(db, id, graceMs, now);
+        // Written for vnum serve, which hangs these calls up through its AMI connection.
+        const ids = options.hangup ? writeTransaction(db, () => requestSessionHangup(db, id, now)) : [];
+        return { ...result, hangupIds: ids };
+      });
+      const hangup = options.hangup ? await waitForHangup(command, hangupIds, waitMs) : undefined;
+      if (options.json) {
+        printJson({ ...sessionJson(released), changed, ...(hangup ? { hangup } : {}) });
+      } else {
+        if (!changed) printLine(`session ${id} is ${released.state}${released.endsAt ? ` (ends ${shortTime(released.endsAt)})` : ''}: unchanged`);
+        else printLine(`session ${id} ${released.state === 'ended' ? 'ended' : `released: calls connect until ${shortTime(released.endsAt)}`}`);
+        if (hangup) {
+          printLine(`calls in progress: ${hangup.requested}, ended since: ${hangup.ended}`);
+        }
+      }
+      if (hangup && hangup.ended < hangup.requested) {
+        process.stderr.write(
+          `vnum: ${hangup.requested - hangup.ended} call(s) still up after ${options.wait}; vnum serve hangs them up once its AMI connection allows (see vnum health)\n`,
+        );
+      }
     });
 
   session

@@ -1,0 +1,284 @@
+import type { Db } from '../store/db.js';
+import type { CallFact } from './facts.js';
+
+/**
+ * The call log in SQLite (schema 2): one row per call the router bridged.
+ * The router writes the row when it bridges (session, which party called,
+ * the caller channel's Uniqueid); AMI facts fill in the rest. No real number
+ * is stored: the caller is named by its side of the session.
+ */
+
+export const CALL_STATES = ['routed', 'ringing', 'answered', 'ended', 'lost'] as const;
+export type CallState = (typeof CALL_STATES)[number];
+export type HangupReason = 'release' | 'session-ended';
+
+export interface Call {
+  id: number;
+  /** Asterisk's Uniqueid of the caller's channel. */
+  uniqueid: string;
+  session: string;
+  /** Which party of the session called. */
+  caller: 'first' | 'second';
+  state: CallState;
+  startedAt: number;
+  ringingAt: number | null;
+  answeredAt: number | null;
+  endedAt: number | null;
+  /** When vnum found the call gone without having seen its end (facts after it unknown). */
+  lostAt: number | null;
+  /** Answer to end, ms: the conversation. */
+  durationMs: number | null;
+  dialStatus: string | null;
+  hangupCause: number | null;
+  hangupCauseText: string | null;
+  /** When vnum asked Asterisk to hang it up, and why. */
+  hangupRequestedAt: number | null;
+  hangupReason: HangupReason | null;
+}
+
+interface CallRow {
+  id: number;
+  uniqueid: string;
+  session_id: string;
+  caller: 'first' | 'second';
+  started_at: number;
+  ringing_at: number | null;
+  answered_at: number | null;
+  ended_at: number | null;
+  lost_at: number | null;
+  dial_status: string | null;
+  hangup_cause: number | null;
+  hangup_cause_text: string | null;
+  hangup_requested_at: number | null;
+  hangup_reason: HangupReason | null;
+}
+
+export function callState(row: Pick<CallRow, 'ringing_at' | 'answered_at' | 'ended_at' | 'lost_at'>): CallState {
+  if (row.ended_at !== null) return 'ended';
+  if (row.lost_at !== null) return 'lost';
+  if (row.answered_at !== null) return 'answered';
+  if (row.ringing_at !== null) return 'ringing';
+  return 'routed';
+}
+
+function toCall(row: CallRow): Call {
+  return {
+    id: row.id,
+    uniqueid: row.uniqueid,
+    session: row.session_id,
+    caller: row.caller,
+    state: callState(row),
+    startedAt: row.started_at,
+    ringingAt: row.ringing_at,
+    answeredAt: row.answered_at,
+    endedAt: row.ended_at,
+    lostAt: row.lost_at,
+    durationMs: row.answered_at !== null && row.ended_at !== null ? Math.max(0, row.ended_at - row.answered_at) : null,
+    dialStatus: row.dial_status,
+    hangupCause: row.hangup_cause,
+    hangupCauseText: row.hangup_cause_text,
+    hangupRequestedAt: row.hangup_requested_at,
+    hangupReason: row.hangup_reason,
+  };
+}
+
+// The open calls: the condition of the partial index `call_open`, word for word.
+const OPEN = 'ended_at IS NULL AND lost_at IS NULL';
+// The latest row for a Uniqueid that has not ended (Uniqueids repeat only across Asterisk systems).
+const LATEST_OPEN = `id = (SELECT max(id) FROM call WHERE uniqueid = @uniqueid AND ended_at IS NULL)`;
+
+function prepare(db: Db) {
+  return {
+    // The caller is the party that is not the target the router dials.
+    routed: db.prepare<{ uniqueid: string; channel: string; session: string; target: string; at: number }>(
+      `INSERT INTO call (uniqueid, channel, session_id, caller, started_at)
+       SELECT @uniqueid, @channel, id, iif(second_party = @target, 'first', 'second'), @at
+         FROM session WHERE id = @session AND (first_party = @target OR second_party = @target)`,
+    ),
+    dialBegin: db.prepare<{ uniqueid: string; at: number; callee: string | null }>(
+      `UPDATE call SET ringing_at = coalesce(ringing_at, @at), callee_uniqueid = coalesce(callee_uniqueid, @callee) WHERE ${LATEST_OPEN}`,
+    ),
+    dialEnd: db.prepare<{ uniqueid: string; at: number; status: string }>(
+      `UPDATE call SET dial_status = @status,
+              answered_at = iif(@status = 'ANSWER', coalesce(answered_at, @at), answered_at)
+        WHERE ${LATEST_OPEN}`,
+    ),
+    // An exact end wins over an earlier "lost".
+    hangup: db.prepare<{ uniqueid: string; at: number; cause: number | null; text: string | null }>(
+      `UPDATE call SET ended_at = @at, lost_at = NULL, hangup_cause = @cause, hangup_cause_text = @text WHERE ${LATEST_OPEN}`,
+    ),
+    open: db.prepare<[], { id: number; uniqueid: string }>(`SELECT id, uniqueid FROM call WHERE ${OPEN}`),
+    lost: db.prepare<[number, number]>(`UPDATE call SET lost_at = ? WHERE id = ? AND ${OPEN}`),
+    requestHangup: db.prepare<{ session: string; at: number; reason: HangupReason }, { id: number }>(
+      `UPDATE call SET hangup_requested_at = coalesce(hangup_requested_at, @at), hangup_reason = coalesce(hangup_reason, @reason)
+        WHERE session_id = @session AND ${OPEN} RETURNING id`,
+    ),
+    due: db.prepare<{ now: number }, { id: number; uniqueid: string; session: string; requestedAt: number | null }>(
+      `SELECT c.id, c.uniqueid, c.session_id AS session, c.hangup_requested_at AS requestedAt
+         FROM call c JOIN session s ON s.id = c.session_id
+        WHERE c.ended_at IS NULL AND c.lost_at IS NULL
+          AND (c.hangup_requested_at IS NOT NULL OR (s.ends_at IS NOT NULL AND s.ends_at <= @now))`,
+    ),
+    markDue: db.prepare<[number, number]>(
+      `UPDATE call SET hangup_requested_at = ?, hangup_reason = 'session-ended' WHERE id = ? AND hangup_requested_at IS NULL`,
+    ),
+    stillOpen: db.prepare<[string], number>(`SELECT count(*) FROM call WHERE id IN (SELECT value FROM json_each(?)) AND ${OPEN}`).pluck(),
+  };
+}
+type Statements = ReturnType<typeof prepare>;
+const cache = new WeakMap<Db, Statements>();
+function statements(db: Db): Statements {
+  let s = cache.get(db);
+  if (!s) {
+    s = prepare(db);
+    cache.set(db, s);
+  }
+  return s;
+}
+
+export interface RoutedCall {
+  uniqueid: string;
+  channel: string;
+  session: string;
+  /** The number the router dials: tells which party is calling. */
+  target: string;
+  at: number;
+}
+
+/** The row for a call the router bridged. False when the session has no such party (nothing written). */
+export function recordRoutedCall(db: Db, call: RoutedCall): boolean {
+  return statements(db).routed.run(call).changes === 1;
+}
+
+/** Apply one AMI fact to its call; false when no open call has that Uniqueid (not a call vnum bridged). */
+export function applyCallFact(db: Db, fact: CallFact): boolean {
+  const s = statements(db);
+  switch (fact.kind) {
+    case 'dial-begin':
+      return s.dialBegin.run({ uniqueid: fact.uniqueid, at: fact.at, callee: fact.calleeUniqueid }).changes > 0;
+    case 'dial-end':
+      return s.dialEnd.run({ uniqueid: fact.uniqueid, at: fact.at, status: fact.dialStatus }).changes > 0;
+    case 'hangup':
+      return s.hangup.run({ uniqueid: fact.uniqueid, at: fact.at, cause: fact.cause, text: fact.causeText }).changes > 0;
+  }
+}
+
+/**
+ * After (re)connecting: every open call whose channel Asterisk no longer has
+ * ended while vnum was not listening. Marked lost (its end unknown), never
+ * given an invented end. Returns how many.
+ */
+export function markLostCalls(db: Db, live: ReadonlySet<string>, at: number): number {
+  const s = statements(db);
+  let lost = 0;
+  db.transaction(() => {
+    for (const row of s.open.all()) {
+      if (!live.has(row.uniqueid)) lost += s.lost.run(at, row.id).changes;
+    }
+  }).immediate();
+  return lost;
+}
+
+/** A call whose channel Asterisk says it does not have: its end was missed. */
+export function markCallLost(db: Db, id: number, at: number): boolean {
+  return statements(db).lost.run(at, id).changes > 0;
+}
+
+/** `vnum session release --hangup`: ask for every open call of the session to be hung up. Their ids. */
+export function requestSessionHangup(db: Db, session: string, at: number): number[] {
+  return statements(db).requestHangup.all({ session, at, reason: 'release' }).map((r) => r.id);
+}
+
+export interface DueHangup {
+  id: number;
+  uniqueid: string;
+  session: string;
+  reason: HangupReason;
+}
+
+/**
+ * Open calls to hang up now: asked for (release --hangup), or their session
+ * has ended. The latter are recorded as 'session-ended' on the way.
+ */
+export function callsToHangUp(db: Db, now: number): DueHangup[] {
+  const s = statements(db);
+  const due = s.due.all({ now });
+  const out: DueHangup[] = [];
+  for (const row of due) {
+    if (row.requestedAt === null) s.markDue.run(now, row.id);
+    out.push({ id: row.id, uniqueid: row.uniqueid, session: row.session, reason: row.requestedAt === null ? 'session-ended' : 'release' });
+  }
+  return out;
+}
+
+/** How many of these calls are still open. */
+export function openCallCount(db: Db, ids: readonly number[]): number {
+  return ids.length === 0 ? 0 : statements(db).stillOpen.get(JSON.stringify(ids)) ?? 0;
+}
+
+export interface CallFilter {
+  session?: string | undefined;
+  since?: number | undefined;
+  /** Only calls in progress (routed, ringing, answered). */
+  live?: boolean | undefined;
+  limit: number;
+}
+
+/** Newest first; `limit + 1` rows are read so the caller can tell the list was cut. */
+export function listCalls(db: Db, filter: CallFilter): { calls: Call[]; more: boolean } {
+  const where: string[] = [];
+  if (filter.session !== undefined) where.push('session_id = @session');
+  if (filter.since !== undefined) where.push('started_at >= @since');
+  if (filter.live) where.push(OPEN);
+  const sql = `SELECT * FROM call ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT @limit`;
+  const rows = db.prepare<Record<string, unknown>, CallRow>(sql).all({
+    session: filter.session ?? null,
+    since: filter.since ?? null,
+    limit: filter.limit + 1,
+  });
+  return { calls: rows.slice(0, filter.limit).map(toCall), more: rows.length > filter.limit };
+}
+
+// ---------------------------------------------------------------------------
+// What `vnum serve` reports about itself, for `vnum health`.
+
+export type AmiReportedState = 'disabled' | 'stopped' | 'connecting' | 'logged-in' | 'waiting';
+
+export interface RouterStatus {
+  /** host:port as `vnum serve` was told to listen on. */
+  router: string;
+  pid: number;
+  startedAt: number;
+  updatedAt: number;
+  amiState: AmiReportedState;
+  amiSince: number | null;
+  amiError: string | null;
+  asteriskVersion: string | null;
+}
+
+export function writeRouterStatus(db: Db, status: RouterStatus): void {
+  db.prepare(
+    `INSERT INTO router_status (router, pid, started_at, updated_at, ami_state, ami_since, ami_error, asterisk_version)
+     VALUES (@router, @pid, @startedAt, @updatedAt, @amiState, @amiSince, @amiError, @asteriskVersion)
+     ON CONFLICT (router) DO UPDATE SET pid = excluded.pid, started_at = excluded.started_at, updated_at = excluded.updated_at,
+       ami_state = excluded.ami_state, ami_since = excluded.ami_since, ami_error = excluded.ami_error,
+       asterisk_version = excluded.asterisk_version`,
+  ).run(status);
+}
+
+export function readRouterStatus(db: Db, router: string): RouterStatus | undefined {
+  const row = db
+    .prepare<[string], Record<string, unknown>>('SELECT * FROM router_status WHERE router = ?')
+    .get(router);
+  if (!row) return undefined;
+  return {
+    router: row.router as string,
+    pid: row.pid as number,
+    startedAt: row.started_at as number,
+    updatedAt: row.updated_at as number,
+    amiState: row.ami_state as AmiReportedState,
+    amiSince: row.ami_since as number | null,
+    amiError: row.ami_error as string | null,
+    asteriskVersion: row.asterisk_version as string | null,
+  };
+}

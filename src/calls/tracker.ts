@@ -1,0 +1,284 @@
+import type { Logger } from 'pino';
+import type { InboundCall, RouteAnswer } from '../../agi/server.js';
+import type { AmiClient, AmiError } from '../ami/client.js';
+import { openDb, type Db } from '../store/db.js';
+import { callFact, isUniqueid, liveUniqueids } from './facts.js';
+import {
+  applyCallFact,
+  callsToHangUp,
+  markCallLost,
+  markLostCalls,
+  recordRoutedCall,
+  writeRouterStatus,
+  type AmiReportedState,
+} from './store.js';
+
+/**
+ * The call log and live control inside `vnum serve`:
+ *
+ * - a call the router bridges gets its row (session, which party, the caller
+ *   channel's Uniqueid) right after the answer is sent, off the routing path;
+ * - AMI's DialBegin, DialEnd and Hangup fill in ringing, answer, end, dial
+ *   status and hang-up cause (./facts.ts);
+ * - after every AMI login, CoreShowChannels tells which open calls ended
+ *   while vnum was not listening (Asterisk restarted, or vnum was down):
+ *   they are marked lost, never given an invented end;
+ * - every `hangupCheckMs`, open calls whose session has ended, or for which
+ *   `vnum session release --hangup` asked, are hung up with AMI Hangup. The
+ *   CLI never talks to AMI: it writes the request into the database, and this
+ *   is the one AMI user. Hangup names the channel by its Uniqueid, which
+ *   Asterisk never reuses (channel names restart at 00000000 with Asterisk);
+ * - every `heartbeatMs` and at each AMI change, a row in router_status says
+ *   how AMI is doing, for `vnum health`.
+ *
+ * Writes go through one queue on this module's own connection with a short
+ * busy timeout: a CLI holding the write lock delays the log by a moment but
+ * never stalls the event loop that routes calls. A busy database keeps the
+ * queue for the next try; any other failure drops that write with an error.
+ */
+export interface CallTrackerOptions {
+  dbPath: string;
+  /** null when AMI is not configured: no call log, and the status says "disabled". */
+  ami: AmiClient | null;
+  /** host:port the router was told to listen on: its key in router_status. */
+  router: string;
+  logger: Logger;
+  hangupCheckMs?: number;
+  /** A hang-up that did not end the call is tried again after this long. */
+  hangupRetryMs?: number;
+  heartbeatMs?: number;
+  busyTimeoutMs?: number;
+  now?: () => number;
+}
+
+interface Write {
+  what: string;
+  run: (db: Db) => void;
+}
+
+const MAX_QUEUE = 10_000;
+// Channel names as Asterisk writes them: technology/resource-sequence.
+const CHANNEL = /^[A-Za-z0-9/@._:;+-]{1,200}$/;
+
+function isBusy(error: unknown): boolean {
+  const code = (error as { code?: unknown }).code;
+  return typeof code === 'string' && (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED'));
+}
+
+export class CallTracker {
+  private readonly log: Logger;
+  private readonly now: () => number;
+  private readonly startedAt: number;
+  private db: Db | undefined;
+  private reopenAt = 0;
+  private readonly queue: Write[] = [];
+  private flushTimer: ReturnType<typeof setTimeout> | undefined;
+  private flushPending = false;
+  private dropped = 0;
+  private readonly timers: Array<ReturnType<typeof setInterval>> = [];
+  /** Call id -> when Hangup was last sent for it. */
+  private readonly hangupTried = new Map<number, number>();
+  private stopped = false;
+
+  constructor(private readonly options: CallTrackerOptions) {
+    this.log = options.logger.child({ component: 'calls' });
+    this.now = options.now ?? Date.now;
+    this.startedAt = this.now();
+  }
+
+  start(): void {
+    const ami = this.options.ami;
+    if (ami) {
+      ami.on('event', (event) => {
+        const fact = callFact(event);
+        if (fact) this.enqueue(`AMI ${event.name}`, (db) => void applyCallFact(db, fact));
+      });
+      ami.on('login', () => {
+        this.reportStatus();
+        void this.reconcile();
+      });
+      ami.on('disconnect', () => this.reportStatus());
+      this.every(this.options.hangupCheckMs ?? 500, () => this.hangUpDue());
+    }
+    this.every(this.options.heartbeatMs ?? 5_000, () => this.reportStatus());
+    this.reportStatus();
+  }
+
+  /** From the router, for every answer it sends: a bridged call gets its row. Never throws. */
+  routed(call: InboundCall, answer: RouteAnswer): void {
+    try {
+      if (!this.options.ami || this.stopped || answer.VNUM_STATUS !== 'BRIDGE') return;
+      if (!isUniqueid(call.uniqueId) || !CHANNEL.test(call.channel)) {
+        this.log.warn({ session: answer.VNUM_SESSION }, 'bridged call without a usable agi_uniqueid or agi_channel: not in the call log');
+        return;
+      }
+      const routed = { uniqueid: call.uniqueId, channel: call.channel, session: answer.VNUM_SESSION, target: answer.VNUM_TARGET, at: this.now() };
+      this.enqueue('routed call', (db) => {
+        if (!recordRoutedCall(db, routed)) {
+          this.log.warn({ session: routed.session }, 'bridged call not recorded: the session has no such party');
+        }
+      });
+    } catch (error) {
+      this.log.error({ err: error }, 'call log: recording a routed call failed');
+    }
+  }
+
+  /** Final status, last writes, close. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const timer of this.timers) clearInterval(timer);
+    clearTimeout(this.flushTimer);
+    this.reportStatus('stopped');
+    this.flush();
+    if (this.queue.length > 0) this.log.warn({ unwritten: this.queue.length }, 'call log: writes left unwritten at stop');
+    this.closeDb();
+  }
+
+  // -------------------------------------------------------------------------
+
+  private every(ms: number, work: () => void): void {
+    const timer = setInterval(() => {
+      try {
+        work();
+      } catch (error) {
+        this.log.error({ err: error }, 'call log task failed');
+      }
+    }, ms);
+    timer.unref?.();
+    this.timers.push(timer);
+  }
+
+  private reportStatus(final?: 'stopped'): void {
+    const ami = this.options.ami;
+    const status = ami?.status();
+    const state: AmiReportedState = final ?? (status ? status.state : 'disabled');
+    const row = {
+      router: this.options.router,
+      pid: process.pid,
+      startedAt: this.startedAt,
+      updatedAt: this.now(),
+      amiState: state,
+      amiSince: status?.since ?? null,
+      amiError: status?.lastError?.slice(0, 300) ?? null,
+      asteriskVersion: status?.asteriskVersion ?? null,
+    };
+    this.enqueue('router status', (db) => writeRouterStatus(db, row));
+  }
+
+  private async reconcile(): Promise<void> {
+    const ami = this.options.ami;
+    if (!ami) return;
+    try {
+      const live = liveUniqueids(await ami.actionList('CoreShowChannels', {}, 10_000));
+      const at = this.now();
+      this.enqueue('reconcile', (db) => {
+        const lost = markLostCalls(db, live, at);
+        if (lost > 0) this.log.warn({ lost }, 'calls that ended while AMI was not connected: marked lost (end unknown)');
+      });
+    } catch (error) {
+      this.log.warn({ err: (error as Error).message }, 'CoreShowChannels failed: calls that ended while AMI was down stay open until hung up (the AMI user needs write=reporting)');
+    }
+  }
+
+  private hangUpDue(): void {
+    const ami = this.options.ami;
+    if (!ami?.loggedIn || this.stopped) return;
+    const db = this.database();
+    if (!db) return;
+    const now = this.now();
+    let due;
+    try {
+      due = callsToHangUp(db, now);
+    } catch (error) {
+      if (!isBusy(error)) {
+        this.log.error({ err: error }, 'call log: reading calls to hang up failed');
+        this.closeDb();
+      }
+      return;
+    }
+    const dueIds = new Set<number>();
+    for (const call of due) {
+      dueIds.add(call.id);
+      const tried = this.hangupTried.get(call.id);
+      if (tried !== undefined && now - tried < (this.options.hangupRetryMs ?? 2_000)) continue;
+      this.hangupTried.set(call.id, now);
+      ami.action('Hangup', { Channel: call.uniqueid, Cause: 16 }).then(
+        () => this.log.info({ call: call.id, session: call.session, reason: call.reason }, 'call hung up through AMI'),
+        (error: AmiError) => {
+          if (error.code === 'AMI_ACTION_FAILED' && /no such channel/i.test(error.message)) {
+            // Gone already, and its Hangup event missed: the end is unknown.
+            this.enqueue('lost call', (d) => void markCallLost(d, call.id, this.now()));
+          } else {
+            this.log.warn({ call: call.id, session: call.session, err: error.message }, 'AMI Hangup failed: will try again');
+          }
+        },
+      );
+    }
+    for (const id of this.hangupTried.keys()) if (!dueIds.has(id)) this.hangupTried.delete(id);
+  }
+
+  private enqueue(what: string, run: (db: Db) => void): void {
+    if (this.queue.length >= MAX_QUEUE) {
+      this.queue.shift();
+      if (this.dropped++ % 1000 === 0) this.log.error({ dropped: this.dropped }, 'call log queue full: oldest writes dropped');
+    }
+    this.queue.push({ what, run });
+    if (!this.flushPending) {
+      this.flushPending = true;
+      setImmediate(() => {
+        this.flushPending = false;
+        this.flush();
+      });
+    }
+  }
+
+  private flush(): void {
+    while (this.queue.length > 0) {
+      const db = this.database();
+      if (!db) return this.retryFlush(1_000);
+      const write = this.queue[0]!;
+      try {
+        write.run(db);
+        this.queue.shift();
+      } catch (error) {
+        if (isBusy(error)) return this.retryFlush(250);
+        this.queue.shift();
+        this.log.error({ err: error, write: write.what }, 'call log write failed: dropped');
+        this.closeDb();
+      }
+    }
+  }
+
+  private retryFlush(ms: number): void {
+    if (this.flushTimer !== undefined || this.stopped) return;
+    this.flushTimer = setTimeout(() => {
+      this.flushTimer = undefined;
+      this.flush();
+    }, ms);
+    this.flushTimer.unref?.();
+  }
+
+  private database(): Db | undefined {
+    if (this.db) return this.db;
+    if (this.now() < this.reopenAt) return undefined;
+    try {
+      this.db = openDb(this.options.dbPath);
+      this.db.pragma(`busy_timeout = ${this.options.busyTimeoutMs ?? 100}`);
+      return this.db;
+    } catch (error) {
+      this.reopenAt = this.now() + 1_000;
+      this.log.error({ err: error }, 'call log: database unusable; retrying');
+      return undefined;
+    }
+  }
+
+  private closeDb(): void {
+    try {
+      this.db?.close();
+    } catch {
+      // already unusable
+    }
+    this.db = undefined;
+  }
+}

@@ -1,0 +1,102 @@
+import type { Command } from 'commander';
+import { listCalls, type Call } from '../calls/store.js';
+import { parseDuration } from '../duration.js';
+import { ErrorCode, VnumError } from '../errors.js';
+import { validateSessionId } from '../session/sessions.js';
+import type { Db } from '../store/db.js';
+import { withDb } from './context.js';
+import { isoTime, printJson, printTable, shortTime } from './output.js';
+
+/** A router_status row newer than this counts as a running `vnum serve`. */
+export const STATUS_FRESH_MS = 15_000;
+
+/** The documented JSON shape of a call (README, "JSON"). */
+export function callJson(call: Call) {
+  return {
+    id: call.id,
+    uniqueid: call.uniqueid,
+    session: call.session,
+    caller: call.caller,
+    state: call.state,
+    startedAt: isoTime(call.startedAt),
+    ringingAt: isoTime(call.ringingAt),
+    answeredAt: isoTime(call.answeredAt),
+    endedAt: isoTime(call.endedAt),
+    lostAt: isoTime(call.lostAt),
+    durationMs: call.durationMs,
+    dialStatus: call.dialStatus,
+    hangupCause: call.hangupCause,
+    hangupCauseText: call.hangupCauseText,
+    hangupRequestedAt: isoTime(call.hangupRequestedAt),
+    hangupReason: call.hangupReason,
+  };
+}
+
+/** `--since`: an ISO 8601 date or time (UTC unless it says otherwise), or a duration back from now (`2h`). */
+export function parseSince(text: string, now: number): number {
+  if (/^\d{1,9}(ms|s|m|h|d)$/.test(text.trim())) return now - parseDuration(text, 'since');
+  if (/^\d{4}-\d\d-\d\d([T ]\d\d:\d\d(:\d\d(\.\d{1,3})?)?(Z|[+-]\d\d:?\d\d)?)?$/.test(text.trim())) {
+    const iso = text.trim().replace(' ', 'T');
+    const withZone = /T/.test(iso) && !/(Z|[+-]\d\d:?\d\d)$/.test(iso) ? `${iso}Z` : iso;
+    const at = Date.parse(withZone);
+    if (Number.isFinite(at)) return at;
+  }
+  throw new VnumError(ErrorCode.InvalidArgument, `invalid --since "${text}": an ISO 8601 time (2026-11-25T09:00:00Z, 2026-11-25) or a duration back from now (90m, 2h, 7d)`);
+}
+
+function duration(ms: number | null): string | null {
+  return ms === null ? null : `${(ms / 1000).toFixed(1)}s`;
+}
+
+/** Whether some `vnum serve` on this database reports a live AMI login: without one, open calls may be stale. */
+function amiWatching(db: Db, now: number): boolean {
+  const rows = db.prepare<[number], { n: number }>(
+    "SELECT count(*) AS n FROM router_status WHERE ami_state = 'logged-in' AND updated_at >= ?",
+  ).get(now - STATUS_FRESH_MS);
+  return (rows?.n ?? 0) > 0;
+}
+
+export function registerCalls(program: Command): void {
+  program
+    .command('calls')
+    .description('the call log: every call the router bridged, newest first (needs vnum serve with AMI)')
+    .option('--session <id>', 'only calls of this session')
+    .option('--since <when>', 'only calls started since: ISO 8601 time, or a duration back from now (2h)')
+    .option('--live', 'only calls in progress (routed, ringing, answered)')
+    .option('--limit <n>', 'at most this many', '1000')
+    .option('--json', 'JSON: an array of {"id","uniqueid","session","caller","state","startedAt",…} (see README)')
+    .action((options: { session?: string; since?: string; live?: boolean; limit: string; json?: boolean }, command: Command) => {
+      const now = Date.now();
+      const limit = Number(options.limit);
+      if (!/^\d+$/.test(options.limit) || limit < 1) throw new VnumError(ErrorCode.InvalidArgument, `invalid limit "${options.limit}"`);
+      const session = options.session === undefined ? undefined : validateSessionId(options.session);
+      const since = options.since === undefined ? undefined : parseSince(options.since, now);
+      const { calls, more, watching } = withDb(command, (db) => ({
+        ...listCalls(db, { session, since, live: options.live, limit }),
+        watching: amiWatching(db, now),
+      }));
+      if (more) process.stderr.write(`vnum: showing the newest ${limit} calls; use --limit for more\n`);
+      if (!watching && (options.live || calls.some((c) => c.state !== 'ended' && c.state !== 'lost'))) {
+        process.stderr.write('vnum: no vnum serve reports a live AMI connection: calls in progress may be out of date (see vnum health)\n');
+      }
+      if (options.json) {
+        printJson(calls.map(callJson));
+        return;
+      }
+      printTable(
+        ['ID', 'SESSION', 'CALLER', 'STATE', 'STARTED', 'ANSWERED', 'ENDED', 'DURATION', 'DIAL', 'CAUSE'],
+        calls.map((c) => [
+          c.id,
+          c.session,
+          c.caller,
+          c.hangupReason ? `${c.state} (hung up: ${c.hangupReason})` : c.state,
+          shortTime(c.startedAt),
+          shortTime(c.answeredAt),
+          shortTime(c.endedAt),
+          duration(c.durationMs),
+          c.dialStatus,
+          c.hangupCause === null ? null : `${c.hangupCause}${c.hangupCauseText ? ` ${c.hangupCauseText}` : ''}`,
+        ]),
+      );
+    });
+}
