@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startRouter } from '../../agi/server.js';
+import { createCallRouter } from '../../src/routing/service.js';
 import { vnum } from '../helpers/cli.js';
 import { captureLog } from '../unit/agi-fake-asterisk.js';
 import { callEnvironment, exchange, routeCall, sleep, startServe, type Answer, type Serve } from './lib.js';
@@ -172,26 +173,28 @@ describe('vnum serve while its database is unusable', () => {
     console.log(`fail-closed: BEGIN EXCLUSIVE held 3 s: ${during.length} calls answered from the committed state meanwhile; the release waited, then applied`);
   }, 30_000);
 
-  it('an exclusive lock that does block readers (locking_mode=EXCLUSIVE, taken while the router had no connection): ERROR for every call, and routing resumes after it', async () => {
-    // vnum serve opens its connection at the first call: until then another
-    // process can take the whole file. (Once the router is connected, no other
-    // process can get this lock: see the test above.)
-    serve = await startServe({ db });
-    holder = holdLock(db, "PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; INSERT INTO pool_number SELECT * FROM pool_number WHERE 0; COMMIT", 4_000);
-    await lockTaken(holder);
-    const during = await callsFor(2_500);
-    // Each call is answered ERROR (the router waits 250 ms for the lock, not the store's 5 s,
-    // so it neither freezes nor answers after its deadline).
-    expect(during.length).toBeGreaterThan(3);
-    expect(during.every((a) => a !== 'closed' && a.status === 'ERROR'), JSON.stringify(during)).toBe(true);
-    await new Promise((resolve) => holder!.once('exit', resolve));
-    const tookMs = await recovers();
-    console.log(
-      `fail-closed: reader-blocking exclusive lock for 4 s: ${during.length} calls during it: ` +
-        `${during.filter((a) => a !== 'closed' && a.status === 'ERROR').length} ERROR, ${during.filter((a) => a === 'closed').length} closed unanswered, 0 BRIDGE; ` +
-        `routing again ${tookMs} ms after the lock went`,
-    );
-  }, 30_000);
+  it('a lock that blocks readers (locking_mode=EXCLUSIVE): the router answers ERROR within its short busy timeout, and routes again after it', () => {
+    // vnum serve holds a store connection from its start (call log status), so
+    // while it runs no other process can take this lock (see the test above).
+    // The router's own defence against it is shown on its store glue directly:
+    // the lock is taken before the router's first open.
+    const lock = new Database(db);
+    lock.pragma('locking_mode = EXCLUSIVE');
+    lock.exec('BEGIN EXCLUSIVE');
+    const { logger } = captureLog();
+    const router = createCallRouter({ dbPath: db, defaultCountry: 'GB', logger, reopenDelayMs: 0 });
+    try {
+      const call = { callerId: A, extension: dMasked, dnid: dMasked };
+      const during = [router.route(call), router.route(call), router.route(call)];
+      expect(during.map((a) => a.VNUM_STATUS)).toEqual(['ERROR', 'ERROR', 'ERROR']);
+      lock.exec('COMMIT');
+      lock.close();
+      expect(router.route(call)).toEqual({ VNUM_STATUS: 'BRIDGE', VNUM_TARGET: D, VNUM_CLI: aMasked, VNUM_SESSION: 'o1' });
+    } finally {
+      if (lock.open) lock.close();
+      router.close();
+    }
+  });
 });
 
 /** A process that runs `sql` on the database, says "held", and keeps its lock for `ms`. */
