@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { InboundCall, RouteAnswer } from '../../agi/server.js';
 import type { AmiClient, AmiError } from '../ami/client.js';
@@ -60,6 +61,17 @@ const MAX_QUEUE = 10_000;
 // Channel names as Asterisk writes them: technology/resource-sequence.
 const CHANNEL = /^[A-Za-z0-9/@._:;+-]{1,200}$/;
 
+/**
+ * Which file the path names now (as the router's store glue checks it): a
+ * database replaced by `mv` (a restore) or removed must not go on receiving
+ * the log through a connection to the old file.
+ */
+function fileIdentity(path: string): string | undefined {
+  if (path === ':memory:') return path;
+  const stat = statSync(path, { throwIfNoEntry: false, bigint: true });
+  return stat === undefined ? undefined : `${stat.dev}:${stat.ino}`;
+}
+
 function isBusy(error: unknown): boolean {
   const code = (error as { code?: unknown }).code;
   return typeof code === 'string' && (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED'));
@@ -70,6 +82,8 @@ export class CallTracker {
   private readonly now: () => number;
   private readonly startedAt: number;
   private db: Db | undefined;
+  /** fileIdentity() of the file `db` has open. */
+  private openedFile: string | undefined;
   private reopenAt = 0;
   private readonly queue: Write[] = [];
   private flushTimer: ReturnType<typeof setTimeout> | undefined;
@@ -184,6 +198,7 @@ export class CallTracker {
   private hangUpDue(): void {
     const ami = this.options.ami;
     if (!ami?.loggedIn || this.stopped) return;
+    this.followFile();
     const db = this.database();
     if (!db) return;
     const now = this.now();
@@ -234,6 +249,7 @@ export class CallTracker {
   }
 
   private flush(): void {
+    this.followFile();
     while (this.queue.length > 0) {
       const db = this.database();
       if (!db) return this.retryFlush(1_000);
@@ -259,11 +275,28 @@ export class CallTracker {
     this.flushTimer.unref?.();
   }
 
+  /** Close a connection whose file is no longer the one at the path; the next use opens the new one. */
+  private followFile(): void {
+    if (!this.db) return;
+    let current: string | undefined;
+    try {
+      current = fileIdentity(this.options.dbPath);
+    } catch {
+      current = undefined;
+    }
+    if (current !== this.openedFile) {
+      this.log.warn({ db: this.options.dbPath, present: current !== undefined }, 'call log: database file replaced or removed: reopening');
+      this.closeDb();
+    }
+  }
+
   private database(): Db | undefined {
     if (this.db) return this.db;
     if (this.now() < this.reopenAt) return undefined;
     try {
+      const before = fileIdentity(this.options.dbPath);
       this.db = openDb(this.options.dbPath);
+      this.openedFile = before ?? fileIdentity(this.options.dbPath);
       this.db.pragma(`busy_timeout = ${this.options.busyTimeoutMs ?? 100}`);
       return this.db;
     } catch (error) {
@@ -280,5 +313,6 @@ export class CallTracker {
       // already unusable
     }
     this.db = undefined;
+    this.openedFile = undefined;
   }
 }

@@ -5,7 +5,7 @@
  * marked lost after a login, calls hung up when asked or when their session
  * ends, the status `vnum health` reads.
  */
-import { chmodSync, writeFileSync } from 'node:fs';
+import { chmodSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { InboundCall, RouteAnswer } from '../../agi/server.js';
@@ -25,6 +25,7 @@ import {
 import { CallTracker } from '../../src/calls/tracker.js';
 import { parseSince } from '../../src/cli/calls.js';
 import { createSession, releaseSession } from '../../src/session/sessions.js';
+import { openDb } from '../../src/store/db.js';
 import { captureLog, until } from './agi-fake-asterisk.js';
 import { FakeAmi } from './ami-fake-asterisk.js';
 import { londonDids, mobile, party, seedPool, tempDb } from '../helpers/store.js';
@@ -336,6 +337,32 @@ describe('the call tracker in vnum serve, against a fake AMI', () => {
     expect(readRouterStatus(store.db, 'x:1')!.amiState).toBe('disabled');
     expect(calls()).toEqual([]);
     await tracker.stop();
+  });
+
+  it('a database replaced by mv (a restore) gets the log and the status from then on, not the old file', async () => {
+    const log = captureLog();
+    const tracker = new CallTracker({ dbPath: store.path, ami: null, router: 'r:1', logger: log.logger, heartbeatMs: 30 });
+    tracker.start();
+    await until(() => readRouterStatus(store.db, 'r:1') !== undefined);
+    // Only the tracker has the old file open now (WAL files go by path: a second
+    // connection would keep the old -wal beside the new file).
+    store.db.close();
+    const restored = join(store.dir, 'restored.db');
+    openDb(restored).close();
+    renameSync(restored, store.path);
+    try {
+      await until(() => log.records().some((r) => r.msg === 'call log: database file replaced or removed: reopening'), 3_000);
+      await until(() => {
+        const fresh = openDb(store.path);
+        try {
+          return readRouterStatus(fresh, 'r:1') !== undefined;
+        } finally {
+          fresh.close();
+        }
+      }, 3_000);
+    } finally {
+      await tracker.stop();
+    }
   });
 
   it('a write lock held by another process delays the log, never loses it', async () => {
