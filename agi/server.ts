@@ -18,8 +18,9 @@ import { createLogger, redactNumber } from '../src/log.js';
 import { AllowList, DEFAULT_ALLOW } from './allow-list.js';
 import { AgiConnection, buildMSet, type AgiEnvironment, type AgiError, type AgiPeer, type AgiReply } from './wire.js';
 
-export const ROUTE_STATUSES = ['BRIDGE', 'NO_SESSION', 'ENDED', 'INVALID', 'ERROR'] as const;
-export type RouteStatus = (typeof ROUTE_STATUSES)[number];
+// The statuses are the routing decision's own: one definition for the router and `vnum route`.
+import { ROUTE_STATUSES, type RouteStatus } from '../src/routing/decide.js';
+export { ROUTE_STATUSES, type RouteStatus };
 
 /** The call as Asterisk describes it, verbatim (a missing caller ID is the literal `unknown`). */
 export interface InboundCall {
