@@ -1,5 +1,6 @@
 import { isVnumError } from '../errors.js';
-import { normaliseNumber, type E164 } from '../numbers/normalise.js';
+import type { E164 } from '../numbers/normalise.js';
+import { normaliseNumberCached } from '../numbers/cache.js';
 import { isLive } from '../session/state.js';
 
 export const ROUTE_STATUSES = ['BRIDGE', 'NO_SESSION', 'ENDED', 'INVALID', 'ERROR'] as const;
@@ -60,8 +61,8 @@ export function decideRoute(call: CallKey, now: number, bridges: BridgeLookup, d
   let caller: E164;
   let dialled: E164;
   try {
-    caller = normaliseNumber(call.caller, defaultCountry);
-    dialled = normaliseNumber(call.dialled, defaultCountry);
+    caller = normaliseNumberCached(call.caller, defaultCountry);
+    dialled = normaliseNumberCached(call.dialled, defaultCountry);
   } catch (e) {
     if (isVnumError(e)) return outcome('INVALID', null, e.message);
     throw e;
