@@ -24,6 +24,8 @@ export interface BenchResult {
   figures: Figure[];
   /** Versions of outside software the figures depend on (the real-Asterisk benchmark sets `asterisk`). */
   versions?: { asterisk?: string };
+  /** Set when the benchmark cannot run here (e.g. it needs root): why, in one line. No figures then. */
+  skipped?: string;
 }
 
 export interface Figure {

@@ -1,6 +1,8 @@
 import type { Benchmark } from './benchmark.js';
 import { storeBenchmark } from './store.js';
 import { poolSizeBenchmark } from './pool-size.js';
+import { routingBenchmark } from './routing.js';
+import { asteriskBenchmark } from './asterisk.js';
 
 /** Every benchmark, in the order `npm run bench` runs them. A new one is a module in bench/ added here. */
-export const BENCHMARKS: readonly Benchmark[] = [storeBenchmark, poolSizeBenchmark];
+export const BENCHMARKS: readonly Benchmark[] = [storeBenchmark, poolSizeBenchmark, routingBenchmark, asteriskBenchmark];

@@ -59,6 +59,7 @@ async function main(): Promise<number> {
       });
       const date = new Date().toISOString().slice(0, 16).replace('T', ' ');
       process.stdout.write(`\n${benchmark.name} (${((performance.now() - started) / 1000).toFixed(1)} s)\n`);
+      if (result.skipped !== undefined) process.stdout.write(`  skipped: ${result.skipped}\n`);
       for (const figure of result.figures) {
         rows.push({ date, machine, asterisk: result.versions?.asterisk, benchmark: benchmark.name, smoke, figure });
         const verdict = figure.target ? `  target ${figure.target.text}: ${figure.target.met ? 'met' : 'MISSED'}` : '';
@@ -71,7 +72,8 @@ async function main(): Promise<number> {
       failed.push(benchmark.name);
       process.stderr.write(`[${benchmark.name}] failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
     } finally {
-      rmSync(workDir, { recursive: true, force: true });
+      if (process.env.VNUM_BENCH_KEEP) process.stderr.write(`[${benchmark.name}] kept ${workDir} (VNUM_BENCH_KEEP)\n`);
+      else rmSync(workDir, { recursive: true, force: true });
     }
   }
   if (report && rows.length > 0) {
