@@ -1,8 +1,8 @@
-import { statSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { InboundCall, RouteAnswer } from '../../agi/server.js';
 import type { AmiClient, AmiError } from '../ami/client.js';
 import { openDb, type Db } from '../store/db.js';
+import { watchFileIdentity, type FileIdentityWatch } from '../store/file-identity.js';
 import { callFact, isUniqueid, liveUniqueids } from './facts.js';
 import {
   applyCallFact,
@@ -61,17 +61,6 @@ const MAX_QUEUE = 10_000;
 // Channel names as Asterisk writes them: technology/resource-sequence.
 const CHANNEL = /^[A-Za-z0-9/@._:;+-]{1,200}$/;
 
-/**
- * Which file the path names now (as the router's store glue checks it): a
- * database replaced by `mv` (a restore) or removed must not go on receiving
- * the log through a connection to the old file.
- */
-function fileIdentity(path: string): string | undefined {
-  if (path === ':memory:') return path;
-  const stat = statSync(path, { throwIfNoEntry: false, bigint: true });
-  return stat === undefined ? undefined : `${stat.dev}:${stat.ino}`;
-}
-
 function isBusy(error: unknown): boolean {
   const code = (error as { code?: unknown }).code;
   return typeof code === 'string' && (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED'));
@@ -93,11 +82,20 @@ export class CallTracker {
   /** Call id -> when Hangup was last sent for it. */
   private readonly hangupTried = new Map<number, number>();
   private stopped = false;
+  /**
+   * Which file the path names (as the router's store glue checks it): a
+   * database replaced by `mv` (a restore) or removed must not go on receiving
+   * the log through a connection to the old file.
+   */
+  private readonly identity: FileIdentityWatch;
 
   constructor(private readonly options: CallTrackerOptions) {
     this.log = options.logger.child({ component: 'calls' });
     this.now = options.now ?? Date.now;
     this.startedAt = this.now();
+    this.identity = watchFileIdentity(options.dbPath, {
+      onWatchError: (error) => this.log.warn({ err: error, db: options.dbPath }, "call log: cannot watch the database's folder: a stat at every write"),
+    });
   }
 
   start(): void {
@@ -147,6 +145,7 @@ export class CallTracker {
     this.flush();
     if (this.queue.length > 0) this.log.warn({ unwritten: this.queue.length }, 'call log: writes left unwritten at stop');
     this.closeDb();
+    this.identity.close();
   }
 
   // -------------------------------------------------------------------------
@@ -280,7 +279,7 @@ export class CallTracker {
     if (!this.db) return;
     let current: string | undefined;
     try {
-      current = fileIdentity(this.options.dbPath);
+      current = this.identity.current();
     } catch {
       current = undefined;
     }
@@ -294,9 +293,9 @@ export class CallTracker {
     if (this.db) return this.db;
     if (this.now() < this.reopenAt) return undefined;
     try {
-      const before = fileIdentity(this.options.dbPath);
+      const before = this.identity.check();
       this.db = openDb(this.options.dbPath);
-      this.openedFile = before ?? fileIdentity(this.options.dbPath);
+      this.openedFile = before ?? this.identity.check();
       this.db.pragma(`busy_timeout = ${this.options.busyTimeoutMs ?? 100}`);
       return this.db;
     } catch (error) {

@@ -1,6 +1,6 @@
-import { statSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { openDb, type Db } from '../store/db.js';
+import { watchFileIdentity } from '../store/file-identity.js';
 import { redactNumber } from '../log.js';
 import { decideRoute, type BridgeLookup, type RouteDecision, type RouteStatus } from './decide.js';
 import { storeBridgeLookup } from './lookup.js';
@@ -48,13 +48,6 @@ export interface CallRouter {
  */
 export const ROUTER_BUSY_TIMEOUT_MS = 250;
 
-/** Which file a path names right now: undefined when nothing is there. */
-function fileIdentity(path: string): string | undefined {
-  if (path === ':memory:') return path;
-  const stat = statSync(path, { throwIfNoEntry: false, bigint: true });
-  return stat === undefined ? undefined : `${stat.dev}:${stat.ino}`;
-}
-
 /**
  * The router's side of the store: one read connection, reopened by itself
  * after a failure (unreadable, corrupt, locked), answering ERROR meanwhile so
@@ -64,8 +57,12 @@ function fileIdentity(path: string): string | undefined {
  * file is deleted or renamed away: without a check, a router whose database
  * was removed, or replaced by `mv` (a restore), would go on bridging calls
  * from the old file while every CLI command sees the new one. So each call
- * first checks that the path still names the file that is open (one stat),
- * and reopens when it does not.
+ * first checks that the path still names the file that is open, and reopens
+ * when it does not. That check is a watch on the database's folder plus a stat
+ * at least every 250 ms (src/store/file-identity.ts), not a stat per call: a
+ * replacement is seen once its event has reached the event loop, so a call
+ * whose route() runs in the very tick of the `mv` may still be answered from
+ * the old file, as it could be with a stat if it came a moment earlier.
  */
 export function createCallRouter(options: CallRouterOptions): CallRouter {
   const now = options.now ?? Date.now;
@@ -74,6 +71,10 @@ export function createCallRouter(options: CallRouterOptions): CallRouter {
   let lookup: BridgeLookup | undefined;
   /** The file the open connection reads (see fileIdentity). */
   let openedFile: string | undefined;
+  const identity = watchFileIdentity(options.dbPath, {
+    onWatchError: (error) =>
+      options.logger.warn({ err: error, db: options.dbPath }, "cannot watch the database's folder: checking the file with a stat on every call"),
+  });
   let retryAt = 0;
 
   const closeDb = (): void => {
@@ -99,7 +100,7 @@ export function createCallRouter(options: CallRouterOptions): CallRouter {
       if (lookup) {
         let current: string | undefined;
         try {
-          current = fileIdentity(options.dbPath);
+          current = identity.current();
         } catch (error) {
           return fail(error);
         }
@@ -113,9 +114,9 @@ export function createCallRouter(options: CallRouterOptions): CallRouter {
         try {
           // Identify the file before opening it: if it is replaced in between,
           // the next call sees the difference and reopens again.
-          const before = fileIdentity(options.dbPath);
+          const before = identity.check();
           db = openDb(options.dbPath, { busyTimeoutMs: ROUTER_BUSY_TIMEOUT_MS });
-          openedFile = before ?? fileIdentity(options.dbPath);
+          openedFile = before ?? identity.check();
           lookup = storeBridgeLookup(db);
         } catch (error) {
           return fail(error);
@@ -134,6 +135,7 @@ export function createCallRouter(options: CallRouterOptions): CallRouter {
       }
     },
     close() {
+      identity.close();
       closeDb();
     },
   };
