@@ -17,5 +17,6 @@ export function storeBridgeLookup(db: Db): BridgeLookup {
   return {
     live: (caller: E164, dialled: E164) => current.get(caller, dialled),
     latestSession: (caller: E164, dialled: E164) => current.get(caller, dialled)?.session,
+    liveReturnsLatest: true,
   };
 }
