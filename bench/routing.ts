@@ -5,7 +5,7 @@ import { openDb } from '../src/store/db.js';
 import { elapsedMicros, formatCount, percentile, type Benchmark, type Figure } from './benchmark.js';
 import { customerNumber, poolNumbers, prng, sampleBridgeKeys, seedStore, type SeededStore } from './seed.js';
 import type { RunRequest, RunResult } from './agi-load.js';
-import { DIST, memory, profileArgs, startVnum, stopProcess } from './processes.js';
+import { cpuSeconds, DIST, memory, profileArgs, startVnum, stopProcess } from './processes.js';
 
 /**
  * Issue 4, item 1: the real `vnum serve` (the built CLI, its own process) over
@@ -67,19 +67,30 @@ export const routingBenchmark: Benchmark = {
       }
       await takeDecisions(vnum.child, timingFile);
 
-      const rounds: { vnum: RunResult; bare: RunResult }[] = [];
+      const rounds: Round[] = [];
       const decisions: Float64Array[] = [];
+      // CPU (user + system) per session of the serving process and of the generator, over each run.
+      const cpuPerSession = async (port: number, server: ChildProcess): Promise<{ result: RunResult; cpu: Cpu }> => {
+        const [s0, g0] = [cpuSeconds(server.pid!), cpuSeconds(generator.child.pid!)];
+        const result = await generator.run({ type: 'run', port, durationMs: sizes.roundMs, ...settings });
+        const [s1, g1] = [cpuSeconds(server.pid!), cpuSeconds(generator.child.pid!)];
+        const per = (seconds: number) => (result.sessions > 0 ? (seconds * 1e6) / result.sessions : Number.NaN);
+        return { result, cpu: { serverUs: per(s1 - s0), generatorUs: per(g1 - g0) } };
+      };
       for (let round = 0; round < sizes.rounds; round++) {
-        const a = await generator.run({ type: 'run', port: vnum.port, durationMs: sizes.roundMs, ...settings });
+        const a = await cpuPerSession(vnum.port, vnum.child);
         decisions.push(await takeDecisions(vnum.child, timingFile));
-        const b = await generator.run({ type: 'run', port: bare.port, durationMs: sizes.roundMs, ...settings });
-        check(a, mix, 'vnum serve');
-        check(b, null, 'bare responder');
-        rounds.push({ vnum: a, bare: b });
+        const b = await cpuPerSession(bare.port, bare.child);
+        check(a.result, mix, 'vnum serve');
+        check(b.result, null, 'bare responder');
+        rounds.push({ vnum: a.result, bare: b.result, vnumCpu: a.cpu, bareCpu: b.cpu });
+        const [ra, rb] = [a.result, b.result];
         context.log(
-          `round ${round + 1}: vnum ${formatCount(a.perSecond)}/s (p50 ${a.latencyUs.p50.toFixed(0)} µs, p99 ${a.latencyUs.p99.toFixed(0)} µs), ` +
-            `bare ${formatCount(b.perSecond)}/s (p50 ${b.latencyUs.p50.toFixed(0)} µs, p99 ${b.latencyUs.p99.toFixed(0)} µs), ` +
-            `ratio ${(a.perSecond / b.perSecond).toFixed(2)}; ${JSON.stringify(a.statuses)}`,
+          `round ${round + 1}: vnum ${formatCount(ra.perSecond)}/s (p50 ${ra.latencyUs.p50.toFixed(0)} µs, p99 ${ra.latencyUs.p99.toFixed(0)} µs, ` +
+            `CPU ${a.cpu.serverUs.toFixed(0)} µs/session, generator ${a.cpu.generatorUs.toFixed(0)}), ` +
+            `bare ${formatCount(rb.perSecond)}/s (p50 ${rb.latencyUs.p50.toFixed(0)} µs, p99 ${rb.latencyUs.p99.toFixed(0)} µs, ` +
+            `CPU ${b.cpu.serverUs.toFixed(0)} µs/session, generator ${b.cpu.generatorUs.toFixed(0)}), ` +
+            `ratio ${(ra.perSecond / rb.perSecond).toFixed(2)}; ${JSON.stringify(ra.statuses)}`,
         );
       }
       const rss = { vnum: memory(vnum.child.pid!), bare: memory(bare.child.pid!) };
@@ -95,6 +106,20 @@ export const routingBenchmark: Benchmark = {
     }
   },
 };
+
+interface Cpu {
+  /** User + system CPU of the serving process per session it served, µs. */
+  serverUs: number;
+  /** The same for the load generator over that run. */
+  generatorUs: number;
+}
+
+interface Round {
+  vnum: RunResult;
+  bare: RunResult;
+  vnumCpu: Cpu;
+  bareCpu: Cpu;
+}
 
 // ---------------------------------------------------------------------------
 // Keys: live bridges drawn over the whole store, numbers as carriers deliver them
@@ -254,7 +279,7 @@ function figuresOf(
   store: SeededStore,
   sizes: (typeof SIZES)['full'],
   mix: KeyMix,
-  rounds: { vnum: RunResult; bare: RunResult }[],
+  rounds: Round[],
   decisions: Float64Array,
   pointReads: Float64Array,
   rss: { vnum: { rssMb: number; hwmMb: number }; bare: { rssMb: number; hwmMb: number } },
@@ -291,6 +316,16 @@ function figuresOf(
       size: `${storeSize}; ${load}; per round vnum ${range(v)} µs, bare ${range(b)} µs`,
     });
   }
+  const vnumCpu = rounds.map((r) => r.vnumCpu.serverUs);
+  const bareCpu = rounds.map((r) => r.bareCpu.serverUs);
+  const generatorCpu = rounds.flatMap((r) => [r.vnumCpu.generatorUs, r.bareCpu.generatorUs]);
+  figures.push({
+    name: 'CPU (user + system) of the serving process per FastAGI session, median of rounds',
+    unit: 'µs',
+    value: median(vnumCpu),
+    baseline: { name: 'bare responder CPU per session', value: median(bareCpu) },
+    size: `${storeSize}; ${load}; /proc utime+stime over each run; per round vnum ${range(vnumCpu)} µs, bare ${range(bareCpu)} µs; the generator ${range(generatorCpu)} µs per session (vnum, bare, ...)`,
+  });
   const decisionRounds = `${formatCount(decisions.length)} decisions timed in vnum serve under the load (${keys}, numbers as carriers deliver them)`;
   for (const p of [50, 99, 99.9]) {
     const value = percentile(decisions, p);
