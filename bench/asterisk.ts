@@ -1,10 +1,12 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import type { AddressInfo, Server } from 'node:net';
 import { join } from 'node:path';
 import { openDb } from '../src/store/db.js';
 import { Asterisk } from '../test/e2e/harness/asterisk.js';
 import { formatCount, percentile, type Benchmark, type BenchContext, type Figure } from './benchmark.js';
 import { REPO, startVnum, stopProcess } from './processes.js';
+import { startBareResponder } from './agi-bare.js';
 import { sampleBridgeKeys, seedStore } from './seed.js';
 
 /**
@@ -15,14 +17,16 @@ import { sampleBridgeKeys, seedStore } from './seed.js';
  *
  *   sipp UAC 127.0.0.1:5071 --INVITE--> Asterisk 127.0.0.1:5060
  *     endpoint `carrier` (context vnum-inbound: AGI, then Dial), or, for calls
- *     carrying `X-Bench-Route: static`, endpoint `static-in` (bench-static)
+ *     carrying `X-Bench-Route: static`, endpoint `static-in` (bench-static),
+ *     or `X-Bench-Route: floor`, endpoint `floor-in` (bench-floor: the static
+ *     dialplan plus one FastAGI call to a bare responder, for answer times)
  *   Asterisk --INVITE--> sipp UAS 127.0.0.1:5072 (answers at once)
  *
  * The callers and DIDs are live bridges of a seeded store, so every routed
  * call is a real BRIDGE; the static calls use the same numbers, and no step
- * reuses a pair an earlier step called. After a warm-up of both routes, the
+ * reuses a pair an earlier step called. After a warm-up of every route, the
  * answer time (INVITE -> 200, sipp's rtd) is measured at a low rate in
- * alternating blocks; then rates climb in alternating steps (vnum, static,
+ * blocks of rotating order; then rates climb in alternating steps (vnum, static,
  * static, vnum, ...) until a step has a failed call or falls 5% short of its
  * rate (retried once, to tell a neighbour's burst from a limit), then bisect.
  * Loopback only; needs root and the provisioned root (test/e2e/provision.sh),
@@ -48,7 +52,17 @@ const SIZES = {
   smoke: { sessions: 1_000, ladder: [5], stepSeconds: 1, bisections: 0, answerRate: 5, answerBlocks: 1, answerSeconds: 1 },
 };
 
-type Route = 'vnum' | 'static';
+/**
+ * vnum: dialplan/vnum.conf asking vnum serve. static: the baseline, no AGI.
+ * floor: the baseline plus one FastAGI call to a bare responder that answers
+ * at once (bench/agi-bare.ts), for the answer time only: what any FastAGI
+ * router costs Asterisk, so the report can tell vnum's share from it.
+ */
+type Route = 'vnum' | 'static' | 'floor';
+/** The two routes whose highest call rate is compared. */
+type Climbed = 'vnum' | 'static';
+const ROUTES: readonly Route[] = ['vnum', 'static', 'floor'];
+const CONTEXT: Record<Route, string> = { vnum: 'vnum-inbound', static: 'bench-static', floor: 'bench-floor' };
 
 export const asteriskBenchmark: Benchmark = {
   name: 'asterisk',
@@ -68,15 +82,21 @@ export const asteriskBenchmark: Benchmark = {
 
     const processes: ChildProcess[] = [];
     let asterisk: Asterisk | undefined;
+    let floor: Server | undefined;
     try {
       const vnum = await startVnum(store.path);
       processes.push(vnum.child);
+      floor = await startBareResponder();
       const uas = await startUas(scenarios.uas, context.workDir);
       processes.push(uas);
       const dialplan = join(context.workDir, 'vnum-and-static.conf');
       writeFileSync(dialplan, readFileSync(join(REPO, 'dialplan/vnum.conf'), 'utf8') + STATIC_DIALPLAN);
       asterisk = await Asterisk.start(
-        { pjsipConf: PJSIP_CONF, dialplanFile: dialplan, globals: { VNUM_AGI_URL: `agi://127.0.0.1:${vnum.port}/route` } },
+        { pjsipConf: PJSIP_CONF, dialplanFile: dialplan, globals: {
+            VNUM_AGI_URL: `agi://127.0.0.1:${vnum.port}/route`,
+            BENCH_FLOOR_AGI_URL: `agi://127.0.0.1:${(floor.address() as AddressInfo).port}/route`,
+          },
+        },
         root,
       );
       const version = /Asterisk (\S+)/.exec(asterisk.cli('core show version'))?.[1] ?? 'unknown';
@@ -85,24 +105,24 @@ export const asteriskBenchmark: Benchmark = {
 
       // Each route must carry one call the way it should before anything is
       // measured: a wrong setup fails here, loudly.
-      for (const route of ['vnum', 'static'] as const) {
+      for (const route of ROUTES) {
         const before = asterisk.log().length;
         const probe = await runner.step(route, 1, 1);
         const log = asterisk.log().slice(before);
-        const context = route === 'vnum' ? 'vnum-inbound' : 'bench-static';
-        const dialled = new RegExp(`@${context}:\\d+\\] Dial\\(`).test(log);
+        const dialled = new RegExp(`@${CONTEXT[route]}:\\d+\\] Dial\\(`).test(log);
         if (!probe.passed || !dialled) {
           throw new Error(`the ${route} route does not work: ${probe.summary}\n${log.split('\n').slice(-40).join('\n')}`);
         }
       }
-      // As an operator's box runs: the harness logs every dialplan priority
-      // (verbose 3 into full.log), ~60 lines a routed call against 3 for the
-      // baseline, which would bill the logging to vnum.
-      asterisk.cli('core set verbose 0');
+      // As an operator's box runs (Asterisk's packaged logger.conf writes no
+      // verbose lines to files): the harness logs every dialplan priority, ~60
+      // lines a routed call against 3 for the baseline, which would bill the
+      // logging to vnum.
+      asterisk.quietLog();
       // Warm both routes (vnum serve's JIT, Asterisk's caches), then the answer
       // time while nothing has been overloaded yet, then the climb to failure.
       if (!context.smoke) {
-        for (const route of ['vnum', 'static'] as const) await runner.step(route, 100, 500);
+        for (const route of ROUTES) await runner.step(route, 100, 500);
       }
       const answer = await answerTimes(runner, sizes);
       const ladder = await climb(runner, sizes);
@@ -110,6 +130,7 @@ export const asteriskBenchmark: Benchmark = {
     } finally {
       await asterisk?.stop();
       for (const child of processes) await stopProcess(child);
+      floor?.close();
     }
   },
 };
@@ -139,7 +160,7 @@ function provisioned(root: string, context: BenchContext): string | null {
 export const PJSIP_CONF = `[global]
 type = global
 user_agent = vnum-bench
-; Calls marked X-Bench-Route: static are the baseline's; the rest are the carrier's.
+; Calls marked X-Bench-Route: static or floor are the baselines'; the rest are the carrier's.
 endpoint_identifier_order = header,ip
 
 [transport-udp]
@@ -179,6 +200,20 @@ direct_media = no
 type = identify
 endpoint = static-in
 match_header = X-Bench-Route: static
+
+; The FastAGI floor's way in: the same again, context bench-floor.
+[floor-in]
+type = endpoint
+transport = transport-udp
+context = bench-floor
+disallow = all
+allow = ulaw,alaw
+direct_media = no
+
+[floor-in]
+type = identify
+endpoint = floor-in
+match_header = X-Bench-Route: floor
 `;
 
 /**
@@ -195,6 +230,18 @@ exten => _[+0-9].,1,Set(CALLERID(num)=+442079460001)
  same => n,Set(CALLERID(name)=+442079460001)
  same => n,Dial(PJSIP/\${EXTEN}@carrier,60)
  same => n,Hangup()
+
+; The FastAGI floor: the baseline plus one FastAGI call to a responder that
+; answers at once, bounded as vnum.conf bounds its router.
+[bench-floor]
+exten => _[+0-9].,1,Set(AGIEXITONHANGUP=yes)
+ same => n,Set(TIMEOUT(absolute)=3)
+ same => n,AGI(\${GLOBAL(BENCH_FLOOR_AGI_URL)})
+ same => n,Set(TIMEOUT(absolute)=0)
+ same => n,Set(CALLERID(num)=+442079460001)
+ same => n,Set(CALLERID(name)=+442079460001)
+ same => n,Dial(PJSIP/\${EXTEN}@carrier,60)
+ same => n,Hangup()
 `;
 
 // ---------------------------------------------------------------------------
@@ -208,7 +255,7 @@ interface Scenarios {
 const FAILURES = [400, 403, 404, 408, 480, 484, 486, 487, 488, 500, 502, 503, 504, 603];
 
 function uacScenario(route: Route): string {
-  const marker = route === 'static' ? '\n      X-Bench-Route: static' : '';
+  const marker = route === 'vnum' ? '' : `\n      X-Bench-Route: ${route}`;
   const failures = FAILURES.map((code) => `  <recv response="${code}" optional="true" next="failed"/>`).join('\n');
   return `<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="bench ${route}">
@@ -358,7 +405,11 @@ export function writeScenarios(dir: string): Scenarios {
     return path;
   };
   return {
-    uac: { vnum: file('uac-vnum.xml', uacScenario('vnum')), static: file('uac-static.xml', uacScenario('static')) },
+    uac: {
+      vnum: file('uac-vnum.xml', uacScenario('vnum')),
+      static: file('uac-static.xml', uacScenario('static')),
+      floor: file('uac-floor.xml', uacScenario('floor')),
+    },
     uas: file('uas.xml', UAS_SCENARIO),
   };
 }
@@ -488,7 +539,7 @@ function readRtd(dir: string): { dates: number[]; ms: number[] } {
 
 interface Ladder {
   /** Highest rate passed, per route, and whether a failing rate above it was found. */
-  best: Record<Route, { rate: number; achieved: number; capped: boolean }>;
+  best: Record<Climbed, { rate: number; achieved: number; capped: boolean }>;
   retries: number;
   steps: StepResult[];
 }
@@ -498,11 +549,11 @@ async function climb(runner: CallRunner, sizes: (typeof SIZES)['full'] | (typeof
     vnum: { rate: 0, achieved: 0, capped: false },
     static: { rate: 0, achieved: 0, capped: false },
   };
-  const failedAt: Record<Route, number> = { vnum: Infinity, static: Infinity };
+  const failedAt: Record<Climbed, number> = { vnum: Infinity, static: Infinity };
   const steps: StepResult[] = [];
   let retries = 0;
   let flip = false;
-  const tryRate = async (route: Route, rate: number): Promise<boolean> => {
+  const tryRate = async (route: Climbed, rate: number): Promise<boolean> => {
     const calls = Math.round(rate * sizes.stepSeconds);
     let result = await runner.step(route, rate, calls);
     steps.push(result);
@@ -517,7 +568,7 @@ async function climb(runner: CallRunner, sizes: (typeof SIZES)['full'] | (typeof
     return result.passed;
   };
   for (const rate of sizes.ladder) {
-    const routes: Route[] = flip ? ['static', 'vnum'] : ['vnum', 'static'];
+    const routes: Climbed[] = flip ? ['static', 'vnum'] : ['vnum', 'static'];
     flip = !flip;
     let any = false;
     for (const route of routes) {
@@ -538,16 +589,14 @@ async function climb(runner: CallRunner, sizes: (typeof SIZES)['full'] | (typeof
   return { best, retries, steps };
 }
 
-interface AnswerTimes {
-  vnum: number[];
-  static: number[];
-}
+type AnswerTimes = Record<Route, number[]>;
 
 async function answerTimes(runner: CallRunner, sizes: (typeof SIZES)['full'] | (typeof SIZES)['smoke']): Promise<AnswerTimes> {
-  const times: AnswerTimes = { vnum: [], static: [] };
+  const times: AnswerTimes = { vnum: [], static: [], floor: [] };
   const calls = sizes.answerRate * sizes.answerSeconds;
   for (let block = 0; block < sizes.answerBlocks; block++) {
-    const order: Route[] = block % 2 === 0 ? ['vnum', 'static'] : ['static', 'vnum'];
+    // Each block a different order: no route always follows the same one.
+    const order = ROUTES.map((_, i) => ROUTES[(i + block) % ROUTES.length]!);
     for (const route of order) {
       let result = await runner.step(route, sizes.answerRate, calls);
       if (!result.passed) result = await runner.step(route, sizes.answerRate, calls);
@@ -566,11 +615,14 @@ function figuresOf(ladder: Ladder, answer: AnswerTimes, sizes: (typeof SIZES)['f
   const { vnum, static: baseline } = ladder.best;
   const rateRatio = baseline.rate > 0 ? vnum.rate / baseline.rate : 0;
   const bound = (b: { capped: boolean }) => (b.capped ? ' (no failure up to the top of the ladder: a lower bound)' : '');
-  const setup = `one Asterisk, sipp UAC and UAS, vnum serve (${formatCount(sessions)} live sessions), 2 routes on 127.0.0.1; calls held ${HOLD_MS} ms`;
+  const setup = `one Asterisk, sipp UAC and UAS, vnum serve (${formatCount(sessions)} live sessions), routes side by side on 127.0.0.1; calls held ${HOLD_MS} ms`;
   const vnumMean = mean(answer.vnum);
   const staticMean = mean(answer.static);
+  const floorMean = mean(answer.floor);
   const sorted = (v: number[]) => [...v].sort((a, b) => a - b);
-  const answerSize = `${formatCount(answer.vnum.length)} + ${formatCount(answer.static.length)} calls at ${sizes.answerRate}/s in alternating blocks; sipp rtd (whole ms, so the mean of many calls); added ${(vnumMean - staticMean).toFixed(2)} ms`;
+  const answerSize =
+    `${formatCount(answer.vnum.length)} calls a route at ${sizes.answerRate}/s in blocks of rotating order; sipp rtd (whole ms, so the mean of many calls); ` +
+    `added ${(vnumMean - staticMean).toFixed(2)} ms, of which a bare FastAGI call ${(floorMean - staticMean).toFixed(2)} ms`;
   return [
     {
       name: `highest call rate with zero failed calls, through vnum (dialplan/vnum.conf + FastAGI to vnum serve)${bound(vnum)}`,
@@ -594,6 +646,13 @@ function figuresOf(ladder: Ladder, answer: AnswerTimes, sizes: (typeof SIZES)['f
       value: percentile(sorted(answer.vnum), 99),
       baseline: { name: 'INVITE→200 p99 through the static dialplan', value: percentile(sorted(answer.static), 99) },
       size: `${setup}; ${answerSize}`,
+    },
+    {
+      name: 'mean INVITE→200 through the static dialplan plus one FastAGI call to a bare responder (what any FastAGI router costs)',
+      unit: 'ms',
+      value: floorMean,
+      baseline: { name: 'mean INVITE→200 through the static dialplan', value: staticMean },
+      size: `${setup}; ${answerSize}; vnum above this floor ${(vnumMean - floorMean).toFixed(2)} ms`,
     },
   ];
 }

@@ -129,6 +129,16 @@ function moduleDir(root: string): string {
   throw new Error(`no asterisk/modules under ${lib}: is the root provisioned?`);
 }
 
+/** full.log: with `verbose`, every dialplan priority executed (tests read them); without, what Asterisk's packaged logger.conf keeps. */
+function loggerConf(verbose: boolean): string {
+  return `[general]
+dateformat = %F %T.%3q
+
+[logfiles]
+full.log => notice,warning,error${verbose ? ',verbose' : ''}
+`;
+}
+
 export function renderConfig(root: string, options: AsteriskOptions): Record<string, string> {
   const trunk = options.trunk ?? defaultTrunkIdentity;
   const globals = Object.entries(options.globals ?? {})
@@ -157,12 +167,7 @@ nocolor = yes
 autoload = no
 ${MODULES.map((m) => `load => ${m}`).join('\n')}
 `,
-    'logger.conf': `[general]
-dateformat = %F %T.%3q
-
-[logfiles]
-full.log => notice,warning,error,verbose
-`,
+    'logger.conf': loggerConf(true),
     'cdr.conf': `[general]
 enable = no
 `,
@@ -493,6 +498,16 @@ export class Asterisk {
       await new Promise((r) => setTimeout(r, 50));
     }
     throw new Error(`channels still up after ${timeoutMs} ms:\n${this.cli('core show channels')}`);
+  }
+
+  /**
+   * Stops writing verbose lines (every dialplan priority) to full.log, as an
+   * operator's Asterisk does by default; warnings and errors stay. For the
+   * benchmarks: `core set verbose 0` from a remote console does not do it.
+   */
+  quietLog(): void {
+    writeFileSync(path.join(this.root, CONF_DIR.slice(1), 'logger.conf'), loggerConf(false), { mode: 0o644 });
+    this.cli('logger reload');
   }
 
   /** The last lines of Asterisk's full.log (dialplan execution, warnings). */
