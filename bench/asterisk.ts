@@ -4,6 +4,7 @@ import type { AddressInfo, Server } from 'node:net';
 import { join } from 'node:path';
 import { openDb } from '../src/store/db.js';
 import { Asterisk } from '../test/e2e/harness/asterisk.js';
+import { uasScenario } from '../test/e2e/harness/sipp.js';
 import { formatCount, percentile, type Benchmark, type BenchContext, type Figure } from './benchmark.js';
 import { REPO, startVnum, stopProcess } from './processes.js';
 import { startBareResponder } from './agi-bare.js';
@@ -342,61 +343,6 @@ ${failures}
 `;
 }
 
-const UAS_SCENARIO = `<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="bench far end">
-  <recv request="INVITE" crlf="true"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 180 Ringing
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:callee@[local_ip]:[local_port]>
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <send retrans="500">
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:callee@[local_ip]:[local_port]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=callee 1 1 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 0
-      a=rtpmap:0 PCMU/8000
-      a=sendrecv
-    ]]>
-  </send>
-  <recv request="ACK" crlf="true"/>
-  <recv request="BYE"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <timewait milliseconds="50"/>
-</scenario>
-`;
 
 export function writeScenarios(dir: string): Scenarios {
   const file = (name: string, text: string) => {
@@ -410,7 +356,8 @@ export function writeScenarios(dir: string): Scenarios {
       static: file('uac-static.xml', uacScenario('static')),
       floor: file('uac-floor.xml', uacScenario('floor')),
     },
-    uas: file('uas.xml', UAS_SCENARIO),
+    // The e2e suite's far end, answering at once.
+    uas: file('uas.xml', uasScenario({ ringMs: 0 })),
   };
 }
 

@@ -293,7 +293,8 @@ export interface UasOptions {
   hangupAfterMs?: number;
 }
 
-function uasScenario(options: UasOptions): string {
+/** The far end's scenario (also the real-Asterisk benchmark's, bench/asterisk.ts). */
+export function uasScenario(options: UasOptions): string {
   const extra = (options.responseHeaders ?? []).map((h) => `\n      ${h}`).join('');
   const sdp = `v=0
       o=callee 1 [cseq] IN IP[local_ip_type] [local_ip]
