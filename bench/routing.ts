@@ -34,7 +34,7 @@ const DECISION_P99_TARGET_US = 500;
 const RSS_TARGET_MB = 150;
 
 const SIZES = {
-  full: { sessions: 1_000_000, keys: 50_000, rounds: 3, roundMs: 5_000, warmupMs: 3_000, pointReads: 100_000 },
+  full: { sessions: 1_000_000, keys: 50_000, rounds: 5, roundMs: 5_000, warmupMs: 3_000, pointReads: 100_000 },
   smoke: { sessions: 10_000, keys: 2_000, rounds: 1, roundMs: 1_000, warmupMs: 300, pointReads: 2_000 },
 };
 
@@ -290,13 +290,20 @@ function figuresOf(
   const vnumRates = rounds.map((r) => r.vnum.perSecond);
   const bareRates = rounds.map((r) => r.bare.perSecond);
   const ratios = rounds.map((r) => r.vnum.perSecond / r.bare.perSecond);
-  const throughput = median(vnumRates) / median(bareRates);
+  // A round's two runs are seconds apart, so a neighbour's burst skews one
+  // round's ratio, not every round's: the figure is the round with the median
+  // ratio (an odd number of rounds makes it a real round), its two rates side
+  // by side. A ratio of medians taken across rounds could pair one round's
+  // undisturbed vnum run with another round's disturbed bare run.
+  const ratioOf = (r: Round): number => r.vnum.perSecond / r.bare.perSecond;
+  const middle = [...rounds].sort((a, b) => ratioOf(a) - ratioOf(b))[Math.floor((rounds.length - 1) / 2)]!;
+  const throughput = ratioOf(middle);
   const figures: Figure[] = [
     {
-      name: 'FastAGI sessions/s, median of rounds (vnum serve, real CLI process)',
+      name: 'FastAGI sessions/s, the round with the median ratio (vnum serve, real CLI process)',
       unit: '/s',
-      value: median(vnumRates),
-      baseline: { name: 'bare Node responder, same answer, no lookup', value: median(bareRates) },
+      value: middle.vnum.perSecond,
+      baseline: { name: 'bare Node responder in the same round, same answer, no lookup', value: middle.bare.perSecond },
       target: { text: `≥ ${THROUGHPUT_TARGET}× the bare responder`, met: throughput >= THROUGHPUT_TARGET },
       size: `${storeSize}; ${load}; per round vnum ${range(vnumRates)}/s, bare ${range(bareRates)}/s, ratio ${range(ratios, 2)}`,
     },
