@@ -158,6 +158,23 @@ function provisioned(root: string, context: BenchContext): string | null {
 // ---------------------------------------------------------------------------
 // Asterisk configuration
 
+/** An endpoint for calls carrying `X-Bench-Route: <route>`, into that route's context. */
+function headerRoute(route: Exclude<Route, 'vnum'>): string {
+  return `[${route}-in]
+type = endpoint
+transport = transport-udp
+context = ${CONTEXT[route]}
+disallow = all
+allow = ulaw,alaw
+direct_media = no
+
+[${route}-in]
+type = identify
+endpoint = ${route}-in
+match_header = X-Bench-Route: ${route}
+`;
+}
+
 export const PJSIP_CONF = `[global]
 type = global
 user_agent = vnum-bench
@@ -188,34 +205,9 @@ type = identify
 endpoint = carrier
 match = 127.0.0.1
 
-; The baseline's way in: the same trunk settings, the static context.
-[static-in]
-type = endpoint
-transport = transport-udp
-context = bench-static
-disallow = all
-allow = ulaw,alaw
-direct_media = no
-
-[static-in]
-type = identify
-endpoint = static-in
-match_header = X-Bench-Route: static
-
-; The FastAGI floor's way in: the same again, context bench-floor.
-[floor-in]
-type = endpoint
-transport = transport-udp
-context = bench-floor
-disallow = all
-allow = ulaw,alaw
-direct_media = no
-
-[floor-in]
-type = identify
-endpoint = floor-in
-match_header = X-Bench-Route: floor
-`;
+; The baselines' ways in: the same trunk settings, their own contexts.
+${headerRoute('static')}
+${headerRoute('floor')}`;
 
 /**
  * The baseline: the same call without vnum. The caller ID a masked call
