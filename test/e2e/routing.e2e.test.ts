@@ -540,12 +540,24 @@ suite('VNUM_NUMBER_FORMAT: the trunk\'s number format for the dialled number and
     }, CALL_TIMEOUT_MS);
   }
 
-  it('a malformed setting refuses every call', async () => {
-    world = await startWorld({ globals: { VNUM_NUMBER_FORMAT: 'national', VNUM_TRUNK: 'carrier&PJSIP/x' } });
-    const { second: devMasked } = masks(world.order);
-    const outcome = await call(world.asterisk, { dialled: devMasked, callerUser: ALICE });
-    expectRefused(outcome, 503);
-  }, CALL_TIMEOUT_MS);
+  // Each alone: one bad value must be enough. `carrier:x` and `60,5` would
+  // pass as `carrier` and `60` if a value ever reached IF() or an argument
+  // list unchecked (a dialplan that inlined the settings with IF() was tried,
+  // and without a check of the raw values bridged the `carrier:x` call).
+  for (const [name, value] of [
+    ['VNUM_NUMBER_FORMAT', 'national'],
+    ['VNUM_TRUNK', 'carrier&PJSIP/x'],
+    ['VNUM_TRUNK', 'carrier:x'],
+    ['VNUM_RING_TIMEOUT', '60,5'],
+    ['VNUM_CALL_LIMIT', '0'],
+  ] as const) {
+    it(`a malformed setting refuses every call: ${name}=${value}`, async () => {
+      world = await startWorld({ globals: { [name]: value } });
+      const { second: devMasked } = masks(world.order);
+      const outcome = await call(world.asterisk, { dialled: devMasked, callerUser: ALICE });
+      expectRefused(outcome, 503);
+    }, CALL_TIMEOUT_MS);
+  }
 });
 
 suite('dialplan/pjsip-trunk.sample.conf', () => {
