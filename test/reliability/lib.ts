@@ -262,17 +262,8 @@ export function numberPattern(e164: string): RegExp {
   return new RegExp(digits.split('').join('[\\s().+-]{0,2}'));
 }
 
-/** A small seeded PRNG (mulberry32): every run is reproducible from its seed. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A small seeded PRNG (mulberry32): every run is reproducible from its seed. The benchmarks' own, one copy. */
+export { prng } from '../../bench/seed.js';
 
 /** Asterisk's config format as far as manager.conf uses it: sections, `key = value`, `;` comments, repeated keys kept in order. */
 export function parseAsteriskConf(text: string): Map<string, Array<[string, string]>> {
