@@ -92,6 +92,17 @@ describe('pool CSV', () => {
     ]);
   });
 
+  it('reads a headerless export whose numbers are written with spaces (no header is taken for data)', () => {
+    expect(parsePoolCsv('+44 20 7946 0005,GB,available\n+44 20 7946 0006,GB,reserved\n')).toEqual([
+      { line: 1, number: '+44 20 7946 0005', country: 'GB', state: 'available' },
+      { line: 2, number: '+44 20 7946 0006', country: 'GB', state: 'reserved' },
+    ]);
+    expect(parsePoolCsv('(020) 7946-0007,GB\n')).toEqual([{ line: 1, number: '(020) 7946-0007', country: 'GB', state: undefined }]);
+    // A header is a row naming a known column, or one without a digit.
+    expect(parsePoolCsv('E164,Region\n+442079460001,GB\n')).toEqual([{ line: 2, number: '+442079460001', country: 'GB', state: undefined }]);
+    expect(() => parsePoolCsv('DID Number,Region\n+442079460001,GB\n')).toThrow(/line 1: header has no number column/);
+  });
+
   it('names the line of a bad state or a missing number', () => {
     expect(() => parsePoolCsv('number,state\n+442079460001,sold\n')).toThrow('line 2: unknown state "sold"');
     expect(() => parsePoolCsv('number,state\n,available\n')).toThrow('line 2: no number');

@@ -45,10 +45,11 @@ describe('sessions', () => {
     expect(session.expiresAt).toBeNull();
   });
 
-  it('returns the existing session unchanged when created again with the same parties (safe retry)', () => {
+  it('returns the existing session unchanged when the same request comes again (safe retry)', () => {
     seedPool(store.db, londonDids(3));
-    const first = createSession(store.db, { id: 'order-1', first: party(A), second: party(D), now: 0 });
-    const again = createSession(store.db, { id: 'order-1', first: party(A), second: party(D), ttlMs: HOUR, now: 10 });
+    const first = createSession(store.db, { id: 'order-1', first: party(A), second: party(D), ttlMs: HOUR, now: 0 });
+    // The same --ttl a minute later is the same request.
+    const again = createSession(store.db, { id: 'order-1', first: party(A), second: party(D), ttlMs: HOUR, now: 60_000 });
     expect(again.created).toBe(false);
     expect(again.session).toEqual(first.session);
     expect(store.db.prepare('SELECT count(*) FROM bridge').pluck().get()).toBe(2);
