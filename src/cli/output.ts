@@ -5,15 +5,16 @@ export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }
 
+/** Text for people is printed with control characters escaped (see escapeControl): one line is one line. */
 export function printTable(headers: string[], rows: Array<Array<string | number | null>>): void {
-  const cells = rows.map((row) => row.map((cell) => (cell === null ? '-' : String(cell))));
+  const cells = rows.map((row) => row.map((cell) => (cell === null ? '-' : escapeControl(String(cell)))));
   const widths = headers.map((h, i) => Math.max(h.length, ...cells.map((row) => row[i]!.length)));
   const line = (row: string[]) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ');
   process.stdout.write(`${[line(headers), ...cells.map(line)].join('\n')}\n`);
 }
 
 export function printLine(text: string): void {
-  process.stdout.write(`${text}\n`);
+  process.stdout.write(`${escapeControl(text)}\n`);
 }
 
 // C0 and C1 controls, DEL, the Unicode line and paragraph separators, and the

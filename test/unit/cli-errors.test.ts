@@ -76,6 +76,17 @@ describe('input echoed in an error cannot forge a second line or drive the termi
     expectOneLine(result, code, 1, shown);
   });
 
+  it('text for people on stdout too: vnum health echoes --host and --db, one line each', () => {
+    const result = vnum(['--db', join(dir, 'a\nrouter    ok  fake'), 'health', '--host', 'x\x1b[2Jy', '--port', '1']);
+    expect(result.code).toBe(1);
+    const lines = result.stdout.split('\n');
+    expect(lines).toHaveLength(5);
+    expect(lines[0]).toMatch(/^router {4}FAIL {2}x\\x1b\[2Jy:1: /);
+    expect(lines[1]).toMatch(/^database {2}FAIL {2}.*a\\nrouter {4}ok {2}fake: no database at /);
+    // eslint-disable-next-line no-control-regex
+    expect(result.stdout.replace(/\n/g, '')).not.toMatch(/[\u0000-\u001f\u007f-\u009f]/);
+  });
+
   it('a DEL, a C1 control and a backslash are shown escaped too', () => {
     const result = run('session', 'show', 'a\x7fb\x9bc\\n');
     expectOneLine(result, 'VNUM_INVALID_ARGUMENT', 1, /"a\\x7fb\\x9bc\\\\n"/);
