@@ -13,7 +13,6 @@
  *   same number started together, many times: never both succeed, and no
  *   pool number is ever a party.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,33 +20,9 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { addToPool } from '../../src/pool/pool.js';
 import { createSession } from '../../src/session/sessions.js';
 import { openDb, type Db } from '../../src/store/db.js';
-import { VNUM_BIN } from '../helpers/cli.js';
+import { startVnum, type CliResult } from '../helpers/cli.js';
 import { londonDids, mobile, party, seedPool } from '../helpers/store.js';
 import { sleep } from './lib.js';
-
-interface Finished {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-interface Started {
-  pid: number;
-  done: Promise<Finished>;
-}
-
-function startVnum(args: string[]): Started {
-  const child = spawn(process.execPath, [VNUM_BIN, ...args], {
-    env: { ...process.env, VNUM_DEFAULT_COUNTRY: 'GB', VNUM_DB: '' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-  child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-  const done = new Promise<Finished>((resolve) => child.once('close', (code) => resolve({ code, stdout, stderr })));
-  return { pid: child.pid!, done };
-}
 
 /** Resolves once process `pid` holds `path` open: it has opened the database. */
 async function holdsOpen(pid: number, path: string): Promise<void> {
@@ -81,6 +56,8 @@ function partiesInPool(db: Db): string[] {
     .all() as string[];
 }
 
+const ENV = { VNUM_DEFAULT_COUNTRY: 'GB' };
+
 let dir: string;
 let path: string;
 let db: Db;
@@ -104,9 +81,9 @@ afterEach(() => {
  * lock. The CLI has read the database before this commit, so only a check
  * made again under the lock sees what `meanwhile` wrote.
  */
-async function interleave(args: string[], meanwhile: () => void): Promise<Finished> {
+async function interleave(args: string[], meanwhile: () => void): Promise<CliResult> {
   db.exec('BEGIN IMMEDIATE');
-  const cli = startVnum(['--db', path, ...args]);
+  const cli = startVnum(['--db', path, ...args], ENV);
   try {
     await holdsOpen(cli.pid, path);
     // Long enough for it to read (and, before the fix, check) and then wait for
@@ -163,8 +140,8 @@ describe('a party and a pool number, written at once by two processes', () => {
       const runs = Array.from({ length: 4 }, (_, i) => {
         const n = batch + i;
         const q = mobile(100 + n);
-        const create = startVnum(['--db', path, 'session', 'create', `r${n}`, q, mobile(500 + n)]);
-        const add = startVnum(['--db', path, 'pool', 'add', q]);
+        const create = startVnum(['--db', path, 'session', 'create', `r${n}`, q, mobile(500 + n)], ENV);
+        const add = startVnum(['--db', path, 'pool', 'add', q], ENV);
         return Promise.all([create.done, add.done]);
       });
       for (const [create, add] of await Promise.all(runs)) {

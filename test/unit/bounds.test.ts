@@ -4,17 +4,14 @@
  * before anything is written; every read shows whatever time a row holds,
  * including one an older vnum wrote out of range, instead of failing.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import fc from 'fast-check';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { formatDuration, parseDuration } from '../../src/duration.js';
 import { VnumError } from '../../src/errors.js';
 import { createSession, MAX_GRACE_MS, MAX_TTL_MS, releaseSession } from '../../src/session/sessions.js';
 import { isoDateTime, MAX_DATE_MS } from '../../src/time.js';
-import { vnum, type CliResult } from '../helpers/cli.js';
+import { useCliDatabase, type CliResult } from '../helpers/cli.js';
 import { londonDids, mobile, party, seedPool, tempDb } from '../helpers/store.js';
 
 const A = '+447911000001';
@@ -63,15 +60,8 @@ describe('durations', () => {
 });
 
 describe('the CLI refuses an unrepresentable duration or date before writing anything', () => {
-  let dir: string;
-  let db: string;
-  beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'vnum-bounds-'));
-    db = join(dir, 'vnum.db');
-    expect(vnum(['--db', db, 'pool', 'add', '+442079460001', '+442079460002']).code).toBe(0);
-  });
-  afterEach(() => rmSync(dir, { recursive: true, force: true }));
-  const run = (...args: string[]) => vnum(['--db', db, ...args]);
+  const { run } = useCliDatabase('vnum-bounds-');
+  beforeEach(() => expect(run('pool', 'add', '+442079460001', '+442079460002').code).toBe(0));
   const sessions = () => JSON.parse(run('session', 'list', '--json').stdout) as Array<{ id: string; state: string; releasedAt: string | null }>;
 
   it('session create --ttl: 99999999d (once committed, then "Invalid time value"), 366d, 0s', () => {
@@ -108,14 +98,8 @@ describe('the CLI refuses an unrepresentable duration or date before writing any
 });
 
 describe('reads show any stored time, even one out of range an older vnum wrote', () => {
-  let dir: string;
-  let db: string;
-  beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'vnum-bounds-'));
-    db = join(dir, 'vnum.db');
-  });
-  afterEach(() => rmSync(dir, { recursive: true, force: true }));
-  const run = (...args: string[]) => vnum(['--db', db, ...args]);
+  const cli = useCliDatabase('vnum-bounds-');
+  const run = cli.run;
 
   it('session list, show, stats, route, calls and release on rows with dates beyond any calendar', () => {
     run('pool', 'add', '+442079460001', '+442079460002');
@@ -123,7 +107,7 @@ describe('reads show any stored time, even one out of range an older vnum wrote'
     run('session', 'create', 'huge', '+447911000003', '+447911000004');
     const masked = JSON.parse(run('session', 'show', 'old', '--json').stdout).parties[1].maskedAs as string;
     // What `session create old … --ttl 99999999d` committed before this fix, and worse.
-    const raw = new Database(db);
+    const raw = new Database(cli.db);
     const bad = Date.now() + 99_999_999 * DAY;
     raw.prepare("UPDATE session SET expires_at = ?, ends_at = ? WHERE id = 'old'").run(bad, bad);
     raw.prepare("UPDATE bridge SET ends_at = ? WHERE sid = (SELECT sid FROM session WHERE id = 'old')").run(bad);

@@ -4,27 +4,19 @@
  * for the user's errors and 2 for faults, nothing on stdout, nothing
  * written; input echoed in a message can never start a second line.
  */
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { VNUM_BIN, vnum, type CliResult } from '../helpers/cli.js';
+import { describe, expect, it } from 'vitest';
+import { startVnum as startCli, useCliDatabase, VNUM_BIN, vnum, type CliResult } from '../helpers/cli.js';
 
 const A = '+447911000001';
 const D = '+447911000002';
 const IS_ROOT = process.getuid?.() === 0;
 
-let dir: string;
-let db: string;
-beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'vnum-errors-'));
-  db = join(dir, 'vnum.db');
-});
-afterEach(() => rmSync(dir, { recursive: true, force: true }));
-
-const run = (...args: string[]) => vnum(['--db', db, ...args]);
+const cli = useCliDatabase('vnum-errors-');
+const run = cli.run;
 
 /** Exactly one line on stderr, `vnum: … [code]`, no raw control character in it, nothing on stdout. */
 function expectOneLine(result: CliResult, code: string, exit: number, message?: RegExp): void {
@@ -72,12 +64,12 @@ describe('input echoed in an error cannot forge a second line or drive the termi
     ['a --db path', ['--db', 'no\nsuch/x.db', 'session', 'list'], 'VNUM_DATABASE_NOT_FOUND', /no\\nsuch/],
   ])('%s', (_what, args, code, shown) => {
     run('pool', 'add', '+442079460001');
-    const result = args[0] === '--db' ? vnum(['--db', join(dir, args[1]!), ...args.slice(2)]) : run(...args);
+    const result = args[0] === '--db' ? vnum(['--db', join(cli.dir, args[1]!), ...args.slice(2)]) : run(...args);
     expectOneLine(result, code, 1, shown);
   });
 
   it('text for people on stdout too: vnum health echoes --host and --db, one line each', () => {
-    const result = vnum(['--db', join(dir, 'a\nrouter    ok  fake'), 'health', '--host', 'x\x1b[2Jy', '--port', '1']);
+    const result = vnum(['--db', join(cli.dir, 'a\nrouter    ok  fake'), 'health', '--host', 'x\x1b[2Jy', '--port', '1']);
     expect(result.code).toBe(1);
     const lines = result.stdout.split('\n');
     expect(lines).toHaveLength(5);
@@ -126,25 +118,17 @@ describe('numbers, limits and routes', () => {
   it('a reader that stops early (| head) is not an error: no stack trace', () => {
     run('pool', 'add', '+442079460001');
     // `true` has gone before vnum writes: its write meets a closed pipe (EPIPE).
-    const piped = spawnSync('sh', ['-c', '"$0" "$1" --db "$2" pool list | true', process.execPath, VNUM_BIN, db], { encoding: 'utf8' });
+    const piped = spawnSync('sh', ['-c', '"$0" "$1" --db "$2" pool list | true', process.execPath, VNUM_BIN, cli.db], { encoding: 'utf8' });
     expect(piped.stderr).toBe('');
   });
 });
 
 describe('faults of the database and of vnum: coded, exit 2, nothing written', () => {
-  /** Starts the CLI without waiting, so this process can keep its lock meanwhile. */
-  function startVnum(args: string[]): Promise<CliResult> {
-    const child = spawn(process.execPath, [VNUM_BIN, '--db', db, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-    return new Promise((resolve) => child.once('close', (code) => resolve({ code, stdout, stderr })));
-  }
+  const startVnum = (args: string[]) => startCli(['--db', cli.db, ...args]).done;
 
   it('a database locked by another process past the busy timeout: VNUM_DATABASE_BUSY (docs/reliability.md); readers are not blocked by a writer', async () => {
     run('pool', 'add', '+442079460001');
-    const holder = new Database(db);
+    const holder = new Database(cli.db);
     holder.exec('BEGIN IMMEDIATE');
     try {
       const [add, create, list] = await Promise.all([
@@ -178,7 +162,7 @@ describe('faults of the database and of vnum: coded, exit 2, nothing written', (
     run('session', 'create', 'o1', A, D);
     run('session', 'release', 'o1', '--grace', '0s');
     // Tamper: the bridge rows can no longer pass to a new session, as if allocation had chosen a live pair.
-    const raw = new Database(db);
+    const raw = new Database(cli.db);
     raw.exec('CREATE TRIGGER frozen BEFORE UPDATE ON bridge BEGIN SELECT RAISE(IGNORE); END');
     raw.close();
     expectOneLine(run('session', 'create', 'o2', A, D), 'VNUM_INTERNAL', 2, /allocation invariant: \+442079460001 is already live for this caller/);
@@ -187,7 +171,7 @@ describe('faults of the database and of vnum: coded, exit 2, nothing written', (
 
   it('an unexpected SQL failure is VNUM_INTERNAL with SQLite\'s reason, exit 2', () => {
     run('pool', 'add', '+442079460001');
-    const raw = new Database(db);
+    const raw = new Database(cli.db);
     raw.exec('DROP TABLE call');
     raw.close();
     expectOneLine(run('calls'), 'VNUM_INTERNAL', 2, /internal error on database .*: no such table: call \(SQLITE_ERROR\)/);
@@ -195,7 +179,7 @@ describe('faults of the database and of vnum: coded, exit 2, nothing written', (
 
   it.skipIf(!IS_ROOT && !process.env.CI)('a full disk: VNUM_DISK_FULL, exit 2, nothing written; works again once there is room', () => {
     // A 2 MiB tmpfs, mounted in a mount namespace of its own (gone when the shell exits), filled up.
-    writeFileSync(join(dir, 'dids.csv'), Array.from({ length: 3000 }, (_, i) => `+4420794${String(60000 + i)},GB`).join('\n'));
+    writeFileSync(join(cli.dir, 'dids.csv'), Array.from({ length: 3000 }, (_, i) => `+4420794${String(60000 + i)},GB`).join('\n'));
     const script = `
       set -e
       mnt="$1"; shift
@@ -213,7 +197,7 @@ describe('faults of the database and of vnum: coded, exit 2, nothing written', (
       vnum pool list --json | grep -c '"number"'
       vnum pool import "$1"
     `;
-    const result = spawnSync('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script, process.execPath, join(dir, 'mnt'), join(dir, 'dids.csv')], {
+    const result = spawnSync('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script, process.execPath, join(cli.dir, 'mnt'), join(cli.dir, 'dids.csv')], {
       encoding: 'utf8',
       env: { ...process.env, VNUM_BIN },
       timeout: 60_000,

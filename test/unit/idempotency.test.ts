@@ -4,31 +4,19 @@
  * another request under that id is a conflict; a released or ended session
  * is never reopened, and a retry of it is not a success.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ErrorCode, VnumError } from '../../src/errors.js';
+import { ErrorCode } from '../../src/errors.js';
 import { addToPool } from '../../src/pool/pool.js';
 import { createSession, releaseSession, type CreateSessionInput } from '../../src/session/sessions.js';
 import { openDb } from '../../src/store/db.js';
-import { vnum } from '../helpers/cli.js';
+import { useCliDatabase } from '../helpers/cli.js';
 import { londonDids, mobile, party, seedPool, tempDb } from '../helpers/store.js';
+import { errorOf } from '../helpers/errors.js';
 
 const A = mobile(1);
 const D = mobile(2);
 const HOUR = 3_600_000;
 const [N1, N2, N3] = londonDids(3) as [string, string, string];
-
-function errorOf(fn: () => unknown): VnumError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof VnumError) return e;
-    throw e;
-  }
-  throw new Error('expected a VnumError');
-}
 
 describe('session create under an id that exists (domain)', () => {
   let store: ReturnType<typeof tempDb>;
@@ -99,15 +87,8 @@ describe('session create under an id that exists (domain)', () => {
 });
 
 describe('session create retries (built CLI): the exit code and the JSON say what happened', () => {
-  let dir: string;
-  let db: string;
-  beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'vnum-retry-'));
-    db = join(dir, 'vnum.db');
-    expect(vnum(['--db', db, 'pool', 'add', N1, N2]).code).toBe(0);
-  });
-  afterEach(() => rmSync(dir, { recursive: true, force: true }));
-  const run = (...args: string[]) => vnum(['--db', db, ...args]);
+  const { run } = useCliDatabase('vnum-retry-');
+  beforeEach(() => expect(run('pool', 'add', N1, N2).code).toBe(0));
 
   it('same request: exit 0, "created": false; another TTL or masked number: VNUM_SESSION_CONFLICT, exit 1', () => {
     const first = JSON.parse(run('session', 'create', 'r1', A, D, '--ttl', '2h', '--json').stdout);

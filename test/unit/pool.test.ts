@@ -2,25 +2,16 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { addToPool, listPool, poolRevision, retireNumber } from '../../src/pool/pool.js';
 import { parseCsvRows, parsePoolCsv } from '../../src/pool/csv.js';
 import { createSession } from '../../src/session/sessions.js';
-import { ErrorCode, VnumError } from '../../src/errors.js';
+import { ErrorCode } from '../../src/errors.js';
 import type { E164 } from '../../src/numbers/normalise.js';
 import { party, tempDb } from '../helpers/store.js';
+import { errorOf } from '../helpers/errors.js';
 
 let store: ReturnType<typeof tempDb>;
 beforeEach(() => {
   store = tempDb();
 });
 afterEach(() => store.cleanup());
-
-function errorOf(fn: () => unknown): VnumError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof VnumError) return e;
-    throw e;
-  }
-  throw new Error('expected a VnumError');
-}
 
 describe('pool', () => {
   it('adds numbers with their country, normalised to E.164', () => {
