@@ -89,11 +89,11 @@ export function existingDatabaseFile(path: string): string {
  * database or companion that other users may read or write.
  */
 export function writableDatabaseFile(path: string, create: boolean): string {
-  let file = resolveLinks(path);
-  if (create && statOrUndefined(file, true) === undefined) {
+  const target = resolveLinks(path);
+  if (create && statOrUndefined(target, true) === undefined) {
     try {
-      mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
-      const fd = openSync(file, 'wx', 0o600);
+      mkdirSync(dirname(target), { recursive: true, mode: 0o700 });
+      const fd = openSync(target, 'wx', 0o600);
       try {
         // Under a umask such as 0200 the mode above lost bits the owner needs.
         fchmodSync(fd, 0o600);
@@ -101,12 +101,11 @@ export function writableDatabaseFile(path: string, create: boolean): string {
         closeSync(fd);
       }
     } catch (e) {
-      // Another process created it in between: use theirs, checked below.
+      // EEXIST: another process created it in between; theirs is checked below like any other.
       if (errno(e) !== 'EEXIST') throw fileError(path, e);
-      file = resolveLinks(path);
     }
   }
-  file = existingDatabaseFile(path);
+  const file = existingDatabaseFile(path);
   assertOwnerOnly(path, file);
   const problem = writeProblem(path, file);
   if (problem !== undefined) throw new VnumError(ErrorCode.DatabasePermissions, problem);

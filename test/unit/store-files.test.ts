@@ -9,7 +9,8 @@
  *   database a writer holds open; they leave nothing behind;
  * - a database from a newer vnum says "upgrade vnum"; an older one is
  *   migrated by whoever can write it.
- * File modes bind only users other than root: as root these run as nobody.
+ * File modes bind only users other than root: as root these run as nobody;
+ * a folder "the user cannot write" is 0555, which binds its owner too.
  */
 import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -29,7 +30,10 @@ beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'vnum-files-'));
   chmodSync(dir, 0o755);
 });
-afterEach(() => rmSync(dir, { recursive: true, force: true }));
+afterEach(() => {
+  chmodSync(dir, 0o700);
+  rmSync(dir, { recursive: true, force: true });
+});
 
 const mode = (path: string): string => (statSync(path).mode & 0o777).toString(8).padStart(4, '0');
 const at = (db: string, args: string[], as = {}) => vnum(['--db', db, ...args], {}, as);
@@ -171,7 +175,7 @@ describe('read commands', () => {
   it('serve a database in a folder the user cannot write', () => {
     const db = join(dir, 'vnum.db');
     populated(db);
-    chmodSync(dir, 0o755);
+    chmodSync(dir, 0o555);
     readsWork(db);
     expect(readdirSync(dir)).toEqual(['vnum.db']);
   });
@@ -179,9 +183,9 @@ describe('read commands', () => {
   it('see what a writer holding the database open has committed, even in a folder they cannot write', () => {
     const db = join(dir, 'vnum.db');
     populated(db);
-    chmodSync(dir, 0o755);
     const writer = openDb(db);
     try {
+      chmodSync(dir, 0o555);
       // Committed into the WAL, not yet into the database file.
       writer.prepare("INSERT INTO pool_number (number, country, state, added_at) VALUES ('+442079460002', 'GB', 'reserved', 1)").run();
       expect(statSync(`${db}-wal`).size).toBeGreaterThan(0);
@@ -217,7 +221,7 @@ describe('read commands', () => {
     raw.close();
     chmodSync(db, 0o600);
     if (UNPRIVILEGED.uid !== undefined) chownSync(db, UNPRIVILEGED.uid, UNPRIVILEGED.gid!);
-    chmodSync(dir, 0o755);
+    chmodSync(dir, 0o555);
     expectError(at(db, ['session', 'list'], UNPRIVILEGED), 'VNUM_DATABASE_VERSION', /schema version 1, older than this vnum's .*run by a user who can write it migrates it/);
     chmodSync(dir, 0o777);
     expect(at(db, ['session', 'list', '--json'], UNPRIVILEGED)).toMatchObject({ code: 0, stdout: '[]\n' });
