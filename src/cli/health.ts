@@ -35,6 +35,9 @@ export interface HealthReport {
   asterisk: { version: string | null };
 }
 
+/** A probe that waits longer is no health check (and Node's timers stop at 24.8 days). */
+const MAX_PROBE_TIMEOUT_MS = 60_000;
+
 function probe(host: string, port: number, timeoutMs: number): Promise<string | null> {
   return new Promise((resolve) => {
     const socket = net.connect({ host, port });
@@ -70,7 +73,8 @@ export async function checkHealth(options: { dbPath: string; host: string; port:
   const database: HealthReport['database'] = { ok: false, path: options.dbPath, schemaVersion: null, error: null };
   let status: RouterStatus | undefined;
   try {
-    const db = openDb(options.dbPath, { readonly: true });
+    // A probe: it never creates, never migrates.
+    const db = openDb(options.dbPath, { mode: 'read', migrate: false });
     try {
       database.schemaVersion = schemaVersion(db);
       db.prepare('SELECT count(*) FROM (SELECT 1 FROM session LIMIT 1)').get();
@@ -101,7 +105,7 @@ export function registerHealth(program: Command): void {
     .description('is the router listening, the database readable, AMI logged in? Exit 0 if so, 1 if not')
     .option('--host <address>', 'the router\'s address, as given to vnum serve (VNUM_AGI_HOST)', process.env.VNUM_AGI_HOST ?? ROUTER_DEFAULTS.host)
     .option('--port <port>', 'the router\'s port (VNUM_AGI_PORT)', process.env.VNUM_AGI_PORT ?? String(ROUTER_DEFAULTS.port))
-    .option('--timeout <duration>', 'how long the router may take to accept a connection', '2s')
+    .option('--timeout <duration>', 'how long the router may take to accept a connection (at most 1m)', '2s')
     .option('--require-ami', 'unhealthy when vnum serve runs without AMI')
     .option('--json', 'JSON: {"healthy","router","database","ami","asterisk"} (see README)')
     .action(async (options: { host: string; port: string; timeout: string; requireAmi?: boolean; json?: boolean }, command: Command) => {
@@ -111,7 +115,7 @@ export function registerHealth(program: Command): void {
         dbPath: resolveDbPath(globalOptions(command).db),
         host: options.host,
         port,
-        timeoutMs: parseDuration(options.timeout, 'timeout'),
+        timeoutMs: parseDuration(options.timeout, 'timeout', { min: 1, max: MAX_PROBE_TIMEOUT_MS }),
         requireAmi: options.requireAmi ?? false,
       });
       if (options.json) printJson(report);

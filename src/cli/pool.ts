@@ -58,7 +58,7 @@ export function registerPool(program: Command): void {
     .description('list the pool')
     .option('--json', 'JSON: [{"number","country","state","addedAt"}]')
     .action((options: { json?: boolean }, command: Command) => {
-      const numbers = withDb(command, (db) => listPool(db));
+      const numbers = withDb(command, (db) => listPool(db), 'read');
       if (options.json) {
         printJson(numbers.map((n) => ({ number: n.number, country: n.country, state: n.state, addedAt: isoTime(n.addedAt) })));
       } else {
@@ -73,7 +73,7 @@ export function registerPool(program: Command): void {
     .option('--country <XX>', 'default country for a number without +')
     .action((number: string, _options: unknown, command: Command) => {
       const e164 = normaliseNumber(number, defaultCountry(command));
-      const { changed } = withDb(command, (db) => retireNumber(db, e164));
+      const { changed } = withDb(command, (db) => retireNumber(db, e164), 'write');
       printLine(changed ? `${e164} retired` : `${e164} was already retired`);
     });
 }

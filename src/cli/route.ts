@@ -2,7 +2,8 @@ import type { Command } from 'commander';
 import { decideRoute } from '../routing/decide.js';
 import { storeBridgeLookup } from '../routing/lookup.js';
 import { defaultCountry, withDb } from './context.js';
-import { printJson, printLine } from './output.js';
+import { printError, printJson, printLine } from './output.js';
+import { ErrorCode } from '../errors.js';
 
 export function registerRoute(program: Command): void {
   program
@@ -13,7 +14,7 @@ export function registerRoute(program: Command): void {
     .option('--country <XX>', 'default country for numbers without + (the router uses VNUM_DEFAULT_COUNTRY)')
     .option('--json', 'JSON: {"status","target","cli","session"}')
     .action((caller: string, dialled: string, options: { json?: boolean }, command: Command) => {
-      const decision = withDb(command, (db) => decideRoute({ caller, dialled }, Date.now(), storeBridgeLookup(db), defaultCountry(command)));
+      const decision = withDb(command, (db) => decideRoute({ caller, dialled }, Date.now(), storeBridgeLookup(db), defaultCountry(command)), 'read');
       if (options.json) {
         printJson({ status: decision.status, target: decision.target, cli: decision.cli, session: decision.session });
       } else if (decision.status === 'BRIDGE') {
@@ -23,7 +24,7 @@ export function registerRoute(program: Command): void {
       }
       // An invalid number is bad input: say why and exit 1, as for any other command.
       if (decision.status === 'INVALID') {
-        process.stderr.write(`vnum: ${decision.reason}\n`);
+        printError(decision.code ?? ErrorCode.InvalidNumber, decision.reason ?? 'invalid number');
         process.exitCode = 1;
       }
     });

@@ -31,6 +31,8 @@ interface ValidEntry {
   number: E164;
   country: string;
   state: PoolState;
+  /** "line N: " for messages, or "". */
+  where: string;
 }
 
 /**
@@ -38,13 +40,27 @@ interface ValidEntry {
  * written; then all of it is one transaction. Adding a number that is already
  * there with the same country and state changes nothing, so re-importing a
  * file is a no-op.
+ *
+ * A party's real number must never become a virtual number: it would be
+ * lent to strangers as someone's masked number. That check reads the
+ * sessions inside the write transaction, so a session another process
+ * creates meanwhile is seen (its create refuses a pool number the same way).
  */
 export function addToPool(db: Db, entries: PoolEntryInput[], options: { defaultCountry?: string | undefined; now: number }): PoolChange {
-  const valid = validateEntries(db, entries, options.defaultCountry);
+  const valid = validateEntries(entries, options.defaultCountry);
+  const isParty = db.prepare<[string], number>('SELECT 1 FROM bridge WHERE caller = ? LIMIT 1').pluck();
   const select = db.prepare<[string], { country: string; state: PoolState }>('SELECT country, state FROM pool_number WHERE number = ?');
   const insert = db.prepare('INSERT INTO pool_number (number, country, state, added_at) VALUES (?, ?, ?, ?)');
   const update = db.prepare('UPDATE pool_number SET country = ?, state = ? WHERE number = ?');
   return writeTransaction(db, () => {
+    for (const entry of valid) {
+      if (isParty.get(entry.number)) {
+        throw new VnumError(
+          ErrorCode.PoolConflict,
+          `${entry.where}${entry.number} is a party's real number in a session; it cannot be a virtual number`,
+        );
+      }
+    }
     const change: PoolChange = { added: 0, updated: 0, unchanged: 0 };
     for (const entry of valid) {
       const existing = select.get(entry.number);
@@ -63,8 +79,7 @@ export function addToPool(db: Db, entries: PoolEntryInput[], options: { defaultC
   });
 }
 
-function validateEntries(db: Db, entries: PoolEntryInput[], defaultCountry: string | undefined): ValidEntry[] {
-  const isParty = db.prepare<[string], number>('SELECT 1 FROM bridge WHERE caller = ? LIMIT 1').pluck();
+function validateEntries(entries: PoolEntryInput[], defaultCountry: string | undefined): ValidEntry[] {
   const seen = new Map<string, string>();
   return entries.map((entry) => {
     const where = entry.line !== undefined ? `line ${entry.line}: ` : '';
@@ -83,11 +98,8 @@ function validateEntries(db: Db, entries: PoolEntryInput[], defaultCountry: stri
       if (previous !== undefined && previous !== `${country}/${state}`) {
         throw new VnumError(ErrorCode.InvalidArgument, `${parsed.e164} is listed twice with different country or state`);
       }
-      if (isParty.get(parsed.e164)) {
-        throw new VnumError(ErrorCode.PoolConflict, `${parsed.e164} is a party's real number in a session; it cannot be a virtual number`);
-      }
       seen.set(parsed.e164, `${country}/${state}`);
-      return { number: parsed.e164, country, state };
+      return { number: parsed.e164, country, state, where };
     } catch (e) {
       if (e instanceof VnumError && where) throw new VnumError(e.code, where + e.message);
       throw e;

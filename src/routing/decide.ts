@@ -1,4 +1,4 @@
-import { isVnumError } from '../errors.js';
+import { ErrorCode, isVnumError } from '../errors.js';
 import type { E164 } from '../numbers/normalise.js';
 import { normaliseNumberCached } from '../numbers/cache.js';
 import { isLive } from '../session/state.js';
@@ -16,6 +16,8 @@ export interface RouteDecision {
   session: string | null;
   /** Why, for INVALID and ERROR: for the operator, never for the caller. */
   reason?: string;
+  /** For INVALID: the error code of that reason (README, "Exit codes and errors"). */
+  code?: ErrorCode;
 }
 
 export interface LiveBridge {
@@ -68,7 +70,7 @@ function fromBridge(bridge: LiveBridge, now: number): RouteDecision {
 }
 
 function invalid(error: unknown): RouteDecision {
-  if (isVnumError(error)) return outcome('INVALID', null, error.message);
+  if (isVnumError(error)) return { ...outcome('INVALID', null, error.message), code: error.code };
   throw error;
 }
 
@@ -101,7 +103,9 @@ function invalid(error: unknown): RouteDecision {
  * one point read more than before (the as-is lookup) and is then INVALID.
  */
 export function decideRoute(call: CallKey, now: number, bridges: BridgeLookup, defaultCountry?: string): RouteDecision {
-  if (WITHHELD.has(call.caller.trim().toLowerCase())) return outcome('INVALID', null, 'the caller withheld their number');
+  if (WITHHELD.has(call.caller.trim().toLowerCase())) {
+    return { ...outcome('INVALID', null, 'the caller withheld their number'), code: ErrorCode.InvalidNumber };
+  }
   // Unvalidated while as-is: a lookup key only, validated below before any other use.
   const callerAsIs = CANONICAL.test(call.caller) ? (call.caller as E164) : undefined;
   const dialledAsIs = CANONICAL.test(call.dialled) ? (call.dialled as E164) : undefined;

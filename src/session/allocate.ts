@@ -1,3 +1,4 @@
+import { ErrorCode } from '../errors.js';
 import type { PoolState } from '../pool/pool.js';
 
 /**
@@ -72,9 +73,14 @@ function better(a: PoolCandidate, aUsed: number, b: PoolCandidate, bUsed: number
 }
 
 /** Why a requested number cannot be lent, or undefined when it can. */
-export function requestedNumberProblem(candidate: PoolCandidate | undefined, busy: ReadonlySet<string>): string | undefined {
-  if (candidate === undefined) return 'is not in the pool';
-  if (candidate.state === 'retired') return 'is retired';
-  if (busy.has(candidate.number)) return 'is already dialled by that party in another live session';
+export function requestedNumberProblem(
+  candidate: PoolCandidate | undefined,
+  busy: ReadonlySet<string>,
+): { code: ErrorCode; reason: string } | undefined {
+  if (candidate === undefined) return { code: ErrorCode.NotInPool, reason: 'is not in the pool' };
+  if (candidate.state === 'retired') return { code: ErrorCode.NumberUnavailable, reason: 'is retired' };
+  if (busy.has(candidate.number)) {
+    return { code: ErrorCode.NumberUnavailable, reason: 'is already dialled by that party in another live session' };
+  }
   return undefined;
 }

@@ -1,6 +1,8 @@
 import type { Db } from '../store/db.js';
 import { writeTransaction } from '../store/db.js';
+import { formatDuration } from '../duration.js';
 import { ErrorCode, VnumError } from '../errors.js';
+import { isoDateTime, isRepresentableTime } from '../time.js';
 import type { E164 } from '../numbers/normalise.js';
 import { chooseMaskedNumber, poolView, requestedNumberProblem, type PoolCandidate, type PoolView } from './allocate.js';
 import { endAfterRelease, sessionState, type SessionState } from './state.js';
@@ -37,6 +39,10 @@ export interface CreateSessionInput {
 }
 
 export const DEFAULT_GRACE_MS = 30 * 60_000;
+/** The longest TTL: a year (Exotel caps sessions at 170 days); longer-lived pairs need no TTL at all. */
+export const MAX_TTL_MS = 365 * 86_400_000;
+/** The longest grace after a release: a month of "I forgot something" calls. */
+export const MAX_GRACE_MS = 30 * 86_400_000;
 
 // The id travels into channel variables and logs: keep it to a safe alphabet.
 const SESSION_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
@@ -134,7 +140,7 @@ function statements(db: Db): Statements {
 
 export interface CreateResult {
   session: Session;
-  /** false when a session with this id and these parties already existed (a safe retry). */
+  /** false when this very request had already created the session (a safe retry). */
   created: boolean;
 }
 
@@ -149,25 +155,21 @@ export function createSession(db: Db, input: CreateSessionInput): CreateResult {
   if (first.number === second.number) {
     throw new VnumError(ErrorCode.InvalidArgument, 'the two parties must be different numbers');
   }
-  if (input.ttlMs !== undefined && input.ttlMs <= 0) {
-    throw new VnumError(ErrorCode.InvalidArgument, 'the TTL must be longer than zero');
+  if (input.ttlMs !== undefined && !(Number.isInteger(input.ttlMs) && input.ttlMs > 0 && input.ttlMs <= MAX_TTL_MS)) {
+    throw new VnumError(ErrorCode.InvalidArgument, `the TTL must be longer than zero and at most ${formatDuration(MAX_TTL_MS)}`);
   }
+  if (!isRepresentableTime(now + (input.ttlMs ?? 0))) throw clockOutOfRange(now);
   const s = statements(db);
   return writeTransaction(db, () => {
     const existing = s.byId.get(input.id);
-    if (existing) {
-      const same =
-        (existing.first_party === first.number && existing.second_party === second.number) ||
-        (existing.first_party === second.number && existing.second_party === first.number);
-      if (!same) {
-        throw new VnumError(ErrorCode.SessionConflict, `session "${input.id}" already exists with other parties`);
-      }
-      return { session: toSession(existing, now), created: false };
-    }
+    if (existing) return retried(existing, input);
+    // Read under the write lock, like everything else here: a number another
+    // process added to the pool a moment ago is seen (the view is cached by
+    // the pool's revision, read in this transaction).
     const pool = currentPool(db, s);
     for (const party of [first, second]) {
       if (pool.byNumber.has(party.number)) {
-        throw new VnumError(ErrorCode.InvalidArgument, `${party.number} is a virtual number in the pool, not a party's real number`);
+        throw new VnumError(ErrorCode.PoolConflict, `${party.number} is a virtual number in the pool, not a party's real number`);
       }
     }
     // first is masked as what second dials to reach first, and the other way round.
@@ -195,13 +197,65 @@ export function createSession(db: Db, input: CreateSessionInput): CreateResult {
   });
 }
 
+/**
+ * A create under an id that exists: the idempotency rule (README, "Retries").
+ * The same request (same parties in the same order, the same TTL, and any
+ * masked number it names being the one lent) gets the session back, as long
+ * as it has not been released: a released or ended session is never
+ * reopened, and a retry of it fails (SessionEnded, the session in details).
+ * Anything else under that id is a conflict (SessionConflict, what differs in
+ * details; never the other request's numbers).
+ */
+function retried(row: SessionRow, input: CreateSessionInput): CreateResult {
+  const { first, second, now } = input;
+  const differs: string[] = [];
+  if (row.first_party !== first.number || row.second_party !== second.number) {
+    differs.push(row.first_party === second.number && row.second_party === first.number ? 'party order' : 'parties');
+  }
+  const ttlMs = row.expires_at === null ? undefined : row.expires_at - row.created_at;
+  if (ttlMs !== input.ttlMs) differs.push('ttl');
+  if (first.maskedAs !== undefined && first.maskedAs !== row.first_masked_as) differs.push('firstMaskedAs');
+  if (second.maskedAs !== undefined && second.maskedAs !== row.second_masked_as) differs.push('secondMaskedAs');
+  if (differs.length > 0) {
+    const said: Record<string, string> = {
+      parties: 'other parties',
+      'party order': 'these parties in the other order',
+      ttl: `another TTL (${ttlMs === undefined ? 'none' : formatDuration(ttlMs)})`,
+      firstMaskedAs: 'another number lent to the first party',
+      secondMaskedAs: 'another number lent to the second party',
+    };
+    throw new VnumError(
+      ErrorCode.SessionConflict,
+      `session "${input.id}" already exists with ${differs.map((d) => said[d]).join(', ')}`,
+      { differs },
+    );
+  }
+  const session = toSession(row, now);
+  if (session.releasedAt !== null || session.state === 'ended') {
+    const when =
+      session.releasedAt !== null
+        ? `was released at ${isoDateTime(session.releasedAt)}${session.state === 'grace' ? ` (calls connect until ${isoDateTime(session.endsAt!)})` : ''}`
+        : `ended at ${isoDateTime(session.endsAt!)}`;
+    throw new VnumError(
+      ErrorCode.SessionEnded,
+      `session "${input.id}" ${when}: a session is never reopened; use a new id for a new session`,
+      { session },
+    );
+  }
+  return { session, created: false };
+}
+
+function clockOutOfRange(now: number): VnumError {
+  return new VnumError(ErrorCode.InvalidArgument, `the clock (${now} ms since 1970) is beyond the dates vnum can store`);
+}
+
 function lend(
   s: Statements,
   caller: E164, dialled: E164, sid: number | bigint, target: E164, now: number, endsAt: number | null,
 ): void {
   if (s.lendBridge.run(caller, dialled, sid, target, now, endsAt).changes !== 1) {
     // allocate() chose a number this caller dials in a live session: a bug, never a user error.
-    throw new VnumError(ErrorCode.Database, `allocation invariant: ${dialled} is already live for this caller`);
+    throw new VnumError(ErrorCode.Internal, `allocation invariant: ${dialled} is already live for this caller`);
   }
 }
 
@@ -225,7 +279,7 @@ function allocate(
   }
   if (requested !== undefined) {
     const problem = requestedNumberProblem(pool.byNumber.get(requested), busy);
-    if (problem) throw new VnumError(ErrorCode.InvalidArgument, `cannot lend ${requested}: it ${problem}`);
+    if (problem) throw new VnumError(problem.code, `cannot lend ${requested}: it ${problem.reason}`);
     return requested;
   }
   const chosen = chooseMaskedNumber({ pool, busy, country: dialler.country, lastUsed, sticky });
@@ -249,7 +303,10 @@ export interface ReleaseResult {
 /** Start the grace period: calls still connect until it is over; a grace of 0 ends the session now. */
 export function releaseSession(db: Db, id: string, graceMs: number, now: number): ReleaseResult {
   validateSessionId(id);
-  if (!Number.isFinite(graceMs) || graceMs < 0) throw new VnumError(ErrorCode.InvalidArgument, 'grace must be zero or more');
+  if (!(Number.isInteger(graceMs) && graceMs >= 0 && graceMs <= MAX_GRACE_MS)) {
+    throw new VnumError(ErrorCode.InvalidArgument, `grace must be from zero to ${formatDuration(MAX_GRACE_MS)}`);
+  }
+  if (!isRepresentableTime(now + graceMs)) throw clockOutOfRange(now);
   const s = statements(db);
   return writeTransaction(db, () => {
     const row = s.byId.get(id);

@@ -60,8 +60,8 @@ describe('requestedNumberProblem', () => {
     expect(requestedNumberProblem(gb(1, 'reserved'), new Set())).toBeUndefined();
   });
   it('names why a requested number cannot be lent', () => {
-    expect(requestedNumberProblem(undefined, new Set())).toBe('is not in the pool');
-    expect(requestedNumberProblem(gb(1, 'retired'), new Set())).toBe('is retired');
-    expect(requestedNumberProblem(gb(1), new Set([gb(1).number]))).toMatch(/already dialled/);
+    expect(requestedNumberProblem(undefined, new Set())).toEqual({ code: 'VNUM_NOT_IN_POOL', reason: 'is not in the pool' });
+    expect(requestedNumberProblem(gb(1, 'retired'), new Set())).toEqual({ code: 'VNUM_NUMBER_UNAVAILABLE', reason: 'is retired' });
+    expect(requestedNumberProblem(gb(1), new Set([gb(1).number]))).toMatchObject({ code: 'VNUM_NUMBER_UNAVAILABLE', reason: expect.stringMatching(/already dialled/) });
   });
 });

@@ -2,25 +2,16 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { addToPool, listPool, poolRevision, retireNumber } from '../../src/pool/pool.js';
 import { parseCsvRows, parsePoolCsv } from '../../src/pool/csv.js';
 import { createSession } from '../../src/session/sessions.js';
-import { ErrorCode, VnumError } from '../../src/errors.js';
+import { ErrorCode } from '../../src/errors.js';
 import type { E164 } from '../../src/numbers/normalise.js';
 import { party, tempDb } from '../helpers/store.js';
+import { errorOf } from '../helpers/errors.js';
 
 let store: ReturnType<typeof tempDb>;
 beforeEach(() => {
   store = tempDb();
 });
 afterEach(() => store.cleanup());
-
-function errorOf(fn: () => unknown): VnumError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof VnumError) return e;
-    throw e;
-  }
-  throw new Error('expected a VnumError');
-}
 
 describe('pool', () => {
   it('adds numbers with their country, normalised to E.164', () => {
@@ -90,6 +81,17 @@ describe('pool CSV', () => {
       { line: 4, number: '+44 20 7946 0001', country: 'GB', state: 'retired' },
       { line: 5, number: '+442079460002', country: 'gb', state: undefined },
     ]);
+  });
+
+  it('reads a headerless export whose numbers are written with spaces (no header is taken for data)', () => {
+    expect(parsePoolCsv('+44 20 7946 0005,GB,available\n+44 20 7946 0006,GB,reserved\n')).toEqual([
+      { line: 1, number: '+44 20 7946 0005', country: 'GB', state: 'available' },
+      { line: 2, number: '+44 20 7946 0006', country: 'GB', state: 'reserved' },
+    ]);
+    expect(parsePoolCsv('(020) 7946-0007,GB\n')).toEqual([{ line: 1, number: '(020) 7946-0007', country: 'GB', state: undefined }]);
+    // A header is a row naming a known column, or one without a digit.
+    expect(parsePoolCsv('E164,Region\n+442079460001,GB\n')).toEqual([{ line: 2, number: '+442079460001', country: 'GB', state: undefined }]);
+    expect(() => parsePoolCsv('DID Number,Region\n+442079460001,GB\n')).toThrow(/line 1: header has no number column/);
   });
 
   it('names the line of a bad state or a missing number', () => {

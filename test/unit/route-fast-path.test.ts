@@ -72,7 +72,7 @@ describe('normalisation is idempotent on what it produces (why the as-is lookup 
 /** decideRoute as it was before the fast path: both numbers normalised, then the store. */
 function reference(call: { caller: string; dialled: string }, now: number, bridges: BridgeLookup, country?: string): RouteDecision {
   if (['', 'unknown', 'anonymous', 'restricted', 'private', 'withheld'].includes(call.caller.trim().toLowerCase())) {
-    return { status: 'INVALID', target: null, cli: null, session: null, reason: 'the caller withheld their number' };
+    return { status: 'INVALID', target: null, cli: null, session: null, reason: 'the caller withheld their number', code: 'VNUM_INVALID_NUMBER' };
   }
   let caller: E164;
   let dialled: E164;
@@ -80,7 +80,7 @@ function reference(call: { caller: string; dialled: string }, now: number, bridg
     caller = normaliseNumber(call.caller, country);
     dialled = normaliseNumber(call.dialled, country);
   } catch (e) {
-    if (isVnumError(e)) return { status: 'INVALID', target: null, cli: null, session: null, reason: e.message };
+    if (isVnumError(e)) return { status: 'INVALID', target: null, cli: null, session: null, reason: e.message, code: e.code };
     throw e;
   }
   const bridge = bridges.live(caller, dialled);

@@ -79,7 +79,7 @@ describe('vnum serve (built executable)', () => {
   });
 
   it('refuses to start on an unusable database or a taken port, with exit 2 and 1', async () => {
-    writeFileSync(db, 'not a database, not a database, not a database, not a database, not a database');
+    writeFileSync(db, 'not a database, not a database, not a database, not a database, not a database', { mode: 0o600 });
     const broken = vnum(['--db', db, 'serve', '--port', String(await freePort())]);
     expect(broken.code).toBe(2);
     expect(broken.stderr).toMatch(/vnum: cannot use database .*\[VNUM_DATABASE\]/);

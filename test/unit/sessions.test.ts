@@ -3,8 +3,9 @@ import { createSession, getSession, listSessions, releaseSession } from '../../s
 import { decideRoute } from '../../src/routing/decide.js';
 import { storeBridgeLookup } from '../../src/routing/lookup.js';
 import { addToPool } from '../../src/pool/pool.js';
-import { ErrorCode, VnumError } from '../../src/errors.js';
+import { ErrorCode } from '../../src/errors.js';
 import { invariantViolations, londonDids, mobile, party, seedPool, tempDb } from '../helpers/store.js';
+import { errorOf } from '../helpers/errors.js';
 
 let store: ReturnType<typeof tempDb>;
 beforeEach(() => {
@@ -15,16 +16,6 @@ afterEach(() => store.cleanup());
 const A = mobile(1);
 const D = mobile(2);
 const HOUR = 3_600_000;
-
-function errorOf(fn: () => unknown): VnumError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof VnumError) return e;
-    throw e;
-  }
-  throw new Error('expected a VnumError');
-}
 
 function route(caller: string, dialled: string, now: number) {
   return decideRoute({ caller, dialled }, now, storeBridgeLookup(store.db), 'GB');
@@ -45,10 +36,11 @@ describe('sessions', () => {
     expect(session.expiresAt).toBeNull();
   });
 
-  it('returns the existing session unchanged when created again with the same parties (safe retry)', () => {
+  it('returns the existing session unchanged when the same request comes again (safe retry)', () => {
     seedPool(store.db, londonDids(3));
-    const first = createSession(store.db, { id: 'order-1', first: party(A), second: party(D), now: 0 });
-    const again = createSession(store.db, { id: 'order-1', first: party(A), second: party(D), ttlMs: HOUR, now: 10 });
+    const first = createSession(store.db, { id: 'order-1', first: party(A), second: party(D), ttlMs: HOUR, now: 0 });
+    // The same --ttl a minute later is the same request.
+    const again = createSession(store.db, { id: 'order-1', first: party(A), second: party(D), ttlMs: HOUR, now: 60_000 });
     expect(again.created).toBe(false);
     expect(again.session).toEqual(first.session);
     expect(store.db.prepare('SELECT count(*) FROM bridge').pluck().get()).toBe(2);
