@@ -2,6 +2,9 @@ import type { Db } from '../store/db.js';
 import { writeTransaction } from '../store/db.js';
 import { ErrorCode, VnumError } from '../errors.js';
 import type { E164 } from '../numbers/normalise.js';
+import { callingCodeOf } from '../numbers/plan.js';
+import { assertPartyAllowed, DEFAULT_POLICY, type NumberPolicy } from '../numbers/policy.js';
+import { numberTypeCode, type NumberType } from '../numbers/type.js';
 import { chooseMaskedNumber, poolView, requestedNumberProblem, type PoolCandidate, type PoolView } from './allocate.js';
 import { endAfterRelease, sessionState, type SessionState } from './state.js';
 
@@ -23,7 +26,8 @@ export interface Session {
 
 export interface PartyInput {
   number: E164;
-  country: string | undefined;
+  /** What kind of line the number is, as parseNumber found it: judged by the number-type policy. */
+  type: NumberType;
   /** Ask for a specific virtual number (the only way to lend a reserved one). */
   maskedAs?: E164 | undefined;
 }
@@ -34,6 +38,8 @@ export interface CreateSessionInput {
   second: PartyInput;
   ttlMs?: number | undefined;
   now: number;
+  /** Which kinds of number a party may have; the default policy when absent. */
+  policy?: NumberPolicy | undefined;
 }
 
 export const DEFAULT_GRACE_MS = 30 * 60_000;
@@ -85,7 +91,7 @@ function currentPool(db: Db, s: Statements): PoolView {
   const revision = s.poolRevision.get() ?? 0;
   const cached = poolCache.get(db);
   if (cached && cached.revision === revision) return cached.view;
-  const view = poolView(db.prepare<[], PoolCandidate>('SELECT number, country, state FROM pool_number').all());
+  const view = poolView(db.prepare<[], PoolCandidate>('SELECT number, state FROM pool_number').all());
   poolCache.set(db, { revision, view });
   return view;
 }
@@ -110,10 +116,12 @@ function prepareStatements(db: Db) {
     ),
     // A pair's row passes to a new session only when the old one has ended
     // (NULL ends_at: open-ended, never): the invariant, held by the database.
-    lendBridge: db.prepare<[string, string, number | bigint, string, number, number | null]>(
-      `INSERT INTO bridge (caller, dialled, sid, target, lent_at, ends_at) VALUES (?, ?, ?, ?, ?, ?)
+    // target_type: what the router judges the number-type policy against, without parsing the target per call.
+    lendBridge: db.prepare<[string, string, number | bigint, string, number, number, number | null]>(
+      `INSERT INTO bridge (caller, dialled, sid, target, target_type, lent_at, ends_at) VALUES (?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (caller, dialled) DO UPDATE
-         SET sid = excluded.sid, target = excluded.target, lent_at = excluded.lent_at, ends_at = excluded.ends_at
+         SET sid = excluded.sid, target = excluded.target, target_type = excluded.target_type,
+             lent_at = excluded.lent_at, ends_at = excluded.ends_at
          WHERE bridge.ends_at <= excluded.lent_at`,
     ),
     release: db.prepare<[number, number, number]>('UPDATE session SET released_at = ?, ends_at = ? WHERE sid = ?'),
@@ -152,6 +160,8 @@ export function createSession(db: Db, input: CreateSessionInput): CreateResult {
   if (input.ttlMs !== undefined && input.ttlMs <= 0) {
     throw new VnumError(ErrorCode.InvalidArgument, 'the TTL must be longer than zero');
   }
+  const policy = input.policy ?? DEFAULT_POLICY;
+  for (const party of [first, second]) assertPartyAllowed(policy, party.number, party.type);
   const s = statements(db);
   return writeTransaction(db, () => {
     const existing = s.byId.get(input.id);
@@ -177,8 +187,8 @@ export function createSession(db: Db, input: CreateSessionInput): CreateResult {
     const { lastInsertRowid: sid } = s.insertSession.run(
       input.id, first.number, firstMaskedAs, second.number, secondMaskedAs, now, expiresAt, expiresAt,
     );
-    lend(s, second.number, firstMaskedAs, sid, first.number, now, expiresAt);
-    lend(s, first.number, secondMaskedAs, sid, second.number, now, expiresAt);
+    lend(s, second.number, firstMaskedAs, sid, first, now, expiresAt);
+    lend(s, first.number, secondMaskedAs, sid, second, now, expiresAt);
     const session: Session = {
       id: input.id,
       state: 'active',
@@ -197,9 +207,9 @@ export function createSession(db: Db, input: CreateSessionInput): CreateResult {
 
 function lend(
   s: Statements,
-  caller: E164, dialled: E164, sid: number | bigint, target: E164, now: number, endsAt: number | null,
+  caller: E164, dialled: E164, sid: number | bigint, target: PartyInput, now: number, endsAt: number | null,
 ): void {
-  if (s.lendBridge.run(caller, dialled, sid, target, now, endsAt).changes !== 1) {
+  if (s.lendBridge.run(caller, dialled, sid, target.number, numberTypeCode(target.type), now, endsAt).changes !== 1) {
     // allocate() chose a number this caller dials in a live session: a bug, never a user error.
     throw new VnumError(ErrorCode.Database, `allocation invariant: ${dialled} is already live for this caller`);
   }
@@ -228,7 +238,7 @@ function allocate(
     if (problem) throw new VnumError(ErrorCode.InvalidArgument, `cannot lend ${requested}: it ${problem}`);
     return requested;
   }
-  const chosen = chooseMaskedNumber({ pool, busy, country: dialler.country, lastUsed, sticky });
+  const chosen = chooseMaskedNumber({ pool, busy, callingCode: callingCodeOf(dialler.number), lastUsed, sticky });
   if (chosen === undefined) {
     const available = pool.candidates.filter((c) => c.state === 'available').length;
     throw new VnumError(
