@@ -217,6 +217,10 @@ describe('vnum CLI (built executable)', () => {
     expect(run('pool', 'add', '+447911123456', '--country', 'GB').stdout).toBe('pool: 1 added, 0 updated, 0 unchanged\n');
     expect(json('pool', 'list')[0]).toMatchObject({ number: '+447911123456', country: 'GB' });
     expectUserError(run('pool', 'add', '+14165550123', '--country', 'GB'), /\+1 numbering plan \(CA\), not GB's \(\+44\)/);
+    // Allocation: a GB customer whose mobile libphonenumber calls Guernsey's is lent the GB number, not the lower US one.
+    run('pool', 'add', '+14155550199', '+442079460050');
+    const created = json('session', 'create', 'o1', '+14155550123', '+447911123457');
+    expect(created.parties.map((p: { maskedAs: string }) => p.maskedAs)).toEqual(['+442079460050', '+14155550199']);
   });
 
   it('exits 2 on an internal error such as an unusable database', () => {
