@@ -89,7 +89,7 @@ export function allowsType(policy: NumberPolicy, type: NumberType): boolean {
 export function refusal(type: NumberType): string {
   return type === 'international-network'
     ? 'an international-network number (+800, +808, +870, +878, +881, +882, +883, +888, +979), which is always refused'
-    : `a ${type} number, which the number-type policy refuses (${POLICY_ENV} or --allowed-number-types widens it)`;
+    : `${type === 'unknown' ? 'an' : 'a'} ${type} number, which the number-type policy refuses (${POLICY_ENV} or --allowed-number-types widens it)`;
 }
 
 /** Throws VNUM_NUMBER_NOT_ALLOWED unless a party may have this number. */

@@ -130,7 +130,9 @@ function normalised(input: string, defaultCountry: string | undefined): E164 | V
  * libphonenumber upgrade) still finds the session it is in, where it would
  * have been INVALID. The session exists because the operator made it with a
  * number valid at the time; that is what the store says to do. (Its target
- * is judged by the type stored at create.)
+ * is judged by the type stored at create.) A pool number in such a range is
+ * NOT_POOL for a caller without a session on it: no longer a number at all,
+ * for this metadata.
  *
  * A caller ID is attacker-controlled: one of E.164's shape but invalid costs
  * one point read more than before (the as-is lookup) and is then INVALID.
