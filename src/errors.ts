@@ -8,6 +8,8 @@ export const ErrorCode = {
   Usage: 'VNUM_USAGE',
   InvalidNumber: 'VNUM_INVALID_NUMBER',
   NoDefaultCountry: 'VNUM_NO_DEFAULT_COUNTRY',
+  InvalidCountry: 'VNUM_INVALID_COUNTRY',
+  NumberNotAllowed: 'VNUM_NUMBER_NOT_ALLOWED',
   InvalidArgument: 'VNUM_INVALID_ARGUMENT',
   InvalidCsv: 'VNUM_INVALID_CSV',
   NotInPool: 'VNUM_NOT_IN_POOL',

@@ -1,11 +1,13 @@
 import type { Command } from 'commander';
 import { openDb, resolveDbPath, storeError, type Db, type OpenMode } from '../store/db.js';
 import { parseCountry } from '../numbers/normalise.js';
+import { parseNumberPolicy, POLICY_ENV, type NumberPolicy } from '../numbers/policy.js';
 
 /** Options every command understands, whichever level they were given at. */
 export interface GlobalOptions {
   db?: string;
   country?: string;
+  allowedNumberTypes?: string;
 }
 
 export function globalOptions(command: Command): GlobalOptions {
@@ -34,3 +36,14 @@ export function withDb<T>(command: Command, work: (db: Db) => T, mode: OpenMode 
 export function defaultCountry(command: Command): string | undefined {
   return parseCountry(globalOptions(command).country ?? process.env.VNUM_DEFAULT_COUNTRY);
 }
+
+/** `--allowed-number-types`, else `VNUM_ALLOWED_NUMBER_TYPES`, else the default number-type policy. */
+export function numberPolicy(command: Command): NumberPolicy {
+  return parseNumberPolicy(globalOptions(command).allowedNumberTypes ?? process.env[POLICY_ENV]);
+}
+
+/** The option that sets it, with the same help on every command that takes it. */
+export const ALLOWED_NUMBER_TYPES_OPTION = [
+  '--allowed-number-types <list>',
+  `kinds of number a party may have (${POLICY_ENV}; default: fixed-line, mobile, fixed-line-or-mobile, voip); "default,toll-free" widens the default`,
+] as const;

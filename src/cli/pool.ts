@@ -2,13 +2,28 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { ErrorCode, VnumError } from '../errors.js';
 import { normaliseNumber } from '../numbers/normalise.js';
-import { addToPool, listPool, retireNumber, type PoolChange } from '../pool/pool.js';
+import { addToPool, importedState, listPool, retireNumber, type PoolChange } from '../pool/pool.js';
 import { parsePoolCsv } from '../pool/csv.js';
 import { defaultCountry, withDb } from './context.js';
 import { isoTime, printJson, printLine, printTable, shortTime } from './output.js';
 
+/** How many numbers the text summary names before it says "and N more". */
+const KEPT_SHOWN = 10;
+
 function describeChange(change: PoolChange): string {
-  return `${change.added} added, ${change.updated} updated, ${change.unchanged} unchanged`;
+  const counts = `${change.added} added, ${change.updated} updated, ${change.unchanged} unchanged`;
+  if (change.kept.length === 0) return counts;
+  const shown = change.kept.slice(0, KEPT_SHOWN).map((k) => `${k.number} ${k.state} (${k.reason})`);
+  const more = change.kept.length - shown.length;
+  return (
+    `${counts}; ${change.kept.length} kept the state the operator set:\n` +
+    shown.map((line) => `  ${line}\n`).join('') +
+    (more > 0 ? `  … and ${more} more (--json lists them all)\n` : '')
+  ).trimEnd();
+}
+
+function changeJson(change: PoolChange) {
+  return { added: change.added, updated: change.updated, unchanged: change.unchanged, kept: change.kept };
 }
 
 export function registerPool(program: Command): void {
@@ -16,11 +31,14 @@ export function registerPool(program: Command): void {
 
   pool
     .command('add')
-    .description('add virtual numbers; adding one that is there with the same country and state changes nothing')
+    .description(
+      'add virtual numbers, or set their state: available, or reserved with --reserved (this puts a retired number back in service); ' +
+        'adding one that is there with the same country and state changes nothing',
+    )
     .argument('<number...>', 'numbers, +E.164 or national with --country')
-    .option('--country <XX>', 'country of the numbers (ISO code); also the default for numbers without +')
+    .option('--country <XX>', 'country of the numbers (ISO code; any country sharing their calling code, e.g. GB for +447911…); also the default for numbers without +')
     .option('--reserved', 'never picked automatically, only when a session asks for it by number')
-    .option('--json', 'print the counts as JSON')
+    .option('--json', 'JSON: {"added","updated","unchanged","kept"}')
     .action((numbers: string[], options: { country?: string; reserved?: boolean; json?: boolean }, command: Command) => {
       const change = withDb(command, (db) =>
         addToPool(
@@ -29,16 +47,20 @@ export function registerPool(program: Command): void {
           { defaultCountry: defaultCountry(command), now: Date.now() },
         ),
       );
-      if (options.json) printJson(change);
+      if (options.json) printJson(changeJson(change));
       else printLine(`pool: ${describeChange(change)}`);
     });
 
   pool
     .command('import')
-    .description('import a provider export: CSV of number, optional country, optional state (re-importing changes nothing)')
+    .description(
+      'import a provider export: CSV of number, optional country, optional state. It never undoes the operator: ' +
+        'a row without a state leaves a number\'s state as it is, and no row puts a retired number back in service ' +
+        '(pool add does); re-importing the same file changes nothing',
+    )
     .argument('<file.csv>', 'CSV file; a header row may name the columns number, country, state')
     .option('--country <XX>', 'default country for rows without one')
-    .option('--json', 'print the counts as JSON')
+    .option('--json', 'JSON: {"added","updated","unchanged","kept":[{"number","state","reason"}]}')
     .action((file: string, options: { json?: boolean }, command: Command) => {
       let text: string;
       try {
@@ -48,8 +70,10 @@ export function registerPool(program: Command): void {
       }
       const entries = parsePoolCsv(text);
       if (entries.length === 0) throw new VnumError(ErrorCode.InvalidCsv, `${file} has no numbers`);
-      const change = withDb(command, (db) => addToPool(db, entries, { defaultCountry: defaultCountry(command), now: Date.now() }));
-      if (options.json) printJson(change);
+      const change = withDb(command, (db) =>
+        addToPool(db, entries, { defaultCountry: defaultCountry(command), now: Date.now(), rule: importedState }),
+      );
+      if (options.json) printJson(changeJson(change));
       else printLine(`pool import: ${describeChange(change)}`);
     });
 

@@ -10,7 +10,7 @@ import { parseDuration } from '../duration.js';
 import { createLogger } from '../log.js';
 import { createCallRouter } from '../routing/service.js';
 import { openDb, resolveDbPath } from '../store/db.js';
-import { defaultCountry, globalOptions } from './context.js';
+import { ALLOWED_NUMBER_TYPES_OPTION, defaultCountry, globalOptions, numberPolicy } from './context.js';
 
 interface ServeOptions {
   host: string;
@@ -53,6 +53,7 @@ export function registerServe(program: Command): void {
     .option('--deadline <duration>', 'hard limit on one routing session', `${ROUTER_DEFAULTS.sessionDeadlineMs}ms`)
     .option('--drain <duration>', 'on SIGTERM, how long in-flight sessions may finish', '2s')
     .option('--country <XX>', 'default country for numbers without + (VNUM_DEFAULT_COUNTRY)')
+    .option(...ALLOWED_NUMBER_TYPES_OPTION)
     .option('--ami-user <name>', 'AMI user: turns on the call log and hang-ups through AMI (VNUM_AMI_USER)')
     .option('--ami-host <address>', 'AMI address (VNUM_AMI_HOST, default 127.0.0.1)')
     .option('--ami-port <port>', 'AMI port (VNUM_AMI_PORT, default 5038)')
@@ -69,9 +70,11 @@ export function registerServe(program: Command): void {
       const sessionDeadlineMs = parseDuration(options.deadline, 'deadline');
       const drainMs = parseDuration(options.drain, 'drain time');
       const ami = amiSettings(options);
+      const country = defaultCountry(command);
+      const policy = numberPolicy(command);
       // Open once now so a wrong path or a broken file stops the start, not the first call.
       openDb(dbPath).close();
-      const calls = createCallRouter({ dbPath, defaultCountry: defaultCountry(command), logger });
+      const calls = createCallRouter({ dbPath, defaultCountry: country, policy, logger });
       const amiClient = ami.settings
         ? new AmiClient({ ...ami.settings, eventClasses: CALL_EVENT_CLASSES, events: CALL_EVENTS, logger })
         : null;
@@ -96,7 +99,8 @@ export function registerServe(program: Command): void {
       logger.info(
         {
           db: dbPath,
-          defaultCountry: defaultCountry(command) ?? null,
+          defaultCountry: country ?? null,
+          allowedNumberTypes: [...policy.allowed].join(','),
           ami: ami.settings ? `${ami.settings.username}@${ami.settings.host}:${ami.settings.port}` : 'off',
         },
         'vnum router routing from this store',

@@ -17,7 +17,7 @@ import {
 import { SESSION_STATES, type SessionState } from '../session/state.js';
 import { openCallCount, requestSessionHangup } from '../calls/store.js';
 import { writeTransaction } from '../store/db.js';
-import { defaultCountry, withDb } from './context.js';
+import { ALLOWED_NUMBER_TYPES_OPTION, defaultCountry, numberPolicy, withDb } from './context.js';
 import { parseLimit } from './options.js';
 import { isoTime, printJson, printLine, printNotice, printTable, shortTime } from './output.js';
 
@@ -63,7 +63,7 @@ function party(command: Command, number: string, maskedAs: string | undefined): 
   const parsed = parseNumber(number, country);
   return {
     number: parsed.e164,
-    country: parsed.country ?? country,
+    type: parsed.type,
     maskedAs: maskedAs === undefined ? undefined : normaliseNumber(maskedAs, country),
   };
 }
@@ -81,6 +81,7 @@ export function registerSession(program: Command): void {
     .option('--first-masked-as <number>', 'lend this virtual number to the first party (the only way to lend a reserved number)')
     .option('--second-masked-as <number>', 'lend this virtual number to the second party')
     .option('--country <XX>', 'default country for numbers without +')
+    .option(...ALLOWED_NUMBER_TYPES_OPTION)
     .option('--json', 'JSON: the session, plus "created": false when this request had already created it')
     .action(
       (
@@ -90,12 +91,14 @@ export function registerSession(program: Command): void {
         options: { ttl?: string; firstMaskedAs?: string; secondMaskedAs?: string; json?: boolean },
         command: Command,
       ) => {
+        const policy = numberPolicy(command);
         const input = {
           id: validateSessionId(id),
           first: party(command, first, options.firstMaskedAs),
           second: party(command, second, options.secondMaskedAs),
           ttlMs: options.ttl === undefined ? undefined : parseDuration(options.ttl, 'TTL', { min: 1, max: MAX_TTL_MS }),
           now: Date.now(),
+          policy,
         };
         let result;
         try {

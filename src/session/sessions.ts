@@ -4,6 +4,9 @@ import { formatDuration } from '../duration.js';
 import { ErrorCode, VnumError } from '../errors.js';
 import { isoDateTime, isRepresentableTime } from '../time.js';
 import type { E164 } from '../numbers/normalise.js';
+import { callingCodeOf } from '../numbers/plan.js';
+import { assertPartyAllowed, DEFAULT_POLICY, type NumberPolicy } from '../numbers/policy.js';
+import { numberTypeCode, type NumberType } from '../numbers/type.js';
 import { chooseMaskedNumber, poolView, requestedNumberProblem, type PoolCandidate, type PoolView } from './allocate.js';
 import { endAfterRelease, sessionState, type SessionState } from './state.js';
 
@@ -25,7 +28,8 @@ export interface Session {
 
 export interface PartyInput {
   number: E164;
-  country: string | undefined;
+  /** What kind of line the number is, as parseNumber found it: judged by the number-type policy. */
+  type: NumberType;
   /** Ask for a specific virtual number (the only way to lend a reserved one). */
   maskedAs?: E164 | undefined;
 }
@@ -36,6 +40,8 @@ export interface CreateSessionInput {
   second: PartyInput;
   ttlMs?: number | undefined;
   now: number;
+  /** Which kinds of number a party may have; the default policy when absent. */
+  policy?: NumberPolicy | undefined;
 }
 
 export const DEFAULT_GRACE_MS = 30 * 60_000;
@@ -91,7 +97,7 @@ function currentPool(db: Db, s: Statements): PoolView {
   const revision = s.poolRevision.get() ?? 0;
   const cached = poolCache.get(db);
   if (cached && cached.revision === revision) return cached.view;
-  const view = poolView(db.prepare<[], PoolCandidate>('SELECT number, country, state FROM pool_number').all());
+  const view = poolView(db.prepare<[], PoolCandidate>('SELECT number, state FROM pool_number').all());
   poolCache.set(db, { revision, view });
   return view;
 }
@@ -116,10 +122,12 @@ function prepareStatements(db: Db) {
     ),
     // A pair's row passes to a new session only when the old one has ended
     // (NULL ends_at: open-ended, never): the invariant, held by the database.
-    lendBridge: db.prepare<[string, string, number | bigint, string, number, number | null]>(
-      `INSERT INTO bridge (caller, dialled, sid, target, lent_at, ends_at) VALUES (?, ?, ?, ?, ?, ?)
+    // target_type: what the router judges the number-type policy against, without parsing the target per call.
+    lendBridge: db.prepare<[string, string, number | bigint, string, number, number, number | null]>(
+      `INSERT INTO bridge (caller, dialled, sid, target, target_type, lent_at, ends_at) VALUES (?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (caller, dialled) DO UPDATE
-         SET sid = excluded.sid, target = excluded.target, lent_at = excluded.lent_at, ends_at = excluded.ends_at
+         SET sid = excluded.sid, target = excluded.target, target_type = excluded.target_type,
+             lent_at = excluded.lent_at, ends_at = excluded.ends_at
          WHERE bridge.ends_at <= excluded.lent_at`,
     ),
     release: db.prepare<[number, number, number]>('UPDATE session SET released_at = ?, ends_at = ? WHERE sid = ?'),
@@ -159,6 +167,8 @@ export function createSession(db: Db, input: CreateSessionInput): CreateResult {
     throw new VnumError(ErrorCode.InvalidArgument, `the TTL must be longer than zero and at most ${formatDuration(MAX_TTL_MS)}`);
   }
   if (!isRepresentableTime(now + (input.ttlMs ?? 0))) throw clockOutOfRange(now);
+  const policy = input.policy ?? DEFAULT_POLICY;
+  for (const party of [first, second]) assertPartyAllowed(policy, party.number, party.type);
   const s = statements(db);
   return writeTransaction(db, () => {
     const existing = s.byId.get(input.id);
@@ -179,8 +189,8 @@ export function createSession(db: Db, input: CreateSessionInput): CreateResult {
     const { lastInsertRowid: sid } = s.insertSession.run(
       input.id, first.number, firstMaskedAs, second.number, secondMaskedAs, now, expiresAt, expiresAt,
     );
-    lend(s, second.number, firstMaskedAs, sid, first.number, now, expiresAt);
-    lend(s, first.number, secondMaskedAs, sid, second.number, now, expiresAt);
+    lend(s, second.number, firstMaskedAs, sid, first, now, expiresAt);
+    lend(s, first.number, secondMaskedAs, sid, second, now, expiresAt);
     const session: Session = {
       id: input.id,
       state: 'active',
@@ -251,9 +261,9 @@ function clockOutOfRange(now: number): VnumError {
 
 function lend(
   s: Statements,
-  caller: E164, dialled: E164, sid: number | bigint, target: E164, now: number, endsAt: number | null,
+  caller: E164, dialled: E164, sid: number | bigint, target: PartyInput, now: number, endsAt: number | null,
 ): void {
-  if (s.lendBridge.run(caller, dialled, sid, target, now, endsAt).changes !== 1) {
+  if (s.lendBridge.run(caller, dialled, sid, target.number, numberTypeCode(target.type), now, endsAt).changes !== 1) {
     // allocate() chose a number this caller dials in a live session: a bug, never a user error.
     throw new VnumError(ErrorCode.Internal, `allocation invariant: ${dialled} is already live for this caller`);
   }
@@ -282,7 +292,7 @@ function allocate(
     if (problem) throw new VnumError(problem.code, `cannot lend ${requested}: it ${problem.reason}`);
     return requested;
   }
-  const chosen = chooseMaskedNumber({ pool, busy, country: dialler.country, lastUsed, sticky });
+  const chosen = chooseMaskedNumber({ pool, busy, callingCode: callingCodeOf(dialler.number), lastUsed, sticky });
   if (chosen === undefined) {
     const available = pool.candidates.filter((c) => c.state === 'available').length;
     throw new VnumError(

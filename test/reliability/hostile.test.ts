@@ -259,10 +259,11 @@ describe('vnum serve under hostile FastAGI input', () => {
     expect(bridges).toEqual([]);
     expect(malformed).toEqual([]);
     expect(serve.alive()).toBe(true);
-    // Well-formed stranger calls are answered NO_SESSION; hostile numbers INVALID or nothing.
+    // Well-formed stranger calls are answered NO_SESSION; hostile numbers INVALID (in the caller ID) or
+    // NOT_POOL (in the DID: no pool number contains them), or nothing.
     expect(Object.keys(counts.stranger?.statuses ?? {}).filter((s) => s !== 'NO_SESSION')).toEqual([]);
     expect(counts.stranger!.statuses.NO_SESSION).toBeGreaterThan(0);
-    expect(Object.keys(counts['hostile-number']?.statuses ?? {}).filter((s) => s !== 'INVALID')).toEqual([]);
+    expect(Object.keys(counts['hostile-number']?.statuses ?? {}).filter((s) => s !== 'INVALID' && s !== 'NOT_POOL')).toEqual([]);
     // Truncated and oversized environments are never answered.
     expect(counts.truncated!.answered).toBe(0);
     expect(counts.oversize!.answered).toBe(0);

@@ -137,7 +137,7 @@ export interface Answer {
   session: string;
 }
 
-const MSET = /^EXEC MSet "VNUM_STATUS=(BRIDGE|NO_SESSION|ENDED|INVALID|ERROR),VNUM_TARGET=([A-Za-z0-9+._:-]{0,64}),VNUM_CLI=([A-Za-z0-9+._:-]{0,64}),VNUM_SESSION=([A-Za-z0-9+._:-]{0,64})"$/;
+const MSET = /^EXEC MSet "VNUM_STATUS=(BRIDGE|NO_SESSION|ENDED|NOT_ALLOWED|NOT_POOL|INVALID|ERROR),VNUM_TARGET=([A-Za-z0-9+._:-]{0,64}),VNUM_CLI=([A-Za-z0-9+._:-]{0,64}),VNUM_SESSION=([A-Za-z0-9+._:-]{0,64})"$/;
 
 /** The answer in one line the router wrote, or undefined if the line is not a well-formed answer. */
 export function parseAnswer(line: string): Answer | undefined {
