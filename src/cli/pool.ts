@@ -10,16 +10,23 @@ import { isoTime, printJson, printLine, printTable, shortTime } from './output.j
 /** How many numbers the text summary names before it says "and N more". */
 const KEPT_SHOWN = 10;
 
-function describeChange(change: PoolChange): string {
+/** The summary's lines: the counts, then the numbers whose state was kept (each line printed on its own, escaped). */
+function describeChange(change: PoolChange): string[] {
   const counts = `${change.added} added, ${change.updated} updated, ${change.unchanged} unchanged`;
-  if (change.kept.length === 0) return counts;
-  const shown = change.kept.slice(0, KEPT_SHOWN).map((k) => `${k.number} ${k.state} (${k.reason})`);
-  const more = change.kept.length - shown.length;
-  return (
-    `${counts}; ${change.kept.length} kept the state the operator set:\n` +
-    shown.map((line) => `  ${line}\n`).join('') +
-    (more > 0 ? `  … and ${more} more (--json lists them all)\n` : '')
-  ).trimEnd();
+  if (change.kept.length === 0) return [counts];
+  const shown = change.kept.slice(0, KEPT_SHOWN).map((k) => `  ${k.number} ${k.state} (${k.reason})`);
+  const more = change.kept.length - KEPT_SHOWN;
+  return [
+    `${counts}; ${change.kept.length} kept the state the operator set:`,
+    ...shown,
+    ...(more > 0 ? [`  … and ${more} more (--json lists them all)`] : []),
+  ];
+}
+
+function printChange(command: string, change: PoolChange): void {
+  const [first, ...rest] = describeChange(change);
+  printLine(`${command}: ${first}`);
+  for (const line of rest) printLine(line);
 }
 
 function changeJson(change: PoolChange) {
@@ -40,15 +47,16 @@ export function registerPool(program: Command): void {
     .option('--reserved', 'never picked automatically, only when a session asks for it by number')
     .option('--json', 'JSON: {"added","updated","unchanged","kept"}')
     .action((numbers: string[], options: { country?: string; reserved?: boolean; json?: boolean }, command: Command) => {
+      const country = defaultCountry(command);
       const change = withDb(command, (db) =>
         addToPool(
           db,
           numbers.map((number) => ({ number, country: options.country, state: options.reserved ? 'reserved' : 'available' })),
-          { defaultCountry: defaultCountry(command), now: Date.now() },
+          { defaultCountry: country, now: Date.now() },
         ),
       );
       if (options.json) printJson(changeJson(change));
-      else printLine(`pool: ${describeChange(change)}`);
+      else printChange('pool', change);
     });
 
   pool
@@ -70,11 +78,10 @@ export function registerPool(program: Command): void {
       }
       const entries = parsePoolCsv(text);
       if (entries.length === 0) throw new VnumError(ErrorCode.InvalidCsv, `${file} has no numbers`);
-      const change = withDb(command, (db) =>
-        addToPool(db, entries, { defaultCountry: defaultCountry(command), now: Date.now(), rule: importedState }),
-      );
+      const country = defaultCountry(command);
+      const change = withDb(command, (db) => addToPool(db, entries, { defaultCountry: country, now: Date.now(), rule: importedState }));
       if (options.json) printJson(changeJson(change));
-      else printLine(`pool import: ${describeChange(change)}`);
+      else printChange('pool import', change);
     });
 
   pool
