@@ -14,7 +14,7 @@
 import type { AddressInfo, Server, Socket } from 'node:net';
 import dingDong from 'ding-dong';
 import type { Logger } from 'pino';
-import { createLogger, redactNumber } from '../src/log.js';
+import { createLogger } from '../src/log.js';
 import { AllowList, DEFAULT_ALLOW } from './allow-list.js';
 import { AgiConnection, buildMSet, type AgiEnvironment, type AgiError, type AgiPeer, type AgiReply } from './wire.js';
 
@@ -91,11 +91,13 @@ function isSafeValue(value: unknown): value is string {
 
 interface Answer {
   readonly status: RouteStatus;
+  readonly session: string;
   readonly command: string;
 }
 
 const ERROR_ANSWER: Answer = Object.freeze({
   status: 'ERROR',
+  session: '',
   command: buildMSet([
     ['VNUM_STATUS', 'ERROR'],
     ['VNUM_TARGET', ''],
@@ -123,6 +125,7 @@ export function answerFor(raw: unknown): Answer | undefined {
   const cli = bridge ? routedCli : '';
   return {
     status: status as RouteStatus,
+    session,
     command: buildMSet([
       ['VNUM_STATUS', status],
       ['VNUM_TARGET', target],
@@ -214,6 +217,10 @@ class RouterSession implements AgiPeer {
   private status: RouteStatus | undefined;
   private callerId = '';
   private extension = '';
+  /** What an operator matches a log line to a call by: agi_uniqueid, agi_channel, the session routed to. */
+  private uniqueId = '';
+  private channel = '';
+  private session = '';
   socketError: string | undefined;
 
   constructor(
@@ -254,6 +261,8 @@ class RouterSession implements AgiPeer {
     };
     this.callerId = call.callerId;
     this.extension = call.extension;
+    this.uniqueId = call.uniqueId;
+    this.channel = call.channel;
     let routed: RouteAnswer | PromiseLike<RouteAnswer>;
     const route = this.core.route; // called bare: route's `this` is not our business
     try {
@@ -298,7 +307,7 @@ class RouterSession implements AgiPeer {
     if (answer === undefined) {
       const status: unknown = typeof raw === 'object' && raw !== null ? (raw as Record<string, unknown>).VNUM_STATUS : raw;
       this.core.log.error(
-        { status: typeof status === 'string' ? redactNumber(status.slice(0, 64)) : typeof status },
+        { status: typeof status === 'string' ? status.slice(0, 64) : typeof status },
         'route returned values that fail validation: answering VNUM_STATUS=ERROR',
       );
       answer = ERROR_ANSWER;
@@ -317,6 +326,7 @@ class RouterSession implements AgiPeer {
     }
     this.stage = 'answering';
     this.status = answer.status;
+    this.session = answer.session;
     this.wire.send(answer.command).then(
       (reply) => this.answered(reply),
       ignoreError, // closed first: finish() logs why
@@ -381,9 +391,12 @@ class RouterSession implements AgiPeer {
         {
           status: this.status,
           outcome: this.outcome,
+          session: this.session || undefined,
+          uniqueid: clip(this.uniqueId) || undefined,
+          channel: clip(this.channel) || undefined,
           durationUs: Math.round((performance.now() - this.startedAt) * 1000),
-          caller: redactNumber(this.callerId),
-          dialled: redactNumber(this.extension),
+          caller: clip(this.callerId),
+          dialled: clip(this.extension),
           hangups: this.wire.hangups,
           socketError: this.socketError,
         },
@@ -391,6 +404,11 @@ class RouterSession implements AgiPeer {
       );
     }
   }
+}
+
+/** A caller's own text, bounded for a log line (the logger redacts it unless told not to). */
+function clip(text: string): string {
+  return text.length > 64 ? `${text.slice(0, 64)}…` : text;
 }
 
 class RouterCore {

@@ -13,6 +13,10 @@ export const ErrorCode = {
   SessionNotFound: 'VNUM_SESSION_NOT_FOUND',
   SessionConflict: 'VNUM_SESSION_CONFLICT',
   Database: 'VNUM_DATABASE',
+  /** A setting of `vnum serve` or `vnum health` (flag or environment) that cannot work. */
+  Configuration: 'VNUM_CONFIGURATION',
+  /** `vnum serve` could not bind its address (taken, not local, not permitted). */
+  ListenFailed: 'VNUM_LISTEN_FAILED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

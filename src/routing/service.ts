@@ -1,7 +1,6 @@
 import type { Logger } from 'pino';
 import { openDb, type Db } from '../store/db.js';
 import { watchFileIdentity } from '../store/file-identity.js';
-import { redactNumber } from '../log.js';
 import { decideRoute, type BridgeLookup, type RouteDecision, type RouteStatus } from './decide.js';
 import { storeBridgeLookup } from './lookup.js';
 import { BENCH_TIMING_ENV, withDecisionTiming } from './bench-timing.js';
@@ -127,7 +126,7 @@ export function createCallRouter(options: CallRouterOptions): CallRouter {
       try {
         const decision = decideRoute({ caller: call.callerId, dialled }, now(), lookup, options.defaultCountry);
         if (decision.status === 'INVALID') {
-          options.logger.info({ caller: redactNumber(call.callerId.slice(0, 40)), reason: decision.reason }, 'invalid call');
+          options.logger.info({ caller: call.callerId.slice(0, 64), reason: decision.reason }, 'invalid call');
         }
         return channelVariables(decision);
       } catch (error) {

@@ -574,13 +574,12 @@ describe('start-up and logging', () => {
     await expect(startRouter({ port: 0 } as RouterOptions)).rejects.toThrow(/route/);
   });
 
-  it('logs one debug line per session with status and duration, and never a number in full', async () => {
-    // The src/log.ts backstop is off here: what is checked is our own redaction.
-    const log = captureLog({ redact: false });
+  it('logs one debug line per session with status, duration and what matches it to the call; numbers redacted by the logger', async () => {
+    const log = captureLog();
     const { port } = await start({ route: () => { throw new Error('no route'); } }, log);
     await placeCall(port);
     const ok = await start({}, log);
-    await placeCall(ok.port);
+    await placeCall(ok.port, { agi_uniqueid: 'pbx1-1732526400.17', agi_channel: 'PJSIP/carrier-00000017' });
     await until(() => log.records().filter((r) => r.msg === 'FastAGI session').length === 2);
     const sessions = log.records().filter((r) => r.msg === 'FastAGI session');
     expect(sessions.map((s) => s.status)).toEqual(['ERROR', 'BRIDGE']);
@@ -589,10 +588,31 @@ describe('start-up and logging', () => {
       expect(s.durationUs).toEqual(expect.any(Number));
       expect(s.durationUs as number).toBeGreaterThan(0);
     }
+    // The identifiers survive intact: Asterisk's uniqueid and channel, the session.
+    expect(sessions[0]).toMatchObject({ uniqueid: '1732526400.17', channel: 'PJSIP/carrier-00000001' });
+    expect(sessions[0]!.session).toBeUndefined();
+    expect(sessions[1]).toMatchObject({ uniqueid: 'pbx1-1732526400.17', channel: 'PJSIP/carrier-00000017', session: 's_01HX' });
     for (const line of log.lines) {
       for (const number of ['447700900123', '447700900456', '447700900789', '447700900111']) {
         expect(line).not.toContain(number);
       }
     }
+  });
+
+  it('VNUM_LOG_REDACT=off: the same line with the numbers in full (the router does not redact behind the operator\'s back)', async () => {
+    const log = captureLog({ redact: false });
+    const { port } = await start({}, log);
+    await placeCall(port);
+    await until(() => log.records().some((r) => r.msg === 'FastAGI session'));
+    expect(log.records().find((r) => r.msg === 'FastAGI session')).toMatchObject({ caller: '+447700900123', dialled: '+447700900456' });
+  });
+
+  it('bounds what a caller controls in a log line: a 4000-character caller ID is clipped', async () => {
+    const log = captureLog({ redact: false });
+    const { port } = await start({}, log);
+    await placeCall(port, { agi_callerid: `+44${'7'.repeat(3998)}` });
+    await until(() => log.records().some((r) => r.msg === 'FastAGI session'));
+    const line = log.lines.find((l) => l.includes('FastAGI session'))!;
+    expect(line.length).toBeLessThan(1000);
   });
 });
