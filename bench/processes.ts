@@ -13,8 +13,8 @@ export function profileArgs(dir: string | undefined, name: string): string[] {
   return dir ? ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-name', `${name}.cpuprofile`] : [];
 }
 
-/** A loopback port free a moment ago (vnum serve refuses port 0: Asterisk could not find it). */
-async function freePort(): Promise<number> {
+/** A loopback port free a moment ago (vnum serve refuses port 0: Asterisk could not find it). Tests use it too. */
+export async function freePort(): Promise<number> {
   const probe = net.createServer();
   await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
   const { port } = probe.address() as net.AddressInfo;

@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { ErrorCode, VnumError } from '../errors.js';
 import { hostSetting, tcpPort } from '../settings.js';
 import { AMI_DEFAULTS } from './client.js';
@@ -52,7 +52,8 @@ export function secretFileModeProblem(mode: number, uid: number): string | null 
 function readSecretFile(file: string): string {
   let fd: number;
   try {
-    fd = openSync(file, 'r');
+    // O_NONBLOCK: a FIFO opens at once (and is then refused) instead of hanging the start.
+    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
   } catch (e) {
     throw configuration(`cannot read the AMI secret file ${JSON.stringify(file)}: ${(e as Error).message}`);
   }

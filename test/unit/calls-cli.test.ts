@@ -5,7 +5,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -15,6 +14,7 @@ import { openDb } from '../../src/store/db.js';
 import { VNUM_BIN, vnum } from '../helpers/cli.js';
 import { placeCall, until } from './agi-fake-asterisk.js';
 import { FakeAmi } from './ami-fake-asterisk.js';
+import { freePort } from './ship-lib.js';
 
 const A = '+447911000001';
 const D = '+447911000002';
@@ -45,13 +45,6 @@ afterEach(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as net.AddressInfo;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
 
 async function serve(port: number, env: Record<string, string>): Promise<void> {
   server = spawn(process.execPath, [VNUM_BIN, '--db', db, 'serve', '--port', String(port)], {

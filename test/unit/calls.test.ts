@@ -5,6 +5,7 @@
  * marked lost after a login, calls hung up when asked or when their session
  * ends, the status `vnum health` reads.
  */
+import { execFileSync } from 'node:child_process';
 import { chmodSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -241,6 +242,9 @@ describe('AMI settings for vnum serve', () => {
     expect(secretFileModeProblem(0o100600, 1000)).toBeNull();
     // Not a regular file: a folder, a FIFO would hang the start.
     refused({ amiUser: 'vnum', amiSecretFile: store.dir }, {}, /not a regular file/);
+    const fifo = join(store.dir, 'fifo');
+    execFileSync('mkfifo', ['-m', '600', fifo]);
+    refused({ amiUser: 'vnum', amiSecretFile: fifo }, {}, /not a regular file/);
     // Settings that would do nothing without a user.
     refused({}, { VNUM_AMI_SECRET_FILE: file }, /VNUM_AMI_SECRET_FILE given without an AMI user/);
     refused({ amiHost: '10.0.0.1' }, {}, /--ami-host\/VNUM_AMI_HOST given without an AMI user/);

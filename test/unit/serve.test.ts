@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { VNUM_BIN, vnum } from '../helpers/cli.js';
 import { placeCall } from './agi-fake-asterisk.js';
+import { freePort } from './ship-lib.js';
 
 let dir: string;
 let db: string;
@@ -23,13 +24,6 @@ afterEach(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as net.AddressInfo;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
 
 async function serve(port: number, env: Record<string, string> = {}, args: string[] = []): Promise<void> {
   stderr = '';
