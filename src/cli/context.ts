@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { isVnumError, VnumError } from '../errors.js';
 import { openDb, resolveDbPath, storeError, type Db, type OpenMode } from '../store/db.js';
 import { parseCountry } from '../numbers/normalise.js';
 import { parseNumberPolicy, POLICY_ENV, type NumberPolicy } from '../numbers/policy.js';
@@ -39,7 +40,15 @@ export function defaultCountry(command: Command): string | undefined {
 
 /** `--allowed-number-types`, else `VNUM_ALLOWED_NUMBER_TYPES`, else the default number-type policy. */
 export function numberPolicy(command: Command): NumberPolicy {
-  return parseNumberPolicy(globalOptions(command).allowedNumberTypes ?? process.env[POLICY_ENV]);
+  const flag = globalOptions(command).allowedNumberTypes;
+  const text = flag ?? process.env[POLICY_ENV];
+  try {
+    return parseNumberPolicy(text);
+  } catch (e) {
+    // Name where it came from: under systemd or Docker the variable is the only clue.
+    if (isVnumError(e)) throw new VnumError(e.code, `invalid ${flag !== undefined ? '--allowed-number-types' : POLICY_ENV} ${JSON.stringify(text)}: ${e.message}`);
+    throw e;
+  }
 }
 
 /** The option that sets it, with the same help on every command that takes it. */

@@ -1,7 +1,6 @@
 import type { Logger } from 'pino';
 import { openDb, type Db } from '../store/db.js';
 import { watchFileIdentity } from '../store/file-identity.js';
-import { redactNumber } from '../log.js';
 import { decideRoute, type BridgeLookup, type RouteDecision, type RouteStatus } from './decide.js';
 import type { NumberPolicy } from '../numbers/policy.js';
 import { storeBridgeLookup } from './lookup.js';
@@ -133,9 +132,9 @@ export function createCallRouter(options: CallRouterOptions): CallRouter {
           policy: options.policy,
         });
         if (decision.status === 'INVALID') {
-          options.logger.info({ caller: redactNumber(call.callerId.slice(0, 40)), reason: decision.reason }, 'invalid call');
+          options.logger.info({ caller: call.callerId.slice(0, 64), reason: decision.reason }, 'invalid call');
         } else if (decision.status === 'NOT_ALLOWED') {
-          // The reason names the type, never the number.
+          // The reason names the type, never the number; the session is an identifier the redactor keeps.
           options.logger.warn({ session: decision.session, reason: decision.reason }, 'call refused: the number-type policy refuses its target');
         }
         return channelVariables(decision);
