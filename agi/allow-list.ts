@@ -50,9 +50,9 @@ export class AllowList {
       const slash = entry.indexOf('/');
       if (slash < 0) {
         const address = canonical(entry);
-        if (address === undefined) throw new Error(`allow-list entry is not an IP address: ${JSON.stringify(entry)}`);
+        if (address === undefined) throw new Error(`allow-list entry is not an IP address: "${entry}"`);
         if (address === '0.0.0.0' || address === '::') {
-          throw new Error(`allow-list entry ${JSON.stringify(entry)} is the unspecified address: no peer ever has it`);
+          throw new Error(`allow-list entry "${entry}" is the unspecified address: no peer ever has it`);
         }
         this.exact.add(address);
         continue;
@@ -62,10 +62,10 @@ export class AllowList {
       const prefix = PREFIX_LENGTH.test(prefixText) ? Number(prefixText) : NaN;
       const family = network !== undefined && isIPv4(network) ? 'ipv4' : 'ipv6';
       if (network === undefined || !(prefix >= 0 && prefix <= (family === 'ipv4' ? 32 : 128))) {
-        throw new Error(`allow-list entry is not a CIDR subnet: ${JSON.stringify(entry)}`);
+        throw new Error(`allow-list entry is not a CIDR subnet: "${entry}"`);
       }
       if (prefix === 0) {
-        throw new Error(`allow-list entry ${JSON.stringify(entry)} admits every address: FastAGI has no authentication, list your Asterisk`);
+        throw new Error(`allow-list entry "${entry}" admits every address: FastAGI has no authentication, list your Asterisk`);
       }
       this.subnets.addSubnet(network, prefix, family);
       this.hasSubnets = true;

@@ -260,7 +260,7 @@ export function logLevelSetting(text: string | undefined): string {
   if (text === undefined || text === '') return 'info';
   const level = text.toLowerCase();
   if (!(LEVELS as readonly string[]).includes(level)) {
-    throw new VnumError(ErrorCode.Configuration, `invalid VNUM_LOG_LEVEL ${JSON.stringify(text)}: one of ${LEVELS.join(', ')}`);
+    throw new VnumError(ErrorCode.Configuration, `invalid VNUM_LOG_LEVEL "${text}": one of ${LEVELS.join(', ')}`);
   }
   return level;
 }
@@ -271,7 +271,7 @@ export function logRedactSetting(text: string | undefined): boolean {
   if (text.toLowerCase() === 'off') return false;
   throw new VnumError(
     ErrorCode.Configuration,
-    `invalid VNUM_LOG_REDACT ${JSON.stringify(text)}: "off" shows numbers in full in logs, "on" (the default) keeps their last 4 digits`,
+    `invalid VNUM_LOG_REDACT "${text}": "off" shows numbers in full in logs, "on" (the default) keeps their last 4 digits`,
   );
 }
 

@@ -31,7 +31,7 @@ export const SETTING_LIMITS = Object.freeze({
 });
 
 export function configurationError(name: string, value: string, why: string): VnumError {
-  return new VnumError(ErrorCode.Configuration, `invalid ${name} ${JSON.stringify(value)}: ${why}`);
+  return new VnumError(ErrorCode.Configuration, `invalid ${name} "${value}": ${why}`);
 }
 
 /** `2000` -> `2s`, `250` -> `250ms`: as a duration flag takes it. */

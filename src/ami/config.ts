@@ -55,16 +55,16 @@ function readSecretFile(file: string): string {
     // O_NONBLOCK: a FIFO opens at once (and is then refused) instead of hanging the start.
     fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
   } catch (e) {
-    throw configuration(`cannot read the AMI secret file ${JSON.stringify(file)}: ${(e as Error).message}`);
+    throw configuration(`cannot read the AMI secret file "${file}": ${(e as Error).message}`);
   }
   try {
     // fstat the file that was opened: no window for a swap between check and read.
     const stat = fstatSync(fd);
-    if (!stat.isFile()) throw configuration(`the AMI secret file ${JSON.stringify(file)} is not a regular file`);
+    if (!stat.isFile()) throw configuration(`the AMI secret file "${file}" is not a regular file`);
     const problem = secretFileModeProblem(stat.mode, stat.uid);
-    if (problem) throw configuration(`the AMI secret file ${JSON.stringify(file)} is not owner-only: ${problem}`);
+    if (problem) throw configuration(`the AMI secret file "${file}" is not owner-only: ${problem}`);
     if (stat.size > MAX_SECRET_FILE_BYTES) {
-      throw configuration(`the AMI secret file ${JSON.stringify(file)} holds ${stat.size} bytes: a secret is one line`);
+      throw configuration(`the AMI secret file "${file}" holds ${stat.size} bytes: a secret is one line`);
     }
     const buffer = Buffer.alloc(MAX_SECRET_FILE_BYTES + 1);
     let length = 0;
@@ -97,7 +97,7 @@ export function amiSettings(flags: AmiFlags, env: NodeJS.ProcessEnv = process.en
     return null;
   }
   if (/[\p{Cc}\s\][]/u.test(username)) {
-    throw configuration(`invalid AMI user ${JSON.stringify(username)}: a manager.conf section name, without blanks, brackets or control characters`);
+    throw configuration(`invalid AMI user "${username}": a manager.conf section name, without blanks, brackets or control characters`);
   }
   const settings = {
     host: hostSetting('AMI host (--ami-host/VNUM_AMI_HOST)', given(host) ? host : '127.0.0.1'),

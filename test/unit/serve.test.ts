@@ -116,7 +116,7 @@ describe('vnum serve judges every setting before it opens, creates or migrates a
     ['a redaction switch that might mean either', [], { VNUM_LOG_REDACT: 'no' }, /^invalid VNUM_LOG_REDACT "no"/],
     ['an AMI port out of range', ['--ami-user', 'vnum', '--ami-port', '99999'], { VNUM_AMI_SECRET: 's' }, /^invalid AMI port/],
     ['an AMI secret file without an AMI user', [], { VNUM_AMI_SECRET_FILE: '/etc/hostname' }, /VNUM_AMI_SECRET_FILE given without an AMI user/],
-    ['a control character in a setting, echoed escaped', ['--host', 'a\u001b[2Jb'], {}, /^invalid --host "a\\u001b\[2Jb"/],
+    ['a control character in a setting, echoed escaped', ['--host', 'a\u001b[2Jb'], {}, /^invalid --host "a\\x1b\[2Jb"/],
   ];
   it.each(cases)('%s: exit 1, one line, VNUM_CONFIGURATION, no database', (_what, args, env, message) => {
     const nested = join(dir, 'not-yet', 'vnum.db');
