@@ -41,12 +41,13 @@ export function defaultCountry(command: Command): string | undefined {
 /** `--allowed-number-types`, else `VNUM_ALLOWED_NUMBER_TYPES`, else the default number-type policy. */
 export function numberPolicy(command: Command): NumberPolicy {
   const flag = globalOptions(command).allowedNumberTypes;
-  const text = flag ?? process.env[POLICY_ENV];
+  // Read by its literal name (POLICY_ENV): the ship tests hold the documented variables to what the code reads.
+  const text = flag ?? process.env.VNUM_ALLOWED_NUMBER_TYPES;
   try {
     return parseNumberPolicy(text);
   } catch (e) {
     // Name where it came from: under systemd or Docker the variable is the only clue.
-    if (isVnumError(e)) throw new VnumError(e.code, `invalid ${flag !== undefined ? '--allowed-number-types' : POLICY_ENV} ${JSON.stringify(text)}: ${e.message}`);
+    if (isVnumError(e)) throw new VnumError(e.code, `invalid ${flag !== undefined ? '--allowed-number-types' : POLICY_ENV} "${text}": ${e.message}`);
     throw e;
   }
 }
