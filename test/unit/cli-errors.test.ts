@@ -69,11 +69,13 @@ describe('input echoed in an error cannot forge a second line or drive the termi
   });
 
   it('text for people on stdout too: vnum health echoes --host and --db, one line each', () => {
-    const result = vnum(['--db', join(cli.dir, 'a\nrouter    ok  fake'), 'health', '--host', 'x\x1b[2Jy', '--port', '1']);
+    // A --host that is no host is refused before anything is probed (a configuration error), escaped.
+    expectOneLine(vnum(['--db', cli.db, 'health', '--host', 'x\x1b[2Jy', '--port', '1']), 'VNUM_CONFIGURATION', 1, /invalid --host "x\\x1b\[2Jy"/);
+    const result = vnum(['--db', join(cli.dir, 'a\nrouter    ok  fake'), 'health', '--host', '127.0.0.1', '--port', '1']);
     expect(result.code).toBe(1);
     const lines = result.stdout.split('\n');
     expect(lines).toHaveLength(5);
-    expect(lines[0]).toMatch(/^router {4}FAIL {2}x\\x1b\[2Jy:1: /);
+    expect(lines[0]).toMatch(/^router {4}FAIL {2}127\.0\.0\.1:1: /);
     expect(lines[1]).toMatch(/^database {2}FAIL {2}.*a\\nrouter {4}ok {2}fake: no database at /);
     // eslint-disable-next-line no-control-regex
     expect(result.stdout.replace(/\n/g, '')).not.toMatch(/[\u0000-\u001f\u007f-\u009f]/);
