@@ -4,7 +4,6 @@ import { watchFileIdentity } from '../store/file-identity.js';
 import { redactNumber } from '../log.js';
 import { decideRoute, type BridgeLookup, type RouteDecision, type RouteStatus } from './decide.js';
 import { storeBridgeLookup } from './lookup.js';
-import { BENCH_TIMING_ENV, withDecisionTiming } from './bench-timing.js';
 
 /** What the dialplan reads back from the router (see dialplan/vnum.conf). */
 export interface ChannelVariables {
@@ -95,7 +94,7 @@ export function createCallRouter(options: CallRouterOptions): CallRouter {
     return channelVariables({ status: 'ERROR', target: null, cli: null, session: null });
   };
 
-  const router: CallRouter = {
+  return {
     route(call) {
       if (lookup) {
         let current: string | undefined;
@@ -137,16 +136,6 @@ export function createCallRouter(options: CallRouterOptions): CallRouter {
     close() {
       identity.close();
       closeDb();
-    },
-  };
-  const timingFile = process.env[BENCH_TIMING_ENV];
-  if (!timingFile) return router;
-  const timed = withDecisionTiming(router.route, timingFile);
-  return {
-    route: timed.route,
-    close() {
-      timed.stop();
-      router.close();
     },
   };
 }

@@ -1,5 +1,5 @@
 /**
- * End to end, issue 5 item 6: dialplan/manager.sample.conf loaded into a real
+ * End to end: dialplan/manager.sample.conf loaded into a real
  * Asterisk 22 (only the secret replaced) keeps AMI to loopback: nothing
  * listens on another address, a login from another local address (127.0.0.2)
  * is refused with the right secret, and from 127.0.0.1 the user gets exactly
@@ -13,16 +13,10 @@ import { randomBytes } from 'node:crypto';
 import { chownSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Asterisk, renderConfig } from './harness/asterisk.js';
-import { repoRoot } from './harness/paths.js';
-import { e2eReadiness, provision } from './harness/provision.js';
-
-const readiness = e2eReadiness();
-if (readiness.blocker && !readiness.mustRun) {
-  console.warn(`vnum e2e (exposure): skipped, ${readiness.blocker} (with CI=true this fails instead)`);
-}
-const suite = readiness.blocker && !readiness.mustRun ? describe.skip : describe;
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { Asterisk, renderConfig } from '../support/asterisk/asterisk.js';
+import { repoRoot } from '../support/repo.js';
+import { e2eSuite } from '../support/suite.js';
 
 const SECRET = randomBytes(24).toString('hex');
 const AMI_PORT = 5038;
@@ -75,12 +69,10 @@ function ami(localAddress: string, host = '127.0.0.1'): Promise<{ banner: string
   });
 }
 
-suite('AMI exposure with dialplan/manager.sample.conf (Asterisk 22)', () => {
+e2eSuite('AMI exposure with dialplan/manager.sample.conf (Asterisk 22)', () => {
   let asterisk: Asterisk;
 
   beforeAll(async () => {
-    if (readiness.blocker) throw new Error(`vnum e2e cannot run (CI=true forbids skipping): ${readiness.blocker}`);
-    provision();
     asterisk = await Asterisk.start();
     // The sample as an operator installs it: only the secret is theirs.
     const sample = readFileSync(path.join(repoRoot, 'dialplan/manager.sample.conf'), 'utf8');

@@ -12,20 +12,16 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { startAgiStub, type AgiStub } from './harness/agi-stub.js';
-import { Asterisk, leakyTrunkIdentity, type AsteriskOptions } from './harness/asterisk.js';
-import { findLeaks } from './harness/leaks.js';
-import { repoRoot } from './harness/paths.js';
-import { e2eReadiness, provision } from './harness/provision.js';
-import { uriUser, type SipMessage } from './harness/sip-messages.js';
-import { placeCall, startUas, type UacCall, type UacResult, type Uas, type UasOptions } from './harness/sipp.js';
-import { startRouter, VnumDb, type Router, type SessionJson } from './harness/vnum.js';
-
-const readiness = e2eReadiness();
-if (readiness.blocker && !readiness.mustRun) {
-  console.warn(`vnum e2e: skipped, ${readiness.blocker} (with CI=true this fails instead)`);
-}
-const suite = readiness.blocker && !readiness.mustRun ? describe.skip : describe;
+import { startAgiStub, type AgiStub } from '../support/asterisk/agi-stub.js';
+import { Asterisk, leakyTrunkIdentity, type AsteriskOptions } from '../support/asterisk/asterisk.js';
+import { ports } from '../support/asterisk/paths.js';
+import { VnumDb, type SessionJson } from '../support/cli.js';
+import { repoRoot } from '../support/repo.js';
+import { startServe, type Serve } from '../support/serve.js';
+import { findLeaks } from '../support/leaks.js';
+import { describeMessages, uriUser } from '../support/sip/messages.js';
+import { callThrough as call, type CallOutcome, type UacResult, type UasOptions } from '../support/sip/sipp.js';
+import { e2eSuite } from '../support/suite.js';
 
 // UK drama-range numbers that libphonenumber-js considers valid.
 const POOL = Array.from({ length: 10 }, (_, i) => `+4420794600${String(i + 1).padStart(2, '0')}`);
@@ -40,39 +36,6 @@ const EVE = '+441514960321'; // someone a carrier asserts mid-call
 const REAL = [ALICE, DEV, ZOE, GRACE_CUSTOMER, STRANGER, EVE];
 
 const CALL_TIMEOUT_MS = 30_000;
-
-function ensureRunnable(): void {
-  if (readiness.blocker) {
-    throw new Error(`vnum e2e cannot run (CI=true forbids skipping): ${readiness.blocker}`);
-  }
-}
-
-/** A call with carrier-out listening: what each side received. */
-interface CallOutcome {
-  caller: UacResult;
-  /** Everything carrier-out (the dialled far end) received. */
-  callee: SipMessage[];
-  /** The dialog-opening INVITEs carrier-out received. */
-  invites: SipMessage[];
-}
-
-async function call(asterisk: Asterisk, uac: UacCall, uas: UasOptions = {}): Promise<CallOutcome> {
-  const far: Uas = await startUas(uas);
-  let caller: UacResult;
-  try {
-    caller = await placeCall(uac);
-    // Let Asterisk finish tearing down both legs before carrier-out stops.
-    await asterisk.waitIdle();
-  } finally {
-    await far.stop();
-  }
-  const callee = far.received();
-  return { caller, callee, invites: far.invites() };
-}
-
-function describeMessages(messages: SipMessage[]): string {
-  return messages.map((m) => m.raw.split('\n\n')[0]).join('\n---\n');
-}
 
 /** The masked numbers of a session, by party. */
 function masks(session: SessionJson): { first: string; second: string } {
@@ -133,16 +96,19 @@ function timings(caller: UacResult): { toProgress: number | null; toFinal: numbe
   };
 }
 
+/** The product's own router on the port vnum.conf asks by default. */
+function startRouter(db: VnumDb): Promise<Serve> {
+  return startServe({ db: db.file, port: ports.router });
+}
+
 interface World {
   asterisk: Asterisk;
   db: VnumDb;
-  router: Router;
+  router: Serve;
   order: SessionJson; // ALICE (first) and DEV (second)
 }
 
 async function startWorld(options: AsteriskOptions = {}): Promise<World> {
-  ensureRunnable();
-  provision();
   const db = new VnumDb({ VNUM_DEFAULT_COUNTRY: 'GB' });
   db.poolAdd(POOL);
   // The agent already serves Zoe: the pool must give Alice's side a number
@@ -164,7 +130,7 @@ async function stopWorld(world: World | undefined): Promise<void> {
   }
 }
 
-suite('calls through Asterisk 22 with the vnum dialplan', () => {
+e2eSuite('calls through Asterisk 22 with the vnum dialplan', () => {
   let world: World | undefined;
 
   beforeAll(async () => {
@@ -413,7 +379,7 @@ const CALLER_ASSERTS = (real: string): string[] => [
   `Diversion: <sip:${EVE}@127.0.0.1>;reason=unconditional;counter=1`,
 ];
 
-suite('8. a trunk with every identity header on (send_pai, send_rpid, trust_id_outbound, trust_id_inbound)', () => {
+e2eSuite('8. a trunk with every identity header on (send_pai, send_rpid, trust_id_outbound, trust_id_inbound)', () => {
   let world: World | undefined;
 
   beforeAll(async () => {
@@ -521,7 +487,7 @@ suite('8. a trunk with every identity header on (send_pai, send_rpid, trust_id_o
   }, CALL_TIMEOUT_MS);
 });
 
-suite('VNUM_NUMBER_FORMAT: the trunk\'s number format for the dialled number and the presented caller ID', () => {
+e2eSuite('VNUM_NUMBER_FORMAT: the trunk\'s number format for the dialled number and the presented caller ID', () => {
   let world: World | undefined;
   afterEach(async () => {
     await stopWorld(world);
@@ -560,7 +526,7 @@ suite('VNUM_NUMBER_FORMAT: the trunk\'s number format for the dialled number and
   }
 });
 
-suite('dialplan/pjsip-trunk.sample.conf', () => {
+e2eSuite('dialplan/pjsip-trunk.sample.conf', () => {
   let world: World | undefined;
   afterAll(async () => stopWorld(world));
 

@@ -2,13 +2,13 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, expect, it } from 'vitest';
+import { repoPath } from '../support/repo.js';
 
-// The built runner, as `npm run bench` runs it (npm test builds first). Smoke
-// sizes only: this keeps the benchmarks working; their figures are read from
-// the report by people, never asserted here.
-const RUNNER = fileURLToPath(new URL('../../dist/bench/run.js', import.meta.url));
+// The built runner, as `npm run bench` runs it (npm test builds the bench
+// too). Smoke sizes only: this keeps the benchmarks working; their figures are
+// read from the report by people, never asserted here.
+const RUNNER = repoPath('dist-bench/bench/run.js');
 
 let dir: string;
 beforeEach(() => {

@@ -4,7 +4,7 @@ import { parseCsvRows, parsePoolCsv } from '../../src/pool/csv.js';
 import { createSession } from '../../src/session/sessions.js';
 import { ErrorCode, VnumError } from '../../src/errors.js';
 import type { E164 } from '../../src/numbers/normalise.js';
-import { party, tempDb } from '../helpers/store.js';
+import { party, tempDb } from '../support/store.js';
 
 let store: ReturnType<typeof tempDb>;
 beforeEach(() => {

@@ -4,7 +4,7 @@ import { decideRoute } from '../../src/routing/decide.js';
 import { storeBridgeLookup } from '../../src/routing/lookup.js';
 import { addToPool } from '../../src/pool/pool.js';
 import { ErrorCode, VnumError } from '../../src/errors.js';
-import { invariantViolations, londonDids, mobile, party, seedPool, tempDb } from '../helpers/store.js';
+import { invariantViolations, londonDids, mobile, party, seedPool, tempDb } from '../support/store.js';
 
 let store: ReturnType<typeof tempDb>;
 beforeEach(() => {

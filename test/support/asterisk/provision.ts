@@ -2,23 +2,14 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { asteriskRoot, provisionScript, repoRoot } from './paths.js';
+import { repoRoot } from '../repo.js';
+import { asteriskRoot, provisionScript } from './paths.js';
 
 /**
- * Whether the end-to-end suites can run here, decided cheaply at collection
- * time, and the provisioning itself (slow the first time) for beforeAll.
- *
- * Outside CI an impossible setup (not root, no Debian mirror) skips the suites
- * with one line saying why. With CI=true nothing is skipped: the same problem
- * fails the run loudly, because a CI that silently skips proves nothing.
+ * Whether the Asterisk root can be had here, decided cheaply at collection
+ * time (e2eSuite() in ../suite.ts skips or fails on it), and the provisioning
+ * itself (slow the first time) for beforeAll.
  */
-
-export interface E2EReadiness {
-  /** null: go ahead; otherwise the one-line reason the suites cannot run. */
-  blocker: string | null;
-  /** CI=true: a blocker is a failure, never a skip. */
-  mustRun: boolean;
-}
 
 const STAMP = '.vnum-provisioned';
 
@@ -57,15 +48,17 @@ function mirrorReachable(): string | null {
   }
 }
 
-export function e2eReadiness(): E2EReadiness {
-  const mustRun = process.env.CI === 'true';
-  const blocker = ((): string | null => {
+let blocker: string | null | undefined;
+
+/** null when the root can be used or built here; else the one-line reason it cannot (not root, no Debian mirror). */
+export function asteriskBlocker(): string | null {
+  blocker ??= ((): string | null => {
     if (process.platform !== 'linux') return 'Asterisk runs in a Linux chroot; this is not Linux';
     if (process.getuid?.() !== 0) return 'not running as root (chroot, mount and debootstrap need root)';
     if (cachedRootIsCurrent() && onPath('sipp')) return null;
     return mirrorReachable();
   })();
-  return { blocker, mustRun };
+  return blocker;
 }
 
 /** Builds or reuses the Asterisk root. Throws with provision.sh's own message. */
@@ -76,6 +69,6 @@ export function provision(): void {
     timeout: 15 * 60_000,
   });
   if (run.status !== 0) {
-    throw new Error(`test/e2e/provision.sh failed (${run.status ?? run.signal}):\n${run.stderr.slice(-4000)}`);
+    throw new Error(`provision.sh failed (${run.status ?? run.signal}):\n${run.stderr.slice(-4000)}`);
   }
 }

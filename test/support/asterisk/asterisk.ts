@@ -1,9 +1,9 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chownSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { asteriskRoot, dialplanFile, loopback, ports } from './paths.js';
+import { holdPortsLock, releasePortsLock } from './ports-lock.js';
 
 /**
  * A real Asterisk 22 in the provisioned Debian sid root, run via chroot with a
@@ -14,11 +14,10 @@ import { asteriskRoot, dialplanFile, loopback, ports } from './paths.js';
  * no Asterisk is left running and no proc stays mounted in the root.
  *
  * Several processes (another suite's run, a benchmark, a second checkout) may
- * want the fixed ports at once: a lock directory (`$TMPDIR/vnum-e2e-asterisk.lock`,
- * one per machine like the ports, holding the owner's pid) makes them take
- * turns. The first start() in a process takes it and the process keeps it
- * until it exits (a test file stops and starts Asterisk between cases, with
- * its router and sipp still bound); a lock whose owner is gone is taken over.
+ * want the fixed ports at once: they take turns through ports-lock.ts. The
+ * first start() in a process takes the lock and the process keeps it until it
+ * exits (a test file stops and starts Asterisk between cases, with its router
+ * and sipp still bound).
  */
 
 /** Identity settings of the carrier endpoint: the trunk both legs use. */
@@ -276,63 +275,8 @@ function amiGreets(): Promise<boolean> {
   });
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** The machine's one lock for the fixed ports (mkdir is atomic); waits for another live owner to give it back. */
-async function takePortsLock(timeoutMs = 540_000): Promise<() => void> {
-  const dir = path.join(tmpdir(), 'vnum-e2e-asterisk.lock');
-  const pidFile = path.join(dir, 'pid');
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      mkdirSync(dir);
-      writeFileSync(pidFile, String(process.pid));
-      return () => {
-        try {
-          if (readFileSync(pidFile, 'utf8') === String(process.pid)) rmSync(dir, { recursive: true, force: true });
-        } catch {
-          // already gone
-        }
-      };
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-    }
-    let owner = NaN;
-    try {
-      owner = Number(readFileSync(pidFile, 'utf8'));
-    } catch {
-      // between the owner's mkdir and its pid write: look again shortly
-    }
-    // Its owner is gone (or was an earlier process with our pid): take it over.
-    if (Number.isInteger(owner) && owner > 0 && (owner === process.pid || !pidAlive(owner))) {
-      rmSync(dir, { recursive: true, force: true });
-      continue;
-    }
-    if (Date.now() > deadline) throw new Error(`${dir} held by pid ${owner} for over ${timeoutMs / 1000} s`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
 const live = new Set<Asterisk>();
 let hooksInstalled = false;
-/** How to give the ports lock back; kept until the process exits. */
-let portsLock: (() => void) | null = null;
-
-async function holdPortsLock(): Promise<void> {
-  portsLock ??= await takePortsLock();
-}
-
-function releasePortsLock(): void {
-  portsLock?.();
-  portsLock = null;
-}
 
 function installExitHooks(): void {
   if (hooksInstalled) return;

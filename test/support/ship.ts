@@ -5,19 +5,8 @@
  */
 import { DockerfileParser, type Instruction } from 'dockerfile-ast';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-
-export function repoPath(...parts: string[]): string {
-  return path.join(repoRoot, ...parts);
-}
-
-export function readRepo(...parts: string[]): string {
-  return readFileSync(repoPath(...parts), 'utf8');
-}
+import { repoPath } from './repo.js';
 
 // --- Dockerfiles -------------------------------------------------------------
 
@@ -206,14 +195,3 @@ export function envVarsReadByProduct(): Set<string> {
   }
   return names;
 }
-
-export async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as net.AddressInfo;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
-
-/** CI=true: a check that cannot run is a failure, never a skip (as in test/e2e). */
-export const mustRun = process.env.CI === 'true';
