@@ -11,7 +11,7 @@ import { holdPortsLock, releasePortsLock } from './ports-lock.js';
  * copied in unchanged. One instance at a time (fixed ports).
  *
  * Always stopped: by stop(), and by an exit hook if a test run dies first, so
- * no Asterisk is left running and no proc stays mounted in the root.
+ * no Asterisk is left running; its /proc in the root is its own (launch()).
  *
  * Several processes (another suite's run, a benchmark, a second checkout) may
  * want the fixed ports at once: they take turns through ports-lock.ts. The
@@ -230,17 +230,6 @@ function sh(args: string[], timeoutMs = 10_000): { status: number | null; out: s
   return { status: r.status, out: `${r.stdout ?? ''}${r.stderr ?? ''}` };
 }
 
-function isMounted(dir: string): boolean {
-  return sh(['mountpoint', '-q', dir]).status === 0;
-}
-
-function unmountProc(root: string): void {
-  const proc = path.join(root, 'proc');
-  if (isMounted(proc)) {
-    if (sh(['umount', proc]).status !== 0) sh(['umount', '-l', proc]);
-  }
-}
-
 function asteriskIds(root: string): { uid: number; gid: number } {
   const line = readFileSync(path.join(root, 'etc/passwd'), 'utf8')
     .split('\n')
@@ -342,16 +331,20 @@ export class Asterisk {
     return asterisk;
   }
 
-  /** Runs Asterisk on the configuration already written and waits until it is ready. */
+  /**
+   * Runs Asterisk on the configuration already written and waits until it is
+   * ready. It gets a mount namespace of its own for the /proc it needs in the
+   * root: that mount is never seen outside, and goes when Asterisk does,
+   * however it ends.
+   */
   private async launch(): Promise<void> {
-    const proc = path.join(this.root, 'proc');
-    if (!isMounted(proc)) {
-      const m = sh(['mount', '-t', 'proc', 'proc', proc]);
-      if (m.status !== 0) throw new Error(`mount proc in ${this.root} failed: ${m.out}`);
-    }
     const child = spawn(
-      'chroot',
-      [this.root, '/usr/sbin/asterisk', '-f', '-U', 'asterisk', '-G', 'asterisk', '-C', CONF_FILE],
+      'unshare',
+      [
+        '--mount', '--propagation', 'private', '--',
+        'sh', '-c', 'mount -t proc proc "$1/proc" && exec chroot "$1" /usr/sbin/asterisk -f -U asterisk -G asterisk -C "$2"',
+        'sh', this.root, CONF_FILE,
+      ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     this.child = child;
@@ -476,7 +469,6 @@ export class Asterisk {
     try {
       await this.halt();
     } finally {
-      unmountProc(this.root);
       live.delete(this);
     }
   }
@@ -493,7 +485,6 @@ export class Asterisk {
         // already gone
       }
     }
-    unmountProc(this.root);
     live.delete(this);
   }
 }

@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -61,14 +61,22 @@ export function asteriskBlocker(): string | null {
   return blocker;
 }
 
-/** Builds or reuses the Asterisk root. Throws with provision.sh's own message. */
-export function provision(): void {
-  const run = spawnSync('bash', [provisionScript], {
-    encoding: 'utf8',
+/**
+ * Builds or reuses the Asterisk root; rejects with provision.sh's own message.
+ * In a mount namespace of its own: the /proc it and debootstrap mount in the
+ * root being built go with them, however they end.
+ */
+export async function provision(): Promise<void> {
+  const child = spawn('unshare', ['--mount', '--propagation', 'private', '--', 'bash', provisionScript], {
     env: { ...process.env, VNUM_ASTERISK_ROOT: asteriskRoot },
-    timeout: 15 * 60_000,
+    stdio: ['ignore', 'ignore', 'pipe'],
   });
-  if (run.status !== 0) {
-    throw new Error(`provision.sh failed (${run.status ?? run.signal}):\n${run.stderr.slice(-4000)}`);
-  }
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const timer = setTimeout(() => child.kill('SIGTERM'), 15 * 60_000);
+  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
+    child.once('close', (c, s) => resolve([c, s])),
+  );
+  clearTimeout(timer);
+  if (code !== 0) throw new Error(`provision.sh failed (${code ?? signal}):\n${stderr.slice(-4000)}`);
 }
