@@ -249,7 +249,7 @@ describe('the call tracker in vnum serve, against a fake AMI', () => {
     // before that reply is applied would be marked lost. A Ping on the same connection is
     // answered after it, and the write it queued runs on the next turn.
     await until(() => fake.actions('coreshowchannels').length > 0, 3_000);
-    await ami.action('Ping');
+    await ami.action('Ping', {}, 3_000);
     await new Promise((r) => setImmediate(r));
     return { fake, ami, tracker, log };
   }
