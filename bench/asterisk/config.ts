@@ -1,4 +1,5 @@
 /** The Asterisk configuration of the real-Asterisk benchmark: its routes, its trunk, its baseline dialplan. */
+import { carrierPjsipConf } from '../../test/support/asterisk/asterisk.js';
 
 /** Fixed ports of this benchmark's two sipp carriers (the ports lock covers them with Asterisk's). */
 export const SIP = { uac: 5071, uas: 5072, uacMedia: 18000, uasMedia: 19000 } as const;
@@ -35,39 +36,14 @@ match_header = X-Bench-Route: ${route}
 `;
 }
 
-export const PJSIP_CONF = `[global]
-type = global
-user_agent = vnum-bench
-; Calls marked X-Bench-Route: static or floor are the baselines'; the rest are the carrier's.
-endpoint_identifier_order = header,ip
-
-[transport-udp]
-type = transport
-protocol = udp
-bind = 127.0.0.1:5060
-
-; The carrier, as in the e2e suite: context vnum-inbound (dialplan/vnum.conf).
-[carrier]
-type = endpoint
-transport = transport-udp
-context = vnum-inbound
-disallow = all
-allow = ulaw,alaw
-aors = carrier
-direct_media = no
-
-[carrier]
-type = aor
-contact = sip:127.0.0.1:${SIP.uas}
-
-[carrier]
-type = identify
-endpoint = carrier
-match = 127.0.0.1
-
-; The baselines' ways in: the same trunk settings, their own contexts.
-${headerRoute('static')}
-${headerRoute('floor')}`;
+/** The e2e suite's trunk towards this benchmark's far end, and the baselines' ways in (same trunk settings, their own contexts). */
+export const PJSIP_CONF = carrierPjsipConf({
+  contactPort: SIP.uas,
+  userAgent: 'vnum-bench',
+  // Calls marked X-Bench-Route: static or floor are the baselines'; the rest are the carrier's.
+  global: ['endpoint_identifier_order = header,ip'],
+  extra: `\n${headerRoute('static')}\n${headerRoute('floor')}`,
+});
 
 /**
  * The baseline: the same call without vnum. The caller ID a masked call

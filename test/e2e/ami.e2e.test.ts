@@ -10,13 +10,13 @@
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Asterisk } from '../support/asterisk/asterisk.js';
 import { ports } from '../support/asterisk/paths.js';
 import { VnumDb, type SessionJson } from '../support/cli.js';
 import { numberPattern } from '../support/leaks.js';
+import { rawAmi } from '../support/raw-ami.js';
 import { repoRoot } from '../support/repo.js';
 import { startServe, type Serve } from '../support/serve.js';
 import { callThrough as call, placeCall, startUas, type UacResult } from '../support/sip/sipp.js';
@@ -124,34 +124,6 @@ function numbersIn(text: string): string[] {
 }
 
 const ms = (iso: string | null): number => (iso === null ? NaN : Date.parse(iso));
-
-/** A bare AMI connection, to see exactly what Asterisk sends a session (messages as header maps). */
-async function rawAmi(): Promise<{ send(lines: string[]): void; messages: Array<Record<string, string>>; close(): void }> {
-  const socket = net.connect(5038, '127.0.0.1');
-  await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject));
-  const messages: Array<Record<string, string>> = [];
-  let buffer = '';
-  socket.setEncoding('utf8');
-  socket.on('data', (chunk: string) => {
-    buffer += chunk;
-    let end: number;
-    while ((end = buffer.indexOf('\r\n\r\n')) >= 0) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 4);
-      const fields: Record<string, string> = {};
-      for (const line of block.split('\r\n')) {
-        const at = line.indexOf(': ');
-        if (at > 0 && !(line.slice(0, at) in fields)) fields[line.slice(0, at)] = line.slice(at + 2);
-      }
-      messages.push(fields);
-    }
-  });
-  return {
-    send: (lines) => void socket.write(`${lines.join('\r\n')}\r\n\r\n`),
-    messages,
-    close: () => socket.destroy(),
-  };
-}
 
 e2eSuite('the call log, live control and health over AMI (Asterisk 22, manager.sample.conf)', () => {
   let world: World | undefined;

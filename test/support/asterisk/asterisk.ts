@@ -138,6 +138,53 @@ full.log => notice,warning,error${verbose ? ',verbose' : ''}
 `;
 }
 
+/**
+ * pjsip.conf with one trunk, `carrier`, into context vnum-inbound: calls come
+ * from 127.0.0.1 (sipp as the caller's carrier), dialled legs go to
+ * 127.0.0.1:`contactPort` (sipp as the far end). `global` adds settings to
+ * [global]; `extra` adds sections after the trunk's.
+ */
+export function carrierPjsipConf(
+  options: { trunk?: TrunkIdentity; contactPort?: number; userAgent?: string; global?: string[]; extra?: string } = {},
+): string {
+  const trunk = options.trunk ?? defaultTrunkIdentity;
+  return `[global]
+type = global
+user_agent = ${options.userAgent ?? 'vnum-e2e'}
+${(options.global ?? []).map((line) => `${line}\n`).join('')}
+[transport-udp]
+type = transport
+protocol = udp
+bind = ${loopback}:${ports.asteriskSip}
+
+; The carrier: sipp sends calls in from ${loopback}, and sipp on ${options.contactPort ?? ports.carrierOut} receives the
+; dialled legs. One endpoint, as with a real trunk.
+[carrier]
+type = endpoint
+transport = transport-udp
+context = vnum-inbound
+disallow = all
+allow = ulaw,alaw
+aors = carrier
+direct_media = no
+send_pai = ${bool(trunk.send_pai)}
+send_rpid = ${bool(trunk.send_rpid)}
+trust_id_inbound = ${bool(trunk.trust_id_inbound)}
+trust_id_outbound = ${bool(trunk.trust_id_outbound)}
+send_connected_line = ${bool(trunk.send_connected_line)}
+send_diversion = ${bool(trunk.send_diversion)}
+
+[carrier]
+type = aor
+contact = sip:${loopback}:${options.contactPort ?? ports.carrierOut}
+
+[carrier]
+type = identify
+endpoint = carrier
+match = ${loopback}
+${options.extra ?? ''}`;
+}
+
 export function renderConfig(root: string, options: AsteriskOptions): Record<string, string> {
   const trunk = options.trunk ?? defaultTrunkIdentity;
   const globals = Object.entries(options.globals ?? {})
@@ -177,41 +224,7 @@ enabled = no
 rtpstart = 20000
 rtpend = 20999
 `,
-    'pjsip.conf': options.pjsipConf ?? `[global]
-type = global
-user_agent = vnum-e2e
-
-[transport-udp]
-type = transport
-protocol = udp
-bind = ${loopback}:${ports.asteriskSip}
-
-; The carrier: sipp on ${ports.carrierIn} sends calls in, sipp on ${ports.carrierOut} receives the
-; dialled legs. One endpoint, as with a real trunk.
-[carrier]
-type = endpoint
-transport = transport-udp
-context = vnum-inbound
-disallow = all
-allow = ulaw,alaw
-aors = carrier
-direct_media = no
-send_pai = ${bool(trunk.send_pai)}
-send_rpid = ${bool(trunk.send_rpid)}
-trust_id_inbound = ${bool(trunk.trust_id_inbound)}
-trust_id_outbound = ${bool(trunk.trust_id_outbound)}
-send_connected_line = ${bool(trunk.send_connected_line)}
-send_diversion = ${bool(trunk.send_diversion)}
-
-[carrier]
-type = aor
-contact = sip:${loopback}:${ports.carrierOut}
-
-[carrier]
-type = identify
-endpoint = carrier
-match = ${loopback}
-`,
+    'pjsip.conf': options.pjsipConf ?? carrierPjsipConf({ trunk }),
     'extensions.conf': `[general]
 static = yes
 writeprotect = yes
