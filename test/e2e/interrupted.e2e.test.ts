@@ -15,9 +15,9 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { expect, it } from 'vitest';
+import { beforeAll, expect, it } from 'vitest';
 import { asteriskRoot } from '../support/asterisk/paths.js';
-import { takePortsLock } from '../support/asterisk/ports-lock.js';
+import { releasePortsLock, takePortsLock } from '../support/asterisk/ports-lock.js';
 import { repoRoot } from '../support/repo.js';
 import { commandOf, processesOfRun, RUN_ENV, stopRun } from '../support/run-marker.js';
 import { e2eSuite } from '../support/suite.js';
@@ -99,6 +99,9 @@ const ASTERISK = /asterisk -f/;
 const SERVE = /dist\/src\/cli\/main\.js .*serve/;
 
 e2eSuite('an interrupted test run leaves nothing behind', () => {
+  // The runs started here need the ports lock: this process must not be keeping it from an earlier file.
+  beforeAll(() => releasePortsLock());
+
   it('stopped while its worker waits for the ports lock: no worker takes the lock afterwards to start anything', async () => {
     const release = await takePortsLock();
     let run: NestedRun | undefined;
