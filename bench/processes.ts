@@ -2,8 +2,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { VNUM_BIN } from '../test/support/cli.js';
 
-/** The timing preload of bench/decision-timing/, beside this module in the bench's build. */
-const DECISION_TIMING = fileURLToPath(new URL('./decision-timing/preload.js', import.meta.url));
+/** The timing preload, bench/decision-timing.ts, beside this module in the bench's build. */
+const DECISION_TIMING = fileURLToPath(new URL('./decision-timing.js', import.meta.url));
 
 export function profileArgs(dir: string | undefined, name: string): string[] {
   return dir ? ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-name', `${name}.cpuprofile`] : [];
@@ -11,7 +11,7 @@ export function profileArgs(dir: string | undefined, name: string): string[] {
 
 /**
  * The built CLI, exactly as an operator runs it, on a free port; the port is
- * read from its log. `timeDecisions`: with bench/decision-timing/ preloaded
+ * read from its log. `timeDecisions`: with bench/decision-timing.ts preloaded
  * and an IPC channel to take the durations with (takeDecisions()).
  */
 export async function startVnum(

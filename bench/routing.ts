@@ -17,9 +17,10 @@ import { profileArgs, startVnum, stopProcess, takeDecisions } from './processes.
  * bare, vnum, bare, ...) so that a neighbour's burst lands on both.
  *
  * The routing decision is timed inside that vnum serve under that load: the
- * router's whole `route` call, wrapped by a preload of the bench's own
- * (bench/decision-timing/). Its baseline is a bare primary-key point read on
- * the same file, timed here afterwards, as in the store benchmark.
+ * router's whole `route` call, which the product traces and a preload of the
+ * bench's own times (bench/decision-timing.ts). Its baseline is a bare
+ * primary-key point read on the same file, timed here afterwards, as in the
+ * store benchmark.
  *
  * VNUM_BENCH_CPU_PROF=<dir> runs both servers under `node --cpu-prof` and
  * leaves the profiles there (summarise them with bench/cpuprofile.ts).
@@ -80,7 +81,9 @@ export const routingBenchmark: Benchmark = {
       };
       for (let round = 0; round < sizes.rounds; round++) {
         const a = await cpuPerSession(vnum.port, vnum.child);
-        decisions.push(await takeDecisions(vnum.child));
+        const timed = await takeDecisions(vnum.child);
+        if (timed.length === 0) throw new Error('vnum serve timed no decision: the preload heard nothing on the route trace');
+        decisions.push(timed);
         const b = await cpuPerSession(bare.port, bare.child);
         check(a.result, mix, 'vnum serve');
         check(b.result, null, 'bare responder');

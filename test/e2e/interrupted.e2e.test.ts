@@ -49,7 +49,7 @@ function startRun(files: string[], env: NodeJS.ProcessEnv = {}): NestedRun {
 }
 
 /** Waits until the run has a process whose command line matches each of `patterns` at once. */
-async function until(run: NestedRun, patterns: RegExp[], what: string, timeoutMs: number): Promise<void> {
+async function untilRunning(run: NestedRun, patterns: RegExp[], what: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const commands = processesOfRun(run.token).map(commandOf);
@@ -107,7 +107,7 @@ e2eSuite('an interrupted test run leaves nothing behind', () => {
     let run: NestedRun | undefined;
     try {
       run = startRun([CALLS]);
-      await until(run, [/vitest\/dist\/workers\//], 'test worker', 60_000);
+      await untilRunning(run, [/vitest\/dist\/workers\//], 'test worker', 60_000);
       // Collection and provisioning (cached) take a few seconds; then it waits for the lock held here.
       await sleep(8_000);
       await stop(run, 'SIGTERM');
@@ -123,7 +123,7 @@ e2eSuite('an interrupted test run leaves nothing behind', () => {
     it(`${how} during an e2e file, a call in progress: no vnum serve, Asterisk or sipp left, no /proc mounted in the root`, async () => {
       const run = startRun([CALLS]);
       // The ports may be another run's for a while: this one waits its turn like any other.
-      await until(run, [SIPP, ASTERISK, SERVE], 'call in progress (sipp, Asterisk and vnum serve at once)', 12 * 60_000);
+      await untilRunning(run, [SIPP, ASTERISK, SERVE], 'call in progress (sipp, Asterisk and vnum serve at once)', 12 * 60_000);
       await stop(run, how);
       expect(await leftovers(run), run.output().slice(-3000)).toEqual([]);
       // With the lock no Asterisk of anyone's runs in the root: a /proc there would be a leftover.
@@ -142,7 +142,7 @@ e2eSuite('an interrupted test run leaves nothing behind', () => {
     const root = path.join(cache, 'asterisk-root');
     try {
       const run = startRun(['test/e2e/exposure.e2e.test.ts'], { VNUM_ASTERISK_ROOT: root });
-      await until(run, [/debootstrap/], 'debootstrap', 5 * 60_000);
+      await untilRunning(run, [/debootstrap/], 'debootstrap', 5 * 60_000);
       await sleep(2_000);
       await stop(run, 'Ctrl-C');
       expect(await leftovers(run), run.output().slice(-3000)).toEqual([]);
