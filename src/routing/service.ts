@@ -1,10 +1,10 @@
+import { tracingChannel } from 'node:diagnostics_channel';
 import type { Logger } from 'pino';
 import { openDb, type Db } from '../store/db.js';
 import { watchFileIdentity } from '../store/file-identity.js';
 import { decideRoute, type BridgeLookup, type RouteDecision, type RouteStatus } from './decide.js';
 import type { NumberPolicy } from '../numbers/policy.js';
 import { storeBridgeLookup } from './lookup.js';
-import { BENCH_TIMING_ENV, withDecisionTiming } from './bench-timing.js';
 
 /** What the dialplan reads back from the router (see dialplan/vnum.conf). */
 export interface ChannelVariables {
@@ -22,6 +22,13 @@ export function channelVariables(decision: RouteDecision): ChannelVariables {
     VNUM_SESSION: decision.session ?? '',
   };
 }
+
+/**
+ * Every routing decision, the router's whole route() call, as a
+ * diagnostics_channel trace for whoever measures them (the routing benchmark
+ * times them inside a real `vnum serve`). Nobody subscribed: one check a call.
+ */
+export const ROUTE_TRACE = tracingChannel('vnum:route');
 
 export interface CallRouterOptions {
   dbPath: string;
@@ -147,14 +154,8 @@ export function createCallRouter(options: CallRouterOptions): CallRouter {
       closeDb();
     },
   };
-  const timingFile = process.env[BENCH_TIMING_ENV];
-  if (!timingFile) return router;
-  const timed = withDecisionTiming(router.route, timingFile);
   return {
-    route: timed.route,
-    close() {
-      timed.stop();
-      router.close();
-    },
+    route: (call) => (ROUTE_TRACE.hasSubscribers ? ROUTE_TRACE.traceSync(router.route, {}, router, call) : router.route(call)),
+    close: router.close,
   };
 }

@@ -1,5 +1,5 @@
 /**
- * Issue 5, item 2: a process creating and releasing sessions is killed with
+ * A process creating and releasing sessions is killed with
  * SIGKILL at random moments. After every kill the store is whole: integrity
  * check ok, no half-created session (every live session routes both ways to
  * itself; no bridge without its session), the invariant holds, and every
@@ -18,7 +18,7 @@ import { openDb, type Db } from '../../src/store/db.js';
 import { getSession, type Session } from '../../src/session/sessions.js';
 import { decideRoute } from '../../src/routing/decide.js';
 import { storeBridgeLookup } from '../../src/routing/lookup.js';
-import { invariantViolations } from '../helpers/store.js';
+import { invariantViolations } from '../support/store.js';
 import { prng, sizeFromEnv } from './lib.js';
 
 const TRIALS = sizeFromEnv('VNUM_RELIABILITY_CRASH_TRIALS', 100);

@@ -1,5 +1,5 @@
 /**
- * Issue 5, item 3, at the FastAGI level: `vnum serve` (the built executable)
+ * At the FastAGI level: `vnum serve` (the built executable)
  * while its database becomes unusable. Every call made meanwhile gets ERROR
  * (the dialplan then plays an announcement) or, at worst, a closed socket
  * (the dialplan fails closed on a missing answer too), and never a BRIDGE; and
@@ -14,16 +14,19 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startRouter } from '../../agi/server.js';
 import { createCallRouter } from '../../src/routing/service.js';
-import { vnum } from '../helpers/cli.js';
-import { captureLog } from '../unit/agi-fake-asterisk.js';
-import { callEnvironment, exchange, routeCall, sleep, startServe, type Answer, type Serve } from './lib.js';
+import { VNUM_BIN, vnum } from '../support/cli.js';
+import { captureLog } from '../support/log.js';
+import { callEnvironment } from '../support/fake-asterisk.js';
+import { startServe, type Serve } from '../support/serve.js';
+import { holdLock } from '../support/store.js';
+import { sleep } from '../support/wait.js';
+import { exchange, routeCall, type Answer } from './lib.js';
 
 const A = '+447911000001';
 const D = '+447911000002';
@@ -159,8 +162,7 @@ describe('vnum serve while its database is unusable', () => {
   it('another process holds BEGIN EXCLUSIVE for 3 s: WAL readers are not blocked, so calls keep getting the committed answer', async () => {
     serve = await startServe({ db });
     expect(await callAD()).toEqual(BRIDGED());
-    holder = holdLock(db, 'BEGIN EXCLUSIVE', 3_000);
-    await lockTaken(holder);
+    holder = (await holdLock(db, 'BEGIN EXCLUSIVE', 3_000)).child;
     // A release started under the lock waits for it (busy timeout 5 s), then lands.
     const release = runCli(['--db', db, 'session', 'release', 'o1', '--grace', '0s']);
     const during = await callsFor(2_000);
@@ -197,27 +199,9 @@ describe('vnum serve while its database is unusable', () => {
   });
 });
 
-/** A process that runs `sql` on the database, says "held", and keeps its lock for `ms`. */
-function holdLock(path: string, sql: string, ms: number): ChildProcess {
-  const script = `
-    const Database = require(${JSON.stringify(createRequire(import.meta.url).resolve('better-sqlite3'))});
-    const db = new Database(${JSON.stringify(path)});
-    db.exec(${JSON.stringify(sql)});
-    process.stdout.write('held\\n');
-    setTimeout(() => process.exit(0), ${ms});`;
-  return spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-}
-
-function lockTaken(child: ChildProcess): Promise<void> {
-  return new Promise((resolve, reject) => {
-    child.stdout!.once('data', () => resolve());
-    child.once('exit', (code) => reject(new Error(`the lock holder exited (${code}) before taking its lock`)));
-  });
-}
-
 function runCli(args: string[]): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [new URL('../../dist/src/cli/main.js', import.meta.url).pathname, ...args], {
+    const child = spawn(process.execPath, [VNUM_BIN, ...args], {
       env: { ...process.env, ...ENV },
       stdio: ['ignore', 'ignore', 'pipe'],
     });

@@ -1,5 +1,5 @@
 /**
- * ding-dong 0.1.7's defects (../shared/notes/dependencies.md), each shown on
+ * ding-dong 0.1.7's defects (agi/README.md, "ding-dong"), each shown on
  * the library itself and then on our code with the same input. If our cover
  * were removed (the router falling back to ding-dong's Context, its parser or
  * its command helpers), the "ours" half of the matching test fails.
@@ -11,8 +11,10 @@ import dingDong from 'ding-dong';
 import Context from 'ding-dong/lib/context.js';
 import { startRouter, type Router } from '../../agi/server.js';
 import { AgiConnection, buildCommand, buildExec, buildMSet, type AgiEnvironment, type AgiReply } from '../../agi/wire.js';
-import { parseAgiArgs } from './agi-asterisk-model.js';
-import { FakeAsterisk, captureLog, environmentText, placeCall, until } from './agi-fake-asterisk.js';
+import { parseAgiArgs } from '../support/asterisk-model.js';
+import { FakeAsterisk, environmentText, placeCall } from '../support/fake-asterisk.js';
+import { captureLog } from '../support/log.js';
+import { until } from '../support/wait.js';
 
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 

@@ -4,8 +4,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { startRouter, type InboundCall, type RouteAnswer, type Router, type RouterOptions } from '../../agi/server.js';
 import { AllowList } from '../../agi/allow-list.js';
 import { HEALTH_PROBE_ANSWER, probeEnvironment, probeRouter } from '../../agi/health-probe.js';
-import { asteriskRunsMSet } from './agi-asterisk-model.js';
-import { FakeAsterisk, captureLog, environmentText, placeCall, sleep, until, type CapturedLog } from './agi-fake-asterisk.js';
+import { asteriskRunsMSet } from '../support/asterisk-model.js';
+import { FakeAsterisk, environmentText, placeCall } from '../support/fake-asterisk.js';
+import { captureLog, type CapturedLog } from '../support/log.js';
+import { itWhen } from '../support/suite.js';
+import { sleep, until } from '../support/wait.js';
 
 const BRIDGE: RouteAnswer = {
   VNUM_STATUS: 'BRIDGE',
@@ -44,6 +47,13 @@ async function start(options: Partial<RouterOptions> = {}, log: CapturedLog = ca
   routers.push(router);
   return { router, port: router.address().port, calls, log };
 }
+
+/** Why this host cannot listen on '::' for IPv4 and IPv6 at once, or null when it can. */
+const noDualStack = await new Promise<string | null>((resolve) => {
+  const probe = net.createServer();
+  probe.once('error', (e: NodeJS.ErrnoException) => resolve(`no dual-stack IPv6 socket here (${e.code ?? e.message})`));
+  probe.listen(0, '::', () => probe.close(() => resolve(null)));
+});
 
 function warnings(log: CapturedLog): Array<Record<string, unknown>> {
   return log.records().filter((r) => r.level === 40);
@@ -422,13 +432,7 @@ describe('allow-list', () => {
     expect(await asterisk.nextLine()).toBe(BRIDGE_COMMAND);
   });
 
-  it('judges an IPv4-mapped IPv6 peer as its IPv4 address', async (ctx) => {
-    const probe = net.createServer();
-    const dualStack = await new Promise<boolean>((resolve) => {
-      probe.once('error', () => resolve(false));
-      probe.listen(0, '::', () => probe.close(() => resolve(true)));
-    });
-    if (!dualStack) ctx.skip();
+  itWhen(noDualStack, 'judges an IPv4-mapped IPv6 peer as its IPv4 address', async () => {
     const { port, log } = await start({ host: '::', allow: ['127.0.0.1'] });
     const inside = await FakeAsterisk.connect(port, { host: '127.0.0.1' });
     inside.send(environmentText());

@@ -14,8 +14,8 @@ import {
   type AgiPeer,
   type AgiReply,
 } from '../../agi/wire.js';
-import { asteriskRunsMSet, parseAgiArgs } from './agi-asterisk-model.js';
-import { environmentText } from './agi-fake-asterisk.js';
+import { asteriskRunsMSet, parseAgiArgs } from '../support/asterisk-model.js';
+import { environmentText } from '../support/fake-asterisk.js';
 
 /** A peer that records what the wire does. */
 function harness(limits?: ConstructorParameters<typeof AgiConnection>[1]) {

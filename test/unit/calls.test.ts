@@ -28,9 +28,10 @@ import { parseSince } from '../../src/cli/calls.js';
 import { ErrorCode, VnumError } from '../../src/errors.js';
 import { createSession, releaseSession } from '../../src/session/sessions.js';
 import { openDb } from '../../src/store/db.js';
-import { captureLog, until } from './agi-fake-asterisk.js';
-import { FakeAmi } from './ami-fake-asterisk.js';
-import { londonDids, mobile, party, seedPool, tempDb } from '../helpers/store.js';
+import { captureLog } from '../support/log.js';
+import { until } from '../support/wait.js';
+import { FakeAmi } from '../support/fake-ami.js';
+import { holdLock, londonDids, mobile, party, seedPool, tempDb } from '../support/store.js';
 
 let store: ReturnType<typeof tempDb>;
 const A = mobile(1);
@@ -291,6 +292,12 @@ describe('the call tracker in vnum serve, against a fake AMI', () => {
       await tracker.stop();
     });
     await until(() => ami.loggedIn, 3_000);
+    // The tracker reconciles its open calls with CoreShowChannels at login; a call routed
+    // before that reply is applied would be marked lost. A Ping on the same connection is
+    // answered after it, and the write it queued runs on the next turn.
+    await until(() => fake.actions('coreshowchannels').length > 0, 3_000);
+    await ami.action('Ping', {}, 3_000);
+    await new Promise((r) => setImmediate(r));
     return { fake, ami, tracker, log };
   }
 
@@ -416,11 +423,9 @@ describe('the call tracker in vnum serve, against a fake AMI', () => {
     const { fake, tracker } = await serveSide();
     tracker.routed(inbound('11.1'), bridge);
     await until(() => calls().length === 1);
-    const blocker = store.db;
-    blocker.exec('BEGIN IMMEDIATE');
+    const blocker = await holdLock(store.path, 'BEGIN IMMEDIATE', 600);
     fake.event('Hangup', 'call', [['Uniqueid', '11.1'], ['Cause', '16']]);
-    await new Promise((r) => setTimeout(r, 600));
-    blocker.exec('COMMIT');
+    await blocker.exited;
     await until(() => calls()[0]?.state === 'ended', 3_000);
   });
 });

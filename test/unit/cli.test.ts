@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, statSync, writeFileSync, existsSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { vnum } from '../helpers/cli.js';
+import { vnum } from '../support/cli.js';
 
 let dir: string;
 let db: string;

@@ -4,8 +4,8 @@ import { parseCsvRows, parsePoolCsv } from '../../src/pool/csv.js';
 import { createSession } from '../../src/session/sessions.js';
 import { ErrorCode } from '../../src/errors.js';
 import type { E164 } from '../../src/numbers/normalise.js';
-import { party, tempDb } from '../helpers/store.js';
-import { errorOf } from '../helpers/errors.js';
+import { party, tempDb } from '../support/store.js';
+import { errorOf } from '../support/errors.js';
 
 let store: ReturnType<typeof tempDb>;
 beforeEach(() => {

@@ -11,7 +11,7 @@ import { isVnumError, type VnumError } from '../../src/errors.js';
 import { isLive } from '../../src/session/state.js';
 import { createSession } from '../../src/session/sessions.js';
 import { storeBridgeLookup } from '../../src/routing/lookup.js';
-import { londonDids, mobile, party, seedPool, tempDb } from '../helpers/store.js';
+import { londonDids, mobile, party, seedPool, tempDb } from '../support/store.js';
 
 afterEach(() => ROUTING_NUMBER_CACHE.clear());
 

@@ -6,8 +6,8 @@ import { addToPool } from '../../src/pool/pool.js';
 import { ErrorCode } from '../../src/errors.js';
 import { parseNumber } from '../../src/numbers/normalise.js';
 import { ALLOWABLE_TYPES, parseNumberPolicy } from '../../src/numbers/policy.js';
-import { invariantViolations, londonDids, mobile, party, seedPool, tempDb } from '../helpers/store.js';
-import { errorOf } from '../helpers/errors.js';
+import { invariantViolations, londonDids, mobile, party, seedPool, tempDb } from '../support/store.js';
+import { errorOf } from '../support/errors.js';
 
 let store: ReturnType<typeof tempDb>;
 beforeEach(() => {

@@ -2,11 +2,12 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach } from 'vitest';
+import type { RunAs } from './nobody.js';
+import { repoPath } from './repo.js';
 
 /** The built executable, as `npm test` builds it and as users run it. */
-export const VNUM_BIN = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
+export const VNUM_BIN = repoPath('dist/src/cli/main.js');
 
 export interface CliResult {
   code: number | null;
@@ -14,26 +15,20 @@ export interface CliResult {
   stderr: string;
 }
 
-export interface RunAs {
-  /** Run as this user and group (the test must be root to switch). */
-  uid?: number;
-  gid?: number;
-  /** Run under this umask, e.g. '000'. */
-  umask?: string;
-}
-
-/**
- * Who "another, unprivileged user" is in tests: as root, nobody (root ignores
- * file modes, so a mode test run as root proves nothing); otherwise the
- * developer's own account, to whom modes already apply.
- */
-export const UNPRIVILEGED: RunAs = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
-
-function cliEnv(env: Record<string, string | undefined>): NodeJS.ProcessEnv {
-  const merged: Record<string, string | undefined> = { ...process.env, VNUM_DEFAULT_COUNTRY: undefined, VNUM_DB: undefined, ...env };
+/** VNUM_DEFAULT_COUNTRY and VNUM_DB come only from `env`, never from the test's own environment. */
+function cliEnv(env: Record<string, string | undefined>, as: RunAs = {}): NodeJS.ProcessEnv {
+  const merged: Record<string, string | undefined> = {
+    ...process.env,
+    VNUM_DEFAULT_COUNTRY: undefined,
+    VNUM_DB: undefined,
+    // Another user may not enter the test's TMPDIR.
+    ...(as.uid !== undefined ? { TMPDIR: '/tmp' } : {}),
+    ...env,
+  };
   return Object.fromEntries(Object.entries(merged).filter(([, v]) => v !== undefined)) as NodeJS.ProcessEnv;
 }
 
+/** Runs the built CLI and waits for it; `as` runs it as another user (the test must be root) or under a umask. */
 export function vnum(args: string[], env: Record<string, string | undefined> = {}, as: RunAs = {}): CliResult {
   const [command, argv] =
     as.umask === undefined
@@ -41,7 +36,7 @@ export function vnum(args: string[], env: Record<string, string | undefined> = {
       : ['sh', ['-c', `umask ${as.umask} && exec "$0" "$@"`, process.execPath, VNUM_BIN, ...args]];
   const result = spawnSync(command, argv, {
     encoding: 'utf8',
-    env: cliEnv(env),
+    env: cliEnv(env, as),
     timeout: 30_000,
     ...(as.uid !== undefined ? { uid: as.uid } : {}),
     ...(as.gid !== undefined ? { gid: as.gid } : {}),
@@ -78,4 +73,55 @@ export function useCliDatabase(prefix: string): { readonly dir: string; readonly
     },
     run: (...args: string[]) => vnum(['--db', join(dir, 'vnum.db'), ...args]),
   };
+}
+
+export interface Party {
+  number: string;
+  /** The virtual number the other party sees for this one and dials to reach it. */
+  maskedAs: string;
+}
+
+/** `session create --json`, as the CLI prints it. */
+export interface SessionJson {
+  id: string;
+  state: string;
+  expiresAt: string | null;
+  parties: [Party, Party];
+}
+
+/** A temporary database and the built CLI working on it (`--db` on every command). */
+export class VnumDb {
+  readonly file: string;
+  private readonly dir: string;
+
+  constructor(readonly env: Record<string, string> = {}) {
+    this.dir = mkdtempSync(join(tmpdir(), 'vnum-e2e-db-'));
+    this.file = join(this.dir, 'vnum.db');
+  }
+
+  run(args: string[]): CliResult {
+    return vnum([...args, '--db', this.file], { VNUM_DB: this.file, ...this.env });
+  }
+
+  private ok(args: string[]): string {
+    const r = this.run(args);
+    if (r.code !== 0) throw new Error(`vnum ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+    return r.stdout;
+  }
+
+  poolAdd(numbers: string[]): void {
+    this.ok(['pool', 'add', ...numbers]);
+  }
+
+  createSession(id: string, first: string, second: string): SessionJson {
+    return JSON.parse(this.ok(['session', 'create', id, first, second, '--json'])) as SessionJson;
+  }
+
+  release(id: string, grace: string): void {
+    this.ok(['session', 'release', id, '--grace', grace]);
+  }
+
+  remove(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
 }

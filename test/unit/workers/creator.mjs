@@ -1,8 +1,8 @@
 // A separate OS process creating and releasing sessions on a shared database,
 // for the cross-process invariant test. Runs the built code (npm test builds first).
-import { openDb } from '../../dist/src/store/db.js';
-import { createSession, releaseSession } from '../../dist/src/session/sessions.js';
-import { parseNumber } from '../../dist/src/numbers/normalise.js';
+import { openDb } from '../../../dist/src/store/db.js';
+import { createSession, releaseSession } from '../../../dist/src/session/sessions.js';
+import { parseNumber } from '../../../dist/src/numbers/normalise.js';
 
 const [path, worker, count, parties] = process.argv.slice(2);
 const db = openDb(path);

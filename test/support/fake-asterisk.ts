@@ -3,8 +3,6 @@
  * environment exactly as res_agi.c's setup_env() writes it, then replies.
  */
 import net from 'node:net';
-import { createLogger } from '../../src/log.js';
-import type { Logger } from 'pino';
 
 /** setup_env() order; values as a PJSIP call from a carrier would carry them. */
 export const ASTERISK_ENVIRONMENT: ReadonlyArray<readonly [string, string]> = [
@@ -159,32 +157,7 @@ export async function placeCall(
   return { command, closed };
 }
 
-export interface CapturedLog {
-  logger: Logger;
-  lines: string[];
-  records(): Array<Record<string, unknown>>;
-}
-
-/** A logger whose lines land in memory. `redact: false` turns off src/log.ts's backstop to check our own redaction. */
-export function captureLog(options: { redact?: boolean; level?: string } = {}): CapturedLog {
-  const lines: string[] = [];
-  const logger = createLogger({
-    level: options.level ?? 'debug',
-    redact: options.redact ?? true,
-    destination: { write: (line: string) => void lines.push(line) },
-  });
-  return { logger, lines, records: () => lines.map((l) => JSON.parse(l) as Record<string, unknown>) };
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-/** Poll until `predicate` holds or `timeoutMs` passes. */
-export async function until(predicate: () => boolean, timeoutMs = 2000): Promise<void> {
-  const start = Date.now();
-  while (!predicate()) {
-    if (Date.now() - start > timeoutMs) throw new Error('condition not reached in time');
-    await sleep(5);
-  }
+/** What a well-behaved Asterisk sends for a call from `caller` to `dialled`. */
+export function callEnvironment(caller: string, dialled: string): string {
+  return environmentText({ agi_callerid: caller, agi_calleridname: 'unknown', agi_dnid: dialled, agi_extension: dialled });
 }

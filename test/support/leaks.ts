@@ -1,10 +1,11 @@
-import type { SipMessage } from './sip-messages.js';
+import type { SipMessage } from './sip/messages.js';
 
 /**
- * "No real number in any header": a real number counts as present in a
- * message when its last 9 digits appear in any header (or the start line, or
+ * Where a real number shows. In a SIP message, a real number counts as
+ * present when its last 9 digits appear in any header (or the start line, or
  * the body), whatever the formatting around them: +44 113 496 0123,
  * 01134960123, 441134960123 and tel:+44-113-496-0123 all contain 134960123.
+ * In a log line, numberPattern() finds it.
  */
 
 export interface Leak {
@@ -51,4 +52,13 @@ export function findLeaks(messages: SipMessage[], realNumbers: string[], ownHead
     }
   }
   return leaks;
+}
+
+/**
+ * Where a real number appears in text, in any formatting a log or message
+ * could give it: its last 9 digits, with up to two separators between digits.
+ */
+export function numberPattern(e164: string): RegExp {
+  const digits = e164.replace(/\D/g, '').slice(-9);
+  return new RegExp(digits.split('').join('[\\s().+-]{0,2}'));
 }

@@ -129,3 +129,8 @@ export function uriUser(value: string | undefined): string | undefined {
 export function identityText(message: SipMessage): string {
   return [message.startLine, ...message.headers.map((h) => `${h.name}: ${h.value}`)].join('\n');
 }
+
+/** Start lines and headers of each message, for an assertion's failure text. */
+export function describeMessages(messages: SipMessage[]): string {
+  return messages.map((m) => m.raw.split('\n\n')[0]).join('\n---\n');
+}

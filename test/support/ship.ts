@@ -6,18 +6,7 @@
 import { DockerfileParser, type Instruction } from 'dockerfile-ast';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-export { freePort } from '../../bench/processes.js';
-
-export function repoPath(...parts: string[]): string {
-  return path.join(repoRoot, ...parts);
-}
-
-export function readRepo(...parts: string[]): string {
-  return readFileSync(repoPath(...parts), 'utf8');
-}
+import { repoPath } from './repo.js';
 
 // --- Dockerfiles -------------------------------------------------------------
 
@@ -214,7 +203,3 @@ export function envVarsReadByProduct(): Set<string> {
   }
   return names;
 }
-
-
-/** CI=true: a check that cannot run is a failure, never a skip (as in test/e2e). */
-export const mustRun = process.env.CI === 'true';

@@ -1,24 +1,15 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { asteriskRoot, provisionScript, repoRoot } from './paths.js';
+import { repoRoot } from '../repo.js';
+import { asteriskRoot, provisionScript } from './paths.js';
 
 /**
- * Whether the end-to-end suites can run here, decided cheaply at collection
- * time, and the provisioning itself (slow the first time) for beforeAll.
- *
- * Outside CI an impossible setup (not root, no Debian mirror) skips the suites
- * with one line saying why. With CI=true nothing is skipped: the same problem
- * fails the run loudly, because a CI that silently skips proves nothing.
+ * Whether the Asterisk root can be had here, decided cheaply at collection
+ * time (e2eSuite() in ../suite.ts skips or fails on it), and the provisioning
+ * itself (slow the first time) for beforeAll.
  */
-
-export interface E2EReadiness {
-  /** null: go ahead; otherwise the one-line reason the suites cannot run. */
-  blocker: string | null;
-  /** CI=true: a blocker is a failure, never a skip. */
-  mustRun: boolean;
-}
 
 const STAMP = '.vnum-provisioned';
 
@@ -57,25 +48,35 @@ function mirrorReachable(): string | null {
   }
 }
 
-export function e2eReadiness(): E2EReadiness {
-  const mustRun = process.env.CI === 'true';
-  const blocker = ((): string | null => {
+let blocker: string | null | undefined;
+
+/** null when the root can be used or built here; else the one-line reason it cannot (not root, no Debian mirror). */
+export function asteriskBlocker(): string | null {
+  blocker ??= ((): string | null => {
     if (process.platform !== 'linux') return 'Asterisk runs in a Linux chroot; this is not Linux';
     if (process.getuid?.() !== 0) return 'not running as root (chroot, mount and debootstrap need root)';
     if (cachedRootIsCurrent() && onPath('sipp')) return null;
     return mirrorReachable();
   })();
-  return { blocker, mustRun };
+  return blocker;
 }
 
-/** Builds or reuses the Asterisk root. Throws with provision.sh's own message. */
-export function provision(): void {
-  const run = spawnSync('bash', [provisionScript], {
-    encoding: 'utf8',
+/**
+ * Builds or reuses the Asterisk root; rejects with provision.sh's own message.
+ * In a mount namespace of its own: the /proc it and debootstrap mount in the
+ * root being built go with them, however they end.
+ */
+export async function provision(): Promise<void> {
+  const child = spawn('unshare', ['--mount', '--propagation', 'private', '--', 'bash', provisionScript], {
     env: { ...process.env, VNUM_ASTERISK_ROOT: asteriskRoot },
-    timeout: 15 * 60_000,
+    stdio: ['ignore', 'ignore', 'pipe'],
   });
-  if (run.status !== 0) {
-    throw new Error(`test/e2e/provision.sh failed (${run.status ?? run.signal}):\n${run.stderr.slice(-4000)}`);
-  }
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const timer = setTimeout(() => child.kill('SIGTERM'), 15 * 60_000);
+  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
+    child.once('close', (c, s) => resolve([c, s])),
+  );
+  clearTimeout(timer);
+  if (code !== 0) throw new Error(`provision.sh failed (${code ?? signal}):\n${stderr.slice(-4000)}`);
 }

@@ -8,15 +8,15 @@
 # and renamed into place only when complete; a stamp holding the hash of the
 # install script says which recipe built it, and a different hash rebuilds.
 #
-#   sudo test/e2e/provision.sh            # builds or reuses .cache/asterisk-root
-#   VNUM_ASTERISK_ROOT=/x test/e2e/provision.sh
-#   VNUM_DEBIAN_MIRROR=http://... test/e2e/provision.sh
+#   sudo test/support/asterisk/provision.sh   # builds or reuses .cache/asterisk-root
+#   VNUM_ASTERISK_ROOT=/x test/support/asterisk/provision.sh
+#   VNUM_DEBIAN_MIRROR=http://... test/support/asterisk/provision.sh
 #
 # Exit status: 0 ready; 1 impossible here (the message says why).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/../.." && pwd)
+repo=$(cd "$here/../../.." && pwd)
 install_script="$repo/docker/asterisk/install-asterisk.sh"
 root=${VNUM_ASTERISK_ROOT:-$repo/.cache/asterisk-root}
 cache=$(dirname "$root")

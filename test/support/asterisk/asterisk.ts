@@ -1,9 +1,9 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chownSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { asteriskRoot, dialplanFile, loopback, ports } from './paths.js';
+import { holdPortsLock, releasePortsLock } from './ports-lock.js';
 
 /**
  * A real Asterisk 22 in the provisioned Debian sid root, run via chroot with a
@@ -11,14 +11,13 @@ import { asteriskRoot, dialplanFile, loopback, ports } from './paths.js';
  * copied in unchanged. One instance at a time (fixed ports).
  *
  * Always stopped: by stop(), and by an exit hook if a test run dies first, so
- * no Asterisk is left running and no proc stays mounted in the root.
+ * no Asterisk is left running; its /proc in the root is its own (launch()).
  *
  * Several processes (another suite's run, a benchmark, a second checkout) may
- * want the fixed ports at once: a lock directory (`$TMPDIR/vnum-e2e-asterisk.lock`,
- * one per machine like the ports, holding the owner's pid) makes them take
- * turns. The first start() in a process takes it and the process keeps it
- * until it exits (a test file stops and starts Asterisk between cases, with
- * its router and sipp still bound); a lock whose owner is gone is taken over.
+ * want the fixed ports at once: they take turns through ports-lock.ts. The
+ * first start() in a process takes the lock and the process keeps it until it
+ * exits (a test file stops and starts Asterisk between cases, with its router
+ * and sipp still bound).
  */
 
 /** Identity settings of the carrier endpoint: the trunk both legs use. */
@@ -150,6 +149,53 @@ full.log => notice,warning,error${verbose ? ',verbose' : ''}
 `;
 }
 
+/**
+ * pjsip.conf with one trunk, `carrier`, into context vnum-inbound: calls come
+ * from 127.0.0.1 (sipp as the caller's carrier), dialled legs go to
+ * 127.0.0.1:`contactPort` (sipp as the far end). `global` adds settings to
+ * [global]; `extra` adds sections after the trunk's.
+ */
+export function carrierPjsipConf(
+  options: { trunk?: TrunkIdentity; contactPort?: number; userAgent?: string; global?: string[]; extra?: string } = {},
+): string {
+  const trunk = options.trunk ?? defaultTrunkIdentity;
+  return `[global]
+type = global
+user_agent = ${options.userAgent ?? 'vnum-e2e'}
+${(options.global ?? []).map((line) => `${line}\n`).join('')}
+[transport-udp]
+type = transport
+protocol = udp
+bind = ${loopback}:${ports.asteriskSip}
+
+; The carrier: sipp sends calls in from ${loopback}, and sipp on ${options.contactPort ?? ports.carrierOut} receives the
+; dialled legs. One endpoint, as with a real trunk.
+[carrier]
+type = endpoint
+transport = transport-udp
+context = vnum-inbound
+disallow = all
+allow = ulaw,alaw
+aors = carrier
+direct_media = no
+send_pai = ${bool(trunk.send_pai)}
+send_rpid = ${bool(trunk.send_rpid)}
+trust_id_inbound = ${bool(trunk.trust_id_inbound)}
+trust_id_outbound = ${bool(trunk.trust_id_outbound)}
+send_connected_line = ${bool(trunk.send_connected_line)}
+send_diversion = ${bool(trunk.send_diversion)}
+
+[carrier]
+type = aor
+contact = sip:${loopback}:${options.contactPort ?? ports.carrierOut}
+
+[carrier]
+type = identify
+endpoint = carrier
+match = ${loopback}
+${options.extra ?? ''}`;
+}
+
 export function renderConfig(root: string, options: AsteriskOptions): Record<string, string> {
   const trunk = options.trunk ?? defaultTrunkIdentity;
   const globals = Object.entries(options.globals ?? {})
@@ -189,41 +235,7 @@ enabled = no
 rtpstart = 20000
 rtpend = 20999
 `,
-    'pjsip.conf': options.pjsipConf ?? `[global]
-type = global
-user_agent = vnum-e2e
-
-[transport-udp]
-type = transport
-protocol = udp
-bind = ${loopback}:${ports.asteriskSip}
-
-; The carrier: sipp on ${ports.carrierIn} sends calls in, sipp on ${ports.carrierOut} receives the
-; dialled legs. One endpoint, as with a real trunk.
-[carrier]
-type = endpoint
-transport = transport-udp
-context = vnum-inbound
-disallow = all
-allow = ulaw,alaw
-aors = carrier
-direct_media = no
-send_pai = ${bool(trunk.send_pai)}
-send_rpid = ${bool(trunk.send_rpid)}
-trust_id_inbound = ${bool(trunk.trust_id_inbound)}
-trust_id_outbound = ${bool(trunk.trust_id_outbound)}
-send_connected_line = ${bool(trunk.send_connected_line)}
-send_diversion = ${bool(trunk.send_diversion)}
-
-[carrier]
-type = aor
-contact = sip:${loopback}:${ports.carrierOut}
-
-[carrier]
-type = identify
-endpoint = carrier
-match = ${loopback}
-`,
+    'pjsip.conf': options.pjsipConf ?? carrierPjsipConf({ trunk }),
     'extensions.conf': `[general]
 static = yes
 writeprotect = yes
@@ -240,17 +252,6 @@ ${options.operatorDialplan ?? ''}`,
 function sh(args: string[], timeoutMs = 10_000): { status: number | null; out: string } {
   const r = spawnSync(args[0]!, args.slice(1), { encoding: 'utf8', timeout: timeoutMs });
   return { status: r.status, out: `${r.stdout ?? ''}${r.stderr ?? ''}` };
-}
-
-function isMounted(dir: string): boolean {
-  return sh(['mountpoint', '-q', dir]).status === 0;
-}
-
-function unmountProc(root: string): void {
-  const proc = path.join(root, 'proc');
-  if (isMounted(proc)) {
-    if (sh(['umount', proc]).status !== 0) sh(['umount', '-l', proc]);
-  }
 }
 
 function asteriskIds(root: string): { uid: number; gid: number } {
@@ -287,63 +288,8 @@ function amiGreets(): Promise<boolean> {
   });
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** The machine's one lock for the fixed ports (mkdir is atomic); waits for another live owner to give it back. */
-async function takePortsLock(timeoutMs = 540_000): Promise<() => void> {
-  const dir = path.join(tmpdir(), 'vnum-e2e-asterisk.lock');
-  const pidFile = path.join(dir, 'pid');
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      mkdirSync(dir);
-      writeFileSync(pidFile, String(process.pid));
-      return () => {
-        try {
-          if (readFileSync(pidFile, 'utf8') === String(process.pid)) rmSync(dir, { recursive: true, force: true });
-        } catch {
-          // already gone
-        }
-      };
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-    }
-    let owner = NaN;
-    try {
-      owner = Number(readFileSync(pidFile, 'utf8'));
-    } catch {
-      // between the owner's mkdir and its pid write: look again shortly
-    }
-    // Its owner is gone (or was an earlier process with our pid): take it over.
-    if (Number.isInteger(owner) && owner > 0 && (owner === process.pid || !pidAlive(owner))) {
-      rmSync(dir, { recursive: true, force: true });
-      continue;
-    }
-    if (Date.now() > deadline) throw new Error(`${dir} held by pid ${owner} for over ${timeoutMs / 1000} s`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
 const live = new Set<Asterisk>();
 let hooksInstalled = false;
-/** How to give the ports lock back; kept until the process exits. */
-let portsLock: (() => void) | null = null;
-
-async function holdPortsLock(): Promise<void> {
-  portsLock ??= await takePortsLock();
-}
-
-function releasePortsLock(): void {
-  portsLock?.();
-  portsLock = null;
-}
 
 function installExitHooks(): void {
   if (hooksInstalled) return;
@@ -409,16 +355,20 @@ export class Asterisk {
     return asterisk;
   }
 
-  /** Runs Asterisk on the configuration already written and waits until it is ready. */
+  /**
+   * Runs Asterisk on the configuration already written and waits until it is
+   * ready. It gets a mount namespace of its own for the /proc it needs in the
+   * root: that mount is never seen outside, and goes when Asterisk does,
+   * however it ends.
+   */
   private async launch(): Promise<void> {
-    const proc = path.join(this.root, 'proc');
-    if (!isMounted(proc)) {
-      const m = sh(['mount', '-t', 'proc', 'proc', proc]);
-      if (m.status !== 0) throw new Error(`mount proc in ${this.root} failed: ${m.out}`);
-    }
     const child = spawn(
-      'chroot',
-      [this.root, '/usr/sbin/asterisk', '-f', '-U', 'asterisk', '-G', 'asterisk', '-C', CONF_FILE],
+      'unshare',
+      [
+        '--mount', '--propagation', 'private', '--',
+        'sh', '-c', 'mount -t proc proc "$1/proc" && exec chroot "$1" /usr/sbin/asterisk -f -U asterisk -G asterisk -C "$2"',
+        'sh', this.root, CONF_FILE,
+      ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     this.child = child;
@@ -543,7 +493,6 @@ export class Asterisk {
     try {
       await this.halt();
     } finally {
-      unmountProc(this.root);
       live.delete(this);
     }
   }
@@ -560,7 +509,6 @@ export class Asterisk {
         // already gone
       }
     }
-    unmountProc(this.root);
     live.delete(this);
   }
 }

@@ -1,4 +1,6 @@
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openDb, type Db } from '../../src/store/db.js';
@@ -43,3 +45,30 @@ export function party(number: string, maskedAs?: string): PartyInput {
 
 /** The store's own audit of the allocation invariant (from the sessions) and of the bridge rows: must always be empty. */
 export { invariantViolations } from '../../src/session/invariant.js';
+
+export interface LockHolder {
+  child: ChildProcess;
+  /** Resolves when it has exited (its transaction rolled back, its lock gone). */
+  exited: Promise<number | null>;
+}
+
+/**
+ * Another process holding a lock on the database: it opens `path`, runs `sql`
+ * (e.g. BEGIN EXCLUSIVE), keeps the lock for `ms`, then exits. Resolves once
+ * the lock is held.
+ */
+export async function holdLock(path: string, sql: string, ms: number): Promise<LockHolder> {
+  const script = `
+    const Database = require(${JSON.stringify(createRequire(import.meta.url).resolve('better-sqlite3'))});
+    const db = new Database(${JSON.stringify(path)});
+    db.exec(${JSON.stringify(sql)});
+    process.stdout.write('held\\n');
+    setTimeout(() => process.exit(0), ${ms});`;
+  const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.once('data', () => resolve());
+    void exited.then((code) => reject(new Error(`the lock holder exited (${code}) before taking its lock`)));
+  });
+  return { child, exited };
+}

@@ -14,6 +14,7 @@
  *   `EventList: Complete`.
  */
 import net from 'node:net';
+import { takeAmiMessages } from './raw-ami.js';
 
 export interface ReceivedAction {
   connection: number;
@@ -142,15 +143,9 @@ export class FakeAmi {
     let buffer = '';
     socket.setEncoding('utf8');
     socket.on('data', (chunk: string) => {
-      buffer += chunk;
-      let end: number;
-      while ((end = buffer.indexOf('\r\n\r\n')) >= 0) {
-        const raw = buffer.slice(0, end);
-        buffer = buffer.slice(end + 4);
-        const headers = raw.split('\r\n').filter(Boolean).map((line): [string, string] => {
-          const at = line.indexOf(':');
-          return at < 0 ? [line, ''] : [line.slice(0, at), line.slice(at + 1).replace(/^ /, '')];
-        });
+      const taken = takeAmiMessages(buffer + chunk);
+      buffer = taken.rest;
+      for (const { raw, headers } of taken.messages) {
         const action: ReceivedAction = { connection: session.id, headers, raw, get: (n) => header(headers, n) };
         this.received.push(action);
         this.handle(session, action);
