@@ -101,10 +101,10 @@ function audit(db: Db, acknowledged: Acknowledged[], now: number): string[] {
     const [p1, p2] = s.parties;
     const there = decideRoute({ caller: p1.number, dialled: p2.maskedAs }, now, lookup);
     const back = decideRoute({ caller: p2.number, dialled: p1.maskedAs }, now, lookup);
-    if (there.status !== 'BRIDGE' || there.session !== id || there.target !== p2.number || there.cli !== p1.maskedAs) {
+    if (there.status !== 'BRIDGE' || there.session !== id || there.target !== p2.number || there.presentedCallerId !== p1.maskedAs) {
       problems.push(`live session ${id} does not route first -> second: ${JSON.stringify(there)}`);
     }
-    if (back.status !== 'BRIDGE' || back.session !== id || back.target !== p1.number || back.cli !== p2.maskedAs) {
+    if (back.status !== 'BRIDGE' || back.session !== id || back.target !== p1.number || back.presentedCallerId !== p2.maskedAs) {
       problems.push(`live session ${id} does not route second -> first: ${JSON.stringify(back)}`);
     }
   }

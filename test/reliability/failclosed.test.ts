@@ -12,13 +12,14 @@
  * see docs/reliability.md.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { startRouter } from '../../agi/server.js';
+import { startFastAgiServer } from '../../agi/server.js';
+import { FALLBACK_ANSWER } from '../../src/cli/serve.js';
 import { createCallRouter } from '../../src/routing/service.js';
 import { VNUM_BIN, vnum } from '../support/cli.js';
 import { captureLog } from '../support/log.js';
@@ -125,15 +126,28 @@ describe('vnum serve while its database is unusable', () => {
     console.log(`fail-closed: file replaced by garbage: ${during.length} calls, all ERROR; routing again ${tookMs} ms after the file came back`);
   }, 30_000);
 
-  it('the file is deleted: no call bridges from the deleted file (the router does not keep routing a ghost)', async () => {
+  it('the file is deleted: ERROR for every call (no ghost routing, no empty database made in its place), then it routes again once it is restored', async () => {
     serve = await startServe({ db });
     expect(await callAD()).toEqual(BRIDGED());
+    // A backup first, as an operator restoring one would have.
+    const backup = join(dir, 'backup.db');
+    const checkpointer = new Database(db);
+    checkpointer.pragma('wal_checkpoint(TRUNCATE)');
+    checkpointer.close();
+    writeFileSync(backup, readFileSync(db), { mode: 0o600 });
     for (const suffix of ['', '-wal', '-shm']) rmSync(db + suffix, { force: true });
-    // The store at that path is empty now (no pool either): the CLI says so, and the router must agree.
-    const during = await callsFor(500);
-    expect(during.some((a) => a === 'closed' || a.status === 'BRIDGE'), JSON.stringify(during)).toBe(false);
-    expect(JSON.parse(vnum(['--db', db, 'route', A, dMasked, '--json'], ENV).stdout).status).toBe('NOT_POOL');
-    expect(await callAD()).toMatchObject({ status: 'NOT_POOL' });
+    const during = await callsFor(1_500);
+    expect(during.length).toBeGreaterThan(3);
+    expect(during.every((a) => a !== 'closed' && a.status === 'ERROR'), JSON.stringify(during)).toBe(true);
+    // Nothing at the path, for the router and the call log alike: the CLI finds no database either.
+    expect(existsSync(db)).toBe(false);
+    const route = vnum(['--db', db, 'route', A, dMasked, '--json'], ENV);
+    expect(route.code).toBe(1);
+    expect(route.stderr).toMatch(/\[VNUM_DATABASE_NOT_FOUND\]/);
+    renameSync(backup, db);
+    const tookMs = await recovers();
+    expect(storeErrors().length).toBeGreaterThan(0);
+    console.log(`fail-closed: file deleted: ${during.length} calls, all ERROR, no database made at the path; routing again ${tookMs} ms after it was restored`);
   }, 30_000);
 
   it('the file is corrupted in place: ERROR for every call, then it routes again once the bytes are restored', async () => {
@@ -188,10 +202,10 @@ describe('vnum serve while its database is unusable', () => {
     try {
       const call = { callerId: A, extension: dMasked, dnid: dMasked };
       const during = [router.route(call), router.route(call), router.route(call)];
-      expect(during.map((a) => a.VNUM_STATUS)).toEqual(['ERROR', 'ERROR', 'ERROR']);
+      expect(during.map((a) => a.status)).toEqual(['ERROR', 'ERROR', 'ERROR']);
       lock.exec('COMMIT');
       lock.close();
-      expect(router.route(call)).toEqual({ VNUM_STATUS: 'BRIDGE', VNUM_TARGET: D, VNUM_CLI: aMasked, VNUM_SESSION: 'o1' });
+      expect(router.route(call)).toEqual({ status: 'BRIDGE', target: D, presentedCallerId: aMasked, session: 'o1' });
     } finally {
       if (lock.open) lock.close();
       router.close();
@@ -215,22 +229,23 @@ describe('the router\'s own deadline', () => {
   it('a synchronous route that blocks past the session deadline gets no answer out: the socket is closed instead', async () => {
     const log = captureLog();
     let blockMs = 300;
-    const router = await startRouter({
+    const router = await startFastAgiServer({
       port: 0,
-      sessionDeadlineMs: 150,
+      deadlineMs: 150,
       logger: log.logger,
-      route: () => {
+      fallback: FALLBACK_ANSWER,
+      handler: () => {
         // A blocked database read: the event loop (and the deadline timer) stands still.
         const until = performance.now() + blockMs;
         while (performance.now() < until);
-        return { VNUM_STATUS: 'BRIDGE', VNUM_TARGET: D, VNUM_CLI: '+442079460001', VNUM_SESSION: 'o1' };
+        return { variables: [['VNUM_STATUS', 'BRIDGE'], ['VNUM_TARGET', D], ['VNUM_CLI', '+442079460001'], ['VNUM_SESSION', 'o1']] };
       },
     });
     try {
       const late = await exchange(router.address().port, { send: callEnvironment(A, '+442079460002'), then: 'hold', timeoutMs: 5_000 });
       expect(late.closedByRouter).toBe(true);
       expect(late.received).toBe('');
-      expect(log.records().some((r) => r.msg === 'FastAGI session deadline passed: connection destroyed')).toBe(true);
+      expect(log.records().some((r) => r.msg === 'FastAGI deadline passed: connection destroyed')).toBe(true);
       // In time, the same route is answered.
       blockMs = 10;
       const inTime = await routeCall(router.address().port, A, '+442079460002');

@@ -186,7 +186,8 @@ export function filesUnder(dir: string, keep: (file: string) => boolean = () => 
 /**
  * Every environment variable the product reads, from src/ and agi/:
  * `process.env.NAME`, `env.NAME` (a settings function's environment
- * parameter) and commander's `.env('NAME')` on an option.
+ * parameter), commander's `.env('NAME')` on an option, and `env: 'NAME'` in
+ * a setting's spec (src/cli/settings.ts).
  */
 export function envVarsReadByProduct(): Set<string> {
   const names = new Set<string>();
@@ -197,6 +198,7 @@ export function envVarsReadByProduct(): Set<string> {
         /process\.env\.([A-Z_][A-Z0-9_]*)|process\.env\[['"]([A-Z_][A-Z0-9_]*)['"]\]/g,
         /\benv\.(VNUM_[A-Z0-9_]+)/g,
         /\.env\(['"](VNUM_[A-Z0-9_]+)['"]\)/g,
+        /\benv: ['"](VNUM_[A-Z0-9_]+)['"]/g,
       ];
       for (const pattern of patterns) for (const m of text.matchAll(pattern)) names.add((m[1] ?? m[2])!);
     }

@@ -7,7 +7,8 @@
 import Manager, { type ManagerInstance, type ManagerMessage } from 'asterisk-manager';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { actionIdSource, checkedAction } from '../../src/ami/action.js';
-import { AmiClient, AmiError, type AmiClientOptions, type AmiEvent } from '../../src/ami/client.js';
+import { AmiClient, type AmiClientOptions, type AmiEvent } from '../../src/ami/client.js';
+import type { AmiError } from '../../src/ami/errors.js';
 import { captureLog } from '../support/log.js';
 import { sleep, until } from '../support/wait.js';
 import { FakeAmi } from '../support/fake-ami.js';

@@ -65,7 +65,13 @@ async function listening(port: number): Promise<void> {
   const agi = pathToFileURL(join(dirname(VNUM_BIN), '../../agi/server.js')).href;
   const child = spawn(
     process.execPath,
-    ['--input-type=module', '-e', `const { startRouter } = await import(${JSON.stringify(agi)}); await startRouter({ host: '127.0.0.1', port: ${port}, route() { throw new Error('never'); } }); console.log('up');`],
+    [
+      '--input-type=module',
+      '-e',
+      `const { startFastAgiServer } = await import(${JSON.stringify(agi)}); ` +
+        `await startFastAgiServer({ host: '127.0.0.1', port: ${port}, handler() { throw new Error('never'); }, fallback: { variables: [['VNUM_STATUS', 'ERROR']] } }); ` +
+        `console.log('up');`,
+    ],
     { stdio: ['ignore', 'pipe', 'ignore'] },
   );
   routers.push(child);

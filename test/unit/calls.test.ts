@@ -6,11 +6,11 @@
  * ends, the status `vnum health` reads.
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { InboundCall, RouteAnswer } from '../../agi/server.js';
-import { amiSettings, secretFileModeProblem } from '../../src/ami/config.js';
+import type { RouteAnswer } from '../../src/routing/answer.js';
+import { amiSettings, secretFileModeProblem } from '../../src/cli/ami-settings.js';
 import { AmiClient, type AmiEvent } from '../../src/ami/client.js';
 import { CALL_EVENT_CLASSES, CALL_EVENTS, callFact, liveUniqueids } from '../../src/calls/facts.js';
 import {
@@ -29,7 +29,7 @@ import { ErrorCode, VnumError } from '../../src/errors.js';
 import { createSession, releaseSession } from '../../src/session/sessions.js';
 import { openDb } from '../../src/store/db.js';
 import { captureLog } from '../support/log.js';
-import { until } from '../support/wait.js';
+import { sleep, until } from '../support/wait.js';
 import { FakeAmi } from '../support/fake-ami.js';
 import { holdLock, londonDids, mobile, party, seedPool, tempDb } from '../support/store.js';
 
@@ -301,7 +301,7 @@ describe('the call tracker in vnum serve, against a fake AMI', () => {
     return { fake, ami, tracker, log };
   }
 
-  const inbound = (uniqueId: string): InboundCall => ({
+  const inbound = (uniqueId: string) => ({
     callerId: A,
     extension: '+442079460001',
     dnid: '',
@@ -309,13 +309,13 @@ describe('the call tracker in vnum serve, against a fake AMI', () => {
     channel: `PJSIP/carrier-${uniqueId.replace('.', '')}`,
     request: 'agi://127.0.0.1:4573/route',
   });
-  const bridge: RouteAnswer = { VNUM_STATUS: 'BRIDGE', VNUM_TARGET: D, VNUM_CLI: '+442079460002', VNUM_SESSION: 'order-1' };
+  const bridge: RouteAnswer = { status: 'BRIDGE', target: D, presentedCallerId: '+442079460002', session: 'order-1' };
   const calls = () => listCalls(store.db, { limit: 10 }).calls;
 
   it('records a bridged call and fills it from the events; refusals and other channels leave no row', async () => {
     const { fake, tracker } = await serveSide();
     tracker.routed(inbound('7.1'), bridge);
-    tracker.routed(inbound('7.2'), { VNUM_STATUS: 'NO_SESSION', VNUM_TARGET: '', VNUM_CLI: '', VNUM_SESSION: '' });
+    tracker.routed(inbound('7.2'), { status: 'NO_SESSION', target: '', presentedCallerId: '', session: '' });
     tracker.routed({ ...inbound('7.3'), uniqueId: 'bad id' }, bridge);
     await until(() => calls().length === 1);
     fake.event('DialBegin', 'call', [['Timestamp', '1795600001.000000'], ['Uniqueid', '7.1'], ['DestUniqueid', '7.9']]);
@@ -417,6 +417,23 @@ describe('the call tracker in vnum serve, against a fake AMI', () => {
     } finally {
       await tracker.stop();
     }
+  });
+
+  it('a database deleted under it is not recreated by the log or the status: nothing at the path until one is restored', async () => {
+    const log = captureLog();
+    const tracker = new CallTracker({ dbPath: store.path, ami: null, router: 'd:1', logger: log.logger, heartbeatMs: 20 });
+    tracker.start();
+    await until(() => readRouterStatus(store.db, 'd:1') !== undefined);
+    store.db.close();
+    for (const suffix of ['', '-wal', '-shm']) rmSync(store.path + suffix, { force: true });
+    try {
+      await until(() => log.records().some((r) => r.msg === 'call log: database unusable; retrying'), 3_000);
+      await sleep(100);
+      expect(existsSync(store.path)).toBe(false);
+    } finally {
+      await tracker.stop();
+    }
+    expect(existsSync(store.path)).toBe(false);
   });
 
   it('a write lock held by another process delays the log, never loses it', async () => {

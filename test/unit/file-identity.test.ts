@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { renameSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
+import { copyFileSync, existsSync, renameSync, rmSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { fileIdentity, watchFileIdentity, type FileIdentityWatch } from '../../src/store/file-identity.js';
@@ -180,19 +180,41 @@ describe('the router follows a database replaced by mv (watch on its folder)', (
       router = createCallRouter({ dbPath: store.path, logger: log.logger, defaultCountry: 'GB' });
       const call = { callerId: mobile(1), extension: dialled, dnid: '' };
       // Twice: after the first sight of a file it stats once more at the next use.
-      expect(router.route(call).VNUM_STATUS).toBe('BRIDGE');
-      expect(router.route(call).VNUM_STATUS).toBe('BRIDGE');
+      expect(router.route(call).status).toBe('BRIDGE');
+      expect(router.route(call).status).toBe('BRIDGE');
       // A restore by mv: an empty store (no pool, no sessions) takes the path; only the router has the old file open.
       store.db.close();
       const restored = join(store.dir, 'restored.db');
       openDb(restored).close();
       renameSync(restored, store.path);
-      await until(() => router!.route(call).VNUM_STATUS === 'NOT_POOL', 1_000);
+      await until(() => router!.route(call).status === 'NOT_POOL', 1_000);
     } finally {
       vi.useRealTimers();
     }
     const call = { callerId: mobile(1), extension: dialled, dnid: '' };
     expect(log.records().some((r) => r.msg === 'database file replaced or removed: reopening')).toBe(true);
-    expect(router.route(call).VNUM_STATUS).toBe('NOT_POOL');
+    expect(router.route(call).status).toBe('NOT_POOL');
+  });
+
+  it('a database deleted under it is not recreated: ERROR until a database is back at the path, then it bridges again', async () => {
+    const store = tempDb();
+    cleanups.push(store.cleanup);
+    seedPool(store.db, londonDids(2));
+    const { session } = createSession(store.db, { id: 'o1', first: party(mobile(1)), second: party(mobile(2)), now: 0 });
+    store.db.pragma('wal_checkpoint(TRUNCATE)');
+    store.db.close();
+    const backup = join(store.dir, 'backup.db');
+    copyFileSync(store.path, backup);
+    const log = captureLog();
+    router = createCallRouter({ dbPath: store.path, logger: log.logger, defaultCountry: 'GB', reopenDelayMs: 0 });
+    const call = { callerId: mobile(1), extension: session.parties[1].maskedAs, dnid: '' };
+    expect(router.route(call).status).toBe('BRIDGE');
+    for (const suffix of ['', '-wal', '-shm']) rmSync(store.path + suffix, { force: true });
+    await until(() => router!.route(call).status === 'ERROR', 1_000);
+    for (let i = 0; i < 5; i++) expect(router.route(call).status).toBe('ERROR');
+    expect(existsSync(store.path)).toBe(false);
+    expect(log.records().some((r) => r.msg === 'store failed; answering ERROR until it reopens')).toBe(true);
+    renameSync(backup, store.path);
+    await until(() => router!.route(call).status === 'BRIDGE', 1_000);
   });
 });

@@ -80,7 +80,7 @@ describe('deploy/systemd/vnum.service', () => {
   it('stops with SIGTERM and gives the drain time to finish before SIGKILL', () => {
     expect(value('Service', 'KillSignal')).toBe('SIGTERM');
     const serve = readRepo('src/cli/serve.ts');
-    const drain = /'--drain <duration>',[^\n]*, '(\d+)s'\)/.exec(serve);
+    const drain = /flags: '--drain <duration>',[\s\S]*?shown: '(\d+)s'/.exec(serve);
     expect(drain, 'the default --drain in src/cli/serve.ts').not.toBeNull();
     // drain + the longest routing session (--deadline, 2 s) + closing, with room to spare
     expect(seconds(value('Service', 'TimeoutStopSec')!)).toBeGreaterThanOrEqual(2 * (Number(drain![1]) + 2));

@@ -1,7 +1,7 @@
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
+import { AMI_DEFAULTS } from '../ami/client.js';
 import { ErrorCode, VnumError } from '../errors.js';
-import { hostSetting, tcpPort } from '../settings.js';
-import { AMI_DEFAULTS } from './client.js';
+import { hostSetting, tcpPort } from './settings.js';
 
 /**
  * Where `vnum serve` finds AMI: flags, else the environment. AMI is on when a
