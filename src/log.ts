@@ -245,6 +245,8 @@ export interface LogOptions {
   /** false only when the operator asks for it (VNUM_LOG_REDACT=off). */
   redact?: boolean;
   destination?: DestinationStream;
+  /** The clock the flood limit reads (tests). */
+  now?: () => number;
 }
 
 export function redactingStream(target: DestinationStream): DestinationStream {
@@ -292,7 +294,7 @@ type LogArgs = Parameters<LogFn>;
  * counted into the next line with that message, as `suppressed`. Debug lines
  * (one per call, on purpose) pass untouched.
  */
-export function floodLimit(now: () => number = Date.now): (this: Logger, args: LogArgs, method: LogFn, level: number) => void {
+function floodLimit(now: () => number = Date.now): (this: Logger, args: LogArgs, method: LogFn, level: number) => void {
   const windows = new Map<string, { start: number; written: number; suppressed: number }>();
   return function (this: Logger, args, method, level) {
     if (level < INFO) return method.apply(this, args);
@@ -332,7 +334,7 @@ export function createLogger(options: LogOptions = {}): Logger {
       level,
       base: undefined,
       timestamp: pino.stdTimeFunctions.isoTime,
-      hooks: { logMethod: floodLimit() },
+      hooks: { logMethod: floodLimit(options.now) },
     },
     redact ? redactingStream(target) : target,
   );

@@ -423,6 +423,19 @@ describe('allow-list', () => {
     await stillAnswers(port);
   });
 
+  it('a flood of refused peers writes at most 20 warnings a second, the rest counted', async () => {
+    let now = Date.now();
+    const log = captureLog({ now: () => now });
+    const { port } = await start({ allow: ['127.0.0.1'] }, log);
+    const outsiders = await Promise.all(Array.from({ length: 60 }, () => FakeAsterisk.connect(port, { localAddress: '127.0.0.2' })));
+    await Promise.all(outsiders.map((o) => o.closed));
+    const refused = () => warnings(log).filter((w) => w.msg === 'FastAGI connection refused: address not in allow-list');
+    expect(refused()).toHaveLength(20);
+    now += 1_000;
+    await (await FakeAsterisk.connect(port, { localAddress: '127.0.0.2' })).closed;
+    expect(refused().at(-1)).toMatchObject({ suppressed: 40 });
+  });
+
   it('admits a subnet', async () => {
     const { port } = await start({ allow: ['127.0.0.0/8'] });
     const asterisk = await FakeAsterisk.connect(port, { localAddress: '127.0.0.2' });

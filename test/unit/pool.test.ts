@@ -205,4 +205,18 @@ describe('pool CSV', () => {
   it('keeps doubled quotes and commas inside quotes', () => {
     expect(parseCsvRows('"a ""b"", c",d')).toEqual([{ line: 1, cells: ['a "b", c', 'd'] }]);
   });
+
+  it('refuses text after a closing quote, and a quote inside an unquoted field, naming the line: never a number made of what is left', () => {
+    expect(() => parsePoolCsv('+442079460001,GB\n"+4420"x,GB\n')).toThrow(/^line 2: text after a closing quote/);
+    expect(() => parsePoolCsv('number\n+44"2079460001\n')).toThrow(/^line 2: a quote inside a field that does not start with one/);
+    expect(() => parseCsvRows('a\nb,"x\n\ny\n')).toThrow('lines 2 to 4: unterminated quoted field');
+  });
+
+  it('names the line a row starts on, when a quoted field spans lines', () => {
+    expect(parseCsvRows('a\n\n"b\nc" , "d"\ne\n')).toEqual([
+      { line: 1, cells: ['a'] },
+      { line: 3, cells: ['b\nc', 'd'] },
+      { line: 5, cells: ['e'] },
+    ]);
+  });
 });

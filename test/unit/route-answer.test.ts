@@ -9,10 +9,12 @@ import { startFastAgiServer, type FastAgiServer } from '../../agi/server.js';
 import { FALLBACK_ANSWER, inboundCall, routeCalls, type InboundCall } from '../../src/cli/serve.js';
 import { answerFor, CHANNEL_VARIABLES, channelVariables, ERROR_ANSWER, SAFE_VALUE } from '../../src/routing/answer.js';
 import { ROUTE_STATUSES, type RouteDecision } from '../../src/routing/decide.js';
+import { createCallRouter } from '../../src/routing/service.js';
 import { asteriskRunsMSet } from '../support/asterisk-model.js';
 import { placeCall } from '../support/fake-asterisk.js';
 import { captureLog, type CapturedLog } from '../support/log.js';
 import { readRepo } from '../support/repo.js';
+import { londonDids, seedPool, tempDb } from '../support/store.js';
 import { until } from '../support/wait.js';
 
 const BRIDGE: RouteDecision = { status: 'BRIDGE', target: '+447700900789' as never, presentedCallerId: '+447700900111' as never, session: 's_01HX' };
@@ -187,5 +189,29 @@ describe('the dialplan reads what the answer writes', () => {
   it('the status check keeps only what SAFE_VALUE allows a status to be', () => {
     expect(conf).toContain('Set(VNUM_CHECKED_STATUS=${FILTER(A-Z_,${VNUM_STATUS})})');
     for (const status of ROUTE_STATUSES) expect(status).toMatch(SAFE_VALUE);
+  });
+});
+
+describe('a flood of bad calls does not flood the log', () => {
+  it('the router logs at most 20 "invalid call" lines a second, however many come, and says how many it left out', async () => {
+    const store = tempDb();
+    try {
+      seedPool(store.db, londonDids(2));
+      let now = Date.now();
+      const log = captureLog({ level: 'info', now: () => now });
+      const router = createCallRouter({ dbPath: store.path, logger: log.logger, defaultCountry: 'GB' });
+      try {
+        const withheld = { callerId: 'anonymous', extension: londonDids(1)[0]!, dnid: '' };
+        for (let i = 0; i < 500; i++) expect(router.route(withheld).status).toBe('INVALID');
+        expect(log.records().filter((r) => r.msg === 'invalid call')).toHaveLength(20);
+        now += 1_000;
+        router.route(withheld);
+        expect(log.records().filter((r) => r.msg === 'invalid call').at(-1)).toMatchObject({ suppressed: 480 });
+      } finally {
+        router.close();
+      }
+    } finally {
+      store.cleanup();
+    }
   });
 });
