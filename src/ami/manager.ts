@@ -1,28 +1,19 @@
 /**
- * One AMI connection on asterisk-manager 0.2.0, and the only module that
- * touches the library. Each of the library's defects is covered here
+ * One AMI connection on asterisk-manager 0.2.0: the only module that imports
+ * the library, and the cover for each of its defects
  * (test/unit/ami-client.test.ts shows each on the library, then on us):
- *
- * 1. Its login() sends `Event: off`; Asterisk reads only `Events`, so the
- *    session would get every event its user may read. login() sends our own
- *    Login action carrying `Events: <classes>`. The library's login() is then
- *    called once only because the library holds back every other action
- *    until it has seen its own login succeed; Asterisk answers that second
- *    Login "Already authenticated" without reading it.
- * 2. No CR/LF check: every action goes through checkedAction() (./action.ts).
- * 3. `on('error', () => {})` swallows errors: ours ends the connection with
- *    the error as the reason.
- * 4. ActionID is Date.now(): ours come from the owner's actionIdSource().
- * 5. No timeout, no rejection on disconnect, actions queued before login
- *    stuck forever: every action has a timer, close() rejects whatever is in
- *    flight, and nothing is handed to a library that is not connected.
- * 6. Its keepConnected() (linear back-off, a console.log per try) is not
- *    used: the client reconnects (./client.ts).
- *
- * One library instance per connection: its parser keeps a partial line and
- * queued actions in the instance, so a connection cut in the middle of a
- * message would otherwise glue that fragment to the next one. Events and
- * responses are never logged here: they carry real numbers.
+ * 1. its login() sends `Event: off`, which Asterisk ignores: login() sends our
+ *    Login with `Events: <classes>`, then the library's own only so that it
+ *    passes our actions on (Asterisk answers it "Already authenticated");
+ * 2. no CR/LF check: every action goes through checkedAction() (./action.ts);
+ * 3. errors are swallowed: ours end the connection with the error as reason;
+ * 4. ActionID is Date.now(): ours come from the owner's actionIdSource();
+ * 5. no timeout, nothing rejected on disconnect: each action has a timer,
+ *    close() rejects what is in flight, nothing is queued while disconnected;
+ * 6. its reconnect is not used: the client reconnects (./client.ts).
+ * One library instance per connection: its parser keeps a partial line in
+ * the instance, which would glue a cut message to the next connection's first.
+ * Events and responses are never logged here: they carry real numbers.
  */
 import Manager, { type ManagerInstance, type ManagerMessage } from 'asterisk-manager';
 import { checkedAction, type AmiActionHeaders } from './action.js';

@@ -18,9 +18,10 @@ import { VnumDb, type SessionJson } from '../support/cli.js';
 import { numberPattern } from '../support/leaks.js';
 import { rawAmi } from '../support/raw-ami.js';
 import { repoRoot } from '../support/repo.js';
-import { startServe, type Serve } from '../support/serve.js';
+import { startServe } from '../support/serve.js';
 import { callThrough as call, placeCall, startUas, type UacResult } from '../support/sip/sipp.js';
 import { e2eSuite } from '../support/suite.js';
+import { stopWorld, type World as SharedWorld } from '../support/world.js';
 import { sleep, waitFor } from '../support/wait.js';
 
 const POOL = Array.from({ length: 10 }, (_, i) => `+4420794600${String(i + 1).padStart(2, '0')}`);
@@ -60,10 +61,7 @@ interface CallJson {
   hangupReason: string | null;
 }
 
-interface World {
-  asterisk: Asterisk;
-  db: VnumDb;
-  router: Serve;
+interface World extends SharedWorld {
   order: SessionJson;
   secretDir: string;
 }
@@ -99,16 +97,6 @@ async function startWorld(): Promise<World> {
   return { asterisk, db, router, order, secretDir };
 }
 
-async function stopWorld(world: World | undefined): Promise<void> {
-  if (!world) return;
-  try {
-    await world.router.stop();
-  } finally {
-    await world.asterisk.stop();
-    world.db.remove();
-    rmSync(world.secretDir, { recursive: true, force: true });
-  }
-}
 
 /** sipp's own clock: when the caller got the 200 OK, and when the BYE went or came. */
 function sippTalk(caller: UacResult): { answeredAt: number; endedAt: number; talkMs: number } {
@@ -133,7 +121,7 @@ e2eSuite('the call log, live control and health over AMI (Asterisk 22, manager.s
   });
   afterAll(async () => {
     if (process.env.VNUM_E2E_SHOW_LOG) console.log(world?.router.lines().join('\n'));
-    await stopWorld(world);
+    await stopWorld(world, () => world && rmSync(world.secretDir, { recursive: true, force: true }));
   });
   afterEach(async () => world?.asterisk.waitIdle());
 

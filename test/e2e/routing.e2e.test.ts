@@ -23,6 +23,7 @@ import { findLeaks } from '../support/leaks.js';
 import { describeMessages, uriUser } from '../support/sip/messages.js';
 import { callThrough as call, type CallOutcome, type UacResult, type UasOptions } from '../support/sip/sipp.js';
 import { e2eSuite } from '../support/suite.js';
+import { stopWorld, type World as SharedWorld } from '../support/world.js';
 
 // UK drama-range numbers that libphonenumber-js considers valid.
 const POOL = Array.from({ length: 10 }, (_, i) => `+4420794600${String(i + 1).padStart(2, '0')}`);
@@ -104,10 +105,7 @@ function startRouter(db: VnumDb, options: { env?: Record<string, string> } = {})
   return startServe({ db: db.file, port: ports.router, ...options });
 }
 
-interface World {
-  asterisk: Asterisk;
-  db: VnumDb;
-  router: Serve;
+interface World extends SharedWorld {
   order: SessionJson; // ALICE (first) and DEV (second)
 }
 
@@ -123,15 +121,6 @@ async function startWorld(options: AsteriskOptions = {}): Promise<World> {
   return { asterisk, db, router, order };
 }
 
-async function stopWorld(world: World | undefined): Promise<void> {
-  if (!world) return;
-  try {
-    await world.router.stop();
-  } finally {
-    await world.asterisk.stop();
-    world.db.remove();
-  }
-}
 
 e2eSuite('calls through Asterisk 22 with the vnum dialplan', () => {
   let world: World | undefined;

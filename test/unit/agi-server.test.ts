@@ -66,6 +66,14 @@ function warnings(log: CapturedLog): Array<Record<string, unknown>> {
   return log.records().filter((r) => r.level === 40);
 }
 
+/** A handler that answers BRIDGE after `ms`. */
+function later(ms: number): () => Promise<AgiAnswer> {
+  return async () => {
+    await sleep(ms);
+    return BRIDGE;
+  };
+}
+
 /** After hostile input: the server still answers a real call. */
 async function stillAnswers(port: number): Promise<void> {
   const { command } = await placeCall(port);
@@ -171,10 +179,7 @@ describe('a well-formed call', () => {
 describe('what Asterisk may send back', () => {
   it('skips HANGUP lines before and after the command', async () => {
     const { port, router } = await start({
-      handler: async () => {
-        await sleep(20);
-        return BRIDGE;
-      },
+      handler: later(20),
     });
     const asterisk = await FakeAsterisk.connect(port);
     asterisk.send(environmentText());
@@ -268,10 +273,7 @@ describe('hostile or broken peers', () => {
 
   it('copes with a peer that half-closes after its environment', async () => {
     const { port, router } = await start({
-      handler: async () => {
-        await sleep(20);
-        return BRIDGE;
-      },
+      handler: later(20),
     });
     const asterisk = await FakeAsterisk.connect(port);
     asterisk.send(environmentText());
@@ -541,10 +543,7 @@ describe('maxConnections', () => {
 describe('close()', () => {
   it('lets connections in flight finish, refuses new ones, and resolves when all are gone', async () => {
     const { port, router } = await start({
-      handler: async () => {
-        await sleep(100);
-        return BRIDGE;
-      },
+      handler: later(100),
     });
     const inFlight = await FakeAsterisk.connect(port);
     inFlight.send(environmentText());

@@ -53,7 +53,7 @@ describe('pool', () => {
     expect(listPool(store.db)).toEqual([]);
   });
 
-  it('accepts a country that shares the number\'s calling code, and keeps the country given (issue 11, item 6)', () => {
+  it('accepts a country that shares the number\'s calling code, and keeps the country given', () => {
     // libphonenumber: +447911123456 is Guernsey's, +447797123456 Jersey's, +14165550123 Canada's.
     addToPool(store.db, [{ number: '+447911123456', country: 'GB' }, { number: '+447797123456', country: 'gb' }, { number: '+14165550123', country: 'US' }], { now: 1 });
     // Without a country, the region libphonenumber names.
@@ -89,7 +89,7 @@ describe('pool', () => {
   });
 });
 
-describe('re-importing never undoes the operator (issue 11, item 7)', () => {
+describe('re-importing never undoes the operator', () => {
   const imported = (entries: PoolEntryInput[], now = 9) => addToPool(store.db, entries, { now, rule: importedState });
   const states = () => Object.fromEntries(listPool(store.db).map((n) => [n.number, n.state]));
 

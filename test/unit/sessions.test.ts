@@ -186,7 +186,7 @@ describe('sessions', () => {
     expect(s.parties[1].maskedAs).toBe('+14155550199');
   });
 
-  it('counts a number sharing the party\'s calling code as local, whatever region libphonenumber names (issue 11, item 6)', () => {
+  it('counts a number sharing the party\'s calling code as local, whatever region libphonenumber names', () => {
     // libphonenumber calls +447911123456 a Guernsey mobile, +447797123456 a
     // Jersey one, +14165550123 Canadian. All share their plans with GB and US:
     // a GB pool number is local to the first two, a US one to the third.
@@ -255,7 +255,7 @@ describe('routing decision', () => {
     for (const caller of ['unknown', 'anonymous', '', `${A}&PJSIP/evil`, '"x", (y)', '9'.repeat(300)]) {
       expect(route(caller, londonDids(1)[0]!, 1)).toMatchObject({ status: 'INVALID', target: null, presentedCallerId: null });
     }
-    // Not a pool number (issue 11, item 13): whoever calls, and whether or not the dialled string is a number.
+    // Not a pool number: whoever calls, and whether or not the dialled string is a number.
     for (const caller of [A, mobile(77), 'anonymous', `${A}&PJSIP/evil`]) {
       for (const dialled of ['+442079460999', '02079460999', 'abc']) {
         expect(route(caller, dialled, 1)).toMatchObject({ status: 'NOT_POOL', target: null, presentedCallerId: null, session: null });
@@ -266,7 +266,7 @@ describe('routing decision', () => {
     expect(route(mobile(77), londonDids(2)[1]!, 1).status).toBe('NO_SESSION');
   });
 
-  it('refuses, at routing time, a bridge whose target the number-type policy refuses (issue 11, item 2)', () => {
+  it('refuses, at routing time, a bridge whose target the number-type policy refuses', () => {
     seedPool(store.db, londonDids(2));
     const widened = { allowed: new Set(['mobile', 'premium-rate'] as const) };
     const premium = parseNumber('+449098790000');
@@ -295,7 +295,7 @@ describe('routing decision', () => {
   });
 });
 
-describe('number-type policy at create (issue 11, item 2)', () => {
+describe('number-type policy at create', () => {
   it.each([
     ['+449098790000', 'premium-rate'],
     ['+19005551234', 'premium-rate'],
