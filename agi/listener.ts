@@ -10,7 +10,8 @@ function ignoreError(): void {}
  * 'connection' listener is removed, because it wraps every socket in a
  * Context whose constructor alone costs more CPU than a whole bare
  * connection, whose error re-emit crashes the process when unheard, and whose
- * parser has the defects agi/README.md lists. The wire is ./wire.ts.
+ * parser has the defects test/unit/agi-dingdong.test.ts shows. The wire is
+ * ./wire.ts.
  */
 export function listen(host: string, port: number, onConnection: (socket: Socket) => void): Promise<Server> {
   const server = dingDong(ignoreError).start(String(port), host);

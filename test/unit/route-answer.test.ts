@@ -186,6 +186,15 @@ describe('the dialplan reads what the answer writes', () => {
     for (const status of ROUTE_STATUSES) expect(readme, status).toMatch(new RegExp(`\\b${status}\\b`));
   });
 
+  it('dialplan/README.md\'s table of the router\'s answer is CHANNEL_VARIABLES, ROUTE_STATUSES and SAFE_VALUE', () => {
+    const section = readme.slice(readme.indexOf("## The router's answer"), readme.indexOf('## What a call does'));
+    const rows = [...section.matchAll(/^\| `(VNUM_[A-Z]+)` \| (.*) \|$/gm)];
+    expect(rows.map((r) => r[1])).toEqual(Object.values(CHANNEL_VARIABLES));
+    expect([...rows[0]![2]!.matchAll(/`([A-Z_]+)`/g)].map((m) => m[1])).toEqual([...ROUTE_STATUSES]);
+    expect(SAFE_VALUE.source).toBe('^[A-Za-z0-9+._:-]{0,64}$');
+    expect(section).toContain('at most 64 characters of `A-Z a-z 0-9 + . _ : -`');
+  });
+
   it('the status check keeps only what SAFE_VALUE allows a status to be', () => {
     expect(conf).toContain('Set(VNUM_CHECKED_STATUS=${FILTER(A-Z_,${VNUM_STATUS})})');
     for (const status of ROUTE_STATUSES) expect(status).toMatch(SAFE_VALUE);
