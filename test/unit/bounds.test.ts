@@ -140,7 +140,7 @@ describe('reads show any stored time, even one out of range an older vnum wrote'
     // Releasing it puts it back on the calendar.
     expect(run('session', 'release', 'old', '--grace', '0s').stdout).toBe('session old ended\n');
     expect(JSON.parse(run('route', A, masked, '--json').stdout).status).toBe('ENDED');
-  });
+  }, 90_000);
 
   it('isoDateTime is toISOString wherever a Date exists, and goes on past it', () => {
     fc.assert(

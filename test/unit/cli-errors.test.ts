@@ -95,7 +95,7 @@ describe('numbers, limits and routes', () => {
       expectOneLine(run('calls', '--limit', limit), 'VNUM_INVALID_ARGUMENT', 1, /invalid limit/);
     }
     expect(run('session', 'list', '--limit', '10000000').code).toBe(0);
-  });
+  }, 90_000);
 
   it('vnum route INVALID: the decision on stdout, one coded line on stderr, exit 1', () => {
     run('pool', 'add', '+442079460001');
