@@ -97,4 +97,24 @@ export const MIGRATIONS: readonly string[] = [
     asterisk_version  TEXT
   ) WITHOUT ROWID;
   `,
+  // 3: where a cluster node's replica stands (src/replica/). Empty on a single
+  // box. One row: which PostgreSQL cluster, database, slot and publication
+  // the replicated tables were copied from (and which tables, a JSON array),
+  // and the WAL position they hold everything up to, written in the same
+  // SQLite transaction as the rows it covers, so a restart resumes exactly
+  // there. LSNs are text ('X/Y').
+  `
+  CREATE TABLE replica_state (
+    id                 INTEGER PRIMARY KEY CHECK (id = 1),
+    system_id          TEXT NOT NULL,
+    database           TEXT NOT NULL,
+    slot               TEXT NOT NULL,
+    publication        TEXT NOT NULL,
+    tables             TEXT NOT NULL,
+    built_lsn          TEXT NOT NULL,
+    built_at           INTEGER NOT NULL,
+    applied_lsn        TEXT NOT NULL,
+    applied_commit_at  INTEGER
+  );
+  `,
 ];

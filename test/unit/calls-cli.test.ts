@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { recordRoutedCall, writeRouterStatus } from '../../src/calls/store.js';
 import { openDb } from '../../src/store/db.js';
+import { MIGRATIONS } from '../../src/store/migrations.js';
 import { VNUM_BIN, vnum } from '../helpers/cli.js';
 import { placeCall, until } from './agi-fake-asterisk.js';
 import { FakeAmi } from './ami-fake-asterisk.js';
@@ -142,7 +143,7 @@ describe('vnum health', () => {
     expect(report).toMatchObject({
       healthy: false,
       router: { ok: false, address: `127.0.0.1:${port}` },
-      database: { ok: true, schemaVersion: 2 },
+      database: { ok: true, schemaVersion: MIGRATIONS.length },
       ami: { ok: false, state: 'unknown' },
       asterisk: { version: null },
     });
