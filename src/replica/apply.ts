@@ -67,13 +67,17 @@ export class ReplicaStore {
   private readonly applyInTransaction: Database.Transaction<(changes: readonly Change[], lsn: Lsn, commitTimeMs: number | null) => void>;
 
   constructor(readonly db: Db) {
+    // The authority checked its foreign keys when it committed. Checked again
+    // here they would only cost (a parent deleted or copied scans its
+    // children, unindexed in SQLite) or stop the replica on a local row
+    // (the call log names sessions) that refers to a row the authority removed.
+    if (db.inTransaction) throw new Error('ReplicaStore needs a connection outside a transaction');
+    db.pragma('foreign_keys = OFF');
     this.readState = db.prepare<[], StateRow>('SELECT * FROM replica_state WHERE id = 1');
     this.advanceState = db.prepare<[string, number | null]>(
       'UPDATE replica_state SET applied_lsn = ?, applied_commit_at = coalesce(?, applied_commit_at) WHERE id = 1',
     );
     this.applyInTransaction = db.transaction((changes, lsn, commitTimeMs) => {
-      // The authority's constraints held at its commit; in between, rows may come in any order.
-      db.pragma('defer_foreign_keys = ON');
       for (const change of changes) this.applyChange(change);
       this.moveTo(lsn, commitTimeMs);
     });
@@ -124,7 +128,6 @@ export class ReplicaStore {
     this.db.exec('BEGIN IMMEDIATE');
     let open = true;
     try {
-      this.db.pragma('defer_foreign_keys = ON');
       for (const table of tables) this.db.exec(`DELETE FROM ${quote(table)}`);
     } catch (error) {
       this.db.exec('ROLLBACK');

@@ -34,11 +34,13 @@ export type Decoded =
   /** Type and origin messages: nothing to apply. */
   | { kind: 'other' };
 
-/** µs since 2000-01-01 (PostgreSQL's epoch) -> ms since 1970, keeping the fraction. */
-export function pgTimeToMs(micros: bigint): number {
-  return Number(micros) / 1000 + PG_EPOCH_MS;
-}
+/** PostgreSQL's epoch (2000-01-01) in ms since 1970: times on the wire count µs from it. */
 export const PG_EPOCH_MS = 946_684_800_000;
+
+/** The decoder's commit times are already µs since 1970: to ms, keeping the fraction. */
+function decoderTimeToMs(micros: bigint): number {
+  return Number(micros) / 1000;
+}
 
 /** The options START_REPLICATION takes for pgoutput (protocol 1: whole transactions, no streaming). */
 export function pgoutputOptions(publication: string): string {
@@ -61,13 +63,13 @@ export class PgoutputDecoder {
     const m: Pgoutput.Message = this.plugin.parse(payload);
     switch (m.tag) {
       case 'begin':
-        return { kind: 'begin', commitLsn: parseLsn(m.commitLsn ?? '0/0'), commitTimeMs: pgTimeToMs(m.commitTime as bigint) };
+        return { kind: 'begin', commitLsn: parseLsn(m.commitLsn ?? '0/0'), commitTimeMs: decoderTimeToMs(m.commitTime as bigint) };
       case 'commit':
         return {
           kind: 'commit',
           commitLsn: parseLsn(m.commitLsn ?? '0/0'),
           endLsn: parseLsn(required(m.commitEndLsn, 'commit end LSN')),
-          commitTimeMs: pgTimeToMs(m.commitTime as bigint),
+          commitTimeMs: decoderTimeToMs(m.commitTime as bigint),
         };
       case 'relation':
         this.learn(m);

@@ -96,6 +96,7 @@ suite('a node replica fed by logical replication', () => {
       expect(status).toMatchObject({ node: 'snap', slot: 'vnum_snap', phase: 'streaming', stale: false, lastError: null, rebuilds: 1, connects: 1 });
       expect(Date.now() - status.lastContactAt!).toBeLessThan(5_000);
       expect(status.appliedCommitAt).toBeGreaterThan(Date.now() - 60_000);
+      expect(status.appliedCommitAt).toBeLessThanOrEqual(Date.now());
     } finally {
       await replica.stop();
       await client.end();

@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ReplicaStore } from '../../src/replica/apply.js';
 import { rebuildReason, slotForNode } from '../../src/replica/consumer.js';
 import { formatLsn, parseLsn } from '../../src/replica/lsn.js';
-import type { Change } from '../../src/replica/pgoutput.js';
+import { PgoutputDecoder, type Change } from '../../src/replica/pgoutput.js';
 import { statusUpdate, type SystemIdentity } from '../../src/replica/stream.js';
 import { converterFor, valueKey } from '../../src/replica/values.js';
 import { isVnumError } from '../../src/errors.js';
@@ -45,6 +45,52 @@ describe('values', () => {
     expect(valueKey(5)).toBe(valueKey(5n));
     expect(valueKey('5')).not.toBe(valueKey(5));
     expect(valueKey(null)).not.toBe(valueKey('null'));
+  });
+});
+
+/** pgoutput protocol 1 messages, built by hand (PostgreSQL's logical replication message formats). */
+const wire = {
+  int8: (n: bigint) => { const b = Buffer.alloc(8); b.writeBigInt64BE(n); return b; },
+  int32: (n: number) => { const b = Buffer.alloc(4); b.writeInt32BE(n); return b; },
+  int16: (n: number) => { const b = Buffer.alloc(2); b.writeInt16BE(n); return b; },
+  str: (s: string) => Buffer.concat([Buffer.from(s), Buffer.from([0])]),
+  text: (s: string | null) => (s === null ? Buffer.from('n') : Buffer.concat([Buffer.from('t'), wire.int32(Buffer.byteLength(s)), Buffer.from(s)])),
+};
+const at2000 = (ms: number) => BigInt(Math.round((ms - Date.UTC(2000, 0, 1)) * 1000));
+
+describe('the pgoutput decoder', () => {
+  it('gives commit times in ms since 1970, positions as numbers, and rows by column name converted for SQLite', () => {
+    const decoder = new PgoutputDecoder();
+    const commitMs = Date.UTC(2026, 10, 30, 12, 0, 0, 250);
+    const begin = decoder.decode(Buffer.concat([Buffer.from('B'), wire.int8(0x19e21d8n), wire.int8(at2000(commitMs)), wire.int32(996)]));
+    expect(begin).toEqual({ kind: 'begin', commitLsn: parseLsn('0/19E21D8'), commitTimeMs: commitMs });
+    const relation = Buffer.concat([
+      Buffer.from('R'), wire.int32(16384), wire.str('public'), wire.str('meta'), Buffer.from('d'), wire.int16(3),
+      Buffer.from([1]), wire.str('key'), wire.int32(25), wire.int32(-1),
+      Buffer.from([0]), wire.str('value'), wire.int32(20), wire.int32(-1),
+      Buffer.from([0]), wire.str('on'), wire.int32(16), wire.int32(-1),
+    ]);
+    expect(decoder.decode(relation)).toEqual({ kind: 'relation', table: 'meta' });
+    const insert = decoder.decode(Buffer.concat([
+      Buffer.from('I'), wire.int32(16384), Buffer.from('N'), wire.int16(3), wire.text('big'), wire.text('9007199254740993'), wire.text('t'),
+    ]));
+    expect(insert).toEqual({ kind: 'change', change: { kind: 'insert', table: 'meta', row: { key: 'big', value: 9_007_199_254_740_993n, on: 1 } } });
+    const update = decoder.decode(Buffer.concat([
+      Buffer.from('U'), wire.int32(16384), Buffer.from('N'), wire.int16(3), wire.text('big'), wire.text(null), wire.text('f'),
+    ]));
+    expect(update).toEqual({ kind: 'change', change: { kind: 'update', table: 'meta', key: { key: 'big' }, row: { key: 'big', value: null, on: 0 } } });
+    const commit = decoder.decode(Buffer.concat([Buffer.from('C'), Buffer.from([0]), wire.int8(0x19e21d8n), wire.int8(0x19e2208n), wire.int8(at2000(commitMs))]));
+    expect(commit).toEqual({ kind: 'commit', commitLsn: parseLsn('0/19E21D8'), endLsn: parseLsn('0/19E2208'), commitTimeMs: commitMs });
+  });
+
+  it('refuses a change to a table whose relation message never came, and a column type it cannot hold', () => {
+    const decoder = new PgoutputDecoder();
+    expect(() => decoder.decode(Buffer.concat([Buffer.from('I'), wire.int32(1), Buffer.from('N'), wire.int16(0)]))).toThrow(/missing relation/);
+    const timestamptz = Buffer.concat([
+      Buffer.from('R'), wire.int32(7), wire.str('public'), wire.str('call'), Buffer.from('d'), wire.int16(1),
+      Buffer.from([1]), wire.str('at'), wire.int32(1184), wire.int32(-1),
+    ]);
+    expect(() => decoder.decode(timestamptz)).toThrow(/column call\.at has PostgreSQL type oid 1184/);
   });
 });
 

@@ -1,13 +1,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import path from 'node:path';
 import type { ReplicaEvent, ReplicaStatus } from '../../../src/replica/consumer.js';
 import type { PgTarget } from '../../../src/replica/stream.js';
 import { atExit } from './cleanup.js';
 import type { Host } from './netns.js';
+import { REPO } from './pg.js';
 
 /** A node's replica process (workers/replica.mjs), on this machine or inside a netns host. */
 
-export const REPLICA_WORKER = fileURLToPath(new URL('../workers/replica.mjs', import.meta.url));
+export const REPLICA_WORKER = path.join(REPO, 'test/cluster/workers/replica.mjs');
 
 export interface NodeConfig {
   db: string;

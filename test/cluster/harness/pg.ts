@@ -17,7 +17,16 @@ import { atExit, ownerGone } from './cleanup.js';
  * its owner's pid).
  */
 
-const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+/** The checkout, whether this runs from test/ (vitest) or from dist/test/ (the benchmarks). */
+export const REPO = ((): string => {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(path.join(dir, 'package.json'))) {
+    const up = path.dirname(dir);
+    if (up === dir) throw new Error('no package.json above the cluster harness');
+    dir = up;
+  }
+  return dir;
+})();
 export const CLUSTER_SCRIPT = path.join(REPO, 'deploy/postgres/private-cluster.sh');
 const PG_BIN = process.env.VNUM_PG_BIN ?? '/usr/lib/postgresql/15/bin';
 const PREFIX = 'vnum-pg-';
