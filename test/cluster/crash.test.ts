@@ -11,39 +11,19 @@
  * after a transaction's SQLite commit and before PostgreSQL is told, and
  * from outside at a random moment (start-up, connect, stream, apply).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { parseLsn } from '../../src/replica/lsn.js';
 import { openDb } from '../../src/store/db.js';
-import { migratePg } from '../../src/store/pg/migrate.js';
 import { prng } from '../../bench/seed.js';
 import { audit, barrier, counterHistoryProblems, sleep } from './harness/checks.js';
 import { startNode, type NodeConfig } from './harness/node.js';
-import { ensureRunnable, PgCluster, pgReadiness, skipLine } from './harness/pg.js';
+import { clusterSuite } from './harness/suite.js';
 import { Writer } from './harness/writer.js';
 
 const TRIALS = 50;
 
-const readiness = pgReadiness();
-skipLine('cluster crash tests', readiness);
-const suite = readiness.blocker && !readiness.mustRun ? describe.skip : describe;
-
-suite('a node killed mid-apply', () => {
-  let cluster: PgCluster;
-  let dir: string;
-
-  beforeAll(async () => {
-    ensureRunnable(readiness);
-    cluster = await PgCluster.start();
-    dir = mkdtempSync(join(tmpdir(), 'vnum-replica-crash-'));
-  });
-  afterAll(() => {
-    cluster?.remove();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
-
+clusterSuite('a node killed mid-apply', (env) => {
   function fileApplied(path: string): bigint | undefined {
     try {
       const db = openDb(path, { readonly: true });
@@ -59,11 +39,7 @@ suite('a node killed mid-apply', () => {
   }
 
   it(`${TRIALS} SIGKILLs while a writer commits: the replica ends equal to PostgreSQL, nothing lost or applied twice`, async () => {
-    const target = await cluster.createDatabase();
-    const client = cluster.client(target);
-    await client.connect();
-    await migratePg(client);
-    await Writer.seed(client);
+    const { target, client } = await env.authority();
     const writer = new Writer(client, 'crash', 0);
     for (let i = 0; i < 200; i++) await writer.next();
     let writing = true;
@@ -71,7 +47,7 @@ suite('a node killed mid-apply', () => {
     written.catch(() => {});
 
     const random = prng(1515);
-    const base: NodeConfig = { db: join(dir, 'crash.db'), target, node: 'crash', statusEveryMs: 1_000 };
+    const base: NodeConfig = { db: join(env.dir, 'crash.db'), target, node: 'crash', statusEveryMs: 1_000 };
     const kinds = { 'in-apply': 0, 'after-commit': 0, outside: 0 };
     let previous: bigint | undefined;
     try {

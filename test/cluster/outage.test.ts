@@ -9,45 +9,21 @@
  * The private cluster runs with 1 MB WAL segments and
  * max_slot_wal_keep_size = 8MB (harness/pg.ts).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { migratePg } from '../../src/store/pg/migrate.js';
+import { expect, it } from 'vitest';
 import type { PgTarget } from '../../src/replica/stream.js';
 import { audit, barrier, counterHistoryProblems, routeFrom, sleep } from './harness/checks.js';
 import { startNode, type NodeConfig } from './harness/node.js';
-import { ensureRunnable, PgCluster, pgReadiness, skipLine } from './harness/pg.js';
+import { clusterSuite } from './harness/suite.js';
 import { Writer } from './harness/writer.js';
 
-const readiness = pgReadiness();
-skipLine('cluster outage tests', readiness);
-const suite = readiness.blocker && !readiness.mustRun ? describe.skip : describe;
-
-suite('a node replica when PostgreSQL is away or its slot is gone', () => {
-  let cluster: PgCluster;
-  let dir: string;
-
-  beforeAll(async () => {
-    ensureRunnable(readiness);
-    cluster = await PgCluster.start();
-    dir = mkdtempSync(join(tmpdir(), 'vnum-replica-outage-'));
-  });
-  afterAll(() => {
-    cluster?.remove();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
-
+clusterSuite('a node replica when PostgreSQL is away or its slot is gone', (env) => {
   async function authority(): Promise<{ target: PgTarget; client: pg.Client }> {
-    const target = await cluster.createDatabase();
-    const client = cluster.client(target);
-    await client.connect();
-    await migratePg(client);
-    await Writer.seed(client);
+    const made = await env.authority();
     // Unpublished: WAL the nodes' slots must not be held back by.
-    await client.query('CREATE TABLE filler (x text)');
-    return { target, client };
+    await made.client.query('CREATE TABLE filler (x text)');
+    return made;
   }
 
   /** About `mb` MB of WAL for the unpublished table. */
@@ -64,7 +40,7 @@ suite('a node replica when PostgreSQL is away or its slot is gone', () => {
   }
 
   function node(target: PgTarget, name: string): NodeConfig {
-    return { db: join(dir, `${name}.db`), target, node: name, statusEveryMs: 100, pingIntervalMs: 300, staleAfterMs: 1_500, retryMaxMs: 1_000 };
+    return { db: join(env.dir, `${name}.db`), target, node: name, statusEveryMs: 100, pingIntervalMs: 300, staleAfterMs: 1_500, retryMaxMs: 1_000 };
   }
 
   for (const mode of ['fast', 'immediate'] as const) {
@@ -79,7 +55,7 @@ suite('a node replica when PostgreSQL is away or its slot is gone', () => {
         await barrier(client, [config.db]);
         await client.end();
 
-        cluster.stopServer(mode);
+        env.cluster.stopServer(mode);
         const down = await replica.waitForStatus((s) => s.stale && s.lastError !== null, 10_000, 'noticing PostgreSQL is gone');
         expect(down.phase).not.toBe('streaming');
         // The router's own decision code reads the replica while the authority is away.
@@ -89,8 +65,8 @@ suite('a node replica when PostgreSQL is away or its slot is gone', () => {
         expect(stillDown.connects).toBe(1);
         expect(stillDown.lastError).toMatch(/ECONNREFUSED|terminat|connect/i);
 
-        await cluster.startServer();
-        const back = cluster.client(target);
+        await env.cluster.startServer();
+        const back = env.cluster.client(target);
         await back.connect();
         const again = new Writer(back, `stop-${mode}-again`, 300_000);
         for (let i = 0; i < 100; i++) await again.next();

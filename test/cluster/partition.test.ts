@@ -8,57 +8,27 @@
  * created meanwhile routes from B but not yet from A; after healing, A
  * reconnects, catches up, and both replicas equal PostgreSQL row by row.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { migratePg } from '../../src/store/pg/migrate.js';
+import { expect, it } from 'vitest';
 import { routeCall, startServe } from '../reliability/lib.js';
 import { audit, barrier, counterHistoryProblems, routeFrom, sleep } from './harness/checks.js';
-import { createHosts, netnsBlocker, type Hosts } from './harness/netns.js';
+import type { Host } from './harness/netns.js';
 import { startNode, type NodeConfig, type NodeProcess } from './harness/node.js';
-import { ensureRunnable, PgCluster, pgReadiness, skipLine, type Readiness } from './harness/pg.js';
+import { clusterSuite } from './harness/suite.js';
 import { Writer } from './harness/writer.js';
 
 const CUT_MS = 8_000;
 const STALE_AFTER_MS = 2_000;
 
-const readiness: Readiness = ((): Readiness => {
-  const pgReady = pgReadiness();
-  return { ...pgReady, blocker: pgReady.blocker ?? netnsBlocker() };
-})();
-skipLine('cluster partition tests', readiness);
-const suite = readiness.blocker && !readiness.mustRun ? describe.skip : describe;
-
-suite('a node cut off from the network', () => {
-  let hosts: Hosts;
-  let cluster: PgCluster;
-  let dir: string;
-
-  beforeAll(async () => {
-    ensureRunnable(readiness);
-    hosts = createHosts(2);
-    cluster = await PgCluster.start({ listen: hosts.hosts.map((h) => h.gateway), allow: [hosts.subnet] });
-    dir = mkdtempSync(join(tmpdir(), 'vnum-replica-partition-'));
-  });
-  afterAll(() => {
-    cluster?.remove();
-    hosts?.remove();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
-
+clusterSuite('a node cut off from the network', (env) => {
   it('keeps routing from its replica, notices the cut within seconds, and catches up after healing with nothing lost or doubled', async () => {
-    const target = await cluster.createDatabase();
-    const client = cluster.client(target);
-    await client.connect();
-    await migratePg(client);
-    await Writer.seed(client);
+    const { target, client } = await env.authority();
     const writer = new Writer(client, 'part', 0);
     for (let i = 0; i < 100; i++) await writer.next();
 
-    const [hostA, hostB] = hosts.hosts as [typeof hosts.hosts[0], typeof hosts.hosts[0]];
+    const [hostA, hostB] = env.hosts!.hosts as [Host, Host];
     const config = (name: string, gateway: string): NodeConfig => ({
-      db: join(dir, `${name}.db`),
+      db: join(env.dir, `${name}.db`),
       target: { ...target, host: gateway },
       node: name,
       statusEveryMs: 100,
@@ -137,4 +107,4 @@ suite('a node cut off from the network', () => {
       await client.end();
     }
   }, 120_000);
-});
+}, { hosts: 2 });

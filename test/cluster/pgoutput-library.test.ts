@@ -14,18 +14,13 @@
  */
 import pg from 'pg';
 import { LogicalReplicationService, PgoutputPlugin } from 'pg-logical-replication';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { formatLsn, parseLsn, type Lsn } from '../../src/replica/lsn.js';
 import { PgoutputDecoder } from '../../src/replica/pgoutput.js';
 import { ReplicationConnection, type Keepalive, type PgTarget } from '../../src/replica/stream.js';
-import { migratePg } from '../../src/store/pg/migrate.js';
 import { PUBLICATION } from '../../src/store/pg/migrations.js';
 import { sleep } from './harness/checks.js';
-import { ensureRunnable, PgCluster, pgReadiness, skipLine } from './harness/pg.js';
-
-const readiness = pgReadiness();
-skipLine('pg-logical-replication defect tests', readiness);
-const suite = readiness.blocker && !readiness.mustRun ? describe.skip : describe;
+import { clusterSuite } from './harness/suite.js';
 
 const INSERT = `INSERT INTO session (id, first_party, first_masked_as, second_party, second_masked_as, created_at)
                 VALUES ($1, '+447911000001', '+442079460001', '+447911000002', '+442079460002', 0)`;
@@ -37,23 +32,16 @@ interface Received {
   endLsn: Lsn;
 }
 
-suite('pg-logical-replication 2.5.0: its service loses transactions; our stream does not', () => {
-  let cluster: PgCluster;
+clusterSuite('pg-logical-replication 2.5.0: its service loses transactions; our stream does not', (env) => {
   let target: PgTarget;
   let sql: pg.Client;
   let slots = 0;
 
   beforeAll(async () => {
-    ensureRunnable(readiness);
-    cluster = await PgCluster.start();
-    target = await cluster.createDatabase();
-    sql = cluster.client(target);
-    await sql.connect();
-    await migratePg(sql);
+    ({ target, client: sql } = await env.authority());
   });
   afterAll(async () => {
     await sql?.end();
-    cluster?.remove();
   });
 
   async function newSlot(): Promise<string> {
@@ -171,8 +159,8 @@ suite('pg-logical-replication 2.5.0: its service loses transactions; our stream 
    * something after T2 to deliver.
    */
   async function adjacentCommits(tag: string): Promise<void> {
-    const a = cluster.client(target);
-    const b = cluster.client(target);
+    const a = env.cluster.client(target);
+    const b = env.cluster.client(target);
     await a.connect();
     await b.connect();
     await a.query('BEGIN');

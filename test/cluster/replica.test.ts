@@ -7,49 +7,23 @@
  * column the node's schema lacks stops the replica with a clear error until
  * the node is upgraded; the router's own decision code reads the replica.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { migratePg } from '../../src/store/pg/migrate.js';
 import { PG_MIGRATIONS } from '../../src/store/pg/migrations.js';
 import { openDb } from '../../src/store/db.js';
 import type { PgTarget } from '../../src/replica/stream.js';
 import { audit, barrier, counterHistoryProblems, routeFrom, sleep } from './harness/checks.js';
 import { startNode, type NodeConfig } from './harness/node.js';
-import { ensureRunnable, PgCluster, pgReadiness, skipLine } from './harness/pg.js';
+import { clusterSuite } from './harness/suite.js';
 import { BIG, Writer } from './harness/writer.js';
 
-const readiness = pgReadiness();
-skipLine('cluster replica tests', readiness);
-const suite = readiness.blocker && !readiness.mustRun ? describe.skip : describe;
-
-suite('a node replica fed by logical replication', () => {
-  let cluster: PgCluster;
-  let dir: string;
-
-  beforeAll(async () => {
-    ensureRunnable(readiness);
-    cluster = await PgCluster.start();
-    dir = mkdtempSync(join(tmpdir(), 'vnum-replica-'));
-  });
-  afterAll(() => {
-    cluster?.remove();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
-
-  async function authority(migrations: readonly string[] = PG_MIGRATIONS): Promise<{ target: PgTarget; client: pg.Client }> {
-    const target = await cluster.createDatabase();
-    const client = cluster.client(target);
-    await client.connect();
-    await migratePg(client, migrations);
-    await Writer.seed(client);
-    return { target, client };
-  }
+clusterSuite('a node replica fed by logical replication', (env) => {
+  const authority = env.authority;
 
   function node(target: PgTarget, name: string, extra: Partial<NodeConfig> = {}): NodeConfig {
-    return { db: join(dir, `${name}.db`), target, node: name, statusEveryMs: 100, ...extra };
+    return { db: join(env.dir, `${name}.db`), target, node: name, statusEveryMs: 100, ...extra };
   }
 
   it('builds from a snapshot taken while a writer commits, follows the slot, and ends equal row by row', async () => {

@@ -1,11 +1,11 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import type { PgTarget } from '../../../src/replica/stream.js';
+import { freePort } from '../../reliability/lib.js';
 import { atExit, ownerGone } from './cleanup.js';
 
 /**
@@ -81,14 +81,6 @@ function removeOrphans(): void {
       spawnSync('bash', [CLUSTER_SCRIPT, 'remove', dir], { stdio: 'ignore', timeout: 60_000 });
     }
   }
-}
-
-async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as net.AddressInfo;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
 }
 
 export interface PgClusterOptions {
