@@ -4,6 +4,7 @@ import pg from 'pg';
 import { migratePg } from '../src/store/pg/migrate.js';
 import { PgCluster, pgReadiness } from '../test/cluster/harness/pg.js';
 import { startNode, type NodeProcess } from '../test/cluster/harness/node.js';
+import { seedSessions } from '../test/cluster/harness/writer.js';
 import { formatCount, percentile, type Benchmark, type BenchContext, type Figure } from './benchmark.js';
 import { cpuSeconds } from './processes.js';
 
@@ -51,7 +52,7 @@ async function measure(context: BenchContext, cluster: PgCluster, sizes: (typeof
   const client = new pg.Client({ ...target });
   await client.connect();
   await migratePg(client);
-  await seed(client, sizes.seeded);
+  await seedSessions(client, sizes.seeded);
   context.log(`authority seeded with ${formatCount(sizes.seeded)} sessions`);
 
   const dir = mkdtempSync(join(context.workDir, 'node-'));
@@ -109,22 +110,6 @@ async function measure(context: BenchContext, cluster: PgCluster, sizes: (typeof
     if (!stopped) await node.kill();
     await client.end();
   }
-}
-
-/** `count` sessions with their two bridges, in SQL on the authority. */
-async function seed(client: pg.Client, count: number): Promise<void> {
-  const now = Date.now();
-  await client.query(
-    `INSERT INTO session (id, first_party, first_masked_as, second_party, second_masked_as, created_at, expires_at, ends_at)
-     SELECT 'seed-' || g, '+4479' || lpad(g::text, 8, '0'), '+442079460001', '+4478' || lpad(g::text, 8, '0'), '+442079460002', $2, $3, $3
-       FROM generate_series(1, $1::int) g`,
-    [count, now, now + 86_400_000],
-  );
-  await client.query(
-    `INSERT INTO bridge (caller, dialled, sid, target, lent_at, ends_at)
-     SELECT second_party, first_masked_as, sid, first_party, created_at, ends_at FROM session
-     UNION ALL SELECT first_party, second_masked_as, sid, second_party, created_at, ends_at FROM session`,
-  );
 }
 
 /** One create: a session and its two bridges, one transaction (one statement, one round trip). */

@@ -4,7 +4,7 @@ import { ErrorCode, VnumError } from '../errors.js';
 import { ReplicaStore, schemaGapError, type ReplicaState } from './apply.js';
 import { formatLsn, maxLsn, type Lsn } from './lsn.js';
 import { PgoutputDecoder, type Change } from './pgoutput.js';
-import { copySnapshot, openSqlClient } from './snapshot.js';
+import { closeSqlClient, copySnapshot, openSqlClient } from './snapshot.js';
 import { ReplicationConnection, assertSlotName, sqlState, type PgTarget, type SlotInfo, type SystemIdentity } from './stream.js';
 
 /**
@@ -27,7 +27,8 @@ import { ReplicationConnection, assertSlotName, sqlState, type PgTarget, type Sl
  * - Our own clock for the link: a status update asking for a reply every
  *   pingIntervalMs; nothing heard for staleAfterMs and the connection is
  *   dropped and made again (TCP alone takes ~15 minutes to notice a dead
- *   link). The server's wal_sender_timeout should be a little longer than
+ *   link). Before the stream, each command and copy query has
+ *   commandTimeoutMs instead. The server's wal_sender_timeout should be a little longer than
  *   staleAfterMs so that it frees the slot for the reconnect; until then a
  *   reconnect is refused (SQLSTATE 55006) and retried.
  * - Errors never stop it: it reconnects with back-off (retryMinMs doubling
@@ -44,6 +45,8 @@ export interface ReplicaOptions {
   pingIntervalMs?: number;
   staleAfterMs?: number;
   connectTimeoutMs?: number;
+  /** The longest a command or a copy query may take before the connection is given up. */
+  commandTimeoutMs?: number;
   retryMinMs?: number;
   retryMaxMs?: number;
   /** After each transaction's SQLite commit, before PostgreSQL is told. */
@@ -56,6 +59,7 @@ export const REPLICA_DEFAULTS = {
   pingIntervalMs: 500,
   staleAfterMs: 3_000,
   connectTimeoutMs: 2_000,
+  commandTimeoutMs: 30_000,
   retryMinMs: 250,
   retryMaxMs: 5_000,
 } as const;
@@ -174,7 +178,8 @@ export function startReplica(options: ReplicaOptions): Replica {
   async function follow(): Promise<void> {
     phase = 'connecting';
     streamingSince = null;
-    const conn = await ReplicationConnection.open(options.target, settings.connectTimeoutMs, `vnum-replica-${options.node}`);
+    serverWalEnd = null; // another server (after a rebuild from another cluster) may be at a lower position
+    const conn = await ReplicationConnection.open(options.target, settings.connectTimeoutMs, `vnum-replica-${options.node}`, settings.commandTimeoutMs);
     connection = conn;
     let pinger: NodeJS.Timeout | undefined;
     try {
@@ -280,7 +285,7 @@ export function startReplica(options: ReplicaOptions): Replica {
     phase = 'copying';
     const started = Date.now();
     const { consistentPoint, snapshotName } = await conn.createSlotWithSnapshot(slot);
-    const sql = await openSqlClient(options.target, settings.connectTimeoutMs, `vnum-replica-${options.node}-copy`);
+    const sql = await openSqlClient(options.target, settings.connectTimeoutMs, `vnum-replica-${options.node}-copy`, settings.commandTimeoutMs);
     try {
       const { rebuild, rows } = await copySnapshot(sql, snapshotName, publication, (tables) => store.beginRebuild(tables));
       const tables = Object.keys(rows);
@@ -290,7 +295,7 @@ export function startReplica(options: ReplicaOptions): Replica {
       appliedCommitAt = null;
       emit({ type: 'rebuilt', lsn: formatLsn(consistentPoint), rows, ms: Date.now() - started });
     } finally {
-      await sql.end().catch(() => {});
+      await closeSqlClient(sql);
     }
   }
 

@@ -21,11 +21,24 @@ const BATCH = 5_000;
 /** Every value as the server's text: the conversion is ours (values.ts). */
 const RAW_TEXT = { getTypeParser: () => (text: string) => text } as unknown as pg.CustomTypesConfig;
 
-export async function openSqlClient(target: PgTarget, connectTimeoutMs: number, applicationName: string): Promise<pg.Client> {
-  const client = new pg.Client({ ...target, connectionTimeoutMillis: connectTimeoutMs, application_name: applicationName, types: RAW_TEXT });
+/** A plain connection reading values as text; each query fails after `queryTimeoutMs` if given (a dead link mid-copy). */
+export async function openSqlClient(target: PgTarget, connectTimeoutMs: number, applicationName: string, queryTimeoutMs?: number): Promise<pg.Client> {
+  const client = new pg.Client({
+    ...target,
+    connectionTimeoutMillis: connectTimeoutMs,
+    application_name: applicationName,
+    types: RAW_TEXT,
+    ...(queryTimeoutMs ? { query_timeout: queryTimeoutMs } : {}),
+  });
   client.on('error', () => {});
   await client.connect();
   return client;
+}
+
+/** Close without waiting on a dead link: a polite end for up to a second, then the socket is dropped. */
+export async function closeSqlClient(client: pg.Client): Promise<void> {
+  await Promise.race([client.end().catch(() => {}), new Promise((r) => setTimeout(r, 1_000).unref())]);
+  (client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
 }
 
 /** The tables of a publication, as the snapshot sees them. */

@@ -96,13 +96,22 @@ export function statusUpdate(position: Lsn, nowMs: number, replyRequested: boole
 }
 
 export class ReplicationConnection {
+  /** The first error of a stream's handlers (or its parsing): ends the stream, and is what it rejects with. */
+  private failure: unknown;
+
   private constructor(
     private readonly client: pg.Client,
     private readonly wire: WireConnection,
+    private readonly commandTimeoutMs: number,
   ) {}
 
-  /** Connect in walsender mode; fails after `connectTimeoutMs` instead of waiting on TCP. */
-  static async open(target: PgTarget, connectTimeoutMs: number, applicationName: string): Promise<ReplicationConnection> {
+  /**
+   * Connect in walsender mode; fails after `connectTimeoutMs` instead of
+   * waiting on TCP. Each command before the stream fails after
+   * `commandTimeoutMs` (a link that dies there would otherwise hang it for
+   * as long as TCP takes); the stream itself is watched by the caller's pings.
+   */
+  static async open(target: PgTarget, connectTimeoutMs: number, applicationName: string, commandTimeoutMs = 30_000): Promise<ReplicationConnection> {
     const client = new pg.Client({
       ...target,
       replication: 'database',
@@ -113,18 +122,22 @@ export class ReplicationConnection {
     // Errors come back through the pending query or the stream; without a listener an 'error' event would end the process.
     client.on('error', () => {});
     await client.connect();
-    return new ReplicationConnection(client, (client as unknown as { connection: WireConnection }).connection);
+    return new ReplicationConnection(client, (client as unknown as { connection: WireConnection }).connection, commandTimeoutMs);
+  }
+
+  private command<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string): Promise<pg.QueryResult<R>> {
+    return this.client.query<R>({ text, query_timeout: this.commandTimeoutMs } as pg.QueryConfig);
   }
 
   async identifySystem(): Promise<SystemIdentity> {
-    const row = (await this.client.query<{ systemid: string; timeline: string; xlogpos: string; dbname: string }>('IDENTIFY_SYSTEM')).rows[0]!;
+    const row = (await this.command<{ systemid: string; timeline: string; xlogpos: string; dbname: string }>('IDENTIFY_SYSTEM')).rows[0]!;
     return { systemId: String(row.systemid), timeline: Number(row.timeline), walPosition: parseLsn(row.xlogpos), database: row.dbname };
   }
 
   async slot(name: string): Promise<SlotInfo | undefined> {
     // Walsender connections take simple queries only: the name is checked, then quoted.
     const rows = (
-      await this.client.query<{ confirmed_flush_lsn: string | null; wal_status: string | null; active_pid: number | null; plugin: string | null }>(
+      await this.command<{ confirmed_flush_lsn: string | null; wal_status: string | null; active_pid: number | null; plugin: string | null }>(
         `SELECT confirmed_flush_lsn::text, wal_status, active_pid, plugin FROM pg_replication_slots WHERE slot_name = '${assertSlotName(name)}'`,
       )
     ).rows;
@@ -141,7 +154,7 @@ export class ReplicationConnection {
   /** The tables a publication has now, each with the columns it publishes. */
   async published(publication: string): Promise<Map<string, string[]>> {
     const rows = (
-      await this.client.query<{ tablename: string; columns: string }>(
+      await this.command<{ tablename: string; columns: string }>(
         `SELECT tablename, to_json(attnames)::text AS columns FROM pg_publication_tables
           WHERE pubname = '${assertSlotName(publication)}' ORDER BY tablename`,
       )
@@ -150,7 +163,7 @@ export class ReplicationConnection {
   }
 
   async dropSlot(name: string): Promise<void> {
-    await this.client.query(`DROP_REPLICATION_SLOT "${assertSlotName(name)}"`);
+    await this.command(`DROP_REPLICATION_SLOT "${assertSlotName(name)}"`);
   }
 
   /**
@@ -161,7 +174,7 @@ export class ReplicationConnection {
    */
   async createSlotWithSnapshot(name: string): Promise<{ consistentPoint: Lsn; snapshotName: string }> {
     const row = (
-      await this.client.query<{ consistent_point: string; snapshot_name: string }>(
+      await this.command<{ consistent_point: string; snapshot_name: string }>(
         `CREATE_REPLICATION_SLOT "${assertSlotName(name)}" LOGICAL pgoutput (SNAPSHOT 'export')`,
       )
     ).rows[0]!;
@@ -218,8 +231,6 @@ export class ReplicationConnection {
       },
     );
   }
-
-  private failure: unknown;
 
   /** Confirm `position` (exactly) and optionally ask for a keepalive back. */
   sendStatus(position: Lsn, replyRequested: boolean): void {

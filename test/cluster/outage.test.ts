@@ -5,7 +5,10 @@
  * reconnects by itself when PostgreSQL returns and ends equal to it; a node
  * whose slot was invalidated past max_slot_wal_keep_size while it was down
  * rebuilds from a snapshot; a connected, idle node advances its slot from
- * keepalives so that WAL written for other tables never invalidates it.
+ * keepalives so that WAL written for other tables never invalidates it;
+ * a server that stops answering in the middle of a snapshot copy (its
+ * backend frozen with SIGSTOP: no error, no reset, just silence) costs the
+ * node the command timeout, not forever.
  * The private cluster runs with 1 MB WAL segments and
  * max_slot_wal_keep_size = 8MB (harness/pg.ts).
  */
@@ -16,7 +19,7 @@ import type { PgTarget } from '../../src/replica/stream.js';
 import { audit, barrier, counterHistoryProblems, routeFrom, sleep } from './harness/checks.js';
 import { startNode, type NodeConfig } from './harness/node.js';
 import { clusterSuite } from './harness/suite.js';
-import { Writer } from './harness/writer.js';
+import { seedSessions, Writer } from './harness/writer.js';
 
 clusterSuite('a node replica when PostgreSQL is away or its slot is gone', (env) => {
   async function authority(): Promise<{ target: PgTarget; client: pg.Client }> {
@@ -116,6 +119,38 @@ clusterSuite('a node replica when PostgreSQL is away or its slot is gone', (env)
       const history = counterHistoryProblems(config.db);
       expect(history).toMatchObject({ problems: [], builds: 2 });
     } finally {
+      await replica.stop();
+      await client.end();
+    }
+  });
+
+  it('a server that stops answering mid-copy: the node gives up after its command timeout and copies again', async () => {
+    const { target, client } = await authority();
+    await seedSessions(client, 50_000);
+    const config = { ...node(target, 'frozen'), commandTimeoutMs: 2_000 };
+    const replica = startNode(config);
+    let frozen: number | undefined;
+    try {
+      for (let i = 0; i < 500 && frozen === undefined; i++) {
+        const { rows } = await client.query<{ pid: number }>(
+          "SELECT pid FROM pg_stat_activity WHERE application_name = 'vnum-replica-frozen-copy' AND state <> 'idle'",
+        );
+        if (rows[0]) {
+          frozen = rows[0].pid;
+          process.kill(frozen, 'SIGSTOP');
+        } else await sleep(10);
+      }
+      expect(frozen, 'the copy was never seen running').toBeDefined();
+      await replica.waitForStatus((s) => s.phase === 'streaming', 60_000, 'streaming after a second copy');
+      const timedOut = replica.events.find((e) => e.type === 'disconnected');
+      expect(timedOut).toMatchObject({ error: 'Query read timeout' });
+      expect(replica.events.filter((e) => e.type === 'rebuilt')).toHaveLength(1);
+      await barrier(client, [config.db]);
+      const report = await audit(target, config.db);
+      expect(report.equal, report.text).toBe(true);
+      expect(report.tables.find((t) => t.table === 'bridge')!.authority).toBe(100_000);
+    } finally {
+      if (frozen !== undefined) process.kill(frozen, 'SIGCONT');
       await replica.stop();
       await client.end();
     }

@@ -17,6 +17,7 @@ export interface NodeConfig {
   pingIntervalMs?: number;
   staleAfterMs?: number;
   retryMaxMs?: number;
+  commandTimeoutMs?: number;
   statusEveryMs?: number;
   applied?: boolean;
   crash?: { kind: 'in-apply' | 'after-commit'; at: number };

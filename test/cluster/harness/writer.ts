@@ -150,3 +150,23 @@ export class Writer {
     await this.client.query(`DELETE FROM bridge WHERE caller = $1 AND dialled = $2`, [s.second, s.firstMaskedAs]);
   }
 }
+
+/** `count` more sessions with their two bridges, in SQL on the authority (parties +4479/+4478 and 8 digits; large seeds in seconds). */
+export async function seedSessions(client: pg.Client, count: number): Promise<void> {
+  const now = Date.now();
+  await client.query('BEGIN');
+  const { rows } = await client.query<{ first: string }>(`SELECT coalesce(max(sid), 0) + 1 AS first FROM session`);
+  await client.query(
+    `INSERT INTO session (id, first_party, first_masked_as, second_party, second_masked_as, created_at, expires_at, ends_at)
+     SELECT 'seed-' || g, '+4479' || lpad(g::text, 8, '0'), '+442079460001', '+4478' || lpad(g::text, 8, '0'), '+442079460002', $3, $4, $4
+       FROM generate_series($1::bigint, $1::bigint + $2::int - 1) g`,
+    [rows[0]!.first, count, now, now + 86_400_000],
+  );
+  await client.query(
+    `INSERT INTO bridge (caller, dialled, sid, target, lent_at, ends_at)
+     SELECT second_party, first_masked_as, sid, first_party, created_at, ends_at FROM session WHERE id LIKE 'seed-%' AND sid >= $1
+     UNION ALL SELECT first_party, second_masked_as, sid, second_party, created_at, ends_at FROM session WHERE id LIKE 'seed-%' AND sid >= $1`,
+    [rows[0]!.first],
+  );
+  await client.query('COMMIT');
+}

@@ -4,7 +4,7 @@
 // Runs the built code (npm test builds first).
 //
 //   node replica.mjs '<json>'
-//     { db, target: {host, port, user, database}, node, pingIntervalMs?, staleAfterMs?,
+//     { db, target: {host, port, user, database}, node, pingIntervalMs?, staleAfterMs?, retryMaxMs?, commandTimeoutMs?,
 //       statusEveryMs?, applied?: true,            one line per applied transaction
 //       crash?: { kind: 'in-apply', at: n }        SIGKILL itself at the n-th row written inside an
 //                                                   apply or snapshot transaction (before its commit)
@@ -55,6 +55,7 @@ const replica = startReplica({
   pingIntervalMs: config.pingIntervalMs,
   staleAfterMs: config.staleAfterMs,
   retryMaxMs: config.retryMaxMs,
+  commandTimeoutMs: config.commandTimeoutMs,
   onEvent: (event) => out({ event }),
   onApplied: (t) => {
     transactions++;
