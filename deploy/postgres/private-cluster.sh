@@ -42,9 +42,11 @@ cmd_install() {
   command -v apt-get >/dev/null || fail "PostgreSQL 15 is not installed and there is no apt-get to install it with"
   echo "private-cluster: installing postgresql-15 with apt" >&2
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq || fail "apt-get update failed: is the Debian mirror reachable?"
+  # Another run may be installing at the same moment: wait for dpkg's lock rather than fail.
+  apt-get -o DPkg::Lock::Timeout=300 update -qq || fail "apt-get update failed: is the Debian mirror reachable?"
   # policy-rc.d or no systemd: the package starts nothing here, which is what we want.
-  apt-get install -y -qq --no-install-recommends postgresql-15 >/dev/null || fail "could not install postgresql-15"
+  apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends postgresql-15 >/dev/null ||
+    fail "could not install postgresql-15"
   [[ -x $bin/initdb ]] || fail "postgresql-15 installed but $bin/initdb is missing"
 }
 

@@ -28,12 +28,24 @@ function ip(args: string[]): string {
   return run.stdout;
 }
 
-/** Whether namespaces can be made here: root and iproute2. */
+const hasIp = (): boolean => spawnSync('ip', ['netns', 'list'], { stdio: 'ignore' }).status === 0;
+
+/** Whether namespaces can be made here: root, and iproute2 or apt to install it. */
 export function netnsBlocker(): string | null {
   if (process.platform !== 'linux') return 'network namespaces need Linux';
   if (process.getuid?.() !== 0) return 'not running as root (ip netns needs it)';
-  if (spawnSync('ip', ['netns', 'list'], { stdio: 'ignore' }).status !== 0) return 'no iproute2 (ip netns)';
+  if (!hasIp() && spawnSync('sh', ['-c', 'command -v apt-get'], { stdio: 'ignore' }).status !== 0) return 'no iproute2 (ip netns) and no apt-get';
   return null;
+}
+
+/** iproute2 from Debian when `ip` is missing (a bare machine). */
+function ensureIproute2(): void {
+  if (hasIp()) return;
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  for (const args of [['update', '-qq'], ['install', '-y', '-qq', '--no-install-recommends', 'iproute2']]) {
+    const run = spawnSync('apt-get', ['-o', 'DPkg::Lock::Timeout=300', ...args], { encoding: 'utf8', env, timeout: 600_000 });
+    if (run.status !== 0) throw new Error(`apt-get ${args[0]} (iproute2) failed: ${run.stderr.slice(-2000)}`);
+  }
 }
 
 interface Claim {
@@ -96,6 +108,7 @@ export interface Hosts {
 
 export function createHosts(count: number): Hosts {
   if (count < 1 || count > 60) throw new Error('1 to 60 hosts');
+  ensureIproute2();
   const claim = claimSubnet(count);
   const c = claim.c;
   const removeAll = (): void => {
