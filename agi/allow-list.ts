@@ -37,14 +37,23 @@ export class AllowList {
   private hasSubnets = false;
   readonly entries: readonly string[];
 
-  /** Throws on an entry that is neither an address nor a CIDR subnet: a typo must not open the port. */
+  /**
+   * Throws on an entry that is neither an address nor a CIDR subnet (a typo
+   * must not open the port), on an empty list (it would refuse every call,
+   * Asterisk included), and on entries that can never be one peer or that
+   * admit every address there is (`0.0.0.0`, `::`, `0.0.0.0/0`, `::/0`).
+   */
   constructor(entries: readonly string[]) {
     this.entries = Object.freeze([...entries]);
+    if (entries.length === 0) throw new Error('the allow-list is empty: it would refuse every connection, Asterisk\'s included');
     for (const entry of entries) {
       const slash = entry.indexOf('/');
       if (slash < 0) {
         const address = canonical(entry);
-        if (address === undefined) throw new Error(`allow-list entry is not an IP address: ${JSON.stringify(entry)}`);
+        if (address === undefined) throw new Error(`allow-list entry is not an IP address: "${entry}"`);
+        if (address === '0.0.0.0' || address === '::') {
+          throw new Error(`allow-list entry "${entry}" is the unspecified address: no peer ever has it`);
+        }
         this.exact.add(address);
         continue;
       }
@@ -53,7 +62,10 @@ export class AllowList {
       const prefix = PREFIX_LENGTH.test(prefixText) ? Number(prefixText) : NaN;
       const family = network !== undefined && isIPv4(network) ? 'ipv4' : 'ipv6';
       if (network === undefined || !(prefix >= 0 && prefix <= (family === 'ipv4' ? 32 : 128))) {
-        throw new Error(`allow-list entry is not a CIDR subnet: ${JSON.stringify(entry)}`);
+        throw new Error(`allow-list entry is not a CIDR subnet: "${entry}"`);
+      }
+      if (prefix === 0) {
+        throw new Error(`allow-list entry "${entry}" admits every address: FastAGI has no authentication, list your Asterisk`);
       }
       this.subnets.addSubnet(network, prefix, family);
       this.hasSubnets = true;

@@ -14,8 +14,10 @@
 import type { AddressInfo, Server, Socket } from 'node:net';
 import dingDong from 'ding-dong';
 import type { Logger } from 'pino';
-import { createLogger, redactNumber } from '../src/log.js';
+import { createLogger } from '../src/log.js';
+import { TIMER_MAX_MS } from '../src/settings.js';
 import { AllowList, DEFAULT_ALLOW } from './allow-list.js';
+import { HEALTH_PROBE_ANSWER, HEALTH_PROBE_SCRIPT } from './health-probe.js';
 import { AgiConnection, buildMSet, type AgiEnvironment, type AgiError, type AgiPeer, type AgiReply } from './wire.js';
 
 // The statuses are the routing decision's own: one definition for the router and `vnum route`.
@@ -91,11 +93,13 @@ function isSafeValue(value: unknown): value is string {
 
 interface Answer {
   readonly status: RouteStatus;
+  readonly session: string;
   readonly command: string;
 }
 
 const ERROR_ANSWER: Answer = Object.freeze({
   status: 'ERROR',
+  session: '',
   command: buildMSet([
     ['VNUM_STATUS', 'ERROR'],
     ['VNUM_TARGET', ''],
@@ -123,6 +127,7 @@ export function answerFor(raw: unknown): Answer | undefined {
   const cli = bridge ? routedCli : '';
   return {
     status: status as RouteStatus,
+    session,
     command: buildMSet([
       ['VNUM_STATUS', status],
       ['VNUM_TARGET', target],
@@ -178,7 +183,7 @@ class WarnLimiter {
  */
 type Stage = 'environment' | 'routing' | 'answering' | 'done';
 
-type Outcome = 'answered' | 'deadline' | 'protocol' | 'peer-closed' | 'evicted' | 'shutdown' | 'internal';
+type Outcome = 'answered' | 'probe' | 'deadline' | 'protocol' | 'peer-closed' | 'evicted' | 'shutdown' | 'internal';
 
 const kSession = Symbol('vnum.agi.session');
 type SessionSocket = Socket & { [kSession]?: RouterSession };
@@ -214,6 +219,10 @@ class RouterSession implements AgiPeer {
   private status: RouteStatus | undefined;
   private callerId = '';
   private extension = '';
+  /** What an operator matches a log line to a call by: agi_uniqueid, agi_channel, the session routed to. */
+  private uniqueId = '';
+  private channel = '';
+  private session = '';
   socketError: string | undefined;
 
   constructor(
@@ -235,6 +244,10 @@ class RouterSession implements AgiPeer {
 
   onEnvironment(env: AgiEnvironment): void {
     if (this.stage !== 'environment') return;
+    if (env.get('agi_network_script') === HEALTH_PROBE_SCRIPT) {
+      this.answerProbe();
+      return;
+    }
     // Asterisk always sends both (a missing caller as `unknown`): without them this is not Asterisk.
     if (!env.has('agi_callerid') || !env.has('agi_extension')) {
       this.end('protocol');
@@ -254,6 +267,8 @@ class RouterSession implements AgiPeer {
     };
     this.callerId = call.callerId;
     this.extension = call.extension;
+    this.uniqueId = call.uniqueId;
+    this.channel = call.channel;
     let routed: RouteAnswer | PromiseLike<RouteAnswer>;
     const route = this.core.route; // called bare: route's `this` is not our business
     try {
@@ -273,6 +288,19 @@ class RouterSession implements AgiPeer {
     } else {
       this.answer(routed);
     }
+  }
+
+  /** A health probe (./health-probe.ts): one fixed answer; `route` and the store are never touched. */
+  private answerProbe(): void {
+    this.stage = 'answering';
+    this.wire.send(HEALTH_PROBE_ANSWER).then(
+      () => {
+        this.end('probe');
+        this.wire.close();
+        this.socket.end();
+      },
+      ignoreError, // closed first: finish() logs why
+    );
   }
 
   onFailure(error: AgiError): void {
@@ -298,7 +326,7 @@ class RouterSession implements AgiPeer {
     if (answer === undefined) {
       const status: unknown = typeof raw === 'object' && raw !== null ? (raw as Record<string, unknown>).VNUM_STATUS : raw;
       this.core.log.error(
-        { status: typeof status === 'string' ? redactNumber(status.slice(0, 64)) : typeof status },
+        { status: typeof status === 'string' ? status.slice(0, 64) : typeof status },
         'route returned values that fail validation: answering VNUM_STATUS=ERROR',
       );
       answer = ERROR_ANSWER;
@@ -317,6 +345,7 @@ class RouterSession implements AgiPeer {
     }
     this.stage = 'answering';
     this.status = answer.status;
+    this.session = answer.session;
     this.wire.send(answer.command).then(
       (reply) => this.answered(reply),
       ignoreError, // closed first: finish() logs why
@@ -381,9 +410,12 @@ class RouterSession implements AgiPeer {
         {
           status: this.status,
           outcome: this.outcome,
+          session: this.session || undefined,
+          uniqueid: clip(this.uniqueId) || undefined,
+          channel: clip(this.channel) || undefined,
           durationUs: Math.round((performance.now() - this.startedAt) * 1000),
-          caller: redactNumber(this.callerId),
-          dialled: redactNumber(this.extension),
+          caller: clip(this.callerId),
+          dialled: clip(this.extension),
           hangups: this.wire.hangups,
           socketError: this.socketError,
         },
@@ -391,6 +423,11 @@ class RouterSession implements AgiPeer {
       );
     }
   }
+}
+
+/** A caller's own text, bounded for a log line (the logger redacts it unless told not to). */
+function clip(text: string): string {
+  return text.length > 64 ? `${text.slice(0, 64)}…` : text;
 }
 
 class RouterCore {
@@ -463,8 +500,8 @@ function refuse(socket: Socket): void {
 // ---------------------------------------------------------------------------
 // Start and stop
 
-function positiveInteger(name: string, value: number): number {
-  if (!Number.isSafeInteger(value) || value <= 0) throw new RangeError(`${name} must be a positive integer, got ${value}`);
+function positiveInteger(name: string, value: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (!Number.isSafeInteger(value) || value <= 0 || value > max) throw new RangeError(`${name} must be an integer from 1 to ${max}, got ${value}`);
   return value;
 }
 
@@ -501,7 +538,7 @@ export async function startRouter(options: RouterOptions): Promise<Router> {
   const port = options.port ?? ROUTER_DEFAULTS.port;
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`startRouter: bad port ${port}`);
   const maxConnections = positiveInteger('maxConnections', options.maxConnections ?? ROUTER_DEFAULTS.maxConnections);
-  const deadlineMs = positiveInteger('sessionDeadlineMs', options.sessionDeadlineMs ?? ROUTER_DEFAULTS.sessionDeadlineMs);
+  const deadlineMs = positiveInteger('sessionDeadlineMs', options.sessionDeadlineMs ?? ROUTER_DEFAULTS.sessionDeadlineMs, TIMER_MAX_MS);
   const allow = new AllowList(options.allow ?? DEFAULT_ALLOW);
   const log = (options.logger ?? createLogger()).child({ component: 'agi' });
 
@@ -521,6 +558,7 @@ export async function startRouter(options: RouterOptions): Promise<Router> {
     connections: () => core.sessions.size,
     close(drainMs = deadlineMs): Promise<void> {
       if (closed !== undefined) return closed;
+      if (!(drainMs >= 0 && drainMs <= TIMER_MAX_MS)) return Promise.reject(new RangeError(`drainMs must be from 0 to ${TIMER_MAX_MS}, got ${drainMs}`));
       core.closing = true;
       closed = new Promise<void>((resolve) => {
         let drainTimer: ReturnType<typeof setTimeout> | undefined;
@@ -542,7 +580,7 @@ export async function startRouter(options: RouterOptions): Promise<Router> {
         if (core.sessions.size > 0) {
           drainTimer = setTimeout(() => {
             for (const session of [...core.sessions]) session.abort('shutdown');
-          }, Math.max(0, drainMs));
+          }, drainMs);
         }
       });
       return closed;

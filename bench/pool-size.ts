@@ -70,7 +70,7 @@ function vnumDay(context: BenchContext, day: DeliveryDay, poolSize: number): num
       let input = parties.get(number);
       if (!input) {
         const parsed = parseNumber(number);
-        input = { number: parsed.e164, country: parsed.country };
+        input = { number: parsed.e164, type: parsed.type };
         parties.set(number, input);
       }
       return input;

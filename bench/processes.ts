@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import net from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -12,7 +13,16 @@ export function profileArgs(dir: string | undefined, name: string): string[] {
   return dir ? ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-name', `${name}.cpuprofile`] : [];
 }
 
-/** The built CLI, exactly as an operator runs it, on a free port; the port is read from its log. */
+/** A loopback port free a moment ago (vnum serve refuses port 0: Asterisk could not find it). Tests use it too. */
+export async function freePort(): Promise<number> {
+  const probe = net.createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as net.AddressInfo;
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
+/** The built CLI, exactly as an operator runs it, on a free port; the port is read back from its log. */
 export async function startVnum(
   dbPath: string,
   options: { timingFile?: string; profileDir?: string | undefined } = {},
@@ -22,7 +32,7 @@ export async function startVnum(
   if (options.timingFile !== undefined) env.VNUM_BENCH_TIMING = options.timingFile;
   const child = spawn(
     process.execPath,
-    [...profileArgs(options.profileDir, 'vnum-serve'), CLI, '--db', dbPath, 'serve', '--host', '127.0.0.1', '--port', '0'],
+    [...profileArgs(options.profileDir, 'vnum-serve'), CLI, '--db', dbPath, 'serve', '--host', '127.0.0.1', '--port', String(await freePort())],
     { env, stdio: ['ignore', 'ignore', 'pipe'] },
   );
   let log = '';

@@ -3,6 +3,7 @@ import { openDb, type Db } from '../src/store/db.js';
 import { addToPool } from '../src/pool/pool.js';
 import type { E164 } from '../src/numbers/normalise.js';
 import { invariantViolations } from '../src/session/invariant.js';
+import { numberType, numberTypeCode } from '../src/numbers/type.js';
 
 /**
  * A store as a large delivery company would hold it at its busiest, written
@@ -106,7 +107,15 @@ export function seedStore(path: string, options: SeedOptions): SeededStore {
     `INSERT INTO session (sid, id, first_party, first_masked_as, second_party, second_masked_as, created_at, expires_at, released_at, ends_at)
      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   );
-  const insertBridge = db.prepare('INSERT INTO bridge (caller, dialled, sid, target, lent_at, ends_at) VALUES (?, ?, ?, ?, ?, ?)');
+  const insertBridge = db.prepare(
+    'INSERT INTO bridge (caller, dialled, sid, target, target_type, lent_at, ends_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+  );
+  // Every party is a UK mobile (both ranges are mobile in full), so every
+  // bridge row carries the type createSession would have written.
+  const MOBILE = numberTypeCode('mobile');
+  for (const sample of [agentNumber(0), agentNumber(12_345), customerNumber(0), customerNumber(54_321)]) {
+    if (numberType(sample) !== 'mobile') throw new Error(`seed party ${sample} is not a mobile number`);
+  }
 
   const agentLive = new Int32Array(agents);
   const customerLive: number[] = [];
@@ -147,8 +156,8 @@ export function seedStore(path: string, options: SeedOptions): SeededStore {
           endsAt = now + DAY;
         }
         insertSession.run(sid, orderId(sid), A, aMaskedAs, D, dMaskedAs, createdAt, expiresAt, releasedAt, endsAt);
-        insertBridge.run(D, aMaskedAs, sid, A, createdAt, endsAt);
-        insertBridge.run(A, dMaskedAs, sid, D, createdAt, endsAt);
+        insertBridge.run(D, aMaskedAs, sid, A, MOBILE, createdAt, endsAt);
+        insertBridge.run(A, dMaskedAs, sid, D, MOBILE, createdAt, endsAt);
       }
     })();
     log(`seeded ${Math.min(from + BATCH, options.sessions).toLocaleString('en')} sessions`);

@@ -14,7 +14,7 @@ if (mode === 'store') {
   let left = Number(lookupsArg);
   for (const key of bridgeKeys(db, 23)) {
     if (left-- === 0) break;
-    decideRoute(key, Number(nowArg), lookup, 'GB');
+    decideRoute(key, Number(nowArg), lookup, { defaultCountry: 'GB' });
   }
   db.close();
 }

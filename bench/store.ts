@@ -106,7 +106,7 @@ function measureLookups(stores: SeededStore[], count: number): LookupLatencies[]
         const point = elapsedMicros(() => s.pointRead.get(s.sids[at]!));
         const lookup = elapsedMicros(() => s.lookup.live(key.caller, key.dialled));
         const decision = elapsedMicros(() => {
-          if (decideRoute(s.delivered[at]!, s.now, s.lookup, 'GB').status !== 'BRIDGE') s.misses++;
+          if (decideRoute(s.delivered[at]!, s.now, s.lookup, { defaultCountry: 'GB' }).status !== 'BRIDGE') s.misses++;
         });
         if (i >= 0) {
           s.result.pointRead[i] = point;
@@ -239,7 +239,7 @@ function newOrders(store: SeededStore, count: number): [PartyInput, PartyInput][
   const random = prng(99);
   const party = (number: string): PartyInput => {
     const parsed = parseNumber(number);
-    return { number: parsed.e164, country: parsed.country };
+    return { number: parsed.e164, type: parsed.type };
   };
   return Array.from({ length: count }, (_, i) => {
     const customer = random() < 0.2 ? Math.floor(random() * store.customers) : store.customers + i;

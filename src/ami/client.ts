@@ -37,6 +37,7 @@ import { EventEmitter } from 'node:events';
 import Manager, { type ManagerInstance, type ManagerMessage } from 'asterisk-manager';
 import type { Logger } from 'pino';
 import { actionIdSource, AmiHeaderError, checkedAction, type AmiActionHeaders } from './action.js';
+import { isRepresentableTime } from '../time.js';
 
 export type AmiErrorCode =
   | 'AMI_TIMEOUT'
@@ -446,7 +447,8 @@ export class AmiClient extends EventEmitter<AmiClientEvents> {
     const name = fields.event ?? '';
     if (!conn.loggedIn || !this.wanted.has(name)) return;
     const stamp = Number(fields.timestamp);
-    const timestamped = fields.timestamp !== undefined && Number.isFinite(stamp) && stamp > 0;
+    // A Timestamp outside what a date can hold would make the call log unprintable.
+    const timestamped = fields.timestamp !== undefined && stamp > 0 && isRepresentableTime(stamp * 1000);
     if (!timestamped && !this.warnedNoTimestamp) {
       this.warnedNoTimestamp = true;
       this.log.warn('AMI events carry no Timestamp: call times are when vnum read them; set timestampevents = yes in manager.conf');

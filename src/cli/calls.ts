@@ -5,7 +5,8 @@ import { ErrorCode, VnumError } from '../errors.js';
 import { validateSessionId } from '../session/sessions.js';
 import type { Db } from '../store/db.js';
 import { withDb } from './context.js';
-import { isoTime, printJson, printTable, shortTime } from './output.js';
+import { parseLimit } from './options.js';
+import { isoTime, printJson, printNotice, printTable, shortTime } from './output.js';
 
 /** A router_status row newer than this counts as a running `vnum serve`. */
 export const STATUS_FRESH_MS = 15_000;
@@ -32,16 +33,31 @@ export function callJson(call: Call) {
   };
 }
 
-/** `--since`: an ISO 8601 date or time (UTC unless it says otherwise), or a duration back from now (`2h`). */
+/**
+ * `--since`: an ISO 8601 date or time (UTC unless it says otherwise), or a
+ * duration back from now (`2h`), from 1970-01-01 on: before that no call
+ * was ever logged, and every answer is a date vnum can print.
+ */
 export function parseSince(text: string, now: number): number {
-  if (/^\d{1,9}(ms|s|m|h|d)$/.test(text.trim())) return now - parseDuration(text, 'since');
-  if (/^\d{4}-\d\d-\d\d([T ]\d\d:\d\d(:\d\d(\.\d{1,3})?)?(Z|[+-]\d\d:?\d\d)?)?$/.test(text.trim())) {
-    const iso = text.trim().replace(' ', 'T');
-    const withZone = /T/.test(iso) && !/(Z|[+-]\d\d:?\d\d)$/.test(iso) ? `${iso}Z` : iso;
-    const at = Date.parse(withZone);
-    if (Number.isFinite(at)) return at;
+  const trimmed = text.trim();
+  if (/^\d{1,9}(ms|s|m|h|d)$/.test(trimmed)) {
+    return now - parseDuration(trimmed, '--since', { max: Math.max(0, now) });
   }
-  throw new VnumError(ErrorCode.InvalidArgument, `invalid --since "${text}": an ISO 8601 time (2026-11-25T09:00:00Z, 2026-11-25) or a duration back from now (90m, 2h, 7d)`);
+  const date = /^(\d{4})-(\d\d)-(\d\d)(?:[T ](\d\d):(\d\d)(?::(\d\d)(?:\.\d{1,3})?)?(Z|[+-]\d\d:?\d\d)?)?$/.exec(trimmed);
+  if (date) {
+    const iso = trimmed.replace(' ', 'T');
+    const withZone = /T/.test(iso) && date[7] === undefined ? `${iso}Z` : iso;
+    const at = Date.parse(withZone);
+    // Date.parse rolls 2026-02-30 over into March and 24:00 into the next day: the fields must name a real time.
+    const [year, month, day, hour, minute, second] = date.slice(1, 7).map((f) => Number(f ?? 0)) as [number, number, number, number, number, number];
+    const calendar = new Date(Date.UTC(year, month - 1, day));
+    const real = calendar.getUTCMonth() === month - 1 && calendar.getUTCDate() === day && hour <= 23 && minute <= 59 && second <= 59;
+    if (Number.isFinite(at) && real && at >= 0) return at;
+  }
+  throw new VnumError(
+    ErrorCode.InvalidArgument,
+    `invalid --since "${text}": an ISO 8601 time from 1970 on (2026-11-25T09:00:00Z, 2026-11-25) or a duration back from now (90m, 2h, 7d)`,
+  );
 }
 
 function duration(ms: number | null): string | null {
@@ -67,17 +83,20 @@ export function registerCalls(program: Command): void {
     .option('--json', 'JSON: an array of {"id","uniqueid","session","caller","state","startedAt",…} (see README)')
     .action((options: { session?: string; since?: string; live?: boolean; limit: string; json?: boolean }, command: Command) => {
       const now = Date.now();
-      const limit = Number(options.limit);
-      if (!/^\d+$/.test(options.limit) || limit < 1) throw new VnumError(ErrorCode.InvalidArgument, `invalid limit "${options.limit}"`);
+      const limit = parseLimit(options.limit);
       const session = options.session === undefined ? undefined : validateSessionId(options.session);
       const since = options.since === undefined ? undefined : parseSince(options.since, now);
-      const { calls, more, watching } = withDb(command, (db) => ({
-        ...listCalls(db, { session, since, live: options.live, limit }),
-        watching: amiWatching(db, now),
-      }));
-      if (more) process.stderr.write(`vnum: showing the newest ${limit} calls; use --limit for more\n`);
+      const { calls, more, watching } = withDb(
+        command,
+        (db) => ({
+          ...listCalls(db, { session, since, live: options.live, limit }),
+          watching: amiWatching(db, now),
+        }),
+        'read',
+      );
+      if (more) printNotice(`showing the newest ${limit} calls; use --limit for more`);
       if (!watching && (options.live || calls.some((c) => c.state !== 'ended' && c.state !== 'lost'))) {
-        process.stderr.write('vnum: no vnum serve reports a live AMI connection: calls in progress may be out of date (see vnum health)\n');
+        printNotice('no vnum serve reports a live AMI connection: calls in progress may be out of date (see vnum health)');
       }
       if (options.json) {
         printJson(calls.map(callJson));

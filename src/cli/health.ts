@@ -1,22 +1,23 @@
-import type { Command } from 'commander';
-import net from 'node:net';
+import { Option, type Command } from 'commander';
+import { probeRouter } from '../../agi/health-probe.js';
 import { ROUTER_DEFAULTS } from '../../agi/server.js';
 import { readRouterStatus, type RouterStatus } from '../calls/store.js';
-import { parseDuration } from '../duration.js';
-import { ErrorCode, VnumError } from '../errors.js';
+import { boundedDuration, hostSetting, SETTING_LIMITS, tcpPort } from '../settings.js';
 import { openDb, resolveDbPath, schemaVersion } from '../store/db.js';
 import { STATUS_FRESH_MS } from './calls.js';
 import { globalOptions } from './context.js';
 import { isoTime, printJson, printLine } from './output.js';
 import { routerKey } from './serve.js';
+import { settingName } from './settings.js';
 
 /**
  * `vnum health`: is this installation routing and logging calls? Four checks,
  * each from where it can be known:
  *
- * - router: a TCP connection to the router's address succeeds (the same
- *   --host/--port defaults as `vnum serve`; the router drops an empty
- *   connection without a warning);
+ * - router: it answers a FastAGI health probe (agi/health-probe.ts) at its
+ *   address (the same --host/--port defaults as `vnum serve`): listening is
+ *   not enough, it must accept the address the probe comes from and answer.
+ *   A router that refuses that address, is full or is stopping is unhealthy;
  * - database: it opens read-only with the current schema and answers a read;
  * - AMI: what that `vnum serve` last reported in the database (it writes its
  *   AMI state every 5 s): logged in, and the report fresh. A serve without AMI
@@ -33,19 +34,6 @@ export interface HealthReport {
   database: { ok: boolean; path: string; schemaVersion: number | null; error: string | null };
   ami: { ok: boolean; state: string; since: string | null; reportedAt: string | null; error: string | null };
   asterisk: { version: string | null };
-}
-
-function probe(host: string, port: number, timeoutMs: number): Promise<string | null> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host, port });
-    const done = (error: string | null) => {
-      socket.destroy();
-      resolve(error);
-    };
-    socket.setTimeout(timeoutMs, () => done(`no answer within ${timeoutMs} ms`));
-    socket.once('connect', () => done(null));
-    socket.once('error', (e: NodeJS.ErrnoException) => done(e.code ?? e.message));
-  });
 }
 
 function amiCheck(status: RouterStatus | undefined, router: string, now: number, requireAmi: boolean): HealthReport['ami'] {
@@ -66,11 +54,12 @@ function amiCheck(status: RouterStatus | undefined, router: string, now: number,
 
 export async function checkHealth(options: { dbPath: string; host: string; port: number; timeoutMs: number; requireAmi: boolean }): Promise<HealthReport> {
   const address = routerKey(options.host, options.port);
-  const routerError = await probe(options.host, options.port, options.timeoutMs);
+  const probed = await probeRouter(options.host, options.port, options.timeoutMs);
   const database: HealthReport['database'] = { ok: false, path: options.dbPath, schemaVersion: null, error: null };
   let status: RouterStatus | undefined;
   try {
-    const db = openDb(options.dbPath, { readonly: true });
+    // A probe: it never creates, never migrates.
+    const db = openDb(options.dbPath, { mode: 'read', migrate: false });
     try {
       database.schemaVersion = schemaVersion(db);
       db.prepare('SELECT count(*) FROM (SELECT 1 FROM session LIMIT 1)').get();
@@ -85,7 +74,7 @@ export async function checkHealth(options: { dbPath: string; host: string; port:
   const ami = database.ok
     ? amiCheck(status, address, Date.now(), options.requireAmi)
     : { ok: false, state: 'unknown', since: null, reportedAt: null, error: 'database unreadable' };
-  const router = { ok: routerError === null, address, error: routerError === null ? null : `not listening: ${routerError}` };
+  const router = { ok: probed.ok, address, error: probed.ok ? null : probed.error };
   return {
     healthy: router.ok && database.ok && ami.ok,
     router,
@@ -98,26 +87,28 @@ export async function checkHealth(options: { dbPath: string; host: string; port:
 export function registerHealth(program: Command): void {
   program
     .command('health')
-    .description('is the router listening, the database readable, AMI logged in? Exit 0 if so, 1 if not')
-    .option('--host <address>', 'the router\'s address, as given to vnum serve (VNUM_AGI_HOST)', process.env.VNUM_AGI_HOST ?? ROUTER_DEFAULTS.host)
-    .option('--port <port>', 'the router\'s port (VNUM_AGI_PORT)', process.env.VNUM_AGI_PORT ?? String(ROUTER_DEFAULTS.port))
-    .option('--timeout <duration>', 'how long the router may take to accept a connection', '2s')
+    .description('does the router answer, is the database readable, AMI logged in? Exit 0 if so, 1 if not')
+    .addOption(new Option('--host <address>', 'the router\'s address, as given to vnum serve').env('VNUM_AGI_HOST').default(ROUTER_DEFAULTS.host))
+    .addOption(new Option('--port <port>', 'the router\'s port').env('VNUM_AGI_PORT').default(String(ROUTER_DEFAULTS.port)))
+    .option('--timeout <duration>', 'how long the router may take to answer the probe, 100ms to 60s', '2s')
     .option('--require-ami', 'unhealthy when vnum serve runs without AMI')
     .option('--json', 'JSON: {"healthy","router","database","ami","asterisk"} (see README)')
     .action(async (options: { host: string; port: string; timeout: string; requireAmi?: boolean; json?: boolean }, command: Command) => {
-      const port = Number(options.port);
-      if (!/^\d+$/.test(options.port) || port < 1 || port > 65535) throw new VnumError(ErrorCode.InvalidArgument, `invalid port "${options.port}"`);
+      const name = (key: string, flag: string, envVar?: string) => settingName(command, key, flag, envVar);
+      const host = hostSetting(name('host', '--host', 'VNUM_AGI_HOST'), options.host);
+      const port = tcpPort(name('port', '--port', 'VNUM_AGI_PORT'), options.port);
+      const timeoutMs = boundedDuration(name('timeout', '--timeout'), options.timeout, SETTING_LIMITS.healthTimeoutMs);
       const report = await checkHealth({
         dbPath: resolveDbPath(globalOptions(command).db),
-        host: options.host,
+        host,
         port,
-        timeoutMs: parseDuration(options.timeout, 'timeout'),
+        timeoutMs,
         requireAmi: options.requireAmi ?? false,
       });
       if (options.json) printJson(report);
       else {
         const mark = (ok: boolean) => (ok ? 'ok  ' : 'FAIL');
-        printLine(`router    ${mark(report.router.ok)}  ${report.router.address}${report.router.error ? `: ${report.router.error}` : ' listening'}`);
+        printLine(`router    ${mark(report.router.ok)}  ${report.router.address}${report.router.error ? `: ${report.router.error}` : ' answering'}`);
         printLine(
           `database  ${mark(report.database.ok)}  ${report.database.path}${report.database.error ? `: ${report.database.error}` : ` (schema ${report.database.schemaVersion})`}`,
         );

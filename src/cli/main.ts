@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { createRequire } from 'node:module';
-import { VnumError } from '../errors.js';
+import { ErrorCode, VnumError } from '../errors.js';
 import { registerCalls } from './calls.js';
 import { registerHealth } from './health.js';
+import { printError } from './output.js';
 import { registerPool } from './pool.js';
 import { registerRoute } from './route.js';
 import { registerServe } from './serve.js';
@@ -16,14 +17,36 @@ export const EXIT_OK = 0;
 export const EXIT_USER_ERROR = 1;
 export const EXIT_INTERNAL_ERROR = 2;
 
+function commandPath(command: Command): string {
+  const names: string[] = [];
+  for (let c: Command | null = command; c; c = c.parent) names.unshift(c.name());
+  return names.join(' ');
+}
+
+/**
+ * Commander's usage errors as ours: one line, VNUM_USAGE, pointing at the
+ * command's help. Help and --version (exit code 0) pass through as successes.
+ */
+function usageErrors(command: Command): void {
+  command.exitOverride((error: CommanderError) => {
+    if (error.exitCode === 0) throw error;
+    const help = `see "${commandPath(command)} --help"`;
+    if (error.code === 'commander.help') {
+      const subcommands = command.commands.map((c) => c.name()).filter((n) => n !== 'help');
+      throw new VnumError(ErrorCode.Usage, `missing command: one of ${subcommands.join(', ')} (${help})`);
+    }
+    throw new VnumError(ErrorCode.Usage, `${error.message.replace(/^error: /, '')} (${help})`);
+  });
+  for (const sub of command.commands) usageErrors(sub);
+}
+
 function buildProgram(): Command {
   const program = new Command('vnum')
     .description('number masking on your own Asterisk: virtual-number pool, masked sessions, FastAGI router')
     .version(version, '-V, --version')
     .option('--db <file>', 'SQLite database (default: $VNUM_DB, else ~/.local/share/vnum/vnum.db)')
-    .showHelpAfterError('(run with --help for usage)')
-    .exitOverride()
-    .configureOutput({ writeErr: (text) => process.stderr.write(text) });
+    // Errors are printed once, as one line, by fail(); help goes to stdout as usual.
+    .configureOutput({ writeErr: () => undefined, outputError: () => undefined });
   registerPool(program);
   registerSession(program);
   registerRoute(program);
@@ -31,25 +54,25 @@ function buildProgram(): Command {
   registerServe(program);
   registerCalls(program);
   registerHealth(program);
-  for (const command of program.commands) {
-    command.exitOverride();
-    for (const sub of command.commands) sub.exitOverride();
-  }
+  usageErrors(program);
   return program;
 }
 
 function fail(error: unknown): number {
-  if (error instanceof CommanderError) {
-    // Help and --version are successes; any usage error is the user's.
-    return error.exitCode === 0 ? EXIT_OK : EXIT_USER_ERROR;
-  }
-  if (error instanceof VnumError) {
-    process.stderr.write(`vnum: ${error.message} [${error.code}]\n`);
-    return error.isUserError ? EXIT_USER_ERROR : EXIT_INTERNAL_ERROR;
-  }
-  process.stderr.write(`vnum: internal error: ${error instanceof Error ? error.message : String(error)}\n`);
-  return EXIT_INTERNAL_ERROR;
+  if (error instanceof CommanderError && error.exitCode === 0) return EXIT_OK;
+  const known =
+    error instanceof VnumError
+      ? error
+      : new VnumError(ErrorCode.Internal, `internal error: ${error instanceof Error ? error.message : String(error)}`);
+  printError(known.code, known.message);
+  return known.isUserError ? EXIT_USER_ERROR : EXIT_INTERNAL_ERROR;
 }
+
+// A reader that stops early (`vnum session list | head`) is not a failure: stop quietly.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(process.exitCode ?? EXIT_OK);
+  throw error;
+});
 
 try {
   await buildProgram().parseAsync(process.argv);

@@ -2,13 +2,35 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { ErrorCode, VnumError } from '../errors.js';
 import { normaliseNumber } from '../numbers/normalise.js';
-import { addToPool, listPool, retireNumber, type PoolChange } from '../pool/pool.js';
+import { addToPool, importedState, listPool, retireNumber, type PoolChange } from '../pool/pool.js';
 import { parsePoolCsv } from '../pool/csv.js';
 import { defaultCountry, withDb } from './context.js';
 import { isoTime, printJson, printLine, printTable, shortTime } from './output.js';
 
-function describeChange(change: PoolChange): string {
-  return `${change.added} added, ${change.updated} updated, ${change.unchanged} unchanged`;
+/** How many numbers the text summary names before it says "and N more". */
+const KEPT_SHOWN = 10;
+
+/** The summary's lines: the counts, then the numbers whose state was kept (each line printed on its own, escaped). */
+function describeChange(change: PoolChange): string[] {
+  const counts = `${change.added} added, ${change.updated} updated, ${change.unchanged} unchanged`;
+  if (change.kept.length === 0) return [counts];
+  const shown = change.kept.slice(0, KEPT_SHOWN).map((k) => `  ${k.number} ${k.state} (${k.reason})`);
+  const more = change.kept.length - KEPT_SHOWN;
+  return [
+    `${counts}; ${change.kept.length} kept the state the operator set:`,
+    ...shown,
+    ...(more > 0 ? [`  … and ${more} more (--json lists them all)`] : []),
+  ];
+}
+
+function printChange(command: string, change: PoolChange): void {
+  const [first, ...rest] = describeChange(change);
+  printLine(`${command}: ${first}`);
+  for (const line of rest) printLine(line);
+}
+
+function changeJson(change: PoolChange) {
+  return { added: change.added, updated: change.updated, unchanged: change.unchanged, kept: change.kept };
 }
 
 export function registerPool(program: Command): void {
@@ -16,29 +38,37 @@ export function registerPool(program: Command): void {
 
   pool
     .command('add')
-    .description('add virtual numbers; adding one that is there with the same country and state changes nothing')
+    .description(
+      'add virtual numbers, or set their state: available, or reserved with --reserved (this puts a retired number back in service); ' +
+        'adding one that is there with the same country and state changes nothing',
+    )
     .argument('<number...>', 'numbers, +E.164 or national with --country')
-    .option('--country <XX>', 'country of the numbers (ISO code); also the default for numbers without +')
+    .option('--country <XX>', 'country of the numbers (ISO code; any country sharing their calling code, e.g. GB for +447911…); also the default for numbers without +')
     .option('--reserved', 'never picked automatically, only when a session asks for it by number')
-    .option('--json', 'print the counts as JSON')
+    .option('--json', 'JSON: {"added","updated","unchanged","kept"}')
     .action((numbers: string[], options: { country?: string; reserved?: boolean; json?: boolean }, command: Command) => {
+      const country = defaultCountry(command);
       const change = withDb(command, (db) =>
         addToPool(
           db,
           numbers.map((number) => ({ number, country: options.country, state: options.reserved ? 'reserved' : 'available' })),
-          { defaultCountry: defaultCountry(command), now: Date.now() },
+          { defaultCountry: country, now: Date.now() },
         ),
       );
-      if (options.json) printJson(change);
-      else printLine(`pool: ${describeChange(change)}`);
+      if (options.json) printJson(changeJson(change));
+      else printChange('pool', change);
     });
 
   pool
     .command('import')
-    .description('import a provider export: CSV of number, optional country, optional state (re-importing changes nothing)')
+    .description(
+      'import a provider export: CSV of number, optional country, optional state. It never undoes the operator: ' +
+        'a row without a state leaves a number\'s state as it is, and no row puts a retired number back in service ' +
+        '(pool add does); re-importing the same file changes nothing',
+    )
     .argument('<file.csv>', 'CSV file; a header row may name the columns number, country, state')
     .option('--country <XX>', 'default country for rows without one')
-    .option('--json', 'print the counts as JSON')
+    .option('--json', 'JSON: {"added","updated","unchanged","kept":[{"number","state","reason"}]}')
     .action((file: string, options: { json?: boolean }, command: Command) => {
       let text: string;
       try {
@@ -48,9 +78,10 @@ export function registerPool(program: Command): void {
       }
       const entries = parsePoolCsv(text);
       if (entries.length === 0) throw new VnumError(ErrorCode.InvalidCsv, `${file} has no numbers`);
-      const change = withDb(command, (db) => addToPool(db, entries, { defaultCountry: defaultCountry(command), now: Date.now() }));
-      if (options.json) printJson(change);
-      else printLine(`pool import: ${describeChange(change)}`);
+      const country = defaultCountry(command);
+      const change = withDb(command, (db) => addToPool(db, entries, { defaultCountry: country, now: Date.now(), rule: importedState }));
+      if (options.json) printJson(changeJson(change));
+      else printChange('pool import', change);
     });
 
   pool
@@ -58,7 +89,7 @@ export function registerPool(program: Command): void {
     .description('list the pool')
     .option('--json', 'JSON: [{"number","country","state","addedAt"}]')
     .action((options: { json?: boolean }, command: Command) => {
-      const numbers = withDb(command, (db) => listPool(db));
+      const numbers = withDb(command, (db) => listPool(db), 'read');
       if (options.json) {
         printJson(numbers.map((n) => ({ number: n.number, country: n.country, state: n.state, addedAt: isoTime(n.addedAt) })));
       } else {
@@ -73,7 +104,7 @@ export function registerPool(program: Command): void {
     .option('--country <XX>', 'default country for a number without +')
     .action((number: string, _options: unknown, command: Command) => {
       const e164 = normaliseNumber(number, defaultCountry(command));
-      const { changed } = withDb(command, (db) => retireNumber(db, e164));
+      const { changed } = withDb(command, (db) => retireNumber(db, e164), 'write');
       printLine(changed ? `${e164} retired` : `${e164} was already retired`);
     });
 }

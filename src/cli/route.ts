@@ -1,8 +1,23 @@
 import type { Command } from 'commander';
-import { decideRoute } from '../routing/decide.js';
+import { decideRoute, type RouteDecision } from '../routing/decide.js';
 import { storeBridgeLookup } from '../routing/lookup.js';
-import { defaultCountry, withDb } from './context.js';
-import { printJson, printLine } from './output.js';
+import { ALLOWED_NUMBER_TYPES_OPTION, defaultCountry, numberPolicy, withDb } from './context.js';
+import { printError, printJson, printLine } from './output.js';
+import { ErrorCode } from '../errors.js';
+
+function describe(decision: RouteDecision): string {
+  const session = decision.session ? ` (session ${decision.session})` : '';
+  switch (decision.status) {
+    case 'BRIDGE':
+      return `BRIDGE: dial ${decision.target} presenting ${decision.cli}${session}`;
+    case 'NOT_ALLOWED':
+      return `NOT_ALLOWED${session}: ${decision.reason}: no call is placed`;
+    case 'NOT_POOL':
+      return `NOT_POOL: ${decision.reason}: vnum places no call; the dialplan hands the call to VNUM_OTHER_CONTEXT when it is set`;
+    default:
+      return `${decision.status}${session}: no call is placed`;
+  }
+}
 
 export function registerRoute(program: Command): void {
   program
@@ -11,19 +26,19 @@ export function registerRoute(program: Command): void {
     .argument('<caller>', "the caller's number as the carrier delivers it")
     .argument('<dialled>', 'the virtual number dialled')
     .option('--country <XX>', 'default country for numbers without + (the router uses VNUM_DEFAULT_COUNTRY)')
-    .option('--json', 'JSON: {"status","target","cli","session"}')
+    .option(...ALLOWED_NUMBER_TYPES_OPTION)
+    .option('--json', 'JSON: {"status","target","cli","session","reason"}')
     .action((caller: string, dialled: string, options: { json?: boolean }, command: Command) => {
-      const decision = withDb(command, (db) => decideRoute({ caller, dialled }, Date.now(), storeBridgeLookup(db), defaultCountry(command)));
+      const routeOptions = { defaultCountry: defaultCountry(command), policy: numberPolicy(command) };
+      const decision = withDb(command, (db) => decideRoute({ caller, dialled }, Date.now(), storeBridgeLookup(db), routeOptions), 'read');
       if (options.json) {
-        printJson({ status: decision.status, target: decision.target, cli: decision.cli, session: decision.session });
-      } else if (decision.status === 'BRIDGE') {
-        printLine(`BRIDGE: dial ${decision.target} presenting ${decision.cli} (session ${decision.session})`);
+        printJson({ status: decision.status, target: decision.target, cli: decision.cli, session: decision.session, reason: decision.reason ?? null });
       } else {
-        printLine(`${decision.status}${decision.session ? ` (session ${decision.session})` : ''}: no call is placed`);
+        printLine(describe(decision));
       }
       // An invalid number is bad input: say why and exit 1, as for any other command.
       if (decision.status === 'INVALID') {
-        process.stderr.write(`vnum: ${decision.reason}\n`);
+        printError(decision.code ?? ErrorCode.InvalidNumber, decision.reason ?? 'invalid number');
         process.exitCode = 1;
       }
     });

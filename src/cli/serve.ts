@@ -1,16 +1,18 @@
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { startRouter, ROUTER_DEFAULTS, type RouteFunction } from '../../agi/server.js';
 import { DEFAULT_ALLOW } from '../../agi/allow-list.js';
 import { AmiClient } from '../ami/client.js';
-import { amiSettings } from '../ami/config.js';
+import { amiSettings, type AmiSettings } from '../ami/config.js';
 import { CALL_EVENT_CLASSES, CALL_EVENTS } from '../calls/facts.js';
 import { CallTracker } from '../calls/tracker.js';
 import { ErrorCode, VnumError } from '../errors.js';
-import { parseDuration } from '../duration.js';
 import { createLogger } from '../log.js';
 import { createCallRouter } from '../routing/service.js';
+import { boundedDuration, boundedInteger, formatMs, hostSetting, SETTING_LIMITS, tcpPort } from '../settings.js';
+import type { NumberPolicy } from '../numbers/policy.js';
 import { openDb, resolveDbPath } from '../store/db.js';
-import { defaultCountry, globalOptions } from './context.js';
+import { ALLOWED_NUMBER_TYPES_OPTION, defaultCountry, globalOptions, numberPolicy } from './context.js';
+import { allowSetting, settingName } from './settings.js';
 
 interface ServeOptions {
   host: string;
@@ -30,52 +32,76 @@ export function routerKey(host: string, port: number | string): string {
   return `${host}:${port}`;
 }
 
-function positiveInteger(text: string, what: string, max: number): number {
-  const value = Number(text);
-  if (!/^\d+$/.test(text) || value < 1 || value > max) {
-    throw new VnumError(ErrorCode.InvalidArgument, `invalid ${what} "${text}": a whole number from 1 to ${max}`);
-  }
-  return value;
+export interface ServeSettings {
+  host: string;
+  port: number;
+  allow: string[];
+  maxConnections: number;
+  sessionDeadlineMs: number;
+  drainMs: number;
+  ami: AmiSettings | null;
+  defaultCountry: string | undefined;
+  policy: NumberPolicy;
+}
+
+/** Every setting of `vnum serve`, judged before anything is opened (see ../settings.ts). */
+export function serveSettings(options: ServeOptions, command: Command): ServeSettings {
+  const name = (key: string, flag: string, envVar?: string) => settingName(command, key, flag, envVar);
+  return {
+    host: hostSetting(name('host', '--host', 'VNUM_AGI_HOST'), options.host),
+    port: tcpPort(name('port', '--port', 'VNUM_AGI_PORT'), options.port),
+    allow: allowSetting(name('allow', '--allow', 'VNUM_AGI_ALLOW'), options.allow),
+    maxConnections: boundedInteger(name('maxConnections', '--max-connections'), options.maxConnections, SETTING_LIMITS.maxConnections),
+    sessionDeadlineMs: boundedDuration(name('deadline', '--deadline'), options.deadline, SETTING_LIMITS.deadlineMs),
+    drainMs: boundedDuration(name('drain', '--drain'), options.drain, SETTING_LIMITS.drainMs),
+    ami: amiSettings(options),
+    // Settings every command shares keep the code they have everywhere: VNUM_INVALID_COUNTRY, VNUM_INVALID_ARGUMENT.
+    defaultCountry: defaultCountry(command),
+    policy: numberPolicy(command),
+  };
+}
+
+function span(limits: { min: number; max: number }): string {
+  return `${formatMs(limits.min)} to ${formatMs(limits.max)}`;
 }
 
 export function registerServe(program: Command): void {
   program
     .command('serve')
     .description('run the FastAGI call router that dialplan/vnum.conf asks for each call')
-    .option('--host <address>', 'address to listen on (VNUM_AGI_HOST)', process.env.VNUM_AGI_HOST ?? ROUTER_DEFAULTS.host)
-    .option('--port <port>', 'TCP port (VNUM_AGI_PORT)', process.env.VNUM_AGI_PORT ?? String(ROUTER_DEFAULTS.port))
-    .option(
-      '--allow <addresses>',
-      'comma-separated addresses or CIDR subnets allowed to connect: your Asterisk (VNUM_AGI_ALLOW)',
-      process.env.VNUM_AGI_ALLOW ?? DEFAULT_ALLOW.join(','),
+    .addOption(new Option('--host <address>', 'address to listen on').env('VNUM_AGI_HOST').default(ROUTER_DEFAULTS.host))
+    .addOption(new Option('--port <port>', 'TCP port').env('VNUM_AGI_PORT').default(String(ROUTER_DEFAULTS.port)))
+    .addOption(
+      new Option('--allow <addresses>', 'comma-separated addresses or CIDR subnets allowed to connect: your Asterisk, and where vnum health runs')
+        .env('VNUM_AGI_ALLOW')
+        .default(DEFAULT_ALLOW.join(',')),
     )
-    .option('--max-connections <n>', 'concurrent calls being routed', String(ROUTER_DEFAULTS.maxConnections))
-    .option('--deadline <duration>', 'hard limit on one routing session', `${ROUTER_DEFAULTS.sessionDeadlineMs}ms`)
-    .option('--drain <duration>', 'on SIGTERM, how long in-flight sessions may finish', '2s')
+    .option(
+      '--max-connections <n>',
+      `concurrent calls being routed, ${SETTING_LIMITS.maxConnections.min} to ${SETTING_LIMITS.maxConnections.max}`,
+      String(ROUTER_DEFAULTS.maxConnections),
+    )
+    .option('--deadline <duration>', `hard limit on one routing session, ${span(SETTING_LIMITS.deadlineMs)}`, `${ROUTER_DEFAULTS.sessionDeadlineMs}ms`)
+    .option('--drain <duration>', `on SIGTERM, how long in-flight sessions may finish, ${span(SETTING_LIMITS.drainMs)}`, '2s')
     .option('--country <XX>', 'default country for numbers without + (VNUM_DEFAULT_COUNTRY)')
-    .option('--ami-user <name>', 'AMI user: turns on the call log and hang-ups through AMI (VNUM_AMI_USER)')
-    .option('--ami-host <address>', 'AMI address (VNUM_AMI_HOST, default 127.0.0.1)')
-    .option('--ami-port <port>', 'AMI port (VNUM_AMI_PORT, default 5038)')
-    .option('--ami-secret-file <file>', 'file holding the AMI secret (VNUM_AMI_SECRET_FILE; or VNUM_AMI_SECRET)')
+    .option(...ALLOWED_NUMBER_TYPES_OPTION)
+    .addOption(new Option('--ami-user <name>', 'AMI user: turns on the call log and hang-ups through AMI').env('VNUM_AMI_USER'))
+    .addOption(new Option('--ami-host <address>', 'AMI address (default 127.0.0.1)').env('VNUM_AMI_HOST'))
+    .addOption(new Option('--ami-port <port>', 'AMI port (default 5038)').env('VNUM_AMI_PORT'))
+    .addOption(
+      new Option('--ami-secret-file <file>', 'file holding the AMI secret, owner-only (or VNUM_AMI_SECRET)').env('VNUM_AMI_SECRET_FILE'),
+    )
     .action(async (options: ServeOptions, command: Command) => {
+      // Judge every setting, the logger's included, before a database is opened, created or migrated.
       const logger = createLogger();
+      const settings = serveSettings(options, command);
+      const { host, port, ami } = settings;
       const dbPath = resolveDbPath(globalOptions(command).db);
-      const port = Number(options.port);
-      if (!/^\d+$/.test(options.port) || port > 65535) {
-        throw new VnumError(ErrorCode.InvalidArgument, `invalid port "${options.port}"`);
-      }
-      const allow = options.allow.split(',').map((a) => a.trim()).filter(Boolean);
-      const maxConnections = positiveInteger(options.maxConnections, 'max connections', 100_000);
-      const sessionDeadlineMs = parseDuration(options.deadline, 'deadline');
-      const drainMs = parseDuration(options.drain, 'drain time');
-      const ami = amiSettings(options);
       // Open once now so a wrong path or a broken file stops the start, not the first call.
-      openDb(dbPath).close();
-      const calls = createCallRouter({ dbPath, defaultCountry: defaultCountry(command), logger });
-      const amiClient = ami.settings
-        ? new AmiClient({ ...ami.settings, eventClasses: CALL_EVENT_CLASSES, events: CALL_EVENTS, logger })
-        : null;
-      const tracker = new CallTracker({ dbPath, ami: amiClient, router: routerKey(options.host, port), logger });
+      openDb(dbPath, { mode: 'create' }).close();
+      const calls = createCallRouter({ dbPath, defaultCountry: settings.defaultCountry, policy: settings.policy, logger });
+      const amiClient = ami ? new AmiClient({ ...ami, eventClasses: CALL_EVENT_CLASSES, events: CALL_EVENTS, logger }) : null;
+      const tracker = new CallTracker({ dbPath, ami: amiClient, router: routerKey(host, port), logger });
       const route: RouteFunction = amiClient
         ? (call) => {
             const answer = calls.route(call);
@@ -85,19 +111,25 @@ export function registerServe(program: Command): void {
         : calls.route;
       let router;
       try {
-        router = await startRouter({ host: options.host, port, allow, maxConnections, sessionDeadlineMs, logger, route });
+        const { allow, maxConnections, sessionDeadlineMs } = settings;
+        router = await startRouter({ host, port, allow, maxConnections, sessionDeadlineMs, logger, route });
       } catch (e) {
         calls.close();
-        throw new VnumError(ErrorCode.InvalidArgument, `cannot listen on ${options.host}:${options.port}: ${(e as Error).message}`);
+        const error = e as NodeJS.ErrnoException;
+        // Binding failed (taken, not a local address, not permitted, no such host); anything else is ours.
+        if (error.syscall === 'listen' || error.syscall === 'bind' || error.syscall === 'getaddrinfo') {
+          throw new VnumError(ErrorCode.ListenFailed, `cannot listen on ${routerKey(host, port)}: ${error.message}`);
+        }
+        throw e;
       }
-      for (const warning of ami.warnings) logger.warn(warning);
       tracker.start();
       amiClient?.start();
       logger.info(
         {
           db: dbPath,
-          defaultCountry: defaultCountry(command) ?? null,
-          ami: ami.settings ? `${ami.settings.username}@${ami.settings.host}:${ami.settings.port}` : 'off',
+          defaultCountry: settings.defaultCountry ?? null,
+          allowedNumberTypes: [...settings.policy.allowed].join(','),
+          ami: ami ? `${ami.username}@${ami.host}:${ami.port}` : 'off',
         },
         'vnum router routing from this store',
       );
@@ -107,7 +139,7 @@ export function registerServe(program: Command): void {
           process.off('SIGINT', stop);
           logger.info({ signal, inFlight: router.connections() }, 'stopping: finishing calls in flight');
           router
-            .close(drainMs)
+            .close(settings.drainMs)
             .catch((error: unknown) => logger.error({ err: error }, 'error while stopping'))
             .then(() => amiClient?.stop())
             .then(() => tracker.stop())

@@ -1,21 +1,28 @@
 import type { Command } from 'commander';
-import { ErrorCode, VnumError } from '../errors.js';
-import { parseDuration } from '../duration.js';
+import { ErrorCode, isVnumError, VnumError } from '../errors.js';
+import { formatDuration, parseDuration } from '../duration.js';
 import { normaliseNumber, parseNumber } from '../numbers/normalise.js';
 import {
   createSession,
   DEFAULT_GRACE_MS,
   getSession,
   listSessions,
+  MAX_GRACE_MS,
+  MAX_TTL_MS,
   releaseSession,
+  validateSessionId,
   type PartyInput,
   type Session,
 } from '../session/sessions.js';
 import { SESSION_STATES, type SessionState } from '../session/state.js';
 import { openCallCount, requestSessionHangup } from '../calls/store.js';
 import { writeTransaction } from '../store/db.js';
-import { defaultCountry, withDb } from './context.js';
-import { isoTime, printJson, printLine, printTable, shortTime } from './output.js';
+import { ALLOWED_NUMBER_TYPES_OPTION, defaultCountry, numberPolicy, withDb } from './context.js';
+import { parseLimit } from './options.js';
+import { isoTime, printJson, printLine, printNotice, printTable, shortTime } from './output.js';
+
+/** `release --hangup --wait`: the hang-ups are vnum serve's every half second; minutes is plenty. */
+const MAX_HANGUP_WAIT_MS = 10 * 60_000;
 
 /** The documented JSON shape of a session: {"id","state","expiresAt","parties":[{"number","maskedAs"},…]} plus times. */
 export function sessionJson(session: Session) {
@@ -44,7 +51,7 @@ async function waitForHangup(command: Command, ids: number[], waitMs: number): P
   const deadline = Date.now() + waitMs;
   let open = ids.length;
   while (open > 0) {
-    open = withDb(command, (db) => openCallCount(db, ids));
+    open = withDb(command, (db) => openCallCount(db, ids), 'read');
     if (open === 0 || Date.now() >= deadline) break;
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -56,7 +63,7 @@ function party(command: Command, number: string, maskedAs: string | undefined): 
   const parsed = parseNumber(number, country);
   return {
     number: parsed.e164,
-    country: parsed.country ?? country,
+    type: parsed.type,
     maskedAs: maskedAs === undefined ? undefined : normaliseNumber(maskedAs, country),
   };
 }
@@ -70,11 +77,12 @@ export function registerSession(program: Command): void {
     .argument('<id>', 'your id for it, e.g. the order id (A-Z a-z 0-9 . _ : -, up to 64)')
     .argument('<first-party>', 'real number of the first party')
     .argument('<second-party>', 'real number of the second party')
-    .option('--ttl <duration>', 'end the session this long after creation, e.g. 2h')
+    .option('--ttl <duration>', `end the session this long after creation, e.g. 2h, at most ${formatDuration(MAX_TTL_MS)}`)
     .option('--first-masked-as <number>', 'lend this virtual number to the first party (the only way to lend a reserved number)')
     .option('--second-masked-as <number>', 'lend this virtual number to the second party')
     .option('--country <XX>', 'default country for numbers without +')
-    .option('--json', 'JSON: the session, plus "created": false when it already existed')
+    .option(...ALLOWED_NUMBER_TYPES_OPTION)
+    .option('--json', 'JSON: the session, plus "created": false when this request had already created it')
     .action(
       (
         id: string,
@@ -83,17 +91,29 @@ export function registerSession(program: Command): void {
         options: { ttl?: string; firstMaskedAs?: string; secondMaskedAs?: string; json?: boolean },
         command: Command,
       ) => {
+        const policy = numberPolicy(command);
         const input = {
-          id,
+          id: validateSessionId(id),
           first: party(command, first, options.firstMaskedAs),
           second: party(command, second, options.secondMaskedAs),
-          ttlMs: options.ttl === undefined ? undefined : parseDuration(options.ttl, 'TTL'),
+          ttlMs: options.ttl === undefined ? undefined : parseDuration(options.ttl, 'TTL', { min: 1, max: MAX_TTL_MS }),
           now: Date.now(),
+          policy,
         };
-        const { session: created, created: isNew } = withDb(command, (db) => createSession(db, input));
+        let result;
+        try {
+          result = withDb(command, (db) => createSession(db, input));
+        } catch (e) {
+          // A retry of a released or ended session: scripts reading JSON see that session and the refusal.
+          if (options.json && isVnumError(e, ErrorCode.SessionEnded)) {
+            printJson({ ...sessionJson(e.details!.session as Session), created: false, error: { code: e.code, message: e.message } });
+          }
+          throw e;
+        }
+        const { session: created, created: isNew } = result;
         if (options.json) printJson({ ...sessionJson(created), created: isNew });
         else {
-          if (!isNew) printLine(`session ${created.id} already exists with these parties: unchanged`);
+          if (!isNew) printLine(`session ${created.id} already exists for this request: unchanged`);
           printSession(created);
         }
       },
@@ -103,20 +123,25 @@ export function registerSession(program: Command): void {
     .command('release')
     .description('end a session after a grace period in which calls still connect')
     .argument('<id>', 'session id')
-    .option('--grace <duration>', 'how long calls still connect, e.g. 30m; 0s ends it now', '30m')
+    .option('--grace <duration>', `how long calls still connect, e.g. 30m, at most ${formatDuration(MAX_GRACE_MS)}; 0s ends it now`, '30m')
     .option('--hangup', 'also hang up its calls in progress now (vnum serve does it through AMI)')
-    .option('--wait <duration>', 'with --hangup: how long to wait for those calls to end', '5s')
+    .option('--wait <duration>', `with --hangup: how long to wait for those calls to end, at most ${formatDuration(MAX_HANGUP_WAIT_MS)}`, '5s')
     .option('--json', 'JSON: the session, plus "changed" (and "hangup" with --hangup)')
     .action(async (id: string, options: { grace: string; hangup?: boolean; wait: string; json?: boolean }, command: Command) => {
-      const graceMs = parseDuration(options.grace, 'grace');
-      const waitMs = parseDuration(options.wait, 'wait');
+      validateSessionId(id);
+      const graceMs = parseDuration(options.grace, 'grace', { max: MAX_GRACE_MS });
+      const waitMs = parseDuration(options.wait, 'wait', { max: MAX_HANGUP_WAIT_MS });
       const now = Date.now();
-      const { session: released, changed, hangupIds } = withDb(command, (db) => {
-        const result = releaseSession(db, id, graceMs, now);
-        // Written for vnum serve, which hangs these calls up through its AMI connection.
-        const ids = options.hangup ? writeTransaction(db, () => requestSessionHangup(db, id, now)) : [];
-        return { ...result, hangupIds: ids };
-      });
+      const { session: released, changed, hangupIds } = withDb(
+        command,
+        (db) => {
+          const result = releaseSession(db, id, graceMs, now);
+          // Written for vnum serve, which hangs these calls up through its AMI connection.
+          const ids = options.hangup ? writeTransaction(db, () => requestSessionHangup(db, id, now)) : [];
+          return { ...result, hangupIds: ids };
+        },
+        'write',
+      );
       const hangup = options.hangup ? await waitForHangup(command, hangupIds, waitMs) : undefined;
       if (options.json) {
         printJson({ ...sessionJson(released), changed, ...(hangup ? { hangup } : {}) });
@@ -128,8 +153,8 @@ export function registerSession(program: Command): void {
         }
       }
       if (hangup && hangup.ended < hangup.requested) {
-        process.stderr.write(
-          `vnum: ${hangup.requested - hangup.ended} call(s) still up after ${options.wait}; vnum serve hangs them up once its AMI connection allows (see vnum health)\n`,
+        printNotice(
+          `${hangup.requested - hangup.ended} call(s) still up after ${options.wait}; vnum serve hangs them up once its AMI connection allows (see vnum health)`,
         );
       }
     });
@@ -140,7 +165,8 @@ export function registerSession(program: Command): void {
     .argument('<id>', 'session id')
     .option('--json', 'JSON: {"id","state","expiresAt","parties":[{"number","maskedAs"},{"number","maskedAs"}],"createdAt","releasedAt","endsAt"}')
     .action((id: string, options: { json?: boolean }, command: Command) => {
-      const found = withDb(command, (db) => getSession(db, id, Date.now()));
+      validateSessionId(id);
+      const found = withDb(command, (db) => getSession(db, id, Date.now()), 'read');
       if (options.json) printJson(sessionJson(found));
       else printSession(found);
     });
@@ -157,13 +183,14 @@ export function registerSession(program: Command): void {
       if (options.state !== undefined && !SESSION_STATES.includes(options.state as SessionState)) {
         throw new VnumError(ErrorCode.InvalidArgument, `unknown state "${options.state}": use ${SESSION_STATES.join(', ')}`);
       }
-      const limit = Number(options.limit);
-      if (!Number.isInteger(limit) || limit < 1) throw new VnumError(ErrorCode.InvalidArgument, `invalid limit "${options.limit}"`);
+      const limit = parseLimit(options.limit);
       const partyNumber = options.party === undefined ? undefined : normaliseNumber(options.party, defaultCountry(command));
-      const { sessions, more } = withDb(command, (db) =>
-        listSessions(db, { party: partyNumber, state: options.state as SessionState | undefined, limit, now: Date.now() }),
+      const { sessions, more } = withDb(
+        command,
+        (db) => listSessions(db, { party: partyNumber, state: options.state as SessionState | undefined, limit, now: Date.now() }),
+        'read',
       );
-      if (more) process.stderr.write(`vnum: showing the newest ${limit} sessions; use --limit for more\n`);
+      if (more) printNotice(`showing the newest ${limit} sessions; use --limit for more`);
       if (options.json) printJson(sessions.map(sessionJson));
       else {
         printTable(

@@ -9,7 +9,7 @@ export function registerStats(program: Command): void {
     .description('pool size by state, sessions by state, the busiest party against the pool')
     .option('--json', 'JSON: {"pool":{"available","reserved","retired","total"},"sessions":{"active","grace","ended"},"busiestParty":{"number","liveSessions","poolAvailable"}}')
     .action((options: { json?: boolean }, command: Command) => {
-      const stats = withDb(command, (db) => collectStats(db, Date.now()));
+      const stats = withDb(command, (db) => collectStats(db, Date.now()), 'read');
       if (options.json) return printJson(stats);
       printTable(
         ['POOL', 'AVAILABLE', 'RESERVED', 'RETIRED', 'TOTAL'],

@@ -1,4 +1,5 @@
 import { normaliseNumber, type E164 } from './normalise.js';
+import { numberType, type NumberType } from './type.js';
 
 /**
  * A bounded segmented LRU (SLRU): new keys enter a probation segment; a key
@@ -92,4 +93,19 @@ export function normaliseNumberCached(input: string, defaultCountry?: string): E
   const e164 = normaliseNumber(input, defaultCountry);
   ROUTING_NUMBER_CACHE.set(key, e164);
   return e164;
+}
+
+const TYPE_CACHE = new SegmentedLru<NumberType>(1024, 2048);
+
+/**
+ * numberType through a bounded cache: for the router, classifying the
+ * target of a bridge written before the store kept target types (a row from
+ * an older vnum). Such rows end with their sessions; new ones carry the type.
+ */
+export function numberTypeCached(e164: string): NumberType {
+  const hit = TYPE_CACHE.get(e164);
+  if (hit !== undefined) return hit;
+  const type = numberType(e164);
+  TYPE_CACHE.set(e164, type);
+  return type;
 }

@@ -1,5 +1,7 @@
-import { parsePhoneNumberWithError, ParseError, type CountryCode } from 'libphonenumber-js/max';
+import { parsePhoneNumberWithError, ParseError, type CountryCode, type PhoneNumber } from 'libphonenumber-js/max';
 import { ErrorCode, VnumError } from '../errors.js';
+import { isKnownCountry } from './plan.js';
+import { typeOfParsed, type NumberType } from './type.js';
 
 /** An E.164 number: `+` then 8 to 15 digits, validated against libphonenumber's full metadata. */
 export type E164 = string & { readonly __e164: unique symbol };
@@ -8,6 +10,10 @@ export interface ParsedNumber {
   e164: E164;
   /** ISO 3166 alpha-2, when the number belongs to one region. */
   country: string | undefined;
+  /** Its country calling code (`44`): numbers sharing one share a numbering plan (see plan.ts). */
+  callingCode: string;
+  /** What kind of line it is (see type.ts and the number-type policy). */
+  type: NumberType;
 }
 
 // Digits, an optional leading '+', and the separators people type. Anything
@@ -24,11 +30,15 @@ const REASONS: Record<string, string> = {
   INVALID_LENGTH: 'its length is not valid',
 };
 
+/** A country as the operator names it (`--country`, VNUM_DEFAULT_COUNTRY, a CSV column): a region libphonenumber knows. */
 export function parseCountry(code: string | undefined): string | undefined {
   if (code === undefined || code === '') return undefined;
   const upper = code.trim().toUpperCase();
-  if (!COUNTRY_SHAPE.test(upper)) {
-    throw new VnumError(ErrorCode.InvalidArgument, `invalid country "${code}": use an ISO 3166 code such as GB or IN`);
+  if (!COUNTRY_SHAPE.test(upper) || !isKnownCountry(upper)) {
+    throw new VnumError(
+      ErrorCode.InvalidCountry,
+      `unknown country "${code.slice(0, 40)}": use an ISO 3166 alpha-2 code such as GB or IN`,
+    );
   }
   return upper;
 }
@@ -38,8 +48,19 @@ export function parseCountry(code: string | undefined): string | undefined {
  * national with a trunk prefix (`07911 123456`), or digits without `+`
  * (`447911123456`). Numbers without `+` need a default country.
  * Throws VnumError(InvalidNumber | NoDefaultCountry) naming the cause.
+ * Also says what kind of line it is: for a party or a pool number, once.
  */
 export function parseNumber(input: string, defaultCountry?: string): ParsedNumber {
+  const parsed = parseValid(input, defaultCountry);
+  return { e164: parsed.number as E164, country: parsed.country, callingCode: parsed.countryCallingCode, type: typeOfParsed(parsed) };
+}
+
+/** The E.164 form only: what the router needs, without typing the line (another pass over the metadata). */
+export function normaliseNumber(input: string, defaultCountry?: string): E164 {
+  return parseValid(input, defaultCountry).number as E164;
+}
+
+function parseValid(input: string, defaultCountry: string | undefined): PhoneNumber {
   const text = input.trim();
   if (!NUMBER_SHAPE.test(text)) {
     throw invalid(input, 'only digits, a leading +, spaces, dots, dashes and brackets are allowed');
@@ -59,7 +80,7 @@ export function parseNumber(input: string, defaultCountry?: string): ParsedNumbe
         defaultCountry: defaultCountry as CountryCode | undefined,
         extract: false,
       });
-      if (parsed.isValid()) return { e164: parsed.number as E164, country: parsed.country };
+      if (parsed.isValid()) return parsed;
       lastReason = parsed.isPossible()
         ? 'it is not a valid number in its numbering plan'
         : 'its length is not valid for its country';
@@ -69,10 +90,6 @@ export function parseNumber(input: string, defaultCountry?: string): ParsedNumbe
     }
   }
   throw invalid(input, lastReason);
-}
-
-export function normaliseNumber(input: string, defaultCountry?: string): E164 {
-  return parseNumber(input, defaultCountry).e164;
 }
 
 function invalid(input: string, reason: string): VnumError {

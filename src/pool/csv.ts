@@ -79,9 +79,12 @@ export function parsePoolCsv(text: string): Array<PoolEntryInput & { line: numbe
   if (rows.length === 0) return [];
   let columns = { number: 0, country: 1, state: 2 };
   const first = rows[0]!;
-  const looksLikeHeader = first.cells.some((c) => /[a-z]/i.test(c) && !/^\+?[\d\s().-]+$/.test(c)) && !/\d{5}/.test(first.cells[0] ?? '');
+  // A header names a column we know, or holds no digit at all (e.g. "DID,Region"):
+  // a data row's number always has digits, however it is spaced.
+  const names = first.cells.map((c) => c.toLowerCase().replace(/[\s-]+/g, '_'));
+  const known = (n: string) => NUMBER_HEADERS.has(n) || COUNTRY_HEADERS.has(n) || STATE_HEADERS.has(n);
+  const looksLikeHeader = names.some(known) || !first.cells.some((c) => /\d/.test(c));
   if (looksLikeHeader) {
-    const names = first.cells.map((c) => c.toLowerCase().replace(/[\s-]+/g, '_'));
     const find = (set: Set<string>) => names.findIndex((n) => set.has(n));
     const number = find(NUMBER_HEADERS);
     if (number < 0) {

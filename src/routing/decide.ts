@@ -1,9 +1,20 @@
-import { isVnumError } from '../errors.js';
+import { ErrorCode, isVnumError, type VnumError } from '../errors.js';
 import type { E164 } from '../numbers/normalise.js';
 import { normaliseNumberCached } from '../numbers/cache.js';
+import { allowsType, DEFAULT_POLICY, refusal, type NumberPolicy } from '../numbers/policy.js';
+import type { NumberType } from '../numbers/type.js';
 import { isLive } from '../session/state.js';
 
-export const ROUTE_STATUSES = ['BRIDGE', 'NO_SESSION', 'ENDED', 'INVALID', 'ERROR'] as const;
+/**
+ * BRIDGE: dial the target. NO_SESSION, ENDED: the caller has no live session
+ * on this pool number. NOT_ALLOWED: it has, but the target's number type is
+ * one the number-type policy refuses (a party stored before the policy, or
+ * the policy tightened since). NOT_POOL: the dialled number is not a pool
+ * number at all (a trunk that carries other numbers too: the dialplan hands
+ * such calls to the operator's own context). INVALID: the caller's number is
+ * withheld or not a number. ERROR: the store failed.
+ */
+export const ROUTE_STATUSES = ['BRIDGE', 'NO_SESSION', 'ENDED', 'NOT_ALLOWED', 'NOT_POOL', 'INVALID', 'ERROR'] as const;
 export type RouteStatus = (typeof ROUTE_STATUSES)[number];
 
 export interface RouteDecision {
@@ -12,10 +23,12 @@ export interface RouteDecision {
   target: E164 | null;
   /** The caller ID to present: the caller's masked number (BRIDGE only). */
   cli: E164 | null;
-  /** The session that bridges (BRIDGE) or bridged (ENDED) this pair. */
+  /** The session that bridges (BRIDGE, NOT_ALLOWED) or bridged (ENDED) this pair. */
   session: string | null;
-  /** Why, for INVALID and ERROR: for the operator, never for the caller. */
+  /** Why, for NOT_ALLOWED, NOT_POOL, INVALID and ERROR: for the operator, never for the caller. Names no real number. */
   reason?: string;
+  /** For INVALID: the error code of that reason (README, "Exit codes and errors"). */
+  code?: ErrorCode;
 }
 
 export interface LiveBridge {
@@ -23,6 +36,8 @@ export interface LiveBridge {
   cli: E164;
   session: string;
   endsAt: number | null;
+  /** What kind of line the target is: judged against the number-type policy on every call. */
+  targetType: NumberType;
 }
 
 /** What the decision needs from the store: point reads on the (caller, dialled) key. */
@@ -42,6 +57,15 @@ export interface BridgeLookup {
    * caller in no session).
    */
   readonly liveReturnsLatest?: boolean;
+  /** Whether a number is in the pool, in any state. Asked only when no bridge answered the call. */
+  isPoolNumber(number: E164): boolean;
+}
+
+export interface RouteOptions {
+  /** The country numbers without + are read in (VNUM_DEFAULT_COUNTRY). */
+  defaultCountry?: string | undefined;
+  /** The number-type policy the target must pass; the default policy when absent. */
+  policy?: NumberPolicy | undefined;
 }
 
 export interface CallKey {
@@ -61,15 +85,24 @@ function outcome(status: RouteStatus, session: string | null = null, reason?: st
 /** `+` then 7 to 15 digits, the first not 0: E.164's shape, the only shape the store's numbers have. */
 const CANONICAL = /^\+[1-9][0-9]{6,14}$/;
 
-function fromBridge(bridge: LiveBridge, now: number): RouteDecision {
-  return isLive(bridge.endsAt, now)
-    ? { status: 'BRIDGE', target: bridge.target, cli: bridge.cli, session: bridge.session }
-    : outcome('ENDED', bridge.session);
+function fromBridge(bridge: LiveBridge, now: number, policy: NumberPolicy): RouteDecision {
+  if (!isLive(bridge.endsAt, now)) return outcome('ENDED', bridge.session);
+  if (!allowsType(policy, bridge.targetType)) return outcome('NOT_ALLOWED', bridge.session, `the target is ${refusal(bridge.targetType)}`);
+  return { status: 'BRIDGE', target: bridge.target, cli: bridge.cli, session: bridge.session };
 }
 
-function invalid(error: unknown): RouteDecision {
-  if (isVnumError(error)) return outcome('INVALID', null, error.message);
-  throw error;
+function invalid(reason: string, code: ErrorCode): RouteDecision {
+  return { ...outcome('INVALID', null, reason), code };
+}
+
+/** A number normalised, or why it cannot be (a VnumError); anything else is a fault and thrown. */
+function normalised(input: string, defaultCountry: string | undefined): E164 | VnumError {
+  try {
+    return normaliseNumberCached(input, defaultCountry);
+  } catch (e) {
+    if (isVnumError(e)) return e;
+    throw e;
+  }
 }
 
 /**
@@ -77,64 +110,66 @@ function invalid(error: unknown): RouteDecision {
  * and grace are judged against `now` here, so a session past its end never
  * routes even if nothing has swept it yet.
  *
- * Numbers are normalised with libphonenumber's full metadata (10-40 µs each),
- * except on the fast path: a number already in E.164's shape is first looked
- * up as it is. That finds a bridge exactly when normalising first would have:
- * every number in the store (parties, pool) was written by normaliseNumber,
- * and normalising its result again gives it back unchanged, whatever the
- * default country (a `+` number is read in its own country; the E.164 form is
- * country code + national significant number, which parses back to the same
- * two; test/unit/route-fast-path.test.ts checks this over every country's
- * example number and random valid numbers). So if the as-is key names a
- * stored bridge, it is the normalised key. When it names none, or the input
- * has any other shape, the numbers are normalised in full, which decides
- * INVALID (same reason, same order: the caller first) and NO_SESSION as
- * before, and the store is asked again only for a key not yet asked.
+ * A bridged call first. Numbers are normalised with libphonenumber's full
+ * metadata (10-40 µs each, cached for the router), except on the fast path:
+ * a number already in E.164's shape is looked up as it is. That finds a
+ * bridge exactly when normalising first would have: every number in the
+ * store (parties, pool) was written by normaliseNumber, and normalising its
+ * result again gives it back unchanged, whatever the default country (a `+`
+ * number is read in its own country; the E.164 form is country code +
+ * national significant number, which parses back to the same two;
+ * test/unit/route-fast-path.test.ts checks this over every country's example
+ * number and random valid numbers). So if the as-is key names a stored
+ * bridge, it is the normalised key. A bridge found is judged at once: ENDED,
+ * NOT_ALLOWED (its target's type, stored with the row, against the policy:
+ * no parse) or BRIDGE. A bridged call costs one point read and nothing else.
+ *
+ * No bridge on that key: both numbers are judged in full, the dialled one
+ * first. A dialled number that is not in the pool (or is no number at all,
+ * so cannot be) is NOT_POOL whoever calls, withheld or invalid callers
+ * included: it is not vnum's call. Then the caller: withheld or invalid is
+ * INVALID; else the normalised key is asked (when not asked already), and
+ * NO_SESSION or ENDED.
  *
  * The one difference from normalising first: a stored number that the
  * installed metadata no longer calls valid (a range withdrawn after a
- * libphonenumber upgrade) still routes the session it is in, where it would
+ * libphonenumber upgrade) still finds the session it is in, where it would
  * have been INVALID. The session exists because the operator made it with a
- * number valid at the time; that is what the store says to do.
+ * number valid at the time; that is what the store says to do. (Its target
+ * is judged by the type stored at create.) A pool number in such a range is
+ * NOT_POOL for a caller without a session on it: no longer a number at all,
+ * for this metadata.
  *
  * A caller ID is attacker-controlled: one of E.164's shape but invalid costs
  * one point read more than before (the as-is lookup) and is then INVALID.
  */
-export function decideRoute(call: CallKey, now: number, bridges: BridgeLookup, defaultCountry?: string): RouteDecision {
-  if (WITHHELD.has(call.caller.trim().toLowerCase())) return outcome('INVALID', null, 'the caller withheld their number');
-  // Unvalidated while as-is: a lookup key only, validated below before any other use.
-  const callerAsIs = CANONICAL.test(call.caller) ? (call.caller as E164) : undefined;
-  const dialledAsIs = CANONICAL.test(call.dialled) ? (call.dialled as E164) : undefined;
-  let caller: E164;
-  let dialled: E164;
-  try {
-    caller = callerAsIs ?? normaliseNumberCached(call.caller, defaultCountry);
-    dialled = dialledAsIs ?? normaliseNumberCached(call.dialled, defaultCountry);
-  } catch (e) {
-    // The caller's reason first, as when both are normalised in order.
-    if (callerAsIs !== undefined) {
-      try {
-        normaliseNumberCached(call.caller, defaultCountry);
-      } catch (first) {
-        return invalid(first);
-      }
+export function decideRoute(call: CallKey, now: number, bridges: BridgeLookup, options: RouteOptions = {}): RouteDecision {
+  const { defaultCountry } = options;
+  const policy = options.policy ?? DEFAULT_POLICY;
+  const withheld = WITHHELD.has(call.caller.trim().toLowerCase());
+  // Each number normalised at most once here (the cache keeps successes only).
+  let caller: E164 | VnumError | undefined;
+  let dialled: E164 | VnumError | undefined;
+  let asked: string | undefined;
+  if (!withheld) {
+    // Unvalidated while as-is: a lookup key only, validated below before any other use.
+    const callerKey = CANONICAL.test(call.caller) ? (call.caller as E164) : (caller = normalised(call.caller, defaultCountry));
+    const dialledKey = CANONICAL.test(call.dialled) ? (call.dialled as E164) : (dialled = normalised(call.dialled, defaultCountry));
+    if (typeof callerKey === 'string' && typeof dialledKey === 'string') {
+      const bridge = bridges.live(callerKey, dialledKey);
+      if (bridge) return fromBridge(bridge, now, policy);
+      asked = `${callerKey} ${dialledKey}`;
     }
-    return invalid(e);
   }
-  let bridge = bridges.live(caller, dialled);
-  if (bridge) return fromBridge(bridge, now);
-  if (callerAsIs !== undefined || dialledAsIs !== undefined) {
-    const asked = [caller, dialled];
-    try {
-      if (callerAsIs !== undefined) caller = normaliseNumberCached(callerAsIs, defaultCountry);
-      if (dialledAsIs !== undefined) dialled = normaliseNumberCached(dialledAsIs, defaultCountry);
-    } catch (e) {
-      return invalid(e);
-    }
-    if (caller !== asked[0] || dialled !== asked[1]) {
-      bridge = bridges.live(caller, dialled);
-      if (bridge) return fromBridge(bridge, now);
-    }
+  dialled ??= normalised(call.dialled, defaultCountry);
+  if (typeof dialled !== 'string') return outcome('NOT_POOL', null, `the dialled number is not a pool number: ${dialled.message}`);
+  if (!bridges.isPoolNumber(dialled)) return outcome('NOT_POOL', null, 'the dialled number is not a pool number');
+  if (withheld) return invalid('the caller withheld their number', ErrorCode.InvalidNumber);
+  caller ??= normalised(call.caller, defaultCountry);
+  if (typeof caller !== 'string') return invalid(caller.message, caller.code);
+  if (`${caller} ${dialled}` !== asked) {
+    const bridge = bridges.live(caller, dialled);
+    if (bridge) return fromBridge(bridge, now, policy);
   }
   const previous = bridges.liveReturnsLatest ? undefined : bridges.latestSession(caller, dialled);
   return previous === undefined ? outcome('NO_SESSION') : outcome('ENDED', previous);

@@ -1,8 +1,8 @@
 import type { Logger } from 'pino';
 import { openDb, type Db } from '../store/db.js';
 import { watchFileIdentity } from '../store/file-identity.js';
-import { redactNumber } from '../log.js';
 import { decideRoute, type BridgeLookup, type RouteDecision, type RouteStatus } from './decide.js';
+import type { NumberPolicy } from '../numbers/policy.js';
 import { storeBridgeLookup } from './lookup.js';
 import { BENCH_TIMING_ENV, withDecisionTiming } from './bench-timing.js';
 
@@ -26,6 +26,8 @@ export function channelVariables(decision: RouteDecision): ChannelVariables {
 export interface CallRouterOptions {
   dbPath: string;
   defaultCountry?: string | undefined;
+  /** The number-type policy targets must pass (default: DEFAULT_POLICY). */
+  policy?: NumberPolicy | undefined;
   logger: Logger;
   now?: () => number;
   /** After a database failure, wait this long before reopening it. */
@@ -125,9 +127,15 @@ export function createCallRouter(options: CallRouterOptions): CallRouter {
       // agi_extension is the dialled DID; agi_dnid when the extension was rewritten (e.g. to "s").
       const dialled = /\d/.test(call.extension) ? call.extension : call.dnid;
       try {
-        const decision = decideRoute({ caller: call.callerId, dialled }, now(), lookup, options.defaultCountry);
+        const decision = decideRoute({ caller: call.callerId, dialled }, now(), lookup, {
+          defaultCountry: options.defaultCountry,
+          policy: options.policy,
+        });
         if (decision.status === 'INVALID') {
-          options.logger.info({ caller: redactNumber(call.callerId.slice(0, 40)), reason: decision.reason }, 'invalid call');
+          options.logger.info({ caller: call.callerId.slice(0, 64), reason: decision.reason }, 'invalid call');
+        } else if (decision.status === 'NOT_ALLOWED') {
+          // The reason names the type, never the number; the session is an identifier the redactor keeps.
+          options.logger.warn({ session: decision.session, reason: decision.reason }, 'call refused: the number-type policy refuses its target');
         }
         return channelVariables(decision);
       } catch (error) {

@@ -1,7 +1,12 @@
 import type { Db } from '../store/db.js';
 import { writeTransaction } from '../store/db.js';
+import { formatDuration } from '../duration.js';
 import { ErrorCode, VnumError } from '../errors.js';
+import { isoDateTime, isRepresentableTime } from '../time.js';
 import type { E164 } from '../numbers/normalise.js';
+import { callingCodeOf } from '../numbers/plan.js';
+import { assertPartyAllowed, DEFAULT_POLICY, type NumberPolicy } from '../numbers/policy.js';
+import { numberTypeCode, type NumberType } from '../numbers/type.js';
 import { chooseMaskedNumber, poolView, requestedNumberProblem, type PoolCandidate, type PoolView } from './allocate.js';
 import { endAfterRelease, sessionState, type SessionState } from './state.js';
 
@@ -23,7 +28,8 @@ export interface Session {
 
 export interface PartyInput {
   number: E164;
-  country: string | undefined;
+  /** What kind of line the number is, as parseNumber found it: judged by the number-type policy. */
+  type: NumberType;
   /** Ask for a specific virtual number (the only way to lend a reserved one). */
   maskedAs?: E164 | undefined;
 }
@@ -34,9 +40,15 @@ export interface CreateSessionInput {
   second: PartyInput;
   ttlMs?: number | undefined;
   now: number;
+  /** Which kinds of number a party may have; the default policy when absent. */
+  policy?: NumberPolicy | undefined;
 }
 
 export const DEFAULT_GRACE_MS = 30 * 60_000;
+/** The longest TTL: a year (Exotel caps sessions at 170 days); longer-lived pairs need no TTL at all. */
+export const MAX_TTL_MS = 365 * 86_400_000;
+/** The longest grace after a release: a month of "I forgot something" calls. */
+export const MAX_GRACE_MS = 30 * 86_400_000;
 
 // The id travels into channel variables and logs: keep it to a safe alphabet.
 const SESSION_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
@@ -85,7 +97,7 @@ function currentPool(db: Db, s: Statements): PoolView {
   const revision = s.poolRevision.get() ?? 0;
   const cached = poolCache.get(db);
   if (cached && cached.revision === revision) return cached.view;
-  const view = poolView(db.prepare<[], PoolCandidate>('SELECT number, country, state FROM pool_number').all());
+  const view = poolView(db.prepare<[], PoolCandidate>('SELECT number, state FROM pool_number').all());
   poolCache.set(db, { revision, view });
   return view;
 }
@@ -110,10 +122,12 @@ function prepareStatements(db: Db) {
     ),
     // A pair's row passes to a new session only when the old one has ended
     // (NULL ends_at: open-ended, never): the invariant, held by the database.
-    lendBridge: db.prepare<[string, string, number | bigint, string, number, number | null]>(
-      `INSERT INTO bridge (caller, dialled, sid, target, lent_at, ends_at) VALUES (?, ?, ?, ?, ?, ?)
+    // target_type: what the router judges the number-type policy against, without parsing the target per call.
+    lendBridge: db.prepare<[string, string, number | bigint, string, number, number, number | null]>(
+      `INSERT INTO bridge (caller, dialled, sid, target, target_type, lent_at, ends_at) VALUES (?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (caller, dialled) DO UPDATE
-         SET sid = excluded.sid, target = excluded.target, lent_at = excluded.lent_at, ends_at = excluded.ends_at
+         SET sid = excluded.sid, target = excluded.target, target_type = excluded.target_type,
+             lent_at = excluded.lent_at, ends_at = excluded.ends_at
          WHERE bridge.ends_at <= excluded.lent_at`,
     ),
     release: db.prepare<[number, number, number]>('UPDATE session SET released_at = ?, ends_at = ? WHERE sid = ?'),
@@ -134,7 +148,7 @@ function statements(db: Db): Statements {
 
 export interface CreateResult {
   session: Session;
-  /** false when a session with this id and these parties already existed (a safe retry). */
+  /** false when this very request had already created the session (a safe retry). */
   created: boolean;
 }
 
@@ -149,25 +163,23 @@ export function createSession(db: Db, input: CreateSessionInput): CreateResult {
   if (first.number === second.number) {
     throw new VnumError(ErrorCode.InvalidArgument, 'the two parties must be different numbers');
   }
-  if (input.ttlMs !== undefined && input.ttlMs <= 0) {
-    throw new VnumError(ErrorCode.InvalidArgument, 'the TTL must be longer than zero');
+  if (input.ttlMs !== undefined && !(Number.isInteger(input.ttlMs) && input.ttlMs > 0 && input.ttlMs <= MAX_TTL_MS)) {
+    throw new VnumError(ErrorCode.InvalidArgument, `the TTL must be longer than zero and at most ${formatDuration(MAX_TTL_MS)}`);
   }
+  if (!isRepresentableTime(now + (input.ttlMs ?? 0))) throw clockOutOfRange(now);
+  const policy = input.policy ?? DEFAULT_POLICY;
+  for (const party of [first, second]) assertPartyAllowed(policy, party.number, party.type);
   const s = statements(db);
   return writeTransaction(db, () => {
     const existing = s.byId.get(input.id);
-    if (existing) {
-      const same =
-        (existing.first_party === first.number && existing.second_party === second.number) ||
-        (existing.first_party === second.number && existing.second_party === first.number);
-      if (!same) {
-        throw new VnumError(ErrorCode.SessionConflict, `session "${input.id}" already exists with other parties`);
-      }
-      return { session: toSession(existing, now), created: false };
-    }
+    if (existing) return retried(existing, input);
+    // Read under the write lock, like everything else here: a number another
+    // process added to the pool a moment ago is seen (the view is cached by
+    // the pool's revision, read in this transaction).
     const pool = currentPool(db, s);
     for (const party of [first, second]) {
       if (pool.byNumber.has(party.number)) {
-        throw new VnumError(ErrorCode.InvalidArgument, `${party.number} is a virtual number in the pool, not a party's real number`);
+        throw new VnumError(ErrorCode.PoolConflict, `${party.number} is a virtual number in the pool, not a party's real number`);
       }
     }
     // first is masked as what second dials to reach first, and the other way round.
@@ -177,8 +189,8 @@ export function createSession(db: Db, input: CreateSessionInput): CreateResult {
     const { lastInsertRowid: sid } = s.insertSession.run(
       input.id, first.number, firstMaskedAs, second.number, secondMaskedAs, now, expiresAt, expiresAt,
     );
-    lend(s, second.number, firstMaskedAs, sid, first.number, now, expiresAt);
-    lend(s, first.number, secondMaskedAs, sid, second.number, now, expiresAt);
+    lend(s, second.number, firstMaskedAs, sid, first, now, expiresAt);
+    lend(s, first.number, secondMaskedAs, sid, second, now, expiresAt);
     const session: Session = {
       id: input.id,
       state: 'active',
@@ -195,13 +207,65 @@ export function createSession(db: Db, input: CreateSessionInput): CreateResult {
   });
 }
 
+/**
+ * A create under an id that exists: the idempotency rule (README, "Retries").
+ * The same request (same parties in the same order, the same TTL, and any
+ * masked number it names being the one lent) gets the session back, as long
+ * as it has not been released: a released or ended session is never
+ * reopened, and a retry of it fails (SessionEnded, the session in details).
+ * Anything else under that id is a conflict (SessionConflict, what differs in
+ * details; never the other request's numbers).
+ */
+function retried(row: SessionRow, input: CreateSessionInput): CreateResult {
+  const { first, second, now } = input;
+  const differs: string[] = [];
+  if (row.first_party !== first.number || row.second_party !== second.number) {
+    differs.push(row.first_party === second.number && row.second_party === first.number ? 'party order' : 'parties');
+  }
+  const ttlMs = row.expires_at === null ? undefined : row.expires_at - row.created_at;
+  if (ttlMs !== input.ttlMs) differs.push('ttl');
+  if (first.maskedAs !== undefined && first.maskedAs !== row.first_masked_as) differs.push('firstMaskedAs');
+  if (second.maskedAs !== undefined && second.maskedAs !== row.second_masked_as) differs.push('secondMaskedAs');
+  if (differs.length > 0) {
+    const said: Record<string, string> = {
+      parties: 'other parties',
+      'party order': 'these parties in the other order',
+      ttl: `another TTL (${ttlMs === undefined ? 'none' : formatDuration(ttlMs)})`,
+      firstMaskedAs: 'another number lent to the first party',
+      secondMaskedAs: 'another number lent to the second party',
+    };
+    throw new VnumError(
+      ErrorCode.SessionConflict,
+      `session "${input.id}" already exists with ${differs.map((d) => said[d]).join(', ')}`,
+      { differs },
+    );
+  }
+  const session = toSession(row, now);
+  if (session.releasedAt !== null || session.state === 'ended') {
+    const when =
+      session.releasedAt !== null
+        ? `was released at ${isoDateTime(session.releasedAt)}${session.state === 'grace' ? ` (calls connect until ${isoDateTime(session.endsAt!)})` : ''}`
+        : `ended at ${isoDateTime(session.endsAt!)}`;
+    throw new VnumError(
+      ErrorCode.SessionEnded,
+      `session "${input.id}" ${when}: a session is never reopened; use a new id for a new session`,
+      { session },
+    );
+  }
+  return { session, created: false };
+}
+
+function clockOutOfRange(now: number): VnumError {
+  return new VnumError(ErrorCode.InvalidArgument, `the clock (${now} ms since 1970) is beyond the dates vnum can store`);
+}
+
 function lend(
   s: Statements,
-  caller: E164, dialled: E164, sid: number | bigint, target: E164, now: number, endsAt: number | null,
+  caller: E164, dialled: E164, sid: number | bigint, target: PartyInput, now: number, endsAt: number | null,
 ): void {
-  if (s.lendBridge.run(caller, dialled, sid, target, now, endsAt).changes !== 1) {
+  if (s.lendBridge.run(caller, dialled, sid, target.number, numberTypeCode(target.type), now, endsAt).changes !== 1) {
     // allocate() chose a number this caller dials in a live session: a bug, never a user error.
-    throw new VnumError(ErrorCode.Database, `allocation invariant: ${dialled} is already live for this caller`);
+    throw new VnumError(ErrorCode.Internal, `allocation invariant: ${dialled} is already live for this caller`);
   }
 }
 
@@ -225,10 +289,10 @@ function allocate(
   }
   if (requested !== undefined) {
     const problem = requestedNumberProblem(pool.byNumber.get(requested), busy);
-    if (problem) throw new VnumError(ErrorCode.InvalidArgument, `cannot lend ${requested}: it ${problem}`);
+    if (problem) throw new VnumError(problem.code, `cannot lend ${requested}: it ${problem.reason}`);
     return requested;
   }
-  const chosen = chooseMaskedNumber({ pool, busy, country: dialler.country, lastUsed, sticky });
+  const chosen = chooseMaskedNumber({ pool, busy, callingCode: callingCodeOf(dialler.number), lastUsed, sticky });
   if (chosen === undefined) {
     const available = pool.candidates.filter((c) => c.state === 'available').length;
     throw new VnumError(
@@ -249,7 +313,10 @@ export interface ReleaseResult {
 /** Start the grace period: calls still connect until it is over; a grace of 0 ends the session now. */
 export function releaseSession(db: Db, id: string, graceMs: number, now: number): ReleaseResult {
   validateSessionId(id);
-  if (!Number.isFinite(graceMs) || graceMs < 0) throw new VnumError(ErrorCode.InvalidArgument, 'grace must be zero or more');
+  if (!(Number.isInteger(graceMs) && graceMs >= 0 && graceMs <= MAX_GRACE_MS)) {
+    throw new VnumError(ErrorCode.InvalidArgument, `grace must be from zero to ${formatDuration(MAX_GRACE_MS)}`);
+  }
+  if (!isRepresentableTime(now + graceMs)) throw clockOutOfRange(now);
   const s = statements(db);
   return writeTransaction(db, () => {
     const row = s.byId.get(id);

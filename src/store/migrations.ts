@@ -97,7 +97,15 @@ export const MIGRATIONS: readonly string[] = [
     asterisk_version  TEXT
   ) WITHOUT ROWID;
   `,
-  // 3: where a cluster node's replica stands (src/replica/). Empty on a single
+  // 3: the number-type policy at routing time (issue 11). The target's type
+  // (src/numbers/type.ts: a small integer, append-only codes) is written with
+  // the bridge at create, so the router judges the policy against the row it
+  // reads anyway, without parsing the target on every call. NULL: a row from
+  // before this column; the router classifies its target itself (cached).
+  `
+  ALTER TABLE bridge ADD COLUMN target_type INTEGER;
+  `,
+  // 4: where a cluster node's replica stands (src/replica/). Empty on a single
   // box. One row: which PostgreSQL cluster, database, slot and publication
   // the replicated tables were copied from (and which tables, a JSON array),
   // and the WAL position they hold everything up to, written in the same

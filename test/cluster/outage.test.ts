@@ -154,7 +154,8 @@ clusterSuite('a node replica when PostgreSQL is away or its slot is gone', (env)
       await replica.stop();
       await client.end();
     }
-  });
+    // Two copies of 100,000 bridges plus an audit: seconds on a quiet machine, far more on a shared, loaded one.
+  }, 90_000);
 
   it('a connected node with nothing to apply advances its slot from keepalives: WAL for other tables never invalidates it', async () => {
     const { target, client } = await authority();

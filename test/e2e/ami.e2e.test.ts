@@ -234,11 +234,29 @@ suite('the call log, live control and health over AMI (Asterisk 22, manager.samp
     }
   }, 40_000);
 
-  it('health: router listening, database readable, AMI logged in, the Asterisk version; exit 0', () => {
+  it('health: router answering its FastAGI probe, database readable, AMI logged in, the Asterisk version; exit 0', () => {
     const { code, report } = health(world!.db);
-    expect(report).toMatchObject({ healthy: true, ami: { ok: true, state: 'logged-in' } });
+    expect(report).toMatchObject({ healthy: true, router: { ok: true, error: null }, ami: { ok: true, state: 'logged-in' } });
     expect(report.asterisk.version).toMatch(/^22\./);
     expect(code).toBe(0);
+  });
+
+  it('Asterisk itself can probe the router: AGI(agi://127.0.0.1:4573/vnum-health) sets VNUM_HEALTH=OK and routes nothing', async () => {
+    const w = world!;
+    const before = calls(w.db).length;
+    const context = 'vnum-e2e-probe';
+    // A context of the test's own (the CLI splits on blanks: none in the data),
+    // run on a Local channel by `channel originate` (res_clioriginate, loaded for this).
+    w.asterisk.cli(`dialplan add extension s,1,AGI(agi://127.0.0.1:4573/vnum-health) into ${context}`);
+    w.asterisk.cli(`dialplan add extension s,2,Log(NOTICE,${context}:VNUM_HEALTH=\${VNUM_HEALTH}:AGISTATUS=\${AGISTATUS}) into ${context}`);
+    expect(w.asterisk.cli(`dialplan show ${context}`)).toMatch(/2 priorities/);
+    w.asterisk.cli('module load res_clioriginate.so');
+    w.asterisk.cli(`channel originate Local/s@${context} application Wait 1`);
+    const line = await waitFor('the probe\'s log line', () => w.asterisk.log().split('\n').find((l) => l.includes(`${context}:VNUM_HEALTH=`)), 10_000);
+    expect(line).toContain(`${context}:VNUM_HEALTH=OK:AGISTATUS=SUCCESS`);
+    await w.asterisk.waitIdle();
+    expect(calls(w.db)).toHaveLength(before);
+    expect(w.router.output()).not.toMatch(/"level":(40|50)[^\n]*vnum-health/);
   });
 
   it('an answered call the caller ends: in the log with ANSWER, cause 16, and sipp\'s duration within a second', async () => {

@@ -10,6 +10,7 @@
  * Every case asserts on the SIP messages each side received.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import Database from 'better-sqlite3';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { startAgiStub, type AgiStub } from './harness/agi-stub.js';
@@ -35,6 +36,8 @@ const ZOE = '+441174960789'; // the agent's other customer
 const GRACE_CUSTOMER = '+441184960555';
 const STRANGER = '+441314960999'; // in no session
 const EVE = '+441514960321'; // someone a carrier asserts mid-call
+const OFFICE_DID = '+442079460999'; // the operator's own DID on the same trunk, not in the pool
+const PREMIUM = '+449098790000'; // UK premium rate: a customer who earns on every call made to them
 
 /** Every real number of the scenario: none may reach a party it is not theirs. */
 const REAL = [ALICE, DEV, ZOE, GRACE_CUSTOMER, STRANGER, EVE];
@@ -220,6 +223,14 @@ suite('calls through Asterisk 22 with the vnum dialplan', () => {
     }
   }, CALL_TIMEOUT_MS);
 
+  it('4b. a DID that is not a pool number, without VNUM_OTHER_CONTEXT: refused as without a session, whoever calls', async () => {
+    const w = world!;
+    for (const callerUser of [ALICE, STRANGER, 'anonymous']) {
+      const outcome = await call(w.asterisk, { dialled: OFFICE_DID, callerUser });
+      expectRefused(outcome, 404);
+    }
+  }, CALL_TIMEOUT_MS);
+
   it('5. a released session routes during its grace period, and not after it ends', async () => {
     const w = world!;
     const session = w.db.createSession('order-grace', GRACE_CUSTOMER, DEV);
@@ -362,7 +373,9 @@ suite('calls through Asterisk 22 with the vnum dialplan', () => {
       const { second: devMasked } = masks(w.order);
       for (const dialled of [`${devMasked}&PJSIP/+441514960321%40carrier`, `${devMasked},1`, `${devMasked}(x)`]) {
         const outcome = await call(w.asterisk, { dialled, callerUser: ALICE });
-        expectRefused(outcome, 484);
+        // No pool number looks like that: NOT_POOL, refused as without a session
+        // (ss-noservice, 404) when no VNUM_OTHER_CONTEXT takes such calls.
+        expectRefused(outcome, 404);
       }
     }, CALL_TIMEOUT_MS);
 
@@ -550,6 +563,8 @@ suite('VNUM_NUMBER_FORMAT: the trunk\'s number format for the dialled number and
     ['VNUM_TRUNK', 'carrier:x'],
     ['VNUM_RING_TIMEOUT', '60,5'],
     ['VNUM_CALL_LIMIT', '0'],
+    ['VNUM_OTHER_CONTEXT', 'vnum-inbound'],
+    ['VNUM_OTHER_CONTEXT', 'office,1'],
   ] as const) {
     it(`a malformed setting refuses every call: ${name}=${value}`, async () => {
       world = await startWorld({ globals: { [name]: value } });
@@ -594,4 +609,198 @@ suite('dialplan/pjsip-trunk.sample.conf', () => {
     const back = await call(world.asterisk, { dialled: aliceMasked, callerUser: DEV }, CALLEE_ASSERTS(ALICE));
     expectBridged(back, { target: ALICE, presented: devMasked, callerReal: DEV, calleeReal: ALICE });
   }, CALL_TIMEOUT_MS);
+});
+
+/**
+ * The operator's own context on a trunk that carries more than the pool:
+ * it logs what it was handed, lists every channel variable (DumpChan), and
+ * dials the DID on through the same trunk, so carrier-out sees the call as
+ * the operator's dialplan placed it.
+ */
+const OFFICE_DIALPLAN = `
+[office]
+exten => _[+0-9].,1,Log(NOTICE,office: exten=\${EXTEN} cid=\${CALLERID(num)} timeout=\${TIMEOUT(absolute)})
+ same => n,DumpChan()
+ same => n,Dial(PJSIP/\${EXTEN}@carrier,10)
+ same => n,Hangup()
+`;
+
+/** What DumpChan printed for the last call: the channel's variables, name=value, one a line. */
+function dumpedVariables(logSlice: string): string[] {
+  const start = logSlice.lastIndexOf('Variables:');
+  expect(start, 'DumpChan ran in the operator context').toBeGreaterThan(-1);
+  const block = logSlice.slice(start + 'Variables:'.length);
+  const end = block.indexOf('=====');
+  return block
+    .slice(0, end < 0 ? undefined : end)
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => /^[A-Za-z_][A-Za-z0-9_]*=/.test(line));
+}
+
+suite('issue 11, item 13: a trunk that carries more than the pool (VNUM_OTHER_CONTEXT)', () => {
+  let world: World | undefined;
+
+  beforeAll(async () => {
+    world = await startWorld({
+      globals: { VNUM_OTHER_CONTEXT: 'office' },
+      operatorDialplan: OFFICE_DIALPLAN,
+      extraModules: ['app_dumpchan.so'],
+    });
+  });
+  afterAll(async () => stopWorld(world));
+  afterEach(async () => world?.asterisk.waitIdle());
+
+  /** A call to a number that is not in the pool: it must reach the office context exactly as the carrier sent it. */
+  async function expectHandedBack(callerUser: string, dialled: string): Promise<void> {
+    const w = world!;
+    const logBefore = w.asterisk.log().length;
+    const outcome = await call(w.asterisk, { dialled, callerUser, callerName: 'Caller Own' });
+    const log = w.asterisk.log().slice(logBefore);
+    const detail = `caller received:\n${describeMessages(outcome.caller.received)}\ncallee received:\n${describeMessages(outcome.callee)}\n${log.slice(-4000)}`;
+    expect(outcome.caller.finalStatus, detail).toBe(200);
+    expect(outcome.invites, detail).toHaveLength(1);
+    const invite = outcome.invites[0]!;
+    // The operator's dialplan dialled the DID as delivered, with the caller's own identity: vnum touched nothing.
+    expect(uriUser(invite.requestUri)).toBe(dialled);
+    expect(uriUser(invite.header('From'))).toBe(callerUser);
+    expect(invite.header('From')).toContain('"Caller Own"');
+    expect(log).toContain(`office: exten=${dialled} cid=${callerUser} timeout=`);
+    expect(log).not.toMatch(/vnum: .*(refusing|malformed)/);
+    // Nothing vnum set on the channel is left for the operator's context.
+    // Only what chan_pjsip itself sets on an inbound channel: no VNUM_*, no AGISTATUS, no GOSUB_RETVAL, not even empty.
+    expect(dumpedVariables(log)).toEqual(['SIPDOMAIN=127.0.0.1']);
+    expect(log).toMatch(/office: exten=\S+ cid=\S+ timeout=0?\s/);
+  }
+
+  it('a call to a non-pool DID reaches the operator\'s context untouched: the far end sees the caller\'s own number', async () => {
+    await expectHandedBack(ALICE, OFFICE_DID);
+    await expectHandedBack(STRANGER, OFFICE_DID.slice(1));
+  }, 60_000);
+
+  it('callers with a withheld or invalid caller ID reach it too: not vnum\'s calls', async () => {
+    await expectHandedBack('anonymous', OFFICE_DID);
+    await expectHandedBack('999', OFFICE_DID);
+  }, 60_000);
+
+  it('a call to a pool DID on the same trunk is masked, as before', async () => {
+    const w = world!;
+    const { first: aliceMasked, second: devMasked } = masks(w.order);
+    const outcome = await call(w.asterisk, { dialled: devMasked, callerUser: ALICE, callerName: 'Alice Real' });
+    expectBridged(outcome, { target: DEV, presented: aliceMasked, callerReal: ALICE, calleeReal: DEV });
+    // A pool DID without a session is still vnum's: refused, never handed to the office.
+    expectRefused(await call(w.asterisk, { dialled: devMasked, callerUser: STRANGER }), 404);
+  }, 60_000);
+
+  it('a number added to the pool is masked from its next call on, with no dialplan change', async () => {
+    const w = world!;
+    const did = '+442079460011';
+    await expectHandedBack(ALICE, did);
+    w.db.poolAdd([did]);
+    const r = w.db.run(['session', 'create', 'order-new-did', GRACE_CUSTOMER, DEV, '--second-masked-as', did, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const session = JSON.parse(r.stdout) as SessionJson;
+    const outcome = await call(w.asterisk, { dialled: did, callerUser: GRACE_CUSTOMER });
+    expectBridged(outcome, { target: DEV, presented: session.parties[0].maskedAs, callerReal: GRACE_CUSTOMER, calleeReal: DEV });
+    // And a stranger calling it now is refused by vnum, not handed back.
+    expectRefused(await call(w.asterisk, { dialled: did, callerUser: STRANGER }), 404);
+  }, 60_000);
+
+  it('the router down: every call on the trunk is refused, the non-pool DID too (vnum cannot tell them apart: fail closed)', async () => {
+    const w = world!;
+    await w.router.stop();
+    try {
+      expectRefused(await call(w.asterisk, { dialled: OFFICE_DID, callerUser: ALICE }), 503);
+    } finally {
+      w.router = await startRouter(w.db);
+    }
+  }, CALL_TIMEOUT_MS);
+});
+
+suite('issue 11, item 2: the number-type policy on real calls', () => {
+  let world: World | undefined;
+  /** What DEV dials to reach PREMIUM, and PREMIUM to reach DEV, in a session made while the operator allowed premium rate. */
+  let toPremium: string;
+  let toDev: string;
+
+  beforeAll(async () => {
+    world = await startWorld();
+    const r = world.db.run(['session', 'create', 'order-premium', PREMIUM, DEV, '--allowed-number-types', 'default,premium-rate', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    ({ first: toPremium, second: toDev } = masks(JSON.parse(r.stdout) as SessionJson));
+  });
+  afterAll(async () => stopWorld(world));
+  afterEach(async () => world?.asterisk.waitIdle());
+
+  /** Refused with cannot-complete-as-dialed and cause 21 (call rejected): 403, and carrier-out receives nothing. */
+  async function expectPolicyRefusal(dialled: string, callerUser: string): Promise<void> {
+    const outcome = await call(world!.asterisk, { dialled, callerUser });
+    expectRefused(outcome, 403);
+    expect(findLeaks(outcome.caller.received, [PREMIUM])).toEqual([]);
+  }
+
+  it('a session whose target the policy came to refuse: bridged while premium rate was allowed, refused after the router restarts with the default', async () => {
+    const w = world!;
+    await w.router.stop();
+    w.router = await startRouter(w.db, { env: { VNUM_ALLOWED_NUMBER_TYPES: 'default,premium-rate' } });
+    const allowed = await call(w.asterisk, { dialled: toPremium, callerUser: DEV });
+    expect(allowed.invites).toHaveLength(1);
+    expect(uriUser(allowed.invites[0]!.requestUri)).toBe(PREMIUM);
+    expect(allowed.caller.finalStatus).toBe(200);
+
+    await w.router.stop();
+    w.router = await startRouter(w.db);
+    const logBefore = w.asterisk.log().length;
+    await expectPolicyRefusal(toPremium, DEV);
+    expect(w.asterisk.log().slice(logBefore)).toContain("vnum: the target's number type is not allowed");
+    // The router said why, naming the session and the type, never the number.
+    const warning = w.router.output().split('\n').find((l) => l.includes('number-type policy refuses its target'));
+    expect(warning).toBeDefined();
+    expect(warning).toContain('order-premium');
+    expect(warning).toContain('premium-rate');
+    expect(warning).not.toContain(PREMIUM.slice(-7));
+    // The premium party calling the agent dials a mobile: not the policy's business.
+    const back = await call(w.asterisk, { dialled: toDev, callerUser: PREMIUM });
+    expect(back.invites).toHaveLength(1);
+    expect(uriUser(back.invites[0]!.requestUri)).toBe(DEV);
+  }, 90_000);
+
+  it('a row written before the store kept number types (an older vnum) is judged as well: refused', async () => {
+    const w = world!;
+    const db = new Database(w.db.file);
+    try {
+      expect(db.prepare('UPDATE bridge SET target_type = NULL WHERE target = ?').run(PREMIUM).changes).toBe(1);
+    } finally {
+      db.close();
+    }
+    await expectPolicyRefusal(toPremium, DEV);
+  }, CALL_TIMEOUT_MS);
+
+  it('the dialplan refuses an international-network target even when the router says BRIDGE', async () => {
+    const w = world!;
+    await w.router.stop();
+    const { second: devMasked } = masks(w.order);
+    try {
+      for (const target of ['+80012345678', '+80812345678', '+870773111632', '+8786123456789', '+881612345678', '+882345678901', '+88321234567', '+88812345678', '+979123456789']) {
+        const stub = await startAgiStub(() => ({ kind: 'mset', vars: { VNUM_STATUS: 'BRIDGE', VNUM_TARGET: target, VNUM_CLI: POOL[0]!, VNUM_SESSION: 'x' } }));
+        try {
+          await expectPolicyRefusal(devMasked, ALICE);
+          expect(stub.sessions).toHaveLength(1);
+        } finally {
+          await stub.close();
+        }
+      }
+      // Control: the same stub with an ordinary target is dialled, so the refusals above are the range check.
+      const stub = await startAgiStub(() => ({ kind: 'mset', vars: { VNUM_STATUS: 'BRIDGE', VNUM_TARGET: DEV, VNUM_CLI: POOL[0]!, VNUM_SESSION: 'x' } }));
+      try {
+        const outcome = await call(w.asterisk, { dialled: devMasked, callerUser: ALICE });
+        expect(outcome.invites).toHaveLength(1);
+        expect(uriUser(outcome.invites[0]!.requestUri)).toBe(DEV);
+      } finally {
+        await stub.close();
+      }
+    } finally {
+      w.router = await startRouter(w.db);
+    }
+  }, 120_000);
 });

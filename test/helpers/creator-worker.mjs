@@ -8,7 +8,7 @@ const [path, worker, count, parties] = process.argv.slice(2);
 const db = openDb(path);
 const party = (n) => {
   const parsed = parseNumber(`+447911${String(n).padStart(6, '0')}`);
-  return { number: parsed.e164, country: parsed.country };
+  return { number: parsed.e164, type: parsed.type };
 };
 let seed = Number(worker) * 7919 + 1;
 const random = (n) => {

@@ -38,7 +38,7 @@ export function mobile(n: number): E164 {
 
 export function party(number: string, maskedAs?: string): PartyInput {
   const parsed = parseNumber(number);
-  return { number: parsed.e164, country: parsed.country, maskedAs: maskedAs as E164 | undefined };
+  return { number: parsed.e164, type: parsed.type, maskedAs: maskedAs as E164 | undefined };
 }
 
 /** The store's own audit of the allocation invariant (from the sessions) and of the bridge rows: must always be empty. */

@@ -126,11 +126,11 @@ describe('vnum serve while its database is unusable', () => {
     serve = await startServe({ db });
     expect(await callAD()).toEqual(BRIDGED());
     for (const suffix of ['', '-wal', '-shm']) rmSync(db + suffix, { force: true });
-    // The store at that path is empty now: the CLI says so, and the router must agree.
+    // The store at that path is empty now (no pool either): the CLI says so, and the router must agree.
     const during = await callsFor(500);
     expect(during.some((a) => a === 'closed' || a.status === 'BRIDGE'), JSON.stringify(during)).toBe(false);
-    expect(JSON.parse(vnum(['--db', db, 'route', A, dMasked, '--json'], ENV).stdout).status).toBe('NO_SESSION');
-    expect(await callAD()).toMatchObject({ status: 'NO_SESSION' });
+    expect(JSON.parse(vnum(['--db', db, 'route', A, dMasked, '--json'], ENV).stdout).status).toBe('NOT_POOL');
+    expect(await callAD()).toMatchObject({ status: 'NOT_POOL' });
   }, 30_000);
 
   it('the file is corrupted in place: ERROR for every call, then it routes again once the bytes are restored', async () => {

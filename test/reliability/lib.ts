@@ -17,13 +17,6 @@ export function sizeFromEnv(name: string, fallback: number): number {
   return Number(raw);
 }
 
-export async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as net.AddressInfo;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
@@ -137,7 +130,7 @@ export interface Answer {
   session: string;
 }
 
-const MSET = /^EXEC MSet "VNUM_STATUS=(BRIDGE|NO_SESSION|ENDED|INVALID|ERROR),VNUM_TARGET=([A-Za-z0-9+._:-]{0,64}),VNUM_CLI=([A-Za-z0-9+._:-]{0,64}),VNUM_SESSION=([A-Za-z0-9+._:-]{0,64})"$/;
+const MSET = /^EXEC MSet "VNUM_STATUS=(BRIDGE|NO_SESSION|ENDED|NOT_ALLOWED|NOT_POOL|INVALID|ERROR),VNUM_TARGET=([A-Za-z0-9+._:-]{0,64}),VNUM_CLI=([A-Za-z0-9+._:-]{0,64}),VNUM_SESSION=([A-Za-z0-9+._:-]{0,64})"$/;
 
 /** The answer in one line the router wrote, or undefined if the line is not a well-formed answer. */
 export function parseAnswer(line: string): Answer | undefined {
@@ -264,6 +257,8 @@ export function numberPattern(e164: string): RegExp {
 
 /** A small seeded PRNG (mulberry32): every run is reproducible from its seed. The benchmarks' own, one copy. */
 export { prng } from '../../bench/seed.js';
+import { freePort } from '../../bench/processes.js';
+export { freePort };
 
 /** Asterisk's config format as far as manager.conf uses it: sections, `key = value`, `;` comments, repeated keys kept in order. */
 export function parseAsteriskConf(text: string): Map<string, Array<[string, string]>> {

@@ -137,9 +137,9 @@ describe('operator commands', () => {
       { args: ['session', 'create', 'order-1', SAM, STRANGER], code: /VNUM_SESSION_CONFLICT/ },
       { args: ['session', 'create', 'order-1', SAM, STRANGER, '--json'], code: /VNUM_SESSION_CONFLICT/ },
       // A masked number DEV (the dialler here) already dials in Alice's order: the refusal must not say whose.
-      { args: ['session', 'create', 'order-7', STRANGER, DEV, '--first-masked-as', aliceMasked], code: /VNUM_INVALID_ARGUMENT/ },
+      { args: ['session', 'create', 'order-7', STRANGER, DEV, '--first-masked-as', aliceMasked], code: /VNUM_NUMBER_UNAVAILABLE/ },
       // Not in the pool.
-      { args: ['session', 'create', 'order-8', SAM, STRANGER, '--first-masked-as', '+442079460009'], code: /VNUM_INVALID_ARGUMENT/ },
+      { args: ['session', 'create', 'order-8', SAM, STRANGER, '--first-masked-as', '+442079460009'], code: /VNUM_NOT_IN_POOL/ },
       { args: ['pool', 'retire', '+442079460009'], code: /VNUM_NOT_IN_POOL/ },
       // Unknown sessions.
       { args: ['session', 'show', 'order-404'], code: /VNUM_SESSION_NOT_FOUND/ },

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startRouter, type InboundCall, type RouteAnswer, type Router, type RouterOptions } from '../../agi/server.js';
 import { AllowList } from '../../agi/allow-list.js';
+import { HEALTH_PROBE_ANSWER, probeEnvironment, probeRouter } from '../../agi/health-probe.js';
 import { asteriskRunsMSet } from './agi-asterisk-model.js';
 import { FakeAsterisk, captureLog, environmentText, placeCall, sleep, until, type CapturedLog } from './agi-fake-asterisk.js';
 
@@ -454,6 +455,14 @@ describe('allow-list', () => {
     expect(() => new AllowList(['10.0.0.0/33'])).toThrow(/CIDR/);
     expect(() => new AllowList(['*'])).toThrow();
   });
+
+  it('refuses an allow-list that can only refuse everyone, or that admits everyone', () => {
+    // Empty: the router would refuse every call, Asterisk's included (VNUM_AGI_ALLOW= did exactly that).
+    expect(() => new AllowList([])).toThrow(/empty/);
+    for (const all of ['0.0.0.0/0', '::/0', '10.0.0.0/0']) expect(() => new AllowList([all]), all).toThrow(/admits every address/);
+    for (const none of ['0.0.0.0', '::', '0:0:0:0:0:0:0:0']) expect(() => new AllowList([none]), none).toThrow(/unspecified address/);
+    expect(new AllowList(['0.0.0.0/1']).allows('1.2.3.4')).toBe(true);
+  });
 });
 
 describe('maxConnections', () => {
@@ -569,18 +578,20 @@ describe('start-up and logging', () => {
     const route = () => BRIDGE;
     await expect(startRouter({ port: 0, route, maxConnections: 0 })).rejects.toThrow(/maxConnections/);
     await expect(startRouter({ port: 0, route, sessionDeadlineMs: -1 })).rejects.toThrow(/sessionDeadlineMs/);
+    // Node keeps a timer of at most 2^31-1 ms: a longer deadline would fire after 1 ms and drop the call.
+    await expect(startRouter({ port: 0, route, sessionDeadlineMs: 2 ** 31 })).rejects.toThrow(/sessionDeadlineMs must be an integer from 1 to 2147483647/);
+    await expect(startRouter({ port: 0, route, allow: [] })).rejects.toThrow(/allow-list is empty/);
     await expect(startRouter({ port: 70000, route })).rejects.toThrow(/port/);
     await expect(startRouter({ port: 0, route, allow: ['everyone'] })).rejects.toThrow(/allow-list/);
     await expect(startRouter({ port: 0 } as RouterOptions)).rejects.toThrow(/route/);
   });
 
-  it('logs one debug line per session with status and duration, and never a number in full', async () => {
-    // The src/log.ts backstop is off here: what is checked is our own redaction.
-    const log = captureLog({ redact: false });
+  it('logs one debug line per session with status, duration and what matches it to the call; numbers redacted by the logger', async () => {
+    const log = captureLog();
     const { port } = await start({ route: () => { throw new Error('no route'); } }, log);
     await placeCall(port);
     const ok = await start({}, log);
-    await placeCall(ok.port);
+    await placeCall(ok.port, { agi_uniqueid: 'pbx1-1732526400.17', agi_channel: 'PJSIP/carrier-00000017' });
     await until(() => log.records().filter((r) => r.msg === 'FastAGI session').length === 2);
     const sessions = log.records().filter((r) => r.msg === 'FastAGI session');
     expect(sessions.map((s) => s.status)).toEqual(['ERROR', 'BRIDGE']);
@@ -589,10 +600,121 @@ describe('start-up and logging', () => {
       expect(s.durationUs).toEqual(expect.any(Number));
       expect(s.durationUs as number).toBeGreaterThan(0);
     }
+    // The identifiers survive intact: Asterisk's uniqueid and channel, the session.
+    expect(sessions[0]).toMatchObject({ uniqueid: '1732526400.17', channel: 'PJSIP/carrier-00000001' });
+    expect(sessions[0]!.session).toBeUndefined();
+    expect(sessions[1]).toMatchObject({ uniqueid: 'pbx1-1732526400.17', channel: 'PJSIP/carrier-00000017', session: 's_01HX' });
     for (const line of log.lines) {
       for (const number of ['447700900123', '447700900456', '447700900789', '447700900111']) {
         expect(line).not.toContain(number);
       }
     }
+  });
+
+  it('VNUM_LOG_REDACT=off: the same line with the numbers in full (the router does not redact behind the operator\'s back)', async () => {
+    const log = captureLog({ redact: false });
+    const { port } = await start({}, log);
+    await placeCall(port);
+    await until(() => log.records().some((r) => r.msg === 'FastAGI session'));
+    expect(log.records().find((r) => r.msg === 'FastAGI session')).toMatchObject({ caller: '+447700900123', dialled: '+447700900456' });
+  });
+
+  it('bounds what a caller controls in a log line: a 4000-character caller ID is clipped', async () => {
+    const log = captureLog({ redact: false });
+    const { port } = await start({}, log);
+    await placeCall(port, { agi_callerid: `+44${'7'.repeat(3998)}` });
+    await until(() => log.records().some((r) => r.msg === 'FastAGI session'));
+    const line = log.lines.find((l) => l.includes('FastAGI session'))!;
+    expect(line.length).toBeLessThan(1000);
+  });
+});
+
+describe('the health probe (vnum health)', () => {
+  it('is answered with one fixed command, without calling route or logging above debug', async () => {
+    const log = captureLog();
+    const { port, calls } = await start({}, log);
+    expect(await probeRouter('127.0.0.1', port, 2000)).toEqual({ ok: true });
+    // As Asterisk would send it, step by step: the answer carries nothing.
+    const asterisk = await FakeAsterisk.connect(port);
+    asterisk.send(probeEnvironment('127.0.0.1', port));
+    expect(await asterisk.nextLine()).toBe(HEALTH_PROBE_ANSWER);
+    expect(HEALTH_PROBE_ANSWER).toBe('SET VARIABLE "VNUM_HEALTH" "OK"');
+    asterisk.send('200 result=1\n');
+    expect((await asterisk.closed).hadError).toBe(false);
+    expect(calls).toEqual([]);
+    expect(log.records().filter((r) => (r.level as number) >= 30 && r.msg !== 'FastAGI router listening')).toEqual([]);
+    await until(() => log.records().filter((r) => r.msg === 'FastAGI session' && r.outcome === 'probe').length === 2);
+    await stillAnswers(port);
+  });
+
+  it('a real call naming the probe script gets only the probe answer: no route, no number', async () => {
+    const { port, calls } = await start();
+    const { command } = await placeCall(port, { agi_network_script: 'vnum-health' });
+    expect(command).toBe(HEALTH_PROBE_ANSWER);
+    expect(calls).toEqual([]);
+  });
+
+  it('reports a router that refuses the probe\'s address, naming that address', async () => {
+    const log = captureLog();
+    const { port } = await start({ allow: ['10.9.9.9'] }, log);
+    const result = await probeRouter('127.0.0.1', port, 2000);
+    expect(result.ok).toBe(false);
+    expect(!result.ok && result.error).toMatch(/closed the connection without answering: 127\.0\.0\.1 is not in its allow-list/);
+    expect(warnings(log)[0]).toMatchObject({ msg: 'FastAGI connection refused: address not in allow-list' });
+  });
+
+  it('reports a router at its connection cap, and one that is stopping', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const { port, router } = await start({ maxConnections: 1, route: async () => { await gate; return BRIDGE; } });
+    const busy = await FakeAsterisk.connect(port);
+    busy.send(environmentText());
+    await sleep(50);
+    expect((await probeRouter('127.0.0.1', port, 2000)).ok).toBe(false);
+    release();
+    expect(await busy.nextLine()).toBe(BRIDGE_COMMAND);
+    busy.send('200 result=0\n');
+    await busy.closed;
+    expect(await probeRouter('127.0.0.1', port, 2000)).toEqual({ ok: true });
+    await router.close(0);
+    expect(await probeRouter('127.0.0.1', port, 2000)).toMatchObject({ ok: false, error: expect.stringMatching(/not listening: ECONNREFUSED/) });
+  });
+
+  it('tells apart nothing listening, something silent, and something that is not a vnum router', async () => {
+    const probe = net.createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const free = (probe.address() as net.AddressInfo).port;
+    await new Promise((r) => probe.close(r));
+    expect(await probeRouter('127.0.0.1', free, 1000)).toMatchObject({ ok: false, error: expect.stringMatching(/not listening: ECONNREFUSED/) });
+
+    const sockets: net.Socket[] = [];
+    const silent = net.createServer((s) => void sockets.push(s));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const other = net.createServer((s) => s.end('SSH-2.0-OpenSSH_9.2\r\n'));
+    await new Promise<void>((r) => other.listen(0, '127.0.0.1', r));
+    try {
+      expect(await probeRouter('127.0.0.1', (silent.address() as net.AddressInfo).port, 300)).toEqual({
+        ok: false,
+        error: 'connected, but no answer within 300 ms',
+      });
+      expect(await probeRouter('127.0.0.1', (other.address() as net.AddressInfo).port, 1000)).toMatchObject({
+        ok: false,
+        error: expect.stringMatching(/not a vnum router .*"SSH-2\.0-OpenSSH_9\.2"/),
+      });
+    } finally {
+      for (const s of sockets) s.destroy();
+      silent.close();
+      other.close();
+    }
+  });
+
+  it('the probe is held to the session deadline like any connection', async () => {
+    const { port } = await start({ sessionDeadlineMs: 200 });
+    const asterisk = await FakeAsterisk.connect(port);
+    asterisk.send(probeEnvironment('127.0.0.1', port));
+    expect(await asterisk.nextLine()).toBe(HEALTH_PROBE_ANSWER);
+    // Never replies: the router does not wait past its deadline.
+    const closed = await asterisk.closed;
+    expect(closed.afterMs).toBeLessThan(1500);
   });
 });

@@ -3,12 +3,14 @@ import { chooseMaskedNumber, poolView, requestedNumberProblem, type PoolCandidat
 
 const gb = (n: number, state: PoolCandidate['state'] = 'available'): PoolCandidate => ({
   number: `+4420794600${String(n).padStart(2, '0')}`,
-  country: 'GB',
   state,
 });
-const us: PoolCandidate = { number: '+14155550199', country: 'US', state: 'available' };
+const us: PoolCandidate = { number: '+14155550199', state: 'available' };
+const ca: PoolCandidate = { number: '+14165550123', state: 'available' };
+const jersey: PoolCandidate = { number: '+441534712345', state: 'available' };
+const fr: PoolCandidate = { number: '+33123456789', state: 'available' };
 
-const none = { busy: new Set<string>(), country: 'GB', lastUsed: new Map<string, number>(), sticky: undefined };
+const none = { busy: new Set<string>(), callingCode: '44', lastUsed: new Map<string, number>(), sticky: undefined };
 
 describe('chooseMaskedNumber', () => {
   it('picks the lowest free number when nothing else decides', () => {
@@ -35,8 +37,22 @@ describe('chooseMaskedNumber', () => {
   });
 
   it("prefers numbers in the dialling party's country", () => {
-    expect(chooseMaskedNumber({ ...none, pool: poolView([us, gb(9)]), country: 'GB' })).toBe(gb(9).number);
-    expect(chooseMaskedNumber({ ...none, pool: poolView([us, gb(9)]), country: 'US' })).toBe(us.number);
+    expect(chooseMaskedNumber({ ...none, pool: poolView([us, gb(9)]), callingCode: '44' })).toBe(gb(9).number);
+    expect(chooseMaskedNumber({ ...none, pool: poolView([us, gb(9)]), callingCode: '1' })).toBe(us.number);
+  });
+
+  it('counts numbers sharing a calling code as local, whatever region libphonenumber names (+44 GB/JE, +1 US/CA)', () => {
+    // A Jersey DID (libphonenumber: JE) is local to a +44 party; so is a
+    // Canadian one to a +1 party, before a lower-numbered foreign one.
+    expect(chooseMaskedNumber({ ...none, pool: poolView([us, fr, jersey]), callingCode: '44' })).toBe(jersey.number);
+    expect(chooseMaskedNumber({ ...none, pool: poolView([fr, ca]), callingCode: '1' })).toBe(ca.number);
+    // Among local numbers, recency decides as before, whatever their regions.
+    const lastUsed = new Map([[gb(1).number, 100]]);
+    expect(chooseMaskedNumber({ ...none, pool: poolView([fr, gb(1), jersey]), lastUsed })).toBe(jersey.number);
+  });
+
+  it('with no calling code for the party, no number is local: recency and number order decide', () => {
+    expect(chooseMaskedNumber({ ...none, pool: poolView([gb(2), us]), callingCode: undefined })).toBe(us.number);
   });
 
   it('prefers numbers never used by this party, then the least recently used (cool-off)', () => {
@@ -60,8 +76,8 @@ describe('requestedNumberProblem', () => {
     expect(requestedNumberProblem(gb(1, 'reserved'), new Set())).toBeUndefined();
   });
   it('names why a requested number cannot be lent', () => {
-    expect(requestedNumberProblem(undefined, new Set())).toBe('is not in the pool');
-    expect(requestedNumberProblem(gb(1, 'retired'), new Set())).toBe('is retired');
-    expect(requestedNumberProblem(gb(1), new Set([gb(1).number]))).toMatch(/already dialled/);
+    expect(requestedNumberProblem(undefined, new Set())).toEqual({ code: 'VNUM_NOT_IN_POOL', reason: 'is not in the pool' });
+    expect(requestedNumberProblem(gb(1, 'retired'), new Set())).toEqual({ code: 'VNUM_NUMBER_UNAVAILABLE', reason: 'is retired' });
+    expect(requestedNumberProblem(gb(1), new Set([gb(1).number]))).toMatchObject({ code: 'VNUM_NUMBER_UNAVAILABLE', reason: expect.stringMatching(/already dialled/) });
   });
 });

@@ -448,6 +448,21 @@ describe('the rest of the client', () => {
     expect(log.records().filter((r) => /no Timestamp/.test(String(r.msg)))).toHaveLength(1);
   });
 
+  it('a Timestamp beyond what a date can hold is not taken (the call log could not print it): the read time instead', async () => {
+    const f = await fake();
+    const { c, events } = client(f);
+    await loggedIn(c);
+    const before = Date.now();
+    f.event('Hangup', 'call', [['Timestamp', '1e20'], ['Uniqueid', '1.1']]);
+    f.event('Hangup', 'call', [['Timestamp', '8640000000000.5'], ['Uniqueid', '1.2']]);
+    await until(() => events.length === 2);
+    for (const event of events) {
+      expect(event.timestamped).toBe(false);
+      expect(event.at).toBeGreaterThanOrEqual(before);
+      expect(event.at).toBeLessThanOrEqual(Date.now());
+    }
+  });
+
   it('a listener that throws is logged, and the client carries on', async () => {
     const f = await fake();
     const { c, log, events } = client(f);

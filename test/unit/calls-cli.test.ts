@@ -5,9 +5,9 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { recordRoutedCall, writeRouterStatus } from '../../src/calls/store.js';
 import { openDb } from '../../src/store/db.js';
@@ -15,6 +15,7 @@ import { MIGRATIONS } from '../../src/store/migrations.js';
 import { VNUM_BIN, vnum } from '../helpers/cli.js';
 import { placeCall, until } from './agi-fake-asterisk.js';
 import { FakeAmi } from './ami-fake-asterisk.js';
+import { freePort } from './ship-lib.js';
 
 const A = '+447911000001';
 const D = '+447911000002';
@@ -28,7 +29,7 @@ let db: string;
 let server: ChildProcess | undefined;
 let stderr = '';
 const fakes: FakeAmi[] = [];
-const listeners: net.Server[] = [];
+const routers: ChildProcess[] = [];
 
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'vnum-calls-'));
@@ -40,18 +41,11 @@ beforeEach(() => {
 afterEach(async () => {
   server?.kill('SIGKILL');
   server = undefined;
-  for (const l of listeners.splice(0)) l.close();
+  for (const r of routers.splice(0)) r.kill('SIGKILL');
   await Promise.all(fakes.splice(0).map((f) => f.stop()));
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as net.AddressInfo;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
 
 async function serve(port: number, env: Record<string, string>): Promise<void> {
   server = spawn(process.execPath, [VNUM_BIN, '--db', db, 'serve', '--port', String(port)], {
@@ -74,11 +68,22 @@ function health(port: number, extra: string[] = []) {
   return { code: r.code, report: JSON.parse(r.stdout) as Record<string, any>, stderr: r.stderr };
 }
 
-/** A TCP listener standing in for the router's port. */
+/**
+ * The built router alone on that port, in its own process (the CLI under test
+ * runs synchronously): health probes it; it writes no report and never routes.
+ */
 async function listening(port: number): Promise<void> {
-  const l = net.createServer((s) => s.destroy());
-  await new Promise<void>((resolve) => l.listen(port, '127.0.0.1', resolve));
-  listeners.push(l);
+  const agi = pathToFileURL(join(dirname(VNUM_BIN), '../../agi/server.js')).href;
+  const child = spawn(
+    process.execPath,
+    ['--input-type=module', '-e', `const { startRouter } = await import(${JSON.stringify(agi)}); await startRouter({ host: '127.0.0.1', port: ${port}, route() { throw new Error('never'); } }); console.log('up');`],
+    { stdio: ['ignore', 'pipe', 'ignore'] },
+  );
+  routers.push(child);
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.once('data', () => resolve());
+    child.once('exit', (code) => reject(new Error(`router exited ${code}`)));
+  });
 }
 
 describe('vnum serve with AMI', () => {
@@ -126,7 +131,7 @@ describe('vnum serve with AMI', () => {
   });
 
   it('refuses to start with an AMI user and no secret; there is no flag for the secret itself', async () => {
-    const r = vnum(['--db', db, 'serve', '--port', '0', '--ami-user', 'vnum']);
+    const r = vnum(['--db', db, 'serve', '--port', String(await freePort()), '--ami-user', 'vnum']);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/AMI user "vnum" given without a secret.*VNUM_AMI_SECRET/);
     const help = vnum(['serve', '--help']).stdout;
@@ -177,7 +182,7 @@ describe('vnum health', () => {
     const port = await freePort();
     const { code, report } = health(port, ['--db', join(dir, 'missing.db')]);
     expect(code).toBe(1);
-    expect(report.database).toMatchObject({ ok: false, error: expect.stringMatching(/cannot open/) });
+    expect(report.database).toMatchObject({ ok: false, error: expect.stringMatching(/no database at .*missing\.db/) });
   });
 });
 

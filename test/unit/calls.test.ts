@@ -5,11 +5,12 @@
  * marked lost after a login, calls hung up when asked or when their session
  * ends, the status `vnum health` reads.
  */
+import { execFileSync } from 'node:child_process';
 import { chmodSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { InboundCall, RouteAnswer } from '../../agi/server.js';
-import { amiSettings } from '../../src/ami/config.js';
+import { amiSettings, secretFileModeProblem } from '../../src/ami/config.js';
 import { AmiClient, type AmiEvent } from '../../src/ami/client.js';
 import { CALL_EVENT_CLASSES, CALL_EVENTS, callFact, liveUniqueids } from '../../src/calls/facts.js';
 import {
@@ -24,6 +25,7 @@ import {
 } from '../../src/calls/store.js';
 import { CallTracker } from '../../src/calls/tracker.js';
 import { parseSince } from '../../src/cli/calls.js';
+import { ErrorCode, VnumError } from '../../src/errors.js';
 import { createSession, releaseSession } from '../../src/session/sessions.js';
 import { openDb } from '../../src/store/db.js';
 import { captureLog, until } from './agi-fake-asterisk.js';
@@ -193,21 +195,66 @@ describe('the call log', () => {
 
 describe('AMI settings for vnum serve', () => {
   it('off without a user; the secret from the environment or a file, never a flag', () => {
-    expect(amiSettings({}, {}).settings).toBeNull();
-    expect(amiSettings({ amiUser: 'vnum' }, { VNUM_AMI_SECRET: 's3' }).settings).toEqual({ host: '127.0.0.1', port: 5038, username: 'vnum', secret: 's3' });
+    expect(amiSettings({}, {})).toBeNull();
+    expect(amiSettings({ amiUser: 'vnum' }, { VNUM_AMI_SECRET: 's3' })).toEqual({ host: '127.0.0.1', port: 5038, username: 'vnum', secret: 's3' });
     expect(() => amiSettings({ amiUser: 'vnum' }, {})).toThrow(/without a secret/);
     const file = join(store.dir, 'secret');
     writeFileSync(file, 'from-file\n', { mode: 0o600 });
     expect(amiSettings({}, { VNUM_AMI_USER: 'vnum', VNUM_AMI_SECRET_FILE: file, VNUM_AMI_PORT: '5039' })).toEqual({
-      settings: { host: '127.0.0.1', port: 5039, username: 'vnum', secret: 'from-file' },
-      warnings: [],
+      host: '127.0.0.1',
+      port: 5039,
+      username: 'vnum',
+      secret: 'from-file',
     });
-    chmodSync(file, 0o644);
-    expect(amiSettings({ amiUser: 'vnum', amiSecretFile: file }, {}).warnings[0]).toMatch(/readable by others/);
     writeFileSync(file, 'two\nlines\n');
     expect(() => amiSettings({ amiUser: 'vnum', amiSecretFile: file }, {})).toThrow(/line break/);
     expect(() => amiSettings({ amiUser: 'vnum', amiSecretFile: join(store.dir, 'none') }, {})).toThrow(/cannot read/);
     expect(() => amiSettings({ amiUser: 'vnum', amiPort: '99999' }, { VNUM_AMI_SECRET: 'x' })).toThrow(/AMI port/);
+  });
+
+  it('every mistake is a configuration error: a secret file others can read, AMI settings without a user, a bad host, a secret Asterisk would trim', () => {
+    const file = join(store.dir, 'secret');
+    writeFileSync(file, 'from-file\n', { mode: 0o600 });
+    const refused = (flags: Parameters<typeof amiSettings>[0], env: NodeJS.ProcessEnv, pattern: RegExp) => {
+      let error: unknown;
+      try {
+        amiSettings(flags, env);
+      } catch (e) {
+        error = e;
+      }
+      expect(error, String(pattern)).toBeInstanceOf(VnumError);
+      expect((error as VnumError).code).toBe(ErrorCode.Configuration);
+      expect((error as VnumError).message).toMatch(pattern);
+    };
+    // Readable by others (today only a warning, though the README promises owner-only).
+    chmodSync(file, 0o644);
+    refused({ amiUser: 'vnum', amiSecretFile: file }, {}, /not owner-only: mode 0644/);
+    chmodSync(file, 0o604);
+    refused({ amiUser: 'vnum', amiSecretFile: file }, {}, /not owner-only/);
+    chmodSync(file, 0o600);
+    expect(amiSettings({ amiUser: 'vnum', amiSecretFile: file }, {})?.secret).toBe('from-file');
+    chmodSync(file, 0o400);
+    expect(amiSettings({ amiUser: 'vnum', amiSecretFile: file }, {})?.secret).toBe('from-file');
+    // Group access: only for a root-owned file the group may read (PostgreSQL's rule for its keys).
+    expect(secretFileModeProblem(0o100640, 0)).toBeNull();
+    expect(secretFileModeProblem(0o100640, 1000)).toMatch(/chmod 600/);
+    expect(secretFileModeProblem(0o100660, 0)).toMatch(/0660/);
+    expect(secretFileModeProblem(0o100600, 1000)).toBeNull();
+    // Not a regular file: a folder, a FIFO would hang the start.
+    refused({ amiUser: 'vnum', amiSecretFile: store.dir }, {}, /not a regular file/);
+    const fifo = join(store.dir, 'fifo');
+    execFileSync('mkfifo', ['-m', '600', fifo]);
+    refused({ amiUser: 'vnum', amiSecretFile: fifo }, {}, /not a regular file/);
+    // Settings that would do nothing without a user.
+    refused({}, { VNUM_AMI_SECRET_FILE: file }, /VNUM_AMI_SECRET_FILE given without an AMI user/);
+    refused({ amiHost: '10.0.0.1' }, {}, /--ami-host\/VNUM_AMI_HOST given without an AMI user/);
+    refused({}, { VNUM_AMI_SECRET: 'x', VNUM_AMI_PORT: '5038' }, /VNUM_AMI_PORT, VNUM_AMI_SECRET given without/);
+    // Bad values.
+    refused({ amiUser: 'vnum', amiHost: 'not a host' }, { VNUM_AMI_SECRET: 'x' }, /invalid AMI host/);
+    refused({ amiUser: 'vnum', amiPort: '0' }, { VNUM_AMI_SECRET: 'x' }, /invalid AMI port/);
+    refused({ amiUser: 'vn um' }, { VNUM_AMI_SECRET: 'x' }, /invalid AMI user/);
+    refused({ amiUser: 'vnum' }, { VNUM_AMI_SECRET: ' padded ' }, /trims/);
+    refused({ amiUser: 'vnum' }, { VNUM_AMI_SECRET: 'a\r\nAction: Originate' }, /line break/);
   });
 });
 

@@ -175,16 +175,16 @@ describe('the router follows a database replaced by mv (watch on its folder)', (
     router = createCallRouter({ dbPath: store.path, logger: log.logger, defaultCountry: 'GB' });
     const call = { callerId: mobile(1), extension: dialled, dnid: '' };
     expect(router.route(call).VNUM_STATUS).toBe('BRIDGE');
-    // A restore by mv: an empty store (no sessions) takes the path; only the router has the old file open.
+    // A restore by mv: an empty store (no pool, no sessions) takes the path; only the router has the old file open.
     store.db.close();
     const restored = join(store.dir, 'restored.db');
     openDb(restored).close();
     renameSync(restored, store.path);
     const replacedAt = performance.now();
-    await until(() => router!.route(call).VNUM_STATUS === 'NO_SESSION', 1_000);
+    await until(() => router!.route(call).VNUM_STATUS === 'NOT_POOL', 1_000);
     // The folder event, not the 250 ms fallback, is what normally tells it.
     expect(performance.now() - replacedAt).toBeLessThan(200);
     expect(log.records().some((r) => r.msg === 'database file replaced or removed: reopening')).toBe(true);
-    expect(router.route(call).VNUM_STATUS).toBe('NO_SESSION');
+    expect(router.route(call).VNUM_STATUS).toBe('NOT_POOL');
   });
 });

@@ -29,7 +29,7 @@ describe('normaliseNumber', () => {
 
   it('knows the country of a number', () => {
     expect(parseNumber('+442079460001').country).toBe('GB');
-    expect(parseNumber('9876543210', 'IN')).toEqual({ e164: '+919876543210', country: 'IN' });
+    expect(parseNumber('9876543210', 'IN')).toEqual({ e164: '+919876543210', country: 'IN', callingCode: '91', type: 'mobile' });
   });
 
   it('refuses a number without + when no default country is set, saying how to set one', () => {
@@ -51,10 +51,14 @@ describe('normaliseNumber', () => {
     expect(() => normaliseNumber(input, 'GB')).toThrow(reason);
   });
 
-  it('validates the country code', () => {
+  it('validates the country code: a region libphonenumber knows, else a country error of its own', () => {
     expect(parseCountry('gb')).toBe('GB');
+    expect(parseCountry(' je ')).toBe('JE');
     expect(parseCountry(undefined)).toBeUndefined();
-    expect(codeOf(() => parseCountry('GBR'))).toBe(ErrorCode.InvalidArgument);
+    for (const bad of ['GBR', 'XX', 'ZZ', 'UK', 'G1', 'E']) {
+      expect(codeOf(() => parseCountry(bad)), bad).toBe(ErrorCode.InvalidCountry);
+    }
+    expect(() => parseCountry('XX')).toThrow(/unknown country "XX": use an ISO 3166 alpha-2 code/);
   });
 });
 

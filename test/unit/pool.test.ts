@@ -1,10 +1,11 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { addToPool, listPool, poolRevision, retireNumber } from '../../src/pool/pool.js';
+import { addToPool, importedState, listPool, poolRevision, retireNumber, type PoolEntryInput } from '../../src/pool/pool.js';
 import { parseCsvRows, parsePoolCsv } from '../../src/pool/csv.js';
 import { createSession } from '../../src/session/sessions.js';
-import { ErrorCode, VnumError } from '../../src/errors.js';
+import { ErrorCode } from '../../src/errors.js';
 import type { E164 } from '../../src/numbers/normalise.js';
 import { party, tempDb } from '../helpers/store.js';
+import { errorOf } from '../helpers/errors.js';
 
 let store: ReturnType<typeof tempDb>;
 beforeEach(() => {
@@ -12,20 +13,10 @@ beforeEach(() => {
 });
 afterEach(() => store.cleanup());
 
-function errorOf(fn: () => unknown): VnumError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof VnumError) return e;
-    throw e;
-  }
-  throw new Error('expected a VnumError');
-}
-
 describe('pool', () => {
   it('adds numbers with their country, normalised to E.164', () => {
     const change = addToPool(store.db, [{ number: '020 7946 0001', country: 'GB' }, { number: '+14155550199' }], { now: 5 });
-    expect(change).toEqual({ added: 2, updated: 0, unchanged: 0 });
+    expect(change).toEqual({ added: 2, updated: 0, unchanged: 0, kept: [] });
     expect(listPool(store.db)).toEqual([
       { number: '+14155550199', country: 'US', state: 'available', addedAt: 5 },
       { number: '+442079460001', country: 'GB', state: 'available', addedAt: 5 },
@@ -35,14 +26,14 @@ describe('pool', () => {
   it('adding the same numbers again changes nothing', () => {
     addToPool(store.db, [{ number: '+442079460001' }], { now: 1 });
     const revision = poolRevision(store.db);
-    expect(addToPool(store.db, [{ number: '+442079460001' }], { now: 2 })).toEqual({ added: 0, updated: 0, unchanged: 1 });
+    expect(addToPool(store.db, [{ number: '+442079460001' }], { now: 2 })).toEqual({ added: 0, updated: 0, unchanged: 1, kept: [] });
     expect(poolRevision(store.db)).toBe(revision);
     expect(listPool(store.db)[0]!.addedAt).toBe(1);
   });
 
   it('changes the state of a number added again with another state', () => {
     addToPool(store.db, [{ number: '+442079460001' }], { now: 1 });
-    expect(addToPool(store.db, [{ number: '+442079460001', state: 'reserved' }], { now: 2 })).toEqual({ added: 0, updated: 1, unchanged: 0 });
+    expect(addToPool(store.db, [{ number: '+442079460001', state: 'reserved' }], { now: 2 })).toEqual({ added: 0, updated: 1, unchanged: 0, kept: [] });
     expect(listPool(store.db)[0]!.state).toBe('reserved');
   });
 
@@ -57,7 +48,30 @@ describe('pool', () => {
 
   it('refuses a country that contradicts the number', () => {
     const error = errorOf(() => addToPool(store.db, [{ number: '+442079460001', country: 'FR' }], { now: 1 }));
-    expect(error.message).toMatch(/belongs to GB, not FR/);
+    expect(error.message).toMatch(/\+44 numbering plan \(GB\), not FR's \(\+33\)/);
+    expect(errorOf(() => addToPool(store.db, [{ number: '+14165550123', country: 'GB' }], { now: 1 })).code).toBe(ErrorCode.InvalidArgument);
+    expect(listPool(store.db)).toEqual([]);
+  });
+
+  it('accepts a country that shares the number\'s calling code, and keeps the country given (issue 11, item 6)', () => {
+    // libphonenumber: +447911123456 is Guernsey's, +447797123456 Jersey's, +14165550123 Canada's.
+    addToPool(store.db, [{ number: '+447911123456', country: 'GB' }, { number: '+447797123456', country: 'gb' }, { number: '+14165550123', country: 'US' }], { now: 1 });
+    // Without a country, the region libphonenumber names.
+    addToPool(store.db, [{ number: '+447911123457' }], { now: 1 });
+    expect(listPool(store.db).map((n) => [n.number, n.country])).toEqual([
+      ['+14165550123', 'US'],
+      ['+447797123456', 'GB'],
+      ['+447911123456', 'GB'],
+      ['+447911123457', 'GG'],
+    ]);
+  });
+
+  it('refuses a country that is no country, as a country error (not an invalid number)', () => {
+    for (const country of ['XX', 'ZZ', 'UK', 'G1']) {
+      const error = errorOf(() => addToPool(store.db, [{ number: '02079460001', country }], { now: 1 }));
+      expect(error.code).toBe(ErrorCode.InvalidCountry);
+      expect(error.message).toContain(`unknown country "${country}"`);
+    }
   });
 
   it('refuses a number that is a party in a session', () => {
@@ -72,6 +86,81 @@ describe('pool', () => {
     expect(retireNumber(store.db, '+442079460001' as E164)).toEqual({ changed: false });
     expect(listPool(store.db)[0]!.state).toBe('retired');
     expect(errorOf(() => retireNumber(store.db, '+442079460009' as E164)).code).toBe(ErrorCode.NotInPool);
+  });
+});
+
+describe('re-importing never undoes the operator (issue 11, item 7)', () => {
+  const imported = (entries: PoolEntryInput[], now = 9) => addToPool(store.db, entries, { now, rule: importedState });
+  const states = () => Object.fromEntries(listPool(store.db).map((n) => [n.number, n.state]));
+
+  it('a row that names no state keeps a retired or reserved number as the operator set it, and says so', () => {
+    imported([{ number: '+442079460001' }, { number: '+442079460002' }, { number: '+442079460003' }], 1);
+    retireNumber(store.db, '+442079460001' as E164);
+    addToPool(store.db, [{ number: '+442079460002', state: 'reserved' }], { now: 2 });
+    const revision = poolRevision(store.db);
+    const change = imported([{ number: '+442079460001' }, { number: '+442079460002' }, { number: '+442079460003' }]);
+    expect(change).toEqual({
+      added: 0,
+      updated: 0,
+      unchanged: 3,
+      kept: [
+        { number: '+442079460001', state: 'retired', reason: 'the row names no state' },
+        { number: '+442079460002', state: 'reserved', reason: 'the row names no state' },
+      ],
+    });
+    expect(states()).toEqual({ '+442079460001': 'retired', '+442079460002': 'reserved', '+442079460003': 'available' });
+    expect(poolRevision(store.db)).toBe(revision);
+  });
+
+  it('no row puts a retired number back in service, whatever state it names; pool add does', () => {
+    imported([{ number: '+442079460001' }, { number: '+442079460002' }], 1);
+    retireNumber(store.db, '+442079460001' as E164);
+    retireNumber(store.db, '+442079460002' as E164);
+    const change = imported([{ number: '+442079460001', state: 'available' }, { number: '+442079460002', state: 'reserved' }]);
+    expect(change.updated).toBe(0);
+    expect(change.kept.map((k) => [k.number, k.state])).toEqual([
+      ['+442079460001', 'retired'],
+      ['+442079460002', 'retired'],
+    ]);
+    expect(change.kept[0]!.reason).toMatch(/never puts a retired number back in service; "vnum pool add" does/);
+    expect(states()).toEqual({ '+442079460001': 'retired', '+442079460002': 'retired' });
+    // The operator's own command does.
+    expect(addToPool(store.db, [{ number: '+442079460001' }], { now: 10 })).toMatchObject({ updated: 1, kept: [] });
+    expect(states()['+442079460001']).toBe('available');
+  });
+
+  it('a row that names a state sets it otherwise: reserving, freeing a reserved number, retiring', () => {
+    imported([{ number: '+442079460001' }, { number: '+442079460002', state: 'reserved' }, { number: '+442079460003' }], 1);
+    const change = imported([
+      { number: '+442079460001', state: 'reserved' },
+      { number: '+442079460002', state: 'available' },
+      { number: '+442079460003', state: 'retired' },
+      { number: '+442079460004', state: 'reserved' },
+    ]);
+    expect(change).toEqual({ added: 1, updated: 3, unchanged: 0, kept: [] });
+    expect(states()).toEqual({
+      '+442079460001': 'reserved',
+      '+442079460002': 'available',
+      '+442079460003': 'retired',
+      '+442079460004': 'reserved',
+    });
+  });
+
+  it('the rule itself, for every current state and every row', () => {
+    const rows = [undefined, 'available', 'reserved', 'retired'] as const;
+    const table = (['new', 'available', 'reserved', 'retired'] as const).map((current) =>
+      rows.map((named) => {
+        const r = importedState(current === 'new' ? undefined : current, named);
+        return `${r.state}${r.kept ? '*' : ''}`;
+      }),
+    );
+    // rows: current state; columns: the row names none, available, reserved, retired; * kept
+    expect(table).toEqual([
+      ['available', 'available', 'reserved', 'retired'],
+      ['available', 'available', 'reserved', 'retired'],
+      ['reserved*', 'available', 'reserved', 'retired'],
+      ['retired*', 'retired*', 'retired*', 'retired'],
+    ]);
   });
 });
 
@@ -90,6 +179,17 @@ describe('pool CSV', () => {
       { line: 4, number: '+44 20 7946 0001', country: 'GB', state: 'retired' },
       { line: 5, number: '+442079460002', country: 'gb', state: undefined },
     ]);
+  });
+
+  it('reads a headerless export whose numbers are written with spaces (no header is taken for data)', () => {
+    expect(parsePoolCsv('+44 20 7946 0005,GB,available\n+44 20 7946 0006,GB,reserved\n')).toEqual([
+      { line: 1, number: '+44 20 7946 0005', country: 'GB', state: 'available' },
+      { line: 2, number: '+44 20 7946 0006', country: 'GB', state: 'reserved' },
+    ]);
+    expect(parsePoolCsv('(020) 7946-0007,GB\n')).toEqual([{ line: 1, number: '(020) 7946-0007', country: 'GB', state: undefined }]);
+    // A header is a row naming a known column, or one without a digit.
+    expect(parsePoolCsv('E164,Region\n+442079460001,GB\n')).toEqual([{ line: 2, number: '+442079460001', country: 'GB', state: undefined }]);
+    expect(() => parsePoolCsv('DID Number,Region\n+442079460001,GB\n')).toThrow(/line 1: header has no number column/);
   });
 
   it('names the line of a bad state or a missing number', () => {

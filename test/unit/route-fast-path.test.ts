@@ -3,9 +3,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { getCountries, getExampleNumber, parsePhoneNumberWithError, type CountryCode } from 'libphonenumber-js/max';
 import examples from 'libphonenumber-js/examples.mobile.json' with { type: 'json' };
 import { decideRoute, type BridgeLookup, type LiveBridge, type RouteDecision } from '../../src/routing/decide.js';
+import { allowsType, DEFAULT_POLICY, refusal } from '../../src/numbers/policy.js';
+import { NUMBER_TYPES } from '../../src/numbers/type.js';
 import { normaliseNumber, type E164 } from '../../src/numbers/normalise.js';
 import { ROUTING_NUMBER_CACHE } from '../../src/numbers/cache.js';
-import { isVnumError } from '../../src/errors.js';
+import { isVnumError, type VnumError } from '../../src/errors.js';
 import { isLive } from '../../src/session/state.js';
 import { createSession } from '../../src/session/sessions.js';
 import { storeBridgeLookup } from '../../src/routing/lookup.js';
@@ -69,30 +71,46 @@ describe('normalisation is idempotent on what it produces (why the as-is lookup 
   });
 });
 
-/** decideRoute as it was before the fast path: both numbers normalised, then the store. */
+/**
+ * decideRoute without the fast path: both numbers normalised first, then the
+ * store. A bridge found decides (ENDED, NOT_ALLOWED, BRIDGE); else a dialled
+ * number that is no pool number is NOT_POOL whoever calls, then the caller is
+ * judged (withheld or invalid: INVALID), then NO_SESSION or ENDED.
+ */
 function reference(call: { caller: string; dialled: string }, now: number, bridges: BridgeLookup, country?: string): RouteDecision {
-  if (['', 'unknown', 'anonymous', 'restricted', 'private', 'withheld'].includes(call.caller.trim().toLowerCase())) {
-    return { status: 'INVALID', target: null, cli: null, session: null, reason: 'the caller withheld their number' };
+  const withheld = ['', 'unknown', 'anonymous', 'restricted', 'private', 'withheld'].includes(call.caller.trim().toLowerCase());
+  const attempt = (input: string): E164 | VnumError => {
+    try {
+      return normaliseNumber(input, country);
+    } catch (e) {
+      if (isVnumError(e)) return e;
+      throw e;
+    }
+  };
+  const caller = withheld ? undefined : attempt(call.caller);
+  const dialled = attempt(call.dialled);
+  const ok = (n: E164 | VnumError | undefined): n is E164 => typeof n === 'string';
+  const none = { target: null, cli: null };
+  if (ok(caller) && ok(dialled)) {
+    const bridge = bridges.live(caller, dialled);
+    if (bridge && !isLive(bridge.endsAt, now)) return { status: 'ENDED', ...none, session: bridge.session };
+    if (bridge && !allowsType(DEFAULT_POLICY, bridge.targetType)) {
+      return { status: 'NOT_ALLOWED', ...none, session: bridge.session, reason: `the target is ${refusal(bridge.targetType)}` };
+    }
+    if (bridge) return { status: 'BRIDGE', target: bridge.target, cli: bridge.cli, session: bridge.session };
   }
-  let caller: E164;
-  let dialled: E164;
-  try {
-    caller = normaliseNumber(call.caller, country);
-    dialled = normaliseNumber(call.dialled, country);
-  } catch (e) {
-    if (isVnumError(e)) return { status: 'INVALID', target: null, cli: null, session: null, reason: e.message };
-    throw e;
-  }
-  const bridge = bridges.live(caller, dialled);
-  if (bridge && isLive(bridge.endsAt, now)) return { status: 'BRIDGE', target: bridge.target, cli: bridge.cli, session: bridge.session };
-  const previous = bridge?.session ?? bridges.latestSession(caller, dialled);
-  return previous === undefined
-    ? { status: 'NO_SESSION', target: null, cli: null, session: null }
-    : { status: 'ENDED', target: null, cli: null, session: previous };
+  if (!ok(dialled)) return { status: 'NOT_POOL', ...none, session: null, reason: `the dialled number is not a pool number: ${dialled.message}` };
+  if (!bridges.isPoolNumber(dialled)) return { status: 'NOT_POOL', ...none, session: null, reason: 'the dialled number is not a pool number' };
+  if (withheld) return { status: 'INVALID', ...none, session: null, reason: 'the caller withheld their number', code: 'VNUM_INVALID_NUMBER' };
+  if (!ok(caller)) return { status: 'INVALID', ...none, session: null, reason: caller!.message, code: caller!.code };
+  const previous = bridges.latestSession(caller, dialled);
+  return previous === undefined ? { status: 'NO_SESSION', ...none, session: null } : { status: 'ENDED', ...none, session: previous };
 }
 
 interface FakeStore {
   bridges: Map<string, LiveBridge>;
+  /** Pool numbers beyond the dialled numbers of the bridges (which are always in it). */
+  pool?: Set<string>;
   asked: string[];
 }
 
@@ -108,6 +126,10 @@ function fakeLookup(store: FakeStore, now: number, liveReturnsLatest: boolean): 
     latestSession(c, d) {
       store.asked.push(`latest ${key(c, d)}`);
       return store.bridges.get(key(c, d))?.session;
+    },
+    isPoolNumber(n) {
+      store.asked.push(`pool ${n}`);
+      return store.pool?.has(n) === true || [...store.bridges.keys()].some((k) => k.endsWith(`|${n}`));
     },
     ...(liveReturnsLatest ? { liveReturnsLatest: true } : {}),
   };
@@ -149,9 +171,12 @@ describe('the fast path decides exactly as normalising first', () => {
       a: fc.nat(NUMBERS.length - 1),
       b: fc.nat(NUMBERS.length - 1),
       endsAt: fc.oneof(fc.constant(null), fc.integer({ min: NOW - 1_000, max: NOW + 1_000 })),
+      // Mostly allowed types, sometimes one the policy refuses.
+      targetType: fc.oneof(fc.constantFrom('mobile' as const, 'fixed-line' as const), fc.constantFrom(...NUMBER_TYPES)),
     }),
     { maxLength: 25 },
   );
+  const poolArb = fc.array(fc.nat(NUMBERS.length - 1), { maxLength: 6 });
   const callArb = fc.record({
     a: fc.nat(NUMBERS.length - 1),
     b: fc.nat(NUMBERS.length - 1),
@@ -163,17 +188,25 @@ describe('the fast path decides exactly as normalising first', () => {
 
   it('over random stores and numbers in every shape, valid or not (property)', () => {
     fc.assert(
-      fc.property(storeArb, fc.array(callArb, { minLength: 1, maxLength: 20 }), fc.boolean(), (rows, calls, liveReturnsLatest) => {
-        const store: FakeStore = { bridges: new Map(), asked: [] };
+      fc.property(storeArb, poolArb, fc.array(callArb, { minLength: 1, maxLength: 20 }), fc.boolean(), (rows, pool, calls, liveReturnsLatest) => {
+        const store: FakeStore = { bridges: new Map(), pool: new Set(pool.map((i) => NUMBERS[i]!)), asked: [] };
         rows.forEach((r, i) => {
-          store.bridges.set(`${NUMBERS[r.a]}|${NUMBERS[r.b]}`, { target: NUMBERS[r.b]!, cli: NUMBERS[r.a]!, session: `s${i}`, endsAt: r.endsAt });
+          store.bridges.set(`${NUMBERS[r.a]}|${NUMBERS[r.b]}`, {
+            target: NUMBERS[r.b]!,
+            cli: NUMBERS[r.a]!,
+            session: `s${i}`,
+            endsAt: r.endsAt,
+            targetType: r.targetType,
+          });
         });
         const lookup = fakeLookup(store, NOW, liveReturnsLatest);
         for (const c of calls) {
           // Half the calls on a stored pair, so that BRIDGE and ENDED are common.
           const row = rows.length > 0 && c.howA % 2 === 0 ? rows[c.a % rows.length]! : c;
           const call = { caller: written(NUMBERS[row.a]!, c.howA, c.noise), dialled: written(NUMBERS[row.b]!, c.howB, c.noise) };
-          expect(decideRoute(call, NOW, lookup, c.country), JSON.stringify({ call, country: c.country })).toEqual(reference(call, NOW, lookup, c.country));
+          expect(decideRoute(call, NOW, lookup, { defaultCountry: c.country }), JSON.stringify({ call, country: c.country })).toEqual(
+            reference(call, NOW, lookup, c.country),
+          );
         }
       }),
       { numRuns: 400 },
@@ -193,7 +226,7 @@ describe('the fast path decides exactly as normalising first', () => {
         for (const dialled of numbers) {
           for (const [how, country] of [[0, 'GB'], [1, 'GB'], [2, 'GB'], [3, undefined], [5, 'GB'], [6, undefined]] as const) {
             const call = { caller: written(caller, how, ''), dialled: written(dialled, (how + 1) % 4, '') };
-            expect(decideRoute(call, NOW, lookup, country), JSON.stringify(call)).toEqual(reference(call, NOW, lookup, country));
+            expect(decideRoute(call, NOW, lookup, { defaultCountry: country }), JSON.stringify(call)).toEqual(reference(call, NOW, lookup, country));
           }
         }
       }
@@ -210,46 +243,76 @@ describe('the fast path decides exactly as normalising first', () => {
 describe('what the fast path saves (fails if it is bypassed)', () => {
   const A = mobile(1);
   const D = mobile(2);
-  const bridge: LiveBridge = { target: D, cli: mobile(3), session: 'o1', endsAt: null };
+  const bridge: LiveBridge = { target: D, cli: mobile(3), session: 'o1', endsAt: null, targetType: 'mobile' };
+  const GB = { defaultCountry: 'GB' };
 
   function setup(liveReturnsLatest: boolean, bridges: Array<[string, LiveBridge]> = [[`${A}|${D}`, bridge]]) {
     const store: FakeStore = { bridges: new Map(bridges), asked: [] };
     return { store, lookup: fakeLookup(store, NOW, liveReturnsLatest) };
   }
 
-  it('a stored pair delivered as E.164: one lookup, no number normalised', () => {
+  it('a stored pair delivered as E.164: one lookup, no number normalised, no pool read', () => {
     const { store, lookup } = setup(true);
-    expect(decideRoute({ caller: A, dialled: D }, NOW, lookup, 'GB')).toMatchObject({ status: 'BRIDGE', session: 'o1' });
+    expect(decideRoute({ caller: A, dialled: D }, NOW, lookup, GB)).toMatchObject({ status: 'BRIDGE', session: 'o1' });
     expect(store.asked).toEqual([`live ${A}|${D}`]);
     expect(ROUTING_NUMBER_CACHE.size).toBe(0);
   });
 
+  it('a stored pair whose target the policy refuses: the same one lookup, NOT_ALLOWED naming the type, no number parsed', () => {
+    const { store, lookup } = setup(true, [[`${A}|${D}`, { ...bridge, targetType: 'premium-rate' }]]);
+    const decision = decideRoute({ caller: A, dialled: D }, NOW, lookup, GB);
+    expect(decision).toMatchObject({ status: 'NOT_ALLOWED', target: null, cli: null, session: 'o1' });
+    expect(decision.reason).toMatch(/premium-rate/);
+    expect(decision.reason).not.toContain(D.slice(-6));
+    expect(store.asked).toEqual([`live ${A}|${D}`]);
+    expect(ROUTING_NUMBER_CACHE.size).toBe(0);
+    // Widened to premium rate, the same row bridges.
+    const widened = { ...GB, policy: { allowed: new Set(['mobile', 'premium-rate'] as const) } };
+    expect(decideRoute({ caller: A, dialled: D }, NOW, lookup, widened).status).toBe('BRIDGE');
+  });
+
   it('an E.164 caller with the DID as digits: only the DID is normalised', () => {
     const { store, lookup } = setup(true);
-    expect(decideRoute({ caller: A, dialled: D.slice(1) }, NOW, lookup, 'GB').status).toBe('BRIDGE');
+    expect(decideRoute({ caller: A, dialled: D.slice(1) }, NOW, lookup, GB).status).toBe('BRIDGE');
     expect(store.asked).toEqual([`live ${A}|${D}`]);
     expect(ROUTING_NUMBER_CACHE.size).toBe(1);
   });
 
-  it('a caller in no session: the key is asked once (the store says live() covers ended pairs)', () => {
+  it('a caller in no session: the key is asked once (the store says live() covers ended pairs), then the pool', () => {
     const { store, lookup } = setup(true);
-    expect(decideRoute({ caller: mobile(9), dialled: D }, NOW, lookup, 'GB').status).toBe('NO_SESSION');
-    expect(store.asked).toEqual([`live ${mobile(9)}|${D}`]);
+    expect(decideRoute({ caller: mobile(9), dialled: D }, NOW, lookup, GB).status).toBe('NO_SESSION');
+    expect(store.asked).toEqual([`live ${mobile(9)}|${D}`, `pool ${D}`]);
   });
 
   it('a lookup whose live() sees live bridges only is still asked for the latest session (ENDED is not lost)', () => {
     const { store, lookup } = setup(false, [[`${A}|${D}`, { ...bridge, endsAt: NOW - 1 }]]);
-    expect(decideRoute({ caller: A, dialled: D }, NOW, lookup, 'GB')).toMatchObject({ status: 'ENDED', session: 'o1' });
-    expect(store.asked).toEqual([`live ${A}|${D}`, `latest ${A}|${D}`]);
+    expect(decideRoute({ caller: A, dialled: D }, NOW, lookup, GB)).toMatchObject({ status: 'ENDED', session: 'o1' });
+    expect(store.asked).toEqual([`live ${A}|${D}`, `pool ${D}`, `latest ${A}|${D}`]);
   });
 
-  it('an E.164-shaped caller that is not a valid number: INVALID, with the caller named first', () => {
+  it('an E.164-shaped caller that is not a valid number, calling a pool number: INVALID naming the caller', () => {
     const { lookup } = setup(true);
     const bad = '+99912345678';
-    const both = decideRoute({ caller: bad, dialled: 'nonsense' }, NOW, lookup, 'GB');
-    expect(both.status).toBe('INVALID');
-    expect(both.reason).toContain(bad);
-    expect(decideRoute({ caller: bad, dialled: D }, NOW, lookup, 'GB')).toMatchObject({ status: 'INVALID' });
-    expect(decideRoute({ caller: A, dialled: '+4479' }, NOW, lookup, 'GB').reason).toContain('"+4479"');
+    const decision = decideRoute({ caller: bad, dialled: D }, NOW, lookup, GB);
+    expect(decision.status).toBe('INVALID');
+    expect(decision.reason).toContain(bad);
+  });
+
+  it('a dialled number that is not in the pool, or no number at all: NOT_POOL whoever calls (withheld and invalid callers too)', () => {
+    const { store, lookup } = setup(true);
+    const office = '+442079460999';
+    for (const caller of [A, mobile(9), 'anonymous', '', '+99912345678', 'x&y']) {
+      for (const dialled of [office, office.slice(1), '020 7946 0999', 'nonsense', '+4479', '2001']) {
+        expect(decideRoute({ caller, dialled }, NOW, lookup, GB), `${caller} -> ${dialled}`).toMatchObject({ status: 'NOT_POOL', session: null });
+      }
+    }
+    expect(decideRoute({ caller: A, dialled: '+4479' }, NOW, lookup, GB).reason).toContain('"+4479"');
+    // Withheld callers and invalid ones calling a pool number are still INVALID.
+    expect(decideRoute({ caller: 'anonymous', dialled: D }, NOW, lookup, GB).status).toBe('INVALID');
+    expect(decideRoute({ caller: 'x&y', dialled: D }, NOW, lookup, GB).status).toBe('INVALID');
+    // No bridged call ever asks the pool.
+    store.asked.length = 0;
+    decideRoute({ caller: A, dialled: D }, NOW, lookup, GB);
+    expect(store.asked.filter((q) => q.startsWith('pool'))).toEqual([]);
   });
 });

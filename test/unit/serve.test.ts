@@ -1,11 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { VNUM_BIN, vnum } from '../helpers/cli.js';
 import { placeCall } from './agi-fake-asterisk.js';
+import { freePort } from './ship-lib.js';
 
 let dir: string;
 let db: string;
@@ -23,16 +24,10 @@ afterEach(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as net.AddressInfo;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
 
-async function serve(port: number, env: Record<string, string> = {}): Promise<void> {
-  server = spawn(process.execPath, [VNUM_BIN, '--db', db, 'serve', '--port', String(port)], {
+async function serve(port: number, env: Record<string, string> = {}, args: string[] = []): Promise<void> {
+  stderr = '';
+  server = spawn(process.execPath, [VNUM_BIN, '--db', db, 'serve', '--port', String(port), ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
@@ -79,7 +74,7 @@ describe('vnum serve (built executable)', () => {
   });
 
   it('refuses to start on an unusable database or a taken port, with exit 2 and 1', async () => {
-    writeFileSync(db, 'not a database, not a database, not a database, not a database, not a database');
+    writeFileSync(db, 'not a database, not a database, not a database, not a database, not a database', { mode: 0o600 });
     const broken = vnum(['--db', db, 'serve', '--port', String(await freePort())]);
     expect(broken.code).toBe(2);
     expect(broken.stderr).toMatch(/vnum: cannot use database .*\[VNUM_DATABASE\]/);
@@ -91,9 +86,112 @@ describe('vnum serve (built executable)', () => {
     try {
       const busy = vnum(['--db', db, 'serve', '--port', String(port)]);
       expect(busy.code).toBe(1);
-      expect(busy.stderr).toMatch(new RegExp(`cannot listen on 127.0.0.1:${port}`));
+      expect(busy.stderr).toMatch(new RegExp(`^vnum: cannot listen on 127.0.0.1:${port}: .*EADDRINUSE.* \\[VNUM_LISTEN_FAILED\\]\n$`));
     } finally {
       taken.close();
     }
+  });
+});
+
+describe('vnum serve judges every setting before it opens, creates or migrates a database', () => {
+  // Each: the arguments and environment, and what the one error line must say.
+  const cases: Array<[string, string[], Record<string, string>, RegExp]> = [
+    ['an empty allow-list from the environment', [], { VNUM_AGI_ALLOW: '' }, /^VNUM_AGI_ALLOW is empty: the router would refuse every call/],
+    ['a blank allow-list', ['--allow', ' '], {}, /^--allow is empty/],
+    ['an impossible CIDR', ['--allow', '10.0.0.0/33'], {}, /^invalid --allow "10\.0\.0\.0\/33": allow-list entry is not a CIDR subnet/],
+    ['an entry a variable expanded to nothing', [], { VNUM_AGI_ALLOW: '127.0.0.1,' }, /^invalid VNUM_AGI_ALLOW "127\.0\.0\.1,": entry 2 is empty/],
+    ['an allow-list that admits the whole internet', ['--allow', '0.0.0.0/0'], {}, /admits every address/],
+    ['a name in the allow-list', ['--allow', 'asterisk.local'], {}, /not an IP address/],
+    ['a deadline of nothing', ['--deadline', '0s'], {}, /^invalid --deadline "0s": from 100ms to 10s/],
+    ['a deadline past what a Node timer holds (it would fire after 1 ms)', ['--deadline', '25d'], {}, /^invalid --deadline "25d": from 100ms to 10s/],
+    ['a deadline no caller waits out in silence', ['--deadline', '2m'], {}, /^invalid --deadline "2m"/],
+    ['a drain past what a Node timer holds (it would stop at once)', ['--drain', '30d'], {}, /^invalid --drain "30d": from 0s to 60s/],
+    ['a drain in a unit that is not one', ['--drain', '2 s'], {}, /^invalid --drain "2 s": use a whole number and a unit/],
+    ['no connections at all', ['--max-connections', '0'], {}, /^invalid --max-connections "0": a whole number from 1 to 100000/],
+    ['port 0 (Asterisk could not find it)', ['--port', '0'], {}, /^invalid --port "0": a whole number from 1 to 65535/],
+    ['a port from the environment that is not one', [], { VNUM_AGI_PORT: '45 73' }, /^invalid VNUM_AGI_PORT "45 73"/],
+    ['a host that is not one', ['--host', 'not a host'], {}, /^invalid --host "not a host": an IP address or a host name/],
+    ['an IPv6 host in brackets', ['--host', '[::1]'], {}, /without brackets/],
+    ['a log level pino does not know', [], { VNUM_LOG_LEVEL: 'bogus' }, /^invalid VNUM_LOG_LEVEL "bogus"/],
+    ['a redaction switch that might mean either', [], { VNUM_LOG_REDACT: 'no' }, /^invalid VNUM_LOG_REDACT "no"/],
+    ['an AMI port out of range', ['--ami-user', 'vnum', '--ami-port', '99999'], { VNUM_AMI_SECRET: 's' }, /^invalid AMI port/],
+    ['an AMI secret file without an AMI user', [], { VNUM_AMI_SECRET_FILE: '/etc/hostname' }, /VNUM_AMI_SECRET_FILE given without an AMI user/],
+    ['a control character in a setting, echoed escaped', ['--host', 'a\u001b[2Jb'], {}, /^invalid --host "a\\x1b\[2Jb"/],
+  ];
+  it.each(cases)('%s: exit 1, one line, VNUM_CONFIGURATION, no database', (_what, args, env, message) => {
+    const nested = join(dir, 'not-yet', 'vnum.db');
+    const port = 'VNUM_AGI_PORT' in env ? [] : ['--port', '45731'];
+    const r = vnum(['--db', nested, 'serve', ...port, ...args], env);
+    expect(r.code, r.stderr).toBe(1);
+    const lines = r.stderr.split('\n').filter(Boolean);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]!.replace(/^vnum: /, '')).toMatch(message);
+    expect(lines[0]).toMatch(/^vnum: .* \[VNUM_CONFIGURATION\]$/);
+    expect(existsSync(join(dir, 'not-yet')), 'the database folder').toBe(false);
+  });
+
+  it('an AMI secret file others can read is refused, not warned about', () => {
+    const secret = join(dir, 'ami-secret');
+    writeFileSync(secret, 'a-long-secret\n', { mode: 0o644 });
+    chmodSync(secret, 0o644);
+    const r = vnum(['--db', join(dir, 'not-yet', 'vnum.db'), 'serve', '--port', '45731', '--ami-user', 'vnum', '--ami-secret-file', secret]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^vnum: the AMI secret file ".*ami-secret" is not owner-only: mode 0644 .*chmod 600.* \[VNUM_CONFIGURATION\]\n$/);
+    expect(existsSync(join(dir, 'not-yet'))).toBe(false);
+  });
+
+  it('a bad --country is refused before the database too', () => {
+    const r = vnum(['--db', join(dir, 'not-yet', 'vnum.db'), 'serve', '--port', '45731', '--country', 'G1']);
+    expect(r.code).toBe(1);
+    expect(existsSync(join(dir, 'not-yet'))).toBe(false);
+  });
+});
+
+describe('vnum health proves the router answers', () => {
+  it('a router that refuses the address health probes from is unhealthy, with the reason; the same router is healthy once that address is allowed', async () => {
+    const port = await freePort();
+    await serve(port, { VNUM_DEFAULT_COUNTRY: 'GB' }, ['--allow', '10.9.9.9']);
+    const refused = vnum(['--db', db, 'health', '--json', '--port', String(port)]);
+    expect(refused.code).toBe(1);
+    const report = JSON.parse(refused.stdout);
+    expect(report.router).toMatchObject({ ok: false, error: expect.stringMatching(/without answering: 127\.0\.0\.1 is not in its allow-list/) });
+    expect(report.healthy).toBe(false);
+    // The text form says it in one line.
+    expect(vnum(['--db', db, 'health', '--port', String(port)]).stdout).toMatch(/^router {4}FAIL {2}127\.0\.0\.1:\d+: the router closed the connection without answering/);
+    server!.kill('SIGTERM');
+    await new Promise((r) => server!.once('exit', r));
+    await serve(port, { VNUM_DEFAULT_COUNTRY: 'GB' }, ['--allow', '10.9.9.9,127.0.0.1']);
+    const ok = vnum(['--db', db, 'health', '--json', '--port', String(port)]);
+    expect(JSON.parse(ok.stdout).router).toEqual({ ok: true, address: `127.0.0.1:${port}`, error: null });
+    expect(ok.code).toBe(0);
+    // No warning in the router's log for the probe that was allowed.
+    expect(stderr.split('\n').filter((l) => l.includes('"level":40') && !l.includes('10.9.9.9'))).toEqual([]);
+  });
+
+  it('something else holding the port is not a router', async () => {
+    // In its own process: the CLI under test runs synchronously and would block a listener in this one.
+    const port = await freePort();
+    const other = spawn(
+      process.execPath,
+      ['-e', `require('net').createServer((s) => s.end('220 smtp.example ESMTP\\r\\n')).listen(${port}, '127.0.0.1', () => console.log('up'))`],
+      { stdio: ['ignore', 'pipe', 'ignore'] },
+    );
+    try {
+      await new Promise((resolve) => other.stdout!.once('data', resolve));
+      const r = vnum(['--db', db, 'health', '--json', '--port', String(port)]);
+      expect(r.code).toBe(1);
+      expect(JSON.parse(r.stdout).router.error).toMatch(/not a vnum router .*220 smtp\.example/);
+    } finally {
+      other.kill('SIGKILL');
+    }
+  });
+
+  it('its own settings are bounded like serve\'s', () => {
+    const late = vnum(['--db', db, 'health', '--timeout', '25d']);
+    expect(late.code).toBe(1);
+    expect(late.stderr).toMatch(/^vnum: invalid --timeout "25d": from 100ms to 60s \[VNUM_CONFIGURATION\]\n$/);
+    const port = vnum(['--db', db, 'health'], { VNUM_AGI_PORT: 'x' });
+    expect(port.code).toBe(1);
+    expect(port.stderr).toMatch(/invalid VNUM_AGI_PORT "x"/);
   });
 });

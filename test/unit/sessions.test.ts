@@ -3,8 +3,11 @@ import { createSession, getSession, listSessions, releaseSession } from '../../s
 import { decideRoute } from '../../src/routing/decide.js';
 import { storeBridgeLookup } from '../../src/routing/lookup.js';
 import { addToPool } from '../../src/pool/pool.js';
-import { ErrorCode, VnumError } from '../../src/errors.js';
+import { ErrorCode } from '../../src/errors.js';
+import { parseNumber } from '../../src/numbers/normalise.js';
+import { ALLOWABLE_TYPES, parseNumberPolicy } from '../../src/numbers/policy.js';
 import { invariantViolations, londonDids, mobile, party, seedPool, tempDb } from '../helpers/store.js';
+import { errorOf } from '../helpers/errors.js';
 
 let store: ReturnType<typeof tempDb>;
 beforeEach(() => {
@@ -16,18 +19,8 @@ const A = mobile(1);
 const D = mobile(2);
 const HOUR = 3_600_000;
 
-function errorOf(fn: () => unknown): VnumError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof VnumError) return e;
-    throw e;
-  }
-  throw new Error('expected a VnumError');
-}
-
 function route(caller: string, dialled: string, now: number) {
-  return decideRoute({ caller, dialled }, now, storeBridgeLookup(store.db), 'GB');
+  return decideRoute({ caller, dialled }, now, storeBridgeLookup(store.db), { defaultCountry: 'GB' });
 }
 
 describe('sessions', () => {
@@ -45,10 +38,11 @@ describe('sessions', () => {
     expect(session.expiresAt).toBeNull();
   });
 
-  it('returns the existing session unchanged when created again with the same parties (safe retry)', () => {
+  it('returns the existing session unchanged when the same request comes again (safe retry)', () => {
     seedPool(store.db, londonDids(3));
-    const first = createSession(store.db, { id: 'order-1', first: party(A), second: party(D), now: 0 });
-    const again = createSession(store.db, { id: 'order-1', first: party(A), second: party(D), ttlMs: HOUR, now: 10 });
+    const first = createSession(store.db, { id: 'order-1', first: party(A), second: party(D), ttlMs: HOUR, now: 0 });
+    // The same --ttl a minute later is the same request.
+    const again = createSession(store.db, { id: 'order-1', first: party(A), second: party(D), ttlMs: HOUR, now: 60_000 });
     expect(again.created).toBe(false);
     expect(again.session).toEqual(first.session);
     expect(store.db.prepare('SELECT count(*) FROM bridge').pluck().get()).toBe(2);
@@ -192,6 +186,19 @@ describe('sessions', () => {
     expect(s.parties[1].maskedAs).toBe('+14155550199');
   });
 
+  it('counts a number sharing the party\'s calling code as local, whatever region libphonenumber names (issue 11, item 6)', () => {
+    // libphonenumber calls +447911123456 a Guernsey mobile, +447797123456 a
+    // Jersey one, +14165550123 Canadian. All share their plans with GB and US:
+    // a GB pool number is local to the first two, a US one to the third.
+    addToPool(store.db, [{ number: '+14155550199' }, { number: '+442079460050' }], { now: 0 });
+    const guernsey = createSession(store.db, { id: 'gg', first: party('+14155550123'), second: party('+447911123456'), now: 0 }).session;
+    expect(guernsey.parties[0].maskedAs).toBe('+442079460050');
+    const jersey = createSession(store.db, { id: 'je', first: party('+14155550124'), second: party('+447797123456'), now: 0 }).session;
+    expect(jersey.parties[0].maskedAs).toBe('+442079460050');
+    const canada = createSession(store.db, { id: 'ca', first: party('+442079460999'), second: party('+14165550123'), now: 0 }).session;
+    expect(canada.parties[0].maskedAs).toBe('+14155550199');
+  });
+
   it('lends a reserved number only when asked for by number; never a retired one', () => {
     seedPool(store.db, ['+442079460001'], 'reserved');
     seedPool(store.db, ['+442079460002'], 'retired');
@@ -241,13 +248,98 @@ describe('routing decision', () => {
     }
   });
 
-  it('answers NO_SESSION for a number in no session, INVALID for junk or withheld callers', () => {
+  it('answers NO_SESSION for a number in no session, INVALID for junk or withheld callers, NOT_POOL for a number not in the pool', () => {
     seedPool(store.db, londonDids(2));
     createSession(store.db, { id: 'o1', first: party(A), second: party(D), now: 0 });
     expect(route(mobile(77), londonDids(1)[0]!, 1)).toEqual({ status: 'NO_SESSION', target: null, cli: null, session: null });
     for (const caller of ['unknown', 'anonymous', '', `${A}&PJSIP/evil`, '"x", (y)', '9'.repeat(300)]) {
       expect(route(caller, londonDids(1)[0]!, 1)).toMatchObject({ status: 'INVALID', target: null, cli: null });
     }
-    expect(route(A, 'abc', 1).status).toBe('INVALID');
+    // Not a pool number (issue 11, item 13): whoever calls, and whether or not the dialled string is a number.
+    for (const caller of [A, mobile(77), 'anonymous', `${A}&PJSIP/evil`]) {
+      for (const dialled of ['+442079460999', '02079460999', 'abc']) {
+        expect(route(caller, dialled, 1)).toMatchObject({ status: 'NOT_POOL', target: null, cli: null, session: null });
+      }
+    }
+    // A retired number is still the pool's: no session is NO_SESSION, not NOT_POOL.
+    addToPool(store.db, [{ number: londonDids(2)[1]!, state: 'retired' }], { now: 1 });
+    expect(route(mobile(77), londonDids(2)[1]!, 1).status).toBe('NO_SESSION');
+  });
+
+  it('refuses, at routing time, a bridge whose target the number-type policy refuses (issue 11, item 2)', () => {
+    seedPool(store.db, londonDids(2));
+    const widened = { allowed: new Set(['mobile', 'premium-rate'] as const) };
+    const premium = parseNumber('+449098790000');
+    const s = createSession(store.db, { id: 'p', first: party(A), second: { number: premium.e164, type: premium.type }, now: 0, policy: widened }).session;
+    const toPremium = s.parties[1].maskedAs;
+    const lookup = storeBridgeLookup(store.db);
+    // The operator tightened the policy again: the call is refused, naming the type, never the number.
+    const refused = decideRoute({ caller: A, dialled: toPremium }, 1, lookup, { defaultCountry: 'GB' });
+    expect(refused).toEqual({ status: 'NOT_ALLOWED', target: null, cli: null, session: 'p', reason: expect.stringMatching(/premium-rate/) });
+    expect(refused.reason).not.toContain('9098790000');
+    expect(decideRoute({ caller: A, dialled: toPremium }, 1, lookup, { policy: widened }).status).toBe('BRIDGE');
+    // The premium number calling the mobile is not the policy's business: it dials a mobile.
+    expect(decideRoute({ caller: premium.e164, dialled: s.parties[0].maskedAs }, 1, lookup).status).toBe('BRIDGE');
+  });
+
+  it('classifies the target of a row written before the store kept target types, and judges it the same', () => {
+    seedPool(store.db, londonDids(2));
+    const widened = { allowed: new Set(['mobile', 'premium-rate'] as const) };
+    const premium = parseNumber('+449098790000');
+    const s = createSession(store.db, { id: 'p', first: party(A), second: { number: premium.e164, type: premium.type }, now: 0, policy: widened }).session;
+    // As an older vnum wrote it: no type on the rows.
+    store.db.prepare('UPDATE bridge SET target_type = NULL').run();
+    const lookup = storeBridgeLookup(store.db);
+    expect(decideRoute({ caller: A, dialled: s.parties[1].maskedAs }, 1, lookup)).toMatchObject({ status: 'NOT_ALLOWED', session: 'p' });
+    expect(decideRoute({ caller: premium.e164, dialled: s.parties[0].maskedAs }, 1, lookup)).toMatchObject({ status: 'BRIDGE', target: A });
+  });
+});
+
+describe('number-type policy at create (issue 11, item 2)', () => {
+  it.each([
+    ['+449098790000', 'premium-rate'],
+    ['+19005551234', 'premium-rate'],
+    ['+448001234567', 'toll-free'],
+    ['+447012345678', 'personal'],
+    ['+447640123456', 'pager'],
+    ['+445512345678', 'uan'],
+    ['+881612345678', 'international-network'],
+    ['+80012345678', 'international-network'],
+    ['+979123456789', 'international-network'],
+  ])('refuses %s as a party (%s), writing nothing', (number, type) => {
+    seedPool(store.db, londonDids(2));
+    const parsed = parseNumber(number);
+    expect(parsed.type).toBe(type);
+    for (const [first, second] of [
+      [{ number: parsed.e164, type: parsed.type }, party(D)],
+      [party(A), { number: parsed.e164, type: parsed.type }],
+    ]) {
+      const error = errorOf(() => createSession(store.db, { id: 'x', first: first!, second: second!, now: 0 }));
+      expect(error.code).toBe(ErrorCode.NumberNotAllowed);
+      expect(error.message).toContain(type);
+    }
+    expect(store.db.prepare('SELECT count(*) FROM session').pluck().get()).toBe(0);
+    expect(store.db.prepare('SELECT count(*) FROM bridge').pluck().get()).toBe(0);
+  });
+
+  it('accepts fixed lines, mobiles, NANP numbers and VoIP lines by default', () => {
+    seedPool(store.db, londonDids(4));
+    for (const [i, number] of ['+442079460555', '+14155550123', '+33912345678', '+445612345678'].entries()) {
+      const parsed = parseNumber(number);
+      expect(createSession(store.db, { id: `ok${i}`, first: party(A), second: { number: parsed.e164, type: parsed.type }, now: 0 }).created).toBe(true);
+    }
+  });
+
+  it('a widened policy lets the named types in, never the international networks', () => {
+    seedPool(store.db, londonDids(2));
+    const policy = parseNumberPolicy('default,toll-free');
+    const tollFree = parseNumber('+448001234567');
+    expect(createSession(store.db, { id: 'tf', first: party(A), second: { number: tollFree.e164, type: tollFree.type }, now: 0, policy }).created).toBe(true);
+    expect(() => parseNumberPolicy('default,international-network')).toThrow(/always refused/);
+    const satellite = parseNumber('+881612345678');
+    const all = parseNumberPolicy(ALLOWABLE_TYPES.join(','));
+    expect(errorOf(() => createSession(store.db, { id: 'sat', first: party(A), second: { number: satellite.e164, type: satellite.type }, now: 0, policy: all })).code).toBe(
+      ErrorCode.NumberNotAllowed,
+    );
   });
 });

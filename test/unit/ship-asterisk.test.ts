@@ -6,14 +6,22 @@
  * 2. The image's configuration agrees with the project: the trunk keeps every
  *    identity setting of dialplan/pjsip-trunk.sample.conf, modules.conf loads
  *    every module dialplan/vnum.conf requires, the globals are settings
- *    vnum.conf knows, AMI is off.
+ *    vnum.conf knows, the AMI user is dialplan/manager.sample.conf's.
  * 3. That configuration, as the Dockerfile lays it out, loads in a real
  *    Asterisk 22 installed by that script: the e2e harness's Debian sid root.
  *    Run as the asterisk user, in a private mount namespace, with only the
- *    test-only changes listed at `testOnly` below.
+ *    test-only changes listed at `testOnly` below; the image's entrypoint
+ *    runs as written and turns AMI on, and `vnum serve`, configured as
+ *    docker/compose.yaml configures the router, logs in.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chownSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { parse } from 'yaml';
+import { AmiClient } from '../../src/ami/client.js';
+import { createLogger } from '../../src/log.js';
+import { VNUM_BIN } from '../helpers/cli.js';
+import { chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { e2eReadiness, provision } from '../e2e/harness/provision.js';
@@ -21,6 +29,8 @@ import { asteriskRoot } from '../e2e/harness/paths.js';
 import { copyParts, execForm, filesUnder, freePort, iniSection, parseDockerfile, parseIni, readRepo, repoPath, repoRoot, type IniSection } from './ship-lib.js';
 
 const SCRIPT = 'docker/asterisk/install-asterisk.sh';
+const ENTRYPOINT = '/usr/local/bin/vnum-asterisk-entrypoint';
+const ENTRYPOINT_SOURCE = 'docker/asterisk/entrypoint.sh';
 const DOCKERFILE = 'docker/asterisk/Dockerfile';
 const dockerfile = parseDockerfile(repoPath(DOCKERFILE));
 const stage = dockerfile.stages.at(-1)!;
@@ -127,8 +137,90 @@ describe('the image configuration agrees with the project', () => {
     for (const g of globals) expect(known, g).toContain(g);
   });
 
-  it('AMI is off (placeholder until issue 6 adds the router user)', () => {
-    expect(iniSection(etc('manager.conf'), 'general').entries).toEqual([['enabled', 'no']]);
+  it('the AMI user is dialplan/manager.sample.conf\'s, but for what the entrypoint fills in from the compose environment', () => {
+    const image = etc('manager.conf');
+    const sample = parseIni(readRepo('dialplan/manager.sample.conf'), 'asterisk');
+    // What the entrypoint writes (general.conf, user.conf), and only that, differs from the sample.
+    const deployment: Record<string, string[]> = { general: ['enabled', 'bindaddr'], vnum: ['secret', 'permit'] };
+    const entrypoint = readRepo(ENTRYPOINT_SOURCE);
+    const dir = /^dir=\$\{VNUM_AMI_CONF_DIR:-([^}]+)\}$/m.exec(entrypoint)?.[1];
+    expect(dir).toBe('/var/lib/asterisk/vnum-ami');
+    for (const [section, keys] of Object.entries(deployment)) {
+      const file = section === 'general' ? 'general.conf' : 'user.conf';
+      expect(iniSection(image, section).entries.filter(([k]) => k === '#tryinclude')).toEqual([['#tryinclude', `${dir}/${file}`]]);
+      const written = new RegExp(`printf '([^']*)'[^>\\n]*>"\\$dir/${file.replace('.', '\\.')}"`).exec(entrypoint)?.[1];
+      expect(written, `the entrypoint writes ${file}`).toBeDefined();
+      // printf's format, with its \n escapes: one `key = value` per line.
+      expect(written!.split('\\n').map((line) => /^(\w+) = /.exec(line)?.[1]).filter(Boolean)).toEqual(keys);
+      const skip = [...keys, '#tryinclude'];
+      expect(entries(iniSection(image, section), skip), section).toEqual(entries(iniSection(sample, section), skip));
+    }
+    expect(image.map((x) => x.name)).toEqual(['general', 'vnum']);
+    // The permit comes after the deny: Asterisk applies the last rule that matches.
+    const vnum = iniSection(image, 'vnum').entries.map(([k]) => k);
+    expect(vnum.indexOf('deny')).toBeLessThan(vnum.indexOf('#tryinclude'));
+  });
+
+  it('the README and the operator guide install the sample manager.conf only where there is none, with the secret from its file, never on a command line', () => {
+    const sample = readRepo('dialplan/manager.sample.conf');
+    const dir = mkdtempSync(path.join(tmpdir(), 'vnum-ship-manager-'));
+    try {
+      const secretFile = path.join(dir, 'ami-secret');
+      writeFileSync(secretFile, 'a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2e3f4\n');
+      for (const doc of ['README.md', 'docs/operator-guide.md']) {
+        const text = readRepo(doc);
+        expect(text, doc).not.toMatch(/sed[^\n]*secret[^\n]*\$\(cat/); // the secret in sed's argv, visible in ps
+        const awk = /sudo awk '([^']+)' \\\n\s+(\S+) (\S+) \\\n\s+\| sudo install -m 0640 -o root -g asterisk \/dev\/stdin \/etc\/asterisk\/manager\.conf/.exec(text);
+        expect(awk, `${doc}: the awk | install step`).not.toBeNull();
+        expect(awk![2]).toBe('/etc/vnum/ami-secret');
+        expect(awk![3]).toMatch(/(^|\/)dialplan\/manager\.sample\.conf$/);
+        // Guarded: never over an existing manager.conf.
+        const before = text.slice(0, awk!.index);
+        expect(before.slice(before.lastIndexOf('\n```sh')), doc).toMatch(/\[ -e \/etc\/asterisk\/manager\.conf \]/);
+        // What it makes: the sample, with the secret from the file, and nothing else changed.
+        const made = spawnSync('awk', [awk![1]!, secretFile, repoPath('dialplan/manager.sample.conf')], { encoding: 'utf8' });
+        expect(made.status).toBe(0);
+        expect(made.stdout).toBe(sample.replace(/^secret = .*$/m, 'secret = a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2e3f4'));
+        // and it never assumes /etc/vnum exists
+        expect(text.indexOf('install -d -m 0755 /etc/vnum'), doc).toBeGreaterThan(-1);
+        expect(text.indexOf('install -d -m 0755 /etc/vnum')).toBeLessThan(text.indexOf('> /etc/vnum/ami-secret'));
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('the image starts through the entrypoint, which runs Asterisk in the foreground', () => {
+    expect(execForm(stage.instructions.find((i) => i.keyword === 'ENTRYPOINT')!.content)).toEqual([ENTRYPOINT]);
+    const copy = stage.instructions.filter((i) => i.keyword === 'COPY').find((i) => copyParts(i).dest === ENTRYPOINT)!;
+    expect(copyParts(copy).sources).toEqual([ENTRYPOINT_SOURCE]);
+    expect(copy.flags.chmod).toBe('0755');
+    expect(readRepo(ENTRYPOINT_SOURCE)).toMatch(/\nexec "\$@"\n$/);
+  });
+
+  it('dialplan/README gives the announcements and hang-up causes vnum.conf uses, no more, no fewer', () => {
+    const conf = readRepo('dialplan/vnum.conf');
+    const readme = readRepo('dialplan/README.md');
+    const rows = (header: RegExp) => {
+      const table = readme.split('\n\n').map((p) => p.trim()).find((p) => header.test(p.split('\n')[0]!));
+      expect(table, String(header)).toBeDefined();
+      return table!.split('\n').slice(2).map((line) => line.split('|').slice(1, -1).map((cell) => cell.trim()));
+    };
+    // Refusals: Gosub(vnum-refuse,s,1(sound,cause)).
+    const refusals = new Set([...conf.matchAll(/Gosub\(vnum-refuse,s,1\(([\w-]+),(\d+)\)\)/g)].map((m) => `${m[1]} ${m[2]}`));
+    expect(refusals.size).toBeGreaterThanOrEqual(3);
+    const documented = rows(/^\| case \| announcement \| hang-up cause \| SIP \|$/);
+    expect(new Set(documented.map(([, sound, cause]) => `${sound!.replace(/`/g, '')} ${cause}`))).toEqual(refusals);
+    // The SIP responses are the ones vnum.conf's own comment gives for each cause.
+    const sip = new Map([...conf.matchAll(/(\d+) -> (\d{3})/g)].map((m) => [m[1]!, m[2]!]));
+    for (const [, , cause, response] of documented) expect(response, `cause ${cause}`).toBe(sip.get(cause!));
+    // A dial without an answer: [vnum-dial-result].
+    const dialResult = conf.split('[vnum-dial-result]')[1]!.split('\n[')[0]!;
+    const causes = new Map([...dialResult.matchAll(/^exten => ([^,]+),1,Hangup\((\d+)\)$/gm)].map((m) => [m[1]!, m[2]!]));
+    expect(causes.size).toBeGreaterThanOrEqual(4);
+    const table = rows(/^\| DIALSTATUS \| hang-up cause \|$/);
+    const named = new Map(table.map(([status, cause]) => [status!.startsWith('anything else') ? '_[A-Z].' : status!.replace(/`/g, ''), /^\d+/.exec(cause!)![0]]));
+    expect(named).toEqual(causes);
   });
 
   it('runs Asterisk as its own user in the foreground', () => {
@@ -158,6 +250,9 @@ const hostPath = (p: string) => path.join(asteriskRoot, p);
 let asterisk: ChildProcess | undefined;
 let consoleOut = '';
 let sipPort = 0;
+let amiPort = 0;
+let entrypointEnv = '';
+const AMI_SECRET = randomBytes(24).toString('hex');
 /** What differs from the image, and why: nothing else does. */
 const testOnly: string[] = [];
 
@@ -247,6 +342,20 @@ describe.skipIf(blocker !== null)(
       const deadPort = await freePort();
       rewrite('pjsip-carrier.conf', 'contact = sip:198.51.100.20:5060', `contact = sip:127.0.0.1:${deadPort}`, 'qualify OPTIONS go to loopback, never to the documentation address');
       rewrite('pjsip-carrier.conf', 'match = 198.51.100.20', 'match = 127.0.0.1', 'identify the carrier on loopback');
+      amiPort = await freePort();
+      rewrite('manager.conf', /^port = 5038$/m, `port = ${amiPort}`, 'AMI on a free port (the e2e harness\'s Asterisk may hold 5038)');
+      rewrite('manager.conf', /\/var\/lib\/asterisk\/vnum-ami\//g, `${STATE}/vnum-ami/`, 'the entrypoint\'s files in the private state folder, not in the shared root');
+      // The entrypoint as written, with what docker/compose.yaml gives the Asterisk service,
+      // loopback standing in for both addresses on the private network.
+      const composeEnv = { VNUM_AMI_SECRET: AMI_SECRET, VNUM_ASTERISK_IP: '127.0.0.1', VNUM_ROUTER_IP: '127.0.0.1' };
+      const entry = spawnSync('sh', [repoPath(ENTRYPOINT_SOURCE), 'sh', '-c', 'env'], {
+        encoding: 'utf8',
+        env: { PATH: process.env.PATH, ...composeEnv, VNUM_AMI_CONF_DIR: hostPath(`${STATE}/vnum-ami`) },
+      });
+      if (entry.status !== 0) throw new Error(`entrypoint: ${entry.stderr}`);
+      entrypointEnv = entry.stdout;
+      // In the image it runs as asterisk; here as root: hand its files over.
+      for (const f of ['', '/general.conf', '/user.conf']) chownSync(hostPath(`${STATE}/vnum-ami${f}`), uid, gid);
 
       asterisk = spawn(
         'unshare',
@@ -277,7 +386,7 @@ describe.skipIf(blocker !== null)(
     });
 
     it('changed nothing but the listed test-only settings', () => {
-      expect(testOnly).toHaveLength(4);
+      expect(testOnly).toHaveLength(6);
     });
 
     it('runs every module modules.conf loads', () => {
@@ -310,8 +419,69 @@ describe.skipIf(blocker !== null)(
       expect(cli('pjsip show transports')).toContain(`127.0.0.1:${sipPort}`);
     });
 
-    it('has AMI switched off', () => {
-      expect(cli('manager show settings')).toMatch(/Manager \(AMI\):\s+No/);
+    it('the entrypoint wrote the AMI user owner-only, and kept the secret from Asterisk\'s environment', () => {
+      expect(entrypointEnv).not.toContain(AMI_SECRET);
+      for (const f of ['general.conf', 'user.conf']) expect(statSync(hostPath(`${STATE}/vnum-ami/${f}`)).mode & 0o077, f).toBe(0);
+      expect(readFileSync(hostPath(`${STATE}/vnum-ami/user.conf`), 'utf8')).toBe(`secret = ${AMI_SECRET}\npermit = 127.0.0.1/255.255.255.255\n`);
     });
+
+    it('has AMI on, on the private address only, with the least-privilege vnum user', () => {
+      const settings = cli('manager show settings');
+      expect(settings).toMatch(/Manager \(AMI\):\s+Yes/);
+      expect(settings).toMatch(new RegExp(`TCP Bindaddress:\\s+127\\.0\\.0\\.1:${amiPort}\\s`));
+      expect(settings).toMatch(/Web Manager \(AMI\/HTTP\):\s+No/);
+      const user = cli('manager show user vnum');
+      expect(user).toMatch(/read perm:\s*call\s*$/m);
+      expect(user).toMatch(/write perm:\s*call,reporting\s*$/m);
+    });
+
+    it('vnum serve, configured as compose configures the router, logs in: vnum health --require-ami is healthy and names Asterisk 22; Originate and Command are refused', async () => {
+      const compose = parse(readRepo('docker/compose.yaml')) as { services: Record<string, { environment: Record<string, string> }> };
+      const routerEnv = compose.services.router!.environment;
+      const dir = mkdtempSync(path.join(tmpdir(), 'vnum-ship-ami-'));
+      const routerPort = await freePort();
+      const env: NodeJS.ProcessEnv = {
+        ...process.env,
+        VNUM_DB: path.join(dir, 'vnum.db'),
+        VNUM_AGI_HOST: '127.0.0.1',
+        VNUM_AGI_PORT: String(routerPort),
+        VNUM_AGI_ALLOW: '127.0.0.1',
+        VNUM_AMI_USER: routerEnv.VNUM_AMI_USER,
+        VNUM_AMI_HOST: '127.0.0.1',
+        VNUM_AMI_PORT: String(amiPort),
+        VNUM_AMI_SECRET: AMI_SECRET,
+      };
+      expect(routerEnv.VNUM_AMI_PORT).toBe('5038'); // the image's, replaced above by the free port
+      const router = spawn(process.execPath, [VNUM_BIN, 'serve'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+      let log = '';
+      router.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+      try {
+        let report: { healthy: boolean; asterisk: { version: string | null } } | undefined;
+        for (let i = 0; i < 100 && !report?.healthy; i++) {
+          await new Promise((r) => setTimeout(r, 200));
+          const h = spawnSync(process.execPath, [VNUM_BIN, 'health', '--require-ami', '--json'], { env, encoding: 'utf8' });
+          if (h.stdout) report = JSON.parse(h.stdout);
+        }
+        expect(report, log).toMatchObject({ healthy: true, ami: { state: 'logged-in' } });
+        expect(report!.asterisk.version).toMatch(/^22\./);
+        const ami = new AmiClient({
+          host: '127.0.0.1', port: amiPort, username: 'vnum', secret: AMI_SECRET, eventClasses: [], events: [],
+          logger: createLogger({ level: 'silent' }), reconnectInitialMs: 100,
+        });
+        ami.start();
+        try {
+          for (let i = 0; i < 50 && ami.status().state !== 'logged-in'; i++) await new Promise((r) => setTimeout(r, 100));
+          for (const action of ['Originate', 'Command']) {
+            await expect(ami.action(action, { Channel: 'Local/1@default', Command: 'core show version' }), action).rejects.toThrow(/Permission denied/);
+          }
+        } finally {
+          await ami.stop();
+        }
+      } finally {
+        router.kill('SIGTERM');
+        await new Promise((r) => router.once('exit', r));
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }, 60_000);
   },
 );

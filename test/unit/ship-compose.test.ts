@@ -49,11 +49,17 @@ interface Compose {
 const composeText = readRepo(COMPOSE);
 const compose = parse(composeText) as Compose;
 
-/** `${NAME:-default}` interpolation, as docker compose does with NAME unset. */
+/**
+ * `${NAME:-default}` interpolation, as docker compose does with NAME unset;
+ * `${NAME:?message}` (required) stands for a value the operator gives.
+ */
 function interpolate(value: string): string {
-  return value.replace(/\$\{(\w+)(?::-([^}]*))?\}/g, (_, _name: string, fallback?: string) => fallback ?? '');
+  return value.replace(/\$\{(\w+)(?:(:-|:\?)([^}]*))?\}/g, (_, name: string, kind?: string, fallback?: string) =>
+    kind === ':-' ? (fallback ?? '') : `<${name}>`,
+  );
 }
-const interpolated = [...composeText.matchAll(/\$\{(\w+)(:-[^}]*)?\}/g)];
+/** Every ${...} in the file: name, `:-` or `:?`, default or message. */
+const interpolated = [...composeText.matchAll(/\$\{(\w+)(?:(:-|:\?)([^}]*))?\}/g)];
 
 function dockerfileOf(service: string) {
   const build = compose.services[service]!.build;
@@ -131,6 +137,7 @@ describe('docker/compose.yaml', () => {
     const asteriskNet = (compose.services.asterisk!.networks as Record<string, { ipv4_address?: string }>).agi!;
     const asteriskIp = interpolate(asteriskNet.ipv4_address!);
     expect(allow.sort()).toEqual(['127.0.0.1', asteriskIp].sort());
+    // 127.0.0.1: where the image's health check (vnum health) probes from.
     // that address lies in the network's subnet
     const subnet = interpolate(compose.networks.agi!.ipam!.config[0]!.subnet);
     const [base, bits] = subnet.split('/');
@@ -155,15 +162,45 @@ describe('docker/compose.yaml', () => {
     for (const name of imageVars) expect(read, name).toContain(name);
   });
 
-  it('every ${VARIABLE} has a default and is documented in the file and in the operator guide', () => {
+  it('every ${VARIABLE} has a default, or is required with a message saying how to set it; each is documented in the file and in the operator guide', () => {
     expect(interpolated.length).toBeGreaterThan(0);
     const guide = readRepo('docs/operator-guide.md');
     const header = composeText.split('\nname:')[0]!;
+    const guideTable = guide.split('### Compose variables')[1]?.split('\n\n').find((p) => p.startsWith('| variable'));
+    expect(guideTable, 'the guide\'s compose variable table').toBeDefined();
     for (const m of interpolated) {
-      expect(m[2], `${m[1]} has a default`).toBeDefined();
+      expect(m[2], `${m[1]} has a default or is required`).toBeDefined();
+      if (m[2] === ':?') {
+        expect(m[3], `${m[1]}: the message says how to set it`).toMatch(/docker\/\.env/);
+        expect(header, `${m[1]} marked required in the compose file`).toMatch(new RegExp(`${m[1]}\\s+required`));
+      }
       expect(header, `${m[1]} documented in the compose file`).toContain(m[1]);
-      expect(guide, `${m[1]} documented in docs/operator-guide.md`).toContain(`\`${m[1]}\``);
+      expect(guideTable, `${m[1]} in the guide's compose variable table`).toContain(`| \`${m[1]}\` |`);
     }
+  });
+
+  it('AMI is on for the router\'s least-privilege user: the router logs in at Asterisk\'s private address, and Asterisk lets in only the router\'s', () => {
+    const router = compose.services.router!;
+    const asterisk = compose.services.asterisk!;
+    const routerIp = interpolate((router.networks as Record<string, { ipv4_address?: string }>).agi!.ipv4_address!);
+    const asteriskIp = interpolate((asterisk.networks as Record<string, { ipv4_address?: string }>).agi!.ipv4_address!);
+    expect(routerIp).not.toBe(asteriskIp);
+    expect(interpolate(router.environment!.VNUM_AMI_HOST!)).toBe(asteriskIp);
+    expect(router.environment!.VNUM_AMI_USER).toBe('vnum');
+    // What the Asterisk image's entrypoint turns into bindaddr and permit.
+    expect(interpolate(asterisk.environment!.VNUM_ASTERISK_IP!)).toBe(asteriskIp);
+    expect(interpolate(asterisk.environment!.VNUM_ROUTER_IP!)).toBe(routerIp);
+    // One secret, given by the operator (never a default in a file everyone has).
+    expect(router.environment!.VNUM_AMI_SECRET).toMatch(/^\$\{VNUM_AMI_SECRET:\?/);
+    expect(asterisk.environment!.VNUM_AMI_SECRET).toBe(router.environment!.VNUM_AMI_SECRET);
+    // The port Asterisk's manager.conf listens on, the user it defines.
+    const manager = parseIni(readRepo('docker/asterisk/etc/manager.conf'), 'asterisk');
+    expect(iniValues(manager, 'general', 'port')).toEqual([router.environment!.VNUM_AMI_PORT]);
+    expect(manager.map((section) => section.name)).toContain(router.environment!.VNUM_AMI_USER);
+    // Every variable the Asterisk service sets is one its entrypoint reads, and the other way round.
+    const entrypoint = readRepo('docker/asterisk/entrypoint.sh');
+    const read = new Set([...entrypoint.matchAll(/\$\{?(VNUM_[A-Z_]+)/g)].map((m) => m[1]).filter((n) => n !== 'VNUM_AMI_CONF_DIR'));
+    expect([...read].sort()).toEqual(Object.keys(asterisk.environment!).sort());
   });
 
   it('the database volume is where the router image keeps VNUM_DB', () => {
@@ -186,8 +223,13 @@ describe('docker/compose.yaml', () => {
     expect(url.protocol).toBe('agi:');
     expect(url.hostname).toBe('router'); // the compose service name
     expect(url.port).toBe(port);
-    expect(compose.services.asterisk!.depends_on).toEqual({ router: { condition: 'service_healthy' } });
-    expect(routerImage.instructions.some((i) => i.keyword === 'HEALTHCHECK')).toBe(true);
+    // Asterisk starts after the router, but cannot wait for it to be healthy:
+    // the router's HEALTHCHECK is vnum health, which with VNUM_AMI_USER set
+    // needs the AMI login, which needs Asterisk (a deadlock).
+    const healthCheck = routerImage.instructions.find((i) => i.keyword === 'HEALTHCHECK')!;
+    expect(execForm(healthCheck.content.replace(/^CMD\s+/, ''))).toEqual(['vnum', 'health']);
+    expect(router.environment!.VNUM_AMI_USER).toBeDefined();
+    expect(compose.services.asterisk!.depends_on).toEqual({ router: { condition: 'service_started' } });
   });
 
   it('the SIP and media ports published are the ones Asterisk binds (pjsip.conf, rtp.conf) and the image exposes', () => {

@@ -5,11 +5,11 @@
  */
 import { DockerfileParser, type Instruction } from 'dockerfile-ast';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export { freePort } from '../../bench/processes.js';
 
 export function repoPath(...parts: string[]): string {
   return path.join(repoRoot, ...parts);
@@ -137,7 +137,8 @@ export interface IniSection {
 
 /**
  * Sections in order. `asterisk`: `;` comments anywhere on a line, `=>` read
- * as `=`, `#include "file"` kept as an entry named `#include`. `systemd`:
+ * as `=`, `#include "file"` and `#tryinclude "file"` kept as entries named
+ * so. `systemd`:
  * whole-line `#` and `;` comments only.
  */
 export function parseIni(text: string, dialect: 'asterisk' | 'systemd'): IniSection[] {
@@ -150,9 +151,9 @@ export function parseIni(text: string, dialect: 'asterisk' | 'systemd'): IniSect
     let line = dialect === 'asterisk' ? raw.replace(/;.*$/, '').trim() : raw.trim();
     if (line === '' || (dialect === 'systemd' && /^[#;]/.test(line))) continue;
     if (dialect === 'asterisk' && line.startsWith('#')) {
-      const include = /^#include\s+"([^"]+)"$/.exec(line);
+      const include = /^(#include|#tryinclude)\s+"([^"]+)"$/.exec(line);
       if (!include) throw new Error(`directive this check does not understand: ${raw}`);
-      current().entries.push(['#include', include[1]!]);
+      current().entries.push([include[1]!, include[2]!]);
       continue;
     }
     const header = /^\[([^\]]+)\](.*)$/.exec(line);
@@ -193,27 +194,27 @@ export function filesUnder(dir: string, keep: (file: string) => boolean = () => 
   return out.sort();
 }
 
-/** Every environment variable the product reads (`process.env.NAME`), from src/ and agi/. */
+/**
+ * Every environment variable the product reads, from src/ and agi/:
+ * `process.env.NAME`, `env.NAME` (a settings function's environment
+ * parameter) and commander's `.env('NAME')` on an option.
+ */
 export function envVarsReadByProduct(): Set<string> {
   const names = new Set<string>();
   for (const dir of ['src', 'agi']) {
     for (const file of filesUnder(repoPath(dir), (f) => f.endsWith('.ts'))) {
       const text = readFileSync(file, 'utf8');
-      for (const m of text.matchAll(/process\.env\.([A-Z_][A-Z0-9_]*)|process\.env\[['"]([A-Z_][A-Z0-9_]*)['"]\]/g)) {
-        names.add((m[1] ?? m[2])!);
-      }
+      const patterns = [
+        /process\.env\.([A-Z_][A-Z0-9_]*)|process\.env\[['"]([A-Z_][A-Z0-9_]*)['"]\]/g,
+        /\benv\.(VNUM_[A-Z0-9_]+)/g,
+        /\.env\(['"](VNUM_[A-Z0-9_]+)['"]\)/g,
+      ];
+      for (const pattern of patterns) for (const m of text.matchAll(pattern)) names.add((m[1] ?? m[2])!);
     }
   }
   return names;
 }
 
-export async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as net.AddressInfo;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
 
 /** CI=true: a check that cannot run is a failure, never a skip (as in test/e2e). */
 export const mustRun = process.env.CI === 'true';

@@ -9,7 +9,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseIni, readRepo, type IniSection } from './ship-lib.js';
+import { envVarsReadByProduct, parseIni, readRepo, type IniSection } from './ship-lib.js';
 
 const UNIT_PATH = 'deploy/systemd/vnum.service';
 const unitText = readRepo(UNIT_PATH);
@@ -78,7 +78,7 @@ describe('deploy/systemd/vnum.service', () => {
   it('stops with SIGTERM and gives the drain time to finish before SIGKILL', () => {
     expect(value('Service', 'KillSignal')).toBe('SIGTERM');
     const serve = readRepo('src/cli/serve.ts');
-    const drain = /'--drain <duration>'[^)]*'(\d+)s'\)/.exec(serve);
+    const drain = /'--drain <duration>',[^\n]*, '(\d+)s'\)/.exec(serve);
     expect(drain, 'the default --drain in src/cli/serve.ts').not.toBeNull();
     // drain + the longest routing session (--deadline, 2 s) + closing, with room to spare
     expect(seconds(value('Service', 'TimeoutStopSec')!)).toBeGreaterThanOrEqual(2 * (Number(drain![1]) + 2));
@@ -108,6 +108,28 @@ describe('deploy/systemd/vnum.service', () => {
       const result = verify(unitForVerify(unitText));
       expect(result.output).toBe('');
       expect(result.status).toBe(0);
+    },
+  );
+
+  it.skipIf(noAnalyzeReason !== null)(
+    `the AMI credential drop-in the unit documents verifies too, and keeps the exposure${noAnalyzeReason ? ` (SKIPPED: ${noAnalyzeReason})` : ''}`,
+    () => {
+      // The lines after "#   [Service]" in the unit's AMI comment, as an operator pastes them.
+      const comment = unitText.split('\n');
+      const start = comment.indexOf('#   [Service]');
+      expect(start).toBeGreaterThan(0);
+      const dropIn: string[] = [];
+      for (const line of comment.slice(start + 1)) {
+        const m = /^# {3}(\S.*)$/.exec(line);
+        if (!m) break;
+        dropIn.push(m[1]!);
+      }
+      expect(dropIn).toEqual(['LoadCredential=ami-secret:/etc/vnum/ami-secret', 'Environment=VNUM_AMI_SECRET_FILE=%d/ami-secret']);
+      const withAmi = unitText.replace('EnvironmentFile=-/etc/vnum/vnum.env\n', `EnvironmentFile=-/etc/vnum/vnum.env\n${dropIn.join('\n')}\n`);
+      const result = verify(unitForVerify(withAmi));
+      expect(result.output).toBe('');
+      const r = spawnSync(analyze, ['security', '--offline=yes', '--no-pager', unitForVerify(withAmi)], { encoding: 'utf8', timeout: 60_000 });
+      expect(Number(/Overall exposure level for vnum\.service: (\d+\.\d)/.exec(`${r.stdout}${r.stderr}`)?.[1])).toBeLessThanOrEqual(1.5);
     },
   );
 
@@ -167,4 +189,44 @@ describe('why the unit does not set MemoryDenyWriteExecute', () => {
       expect(mdwe.status !== 0 || mdwe.signal !== null).toBe(true);
     },
   );
+});
+
+/** The variable names in the first table after `heading` in a markdown file. */
+function documentedVariables(file: string, heading: string): Set<string> {
+  const text = readRepo(file);
+  const after = text.split(heading)[1];
+  if (after === undefined) throw new Error(`${file} has no "${heading}"`);
+  const table = after.split('\n\n').find((p) => p.trimStart().startsWith('| variable'));
+  if (table === undefined) throw new Error(`${file}: no variable table after "${heading}"`);
+  return new Set([...table.matchAll(/^\| ([^|]+) \|/gm)].flatMap((m) => [...m[1]!.matchAll(/`(VNUM_[A-Z0-9_]+)`/g)].map((v) => v[1]!)));
+}
+
+describe('the documented variables are the ones vnum reads and the unit names', () => {
+  const product = [...envVarsReadByProduct()].filter((n) => n.startsWith('VNUM_')).sort();
+  const guide = documentedVariables('docs/operator-guide.md', 'Settings go in `/etc/vnum/vnum.env`');
+  const readme = documentedVariables('README.md', '## Configuration');
+
+  it('every VNUM_ variable vnum reads is in the operator guide\'s table and the README\'s, and they list nothing else', () => {
+    expect(product.length).toBeGreaterThan(10);
+    expect([...guide].sort()).toEqual(product);
+    expect([...readme].sort()).toEqual(product);
+  });
+
+  it('every VNUM_ variable the unit names, set or in its comments, is one of them', () => {
+    // Error codes (VNUM_CONFIGURATION, ...) are not variables.
+    const codes = new Set([...readRepo('src/errors.ts').matchAll(/'(VNUM_[A-Z_]+)'/g)].map((m) => m[1]!));
+    const named = new Set([...unitText.matchAll(/\b(VNUM_[A-Z0-9_]+)\b/g)].map((m) => m[1]!).filter((n) => !codes.has(n)));
+    expect(named.size).toBeGreaterThan(5);
+    for (const name of named) expect(product, `${name} (deploy/systemd/vnum.service)`).toContain(name);
+    // The AMI ones in particular: how to turn it on is in the unit itself.
+    for (const name of ['VNUM_AMI_USER', 'VNUM_AMI_HOST', 'VNUM_AMI_PORT', 'VNUM_AMI_SECRET_FILE']) expect(named, name).toContain(name);
+  });
+
+  it('the unit defaults in the guide\'s table are the unit\'s own', () => {
+    const text = readRepo('docs/operator-guide.md').split('Settings go in `/etc/vnum/vnum.env`')[1]!;
+    for (const line of values('Service', 'Environment')) {
+      const [name, value] = line.split('=', 2) as [string, string];
+      expect(text, name).toMatch(new RegExp(`\\| \`${name}\` \\| \`${value.replace(/[.]/g, '\\.')}\` \\|`));
+    }
+  });
 });

@@ -61,4 +61,12 @@ export const PG_MIGRATIONS: readonly string[] = [
 
   CREATE PUBLICATION vnum_replica FOR TABLE pool_number, session, bridge, meta;
   `,
+  // 2: the number-type policy at routing time (issue 11; SQLite migration 3).
+  // The target's type code (src/numbers/type.ts) travels with the bridge, so
+  // a node judges the policy from its replica exactly as a single box does.
+  // NULL: the router classifies the target itself. A new column of a
+  // published table needs no rebuild: the next change to a bridge carries it.
+  `
+  ALTER TABLE bridge ADD COLUMN target_type integer;
+  `,
 ];

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { numberType, numberTypeCode } from '../../../src/numbers/type.js';
 
 /**
  * Writes to the authority what cluster mode's domain will write (it does not
@@ -20,6 +21,11 @@ export const BIG = 9_007_199_254_740_993n; // 2^53 + 1: must stay exact
 
 export function partyNumber(n: number): string {
   return `+447911${String(n).padStart(6, '0')}`;
+}
+
+/** bridge.target_type as the single box's store writes it. */
+function typeCode(target: string): number {
+  return numberTypeCode(numberType(target));
 }
 
 export interface CreatedSession {
@@ -112,8 +118,9 @@ export class Writer {
       [id, first, firstMaskedAs, second, secondMaskedAs, now, endsAt],
     );
     await this.client.query(
-      `INSERT INTO bridge (caller, dialled, sid, target, lent_at, ends_at) VALUES ($1, $2, $5, $3, $6, $7), ($3, $4, $5, $1, $6, $7)`,
-      [second, firstMaskedAs, first, secondMaskedAs, rows[0]!.sid, now, endsAt],
+      `INSERT INTO bridge (caller, dialled, sid, target, target_type, lent_at, ends_at)
+       VALUES ($1, $2, $5, $3, $8, $6, $7), ($3, $4, $5, $1, $9, $6, $7)`,
+      [second, firstMaskedAs, first, secondMaskedAs, rows[0]!.sid, now, endsAt, typeCode(first), typeCode(second)],
     );
     const session = { id, first, second, firstMaskedAs, secondMaskedAs };
     this.created.push(session);
@@ -163,10 +170,10 @@ export async function seedSessions(client: pg.Client, count: number): Promise<vo
     [rows[0]!.first, count, now, now + 86_400_000],
   );
   await client.query(
-    `INSERT INTO bridge (caller, dialled, sid, target, lent_at, ends_at)
-     SELECT second_party, first_masked_as, sid, first_party, created_at, ends_at FROM session WHERE id LIKE 'seed-%' AND sid >= $1
-     UNION ALL SELECT first_party, second_masked_as, sid, second_party, created_at, ends_at FROM session WHERE id LIKE 'seed-%' AND sid >= $1`,
-    [rows[0]!.first],
+    `INSERT INTO bridge (caller, dialled, sid, target, target_type, lent_at, ends_at)
+     SELECT second_party, first_masked_as, sid, first_party, $2::int, created_at, ends_at FROM session WHERE id LIKE 'seed-%' AND sid >= $1
+     UNION ALL SELECT first_party, second_masked_as, sid, second_party, $2::int, created_at, ends_at FROM session WHERE id LIKE 'seed-%' AND sid >= $1`,
+    [rows[0]!.first, numberTypeCode('mobile')],
   );
   await client.query('COMMIT');
 }

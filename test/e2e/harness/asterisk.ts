@@ -70,6 +70,13 @@ export interface AsteriskOptions {
    * 127.0.0.1:5038). Absent: AMI off, as Asterisk ships it.
    */
   managerConf?: string;
+  /**
+   * The operator's own dialplan, written into extensions.conf after the
+   * include (e.g. the context VNUM_OTHER_CONTEXT names).
+   */
+  operatorDialplan?: string;
+  /** Modules loaded beside the ones vnum.conf needs (e.g. app_dumpchan.so for the operator's context). */
+  extraModules?: string[];
 }
 
 const CONF_DIR = '/etc/vnum-e2e';
@@ -115,6 +122,10 @@ const MODULES = [
   'func_global.so',
   'func_channel.so',
 ];
+
+function modulesOf(options: AsteriskOptions): string[] {
+  return [...MODULES, ...(options.extraModules ?? [])];
+}
 
 function bool(v: boolean): string {
   return v ? 'yes' : 'no';
@@ -165,7 +176,7 @@ nocolor = yes
 `,
     'modules.conf': `[modules]
 autoload = no
-${MODULES.map((m) => `load => ${m}`).join('\n')}
+${modulesOf(options).map((m) => `load => ${m}`).join('\n')}
 `,
     'logger.conf': loggerConf(true),
     'cdr.conf': `[general]
@@ -222,7 +233,7 @@ clearglobalvars = yes
 ${globals}
 
 #include "vnum.conf"
-`,
+${options.operatorDialplan ?? ''}`,
   };
 }
 
@@ -457,7 +468,7 @@ export class Asterisk {
       if (r.status === 0) {
         // Every listed module must be running: a missing dependency only logs.
         const modules = remote(this.root, 'module show');
-        const missing = MODULES.filter((m) => !new RegExp(`^${m.replace('.', '\\.')}\\s.*Running`, 'm').test(modules.out));
+        const missing = modulesOf(this.options).filter((m) => !new RegExp(`^${m.replace('.', '\\.')}\\s.*Running`, 'm').test(modules.out));
         if (missing.length > 0) throw new Error(`Asterisk modules not running: ${missing.join(', ')}`);
         const endpoints = remote(this.root, 'pjsip show endpoint carrier');
         const transports = remote(this.root, 'pjsip show transports');

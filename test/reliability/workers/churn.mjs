@@ -21,7 +21,7 @@ const window = Number(windowArg);
 const out = (line) => writeSync(1, line + '\n');
 const party = (n) => {
   const parsed = parseNumber(`+447911${String(n).padStart(6, '0')}`);
-  return { number: parsed.e164, country: parsed.country };
+  return { number: parsed.e164, type: parsed.type };
 };
 let seed = worker * 7919 + 17;
 const random = (n) => {

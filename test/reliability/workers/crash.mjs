@@ -18,7 +18,7 @@ const parties = Number(partiesArg);
 const out = (line) => writeSync(1, line + '\n');
 const party = (n) => {
   const parsed = parseNumber(`+447911${String(n).padStart(6, '0')}`);
-  return { number: parsed.e164, country: parsed.country };
+  return { number: parsed.e164, type: parsed.type };
 };
 let seed = trial * 104729 + 7;
 const random = (n) => {
