@@ -29,11 +29,19 @@ export const ErrorCode = {
   Configuration: 'VNUM_CONFIGURATION',
   /** `vnum serve` could not bind its address (taken, not local, not permitted). */
   ListenFailed: 'VNUM_LISTEN_FAILED',
+  /** Cluster mode: the authority (PostgreSQL) cannot be reached or refused the connection. */
+  AuthorityUnavailable: 'VNUM_AUTHORITY_UNAVAILABLE',
   Internal: 'VNUM_INTERNAL',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
-const INTERNAL: ReadonlySet<ErrorCode> = new Set([ErrorCode.DatabaseBusy, ErrorCode.DiskFull, ErrorCode.Database, ErrorCode.Internal]);
+const INTERNAL: ReadonlySet<ErrorCode> = new Set([
+  ErrorCode.DatabaseBusy,
+  ErrorCode.DiskFull,
+  ErrorCode.Database,
+  ErrorCode.AuthorityUnavailable,
+  ErrorCode.Internal,
+]);
 
 export class VnumError extends Error {
   readonly code: ErrorCode;

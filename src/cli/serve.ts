@@ -7,8 +7,10 @@ import { CALL_EVENT_CLASSES, CALL_EVENTS } from '../calls/facts.js';
 import { CallTracker } from '../calls/tracker.js';
 import { ErrorCode, VnumError } from '../errors.js';
 import { createLogger } from '../log.js';
-import { createCallRouter } from '../routing/service.js';
-import { boundedDuration, boundedInteger, formatMs, hostSetting, SETTING_LIMITS, tcpPort } from '../settings.js';
+import { channelVariables, createCallRouter } from '../routing/service.js';
+import { FRESHNESS_DEFAULTS, WHEN_STALE, type FreshnessPolicy, type WhenStale } from '../replica/freshness.js';
+import { createFreshnessGate } from '../replica/gate.js';
+import { boundedDuration, boundedInteger, configurationError, formatMs, hostSetting, SETTING_LIMITS, tcpPort } from '../settings.js';
 import type { NumberPolicy } from '../numbers/policy.js';
 import { openDb, resolveDbPath } from '../store/db.js';
 import { ALLOWED_NUMBER_TYPES_OPTION, defaultCountry, globalOptions, numberPolicy } from './context.js';
@@ -25,6 +27,8 @@ interface ServeOptions {
   amiPort?: string;
   amiUser?: string;
   amiSecretFile?: string;
+  whenStale: string;
+  staleAfter: string;
 }
 
 /** The router's key in router_status, as `vnum health` computes it from the same flags. */
@@ -42,6 +46,7 @@ export interface ServeSettings {
   ami: AmiSettings | null;
   defaultCountry: string | undefined;
   policy: NumberPolicy;
+  freshness: FreshnessPolicy;
 }
 
 /** Every setting of `vnum serve`, judged before anything is opened (see ../settings.ts). */
@@ -58,7 +63,16 @@ export function serveSettings(options: ServeOptions, command: Command): ServeSet
     // Settings every command shares keep the code they have everywhere: VNUM_INVALID_COUNTRY, VNUM_INVALID_ARGUMENT.
     defaultCountry: defaultCountry(command),
     policy: numberPolicy(command),
+    freshness: {
+      whenStale: whenStaleSetting(name('whenStale', '--when-stale', 'VNUM_WHEN_STALE'), options.whenStale),
+      staleAfterMs: boundedDuration(name('staleAfter', '--stale-after', 'VNUM_STALE_AFTER'), options.staleAfter, SETTING_LIMITS.staleAfterMs),
+    },
   };
+}
+
+function whenStaleSetting(name: string, text: string): WhenStale {
+  if ((WHEN_STALE as readonly string[]).includes(text)) return text as WhenStale;
+  throw configurationError(name, text, `one of ${WHEN_STALE.join(', ')}`);
 }
 
 function span(limits: { min: number; max: number }): string {
@@ -83,6 +97,16 @@ export function registerServe(program: Command): void {
     )
     .option('--deadline <duration>', `hard limit on one routing session, ${span(SETTING_LIMITS.deadlineMs)}`, `${ROUTER_DEFAULTS.sessionDeadlineMs}ms`)
     .option('--drain <duration>', `on SIGTERM, how long in-flight sessions may finish, ${span(SETTING_LIMITS.drainMs)}`, '2s')
+    .addOption(
+      new Option('--when-stale <policy>', `cluster node: when its replica is older than --stale-after, ${WHEN_STALE.join(' or ')} (docs/cluster.md, "Freshness")`)
+        .env('VNUM_WHEN_STALE')
+        .default(FRESHNESS_DEFAULTS.whenStale),
+    )
+    .addOption(
+      new Option('--stale-after <duration>', `cluster node: how old its replica may be before it is stale, ${span(SETTING_LIMITS.staleAfterMs)}`)
+        .env('VNUM_STALE_AFTER')
+        .default(formatMs(FRESHNESS_DEFAULTS.staleAfterMs)),
+    )
     .option('--country <XX>', 'default country for numbers without + (VNUM_DEFAULT_COUNTRY)')
     .option(...ALLOWED_NUMBER_TYPES_OPTION)
     .addOption(new Option('--ami-user <name>', 'AMI user: turns on the call log and hang-ups through AMI').env('VNUM_AMI_USER'))
@@ -100,21 +124,29 @@ export function registerServe(program: Command): void {
       // Open once now so a wrong path or a broken file stops the start, not the first call.
       openDb(dbPath, { mode: 'create' }).close();
       const calls = createCallRouter({ dbPath, defaultCountry: settings.defaultCountry, policy: settings.policy, logger });
+      const gate = createFreshnessGate({ dbPath, policy: settings.freshness, logger });
+      // A cluster node past its bound under fail-closed: ERROR for every call, as for a store that cannot be read.
+      const decide = (call: Parameters<RouteFunction>[0]) => {
+        const refusal = gate.refusal();
+        if (refusal === undefined) return calls.route(call);
+        return channelVariables({ status: 'ERROR', target: null, cli: null, session: null, reason: refusal });
+      };
       const amiClient = ami ? new AmiClient({ ...ami, eventClasses: CALL_EVENT_CLASSES, events: CALL_EVENTS, logger }) : null;
       const tracker = new CallTracker({ dbPath, ami: amiClient, router: routerKey(host, port), logger });
       const route: RouteFunction = amiClient
         ? (call) => {
-            const answer = calls.route(call);
+            const answer = decide(call);
             tracker.routed(call, answer);
             return answer;
           }
-        : calls.route;
+        : decide;
       let router;
       try {
         const { allow, maxConnections, sessionDeadlineMs } = settings;
         router = await startRouter({ host, port, allow, maxConnections, sessionDeadlineMs, logger, route });
       } catch (e) {
         calls.close();
+        gate.close();
         const error = e as NodeJS.ErrnoException;
         // Binding failed (taken, not a local address, not permitted, no such host); anything else is ours.
         if (error.syscall === 'listen' || error.syscall === 'bind' || error.syscall === 'getaddrinfo') {
@@ -129,6 +161,8 @@ export function registerServe(program: Command): void {
           db: dbPath,
           defaultCountry: settings.defaultCountry ?? null,
           allowedNumberTypes: [...settings.policy.allowed].join(','),
+          whenStale: settings.freshness.whenStale,
+          staleAfterMs: settings.freshness.staleAfterMs,
           ami: ami ? `${ami.username}@${ami.host}:${ami.port}` : 'off',
         },
         'vnum router routing from this store',
@@ -146,6 +180,7 @@ export function registerServe(program: Command): void {
             .catch((error: unknown) => logger.error({ err: error }, 'error while stopping AMI'))
             .finally(() => {
               calls.close();
+              gate.close();
               logger.info('vnum router stopped');
               resolve();
             });

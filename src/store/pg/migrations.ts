@@ -69,4 +69,23 @@ export const PG_MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE bridge ADD COLUMN target_type integer;
   `,
+  // 3: each node's own report of its replica (src/replica/report.ts), which
+  // `vnum cluster status` shows beside pg_replication_slots. Kept out of the
+  // publication: it concerns the authority's operators, not the routing.
+  // reported_at is the authority's clock (no skew between hosts); lag_ms is
+  // how old the node's view was by the node's own clock when it reported.
+  `
+  CREATE TABLE node_report (
+    node             text PRIMARY KEY,
+    host             text NOT NULL,
+    pid              integer NOT NULL,
+    version          text NOT NULL,
+    phase            text NOT NULL,
+    applied_lsn      pg_lsn,
+    lag_ms           bigint,
+    lag_bytes        bigint,
+    last_error       text,
+    reported_at      bigint NOT NULL
+  );
+  `,
 ];
