@@ -16,7 +16,7 @@ interface AuthorityOptions {
 }
 
 function authorityOption(): Option {
-  return new Option('--authority <url>', 'the authority, postgres://user@host:port/database (password: PGPASSWORD or ~/.pgpass)').env(AUTHORITY_ENV);
+  return new Option('--authority <url>', 'the authority, postgres://user@host:port/database (password: PGPASSWORD or ~/.pgpass)').env('VNUM_AUTHORITY');
 }
 
 function bytes(n: number | null): string | null {

@@ -110,7 +110,7 @@ export function registerReplica(program: Command): void {
     .command('replica')
     .description("cluster mode: keep this node's SQLite file (--db) equal to the authority, through its own logical replication slot")
     .addOption(new Option('--node <name>', "this node's name, 1-58 of a-z 0-9 _ (its slot: vnum_<name>)").env('VNUM_NODE'))
-    .addOption(new Option('--authority <url>', 'the authority, postgres://user@host:port/database (password: PGPASSWORD or ~/.pgpass)').env(AUTHORITY_ENV))
+    .addOption(new Option('--authority <url>', 'the authority, postgres://user@host:port/database (password: PGPASSWORD or ~/.pgpass)').env('VNUM_AUTHORITY'))
     .option('--ping <duration>', `how often to ask the authority for a keepalive, ${span(REPLICA_LIMITS.pingMs)}`, formatMs(REPLICA_DEFAULTS.pingIntervalMs))
     .option(
       '--link-timeout <duration>',
