@@ -2,17 +2,17 @@ import { mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { migratePg } from '../src/store/pg/migrate.js';
-import { PgCluster, pgReadiness } from '../test/cluster/harness/pg.js';
-import { startNode, type NodeProcess } from '../test/cluster/harness/node.js';
-import { seedSessions } from '../test/cluster/harness/writer.js';
+import { PgCluster, pgBlocker } from '../test/support/cluster/pg.js';
+import { startNode, type NodeProcess } from '../test/support/cluster/node.js';
+import { seedSessions } from '../test/support/cluster/writer.js';
 import { formatCount, percentile, type Benchmark, type BenchContext, type Figure } from './benchmark.js';
-import { cpuSeconds } from './processes.js';
+import { cpuSecondsOf } from '../test/support/proc.js';
 
 /**
  * Issue 15: the delay from a commit on PostgreSQL (the authority) to the
  * same transaction applied on a node's SQLite replica, at ~500 creates a
  * second on loopback. The node is the real replica process
- * (test/cluster/workers/replica.mjs, src/replica/) following its slot; the
+ * (test/support/cluster/replica-worker.mjs, src/replica/) following its slot; the
  * authority is a private PostgreSQL 15 cluster with fsync on. Each create
  * is one transaction: a session and its two bridges, as cluster mode will
  * write them.
@@ -35,8 +35,8 @@ export const replicationBenchmark: Benchmark = {
   name: 'replication',
   description: 'PostgreSQL commit -> applied on a node SQLite replica at ~500 creates/s on loopback, beside receipt alone',
   async run(context) {
-    const readiness = pgReadiness();
-    if (readiness.blocker) return { figures: [], skipped: readiness.blocker };
+    const blocker = pgBlocker();
+    if (blocker) return { figures: [], skipped: blocker };
     const sizes = context.smoke ? SIZES.smoke : SIZES.full;
     const cluster = await PgCluster.start({ settings: { fsync: 'on', full_page_writes: 'on', max_slot_wal_keep_size: '1GB' } });
     try {
@@ -64,7 +64,7 @@ async function measure(context: BenchContext, cluster: PgCluster, sizes: (typeof
     if (rebuilt?.type === 'rebuilt') context.log(`replica built from a snapshot: ${JSON.stringify(rebuilt.rows)} rows in ${rebuilt.ms} ms`);
     context.log(`node streaming from ${built.appliedLsn}; writing ${sizes.rate} creates/s for ${sizes.seconds} s`);
 
-    const cpuBefore = cpuSeconds(node.child.pid!);
+    const cpuBefore = (cpuSecondsOf(node.child.pid!) ?? 0);
     const measuredFrom = Date.now() + sizes.warmupSeconds * 1000;
     const started = performance.now();
     const total = Math.round(sizes.rate * sizes.seconds);
@@ -75,7 +75,7 @@ async function measure(context: BenchContext, cluster: PgCluster, sizes: (typeof
     }
     const achieved = total / ((performance.now() - started) / 1000);
     await waitApplied(node, total, 60_000);
-    const cpu = cpuSeconds(node.child.pid!) - cpuBefore;
+    const cpu = (cpuSecondsOf(node.child.pid!) ?? 0) - cpuBefore;
     await node.stop();
     stopped = true;
 

@@ -1,7 +1,8 @@
+import type { Command } from 'commander';
 import pg from 'pg';
 import type { PgTarget } from '../replica/stream.js';
 import { ErrorCode, VnumError } from '../errors.js';
-import { configurationError } from '../settings.js';
+import { addSetting, configurationError } from './settings.js';
 
 /**
  * The authority (PostgreSQL) as cluster commands name it: one URL,
@@ -10,12 +11,28 @@ import { configurationError } from '../settings.js';
  * from PostgreSQL's own places, PGPASSWORD or the owner-only ~/.pgpass (or the
  * server trusts the address or a certificate).
  */
-export const AUTHORITY_ENV = 'VNUM_AUTHORITY';
+/** `--authority` (or VNUM_AUTHORITY), judged as commander reads it; undefined when neither is given. */
+export function addAuthoritySetting(command: Command): Command {
+  return addSetting<PgTarget | undefined>(command, {
+    flags: '--authority <url>',
+    description: 'the authority, postgres://user@host:port/database (password: PGPASSWORD or ~/.pgpass)',
+    judge: authoritySetting,
+    default: { value: undefined },
+    env: 'VNUM_AUTHORITY',
+  });
+}
 
-export function authoritySetting(name: string, text: string | undefined): PgTarget {
-  if (text === undefined || text === '') {
-    throw new VnumError(ErrorCode.Configuration, `${name} is missing: the authority's address, e.g. postgres://vnum@10.0.0.5:5432/vnum`);
-  }
+/** The authority a command needs, or the configuration error saying how to give it. */
+export function requireAuthority(target: PgTarget | undefined): PgTarget {
+  if (target !== undefined) return target;
+  throw new VnumError(
+    ErrorCode.Configuration,
+    "--authority is missing: the authority's address, e.g. postgres://vnum@10.0.0.5:5432/vnum; or set VNUM_AUTHORITY",
+  );
+}
+
+export function authoritySetting(name: string, text: string): PgTarget {
+  if (text === '') throw configurationError(name, text, "empty: the authority's address, e.g. postgres://vnum@10.0.0.5:5432/vnum");
   let url: URL;
   try {
     url = new URL(text);

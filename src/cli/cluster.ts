@@ -1,22 +1,17 @@
-import { Option, type Command } from 'commander';
+import type { Command } from 'commander';
 import { ErrorCode, VnumError } from '../errors.js';
 import { clusterStatus, type NodeView } from '../replica/cluster.js';
 import type { PgTarget } from '../replica/stream.js';
 import { migratePg } from '../store/pg/migrate.js';
-import { boundedDuration, formatMs } from '../settings.js';
-import { AUTHORITY_ENV, authorityName, authoritySetting, connectAuthority } from './authority.js';
+import { addAuthoritySetting, authorityName, connectAuthority, requireAuthority } from './authority.js';
 import { printJson, printLine, printTable } from './output.js';
-import { settingName } from './settings.js';
+import { addSetting, boundedDuration, formatMs, span } from './settings.js';
 
 const CONNECT_TIMEOUT_MS = 5_000;
 const STALE_LIMITS = Object.freeze({ min: 1_000, max: 86_400_000 });
 
 interface AuthorityOptions {
-  authority?: string;
-}
-
-function authorityOption(): Option {
-  return new Option('--authority <url>', 'the authority, postgres://user@host:port/database (password: PGPASSWORD or ~/.pgpass)').env('VNUM_AUTHORITY');
+  authority?: PgTarget;
 }
 
 function bytes(n: number | null): string | null {
@@ -65,12 +60,9 @@ function authorityQueryError(error: unknown, target: PgTarget): VnumError {
 export function registerCluster(program: Command): void {
   const cluster = program.command('cluster').description('cluster mode: the authority (PostgreSQL) and its nodes');
 
-  cluster
-    .command('migrate')
-    .description("create or upgrade the authority's schema (one transaction; safe to run on every deploy)")
-    .addOption(authorityOption())
-    .action(async (options: AuthorityOptions, command: Command) => {
-      const target = authoritySetting(settingName(command, 'authority', '--authority', AUTHORITY_ENV), options.authority);
+  const migrate = cluster.command('migrate').description("create or upgrade the authority's schema (one transaction; safe to run on every deploy)");
+  addAuthoritySetting(migrate).action(async (options: AuthorityOptions) => {
+      const target = requireAuthority(options.authority);
       const client = await connectAuthority(target, CONNECT_TIMEOUT_MS, 'vnum-cluster-migrate');
       try {
         const { from, to } = await migratePg(client);
@@ -80,15 +72,19 @@ export function registerCluster(program: Command): void {
       }
     });
 
-  cluster
-    .command('status')
-    .description("every node's lag, slot size and last contact: pg_replication_slots beside each node's own report")
-    .addOption(authorityOption())
-    .option('--stale-after <duration>', `a node whose view or report is older than this is stale, ${formatMs(STALE_LIMITS.min)} to 24h`, '10s')
+  const status = cluster.command('status').description("every node's lag, slot size and last contact: pg_replication_slots beside each node's own report");
+  addAuthoritySetting(status);
+  addSetting(status, {
+    flags: '--stale-after <duration>',
+    description: `a node whose view or report is older than this is stale, ${span(STALE_LIMITS)}`,
+    judge: boundedDuration(STALE_LIMITS),
+    default: { value: 10_000, shown: formatMs(10_000) },
+  });
+  status
     .option('--json', 'print JSON (stable field names)')
-    .action(async (options: AuthorityOptions & { staleAfter: string; json?: boolean }, command: Command) => {
-      const target = authoritySetting(settingName(command, 'authority', '--authority', AUTHORITY_ENV), options.authority);
-      const staleAfterMs = boundedDuration(settingName(command, 'staleAfter', '--stale-after'), options.staleAfter, STALE_LIMITS);
+    .action(async (options: AuthorityOptions & { staleAfter: number; json?: boolean }) => {
+      const target = requireAuthority(options.authority);
+      const staleAfterMs = options.staleAfter;
       const client = await connectAuthority(target, CONNECT_TIMEOUT_MS, 'vnum-cluster-status');
       try {
         const nodes = await clusterStatus(client, staleAfterMs).catch((error: unknown) => {

@@ -6,11 +6,10 @@ import { HealthWriter } from '../replica/health.js';
 import { startAuthorityReports } from '../replica/report.js';
 import type { PgTarget } from '../replica/stream.js';
 import { ErrorCode, VnumError } from '../errors.js';
-import { boundedDuration, configurationError, formatMs } from '../settings.js';
 import { openDb, resolveDbPath } from '../store/db.js';
-import { AUTHORITY_ENV, authorityName, authoritySetting } from './authority.js';
+import { addAuthoritySetting, authorityName, requireAuthority } from './authority.js';
 import { globalOptions } from './context.js';
-import { settingName } from './settings.js';
+import { addSetting, boundedDuration, configurationError, formatMs, span } from './settings.js';
 
 const { version } = createRequire(import.meta.url)('../../../package.json') as { version: string };
 
@@ -28,13 +27,13 @@ export const REPORT_EVERY_MS = 2_000;
 
 interface ReplicaOptions {
   node?: string;
-  authority?: string;
-  ping: string;
-  linkTimeout: string;
-  connectTimeout: string;
-  commandTimeout: string;
-  retryMax: string;
-  reportEvery: string;
+  authority?: PgTarget;
+  ping: number;
+  linkTimeout: number;
+  connectTimeout: number;
+  commandTimeout: number;
+  retryMax: number;
+  reportEvery: number;
 }
 
 export interface ReplicaSettings {
@@ -48,40 +47,44 @@ export interface ReplicaSettings {
   reportEveryMs: number;
 }
 
-/** Every setting of `vnum replica`, judged before the file is opened. */
-export function replicaSettings(options: ReplicaOptions, command: Command): ReplicaSettings {
-  const name = (key: string, flag: string, envVar?: string) => settingName(command, key, flag, envVar);
-  const nodeName = name('node', '--node', 'VNUM_NODE');
-  if (options.node === undefined || options.node === '') {
-    throw new VnumError(ErrorCode.Configuration, `${nodeName} is missing: this node's name (its slot on the authority is vnum_<name>)`);
-  }
+/** A node's name: it names the node's slot. */
+function nodeSetting(name: string, text: string): string {
   try {
-    slotForNode(options.node);
-  } catch (e) {
-    throw configurationError(nodeName, options.node.slice(0, 70), '1-58 characters of a-z 0-9 _ (it names the slot vnum_<name>)');
+    slotForNode(text);
+  } catch {
+    throw configurationError(name, text.slice(0, 70), '1-58 characters of a-z 0-9 _ (it names the slot vnum_<name>)');
   }
-  const duration = (key: keyof ReplicaOptions & string, flag: string, limits: { min: number; max: number }) =>
-    boundedDuration(name(key, flag), options[key] as string, limits);
-  const pingIntervalMs = duration('ping', '--ping', REPLICA_LIMITS.pingMs);
-  const staleAfterMs = duration('linkTimeout', '--link-timeout', REPLICA_LIMITS.linkTimeoutMs);
+  return text;
+}
+
+/** What commander judged one by one, judged together: the required ones, and the link timeout against the ping. */
+function replicaSettings(options: ReplicaOptions): ReplicaSettings {
+  if (options.node === undefined) {
+    throw new VnumError(ErrorCode.Configuration, "--node is missing: this node's name (its slot on the authority is vnum_<name>); or set VNUM_NODE");
+  }
   // The node judges silence on its ping ticks and skips a late one: a bound under two pings could never be judged.
-  if (staleAfterMs < 2 * pingIntervalMs) {
-    throw configurationError(name('linkTimeout', '--link-timeout'), options.linkTimeout, `at least twice --ping (${formatMs(2 * pingIntervalMs)})`);
+  if (options.linkTimeout < 2 * options.ping) {
+    throw configurationError('--link-timeout', formatMs(options.linkTimeout), `at least twice --ping (${formatMs(2 * options.ping)})`);
   }
   return {
     node: options.node,
-    target: authoritySetting(name('authority', '--authority', AUTHORITY_ENV), options.authority),
-    pingIntervalMs,
-    staleAfterMs,
-    connectTimeoutMs: duration('connectTimeout', '--connect-timeout', REPLICA_LIMITS.connectTimeoutMs),
-    commandTimeoutMs: duration('commandTimeout', '--command-timeout', REPLICA_LIMITS.commandTimeoutMs),
-    retryMaxMs: duration('retryMax', '--retry-max', REPLICA_LIMITS.retryMaxMs),
-    reportEveryMs: duration('reportEvery', '--report-every', REPLICA_LIMITS.reportEveryMs),
+    target: requireAuthority(options.authority),
+    pingIntervalMs: options.ping,
+    staleAfterMs: options.linkTimeout,
+    connectTimeoutMs: options.connectTimeout,
+    commandTimeoutMs: options.commandTimeout,
+    retryMaxMs: options.retryMax,
+    reportEveryMs: options.reportEvery,
   };
 }
 
-function span(limits: { min: number; max: number }): string {
-  return `${formatMs(limits.min)} to ${formatMs(limits.max)}`;
+function durationSetting(command: Command, flags: string, description: string, limits: { min: number; max: number }, defaultMs: number): void {
+  addSetting(command, {
+    flags,
+    description: `${description}, ${span(limits)}`,
+    judge: boundedDuration(limits),
+    default: { value: defaultMs, shown: formatMs(defaultMs) },
+  });
 }
 
 /** One log line per replica event: positions, counts and reasons, never a row's values. */
@@ -106,28 +109,33 @@ function logEvent(logger: ReturnType<typeof createLogger>, event: ReplicaEvent):
 }
 
 export function registerReplica(program: Command): void {
-  program
+  const replica = program
     .command('replica')
-    .description("cluster mode: keep this node's SQLite file (--db) equal to the authority, through its own logical replication slot")
-    .addOption(new Option('--node <name>', "this node's name, 1-58 of a-z 0-9 _ (its slot: vnum_<name>)").env('VNUM_NODE'))
-    .addOption(new Option('--authority <url>', 'the authority, postgres://user@host:port/database (password: PGPASSWORD or ~/.pgpass)').env('VNUM_AUTHORITY'))
-    .option('--ping <duration>', `how often to ask the authority for a keepalive, ${span(REPLICA_LIMITS.pingMs)}`, formatMs(REPLICA_DEFAULTS.pingIntervalMs))
-    .option(
-      '--link-timeout <duration>',
-      `silence after which the link is dropped and made again, ${span(REPLICA_LIMITS.linkTimeoutMs)}; set the authority's wal_sender_timeout a little above it`,
-      formatMs(REPLICA_DEFAULTS.staleAfterMs),
-    )
-    .option('--connect-timeout <duration>', `to connect, ${span(REPLICA_LIMITS.connectTimeoutMs)}`, formatMs(REPLICA_DEFAULTS.connectTimeoutMs))
-    .option(
-      '--command-timeout <duration>',
-      `longest replication command or snapshot-copy query, ${span(REPLICA_LIMITS.commandTimeoutMs)}`,
-      formatMs(REPLICA_DEFAULTS.commandTimeoutMs),
-    )
-    .option('--retry-max <duration>', `longest wait between reconnects, ${span(REPLICA_LIMITS.retryMaxMs)}`, formatMs(REPLICA_DEFAULTS.retryMaxMs))
-    .option('--report-every <duration>', `how often to report to the authority's node_report, ${span(REPLICA_LIMITS.reportEveryMs)}`, formatMs(REPORT_EVERY_MS))
+    .description("cluster mode: keep this node's SQLite file (--db) equal to the authority, through its own logical replication slot");
+  addSetting<string | undefined>(replica, {
+    flags: '--node <name>',
+    description: "this node's name, 1-58 of a-z 0-9 _ (its slot: vnum_<name>)",
+    judge: nodeSetting,
+    default: { value: undefined },
+    env: 'VNUM_NODE',
+  });
+  addAuthoritySetting(replica);
+  durationSetting(replica, '--ping <duration>', 'how often to ask the authority for a keepalive (and write the health row)', REPLICA_LIMITS.pingMs, REPLICA_DEFAULTS.pingIntervalMs);
+  durationSetting(
+    replica,
+    '--link-timeout <duration>',
+    "silence after which the link is dropped and made again (at least twice --ping; set the authority's wal_sender_timeout a little above it)",
+    REPLICA_LIMITS.linkTimeoutMs,
+    REPLICA_DEFAULTS.staleAfterMs,
+  );
+  durationSetting(replica, '--connect-timeout <duration>', 'to connect', REPLICA_LIMITS.connectTimeoutMs, REPLICA_DEFAULTS.connectTimeoutMs);
+  durationSetting(replica, '--command-timeout <duration>', 'longest replication command or snapshot-copy query', REPLICA_LIMITS.commandTimeoutMs, REPLICA_DEFAULTS.commandTimeoutMs);
+  durationSetting(replica, '--retry-max <duration>', 'longest wait between reconnects', REPLICA_LIMITS.retryMaxMs, REPLICA_DEFAULTS.retryMaxMs);
+  durationSetting(replica, '--report-every <duration>', "how often to report to the authority's node_report", REPLICA_LIMITS.reportEveryMs, REPORT_EVERY_MS);
+  replica
     .action(async (options: ReplicaOptions, command: Command) => {
       const logger = createLogger();
-      const settings = replicaSettings(options, command);
+      const settings = replicaSettings(options);
       const dbPath = resolveDbPath(globalOptions(command).db);
       const db = openDb(dbPath, { mode: 'create' });
       const health = new HealthWriter(db);

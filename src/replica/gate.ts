@@ -1,11 +1,12 @@
 import type { Logger } from 'pino';
-import { openDb, type Db } from '../store/db.js';
+import { FollowedDatabase } from '../store/followed-db.js';
 import { judgeFreshness, type Freshness, type FreshnessPolicy } from './freshness.js';
 import { replicaHealthReader, type ReplicaHealth } from './health.js';
 
 /**
  * `vnum serve`'s freshness policy at call time: the replica process's health
- * row (health.ts), read through a read-only connection of the gate's own at
+ * row (health.ts), read through a connection of the gate's own that follows
+ * the file as the router's does (a file replaced by `mv` is reopened), at
  * most every `readEveryMs` (the bound is seconds; a point read per call
  * would only cost), judged by freshness.ts. Logs each change between fresh
  * and stale once, not per call.
@@ -29,8 +30,15 @@ export function createFreshnessGate(options: GateOptions): FreshnessGate {
   const now = options.now ?? Date.now;
   const readEveryMs = options.readEveryMs ?? 100;
   const log = options.logger;
-  let db: Db | undefined;
-  let read: (() => ReplicaHealth | undefined) | undefined;
+  const store = new FollowedDatabase<() => ReplicaHealth | undefined>({
+    path: options.dbPath,
+    prepare: replicaHealthReader,
+    busyTimeoutMs: 50,
+    reopenDelayMs: 1_000,
+    logger: log,
+    holder: 'freshness gate',
+    now,
+  });
   let readAt = -Infinity;
   let health: ReplicaHealth | undefined;
   let readFailed = false;
@@ -38,19 +46,19 @@ export function createFreshnessGate(options: GateOptions): FreshnessGate {
 
   const refresh = (t: number): void => {
     try {
-      if (!read) {
-        db = openDb(options.dbPath, { mode: 'read' });
-        read = replicaHealthReader(db);
+      const read = store.get(); // throws when opening fails, and waits before the next try
+      if (read === undefined) throw new Error('the store is reopening');
+      try {
+        health = read();
+      } catch (error) {
+        store.drop();
+        throw error;
       }
-      health = read();
       readFailed = false;
     } catch (error) {
       // The router's own store reports a broken file; here, an unreadable row is no evidence of freshness.
       if (!readFailed) log.error({ err: error }, 'cannot read the replica health row: judging the replica stale');
       readFailed = true;
-      db?.close();
-      db = undefined;
-      read = undefined;
       health = health && { ...health, freshAt: null };
     }
     readAt = t;
@@ -74,10 +82,6 @@ export function createFreshnessGate(options: GateOptions): FreshnessGate {
   return {
     refusal: () => judge().refusal,
     freshness: judge,
-    close() {
-      db?.close();
-      db = undefined;
-      read = undefined;
-    },
+    close: () => store.close(),
   };
 }

@@ -8,21 +8,17 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { afterAll, describe, expect, it } from 'vitest';
-import { ensureRunnable, pgReadiness, skipLine } from './harness/pg.js';
+import { afterAll, expect, it } from 'vitest';
+import { pgBlocker } from '../support/cluster/pg.js';
+import { repoPath } from '../support/repo.js';
+import { describeWhen } from '../support/suite.js';
 
-const RUNNER = fileURLToPath(new URL('../../dist/bench/run.js', import.meta.url));
-const readiness = pgReadiness();
-skipLine('replication benchmark smoke test', readiness);
-const suite = readiness.blocker && !readiness.mustRun ? describe.skip : describe;
-
-suite('npm run bench -- replication --smoke', () => {
+const RUNNER = repoPath('dist-bench/bench/run.js');
+describeWhen(pgBlocker(), 'npm run bench -- replication --smoke', () => {
   const dir = mkdtempSync(join(tmpdir(), 'vnum-bench-replication-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('measures commit -> applied beside commit -> received and appends both rows', () => {
-    ensureRunnable(readiness);
     const report = join(dir, 'benchmarks.md');
     const run = spawnSync(process.execPath, [RUNNER, 'replication', '--smoke', '--report', report], { encoding: 'utf8', timeout: 300_000 });
     expect(run.stderr).not.toMatch(/failed/);

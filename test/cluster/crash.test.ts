@@ -16,10 +16,10 @@ import { expect, it } from 'vitest';
 import { parseLsn } from '../../src/replica/lsn.js';
 import { openDb } from '../../src/store/db.js';
 import { prng } from '../../bench/seed.js';
-import { audit, barrier, counterHistoryProblems, sleep } from './harness/checks.js';
-import { startNode, type NodeConfig } from './harness/node.js';
-import { clusterSuite } from './harness/suite.js';
-import { Writer } from './harness/writer.js';
+import { audit, barrier, counterHistoryProblems, sleep } from '../support/cluster/checks.js';
+import { startNode, type NodeConfig } from '../support/cluster/node.js';
+import { clusterSuite } from '../support/cluster/suite.js';
+import { Writer } from '../support/cluster/writer.js';
 
 const TRIALS = 50;
 

@@ -16,13 +16,14 @@ import { readReplicaHealth } from '../../src/replica/health.js';
 import type { NodeView } from '../../src/replica/cluster.js';
 import type { PgTarget } from '../../src/replica/stream.js';
 import { openDb } from '../../src/store/db.js';
-import { VNUM_BIN, vnum } from '../helpers/cli.js';
-import { routeCall, startServe, type Serve } from '../reliability/lib.js';
-import { atExit } from './harness/cleanup.js';
-import { audit, barrier, sleep } from './harness/checks.js';
-import type { Host } from './harness/netns.js';
-import { clusterSuite } from './harness/suite.js';
-import { Writer } from './harness/writer.js';
+import { VNUM_BIN, vnum } from '../support/cli.js';
+import { routeCall } from '../reliability/lib.js';
+import { startServe, type Serve } from '../support/serve.js';
+import { atExit } from '../support/cluster/cleanup.js';
+import { audit, barrier, sleep } from '../support/cluster/checks.js';
+import type { Host } from '../support/cluster/netns.js';
+import { clusterSuite } from '../support/cluster/suite.js';
+import { Writer } from '../support/cluster/writer.js';
 
 const STALE_AFTER_MS = 2_000;
 

@@ -16,10 +16,10 @@ import { join } from 'node:path';
 import type pg from 'pg';
 import { expect, it } from 'vitest';
 import type { PgTarget } from '../../src/replica/stream.js';
-import { audit, barrier, counterHistoryProblems, routeFrom, sleep } from './harness/checks.js';
-import { startNode, type NodeConfig } from './harness/node.js';
-import { clusterSuite } from './harness/suite.js';
-import { seedSessions, Writer } from './harness/writer.js';
+import { audit, barrier, counterHistoryProblems, routeFrom, sleep } from '../support/cluster/checks.js';
+import { startNode, type NodeConfig } from '../support/cluster/node.js';
+import { clusterSuite } from '../support/cluster/suite.js';
+import { seedSessions, Writer } from '../support/cluster/writer.js';
 
 clusterSuite('a node replica when PostgreSQL is away or its slot is gone', (env) => {
   async function authority(): Promise<{ target: PgTarget; client: pg.Client }> {

@@ -10,12 +10,13 @@
  */
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
-import { routeCall, startServe } from '../reliability/lib.js';
-import { audit, barrier, counterHistoryProblems, routeFrom, sleep } from './harness/checks.js';
-import type { Host } from './harness/netns.js';
-import { startNode, type NodeConfig, type NodeProcess } from './harness/node.js';
-import { clusterSuite } from './harness/suite.js';
-import { Writer } from './harness/writer.js';
+import { routeCall } from '../reliability/lib.js';
+import { startServe } from '../support/serve.js';
+import { audit, barrier, counterHistoryProblems, routeFrom, sleep } from '../support/cluster/checks.js';
+import type { Host } from '../support/cluster/netns.js';
+import { startNode, type NodeConfig, type NodeProcess } from '../support/cluster/node.js';
+import { clusterSuite } from '../support/cluster/suite.js';
+import { Writer } from '../support/cluster/writer.js';
 
 const CUT_MS = 8_000;
 const STALE_AFTER_MS = 2_000;

@@ -19,8 +19,8 @@ import { formatLsn, parseLsn, type Lsn } from '../../src/replica/lsn.js';
 import { PgoutputDecoder } from '../../src/replica/pgoutput.js';
 import { ReplicationConnection, type Keepalive, type PgTarget } from '../../src/replica/stream.js';
 import { PUBLICATION } from '../../src/store/pg/migrations.js';
-import { sleep } from './harness/checks.js';
-import { clusterSuite } from './harness/suite.js';
+import { sleep } from '../support/cluster/checks.js';
+import { clusterSuite } from '../support/cluster/suite.js';
 
 const INSERT = `INSERT INTO session (id, first_party, first_masked_as, second_party, second_masked_as, created_at)
                 VALUES ($1, '+447911000001', '+442079460001', '+447911000002', '+442079460002', 0)`;

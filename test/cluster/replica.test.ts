@@ -14,10 +14,10 @@ import { migratePg } from '../../src/store/pg/migrate.js';
 import { PG_MIGRATIONS } from '../../src/store/pg/migrations.js';
 import { openDb } from '../../src/store/db.js';
 import type { PgTarget } from '../../src/replica/stream.js';
-import { audit, barrier, counterHistoryProblems, routeFrom, sleep } from './harness/checks.js';
-import { startNode, type NodeConfig } from './harness/node.js';
-import { clusterSuite } from './harness/suite.js';
-import { BIG, Writer } from './harness/writer.js';
+import { audit, barrier, counterHistoryProblems, routeFrom, sleep } from '../support/cluster/checks.js';
+import { startNode, type NodeConfig } from '../support/cluster/node.js';
+import { clusterSuite } from '../support/cluster/suite.js';
+import { BIG, Writer } from '../support/cluster/writer.js';
 
 clusterSuite('a node replica fed by logical replication', (env) => {
   const authority = env.authority;

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { vnum } from '../helpers/cli.js';
+import { vnum } from '../support/cli.js';
 import { judgeFreshness, type FreshnessPolicy } from '../../src/replica/freshness.js';
 import { createFreshnessGate } from '../../src/replica/gate.js';
 import { HealthWriter, readReplicaHealth, type ReplicaHealth } from '../../src/replica/health.js';

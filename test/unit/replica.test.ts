@@ -12,7 +12,7 @@ import { PgoutputDecoder, type Change } from '../../src/replica/pgoutput.js';
 import { statusUpdate, type SystemIdentity } from '../../src/replica/stream.js';
 import { converterFor, valueKey } from '../../src/replica/values.js';
 import { isVnumError } from '../../src/errors.js';
-import { tempDb } from '../helpers/store.js';
+import { tempDb } from '../support/store.js';
 
 describe('WAL positions', () => {
   it('compares by value whatever the padding, and formats as the server does', () => {
