@@ -9,17 +9,16 @@
  * both routers route everything, the session made during the cut included.
  * A replica process killed outright makes its file stale the same way.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
 import { readReplicaHealth } from '../../src/replica/health.js';
 import type { NodeView } from '../../src/replica/cluster.js';
 import type { PgTarget } from '../../src/replica/stream.js';
 import { openDb } from '../../src/store/db.js';
-import { VNUM_BIN, vnum } from '../support/cli.js';
+import { vnum } from '../support/cli.js';
 import { routeCall } from '../reliability/lib.js';
 import { startServe, type Serve } from '../support/serve.js';
-import { atExit } from '../support/cluster/cleanup.js';
+import { startReplicaCommand, type ReplicaCommand } from '../support/cluster/node.js';
 import { audit, barrier, sleep } from '../support/cluster/checks.js';
 import type { Host } from '../support/cluster/netns.js';
 import { clusterSuite } from '../support/cluster/suite.js';
@@ -30,41 +29,11 @@ const STALE_AFTER_MS = 2_000;
 const url = (t: PgTarget, host = t.host): string => `postgres://${t.user}@${host}:${t.port}/${t.database}`;
 const quietEnv = { VNUM_LOG_LEVEL: undefined, VNUM_LOG_REDACT: undefined, VNUM_DB: undefined };
 
-interface ReplicaCli {
-  child: ChildProcess;
-  stderr(): string;
-  exited: Promise<number | null>;
-  stop(): Promise<number | null>;
-}
-
-/** `vnum replica` as its unit runs it, inside a host. */
-function startReplicaCli(host: Host, db: string, node: string, authority: string): ReplicaCli {
-  const env = Object.fromEntries(
-    Object.entries({ ...process.env, ...quietEnv, VNUM_NODE: node, VNUM_AUTHORITY: authority }).filter(([, v]) => v !== undefined),
-  ) as NodeJS.ProcessEnv;
-  const child = host.spawn(
-    process.execPath,
-    [VNUM_BIN, '--db', db, 'replica', '--ping', '500ms', '--link-timeout', '2s', '--retry-max', '1s', '--report-every', '1s'],
-    { env, stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  let err = '';
-  child.stderr!.setEncoding('utf8').on('data', (c: string) => (err += c));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const forget = atExit(() => child.kill('SIGKILL'));
-  void exited.then(forget);
-  return {
-    child,
-    stderr: () => err,
-    exited,
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-      const code = await exited;
-      clearTimeout(timer);
-      return code;
-    },
-  };
+/** `vnum replica` inside a host, as its unit runs it. */
+function startReplicaCli(host: Host, db: string, node: string, authority: string): ReplicaCommand {
+  return startReplicaCommand(host, db, { VNUM_NODE: node, VNUM_AUTHORITY: authority }, [
+    '--ping', '500ms', '--link-timeout', '2s', '--retry-max', '1s', '--report-every', '1s',
+  ]);
 }
 
 function health(db: string) {

@@ -116,15 +116,46 @@ export function startNode(config: NodeConfig, host?: Host): NodeProcess {
       });
     },
     async stop() {
-      if (!alive()) return;
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-      await exited;
-      clearTimeout(timer);
+      await stopChild(child, exited);
     },
     async kill() {
       if (alive()) child.kill('SIGKILL');
       await exited;
     },
   };
+}
+
+/** SIGTERM (a clean stop) and wait; SIGKILL after 5 s. Resolves with the exit code (null when killed). */
+async function stopChild(child: ChildProcess, exited: Promise<unknown>): Promise<number | null> {
+  if (child.exitCode === null && child.signalCode === null) {
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+    await exited;
+    clearTimeout(timer);
+  }
+  return child.exitCode;
+}
+
+export interface ReplicaCommand {
+  child: ChildProcess;
+  stderr(): string;
+  exited: Promise<number | null>;
+  /** SIGTERM, SIGKILL after 5 s; resolves with the exit code. */
+  stop(): Promise<number | null>;
+}
+
+/** The built `vnum replica` as its unit runs it (settings from the environment), inside a host; `args` after the command. */
+export function startReplicaCommand(host: Host, db: string, env: Record<string, string>, args: string[] = []): ReplicaCommand {
+  const merged = { ...process.env, VNUM_LOG_LEVEL: undefined, VNUM_LOG_REDACT: undefined, VNUM_DB: undefined, ...env };
+  // The built CLI by path: this module is also loaded by the benchmarks, outside vitest (which ../cli.js needs).
+  const child = host.spawn(process.execPath, [repoPath('dist/src/cli/main.js'), '--db', db, 'replica', ...args], {
+    env: Object.fromEntries(Object.entries(merged).filter(([, v]) => v !== undefined)) as NodeJS.ProcessEnv,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let err = '';
+  child.stderr!.setEncoding('utf8').on('data', (c: string) => (err += c));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const forget = atExit(() => child.kill('SIGKILL'));
+  void exited.then(forget);
+  return { child, stderr: () => err, exited, stop: () => stopChild(child, exited) };
 }
