@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import pg from 'pg';
+import type pg from 'pg';
 import type { PgTarget } from '../replica/stream.js';
 import { ErrorCode, VnumError } from '../errors.js';
 import { addSetting, configurationError } from './settings.js';
@@ -59,7 +59,8 @@ export function authorityName(target: PgTarget): string {
 
 /** A plain client to the authority, or VNUM_AUTHORITY_UNAVAILABLE naming why not. */
 export async function connectAuthority(target: PgTarget, timeoutMs: number, applicationName: string): Promise<pg.Client> {
-  const client = new pg.Client({ ...target, connectionTimeoutMillis: timeoutMs, query_timeout: timeoutMs, application_name: applicationName });
+  const { default: pgModule } = await import('pg'); // loaded only by the cluster commands
+  const client = new pgModule.Client({ ...target, connectionTimeoutMillis: timeoutMs, query_timeout: timeoutMs, application_name: applicationName });
   client.on('error', () => {});
   try {
     await client.connect();

@@ -1,8 +1,7 @@
 import type { Command } from 'commander';
 import { ErrorCode, VnumError } from '../errors.js';
-import { clusterStatus, type NodeView } from '../replica/cluster.js';
+import type { NodeView } from '../replica/cluster.js';
 import type { PgTarget } from '../replica/stream.js';
-import { migratePg } from '../store/pg/migrate.js';
 import { addAuthoritySetting, authorityName, connectAuthority, requireAuthority } from './authority.js';
 import { printJson, printLine, printTable } from './output.js';
 import { addSetting, boundedDuration, formatMs, span } from './settings.js';
@@ -65,6 +64,7 @@ export function registerCluster(program: Command): void {
       const target = requireAuthority(options.authority);
       const client = await connectAuthority(target, CONNECT_TIMEOUT_MS, 'vnum-cluster-migrate');
       try {
+        const { migratePg } = await import('../store/pg/migrate.js');
         const { from, to } = await migratePg(client);
         printLine(from === to ? `the authority ${authorityName(target)} is at schema version ${to}` : `migrated the authority ${authorityName(target)} from schema version ${from} to ${to}`);
       } finally {
@@ -87,6 +87,7 @@ export function registerCluster(program: Command): void {
       const staleAfterMs = options.staleAfter;
       const client = await connectAuthority(target, CONNECT_TIMEOUT_MS, 'vnum-cluster-status');
       try {
+        const { clusterStatus } = await import('../replica/cluster.js');
         const nodes = await clusterStatus(client, staleAfterMs).catch((error: unknown) => {
           throw authorityQueryError(error, target);
         });

@@ -1,9 +1,9 @@
 import { createRequire } from 'node:module';
-import { Option, type Command } from 'commander';
+import type { Command } from 'commander';
 import { createLogger } from '../log.js';
-import { REPLICA_DEFAULTS, slotForNode, startReplica, type ReplicaEvent } from '../replica/consumer.js';
+import type { ReplicaEvent } from '../replica/consumer.js';
 import { HealthWriter } from '../replica/health.js';
-import { startAuthorityReports } from '../replica/report.js';
+import { REPLICA_DEFAULTS, slotForNode } from '../replica/names.js';
 import type { PgTarget } from '../replica/stream.js';
 import { ErrorCode, VnumError } from '../errors.js';
 import { openDb, resolveDbPath } from '../store/db.js';
@@ -136,6 +136,8 @@ export function registerReplica(program: Command): void {
     .action(async (options: ReplicaOptions, command: Command) => {
       const logger = createLogger();
       const settings = replicaSettings(options);
+      // The replication code (pg, pg-logical-replication) loads only for this command.
+      const [{ startReplica }, { startAuthorityReports }] = await Promise.all([import('../replica/consumer.js'), import('../replica/report.js')]);
       const dbPath = resolveDbPath(globalOptions(command).db);
       const db = openDb(dbPath, { mode: 'create' });
       const health = new HealthWriter(db);

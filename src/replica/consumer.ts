@@ -5,7 +5,8 @@ import { ReplicaStore, schemaGapError, type ReplicaState } from './apply.js';
 import { formatLsn, maxLsn, type Lsn } from './lsn.js';
 import { PgoutputDecoder, type Change } from './pgoutput.js';
 import { closeSqlClient, copySnapshot, openSqlClient } from './snapshot.js';
-import { ReplicationConnection, assertSlotName, sqlState, type PgTarget, type SlotInfo, type SystemIdentity } from './stream.js';
+import { REPLICA_DEFAULTS, slotForNode } from './names.js';
+import { ReplicationConnection, sqlState, type PgTarget, type SlotInfo, type SystemIdentity } from './stream.js';
 
 /**
  * A cluster node's replica: follows its own logical replication slot into
@@ -55,14 +56,7 @@ export interface ReplicaOptions {
   onEvent?: (event: ReplicaEvent) => void;
 }
 
-export const REPLICA_DEFAULTS = {
-  pingIntervalMs: 500,
-  staleAfterMs: 3_000,
-  connectTimeoutMs: 2_000,
-  commandTimeoutMs: 30_000,
-  retryMinMs: 250,
-  retryMaxMs: 5_000,
-} as const;
+export { REPLICA_DEFAULTS, slotForNode };
 
 export interface AppliedTransaction {
   endLsn: Lsn;
@@ -121,12 +115,6 @@ export interface Replica {
   stop(): Promise<void>;
 }
 
-const NODE = /^[a-z0-9_]{1,58}$/;
-
-export function slotForNode(node: string): string {
-  if (!NODE.test(node)) throw new VnumError(ErrorCode.InvalidArgument, `invalid node name "${node.slice(0, 70)}": 1-58 characters of a-z 0-9 _`);
-  return assertSlotName(`vnum_${node}`);
-}
 
 /** Why the file cannot follow the slot as it stands, or undefined when it can. */
 export function rebuildReason(

@@ -2,6 +2,7 @@ import pg from 'pg';
 import type { Duplex } from 'node:stream';
 import { ErrorCode, VnumError } from '../errors.js';
 import { formatLsn, parseLsn, type Lsn } from './lsn.js';
+import { assertSlotName } from './names.js';
 import { PG_EPOCH_MS, pgoutputOptions } from './pgoutput.js';
 
 /**
@@ -69,14 +70,7 @@ interface WireConnection {
   stream: Duplex;
 }
 
-const SLOT_NAME = /^[a-z0-9_]{1,63}$/;
-
-export function assertSlotName(slot: string): string {
-  if (!SLOT_NAME.test(slot)) {
-    throw new VnumError(ErrorCode.InvalidArgument, `invalid replication slot name "${slot.slice(0, 70)}": 1-63 characters of a-z 0-9 _`);
-  }
-  return slot;
-}
+export { assertSlotName };
 
 /** µs since 2000-01-01, from ms since 1970. */
 function pgMicros(ms: number): bigint {
