@@ -22,6 +22,11 @@ export default defineConfig({
         extends: true,
         test: { name: 'e2e', include: ['test/e2e/**/*.test.ts'], maxWorkers: 1, sequence: { groupOrder: 1 } },
       },
+      {
+        extends: true,
+        // A private PostgreSQL per file and hosts as network namespaces: one file at a time, after the unit files.
+        test: { name: 'cluster', include: ['test/cluster/**/*.test.ts'], maxWorkers: 1, sequence: { groupOrder: 1 } },
+      },
     ],
   },
 });

@@ -43,6 +43,8 @@ export const ErrorCode = {
   Configuration: 'VNUM_CONFIGURATION',
   /** `vnum serve` could not bind its address (taken, not local, not permitted). */
   ListenFailed: 'VNUM_LISTEN_FAILED',
+  /** Cluster mode: the authority (PostgreSQL) cannot be reached or refused the connection. */
+  AuthorityUnavailable: 'VNUM_AUTHORITY_UNAVAILABLE',
   Internal: 'VNUM_INTERNAL',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -81,6 +83,7 @@ const CATEGORIES: Readonly<Record<ErrorCode | AmiErrorCode | AgiErrorCode, Error
   VNUM_LISTEN_FAILED: 'setup',
   VNUM_DATABASE_BUSY: 'unavailable',
   VNUM_DISK_FULL: 'unavailable',
+  VNUM_AUTHORITY_UNAVAILABLE: 'unavailable',
   VNUM_DATABASE: 'internal',
   VNUM_INTERNAL: 'internal',
   // What Asterisk or a peer did, or failed to do.

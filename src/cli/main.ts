@@ -3,9 +3,11 @@ import { Command, CommanderError } from 'commander';
 import { createRequire } from 'node:module';
 import { ErrorCode, VnumError } from '../errors.js';
 import { registerCalls } from './calls.js';
+import { registerCluster } from './cluster.js';
 import { registerHealth } from './health.js';
 import { EXIT_OK, fail } from './failure.js';
 import { registerPool } from './pool.js';
+import { registerReplica } from './replica.js';
 import { registerRoute } from './route.js';
 import { registerServe } from './serve.js';
 import { registerSession } from './session.js';
@@ -50,6 +52,8 @@ function buildProgram(): Command {
   registerServe(program);
   registerCalls(program);
   registerHealth(program);
+  registerReplica(program);
+  registerCluster(program);
   usageErrors(program);
   return program;
 }

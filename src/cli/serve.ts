@@ -17,10 +17,12 @@ import type { NumberPolicy } from '../numbers/policy.js';
 import { answerFor, channelVariables, ERROR_ANSWER, type RouteAnswer } from '../routing/answer.js';
 import type { RouteDecision } from '../routing/decide.js';
 import { createCallRouter, type RoutedCall } from '../routing/service.js';
+import { FRESHNESS_DEFAULTS, WHEN_STALE, type FreshnessPolicy, type WhenStale } from '../replica/freshness.js';
+import { createFreshnessGate } from '../replica/gate.js';
 import { openDb, resolveDbPath } from '../store/db.js';
 import { amiSettings, type AmiSettings } from './ami-settings.js';
 import { ALLOWED_NUMBER_TYPES_OPTION, defaultCountry, globalOptions, numberPolicy } from './context.js';
-import { addSetting, allowSetting, boundedDuration, boundedInteger, hostSetting, SETTING_LIMITS, span, tcpPort } from './settings.js';
+import { addSetting, allowSetting, boundedDuration, boundedInteger, configurationError, formatMs, hostSetting, SETTING_LIMITS, span, tcpPort } from './settings.js';
 
 // ---------------------------------------------------------------------------
 // A FastAGI connection as a routed call, and back
@@ -86,6 +88,7 @@ export interface ServeSettings {
   ami: AmiSettings | null;
   defaultCountry: string | undefined;
   policy: NumberPolicy;
+  freshness: FreshnessPolicy;
 }
 
 interface ServeOptions {
@@ -95,6 +98,8 @@ interface ServeOptions {
   maxConnections: number;
   deadline: number;
   drain: number;
+  whenStale: WhenStale;
+  staleAfter: number;
   amiHost?: string;
   amiPort?: string;
   amiUser?: string;
@@ -130,6 +135,20 @@ export function registerServe(program: Command): void {
     judge: boundedDuration(SETTING_LIMITS.drainMs),
     default: { value: 2000, shown: '2s' },
   });
+  addSetting(serve, {
+    flags: '--when-stale <policy>',
+    description: `cluster node: when its replica is older than --stale-after, ${WHEN_STALE.join(' or ')} (docs/cluster.md, "Freshness")`,
+    judge: whenStaleSetting,
+    default: { value: FRESHNESS_DEFAULTS.whenStale },
+    env: 'VNUM_WHEN_STALE',
+  });
+  addSetting(serve, {
+    flags: '--stale-after <duration>',
+    description: `cluster node: how old its replica may be before it is stale, ${span(SETTING_LIMITS.staleAfterMs)}`,
+    judge: boundedDuration(SETTING_LIMITS.staleAfterMs),
+    default: { value: FRESHNESS_DEFAULTS.staleAfterMs, shown: formatMs(FRESHNESS_DEFAULTS.staleAfterMs) },
+    env: 'VNUM_STALE_AFTER',
+  });
   serve
     .option('--country <XX>', 'default country for numbers without + (VNUM_DEFAULT_COUNTRY)')
     .option(...ALLOWED_NUMBER_TYPES_OPTION)
@@ -151,9 +170,15 @@ export function registerServe(program: Command): void {
         // Settings every command shares keep the code they have everywhere: VNUM_INVALID_COUNTRY, VNUM_INVALID_ARGUMENT.
         defaultCountry: defaultCountry(command),
         policy: numberPolicy(command),
+        freshness: { whenStale: options.whenStale, staleAfterMs: options.staleAfter },
       };
       await runRouter(resolveDbPath(globalOptions(command).db), settings, logger);
     });
+}
+
+function whenStaleSetting(name: string, text: string): WhenStale {
+  if ((WHEN_STALE as readonly string[]).includes(text)) return text as WhenStale;
+  throw configurationError(name, text, `one of ${WHEN_STALE.join(', ')}`);
 }
 
 /** Wire everything, serve until SIGTERM or SIGINT, then stop it all in order. */
@@ -164,13 +189,21 @@ async function runRouter(dbPath: string, settings: ServeSettings, logger: Logger
   const callRouter = createCallRouter({ dbPath, defaultCountry: settings.defaultCountry, policy: settings.policy, logger });
   const amiClient = ami ? new AmiClient({ ...ami, eventClasses: CALL_EVENT_CLASSES, events: CALL_EVENTS, logger }) : null;
   const callLog = new CallTracker({ dbPath, ami: amiClient, router: routerKey(host, port), logger });
-  const handler = routeCalls(callRouter.route, logger, amiClient ? (call, answer) => callLog.routed(call, answer) : undefined);
+  // A cluster node past its bound under fail-closed: ERROR for every call, as for a store that cannot be read.
+  const gate = createFreshnessGate({ dbPath, policy: settings.freshness, logger });
+  const route = (call: InboundCall): RouteDecision => {
+    const refusal = gate.refusal();
+    if (refusal === undefined) return callRouter.route(call);
+    return { status: 'ERROR', target: null, presentedCallerId: null, session: null, reason: refusal };
+  };
+  const handler = routeCalls(route, logger, amiClient ? (call, answer) => callLog.routed(call, answer) : undefined);
   let agi: FastAgiServer;
   try {
     const { allow, maxConnections, deadlineMs } = settings;
     agi = await startFastAgiServer({ host, port, allow, maxConnections, deadlineMs, logger, handler, fallback: FALLBACK_ANSWER });
   } catch (e) {
     callRouter.close();
+    gate.close();
     const error = e as NodeJS.ErrnoException;
     // Binding failed (taken, not a local address, not permitted, no such host); anything else is ours.
     if (error.syscall === 'listen' || error.syscall === 'bind' || error.syscall === 'getaddrinfo') {
@@ -185,6 +218,8 @@ async function runRouter(dbPath: string, settings: ServeSettings, logger: Logger
       db: dbPath,
       defaultCountry: settings.defaultCountry ?? null,
       allowedNumberTypes: [...settings.policy.allowed].join(','),
+      whenStale: settings.freshness.whenStale,
+      staleAfterMs: settings.freshness.staleAfterMs,
       ami: ami ? `${ami.username}@${ami.host}:${ami.port}` : 'off',
     },
     'vnum router routing from this store',
@@ -202,6 +237,7 @@ async function runRouter(dbPath: string, settings: ServeSettings, logger: Logger
         .catch((error: unknown) => logger.error({ err: error }, 'error while stopping AMI'))
         .finally(() => {
           callRouter.close();
+          gate.close();
           logger.info('vnum router stopped');
           resolve();
         });

@@ -24,6 +24,8 @@ export const SETTING_LIMITS = Object.freeze({
   maxConnections: Object.freeze({ min: 1, max: 100_000 }),
   /** `vnum health --timeout`: how long the router may take to answer the probe. */
   healthTimeoutMs: Object.freeze({ min: 100, max: 60_000 }),
+  /** A cluster node's freshness bound (`vnum serve --stale-after`): above the replica's link timeout (3 s), at most a day. */
+  staleAfterMs: Object.freeze({ min: 1_000, max: 86_400_000 }),
 });
 
 export function configurationError(name: string, value: string, why: string): VnumError {

@@ -105,4 +105,40 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE bridge ADD COLUMN target_type INTEGER;
   `,
+  // 4: where a cluster node's replica stands (src/replica/), and how fresh it
+  // is. Both empty on a single box. replica_state, one row: which PostgreSQL cluster, database, slot and publication
+  // the replicated tables were copied from (and which tables, a JSON array),
+  // and the WAL position they hold everything up to, written in the same
+  // SQLite transaction as the rows it covers, so a restart resumes exactly
+  // there. LSNs are text ('X/Y').
+  `
+  CREATE TABLE replica_state (
+    id                 INTEGER PRIMARY KEY CHECK (id = 1),
+    system_id          TEXT NOT NULL,
+    database           TEXT NOT NULL,
+    slot               TEXT NOT NULL,
+    publication        TEXT NOT NULL,
+    tables             TEXT NOT NULL,
+    built_lsn          TEXT NOT NULL,
+    built_at           INTEGER NOT NULL,
+    applied_lsn        TEXT NOT NULL,
+    applied_commit_at  INTEGER
+  );
+
+  -- The node's replica process reports here every ping (src/replica/health.ts),
+  -- so vnum serve judges the replica's freshness with one read and no IPC.
+  -- fresh_at: the last moment the file was known to hold everything
+  -- PostgreSQL had sent (this host's clock, ms); updated_at: the report's time.
+  CREATE TABLE replica_health (
+    id               INTEGER PRIMARY KEY CHECK (id = 1),
+    node             TEXT NOT NULL,
+    pid              INTEGER NOT NULL,
+    phase            TEXT NOT NULL,
+    fresh_at         INTEGER,
+    last_contact_at  INTEGER,
+    lag_bytes        INTEGER,
+    last_error       TEXT,
+    updated_at       INTEGER NOT NULL
+  );
+  `,
 ];

@@ -1,0 +1,91 @@
+/**
+ * The PostgreSQL schema of cluster mode (the authority), versioned like the
+ * SQLite one (src/store/migrations.ts): each entry moves
+ * vnum_schema.version from its index to index + 1; entries are never edited
+ * once released, only appended.
+ *
+ * Tables and columns carry the SQLite names, because each node's replica is
+ * the single-box SQLite schema and the replica applies changes by table and
+ * column name (src/replica/apply.ts). A table joins the replica by joining
+ * the publication in its migration (`ALTER PUBLICATION vnum_replica ADD
+ * TABLE ...`), and the same table must exist in the SQLite migrations; a
+ * table kept out of it (e.g. an outbox, API keys) stays on the authority.
+ * Types the replica takes: see src/replica/values.ts. Times are bigint ms
+ * since the epoch, as in SQLite; ids are bigint identities.
+ */
+
+/** The publication every node's slot follows. */
+export const PUBLICATION = 'vnum_replica';
+
+export const PG_MIGRATIONS: readonly string[] = [
+  // 1: the single box's pool, sessions, bridges and meta (SQLite migration 1),
+  // published to the nodes. The call log and router_status stay local to
+  // each node for now.
+  `
+  CREATE TABLE pool_number (
+    number    text PRIMARY KEY,
+    country   text NOT NULL,
+    state     text NOT NULL CHECK (state IN ('available', 'reserved', 'retired')),
+    added_at  bigint NOT NULL
+  );
+
+  CREATE TABLE session (
+    sid               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id                text NOT NULL UNIQUE,
+    first_party       text NOT NULL,
+    first_masked_as   text NOT NULL,
+    second_party      text NOT NULL,
+    second_masked_as  text NOT NULL,
+    created_at        bigint NOT NULL,
+    expires_at        bigint,
+    released_at       bigint,
+    ends_at           bigint,
+    CHECK (first_party <> second_party)
+  );
+
+  CREATE TABLE bridge (
+    caller   text NOT NULL,
+    dialled  text NOT NULL,
+    sid      bigint NOT NULL REFERENCES session (sid),
+    target   text NOT NULL,
+    lent_at  bigint NOT NULL,
+    ends_at  bigint,
+    PRIMARY KEY (caller, dialled)
+  );
+
+  CREATE TABLE meta (
+    key    text PRIMARY KEY,
+    value  bigint NOT NULL
+  );
+  INSERT INTO meta (key, value) VALUES ('pool_revision', 0);
+
+  CREATE PUBLICATION vnum_replica FOR TABLE pool_number, session, bridge, meta;
+  `,
+  // 2: the number-type policy at routing time (issue 11; SQLite migration 3).
+  // The target's type code (src/numbers/type.ts) travels with the bridge, so
+  // a node judges the policy from its replica exactly as a single box does.
+  // NULL: the router classifies the target itself. A new column of a
+  // published table needs no rebuild: the next change to a bridge carries it.
+  `
+  ALTER TABLE bridge ADD COLUMN target_type integer;
+  `,
+  // 3: each node's own report of its replica (src/replica/report.ts), which
+  // `vnum cluster status` shows beside pg_replication_slots. Kept out of the
+  // publication: it concerns the authority's operators, not the routing.
+  // reported_at is the authority's clock (no skew between hosts); lag_ms is
+  // how old the node's view was by the node's own clock when it reported.
+  `
+  CREATE TABLE node_report (
+    node             text PRIMARY KEY,
+    host             text NOT NULL,
+    pid              integer NOT NULL,
+    version          text NOT NULL,
+    phase            text NOT NULL,
+    applied_lsn      pg_lsn,
+    lag_ms           bigint,
+    lag_bytes        bigint,
+    last_error       text,
+    reported_at      bigint NOT NULL
+  );
+  `,
+];
