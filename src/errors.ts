@@ -29,6 +29,19 @@ export const ErrorCode = {
   Configuration: 'VNUM_CONFIGURATION',
   /** `vnum serve` could not bind its address (taken, not local, not permitted). */
   ListenFailed: 'VNUM_LISTEN_FAILED',
+  /** `vnum apikey revoke` names no key. */
+  ApiKeyNotFound: 'VNUM_API_KEY_NOT_FOUND',
+  // The HTTP API's own (src/api/problem.ts maps every code to a status).
+  /** No API key, a malformed one, an unknown one or a revoked one. */
+  Unauthorized: 'VNUM_UNAUTHORIZED',
+  /** The key's scopes do not cover the request. */
+  Forbidden: 'VNUM_FORBIDDEN',
+  RateLimited: 'VNUM_RATE_LIMITED',
+  InvalidJson: 'VNUM_INVALID_JSON',
+  BodyTooLarge: 'VNUM_BODY_TOO_LARGE',
+  UnsupportedMediaType: 'VNUM_UNSUPPORTED_MEDIA_TYPE',
+  /** No such resource (an unknown path or method). */
+  NotFound: 'VNUM_NOT_FOUND',
   Internal: 'VNUM_INTERNAL',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

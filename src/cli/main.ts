@@ -2,6 +2,8 @@
 import { Command, CommanderError } from 'commander';
 import { createRequire } from 'node:module';
 import { ErrorCode, VnumError } from '../errors.js';
+import { registerApi } from './api.js';
+import { registerApiKey } from './apikey.js';
 import { registerCalls } from './calls.js';
 import { registerHealth } from './health.js';
 import { printError } from './output.js';
@@ -54,6 +56,8 @@ function buildProgram(): Command {
   registerServe(program);
   registerCalls(program);
   registerHealth(program);
+  registerApi(program);
+  registerApiKey(program);
   usageErrors(program);
   return program;
 }

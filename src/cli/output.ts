@@ -47,11 +47,6 @@ export function printError(code: string, message: string): void {
   printNotice(`${message} [${code}]`);
 }
 
-/** Milliseconds since the epoch -> ISO 8601 (UTC), or null; any stored value prints (see isoDateTime). */
-export function isoTime(ms: number | null): string | null {
-  return ms === null ? null : isoDateTime(ms);
-}
-
 /** ISO without milliseconds, for tables. */
 export function shortTime(ms: number | null): string | null {
   return ms === null ? null : isoDateTime(ms).replace(/\.\d{3}Z$/, 'Z');

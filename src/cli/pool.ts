@@ -5,7 +5,8 @@ import { normaliseNumber } from '../numbers/normalise.js';
 import { addToPool, importedState, listPool, retireNumber, type PoolChange } from '../pool/pool.js';
 import { parsePoolCsv } from '../pool/csv.js';
 import { defaultCountry, withDb } from './context.js';
-import { isoTime, printJson, printLine, printTable, shortTime } from './output.js';
+import { poolChangeJson, poolNumberJson } from '../json.js';
+import { printJson, printLine, printTable, shortTime } from './output.js';
 
 /** How many numbers the text summary names before it says "and N more". */
 const KEPT_SHOWN = 10;
@@ -27,10 +28,6 @@ function printChange(command: string, change: PoolChange): void {
   const [first, ...rest] = describeChange(change);
   printLine(`${command}: ${first}`);
   for (const line of rest) printLine(line);
-}
-
-function changeJson(change: PoolChange) {
-  return { added: change.added, updated: change.updated, unchanged: change.unchanged, kept: change.kept };
 }
 
 export function registerPool(program: Command): void {
@@ -55,7 +52,7 @@ export function registerPool(program: Command): void {
           { defaultCountry: country, now: Date.now() },
         ),
       );
-      if (options.json) printJson(changeJson(change));
+      if (options.json) printJson(poolChangeJson(change));
       else printChange('pool', change);
     });
 
@@ -80,7 +77,7 @@ export function registerPool(program: Command): void {
       if (entries.length === 0) throw new VnumError(ErrorCode.InvalidCsv, `${file} has no numbers`);
       const country = defaultCountry(command);
       const change = withDb(command, (db) => addToPool(db, entries, { defaultCountry: country, now: Date.now(), rule: importedState }));
-      if (options.json) printJson(changeJson(change));
+      if (options.json) printJson(poolChangeJson(change));
       else printChange('pool import', change);
     });
 
@@ -91,7 +88,7 @@ export function registerPool(program: Command): void {
     .action((options: { json?: boolean }, command: Command) => {
       const numbers = withDb(command, (db) => listPool(db), 'read');
       if (options.json) {
-        printJson(numbers.map((n) => ({ number: n.number, country: n.country, state: n.state, addedAt: isoTime(n.addedAt) })));
+        printJson(numbers.map(poolNumberJson));
       } else {
         printTable(['NUMBER', 'COUNTRY', 'STATE', 'ADDED'], numbers.map((n) => [n.number, n.country, n.state, shortTime(n.addedAt)]));
       }

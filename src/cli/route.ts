@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { decideRoute, type RouteDecision } from '../routing/decide.js';
 import { storeBridgeLookup } from '../routing/lookup.js';
 import { ALLOWED_NUMBER_TYPES_OPTION, defaultCountry, numberPolicy, withDb } from './context.js';
+import { routeJson } from '../json.js';
 import { printError, printJson, printLine } from './output.js';
 import { ErrorCode } from '../errors.js';
 
@@ -32,7 +33,7 @@ export function registerRoute(program: Command): void {
       const routeOptions = { defaultCountry: defaultCountry(command), policy: numberPolicy(command) };
       const decision = withDb(command, (db) => decideRoute({ caller, dialled }, Date.now(), storeBridgeLookup(db), routeOptions), 'read');
       if (options.json) {
-        printJson({ status: decision.status, target: decision.target, cli: decision.cli, session: decision.session, reason: decision.reason ?? null });
+        printJson(routeJson(decision));
       } else {
         printLine(describe(decision));
       }

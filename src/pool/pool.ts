@@ -160,13 +160,31 @@ function validateEntries(entries: PoolEntryInput[], defaultCountry: string | und
   });
 }
 
-export function listPool(db: Db): PoolNumber[] {
+export interface PoolQuery {
+  state?: PoolState | undefined;
+  /** Only numbers after this one, in number order: the `next` of the page before. */
+  after?: string | undefined;
+  limit?: number | undefined;
+}
+
+/** The pool in number order (the primary key's): all of it, or a page. */
+export function listPool(db: Db, query: PoolQuery = {}): PoolNumber[] {
   return db
-    .prepare<[], { number: E164; country: string; state: PoolState; added_at: number }>(
-      'SELECT number, country, state, added_at FROM pool_number ORDER BY number',
+    .prepare<Record<string, unknown>, { number: E164; country: string; state: PoolState; added_at: number }>(
+      `SELECT number, country, state, added_at FROM pool_number
+        WHERE (@after IS NULL OR number > @after) AND (@state IS NULL OR state = @state)
+        ORDER BY number LIMIT @limit`,
     )
-    .all()
+    .all({ after: query.after ?? null, state: query.state ?? null, limit: query.limit ?? -1 })
     .map((row) => ({ number: row.number, country: row.country, state: row.state, addedAt: row.added_at }));
+}
+
+/** A page of the pool; `next` is where the following one starts (undefined on the last). */
+export function poolPage(db: Db, query: PoolQuery & { limit: number }): { numbers: PoolNumber[]; more: boolean; next: string | undefined } {
+  const rows = listPool(db, { ...query, limit: query.limit + 1 });
+  const more = rows.length > query.limit;
+  const numbers = rows.slice(0, query.limit);
+  return { numbers, more, next: more ? numbers.at(-1)!.number : undefined };
 }
 
 /** Retired numbers get no new sessions; sessions already using them keep routing until they end. */

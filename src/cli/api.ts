@@ -1,0 +1,232 @@
+import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import { isIP } from 'node:net';
+import { createSecureContext } from 'node:tls';
+import { Option, type Command } from 'commander';
+import { AllowList } from '../../agi/allow-list.js';
+import { buildApi } from '../api/app.js';
+import { secretFileModeProblem } from '../ami/config.js';
+import { openSqliteAuthority } from '../authority/sqlite.js';
+import { ErrorCode, VnumError } from '../errors.js';
+import { createLogger } from '../log.js';
+import type { NumberPolicy } from '../numbers/policy.js';
+import { boundedDuration, boundedInteger, configurationError, formatMs, hostSetting, SETTING_LIMITS, tcpPort } from '../settings.js';
+import { resolveDbPath } from '../store/db.js';
+import { ALLOWED_NUMBER_TYPES_OPTION, defaultCountry, globalOptions, numberPolicy } from './context.js';
+import { printLine } from './output.js';
+import { settingName } from './settings.js';
+
+export const API_DEFAULTS = Object.freeze({ host: '127.0.0.1', port: 8474, rateLimit: 1000, drain: '5s' });
+const RATE_LIMIT_BOUNDS = { min: 0, max: 1_000_000 };
+/** A PEM file is a few KiB; anything far bigger is the wrong file. */
+const MAX_PEM_BYTES = 1024 * 1024;
+
+interface ApiFlags {
+  host: string;
+  port: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  rateLimit: string;
+  trustProxy?: string;
+  drain: string;
+  probe?: boolean;
+}
+
+export interface ApiSettings {
+  host: string;
+  port: number;
+  tls: { cert: Buffer; key: Buffer } | undefined;
+  rateLimit: number;
+  trustProxy: string[] | undefined;
+  drainMs: number;
+  defaultCountry: string | undefined;
+  policy: NumberPolicy;
+}
+
+/** A PEM file, read with the same care as the AMI secret: a regular file, and the key owner-only. */
+function readPem(name: string, file: string, secret: boolean): Buffer {
+  let fd: number;
+  try {
+    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
+  } catch (e) {
+    throw configurationError(name, file, `cannot read it: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  try {
+    const stat = fstatSync(fd);
+    if (!stat.isFile()) throw configurationError(name, file, 'not a regular file');
+    if (stat.size > MAX_PEM_BYTES) throw configurationError(name, file, `${stat.size} bytes: not a PEM file`);
+    const problem = secret ? secretFileModeProblem(stat.mode, stat.uid) : null;
+    if (problem) throw configurationError(name, file, `the private key is not owner-only: ${problem}`);
+    return readFileSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function tlsSetting(certName: string, cert: string | undefined, keyName: string, key: string | undefined): ApiSettings['tls'] {
+  if (cert === undefined && key === undefined) return undefined;
+  if (cert === undefined || key === undefined) {
+    throw new VnumError(ErrorCode.Configuration, `TLS needs both a certificate and its key: ${cert === undefined ? certName : keyName} is missing`);
+  }
+  const tls = { cert: readPem(certName, cert, false), key: readPem(keyName, key, true) };
+  try {
+    createSecureContext(tls);
+  } catch (e) {
+    throw new VnumError(ErrorCode.Configuration, `invalid TLS certificate ${cert} or key ${key}: ${(e as Error).message}`);
+  }
+  return tls;
+}
+
+/** Reverse proxies whose X-Forwarded-For is believed: addresses or CIDR ranges, never every address. */
+function trustProxySetting(name: string, text: string | undefined): string[] | undefined {
+  if (text === undefined || text.trim() === '') return undefined;
+  const entries = text.split(',').map((entry) => entry.trim());
+  try {
+    new AllowList(entries);
+  } catch (e) {
+    throw configurationError(name, text, (e as Error).message.replace(/allow-list/g, 'proxy list'));
+  }
+  return entries;
+}
+
+/** Every setting of `vnum api`, judged before anything is opened (as `vnum serve`'s: ../settings.ts). */
+export function apiSettings(options: ApiFlags, command: Command): ApiSettings {
+  const name = (key: string, flag: string, envVar?: string) => settingName(command, key, flag, envVar);
+  return {
+    host: hostSetting(name('host', '--host', 'VNUM_API_HOST'), options.host),
+    port: tcpPort(name('port', '--port', 'VNUM_API_PORT'), options.port),
+    tls: tlsSetting(name('tlsCert', '--tls-cert', 'VNUM_API_TLS_CERT'), options.tlsCert, name('tlsKey', '--tls-key', 'VNUM_API_TLS_KEY'), options.tlsKey),
+    rateLimit: boundedInteger(name('rateLimit', '--rate-limit', 'VNUM_API_RATE_LIMIT'), options.rateLimit, RATE_LIMIT_BOUNDS),
+    trustProxy: trustProxySetting(name('trustProxy', '--trust-proxy', 'VNUM_API_TRUST_PROXY'), options.trustProxy),
+    drainMs: boundedDuration(name('drain', '--drain'), options.drain, SETTING_LIMITS.drainMs),
+    defaultCountry: defaultCountry(command),
+    policy: numberPolicy(command),
+  };
+}
+
+const isLoopback = (host: string): boolean => host === 'localhost' || host === '::1' || /^127\./.test(host);
+
+/** Where a probe on this host reaches an API listening on `host`. */
+function probeHost(host: string): string {
+  if (host === '0.0.0.0') return '127.0.0.1';
+  if (host === '::') return '::1';
+  return host;
+}
+
+/**
+ * `vnum api --probe`: GET /v1/ready on the API these settings describe.
+ * Over TLS the certificate is not verified: the probe asks a process on this
+ * host whether it answers, and a certificate names the public host, not
+ * 127.0.0.1.
+ */
+function probe(settings: ApiSettings): Promise<{ ok: boolean; text: string }> {
+  const host = probeHost(settings.host);
+  const request = settings.tls ? https.request : http.request;
+  return new Promise((resolve) => {
+    const req = request(
+      { host, port: settings.port, path: '/v1/ready', method: 'GET', timeout: 2_000, ...(settings.tls ? { rejectUnauthorized: false } : {}) },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8').on('data', (chunk: string) => (body = (body + chunk).slice(0, 2_000)));
+        res.on('end', () => resolve({ ok: res.statusCode === 200, text: `${res.statusCode} ${body.replace(/\s+/g, ' ').trim()}` }));
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('no answer within 2 s')));
+    req.on('error', (e) => resolve({ ok: false, text: e.message }));
+    req.end();
+  });
+}
+
+export function registerApi(program: Command): void {
+  program
+    .command('api')
+    .description('run the HTTP API (sessions, pool, route, calls, stats, health) on the same database as vnum serve')
+    .addOption(new Option('--host <address>', 'address to listen on').env('VNUM_API_HOST').default(API_DEFAULTS.host))
+    .addOption(new Option('--port <port>', 'TCP port').env('VNUM_API_PORT').default(String(API_DEFAULTS.port)))
+    .addOption(new Option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (chain)').env('VNUM_API_TLS_CERT'))
+    .addOption(new Option('--tls-key <file>', "the certificate's PEM private key, owner-only").env('VNUM_API_TLS_KEY'))
+    .addOption(
+      new Option('--rate-limit <n>', `requests per second per client address, before any key is checked; 0: no limit (${RATE_LIMIT_BOUNDS.max} at most)`)
+        .env('VNUM_API_RATE_LIMIT')
+        .default(String(API_DEFAULTS.rateLimit)),
+    )
+    .addOption(
+      new Option('--trust-proxy <addresses>', 'reverse proxies (addresses or CIDR) whose X-Forwarded-For names the client').env('VNUM_API_TRUST_PROXY'),
+    )
+    .option('--drain <duration>', `on SIGTERM, how long requests in flight may finish, ${formatMs(SETTING_LIMITS.drainMs.min)} to ${formatMs(SETTING_LIMITS.drainMs.max)}`, API_DEFAULTS.drain)
+    .option('--country <XX>', 'default country for numbers without + (VNUM_DEFAULT_COUNTRY); a request may name its own')
+    .option(...ALLOWED_NUMBER_TYPES_OPTION)
+    .option('--probe', 'do not serve: ask the API these settings describe whether it is ready (GET /v1/ready); exit 0 if so, 1 if not')
+    .action(async (options: ApiFlags, command: Command) => {
+      // Judge every setting, the logger's included, before a database is opened, created or migrated.
+      const logger = createLogger();
+      const settings = apiSettings(options, command);
+      if (options.probe) {
+        const answer = await probe(settings);
+        printLine(`${answer.ok ? 'ready' : 'not ready'}: ${answer.text}`);
+        process.exitCode = answer.ok ? 0 : 1;
+        return;
+      }
+      const dbPath = resolveDbPath(globalOptions(command).db);
+      const authority = openSqliteAuthority(dbPath, { mode: 'create' });
+      const app = await buildApi({
+        authority,
+        logger,
+        defaultCountry: settings.defaultCountry,
+        policy: settings.policy,
+        rateLimit: settings.rateLimit,
+        trustProxy: settings.trustProxy,
+        tls: settings.tls,
+      });
+      try {
+        await app.listen({ host: settings.host, port: settings.port, listenTextResolver: () => 'vnum api listening' });
+      } catch (e) {
+        await app.close().catch(() => undefined);
+        await authority.close();
+        const error = e as NodeJS.ErrnoException;
+        if (error.syscall === 'listen' || error.syscall === 'bind' || error.syscall === 'getaddrinfo' || error.code === 'EADDRINUSE') {
+          throw new VnumError(ErrorCode.ListenFailed, `cannot listen on ${settings.host}:${settings.port}: ${error.message}`);
+        }
+        throw e;
+      }
+      logger.info(
+        {
+          db: dbPath,
+          address: `${isIP(settings.host) === 6 ? `[${settings.host}]` : settings.host}:${settings.port}`,
+          tls: settings.tls !== undefined,
+          rateLimit: settings.rateLimit,
+          trustProxy: settings.trustProxy?.join(',') ?? null,
+          defaultCountry: settings.defaultCountry ?? null,
+          allowedNumberTypes: [...settings.policy.allowed].join(','),
+        },
+        'vnum api serving this store',
+      );
+      if (!settings.tls && !isLoopback(settings.host)) {
+        logger.warn(
+          { host: settings.host },
+          'plain HTTP on an address other hosts can reach: API keys and real numbers cross the network in clear; give --tls-cert and --tls-key, or put a TLS reverse proxy in front and listen on loopback',
+        );
+      }
+      await new Promise<void>((resolve) => {
+        const stop = (signal: NodeJS.Signals) => {
+          process.off('SIGTERM', stop);
+          process.off('SIGINT', stop);
+          logger.info({ signal }, 'stopping: finishing requests in flight');
+          const cut = setTimeout(() => app.server.closeAllConnections(), settings.drainMs);
+          app
+            .close()
+            .catch((error: unknown) => logger.error({ err: error }, 'error while stopping'))
+            .finally(() => {
+              clearTimeout(cut);
+              void authority.close().finally(() => {
+                logger.info('vnum api stopped');
+                resolve();
+              });
+            });
+        };
+        process.on('SIGTERM', stop);
+        process.on('SIGINT', stop);
+      });
+    });
+}
