@@ -83,7 +83,8 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
 
   // Bodies: nothing dropped, nothing coerced. Parameters arrive as text: coerced to the documented type, defaults applied, unknown ones refused.
   const bodies = new Ajv2020({ allErrors: true, strict: true, coerceTypes: false, removeAdditional: false, useDefaults: false });
-  const parameters = new Ajv2020({ allErrors: true, strict: true, coerceTypes: true, removeAdditional: false, useDefaults: true });
+  // strictNumbers off: with coercion on, Ajv 8's strict number check lets "1e309" through as Infinity (measured); off, the bounds refuse it.
+  const parameters = new Ajv2020({ allErrors: true, strict: true, strictNumbers: false, coerceTypes: true, removeAdditional: false, useDefaults: true });
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? bodies : parameters).compile(schema));
 
   // application/json (fastify's, proto-poisoning refused) and text/csv only: anything else is 415.
@@ -96,8 +97,14 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     sendProblem(request, reply, error instanceof VnumError ? error : frameworkError(error, request.headers['content-type']), error);
   });
 
+  // Once closing, every answer closes its connection: a keep-alive connection would hold the close up until the drain cuts it.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
   // Responses carry real numbers: never cached; the request id names the log line.
   app.addHook('onSend', async (request, reply) => {
+    if (closing) reply.header('connection', 'close');
     reply.header('x-request-id', request.id);
     reply.header('cache-control', 'no-store');
     reply.header('x-content-type-options', 'nosniff');

@@ -46,7 +46,8 @@ const object = (properties: Record<string, Schema>, required = Object.keys(prope
 });
 
 const SESSION_ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$';
-const numberText = (description: string): Schema => ({ type: 'string', minLength: 1, maxLength: 64, description, examples: ['+447911123456'] });
+// No minLength: an empty number is the number parser's to refuse (VNUM_INVALID_NUMBER), as the CLI does.
+const numberText = (description: string): Schema => ({ type: 'string', maxLength: 64, description, examples: ['+447911123456'] });
 const e164: Schema = { type: 'string', pattern: '^\\+[1-9][0-9]{6,14}$', description: 'E.164', examples: ['+442079460001'] };
 const duration = (description: string, example: string): Schema => ({
   type: 'string',

@@ -162,7 +162,8 @@ export function frameworkError(error: FastifyError & { validation?: AjvError[]; 
 
 /** RFC 6901 pointer to the field, under the request part: `/body/parties/0/number`, `/query/limit`. */
 function pointerOf(part: string, e: AjvError): string {
-  const extra = e.keyword === 'additionalProperties' ? `/${String(e.params.additionalProperty).replace(/~/g, '~0').replace(/\//g, '~1')}` : '';
+  const named = e.keyword === 'additionalProperties' ? e.params.additionalProperty : e.keyword === 'required' ? e.params.missingProperty : undefined;
+  const extra = named === undefined ? '' : `/${String(named).replace(/~/g, '~0').replace(/\//g, '~1')}`;
   const name = part === 'querystring' ? 'query' : part;
   return `/${name}${e.instancePath}${extra}`;
 }
@@ -170,6 +171,6 @@ function pointerOf(part: string, e: AjvError): string {
 function describe(part: string, e: AjvError): string {
   const where = pointerOf(part, e);
   if (e.keyword === 'additionalProperties') return `${where}: unknown ${part === 'body' ? 'field' : 'parameter'} (refused, not ignored)`;
-  if (e.keyword === 'required') return `${where}/${String(e.params.missingProperty)}: required`;
+  if (e.keyword === 'required') return `${where}: required`;
   return `${where}: ${e.message ?? e.keyword}`;
 }
