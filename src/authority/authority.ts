@@ -52,6 +52,8 @@ export interface Authority {
   verifyApiKey(token: string, now: number): Promise<KeyCheck>;
 
   close(): Promise<void>;
+  /** How many creates were committed in how many transactions (an implementation that groups them says so). */
+  commitStats?(): { creates: number; transactions: number };
 }
 
 export interface StoreCheck {

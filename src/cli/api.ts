@@ -219,8 +219,9 @@ export function registerApi(program: Command): void {
             .catch((error: unknown) => logger.error({ err: error }, 'error while stopping'))
             .finally(() => {
               clearTimeout(cut);
+              const commits = authority.commitStats?.();
               void authority.close().finally(() => {
-                logger.info('vnum api stopped');
+                logger.info({ sessionsCreated: commits?.creates ?? null, createTransactions: commits?.transactions ?? null }, 'vnum api stopped');
                 resolve();
               });
             });
