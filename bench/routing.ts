@@ -124,7 +124,7 @@ interface Round {
 // ---------------------------------------------------------------------------
 // Keys: live bridges drawn over the whole store, numbers as carriers deliver them
 
-interface KeyMix {
+export interface KeyMix {
   bridge: number;
   noSession: number;
 }
@@ -140,7 +140,7 @@ function asDelivered(e164: string, r: number, national: number, digits: number):
  * session dialling a pool number (NO_SESSION). Callers: 70% +E.164, 20%
  * national with the trunk 0, 10% digits; DIDs: 80% +E.164, 20% digits.
  */
-function writeKeys(store: SeededStore, count: number, file: string): KeyMix {
+export function writeKeys(store: SeededStore, count: number, file: string): KeyMix {
   const db = openDb(store.path, { readonly: true });
   const live = sampleBridgeKeys(db, Math.round(count * 0.9), 11);
   db.close();
@@ -161,7 +161,7 @@ function writeKeys(store: SeededStore, count: number, file: string): KeyMix {
 }
 
 /** Every session answered, and with the decision its key calls for (the mix: roughly 90/10). */
-function check(result: RunResult, mix: KeyMix | null, what: string): void {
+export function check(result: RunResult, mix: KeyMix | null, what: string): void {
   if (result.failures > 0) {
     throw new Error(`${what}: ${result.failures} sessions failed, e.g. ${result.failureSamples.join('; ')}`);
   }
@@ -179,12 +179,12 @@ function check(result: RunResult, mix: KeyMix | null, what: string): void {
 // ---------------------------------------------------------------------------
 // Processes
 
-interface Generator {
+export interface Generator {
   child: ChildProcess;
   run(request: RunRequest): Promise<RunResult>;
 }
 
-function nextMessage<T>(child: ChildProcess, what: string): Promise<T> {
+export function nextMessage<T>(child: ChildProcess, what: string): Promise<T> {
   return new Promise((resolve, reject) => {
     const onMessage = (message: T): void => {
       cleanup();
@@ -203,7 +203,7 @@ function nextMessage<T>(child: ChildProcess, what: string): Promise<T> {
   });
 }
 
-async function startGenerator(keysFile: string): Promise<Generator> {
+export async function startGenerator(keysFile: string): Promise<Generator> {
   const child = fork(GENERATOR, [keysFile], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   await nextMessage<{ type: 'ready' }>(child, 'the load generator');
   return {
@@ -225,7 +225,7 @@ async function startBare(profileDir: string | undefined): Promise<{ child: Child
 }
 
 /** The decisions vnum serve timed since the last call (SIGUSR2 makes it write them). */
-async function takeDecisions(child: ChildProcess, file: string): Promise<Float64Array> {
+export async function takeDecisions(child: ChildProcess, file: string): Promise<Float64Array> {
   rmSync(file, { force: true });
   child.kill('SIGUSR2');
   const deadline = Date.now() + 10_000;
@@ -254,7 +254,8 @@ function timePointReads(store: SeededStore, count: number): Float64Array {
   return times.sort();
 }
 
-function concatenate(parts: Float64Array[]): Float64Array {
+/** Parts joined and sorted. */
+export function concatenate(parts: Float64Array[]): Float64Array {
   const all = new Float64Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const part of parts) {
@@ -264,7 +265,7 @@ function concatenate(parts: Float64Array[]): Float64Array {
   return all.sort();
 }
 
-function median(values: number[]): number {
+export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
