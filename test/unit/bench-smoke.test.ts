@@ -63,5 +63,5 @@ it('says why the real-Asterisk benchmark cannot run when it is not root, and ski
 it('refuses an unknown benchmark by name, listing the known ones', () => {
   const run = spawnSync(process.execPath, [RUNNER, 'nope', '--smoke'], { encoding: 'utf8', timeout: 30_000 });
   expect(run.status).toBe(1);
-  expect(run.stderr).toMatch(/unknown benchmark nope: choose from store, pool-size, routing, asterisk/);
+  expect(run.stderr).toMatch(/unknown benchmark nope: choose from store, pool-size, routing, api, asterisk/);
 });
