@@ -1,15 +1,18 @@
 import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { rmSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { createApiKey } from '../src/access/api-keys.js';
 import { parseNumber } from '../src/numbers/normalise.js';
 import { createSession, getSession, type PartyInput } from '../src/session/sessions.js';
 import { openDb, type Db } from '../src/store/db.js';
 import { elapsedMicros, formatCount, percentile, type Benchmark, type BenchContext, type Figure } from './benchmark.js';
 import type { HttpRunRequest, HttpRunResult } from './http-load.js';
-import { CLI, cpuSeconds, DIST, freePort, startVnum, stopProcess } from './processes.js';
-import { check, concatenate, median, nextMessage, startGenerator, takeDecisions, writeKeys, type Generator, type KeyMix } from './routing.js';
+import { VNUM_BIN } from '../test/support/cli.js';
+import { freePort } from '../test/support/net.js';
+import { cpuSecondsOf } from '../test/support/proc.js';
+import { startVnum, stopProcess, takeDecisions } from './processes.js';
+import { check, concatenate, median, nextMessage, startGenerator, writeKeys, type Generator, type KeyMix } from './routing.js';
 import type { RunResult } from './agi-load.js';
 import { agentNumber, customerNumber, orderId, prng, seedStore, type SeededStore } from './seed.js';
 
@@ -51,7 +54,7 @@ const HANGUP_EVERY = 20;
 /** The HTTP load starts this long before the FastAGI round and ends this long after it. */
 const OVERLAP_MS = 300;
 
-const HTTP_LOAD = join(DIST, 'bench/http-load.js');
+const HTTP_LOAD = fileURLToPath(new URL('./http-load.js', import.meta.url));
 /** Nice=5 in deploy/systemd/vnum-api.service. */
 const API_NICE = 5;
 
@@ -74,18 +77,17 @@ export const apiBenchmark: Benchmark = {
     const token = createApiKey(db, { name: 'bench', scopes: ['admin'], now: Date.now() }).token;
     const keysFile = join(context.workDir, 'keys.json');
     const mix = writeKeys(store, sizes.keys, keysFile);
-    const timingFile = join(context.workDir, 'decisions.f64');
     const children: ChildProcess[] = [];
     try {
       const http = await startHttpLoad();
       children.push(http.child);
       const agi = await startGenerator(keysFile);
       children.push(agi.child);
-      const serve = await startVnum(store.path, { timingFile });
+      const serve = await startVnum(store.path, { timeDecisions: true });
       children.push(serve.child);
       const api = await startApi(store.path);
       children.push(api.child);
-      const bench: Bench = { context, sizes, store, db, token, http, agi, mix, serve, api, timingFile, customers: store.customers, runs: 0 };
+      const bench: Bench = { context, sizes, store, db, token, http, agi, mix, serve, api, customers: store.customers, runs: 0 };
 
       const figures = [...(await measureCreates(bench)), ...(await measureReads(bench))];
       // From here on, as deployed: the API (and the remote clients' stand-in) below the router.
@@ -96,14 +98,13 @@ export const apiBenchmark: Benchmark = {
         ...(await measureRouterBeside(bench, 'bad-key')),
       );
       await stopProcess(api.child);
-      await stopProcess(serve.child);
+      await stopProcess(serve.child, 'SIGTERM');
       http.child.send({ type: 'exit' });
       agi.child.send({ type: 'exit' });
       return { figures };
     } finally {
       db.close();
       for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-      rmSync(timingFile, { force: true });
     }
   },
 };
@@ -125,7 +126,6 @@ interface Bench {
   mix: KeyMix;
   serve: { child: ChildProcess; port: number };
   api: { child: ChildProcess; port: number };
-  timingFile: string;
   /** New customers are numbered from here: past every one used so far. */
   customers: number;
   runs: number;
@@ -149,7 +149,7 @@ async function startHttpLoad(): Promise<HttpLoad> {
 /** The built CLI's `vnum api`, as an operator runs it, once its log says it serves. */
 async function startApi(dbPath: string): Promise<{ child: ChildProcess; port: number }> {
   const port = await freePort();
-  const child = spawn(process.execPath, [CLI, '--db', dbPath, 'api', '--host', '127.0.0.1', '--port', String(port), '--rate-limit', '1000000'], {
+  const child = spawn(process.execPath, [VNUM_BIN, '--db', dbPath, 'api', '--host', '127.0.0.1', '--port', String(port), '--rate-limit', '1000000'], {
     env: { ...process.env, VNUM_DEFAULT_COUNTRY: 'GB', VNUM_LOG_LEVEL: 'info' },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
@@ -219,9 +219,9 @@ function inProcessCreates(b: Bench, durationMs: number, tag: string): number {
 
 /** The API's creates for `durationMs`, then the checkpoint of what it wrote (timed here, as the in-process phase's is). */
 async function apiCreates(b: Bench, durationMs: number): Promise<{ rate: number; result: HttpRunResult; cpuUs: number; generatorCpuUs: number }> {
-  const [api0, gen0] = [cpuSeconds(b.api.child.pid!), cpuSeconds(b.http.child.pid!)];
+  const [api0, gen0] = [cpu(b.api.child), cpu(b.http.child)];
   const result = await httpRun(b, 'create', durationMs, b.sizes.httpConcurrency);
-  const [api1, gen1] = [cpuSeconds(b.api.child.pid!), cpuSeconds(b.http.child.pid!)];
+  const [api1, gen1] = [cpu(b.api.child), cpu(b.http.child)];
   const checkpointStarted = performance.now();
   b.db.pragma('wal_checkpoint(PASSIVE)');
   const checkpointMs = performance.now() - checkpointStarted;
@@ -277,18 +277,24 @@ function medianRound<T>(rounds: T[], ratio: (r: T) => number): T {
 async function agiRound(
   b: Bench,
 ): Promise<{ result: RunResult; decisions: Float64Array; cpuUsPerCall: number; coreShare: number; generatorShare: number }> {
-  const [serve, generator] = [b.serve.child.pid!, b.agi.child.pid!];
-  const [cpu0, gen0, t0] = [cpuSeconds(serve), cpuSeconds(generator), performance.now()];
+  const [cpu0, gen0, t0] = [cpu(b.serve.child), cpu(b.agi.child), performance.now()];
   const result = await b.agi.run({ type: 'run', port: b.serve.port, durationMs: b.sizes.roundMs, concurrency: b.sizes.agiConcurrency, hangupEvery: HANGUP_EVERY });
-  const [cpu1, gen1, t1] = [cpuSeconds(serve), cpuSeconds(generator), performance.now()];
+  const [cpu1, gen1, t1] = [cpu(b.serve.child), cpu(b.agi.child), performance.now()];
   check(result, b.mix, 'vnum serve');
   return {
     result,
-    decisions: await takeDecisions(b.serve.child, b.timingFile),
+    decisions: await takeDecisions(b.serve.child),
     cpuUsPerCall: ((cpu1 - cpu0) * 1e6) / Math.max(1, result.sessions),
     coreShare: ((cpu1 - cpu0) * 1000) / (t1 - t0),
     generatorShare: ((gen1 - gen0) * 1000) / (t1 - t0),
   };
+}
+
+/** CPU seconds a live child has used (user + system). */
+function cpu(child: ChildProcess): number {
+  const seconds = cpuSecondsOf(child.pid!);
+  if (seconds === undefined) throw new Error(`process ${child.pid} is gone`);
+  return seconds;
 }
 
 /** The router alone, then beside the API under `load`, round after round. */
@@ -297,7 +303,7 @@ async function measureRouterBeside(b: Bench, load: 'create' | 'bad-key'): Promis
   const what = load === 'create' ? 'the API creating at its highest rate' : 'a flood of requests with bad keys at the API';
   context.log(`vnum serve alone, and beside ${what}`);
   await b.agi.run({ type: 'run', port: b.serve.port, durationMs: sizes.warmupMs, concurrency: sizes.agiConcurrency, hangupEvery: HANGUP_EVERY });
-  await takeDecisions(b.serve.child, b.timingFile);
+  await takeDecisions(b.serve.child);
   const rounds: Array<{ alone: RunResult; beside: RunResult; httpRate: number; cpu: { alone: number; beside: number }; share: { alone: number; beside: number }; generator: { alone: number; beside: number } }> = [];
   const alone: Float64Array[] = [];
   const beside: Float64Array[] = [];

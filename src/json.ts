@@ -7,6 +7,7 @@
 import type { ApiKey } from './access/api-keys.js';
 import type { Call } from './calls/store.js';
 import type { PoolChange, PoolNumber } from './pool/pool.js';
+import { answerFor, ERROR_ANSWER } from './routing/answer.js';
 import type { RouteDecision } from './routing/decide.js';
 import type { Session } from './session/sessions.js';
 import { isoDateTime } from './time.js';
@@ -57,8 +58,11 @@ export function poolChangeJson(change: PoolChange) {
   return { added: change.added, updated: change.updated, unchanged: change.unchanged, kept: change.kept };
 }
 
+/** What the router would answer for the decision (checked as it checks it: ERROR when it would refuse to write it), and why. */
 export function routeJson(decision: RouteDecision) {
-  return { status: decision.status, target: decision.target, cli: decision.cli, session: decision.session, reason: decision.reason ?? null };
+  const answer = answerFor(decision) ?? ERROR_ANSWER;
+  const shown = (value: string) => (value === '' ? null : value);
+  return { status: answer.status, target: shown(answer.target), cli: shown(answer.presentedCallerId), session: shown(answer.session), reason: decision.reason ?? null };
 }
 
 /** A key as lists show it: never its secret (which is not stored). */

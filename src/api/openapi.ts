@@ -286,8 +286,8 @@ const PROBLEM_RESPONSES: Record<Exclude<Status, 200 | 201>, string> = {
   415: 'A Content-Type this operation does not take.',
   422: 'Well-formed but not usable: an invalid number, country or CSV row, a number type the policy refuses.',
   429: 'Too many requests from this address, or too many with bad keys (`Retry-After`).',
-  500: 'A fault in vnum itself.',
-  503: 'The database is busy, unreadable or full (`Retry-After` when busy).',
+  500: 'A fault in vnum itself, or a damaged database.',
+  503: 'The database is busy, full or cannot be opened, or the installation needs the operator (`Retry-After` when busy).',
 };
 
 const AUTHENTICATED: Status[] = [400, 401, 403, 429, 500, 503];

@@ -1,49 +1,36 @@
 import type { FastifyError } from 'fastify';
-import { ErrorCode, VnumError } from '../errors.js';
+import { codeCategory, ErrorCode, VnumError, type ErrorCategory } from '../errors.js';
 import { sessionJson } from '../json.js';
 import type { Session } from '../session/sessions.js';
 
 /**
  * Errors as RFC 9457 problem details (application/problem+json), carrying
- * the same stable codes as the CLI. The one table from code to HTTP status:
- * TypeScript makes it name every code. 400: the request is malformed (its
- * JSON, a type, an unknown field, a bound); 422: well-formed but unusable
- * (a number, a country, a CSV row, a number type the policy refuses); 409:
- * it conflicts with what exists; 503: the store cannot answer now.
+ * the same stable codes as the CLI. The API maps categories (src/errors.ts),
+ * never codes, to HTTP statuses, as the CLI maps them to exit codes: 400 the
+ * request is malformed (its JSON, a type, an unknown field, a bound); 422
+ * well-formed but unusable (a number, a country, a CSV row, a number type the
+ * policy refuses); 409 it conflicts with what exists; 503 the store cannot
+ * answer now, or the installation needs the operator.
  */
-export const STATUS_OF: Readonly<Record<ErrorCode, number>> = {
-  VNUM_USAGE: 400,
-  VNUM_INVALID_ARGUMENT: 400,
-  VNUM_INVALID_JSON: 400,
-  VNUM_UNAUTHORIZED: 401,
-  VNUM_FORBIDDEN: 403,
-  VNUM_NOT_FOUND: 404,
-  VNUM_SESSION_NOT_FOUND: 404,
-  VNUM_NOT_IN_POOL: 404,
-  VNUM_API_KEY_NOT_FOUND: 404,
-  VNUM_SESSION_CONFLICT: 409,
-  VNUM_SESSION_ENDED: 409,
-  VNUM_POOL_CONFLICT: 409,
-  VNUM_NUMBER_UNAVAILABLE: 409,
-  VNUM_POOL_EXHAUSTED: 409,
-  VNUM_BODY_TOO_LARGE: 413,
-  VNUM_UNSUPPORTED_MEDIA_TYPE: 415,
-  VNUM_INVALID_NUMBER: 422,
-  VNUM_NO_DEFAULT_COUNTRY: 422,
-  VNUM_INVALID_COUNTRY: 422,
-  VNUM_NUMBER_NOT_ALLOWED: 422,
-  VNUM_INVALID_CSV: 422,
-  VNUM_RATE_LIMITED: 429,
-  VNUM_CONFIGURATION: 500,
-  VNUM_LISTEN_FAILED: 500,
-  VNUM_INTERNAL: 500,
-  VNUM_DATABASE_NOT_FOUND: 503,
-  VNUM_DATABASE_PERMISSIONS: 503,
-  VNUM_DATABASE_VERSION: 503,
-  VNUM_DATABASE_BUSY: 503,
-  VNUM_DISK_FULL: 503,
-  VNUM_DATABASE: 503,
+export const STATUS_OF_CATEGORY: Readonly<Record<ErrorCategory, number>> = {
+  malformed: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  'not-found': 404,
+  conflict: 409,
+  'too-large': 413,
+  unsupported: 415,
+  invalid: 422,
+  'rate-limited': 429,
+  internal: 500,
+  setup: 503,
+  unavailable: 503,
 };
+
+/** Every code's status, through its category (the OpenAPI document lists the codes of each status from it). */
+export const STATUS_OF: Readonly<Record<ErrorCode, number>> = Object.fromEntries(
+  Object.values(ErrorCode).map((code) => [code, STATUS_OF_CATEGORY[codeCategory(code)]]),
+) as Record<ErrorCode, number>;
 
 export const TITLE_OF: Readonly<Record<ErrorCode, string>> = {
   VNUM_USAGE: 'Bad usage',

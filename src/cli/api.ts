@@ -3,19 +3,18 @@ import http from 'node:http';
 import https from 'node:https';
 import { isIP } from 'node:net';
 import { createSecureContext } from 'node:tls';
-import { Option, type Command } from 'commander';
+import type { Command } from 'commander';
 import { AllowList } from '../../agi/allow-list.js';
 import { buildApi } from '../api/app.js';
-import { secretFileModeProblem } from '../ami/config.js';
 import { openSqliteAuthority } from '../authority/sqlite.js';
 import { ErrorCode, VnumError } from '../errors.js';
 import { createLogger } from '../log.js';
 import type { NumberPolicy } from '../numbers/policy.js';
-import { boundedDuration, boundedInteger, configurationError, formatMs, hostSetting, SETTING_LIMITS, tcpPort } from '../settings.js';
 import { resolveDbPath } from '../store/db.js';
 import { ALLOWED_NUMBER_TYPES_OPTION, defaultCountry, globalOptions, numberPolicy } from './context.js';
 import { printLine } from './output.js';
-import { settingName } from './settings.js';
+import { secretFileModeProblem } from './ami-settings.js';
+import { addSetting, boundedDuration, boundedInteger, configurationError, hostSetting, SETTING_LIMITS, span, tcpPort } from './settings.js';
 
 export const API_DEFAULTS = Object.freeze({ host: '127.0.0.1', port: 8474, rateLimit: 1000, drain: '5s' });
 const RATE_LIMIT_BOUNDS = { min: 0, max: 1_000_000 };
@@ -24,12 +23,12 @@ const MAX_PEM_BYTES = 1024 * 1024;
 
 interface ApiFlags {
   host: string;
-  port: string;
-  tlsCert?: string;
-  tlsKey?: string;
-  rateLimit: string;
-  trustProxy?: string;
-  drain: string;
+  port: number;
+  tlsCert?: PemFile;
+  tlsKey?: PemFile;
+  rateLimit: number;
+  trustProxy?: string[];
+  drain: number;
   probe?: boolean;
 }
 
@@ -44,8 +43,13 @@ export interface ApiSettings {
   policy: NumberPolicy;
 }
 
+interface PemFile {
+  file: string;
+  pem: Buffer;
+}
+
 /** A PEM file, read with the same care as the AMI secret: a regular file, and the key owner-only. */
-function readPem(name: string, file: string, secret: boolean): Buffer {
+const readPem = (secret: boolean) => (name: string, file: string): PemFile => {
   let fd: number;
   try {
     fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
@@ -58,29 +62,30 @@ function readPem(name: string, file: string, secret: boolean): Buffer {
     if (stat.size > MAX_PEM_BYTES) throw configurationError(name, file, `${stat.size} bytes: not a PEM file`);
     const problem = secret ? secretFileModeProblem(stat.mode, stat.uid) : null;
     if (problem) throw configurationError(name, file, `the private key is not owner-only: ${problem}`);
-    return readFileSync(fd);
+    return { file, pem: readFileSync(fd) };
   } finally {
     closeSync(fd);
   }
-}
+};
 
-function tlsSetting(certName: string, cert: string | undefined, keyName: string, key: string | undefined): ApiSettings['tls'] {
+/** Both files or neither, and a key that is the certificate's. */
+function tlsSetting(cert: PemFile | undefined, key: PemFile | undefined): ApiSettings['tls'] {
   if (cert === undefined && key === undefined) return undefined;
   if (cert === undefined || key === undefined) {
-    throw new VnumError(ErrorCode.Configuration, `TLS needs both a certificate and its key: ${cert === undefined ? certName : keyName} is missing`);
+    throw new VnumError(ErrorCode.Configuration, `TLS needs both a certificate and its key: ${cert === undefined ? '--tls-cert' : '--tls-key'} is missing`);
   }
-  const tls = { cert: readPem(certName, cert, false), key: readPem(keyName, key, true) };
+  const tls = { cert: cert.pem, key: key.pem };
   try {
     createSecureContext(tls);
   } catch (e) {
-    throw new VnumError(ErrorCode.Configuration, `invalid TLS certificate ${cert} or key ${key}: ${(e as Error).message}`);
+    throw new VnumError(ErrorCode.Configuration, `invalid TLS certificate ${cert.file} or key ${key.file}: ${(e as Error).message}`);
   }
   return tls;
 }
 
 /** Reverse proxies whose X-Forwarded-For is believed: addresses or CIDR ranges, never every address. */
-function trustProxySetting(name: string, text: string | undefined): string[] | undefined {
-  if (text === undefined || text.trim() === '') return undefined;
+function trustProxySetting(name: string, text: string): string[] | undefined {
+  if (text.trim() === '') return undefined;
   const entries = text.split(',').map((entry) => entry.trim());
   try {
     new AllowList(entries);
@@ -90,16 +95,15 @@ function trustProxySetting(name: string, text: string | undefined): string[] | u
   return entries;
 }
 
-/** Every setting of `vnum api`, judged before anything is opened (as `vnum serve`'s: ../settings.ts). */
+/** Every setting of `vnum api`, judged as commander reads it, before anything is opened (as `vnum serve`'s: ./settings.ts). */
 export function apiSettings(options: ApiFlags, command: Command): ApiSettings {
-  const name = (key: string, flag: string, envVar?: string) => settingName(command, key, flag, envVar);
   return {
-    host: hostSetting(name('host', '--host', 'VNUM_API_HOST'), options.host),
-    port: tcpPort(name('port', '--port', 'VNUM_API_PORT'), options.port),
-    tls: tlsSetting(name('tlsCert', '--tls-cert', 'VNUM_API_TLS_CERT'), options.tlsCert, name('tlsKey', '--tls-key', 'VNUM_API_TLS_KEY'), options.tlsKey),
-    rateLimit: boundedInteger(name('rateLimit', '--rate-limit', 'VNUM_API_RATE_LIMIT'), options.rateLimit, RATE_LIMIT_BOUNDS),
-    trustProxy: trustProxySetting(name('trustProxy', '--trust-proxy', 'VNUM_API_TRUST_PROXY'), options.trustProxy),
-    drainMs: boundedDuration(name('drain', '--drain'), options.drain, SETTING_LIMITS.drainMs),
+    host: options.host,
+    port: options.port,
+    tls: tlsSetting(options.tlsCert, options.tlsKey),
+    rateLimit: options.rateLimit,
+    trustProxy: options.trustProxy,
+    drainMs: options.drain,
     defaultCountry: defaultCountry(command),
     policy: numberPolicy(command),
   };
@@ -139,22 +143,38 @@ function probe(settings: ApiSettings): Promise<{ ok: boolean; text: string }> {
 }
 
 export function registerApi(program: Command): void {
-  program
-    .command('api')
-    .description('run the HTTP API (sessions, pool, route, calls, stats, health) on the same database as vnum serve')
-    .addOption(new Option('--host <address>', 'address to listen on').env('VNUM_API_HOST').default(API_DEFAULTS.host))
-    .addOption(new Option('--port <port>', 'TCP port').env('VNUM_API_PORT').default(String(API_DEFAULTS.port)))
-    .addOption(new Option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (chain)').env('VNUM_API_TLS_CERT'))
-    .addOption(new Option('--tls-key <file>', "the certificate's PEM private key, owner-only").env('VNUM_API_TLS_KEY'))
-    .addOption(
-      new Option('--rate-limit <n>', `requests per second per client address, before any key is checked; 0: no limit (${RATE_LIMIT_BOUNDS.max} at most)`)
-        .env('VNUM_API_RATE_LIMIT')
-        .default(String(API_DEFAULTS.rateLimit)),
-    )
-    .addOption(
-      new Option('--trust-proxy <addresses>', 'reverse proxies (addresses or CIDR) whose X-Forwarded-For names the client').env('VNUM_API_TRUST_PROXY'),
-    )
-    .option('--drain <duration>', `on SIGTERM, how long requests in flight may finish, ${formatMs(SETTING_LIMITS.drainMs.min)} to ${formatMs(SETTING_LIMITS.drainMs.max)}`, API_DEFAULTS.drain)
+  const api = program.command('api').description('run the HTTP API (sessions, pool, route, calls, stats, health) on the same database as vnum serve');
+  addSetting(api, { flags: '--host <address>', description: 'address to listen on', judge: hostSetting, default: { value: API_DEFAULTS.host }, env: 'VNUM_API_HOST' });
+  addSetting(api, { flags: '--port <port>', description: 'TCP port', judge: tcpPort, default: { value: API_DEFAULTS.port }, env: 'VNUM_API_PORT' });
+  addSetting(api, {
+    flags: '--tls-cert <file>',
+    description: 'serve HTTPS with this PEM certificate (chain)',
+    judge: readPem(false),
+    default: { value: undefined },
+    env: 'VNUM_API_TLS_CERT',
+  });
+  addSetting(api, { flags: '--tls-key <file>', description: "the certificate's PEM private key, owner-only", judge: readPem(true), default: { value: undefined }, env: 'VNUM_API_TLS_KEY' });
+  addSetting(api, {
+    flags: '--rate-limit <n>',
+    description: `requests per second per client address, before any key is checked; 0: no limit (${RATE_LIMIT_BOUNDS.max} at most)`,
+    judge: boundedInteger(RATE_LIMIT_BOUNDS),
+    default: { value: API_DEFAULTS.rateLimit },
+    env: 'VNUM_API_RATE_LIMIT',
+  });
+  addSetting(api, {
+    flags: '--trust-proxy <addresses>',
+    description: 'reverse proxies (addresses or CIDR) whose X-Forwarded-For names the client',
+    judge: trustProxySetting,
+    default: { value: undefined },
+    env: 'VNUM_API_TRUST_PROXY',
+  });
+  addSetting(api, {
+    flags: '--drain <duration>',
+    description: `on SIGTERM, how long requests in flight may finish, ${span(SETTING_LIMITS.drainMs)}`,
+    judge: boundedDuration(SETTING_LIMITS.drainMs),
+    default: { value: 5000, shown: API_DEFAULTS.drain },
+  });
+  api
     .option('--country <XX>', 'default country for numbers without + (VNUM_DEFAULT_COUNTRY); a request may name its own')
     .option(...ALLOWED_NUMBER_TYPES_OPTION)
     .option('--probe', 'do not serve: ask the API these settings describe whether it is ready (GET /v1/ready); exit 0 if so, 1 if not')

@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDb } from '../../src/store/db.js';
-import { ApiClient, expectProblem, startApi, type ApiProcess } from '../helpers/api.js';
-import { vnum } from '../helpers/cli.js';
+import { ApiClient, expectProblem, startApi, type ApiProcess } from '../support/api.js';
+import { vnum } from '../support/cli.js';
 
 let dir: string;
 let db: string;

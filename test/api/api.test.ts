@@ -12,8 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyCallFact, recordRoutedCall, writeRouterStatus } from '../../src/calls/store.js';
 import { invariantViolations } from '../../src/session/invariant.js';
 import { openDb, type Db } from '../../src/store/db.js';
-import { ApiClient, DOCUMENT, expectProblem, startApi, type ApiProcess } from '../helpers/api.js';
-import { vnum } from '../helpers/cli.js';
+import { ApiClient, DOCUMENT, expectProblem, startApi, type ApiProcess } from '../support/api.js';
+import { vnum } from '../support/cli.js';
 
 const POOL = ['+442079460001', '+442079460002', '+442079460003', '+442079460011', '+442079460012', '+442079460013'];
 const CUSTOMER = '+447911123456';

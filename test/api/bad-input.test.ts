@@ -12,8 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { openDb } from '../../src/store/db.js';
-import { ApiClient, expectProblem, startApi, type ApiProcess, type ApiResponse } from '../helpers/api.js';
-import { vnum } from '../helpers/cli.js';
+import { ApiClient, expectProblem, startApi, type ApiProcess, type ApiResponse } from '../support/api.js';
+import { vnum } from '../support/cli.js';
 
 const A = '+447911000001';
 const D = '+447911000002';

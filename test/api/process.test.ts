@@ -16,9 +16,11 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { recordRoutedCall } from '../../src/calls/store.js';
 import { invariantViolations } from '../../src/session/invariant.js';
 import { openDb } from '../../src/store/db.js';
-import { ApiClient, expectProblem, freePort, startApi, type ApiProcess } from '../helpers/api.js';
-import { VNUM_BIN, vnum } from '../helpers/cli.js';
-import { numberPattern, routeCall, startServe } from '../reliability/lib.js';
+import { ApiClient, expectProblem, freePort, startApi, type ApiProcess } from '../support/api.js';
+import { VNUM_BIN, vnum } from '../support/cli.js';
+import { numberPattern } from '../support/leaks.js';
+import { startServe } from '../support/serve.js';
+import { routeCall } from '../reliability/lib.js';
 
 const FIXTURES = new URL('./fixtures/', import.meta.url).pathname;
 
@@ -71,7 +73,7 @@ describe('settings are judged before anything is opened', () => {
     [['--trust-proxy', '0.0.0.0/0'], {}, /invalid --trust-proxy "0.0.0.0\/0"/],
     [['--trust-proxy', 'proxy.local'], {}, /invalid --trust-proxy "proxy.local"/],
     [['--drain', '2m'], {}, /invalid --drain "2m": from 0s to 60s/],
-    [['--tls-cert', '/nonexistent/cert.pem'], {}, /TLS needs both a certificate and its key: --tls-key is missing/],
+    [['--tls-cert', '/etc/hostname'], {}, /TLS needs both a certificate and its key: --tls-key is missing/],
     [[], { VNUM_LOG_LEVEL: 'loud' }, /invalid VNUM_LOG_LEVEL "loud"/],
   ])('%j %j: exit 1, VNUM_CONFIGURATION, no database made', (args, env, message) => {
     const r = apiCli(args, env);

@@ -3,12 +3,10 @@
  * (`systemd-analyze verify`, `systemd-analyze security --offline`), the TLS
  * drop-in its header documents, and the settings the operator guide promises.
  */
-import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { envVarsReadByProduct, parseIni, readRepo, type IniSection } from '../unit/ship-lib.js';
+import { readRepo } from '../support/repo.js';
+import { envVarsReadByProduct, noSystemdAnalyze, parseIni, systemdCheck, type IniSection } from '../support/ship.js';
+import { itWhen } from '../support/suite.js';
 
 const UNIT_PATH = 'deploy/systemd/vnum-api.service';
 const unitText = readRepo(UNIT_PATH);
@@ -18,37 +16,8 @@ const values = (section: string, key: string): string[] =>
   unit.filter((s: IniSection) => s.name === section).flatMap((s) => s.entries.filter(([k]) => k === key).map(([, v]) => v));
 const value = (section: string, key: string): string | undefined => values(section, key).at(-1);
 
-const analyze = spawnSync('sh', ['-c', 'command -v systemd-analyze'], { encoding: 'utf8' }).stdout.trim();
-const noAnalyzeReason = analyze ? null : 'systemd-analyze is not installed here (Debian: apt-get install systemd)';
-const skipped = noAnalyzeReason ? ` (SKIPPED: ${noAnalyzeReason})` : '';
-
-const scratch = mkdtempSync(path.join(tmpdir(), 'vnum-ship-api-'));
-afterAll(() => rmSync(scratch, { recursive: true, force: true }));
-
-/** The unit as shipped with a stand-in for /usr/local/bin/vnum (verify insists that ExecStart's program exists). */
-function unitForVerify(text: string): string {
-  const stub = path.join(scratch, 'vnum');
-  writeFileSync(stub, '#!/bin/sh\nexit 0\n');
-  chmodSync(stub, 0o755);
-  const replaced = text.replace(/^ExecStart=\/usr\/local\/bin\/vnum /m, `ExecStart=${stub} `);
-  if (replaced === text) throw new Error('ExecStart=/usr/local/bin/vnum not found in the unit');
-  const file = path.join(scratch, 'vnum-api.service');
-  writeFileSync(file, replaced);
-  return file;
-}
-
-function verify(file: string): string {
-  const r = spawnSync(analyze, ['verify', '--man=no', file], { encoding: 'utf8', timeout: 60_000 });
-  expect(r.status).toBe(0);
-  return `${r.stdout}${r.stderr}`.trim();
-}
-
-function exposure(file: string): number {
-  const r = spawnSync(analyze, ['security', '--offline=yes', '--no-pager', file], { encoding: 'utf8', timeout: 60_000 });
-  const m = /Overall exposure level for vnum-api\.service: (\d+\.\d)/.exec(`${r.stdout}${r.stderr}`);
-  expect(m, `${r.stdout}${r.stderr}`).not.toBeNull();
-  return Number(m![1]);
-}
+const systemd = systemdCheck('vnum-api.service');
+afterAll(() => systemd.remove());
 
 /** The lines after "#   [Service]" in the unit's TLS comment, as an operator pastes them. */
 function tlsDropIn(): string[] {
@@ -92,19 +61,19 @@ describe('deploy/systemd/vnum-api.service', () => {
     expect(Number(value('Service', 'TimeoutStopSec')!.replace(/s$/, ''))).toBeGreaterThan(2 * Number(drain![1]));
   });
 
-  it.skipIf(noAnalyzeReason !== null)(`systemd-analyze verify reports nothing, and its exposure is 1.5 or lower${skipped}`, () => {
-    const file = unitForVerify(unitText);
-    expect(verify(file)).toBe('');
-    expect(exposure(file)).toBeLessThanOrEqual(1.5);
+  itWhen(noSystemdAnalyze, 'systemd-analyze verify reports nothing, and its exposure is 1.5 or lower', () => {
+    const file = systemd.unitFile(unitText);
+    expect(systemd.verify(file)).toEqual({ status: 0, output: '' });
+    expect(systemd.exposure(file)).toBeLessThanOrEqual(1.5);
   });
 
-  it.skipIf(noAnalyzeReason !== null)(`the TLS drop-in the unit documents verifies too, and keeps the exposure low${skipped}`, () => {
+  itWhen(noSystemdAnalyze, 'the TLS drop-in the unit documents verifies too, and keeps the exposure low', () => {
     const dropIn = tlsDropIn();
     expect(dropIn[0]).toBe('LoadCredential=api-tls-key:/etc/vnum/api-tls.key');
     expect(dropIn).toContain('Environment=VNUM_API_TLS_KEY=%d/api-tls-key');
     const withTls = unitText.replace('EnvironmentFile=-/etc/vnum/api.env\n', `EnvironmentFile=-/etc/vnum/api.env\n${dropIn.join('\n')}\n`);
-    const file = unitForVerify(withTls);
-    expect(verify(file)).toBe('');
-    expect(exposure(file)).toBeLessThanOrEqual(2.5);
+    const file = systemd.unitFile(withTls);
+    expect(systemd.verify(file)).toEqual({ status: 0, output: '' });
+    expect(systemd.exposure(file)).toBeLessThanOrEqual(2.5);
   });
 });

@@ -5,62 +5,47 @@
  * the same database file: the agent's real number rings, presented with the
  * customer's masked number. Released over HTTP, the pair routes nowhere.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ApiClient, startApi, type ApiProcess } from '../helpers/api.js';
-import { Asterisk } from './harness/asterisk.js';
-import { findLeaks } from './harness/leaks.js';
-import { e2eReadiness, provision } from './harness/provision.js';
-import { uriUser } from './harness/sip-messages.js';
-import { placeCall, startUas } from './harness/sipp.js';
-import { startRouter, VnumDb, type Router } from './harness/vnum.js';
-
-const readiness = e2eReadiness();
-if (readiness.blocker && !readiness.mustRun) {
-  console.warn(`vnum e2e: skipped, ${readiness.blocker} (with CI=true this fails instead)`);
-}
-const suite = readiness.blocker && !readiness.mustRun ? describe.skip : describe;
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { ApiClient, startApi, type ApiProcess } from '../support/api.js';
+import { Asterisk } from '../support/asterisk/asterisk.js';
+import { ports } from '../support/asterisk/paths.js';
+import { VnumDb } from '../support/cli.js';
+import { findLeaks } from '../support/leaks.js';
+import { startServe } from '../support/serve.js';
+import { uriUser } from '../support/sip/messages.js';
+import { callThrough } from '../support/sip/sipp.js';
+import { e2eSuite } from '../support/suite.js';
+import { stopWorld, type World } from '../support/world.js';
 
 const POOL = ['+442079460001', '+442079460002', '+442079460003'];
 const CUSTOMER = '+441134960123';
 const AGENT = '+441614960456';
 const CALL_TIMEOUT_MS = 60_000;
 
-suite('a session created through the HTTP API, a real call through Asterisk', () => {
-  let asterisk: Asterisk | undefined;
-  let router: Router | undefined;
+e2eSuite('a session created through the HTTP API, a real call through Asterisk', () => {
+  let world: World | undefined;
   let api: ApiProcess | undefined;
-  let db: VnumDb | undefined;
   let client: ApiClient;
 
   beforeAll(async () => {
-    if (readiness.blocker) throw new Error(`vnum e2e cannot run (CI=true forbids skipping): ${readiness.blocker}`);
-    provision();
-    db = new VnumDb({ VNUM_DEFAULT_COUNTRY: 'GB' });
+    const db = new VnumDb({ VNUM_DEFAULT_COUNTRY: 'GB' });
     db.poolAdd(POOL);
     const created = db.run(['apikey', 'create', '--name', 'orders', '--scope', 'sessions', '--json']);
     if (created.code !== 0) throw new Error(created.stderr);
-    asterisk = await Asterisk.start();
-    router = await startRouter(db);
+    const asterisk = await Asterisk.start();
+    world = { asterisk, db, router: await startServe({ db: db.file, port: ports.router }) };
     api = await startApi({ db: db.file });
     client = new ApiClient(api.url, JSON.parse(created.stdout).key);
   });
   afterAll(async () => {
-    await api?.stop();
-    await router?.stop();
-    await asterisk?.stop();
-    db?.remove();
+    try {
+      await api?.stop();
+    } finally {
+      await stopWorld(world);
+    }
   });
 
-  async function call(dialled: string, callerUser: string) {
-    const far = await startUas();
-    try {
-      const caller = await placeCall({ dialled, callerUser });
-      await asterisk!.waitIdle();
-      return { caller, invites: far.invites(), callee: far.received() };
-    } finally {
-      await far.stop();
-    }
-  }
+  const call = (dialled: string, callerUser: string) => callThrough(world!.asterisk, { dialled, callerUser });
 
   it('DriverAssigned: created over HTTP, the customer calls the agent\'s masked number and the agent\'s phone rings with the customer\'s masked number', async () => {
     const created = await client.post('/v1/sessions', { id: 'order-7001', parties: [{ number: CUSTOMER }, { number: AGENT }], ttl: '2h' });

@@ -5,11 +5,10 @@
  * absent (Node dies under that rule; shown, not assumed).
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { envVarsReadByProduct, parseIni, readRepo, type IniSection } from './ship-lib.js';
+import { envVarsReadByProduct, noSystemdAnalyze, parseIni, systemdCheck, type IniSection } from '../support/ship.js';
+import { itWhen } from '../support/suite.js';
+import { readRepo } from '../support/repo.js';
 
 const UNIT_PATH = 'deploy/systemd/vnum.service';
 const unitText = readRepo(UNIT_PATH);
@@ -29,34 +28,11 @@ function seconds(span: string): number {
   return m[2] === 'ms' ? n / 1000 : m[2] === 'min' ? n * 60 : n;
 }
 
-const analyze = spawnSync('sh', ['-c', 'command -v systemd-analyze'], { encoding: 'utf8' }).stdout.trim();
-const noAnalyzeReason = analyze ? null : 'systemd-analyze is not installed here (Debian: apt-get install systemd)';
-
-const scratch = mkdtempSync(path.join(tmpdir(), 'vnum-ship-systemd-'));
-afterAll(() => rmSync(scratch, { recursive: true, force: true }));
-
-/**
- * The unit as shipped, except ExecStart's program: `systemd-analyze verify`
- * insists that it exists, and /usr/local/bin/vnum is created by the install
- * (docker/router/install-vnum.sh ... /usr/local/bin), not on a CI machine. A
- * stand-in executable at a temporary path takes its place; nothing else
- * changes.
- */
-function unitForVerify(text: string): string {
-  const stub = path.join(scratch, 'vnum');
-  writeFileSync(stub, '#!/bin/sh\nexit 0\n');
-  chmodSync(stub, 0o755);
-  const replaced = text.replace(/^ExecStart=\/usr\/local\/bin\/vnum /m, `ExecStart=${stub} `);
-  if (replaced === text) throw new Error('ExecStart=/usr/local/bin/vnum not found in the unit');
-  const file = path.join(scratch, 'vnum.service');
-  writeFileSync(file, replaced);
-  return file;
-}
-
-function verify(file: string): { status: number | null; output: string } {
-  const r = spawnSync(analyze, ['verify', '--man=no', file], { encoding: 'utf8', timeout: 60_000 });
-  return { status: r.status, output: `${r.stdout}${r.stderr}`.trim() };
-}
+const systemd = systemdCheck('vnum.service');
+afterAll(() => systemd.remove());
+const noAnalyzeReason = noSystemdAnalyze;
+const unitForVerify = systemd.unitFile;
+const verify = systemd.verify;
 
 describe('deploy/systemd/vnum.service', () => {
   it('runs vnum serve as a dedicated user, restarts on failure, keeps the database in its state directory', () => {
@@ -78,7 +54,7 @@ describe('deploy/systemd/vnum.service', () => {
   it('stops with SIGTERM and gives the drain time to finish before SIGKILL', () => {
     expect(value('Service', 'KillSignal')).toBe('SIGTERM');
     const serve = readRepo('src/cli/serve.ts');
-    const drain = /'--drain <duration>',[^\n]*, '(\d+)s'\)/.exec(serve);
+    const drain = /flags: '--drain <duration>',[\s\S]*?shown: '(\d+)s'/.exec(serve);
     expect(drain, 'the default --drain in src/cli/serve.ts').not.toBeNull();
     // drain + the longest routing session (--deadline, 2 s) + closing, with room to spare
     expect(seconds(value('Service', 'TimeoutStopSec')!)).toBeGreaterThanOrEqual(2 * (Number(drain![1]) + 2));
@@ -100,8 +76,9 @@ describe('deploy/systemd/vnum.service', () => {
     expect(values('Service', 'MemoryDenyWriteExecute')).toEqual([]);
   });
 
-  it.skipIf(noAnalyzeReason !== null)(
-    `systemd-analyze verify reports nothing at all${noAnalyzeReason ? ` (SKIPPED: ${noAnalyzeReason})` : ''}`,
+  itWhen(
+    noAnalyzeReason,
+    `systemd-analyze verify reports nothing at all`,
     () => {
       // verify exits 0 even for unknown keys and bad values (it only prints
       // them, "ignoring"), so any output is a failure.
@@ -111,8 +88,9 @@ describe('deploy/systemd/vnum.service', () => {
     },
   );
 
-  it.skipIf(noAnalyzeReason !== null)(
-    `the AMI credential drop-in the unit documents verifies too, and keeps the exposure${noAnalyzeReason ? ` (SKIPPED: ${noAnalyzeReason})` : ''}`,
+  itWhen(
+    noAnalyzeReason,
+    `the AMI credential drop-in the unit documents verifies too, and keeps the exposure`,
     () => {
       // The lines after "#   [Service]" in the unit's AMI comment, as an operator pastes them.
       const comment = unitText.split('\n');
@@ -128,13 +106,13 @@ describe('deploy/systemd/vnum.service', () => {
       const withAmi = unitText.replace('EnvironmentFile=-/etc/vnum/vnum.env\n', `EnvironmentFile=-/etc/vnum/vnum.env\n${dropIn.join('\n')}\n`);
       const result = verify(unitForVerify(withAmi));
       expect(result.output).toBe('');
-      const r = spawnSync(analyze, ['security', '--offline=yes', '--no-pager', unitForVerify(withAmi)], { encoding: 'utf8', timeout: 60_000 });
-      expect(Number(/Overall exposure level for vnum\.service: (\d+\.\d)/.exec(`${r.stdout}${r.stderr}`)?.[1])).toBeLessThanOrEqual(1.5);
+      expect(systemd.exposure(unitForVerify(withAmi))).toBeLessThanOrEqual(1.5);
     },
   );
 
-  it.skipIf(noAnalyzeReason !== null)(
-    `the verify check can fail: a misspelt key and a bad value are reported${noAnalyzeReason ? ` (SKIPPED: ${noAnalyzeReason})` : ''}`,
+  itWhen(
+    noAnalyzeReason,
+    `the verify check can fail: a misspelt key and a bad value are reported`,
     () => {
       const broken = unitText.replace('ProtectSystem=strict', 'ProtectSystem=stricter\nProtectSystm=strict');
       const result = verify(unitForVerify(broken));
@@ -143,13 +121,11 @@ describe('deploy/systemd/vnum.service', () => {
     },
   );
 
-  it.skipIf(noAnalyzeReason !== null)(
-    `systemd-analyze security --offline rates its exposure 1.5 or lower (of 10)${noAnalyzeReason ? ` (SKIPPED: ${noAnalyzeReason})` : ''}`,
+  itWhen(
+    noAnalyzeReason,
+    `systemd-analyze security --offline rates its exposure 1.5 or lower (of 10)`,
     () => {
-      const r = spawnSync(analyze, ['security', '--offline=yes', '--no-pager', unitForVerify(unitText)], { encoding: 'utf8', timeout: 60_000 });
-      const m = /Overall exposure level for vnum\.service: (\d+\.\d)/.exec(`${r.stdout}${r.stderr}`);
-      expect(m, `${r.stdout}${r.stderr}`).not.toBeNull();
-      expect(Number(m![1])).toBeLessThanOrEqual(1.5);
+      expect(systemd.exposure(unitForVerify(unitText))).toBeLessThanOrEqual(1.5);
     },
   );
 });
@@ -176,8 +152,9 @@ const noMdweReason = !python
     : null;
 
 describe('why the unit does not set MemoryDenyWriteExecute', () => {
-  it.skipIf(noMdweReason !== null)(
-    `Node aborts under the kernel's write-xor-execute rule, and runs without it${noMdweReason ? ` (SKIPPED: ${noMdweReason})` : ''}`,
+  itWhen(
+    noMdweReason,
+    `Node aborts under the kernel's write-xor-execute rule, and runs without it`,
     () => {
       // Enough work for V8 to compile a function (baseline JIT).
       const work = 'let s = 0; for (let i = 0; i < 1e7; i++) s += i; console.log("ran", s)';
