@@ -16,6 +16,12 @@ export const ErrorCode = {
   PoolConflict: 'VNUM_POOL_CONFLICT',
   NumberUnavailable: 'VNUM_NUMBER_UNAVAILABLE',
   PoolExhausted: 'VNUM_POOL_EXHAUSTED',
+  /** `pool sync`: a provider's export that cannot be used (too large, not CSV or JSON, malformed, no numbers); the place is named. */
+  InvalidExport: 'VNUM_INVALID_EXPORT',
+  /** `pool sync`: the export could not be fetched (DNS, connection, TLS, HTTP status, redirect, timeout). */
+  FetchFailed: 'VNUM_FETCH_FAILED',
+  /** `pool sync`: the export would retire more of the available numbers than --max-retire allows (a truncated or wrong export?). */
+  RetireLimit: 'VNUM_RETIRE_LIMIT',
   SessionNotFound: 'VNUM_SESSION_NOT_FOUND',
   SessionConflict: 'VNUM_SESSION_CONFLICT',
   SessionEnded: 'VNUM_SESSION_ENDED',

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
-import { createRequire } from 'node:module';
 import { ErrorCode, VnumError } from '../errors.js';
+import { VERSION } from '../version.js';
 import { registerCalls } from './calls.js';
 import { registerHealth } from './health.js';
 import { printError } from './output.js';
@@ -10,8 +10,6 @@ import { registerRoute } from './route.js';
 import { registerServe } from './serve.js';
 import { registerSession } from './session.js';
 import { registerStats } from './stats.js';
-
-const { version } = createRequire(import.meta.url)('../../../package.json') as { version: string };
 
 export const EXIT_OK = 0;
 export const EXIT_USER_ERROR = 1;
@@ -43,7 +41,7 @@ function usageErrors(command: Command): void {
 function buildProgram(): Command {
   const program = new Command('vnum')
     .description('number masking on your own Asterisk: virtual-number pool, masked sessions, FastAGI router')
-    .version(version, '-V, --version')
+    .version(VERSION, '-V, --version')
     .option('--db <file>', 'SQLite database (default: $VNUM_DB, else ~/.local/share/vnum/vnum.db)')
     // Errors are printed once, as one line, by fail(); help goes to stdout as usual.
     .configureOutput({ writeErr: () => undefined, outputError: () => undefined });

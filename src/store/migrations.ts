@@ -105,4 +105,17 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE bridge ADD COLUMN target_type INTEGER;
   `,
+  // Provider sync (issue 13, src/pool/sync.ts): the retired numbers that a
+  // sync retired, because the provider stopped listing them. A sync puts such
+  // a number back in service when the provider lists it again (last night's
+  // export was cut short); a number retired any other way (pool retire, a
+  // row of the operator's own file) has no row here and stays retired.
+  // Every change of a number's state goes through src/pool/pool.ts, which
+  // keeps this table in step (a row only while the number is retired).
+  `
+  CREATE TABLE pool_retired_by_sync (
+    number      TEXT PRIMARY KEY REFERENCES pool_number (number),
+    retired_at  INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  `,
 ];

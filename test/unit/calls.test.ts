@@ -10,7 +10,8 @@ import { chmodSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { InboundCall, RouteAnswer } from '../../agi/server.js';
-import { amiSettings, secretFileModeProblem } from '../../src/ami/config.js';
+import { amiSettings } from '../../src/ami/config.js';
+import { secretFileModeProblem } from '../../src/secret-file.js';
 import { AmiClient, type AmiEvent } from '../../src/ami/client.js';
 import { CALL_EVENT_CLASSES, CALL_EVENTS, callFact, liveUniqueids } from '../../src/calls/facts.js';
 import {
