@@ -36,7 +36,8 @@ function describeSync(shown: string, format: ExportFormat, summary: SyncSummary)
     );
   }
   if (limit.retiring > 0 || limit.exceeded) {
-    const verdict = limit.exceeded ? `more than --max-retire ${limit.maxPercent}%: a sync would be refused` : `within --max-retire ${limit.maxPercent}%`;
+    const bound = `at most ${limit.allowed} allowed (--max-retire ${limit.maxPercent}%); ${limit.availableAfter} available after the sync`;
+    const verdict = limit.exceeded ? `over the limit, a sync would be refused: ${bound}` : bound;
     lines.push(`retiring ${limit.retiring} of ${limit.available} available numbers (${percent(limit.retiring, limit.available)}): ${verdict}`);
   }
   return lines;
@@ -53,7 +54,11 @@ export function registerPoolSync(pool: Command): void {
     )
     .argument('<source>', 'the export: a file, or an https:// URL')
     .option('--retire-missing', 'retire the available numbers the export no longer lists (a number it lists again comes back)')
-    .option('--max-retire <share>', 'the most of the available numbers one sync may retire; more refuses the whole sync (VNUM_RETIRE_LIMIT)', `${DEFAULT_MAX_RETIRE_PERCENT}%`)
+    .option(
+      '--max-retire <share>',
+      'the most of the available numbers one sync may retire (at least one, never the last one, unless 100%); more refuses the whole sync (VNUM_RETIRE_LIMIT)',
+      `${DEFAULT_MAX_RETIRE_PERCENT}%`,
+    )
     .option('--dry-run', 'print the plan, write nothing (exit 1 if the sync would be refused)')
     .addOption(new Option('--format <format>', 'the export\'s format (default: from the Content-Type, the file name, else its first character)').choices(EXPORT_FORMATS))
     .option('--country <XX>', 'default country for numbers without +')

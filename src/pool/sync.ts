@@ -20,8 +20,10 @@ import { applyPoolPlan, heldNumbers, refuseParties, validateEntries, type KeptSt
  * The default share of the available numbers one sync may retire. A carrier
  * takes numbers back a few at a time (cancelled, ported away); an export
  * that drops more than a tenth of them in one night is far more likely cut
- * short, filtered or another account's. The operator looks (`--dry-run`)
- * and says so (`--max-retire 100%`).
+ * short, filtered or another account's. One number a night is always
+ * allowed (else a pool under ten numbers could never follow its carrier
+ * unattended), and the last available one never is. The operator looks
+ * (`--dry-run`) and says so (`--max-retire 100%`).
  */
 export const DEFAULT_MAX_RETIRE_PERCENT = 10;
 
@@ -79,6 +81,10 @@ export interface RetireLimit {
   available: number;
   /** Available numbers this sync retires. */
   retiring: number;
+  /** The most it may retire: maxPercent of `available`, rounded down, but at least one (none at 0%). */
+  allowed: number;
+  /** Available numbers after it: a sync under 100% never leaves none. */
+  availableAfter: number;
   exceeded: boolean;
 }
 
@@ -90,8 +96,17 @@ export interface RetireLimit {
 export function retireLimit(plan: PoolPlan, held: ReadonlyMap<string, HeldNumber>, maxPercent: number): RetireLimit {
   let available = 0;
   for (const number of held.values()) if (number.state === 'available') available++;
-  const retiring = plan.changes.filter((c) => c.to.state === 'retired' && c.from?.state === 'available').length;
-  return { maxPercent, available, retiring, exceeded: retiring * 100 > maxPercent * available };
+  let retiring = 0;
+  let availableAfter = available;
+  for (const change of plan.changes) {
+    const was = change.from?.state === 'available';
+    const is = change.to.state === 'available';
+    if (was && change.to.state === 'retired') retiring++;
+    availableAfter += (is ? 1 : 0) - (was ? 1 : 0);
+  }
+  if (maxPercent >= 100) return { maxPercent, available, retiring, allowed: available, availableAfter, exceeded: false };
+  const allowed = Math.max(maxPercent > 0 ? 1 : 0, Math.floor((maxPercent * available) / 100));
+  return { maxPercent, available, retiring, allowed, availableAfter, exceeded: retiring > allowed || (retiring > 0 && availableAfter === 0) };
 }
 
 export function syncSummary(plan: PoolPlan, limit: RetireLimit, dryRun: boolean): SyncSummary {
@@ -122,10 +137,14 @@ export function percent(part: number, whole: number): string {
 /** VNUM_RETIRE_LIMIT for a summary whose plan retires too much; the summary rides in its details. */
 export function retireLimitError(summary: SyncSummary): VnumError {
   const limit = summary.retireLimit;
-  const what = `the export would retire ${limit.retiring} of the ${limit.available} available numbers (${percent(limit.retiring, limit.available)}), more than the ${limit.maxPercent}% one sync may (--max-retire)`;
+  const share = `${limit.retiring} of the ${limit.available} available numbers (${percent(limit.retiring, limit.available)})`;
+  const what =
+    limit.retiring > limit.allowed
+      ? `the export would retire ${share}, more than the ${limit.allowed} a sync may retire (--max-retire ${limit.maxPercent}%)`
+      : `the export would retire ${share} and leave none available`;
   const next = summary.dryRun
-    ? 'a sync would write nothing. If the provider really dropped them, sync with a higher --max-retire'
-    : "nothing was written. A download cut short, a filtered export, another account's? See the plan with --dry-run; if the provider really dropped them, sync again with a higher --max-retire";
+    ? 'a sync would write nothing. If the provider really dropped them, sync with --max-retire 100%'
+    : "nothing was written. A download cut short, a filtered export, another account's? See the plan with --dry-run; if the provider really dropped them, sync again with --max-retire 100%";
   return new VnumError(ErrorCode.RetireLimit, `${what}: ${next}`, { summary });
 }
 

@@ -86,7 +86,7 @@ describe('vnum pool sync from an https:// URL', () => {
         `  ${dids[12]}  added available (new in the export)\n` +
         '1 kept the state the operator set:\n' +
         `  ${dids[1]}  reserved (a sync never changes a reserved number; the provider no longer lists it)\n` +
-        'retiring 1 of 10 available numbers (10%): within --max-retire 10%\n',
+        'retiring 1 of 10 available numbers (10%): at most 1 allowed (--max-retire 10%); 10 available after the sync\n',
     );
     expect(states()).toMatchObject({ [dids[1]!]: 'reserved', [dids[2]!]: 'retired', [dids[3]!]: 'retired', [dids[12]!]: 'available' });
     // Listed again: the number the sync retired comes back, the one the operator retired does not.
@@ -102,7 +102,7 @@ describe('vnum pool sync from an https:// URL', () => {
       changes: [{ number: dids[3], from: { country: 'GB', state: 'retired' }, to: { country: 'GB', state: 'available' }, why: 'listed again; a sync had retired it' }],
       kept: [{ number: dids[2], state: 'retired', reason: 'retired by the operator: a sync never puts it back in service; "vnum pool add" does' }],
       unlisted: [],
-      retireLimit: { maxPercent: 10, available: 10, retiring: 0, exceeded: false },
+      retireLimit: { maxPercent: 10, available: 10, retiring: 0, allowed: 1, availableAfter: 11, exceeded: false },
     });
   });
 
@@ -160,12 +160,18 @@ describe('vnum pool sync from a file', () => {
     const dry = await sync([half, '--retire-missing', '--dry-run']);
     expect(dry.code).toBe(1);
     expect(dry.stdout.split('\n')[0]).toBe('pool sync --dry-run (nothing written): 0 added, 5 retired, 0 updated, 5 unchanged (5 numbers listed in JSON from ' + half + ')');
-    expect(dry.stdout).toContain('retiring 5 of 10 available numbers (50%): more than --max-retire 10%: a sync would be refused\n');
+    expect(dry.stdout).toContain(
+      'retiring 5 of 10 available numbers (50%): over the limit, a sync would be refused: at most 1 allowed (--max-retire 10%); 5 available after the sync\n',
+    );
     expect(dry.stderr).toBe(
-      'vnum: the export would retire 5 of the 10 available numbers (50%), more than the 10% one sync may (--max-retire): a sync would write nothing. If the provider really dropped them, sync with a higher --max-retire [VNUM_RETIRE_LIMIT]\n',
+      'vnum: the export would retire 5 of the 10 available numbers (50%), more than the 1 a sync may retire (--max-retire 10%): a sync would write nothing. If the provider really dropped them, sync with --max-retire 100% [VNUM_RETIRE_LIMIT]\n',
     );
     const dryJson = await sync([half, '--retire-missing', '--dry-run', '--json']);
-    expect(JSON.parse(dryJson.stdout)).toMatchObject({ dryRun: true, retired: 5, retireLimit: { maxPercent: 10, available: 10, retiring: 5, exceeded: true } });
+    expect(JSON.parse(dryJson.stdout)).toMatchObject({
+      dryRun: true,
+      retired: 5,
+      retireLimit: { maxPercent: 10, available: 10, retiring: 5, allowed: 1, availableAfter: 5, exceeded: true },
+    });
     expect(dryJson.code).toBe(1);
     // The real thing is refused and writes nothing.
     expectRefused(await sync([half, '--retire-missing']), 'VNUM_RETIRE_LIMIT', /^vnum: the export would retire 5 of the 10 available numbers \(50%\).*nothing was written/);

@@ -140,11 +140,32 @@ describe('the plan (pure)', () => {
       const plan = planPoolChange(now, valid(dids.slice(k).map((number) => ({ number }))), { writer: 'sync', unlisted: 'retire' });
       return retireLimit(plan, now, max);
     };
-    expect(limit(1, 10)).toEqual({ maxPercent: 10, available: 10, retiring: 1, exceeded: false });
-    expect(limit(2, 10)).toEqual({ maxPercent: 10, available: 10, retiring: 2, exceeded: true });
-    expect(limit(10, 100).exceeded).toBe(false);
-    expect(limit(1, 0).exceeded).toBe(true);
+    expect(limit(1, 10)).toEqual({ maxPercent: 10, available: 10, retiring: 1, allowed: 1, availableAfter: 9, exceeded: false });
+    expect(limit(2, 10)).toEqual({ maxPercent: 10, available: 10, retiring: 2, allowed: 1, availableAfter: 8, exceeded: true });
+    expect(limit(5, 50)).toMatchObject({ allowed: 5, exceeded: false });
+    expect(limit(6, 50)).toMatchObject({ allowed: 5, exceeded: true });
+    expect(limit(10, 100)).toMatchObject({ retiring: 10, availableAfter: 0, exceeded: false });
+    expect(limit(1, 0)).toMatchObject({ allowed: 0, exceeded: true });
     expect(limit(0, 0).exceeded).toBe(false);
+  });
+
+  it('one number a night is always allowed, so a small pool can follow its carrier; the last available one never is', () => {
+    const [a, b, c, d] = londonDids(4);
+    const small = pool([
+      [a!, held('available')],
+      [b!, held('available')],
+      [c!, held('available')],
+    ]);
+    const limitOf = (numbers: string[], max = 10) => retireLimit(planPoolChange(small, valid(numbers.map((number) => ({ number }))), { writer: 'sync', unlisted: 'retire' }), small, max);
+    // 1 of 3 is 33%, more than 10%: still allowed, one a night.
+    expect(limitOf([a!, b!])).toMatchObject({ retiring: 1, allowed: 1, availableAfter: 2, exceeded: false });
+    expect(limitOf([a!])).toMatchObject({ retiring: 2, allowed: 1, exceeded: true });
+    // The last available number: never retired under 100%, even within the share; a new one in the export keeps the pool going.
+    const one = pool([[a!, held('available')], [b!, held('reserved')]]);
+    const plan = (numbers: string[]) => planPoolChange(one, valid(numbers.map((number) => ({ number }))), { writer: 'sync', unlisted: 'retire' });
+    expect(retireLimit(plan([b!]), one, 50)).toMatchObject({ retiring: 1, allowed: 1, availableAfter: 0, exceeded: true });
+    expect(retireLimit(plan([b!, d!]), one, 50)).toMatchObject({ retiring: 1, availableAfter: 1, exceeded: false });
+    expect(retireLimit(plan([b!]), one, 100)).toMatchObject({ availableAfter: 0, exceeded: false });
   });
 
   it('--max-retire takes a whole percentage', () => {
@@ -229,20 +250,31 @@ describe('syncPool on a database file', () => {
     const before = listPool(store.db);
     const refused = errorOf(() => sync(dids.slice(0, 2), { maxRetirePercent: 10 }));
     expect(refused.code).toBe(ErrorCode.RetireLimit);
-    expect(refused.message).toMatch(/^the export would retire 8 of the 10 available numbers \(80%\), more than the 10% one sync may \(--max-retire\): nothing was written/);
-    expect((refused.details!.summary as SyncSummary).retireLimit).toEqual({ maxPercent: 10, available: 10, retiring: 8, exceeded: true });
+    expect(refused.message).toMatch(/^the export would retire 8 of the 10 available numbers \(80%\), more than the 1 a sync may retire \(--max-retire 10%\): nothing was written/);
+    expect((refused.details!.summary as SyncSummary).retireLimit).toEqual({ maxPercent: 10, available: 10, retiring: 8, allowed: 1, availableAfter: 2, exceeded: true });
     const dry = sync(dids.slice(0, 2), { maxRetirePercent: 10, dryRun: true });
     expect(dry).toMatchObject({ dryRun: true, retired: 8, retireLimit: { exceeded: true } });
     expect(listPool(store.db)).toEqual(before);
     expect(poolRevision(store.db)).toBe(revision);
-    // One at 10% is within it.
+    // One of ten is within it.
     expect(sync(dids.slice(1), { maxRetirePercent: 10 }).retired).toBe(1);
+  });
+
+  it('never retires the last available number but at --max-retire 100%', () => {
+    const [a, b] = londonDids(2);
+    addToPool(store.db, [{ number: a! }, { number: b!, state: 'reserved' }], { now: 1 });
+    const last = errorOf(() => sync([b!], { maxRetirePercent: 50 }));
+    expect(last.code).toBe(ErrorCode.RetireLimit);
+    expect(last.message).toMatch(/^the export would retire 1 of the 1 available numbers \(100%\) and leave none available: nothing was written/);
+    expect(states()[a!]).toBe('available');
+    expect(sync([b!], { maxRetirePercent: 100 }).retired).toBe(1);
   });
 
   it('a truncated export cannot empty the pool: with the default 10%, an export cut to 95% passes and heals the next night; one cut to half is refused', () => {
     const dids = londonDids(40);
     sync(dids);
     expect(errorOf(() => sync(dids.slice(0, 20), { maxRetirePercent: 10 })).code).toBe(ErrorCode.RetireLimit);
+    expect(errorOf(() => sync(dids.slice(0, 35), { maxRetirePercent: 10 })).code).toBe(ErrorCode.RetireLimit);
     expect(sync(dids.slice(0, 38), { maxRetirePercent: 10 }).retired).toBe(2);
     expect(sync(dids, { maxRetirePercent: 10 })).toMatchObject({ retired: 0, updated: 2 });
     expect(Object.values(states()).every((s) => s === 'available')).toBe(true);
