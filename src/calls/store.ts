@@ -1,5 +1,7 @@
 import type { Db } from '../store/db.js';
 import type { CallFact } from './facts.js';
+import { stateSql } from '../session/state.js';
+import { perConnection } from '../store/statements.js';
 
 /**
  * The call log in SQLite (schema 2): one row per call the router bridged.
@@ -117,7 +119,7 @@ function prepare(db: Db) {
       `SELECT c.id, c.uniqueid, c.session_id AS session, c.hangup_requested_at AS requestedAt
          FROM call c JOIN session s ON s.id = c.session_id
         WHERE c.ended_at IS NULL AND c.lost_at IS NULL
-          AND (c.hangup_requested_at IS NOT NULL OR (s.ends_at IS NOT NULL AND s.ends_at <= @now))`,
+          AND (c.hangup_requested_at IS NOT NULL OR ${stateSql('ended', 's')})`,
     ),
     markDue: db.prepare<[number, number]>(
       `UPDATE call SET hangup_requested_at = ?, hangup_reason = 'session-ended' WHERE id = ? AND hangup_requested_at IS NULL`,
@@ -125,16 +127,7 @@ function prepare(db: Db) {
     stillOpen: db.prepare<[string], number>(`SELECT count(*) FROM call WHERE id IN (SELECT value FROM json_each(?)) AND ${OPEN}`).pluck(),
   };
 }
-type Statements = ReturnType<typeof prepare>;
-const cache = new WeakMap<Db, Statements>();
-function statements(db: Db): Statements {
-  let s = cache.get(db);
-  if (!s) {
-    s = prepare(db);
-    cache.set(db, s);
-  }
-  return s;
-}
+const statements = perConnection(prepare);
 
 export interface RoutedCall {
   uniqueid: string;
@@ -241,6 +234,11 @@ export function listCalls(db: Db, filter: CallFilter): { calls: Call[]; more: bo
 
 // ---------------------------------------------------------------------------
 // What `vnum serve` reports about itself, for `vnum health`.
+
+/** A router's key in router_status: `host:port` as `vnum serve` was told to listen on, and as `vnum health` is told to probe. */
+export function routerKey(host: string, port: number): string {
+  return `${host}:${port}`;
+}
 
 export type AmiReportedState = 'disabled' | 'stopped' | 'connecting' | 'logged-in' | 'waiting';
 

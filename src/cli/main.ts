@@ -1,19 +1,15 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { ErrorCode, VnumError } from '../errors.js';
-import { VERSION } from '../version.js';
+import { VERSION } from './version.js';
 import { registerCalls } from './calls.js';
 import { registerHealth } from './health.js';
-import { printError } from './output.js';
+import { EXIT_OK, fail } from './failure.js';
 import { registerPool } from './pool.js';
 import { registerRoute } from './route.js';
 import { registerServe } from './serve.js';
 import { registerSession } from './session.js';
 import { registerStats } from './stats.js';
-
-export const EXIT_OK = 0;
-export const EXIT_USER_ERROR = 1;
-export const EXIT_INTERNAL_ERROR = 2;
 
 function commandPath(command: Command): string {
   const names: string[] = [];
@@ -54,16 +50,6 @@ function buildProgram(): Command {
   registerHealth(program);
   usageErrors(program);
   return program;
-}
-
-function fail(error: unknown): number {
-  if (error instanceof CommanderError && error.exitCode === 0) return EXIT_OK;
-  const known =
-    error instanceof VnumError
-      ? error
-      : new VnumError(ErrorCode.Internal, `internal error: ${error instanceof Error ? error.message : String(error)}`);
-  printError(known.code, known.message);
-  return known.isUserError ? EXIT_USER_ERROR : EXIT_INTERNAL_ERROR;
 }
 
 // A reader that stops early (`vnum session list | head`) is not a failure: stop quietly.

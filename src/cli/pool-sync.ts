@@ -1,7 +1,7 @@
 import { Option, type Command } from 'commander';
 import { readExport, EXPORT_FORMATS, type ExportFormat } from '../pool/export.js';
 import { DEFAULT_MAX_RETIRE_PERCENT, parseRetireShare, percent, retireLimitError, syncPool, type SyncSummary } from '../pool/sync.js';
-import { fetchPolicy, FETCH_DEFAULTS, type FetchFlags } from '../provider/settings.js';
+import { fetchPolicy, FETCH_DEFAULTS, type FetchFlags } from './sync-settings.js';
 import { readExportBytes } from '../provider/source.js';
 import { defaultCountry, withDb } from './context.js';
 import { printJson, printLine, shownLines } from './output.js';

@@ -5,7 +5,20 @@
  * writes the store around it.
  */
 import type { E164 } from '../numbers/normalise.js';
-import type { KeptState, PoolState, ValidEntry } from './pool.js';
+import type { KeptState, PoolState } from './states.js';
+
+/** An entry checked and normalised (validateEntries). */
+export interface ValidEntry {
+  number: E164;
+  /** The country it names, else the region libphonenumber names, else the default country. */
+  country: string;
+  /** Whether the entry named that country (a row without one never changes a number's country). */
+  countryNamed: boolean;
+  /** As the entry named it; undefined: it named none. */
+  state: PoolState | undefined;
+  /** "line N: " for messages, or "". */
+  where: string;
+}
 
 /**
  * Who changes the pool: the operator's own command (`pool add`), the

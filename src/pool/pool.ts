@@ -1,12 +1,13 @@
 import type { Db } from '../store/db.js';
 import { writeTransaction } from '../store/db.js';
+import { perConnection } from '../store/statements.js';
 import { ErrorCode, VnumError } from '../errors.js';
 import { parseCountry, parseNumber, type E164 } from '../numbers/normalise.js';
 import { countryCallingCode } from '../numbers/plan.js';
-import { planPoolChange, type HeldNumber, type PoolPlan, type PoolWriter } from './plan.js';
+import { planPoolChange, type HeldNumber, type PoolPlan, type PoolWriter, type ValidEntry } from './plan.js';
+import type { KeptState, PoolState } from './states.js';
 
-export const POOL_STATES = ['available', 'reserved', 'retired'] as const;
-export type PoolState = (typeof POOL_STATES)[number];
+export { POOL_STATES, type KeptState, type PoolState } from './states.js';
 
 export interface PoolNumber {
   number: E164;
@@ -25,32 +26,12 @@ export interface PoolEntryInput {
   at?: string;
 }
 
-/** A number whose state stayed as it was although the entry asked for another one (or named none), and why. */
-export interface KeptState {
-  number: E164;
-  state: PoolState;
-  reason: string;
-}
-
 export interface PoolChange {
   added: number;
   updated: number;
   unchanged: number;
   /** Numbers whose state the import rule kept (importedState, src/pool/plan.ts); always empty for `pool add`. */
   kept: KeptState[];
-}
-
-/** An entry checked and normalised (validateEntries). */
-export interface ValidEntry {
-  number: E164;
-  /** The country it names, else the region libphonenumber names, else the default country. */
-  country: string;
-  /** Whether the entry named that country (a row without one never changes a number's country). */
-  countryNamed: boolean;
-  /** As the entry named it; undefined: it named none. */
-  state: PoolState | undefined;
-  /** "line N: " for messages, or "". */
-  where: string;
 }
 
 /**
@@ -203,11 +184,16 @@ export function retireNumber(db: Db, number: E164): { changed: boolean; tookOver
   });
 }
 
-/** Lets long-running processes cache the pool and notice any change with one point read. */
+/** A counter every change to the pool moves: a process caches the pool and notices any change with one point read. */
+const revisionStatements = perConnection((db) => ({
+  read: db.prepare<[], number>("SELECT value FROM meta WHERE key = 'pool_revision'").pluck(),
+  bump: db.prepare("UPDATE meta SET value = value + 1 WHERE key = 'pool_revision'"),
+}));
+
 export function poolRevision(db: Db): number {
-  return (db.prepare("SELECT value FROM meta WHERE key = 'pool_revision'").pluck().get() as number) ?? 0;
+  return revisionStatements(db).read.get() ?? 0;
 }
 
 function bumpPoolRevision(db: Db): void {
-  db.prepare("UPDATE meta SET value = value + 1 WHERE key = 'pool_revision'").run();
+  revisionStatements(db).bump.run();
 }

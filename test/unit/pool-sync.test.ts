@@ -12,8 +12,8 @@ import { parseRetireShare, retireLimit, syncPool, type SyncOptions, type SyncSum
 import { createSession } from '../../src/session/sessions.js';
 import { decideRoute } from '../../src/routing/decide.js';
 import { storeBridgeLookup } from '../../src/routing/lookup.js';
-import { errorOf } from '../helpers/errors.js';
-import { londonDids, party, tempDb } from '../helpers/store.js';
+import { errorOf } from '../support/errors.js';
+import { londonDids, party, tempDb } from '../support/store.js';
 
 const held = (state: PoolState, retiredBy: HeldNumber['retiredBy'] = state === 'retired' ? 'operator' : null, country = 'GB'): HeldNumber => ({
   country,

@@ -11,10 +11,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode, VnumError } from '../../src/errors.js';
 import { fetchExport, type FetchPolicy } from '../../src/provider/fetch.js';
-import { authHeader, fetchPolicy, parseSize } from '../../src/provider/settings.js';
-import { freePort } from '../../bench/processes.js';
-import { errorOf } from '../helpers/errors.js';
-import { makeTestPki, redirect, send, startProviderServer, type ProviderServer, type Route, type TestPki } from '../helpers/provider-server.js';
+import { authHeader, fetchPolicy, parseSize } from '../../src/cli/sync-settings.js';
+import { freePort } from '../support/net.js';
+import { errorOf } from '../support/errors.js';
+import { makeTestPki, redirect, send, startProviderServer, type ProviderServer, type Route, type TestPki } from '../support/provider-server.js';
 
 const EXPORT = JSON.stringify([{ number: '+442079460001' }, { number: '+442079460002' }]);
 const TOKEN = 'tok-3f9a1c77e0b24d5e';
