@@ -46,6 +46,12 @@ export const ErrorCode = {
   PoolConflict: 'VNUM_POOL_CONFLICT',
   NumberUnavailable: 'VNUM_NUMBER_UNAVAILABLE',
   PoolExhausted: 'VNUM_POOL_EXHAUSTED',
+  /** `pool sync`: a provider's export that cannot be used (too large, not CSV or JSON, malformed, no numbers); the place is named. */
+  InvalidExport: 'VNUM_INVALID_EXPORT',
+  /** `pool sync`: the export could not be fetched (DNS, connection, TLS, HTTP status, redirect, timeout): `unavailable`, exit 2. */
+  FetchFailed: 'VNUM_FETCH_FAILED',
+  /** `pool sync`: the export would retire more of the available numbers than --max-retire allows (a truncated or wrong export?). */
+  RetireLimit: 'VNUM_RETIRE_LIMIT',
   SessionNotFound: 'VNUM_SESSION_NOT_FOUND',
   SessionConflict: 'VNUM_SESSION_CONFLICT',
   SessionEnded: 'VNUM_SESSION_ENDED',
@@ -102,6 +108,7 @@ const CATEGORIES: Readonly<Record<ErrorCode | AmiErrorCode | AgiErrorCode, Error
   VNUM_BODY_TOO_LARGE: 'too-large',
   VNUM_UNSUPPORTED_MEDIA_TYPE: 'unsupported',
   VNUM_RATE_LIMITED: 'rate-limited',
+  VNUM_INVALID_EXPORT: 'invalid',
   VNUM_NOT_IN_POOL: 'not-found',
   VNUM_SESSION_NOT_FOUND: 'not-found',
   VNUM_API_KEY_NOT_FOUND: 'not-found',
@@ -111,6 +118,8 @@ const CATEGORIES: Readonly<Record<ErrorCode | AmiErrorCode | AgiErrorCode, Error
   VNUM_POOL_EXHAUSTED: 'conflict',
   VNUM_SESSION_CONFLICT: 'conflict',
   VNUM_SESSION_ENDED: 'conflict',
+  // More to retire than --max-retire allows: the export clashes with the pool as it is.
+  VNUM_RETIRE_LIMIT: 'conflict',
   VNUM_DATABASE_NOT_FOUND: 'setup',
   VNUM_DATABASE_PERMISSIONS: 'setup',
   VNUM_DATABASE_VERSION: 'setup',
@@ -118,6 +127,8 @@ const CATEGORIES: Readonly<Record<ErrorCode | AmiErrorCode | AgiErrorCode, Error
   VNUM_LISTEN_FAILED: 'setup',
   VNUM_DATABASE_BUSY: 'unavailable',
   VNUM_DISK_FULL: 'unavailable',
+  // The provider's server away, slow, refusing or answering wrongly: the next sync may do.
+  VNUM_FETCH_FAILED: 'unavailable',
   VNUM_DATABASE: 'internal',
   VNUM_INTERNAL: 'internal',
   // What Asterisk or a peer did, or failed to do.

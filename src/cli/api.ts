@@ -13,7 +13,7 @@ import type { NumberPolicy } from '../numbers/policy.js';
 import { resolveDbPath } from '../store/db.js';
 import { ALLOWED_NUMBER_TYPES_OPTION, defaultCountry, globalOptions, numberPolicy } from './context.js';
 import { printLine } from './output.js';
-import { secretFileModeProblem } from './ami-settings.js';
+import { secretFileModeProblem } from './secret-file.js';
 import { addSetting, boundedDuration, boundedInteger, configurationError, hostSetting, SETTING_LIMITS, span, tcpPort } from './settings.js';
 
 export const API_DEFAULTS = Object.freeze({ host: '127.0.0.1', port: 8474, rateLimit: 1000, drain: '5s' });

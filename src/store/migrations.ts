@@ -127,4 +127,17 @@ export const MIGRATIONS: readonly string[] = [
   ) WITHOUT ROWID;
   CREATE UNIQUE INDEX api_key_name ON api_key (name) WHERE revoked_at IS NULL;
   `,
+  // 5: provider sync (issue 13, src/pool/sync.ts): the retired numbers that a
+  // sync retired, because the provider stopped listing them. A sync puts such
+  // a number back in service when the provider lists it again (last night's
+  // export was cut short); a number retired any other way (pool retire, a
+  // row of the operator's own file) has no row here and stays retired.
+  // Every change of a number's state goes through src/pool/pool.ts, which
+  // keeps this table in step (a row only while the number is retired).
+  `
+  CREATE TABLE pool_retired_by_sync (
+    number      TEXT PRIMARY KEY REFERENCES pool_number (number),
+    retired_at  INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  `,
 ];

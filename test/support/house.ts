@@ -13,7 +13,7 @@ import { repoPath, repoRoot } from './repo.js';
 export const FLOORS: ReadonlyArray<readonly string[]> = [
   ['agi'],
   ['src/base'],
-  ['src/store', 'src/ami'],
+  ['src/store', 'src/ami', 'src/provider'],
   ['src/numbers', 'src/access'],
   ['src/pool'],
   ['src/session'],
