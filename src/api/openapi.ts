@@ -13,6 +13,7 @@ import { SCOPES } from '../access/api-keys.js';
 import { CALL_STATES } from '../calls/store.js';
 import { ErrorCode } from '../errors.js';
 import { POOL_STATES } from '../pool/pool.js';
+import { DEFAULT_MAX_RETIRE_PERCENT } from '../pool/sync.js';
 import { ROUTE_STATUSES } from '../routing/decide.js';
 import { SESSION_STATES } from '../session/state.js';
 import { API_LIMITS } from './limits.js';
@@ -105,6 +106,7 @@ const problemProperties: Record<string, Schema> = {
   differs: { type: 'array', items: { type: 'string' }, description: 'VNUM_SESSION_CONFLICT: what differs from the existing session.' },
   session: { ...ref('Session'), description: 'VNUM_SESSION_ENDED: the session a refused retry names.' },
   decision: { ...ref('RouteDecision'), description: 'GET /v1/route with an invalid number: the decision the router would make.' },
+  summary: { ...ref('SyncSummary'), description: 'VNUM_RETIRE_LIMIT: the plan that was refused (nothing was written).' },
 };
 
 const healthAmi = object({
@@ -196,6 +198,38 @@ const schemas: Record<string, Schema> = {
     },
   }),
   Retired: object({ number: e164, state: { type: 'string', const: 'retired' }, changed: { type: 'boolean' } }),
+  SyncSummary: object({
+    dryRun: { type: 'boolean' },
+    listed: { type: 'integer', minimum: 0, description: 'Distinct numbers in the export.' },
+    added: { type: 'integer', minimum: 0 },
+    retired: { type: 'integer', minimum: 0, description: 'Numbers put out of service (available before).' },
+    updated: { type: 'integer', minimum: 0, description: 'Every other change: another state, another country.' },
+    unchanged: { type: 'integer', minimum: 0 },
+    changes: {
+      type: 'array',
+      description: 'Every number written (or, in a dry run, that would be), in number order, with why.',
+      items: object({
+        number: e164,
+        from: nullable({ ...object({ country: { type: 'string' }, state: { type: 'string', enum: [...POOL_STATES] } }), type: 'object' }),
+        to: object({ country: { type: 'string' }, state: { type: 'string', enum: [...POOL_STATES] } }),
+        why: { type: 'string' },
+      }),
+    },
+    kept: { type: 'array', items: object({ number: e164, state: { type: 'string', enum: [...POOL_STATES] }, reason: { type: 'string' } }) },
+    unlisted: {
+      type: 'array',
+      description: 'Without retireMissing: numbers in service the export does not list, left as they are.',
+      items: object({ number: e164, state: { type: 'string', enum: [...POOL_STATES] } }),
+    },
+    retireLimit: object({
+      maxPercent: { type: 'integer', minimum: 0, maximum: 100 },
+      available: { type: 'integer', minimum: 0 },
+      retiring: { type: 'integer', minimum: 0 },
+      allowed: { type: 'integer', minimum: 0 },
+      availableAfter: { type: 'integer', minimum: 0 },
+      exceeded: { type: 'boolean' },
+    }),
+  }),
   RouteDecision: object({
     status: { type: 'string', enum: [...ROUTE_STATUSES] },
     target: { ...nullable(e164), description: 'The real number the router dials (BRIDGE only).' },
@@ -411,6 +445,33 @@ const OPERATIONS: Record<string, Partial<Record<'get' | 'post', Operation>>> = {
         content: { 'text/csv': { schema: { type: 'string', description: 'number[,country[,state]], or any column order under a header row.' } } },
       },
       success: { status: 200, schema: ref('PoolChange'), description: 'What changed, and the numbers whose state was kept.' },
+      problems: [...WITH_BODY, 409, 422],
+    },
+  },
+  '/v1/pool/sync': {
+    post: {
+      operationId: 'syncPool',
+      summary: "Make the pool follow a provider's export (as `vnum pool sync`): CSV (text/csv) or JSON (application/json) in the body.",
+      description:
+        'New numbers are added; with `retireMissing`, available numbers the export no longer lists are retired (sessions using them continue to their end). ' +
+        'Never re-enables a number the operator retired, never changes a reserved number. All or nothing; `dryRun` plans and reports only. ' +
+        'A sync that would retire more than `maxRetire` of the available numbers (or the last one) is refused with 409 VNUM_RETIRE_LIMIT and the plan, nothing written. ' +
+        `At most ${API_LIMITS.csvBodyBytes / 1024 / 1024} MiB. The API takes the export in the body; fetching a URL is the CLI's (\`vnum pool sync <https-url>\`).`,
+      scope: 'pool',
+      parameters: [
+        query('retireMissing', { type: 'boolean', default: false }, 'Retire the available numbers the export no longer lists (else they are only reported in `unlisted`).'),
+        query('maxRetire', { type: 'string', pattern: '^[0-9]{1,3}%$', default: `${DEFAULT_MAX_RETIRE_PERCENT}%` }, 'The most of the available numbers one sync may retire, 0% to 100%.'),
+        query('dryRun', { type: 'boolean', default: false }, 'Plan and report only: nothing is written, and a plan over the limit is reported, not refused.'),
+        countryParameter,
+      ],
+      requestBody: {
+        required: true,
+        content: {
+          'text/csv': { schema: { type: 'string', description: 'number[,country[,state]], or any column order under a header row.' } },
+          'application/json': { schema: { description: 'An array of numbers or of objects with a number, or an object holding one such list (as the provider exports it).' } },
+        },
+      },
+      success: { status: 200, schema: ref('SyncSummary'), description: 'What changed (or would, in a dry run), and why.' },
       problems: [...WITH_BODY, 409, 422],
     },
   },

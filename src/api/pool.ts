@@ -2,6 +2,8 @@ import { ErrorCode, VnumError } from '../errors.js';
 import { poolChangeJson, poolNumberJson } from '../json.js';
 import { normaliseNumber } from '../numbers/normalise.js';
 import { parsePoolCsv } from '../pool/csv.js';
+import { readExport } from '../pool/export.js';
+import { parseRetireShare } from '../pool/sync.js';
 import type { PoolState } from '../pool/pool.js';
 import { parts, type Handler } from './context.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
@@ -44,4 +46,20 @@ const retireNumber: Handler = async (request, _reply, context) => {
   return { number, state: 'retired', changed };
 };
 
-export const POOL_HANDLERS = { listPool, addToPool, importPool, retireNumber };
+/** As `vnum pool sync`: the export in the body (CSV, or JSON as the provider wrote it), the options in the query. */
+const syncPool: Handler = async (request, _reply, context) => {
+  const { query, body } = parts<{ retireMissing: boolean; maxRetire: string; dryRun: boolean; country?: string }, unknown>(request);
+  const type = request.headers['content-type']?.split(';')[0]!.trim().toLowerCase();
+  // JSON arrives parsed (fastify's parser, prototype poisoning refused): read back as the export's text.
+  const bytes = Buffer.from(type === 'application/json' ? JSON.stringify(body) : String(body), 'utf8');
+  const { entries } = readExport(bytes, { format: type === 'application/json' ? 'json' : 'csv' });
+  return context.authority.syncPool(entries, {
+    retireMissing: query.retireMissing,
+    maxRetirePercent: parseRetireShare(query.maxRetire, 'maxRetire'),
+    dryRun: query.dryRun,
+    defaultCountry: countryOf(query.country, context),
+    now: context.now(),
+  });
+};
+
+export const POOL_HANDLERS = { listPool, addToPool, importPool, retireNumber, syncPool };

@@ -82,6 +82,7 @@ export interface Problem {
   differs?: string[];
   session?: ReturnType<typeof sessionJson>;
   decision?: unknown;
+  summary?: unknown;
 }
 
 /** The problem for one of our errors; `requestId` names the request (its log line and x-request-id). */
@@ -99,6 +100,7 @@ export function problemOf(error: VnumError, requestId: string | undefined): Prob
   if (Array.isArray(details.differs)) problem.differs = details.differs as string[];
   if (error.code === ErrorCode.SessionEnded && details.session) problem.session = sessionJson(details.session as Session);
   if (details.decision !== undefined) problem.decision = details.decision;
+  if (error.code === ErrorCode.RetireLimit && details.summary) problem.summary = details.summary;
   return problem;
 }
 

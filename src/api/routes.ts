@@ -72,12 +72,16 @@ export function routeDefinitions(document: Json): RouteDefinition[] {
       };
       const parameters = operation.parameters ?? [];
       const bodyTypes = Object.keys(operation.requestBody?.content ?? {});
-      if (bodyTypes.length > 1) throw new Error(`${operation.operationId}: one media type per request body`);
+      // Several media types: the handler reads the body itself (fastify validates one schema per route).
+      const bodySchemas = bodyTypes.map((type) => operation.requestBody!.content[type]!.schema);
+      if (bodyTypes.length > 1 && bodySchemas.some((b) => b.type === 'object')) {
+        throw new Error(`${operation.operationId}: a body of several media types cannot be an object schema`);
+      }
       const schema: FastifySchema = {};
       const params = parameterSchema(parameters, 'path');
       if (params) schema.params = params;
       schema.querystring = parameterSchema(parameters, 'query');
-      if (bodyTypes.length === 1) schema.body = operation.requestBody!.content[bodyTypes[0]!]!.schema;
+      if (bodyTypes.length === 1) schema.body = bodySchemas[0];
       routes.push({
         operationId: operation.operationId,
         method: method.toUpperCase() as 'GET' | 'POST',

@@ -1,6 +1,7 @@
 import { createApiKey, listApiKeys, revokeApiKey, verifyApiKey } from '../access/api-keys.js';
 import { amiWatching, listCalls, listRouterStatus, openCallCount, requestSessionHangup } from '../calls/store.js';
 import { addToPool, poolPage, retireNumber } from '../pool/pool.js';
+import { syncPool } from '../pool/sync.js';
 import { decideRoute, type BridgeLookup } from '../routing/decide.js';
 import { storeBridgeLookup } from '../routing/lookup.js';
 import { createSession, getSession, listSessions, releaseSession, type CreateResult, type CreateSessionInput } from '../session/sessions.js';
@@ -57,6 +58,7 @@ export function openSqliteAuthority(path: string, options: { mode?: OpenMode } =
     listPool: (query) => run(() => poolPage(db, query)),
     addToPool: (entries, { defaultCountry, now, rule }) => run(() => addToPool(db, entries, { defaultCountry, now, writer: rule })),
     retireNumber: (number) => run(() => retireNumber(db, number)),
+    syncPool: (entries, options) => run(() => syncPool(db, entries, options)),
 
     decideRoute: (call, now, routeOptions) =>
       run(() => {
