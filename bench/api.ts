@@ -60,7 +60,8 @@ const API_NICE = 5;
 
 const SIZES = {
   full: { sessions: 1_000_000, keys: 50_000, rounds: 5, roundMs: 5_000, warmupMs: 2_000, httpConcurrency: 16, agiConcurrency: 50, reads: 20_000 },
-  smoke: { sessions: 2_000, keys: 1_000, rounds: 1, roundMs: 500, warmupMs: 200, httpConcurrency: 4, agiConcurrency: 10, reads: 200 },
+  // Windows long enough for a cold API on a loaded machine to answer at all.
+  smoke: { sessions: 2_000, keys: 1_000, rounds: 1, roundMs: 1_000, warmupMs: 1_000, httpConcurrency: 4, agiConcurrency: 10, reads: 200 },
 };
 type Sizes = (typeof SIZES)['full'];
 
