@@ -215,31 +215,35 @@ async function runRouter(dbPath: string, settings: ServeSettings, logger: Logger
         }
       : undefined;
   const handler = routeCalls(route, logger, routed);
+  // The metrics endpoint binds first: a taken port stops the start before the router listens.
+  let metricsServer: MetricsServer | undefined;
+  let figures: CachedFigures | undefined;
+  if (metrics && settings.metrics) {
+    figures = new CachedFigures({ reader: workerReader(dbPath), maxAgeMs: settings.metrics.storeAgeMs, logger });
+    try {
+      metricsServer = await startMetricsServer({ host: settings.metrics.host, port: settings.metrics.port, registry: metrics.registry, logger });
+    } catch (e) {
+      await figures.close();
+      callRouter.close();
+      throw listenError(e, routerKey(settings.metrics.host, settings.metrics.port));
+    }
+  }
   let agi: FastAgiServer;
   try {
     const { allow, maxConnections, deadlineMs } = settings;
     agi = await startFastAgiServer({ host, port, allow, maxConnections, deadlineMs, logger, handler, fallback: FALLBACK_ANSWER });
   } catch (e) {
+    await metricsServer?.close();
+    await figures?.close();
     callRouter.close();
     throw listenError(e, routerKey(host, port));
   }
-  let metricsServer: MetricsServer | undefined;
-  let figures: CachedFigures | undefined;
-  if (metrics && settings.metrics) {
-    figures = new CachedFigures({ reader: workerReader(dbPath), maxAgeMs: settings.metrics.storeAgeMs, logger });
+  if (metrics && figures) {
     metrics.attach({
       agi: { connections: () => agi.connections(), counts: () => agi.counts(), maxConnections: settings.maxConnections },
       amiConnected: amiClient ? () => amiClient.loggedIn : undefined,
       figures,
     });
-    try {
-      metricsServer = await startMetricsServer({ host: settings.metrics.host, port: settings.metrics.port, registry: metrics.registry, logger });
-    } catch (e) {
-      await agi.close(0);
-      await figures.close();
-      callRouter.close();
-      throw listenError(e, routerKey(settings.metrics.host, settings.metrics.port));
-    }
     // The first scrape finds figures already read.
     void figures.refresh();
   }

@@ -99,6 +99,10 @@ describe('vnum serve judges every setting before it opens, creates or migrates a
     ['a redaction switch that might mean either', [], { VNUM_LOG_REDACT: 'no' }, /^invalid VNUM_LOG_REDACT "no"/],
     ['an AMI port out of range', ['--ami-user', 'vnum', '--ami-port', '99999'], { VNUM_AMI_SECRET: 's' }, /^invalid AMI port/],
     ['an AMI secret file without an AMI user', [], { VNUM_AMI_SECRET_FILE: '/etc/hostname' }, /VNUM_AMI_SECRET_FILE given without an AMI user/],
+    ['a metrics port out of range', ['--metrics-port', '70000'], {}, /^invalid --metrics-port "70000": a whole number from 1 to 65535/],
+    ['a metrics port from the environment that is not one', [], { VNUM_METRICS_PORT: 'on' }, /^invalid VNUM_METRICS_PORT "on": a whole number from 1 to 65535/],
+    ['a metrics host that is not one', ['--metrics-host', 'not a host'], {}, /^invalid --metrics-host "not a host"/],
+    ['store figures read on every scrape', ['--metrics-store-age', '100ms'], {}, /^invalid --metrics-store-age "100ms": from 1s to 3600s/],
     ['a control character in a setting, echoed escaped', ['--host', 'a\u001b[2Jb'], {}, /^invalid --host "a\\x1b\[2Jb"/],
   ];
   it.each(cases)('%s: exit 1, one line, VNUM_CONFIGURATION, no database', (_what, args, env, message) => {
