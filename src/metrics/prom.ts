@@ -129,6 +129,18 @@ export class MetricsRegistry {
     });
   }
 
+  /** Values by several labels: each entry's labels, and its value. */
+  labelled(
+    name: string,
+    help: string,
+    type: Exclude<MetricType, 'histogram'>,
+    labels: readonly string[],
+    read: () => Iterable<{ labels: Readonly<Record<string, string>>; value: number }>,
+  ): void {
+    for (const label of labels) if (!LABEL_NAME.test(label)) throw new TypeError(`label name ${label} must match ${LABEL_NAME}`);
+    this.add({ name, help, type }, () => [...read()].map(({ labels: l, value }) => ({ labels: { ...l }, value })));
+  }
+
   histogram(name: string, help: string, histogram: Histogram): void {
     this.add({ name, help, type: 'histogram' }, () => histogram.samples(name));
   }

@@ -3,6 +3,7 @@ import pino from 'pino';
 import { startFastAgiServer, type FastAgiServer } from '../../agi/server.js';
 import { FALLBACK_ANSWER, routeCalls } from '../../src/cli/serve.js';
 import { CachedFigures, type FiguresReader } from '../../src/metrics/cached-figures.js';
+import { HttpMetrics } from '../../src/metrics/http.js';
 import { DECISION_BUCKETS, Histogram, MetricsRegistry } from '../../src/metrics/prom.js';
 import { RouterMetrics } from '../../src/metrics/router.js';
 import { storeFigures, type StoreFigures } from '../../src/metrics/store-figures.js';
@@ -70,6 +71,32 @@ describe('MetricsRegistry', () => {
     expect(samples(after.body).get('vnum_thing')).toBe(7);
     expect(after.body).toContain('# TYPE vnum_things_total counter');
     expect(after.contentType).toMatch(/^text\/plain; version=0\.0\.4/);
+  });
+});
+
+describe('HttpMetrics', () => {
+  it('counts requests by route template, method and status; a request that matched no route is `unmatched`, never its URL', async () => {
+    const m = new HttpMetrics('vnum_api', 'HTTP API');
+    m.observe('GET', '/v1/sessions/:id', 200, 0.002);
+    m.observe('GET', '/v1/sessions/:id', 200, 0.003);
+    m.observe('GET', '/v1/sessions/:id', 404, 0.001);
+    m.observe('POST', '/v1/sessions', 201, 0.02);
+    m.observe('GET', undefined, 404, 0.0005);
+    const s = samples((await m.registry.exposition()).body);
+    expect(s.get('vnum_api_requests_total{route="/v1/sessions/:id",method="GET",status="200"}')).toBe(2);
+    expect(s.get('vnum_api_requests_total{route="/v1/sessions/:id",method="GET",status="404"}')).toBe(1);
+    expect(s.get('vnum_api_requests_total{route="/v1/sessions",method="POST",status="201"}')).toBe(1);
+    expect(s.get('vnum_api_requests_total{route="unmatched",method="GET",status="404"}')).toBe(1);
+    expect(s.get('vnum_api_request_duration_seconds_count')).toBe(5);
+    expect(s.get('vnum_api_request_duration_seconds_bucket{le="0.001"}')).toBe(2);
+  });
+
+  it('stops adding series at a bound, and still times every request', async () => {
+    const m = new HttpMetrics('vnum_api', 'HTTP API');
+    for (let status = 0; status < 1_200; status++) m.observe('GET', '/v1/x', status, 0.001);
+    const body = (await m.registry.exposition()).body;
+    expect(body.match(/^vnum_api_requests_total\{/gm)!.length).toBe(1_000);
+    expect(samples(body).get('vnum_api_request_duration_seconds_count')).toBe(1_200);
   });
 });
 
