@@ -20,6 +20,7 @@ export const FLOORS: ReadonlyArray<readonly string[]> = [
   ['src/routing'],
   ['src/calls'],
   ['src/stats'],
+  ['src/metrics'],
   ['src/authority', 'src/json'],
   ['src/api'],
   ['src/cli'],
