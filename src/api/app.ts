@@ -6,6 +6,7 @@ import Fastify, { LogController, type FastifyError, type FastifyInstance, type F
 import type { Logger } from 'pino';
 import type { Authority } from '../authority/authority.js';
 import { ErrorCode, VnumError } from '../errors.js';
+import type { HttpMetrics } from '../metrics/http.js';
 import type { NumberPolicy } from '../numbers/policy.js';
 import { checkApiKey, type BadKeyLimit } from './access.js';
 import type { ApiContext, Handler } from './context.js';
@@ -31,6 +32,8 @@ export interface ApiOptions {
   trustProxy?: string[] | undefined;
   /** TLS: PEM certificate chain and private key. */
   tls?: { cert: Buffer; key: Buffer } | undefined;
+  /** Requests counted by route template, method and status (vnum api --metrics-port). */
+  metrics?: HttpMetrics | undefined;
   now?: () => number;
 }
 
@@ -110,6 +113,11 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     reply.header('x-content-type-options', 'nosniff');
   });
   app.addHook('onResponse', observeResponse(logger));
+  const metrics = options.metrics;
+  if (metrics) {
+    // The template the request matched (undefined: none), never its URL.
+    app.addHook('onResponse', async (request, reply) => metrics.observe(request.method, request.routeOptions.url, reply.statusCode, reply.elapsedTime / 1000));
+  }
 
   // The rate limit first (on each route's onRequest, ahead of the key check added below), per client address.
   await app.register(rateLimit, {

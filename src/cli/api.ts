@@ -14,7 +14,9 @@ import { resolveDbPath } from '../store/db.js';
 import { ALLOWED_NUMBER_TYPES_OPTION, defaultCountry, globalOptions, numberPolicy } from './context.js';
 import { printLine } from './output.js';
 import { secretFileModeProblem } from './secret-file.js';
-import { addSetting, boundedDuration, boundedInteger, configurationError, hostSetting, SETTING_LIMITS, span, tcpPort } from './settings.js';
+import { addSetting, boundedDuration, boundedInteger, configurationError, hostSetting, portOrOff, SETTING_LIMITS, span, tcpPort } from './settings.js';
+import { HttpMetrics } from '../metrics/http.js';
+import { startMetricsServer, type MetricsServer } from '../metrics/server.js';
 
 export const API_DEFAULTS = Object.freeze({ host: '127.0.0.1', port: 8474, rateLimit: 1000, drain: '5s' });
 const RATE_LIMIT_BOUNDS = { min: 0, max: 1_000_000 };
@@ -29,6 +31,8 @@ interface ApiFlags {
   rateLimit: number;
   trustProxy?: string[];
   drain: number;
+  metricsPort: number | null;
+  metricsHost: string;
   probe?: boolean;
 }
 
@@ -41,6 +45,8 @@ export interface ApiSettings {
   drainMs: number;
   defaultCountry: string | undefined;
   policy: NumberPolicy;
+  /** The Prometheus endpoint, on a port of its own; null: off. */
+  metrics: { host: string; port: number } | null;
 }
 
 interface PemFile {
@@ -104,6 +110,7 @@ export function apiSettings(options: ApiFlags, command: Command): ApiSettings {
     rateLimit: options.rateLimit,
     trustProxy: options.trustProxy,
     drainMs: options.drain,
+    metrics: options.metricsPort === null ? null : { host: options.metricsHost, port: options.metricsPort },
     defaultCountry: defaultCountry(command),
     policy: numberPolicy(command),
   };
@@ -174,6 +181,20 @@ export function registerApi(program: Command): void {
     judge: boundedDuration(SETTING_LIMITS.drainMs),
     default: { value: 5000, shown: API_DEFAULTS.drain },
   });
+  addSetting(api, {
+    flags: '--metrics-port <port>',
+    description: 'serve Prometheus metrics at http://<metrics-host>:<port>/metrics (a port of its own, no API key), or off',
+    judge: portOrOff,
+    default: { value: null, shown: 'off' },
+    env: 'VNUM_API_METRICS_PORT',
+  });
+  addSetting(api, {
+    flags: '--metrics-host <address>',
+    description: 'address the metrics endpoint listens on (keep it on loopback or a monitoring network)',
+    judge: hostSetting,
+    default: { value: '127.0.0.1' },
+    env: 'VNUM_API_METRICS_HOST',
+  });
   api
     .option('--country <XX>', 'default country for numbers without + (VNUM_DEFAULT_COUNTRY); a request may name its own')
     .option(...ALLOWED_NUMBER_TYPES_OPTION)
@@ -190,7 +211,9 @@ export function registerApi(program: Command): void {
       }
       const dbPath = resolveDbPath(globalOptions(command).db);
       const authority = openSqliteAuthority(dbPath, { mode: 'create' });
+      const metrics = settings.metrics ? new HttpMetrics('vnum_api', 'HTTP API') : undefined;
       const app = await buildApi({
+        metrics,
         authority,
         logger,
         defaultCountry: settings.defaultCountry,
@@ -199,14 +222,21 @@ export function registerApi(program: Command): void {
         trustProxy: settings.trustProxy,
         tls: settings.tls,
       });
+      // The metrics endpoint binds first: a taken port stops the start before the API listens.
+      let metricsServer: MetricsServer | undefined;
       try {
+        if (metrics && settings.metrics) {
+          metricsServer = await startMetricsServer({ host: settings.metrics.host, port: settings.metrics.port, registry: metrics.registry, logger });
+        }
         await app.listen({ host: settings.host, port: settings.port, listenTextResolver: () => 'vnum api listening' });
       } catch (e) {
+        await metricsServer?.close();
         await app.close().catch(() => undefined);
         await authority.close();
         const error = e as NodeJS.ErrnoException;
         if (error.syscall === 'listen' || error.syscall === 'bind' || error.syscall === 'getaddrinfo' || error.code === 'EADDRINUSE') {
-          throw new VnumError(ErrorCode.ListenFailed, `cannot listen on ${settings.host}:${settings.port}: ${error.message}`);
+          const where = metricsServer === undefined && settings.metrics ? settings.metrics : settings;
+          throw new VnumError(ErrorCode.ListenFailed, `cannot listen on ${where.host}:${where.port}: ${error.message}`);
         }
         throw e;
       }
@@ -219,6 +249,7 @@ export function registerApi(program: Command): void {
           trustProxy: settings.trustProxy?.join(',') ?? null,
           defaultCountry: settings.defaultCountry ?? null,
           allowedNumberTypes: [...settings.policy.allowed].join(','),
+          metrics: metricsServer ? `${metricsServer.address().host}:${metricsServer.address().port}` : 'off',
         },
         'vnum api serving this store',
       );
@@ -237,6 +268,7 @@ export function registerApi(program: Command): void {
           app
             .close()
             .catch((error: unknown) => logger.error({ err: error }, 'error while stopping'))
+            .then(() => metricsServer?.close())
             .finally(() => {
               clearTimeout(cut);
               const commits = authority.commitStats?.();

@@ -75,6 +75,9 @@ describe('settings are judged before anything is opened', () => {
     [['--drain', '2m'], {}, /invalid --drain "2m": from 0s to 60s/],
     [['--tls-cert', '/etc/hostname'], {}, /TLS needs both a certificate and its key: --tls-key is missing/],
     [[], { VNUM_LOG_LEVEL: 'loud' }, /invalid VNUM_LOG_LEVEL "loud"/],
+    [['--metrics-port', '0'], {}, /invalid --metrics-port "0": a whole number from 1 to 65535/],
+    [[], { VNUM_API_METRICS_PORT: 'yes' }, /invalid VNUM_API_METRICS_PORT "yes"/],
+    [['--metrics-host', 'not a host!'], {}, /invalid --metrics-host "not a host!"/],
   ])('%j %j: exit 1, VNUM_CONFIGURATION, no database made', (args, env, message) => {
     const r = apiCli(args, env);
     expect(r.status).toBe(1);

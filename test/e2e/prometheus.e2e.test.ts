@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { startApi, type ApiProcess } from '../support/api.js';
 import { vnum } from '../support/cli.js';
 import { placeCall } from '../support/fake-asterisk.js';
 import { freePort } from '../support/net.js';
@@ -13,7 +14,8 @@ import { sleep } from '../support/wait.js';
 
 /**
  * A real Prometheus (Debian's package, installed by
- * test/support/prometheus/install.sh) scrapes the built `vnum serve` with
+ * test/support/prometheus/install.sh) scrapes the built `vnum serve` and
+ * `vnum api`, each on a metrics port of its own, with
  * the shipped alert rules loaded, and the test reads what it scraped back
  * through Prometheus's own HTTP API. Prometheus and vnum each get free
  * loopback ports and a temporary folder: no fixed port, so no machine-wide lock.
@@ -36,11 +38,13 @@ async function queryUntil<T>(prometheus: Prometheus, expr: string, accept: (resu
   }
 }
 
-describeWhen(prometheusBlocker(), 'a real Prometheus scrapes vnum serve', () => {
+describeWhen(prometheusBlocker(), 'a real Prometheus scrapes vnum serve and vnum api', () => {
   let dir: string;
   let serve: Serve | undefined;
+  let api: ApiProcess | undefined;
   let prometheus: Prometheus | undefined;
   let metricsPort: number;
+  let apiMetricsPort: number;
 
   beforeAll(async () => {
     installPrometheus();
@@ -53,13 +57,32 @@ describeWhen(prometheusBlocker(), 'a real Prometheus scrapes vnum serve', () => 
     serve = await startServe({ db, args: ['--metrics-port', String(metricsPort)] });
     for (let i = 0; i < 3; i++) await placeCall(serve.port, { agi_callerid: A, agi_extension: dMasked });
     await placeCall(serve.port, { agi_callerid: '+447911000099', agi_extension: dMasked });
-    prometheus = await startPrometheus([{ job: 'vnum-serve', address: `127.0.0.1:${metricsPort}` }], {
-      ruleFiles: [repoPath('deploy/prometheus/vnum-alerts.yml')],
-    });
+
+    apiMetricsPort = await freePort();
+    api = await startApi({ db, args: ['--metrics-port', String(apiMetricsPort)] });
+    const key = JSON.parse(vnum(['--db', db, 'apikey', 'create', '--name', 'support', '--scope', 'read', '--json']).stdout).key as string;
+    const get = (path: string, withKey = true) => fetch(`${api!.url}${path}`, { headers: withKey ? { authorization: `Bearer ${key}` } : {} });
+    expect((await get('/v1/sessions/o1')).status).toBe(200);
+    expect((await get('/v1/sessions/o1')).status).toBe(200);
+    expect((await get('/v1/sessions/no-such-order')).status).toBe(404);
+    expect((await get('/v1/sessions/o1', false)).status).toBe(401);
+    // A path that is no route, with a real number in it: counted as unmatched, never by its URL.
+    expect((await get(`/v1/lookup/${A}`)).status).toBe(404);
+
+    prometheus = await startPrometheus(
+      [
+        { job: 'vnum-serve', address: `127.0.0.1:${metricsPort}` },
+        { job: 'vnum-api', address: `127.0.0.1:${apiMetricsPort}` },
+      ],
+      {
+        ruleFiles: [repoPath('deploy/prometheus/vnum-alerts.yml')],
+      },
+    );
   }, 15 * 60_000);
 
   afterAll(async () => {
     await prometheus?.stop();
+    await api?.stop();
     await serve?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
@@ -70,8 +93,27 @@ describeWhen(prometheusBlocker(), 'a real Prometheus scrapes vnum serve', () => 
     expect(bridged.value[1]).toBe('3');
     const noSession = await prometheus!.query('vnum_calls_routed_total{status="NO_SESSION"}');
     expect(noSession[0]?.value[1]).toBe('1');
+  });
+
+  it("scrapes both processes and reads the API's requests by route template and status back", async () => {
+    const byId = await queryUntil(prometheus!, 'vnum_api_requests_total{route="/v1/sessions/:id", status="200"}', (r) => (r.length === 1 ? r[0] : undefined));
+    expect(byId.metric).toMatchObject({ job: 'vnum-api', instance: `127.0.0.1:${apiMetricsPort}`, method: 'GET' });
+    expect(byId.value[1]).toBe('2');
+    const all = await prometheus!.query('sum by (route, status) (vnum_api_requests_total)');
+    const seen = Object.fromEntries(all.map((r) => [`${r.metric.route} ${r.metric.status}`, r.value[1]]));
+    expect(seen).toMatchObject({ '/v1/sessions/:id 200': '2', '/v1/sessions/:id 404': '1', '/v1/sessions/:id 401': '1', 'unmatched 404': '1' });
+    // No label of either process holds a number, a session id or a URL.
+    for (const series of await prometheus!.query('{job=~"vnum-.*"}')) {
+      for (const [label, value] of Object.entries(series.metric)) {
+        if (label === 'instance' || label === 'le') continue;
+        expect(value, `${series.metric.__name__}{${label}}`).not.toMatch(/\d{5}|o1|no-such-order|lookup/);
+      }
+    }
     const targets = await prometheus!.targets();
-    expect(targets.map((t) => [t.labels.job, t.health])).toEqual([['vnum-serve', 'up']]);
+    expect(targets.map((t) => [t.labels.job, t.health]).sort()).toEqual([
+      ['vnum-api', 'up'],
+      ['vnum-serve', 'up'],
+    ]);
   });
 
   it('computes the decision latency quantile and reads the pool headroom as Prometheus stored them', async () => {
