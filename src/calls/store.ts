@@ -215,21 +215,26 @@ export interface CallFilter {
   /** Only calls in progress (routed, ringing, answered). */
   live?: boolean | undefined;
   limit: number;
+  /** Only calls listed after this position: the `next` of the page before. */
+  after?: number | undefined;
 }
 
-/** Newest first; `limit + 1` rows are read so the caller can tell the list was cut. */
-export function listCalls(db: Db, filter: CallFilter): { calls: Call[]; more: boolean } {
-  const where: string[] = [];
+/** Newest first; `limit + 1` rows are read so the caller can tell the list was cut, and where the next page starts. */
+export function listCalls(db: Db, filter: CallFilter): { calls: Call[]; more: boolean; next: number | undefined } {
+  const where: string[] = ['id < @after'];
   if (filter.session !== undefined) where.push('session_id = @session');
   if (filter.since !== undefined) where.push('started_at >= @since');
   if (filter.live) where.push(OPEN);
-  const sql = `SELECT * FROM call ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT @limit`;
+  const sql = `SELECT * FROM call WHERE ${where.join(' AND ')} ORDER BY id DESC LIMIT @limit`;
   const rows = db.prepare<Record<string, unknown>, CallRow>(sql).all({
     session: filter.session ?? null,
     since: filter.since ?? null,
+    after: filter.after ?? Number.MAX_SAFE_INTEGER,
     limit: filter.limit + 1,
   });
-  return { calls: rows.slice(0, filter.limit).map(toCall), more: rows.length > filter.limit };
+  const more = rows.length > filter.limit;
+  const page = rows.slice(0, filter.limit);
+  return { calls: page.map(toCall), more, next: more ? page.at(-1)!.id : undefined };
 }
 
 // ---------------------------------------------------------------------------
@@ -264,11 +269,30 @@ export function writeRouterStatus(db: Db, status: RouterStatus): void {
   ).run(status);
 }
 
-export function readRouterStatus(db: Db, router: string): RouterStatus | undefined {
+/** A router_status row newer than this counts as a running `vnum serve`. */
+export const STATUS_FRESH_MS = 15_000;
+
+/** Whether some `vnum serve` on this database reports a live AMI login: without one, open calls may be stale. */
+export function amiWatching(db: Db, now: number): boolean {
   const row = db
-    .prepare<[string], Record<string, unknown>>('SELECT * FROM router_status WHERE router = ?')
-    .get(router);
-  if (!row) return undefined;
+    .prepare<[number], { n: number }>("SELECT count(*) AS n FROM router_status WHERE ami_state = 'logged-in' AND updated_at >= ?")
+    .get(now - STATUS_FRESH_MS);
+  return (row?.n ?? 0) > 0;
+}
+
+export function readRouterStatus(db: Db, router: string): RouterStatus | undefined {
+  const row = db.prepare<[string], RouterStatusRow>('SELECT * FROM router_status WHERE router = ?').get(router);
+  return row === undefined ? undefined : toRouterStatus(row);
+}
+
+/** Every router that reported since `since`, by address. */
+export function listRouterStatus(db: Db, since: number): RouterStatus[] {
+  return db.prepare<[number], RouterStatusRow>('SELECT * FROM router_status WHERE updated_at >= ? ORDER BY router').all(since).map(toRouterStatus);
+}
+
+type RouterStatusRow = Record<string, unknown>;
+
+function toRouterStatus(row: RouterStatusRow): RouterStatus {
   return {
     router: row.router as string,
     pid: row.pid as number,

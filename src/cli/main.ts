@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
-import { createRequire } from 'node:module';
 import { ErrorCode, VnumError } from '../errors.js';
+import { registerApi } from './api.js';
+import { registerApiKey } from './apikey.js';
+import { VERSION } from './version.js';
 import { registerCalls } from './calls.js';
 import { registerHealth } from './health.js';
 import { EXIT_OK, fail } from './failure.js';
@@ -10,8 +12,6 @@ import { registerRoute } from './route.js';
 import { registerServe } from './serve.js';
 import { registerSession } from './session.js';
 import { registerStats } from './stats.js';
-
-const { version } = createRequire(import.meta.url)('../../../package.json') as { version: string };
 
 function commandPath(command: Command): string {
   const names: string[] = [];
@@ -39,7 +39,7 @@ function usageErrors(command: Command): void {
 function buildProgram(): Command {
   const program = new Command('vnum')
     .description('number masking on your own Asterisk: virtual-number pool, masked sessions, FastAGI router')
-    .version(version, '-V, --version')
+    .version(VERSION, '-V, --version')
     .option('--db <file>', 'SQLite database (default: $VNUM_DB, else ~/.local/share/vnum/vnum.db)')
     // Errors are printed once, as one line, by fail(); help goes to stdout as usual.
     .configureOutput({ writeErr: () => undefined, outputError: () => undefined });
@@ -50,6 +50,8 @@ function buildProgram(): Command {
   registerServe(program);
   registerCalls(program);
   registerHealth(program);
+  registerApi(program);
+  registerApiKey(program);
   usageErrors(program);
   return program;
 }

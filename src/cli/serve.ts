@@ -17,10 +17,13 @@ import type { NumberPolicy } from '../numbers/policy.js';
 import { answerFor, channelVariables, ERROR_ANSWER, type RouteAnswer } from '../routing/answer.js';
 import type { RouteDecision } from '../routing/decide.js';
 import { createCallRouter, type RoutedCall } from '../routing/service.js';
+import { CachedFigures, workerReader } from '../metrics/cached-figures.js';
+import { RouterMetrics } from '../metrics/router.js';
+import { startMetricsServer, type MetricsServer } from '../metrics/server.js';
 import { openDb, resolveDbPath } from '../store/db.js';
 import { amiSettings, type AmiSettings } from './ami-settings.js';
 import { ALLOWED_NUMBER_TYPES_OPTION, defaultCountry, globalOptions, numberPolicy } from './context.js';
-import { addSetting, allowSetting, boundedDuration, boundedInteger, hostSetting, SETTING_LIMITS, span, tcpPort } from './settings.js';
+import { addSetting, allowSetting, boundedDuration, boundedInteger, hostSetting, portOrOff, SETTING_LIMITS, span, tcpPort } from './settings.js';
 
 // ---------------------------------------------------------------------------
 // A FastAGI connection as a routed call, and back
@@ -86,6 +89,8 @@ export interface ServeSettings {
   ami: AmiSettings | null;
   defaultCountry: string | undefined;
   policy: NumberPolicy;
+  /** The Prometheus endpoint; null: off. */
+  metrics: { host: string; port: number; storeAgeMs: number } | null;
 }
 
 interface ServeOptions {
@@ -95,6 +100,9 @@ interface ServeOptions {
   maxConnections: number;
   deadline: number;
   drain: number;
+  metricsHost: string;
+  metricsPort: number | null;
+  metricsStoreAge: number;
   amiHost?: string;
   amiPort?: string;
   amiUser?: string;
@@ -130,6 +138,27 @@ export function registerServe(program: Command): void {
     judge: boundedDuration(SETTING_LIMITS.drainMs),
     default: { value: 2000, shown: '2s' },
   });
+  addSetting(serve, {
+    flags: '--metrics-port <port>',
+    description: 'serve Prometheus metrics at http://<metrics-host>:<port>/metrics, or off',
+    judge: portOrOff,
+    default: { value: null, shown: 'off' },
+    env: 'VNUM_METRICS_PORT',
+  });
+  addSetting(serve, {
+    flags: '--metrics-host <address>',
+    description: 'address the metrics endpoint listens on (keep it on loopback or a monitoring network)',
+    judge: hostSetting,
+    default: { value: '127.0.0.1' },
+    env: 'VNUM_METRICS_HOST',
+  });
+  addSetting(serve, {
+    flags: '--metrics-store-age <duration>',
+    description: `how old the store figures on /metrics (sessions, pool, headroom) may get before a scrape has them read again, ${span(SETTING_LIMITS.metricsStoreAgeMs)}`,
+    judge: boundedDuration(SETTING_LIMITS.metricsStoreAgeMs),
+    default: { value: 30_000, shown: '30s' },
+    env: 'VNUM_METRICS_STORE_AGE',
+  });
   serve
     .option('--country <XX>', 'default country for numbers without + (VNUM_DEFAULT_COUNTRY)')
     .option(...ALLOWED_NUMBER_TYPES_OPTION)
@@ -151,9 +180,20 @@ export function registerServe(program: Command): void {
         // Settings every command shares keep the code they have everywhere: VNUM_INVALID_COUNTRY, VNUM_INVALID_ARGUMENT.
         defaultCountry: defaultCountry(command),
         policy: numberPolicy(command),
+        metrics:
+          options.metricsPort === null ? null : { host: options.metricsHost, port: options.metricsPort, storeAgeMs: options.metricsStoreAge },
       };
       await runRouter(resolveDbPath(globalOptions(command).db), settings, logger);
     });
+}
+
+/** A failure to bind (taken, not a local address, not permitted, no such host) as ours; anything else as it is. */
+function listenError(e: unknown, where: string): unknown {
+  const error = e as NodeJS.ErrnoException;
+  if (error.syscall === 'listen' || error.syscall === 'bind' || error.syscall === 'getaddrinfo') {
+    return new VnumError(ErrorCode.ListenFailed, `cannot listen on ${where}: ${error.message}`);
+  }
+  return e;
 }
 
 /** Wire everything, serve until SIGTERM or SIGINT, then stop it all in order. */
@@ -164,19 +204,48 @@ async function runRouter(dbPath: string, settings: ServeSettings, logger: Logger
   const callRouter = createCallRouter({ dbPath, defaultCountry: settings.defaultCountry, policy: settings.policy, logger });
   const amiClient = ami ? new AmiClient({ ...ami, eventClasses: CALL_EVENT_CLASSES, events: CALL_EVENTS, logger }) : null;
   const callLog = new CallTracker({ dbPath, ami: amiClient, router: routerKey(host, port), logger });
-  const handler = routeCalls(callRouter.route, logger, amiClient ? (call, answer) => callLog.routed(call, answer) : undefined);
+  // With metrics on, each decision is timed and each answer counted: plain numbers, read at scrape time.
+  const metrics = settings.metrics ? new RouterMetrics() : null;
+  const route = metrics ? metrics.timed(callRouter.route) : callRouter.route;
+  const routed =
+    metrics || amiClient
+      ? (call: InboundCall, answer: RouteAnswer) => {
+          metrics?.answered(answer.status);
+          if (amiClient) callLog.routed(call, answer);
+        }
+      : undefined;
+  const handler = routeCalls(route, logger, routed);
+  // The metrics endpoint binds first: a taken port stops the start before the router listens.
+  let metricsServer: MetricsServer | undefined;
+  let figures: CachedFigures | undefined;
+  if (metrics && settings.metrics) {
+    figures = new CachedFigures({ reader: workerReader(dbPath), maxAgeMs: settings.metrics.storeAgeMs, logger });
+    try {
+      metricsServer = await startMetricsServer({ host: settings.metrics.host, port: settings.metrics.port, registry: metrics.registry, logger });
+    } catch (e) {
+      await figures.close();
+      callRouter.close();
+      throw listenError(e, routerKey(settings.metrics.host, settings.metrics.port));
+    }
+  }
   let agi: FastAgiServer;
   try {
     const { allow, maxConnections, deadlineMs } = settings;
     agi = await startFastAgiServer({ host, port, allow, maxConnections, deadlineMs, logger, handler, fallback: FALLBACK_ANSWER });
   } catch (e) {
+    await metricsServer?.close();
+    await figures?.close();
     callRouter.close();
-    const error = e as NodeJS.ErrnoException;
-    // Binding failed (taken, not a local address, not permitted, no such host); anything else is ours.
-    if (error.syscall === 'listen' || error.syscall === 'bind' || error.syscall === 'getaddrinfo') {
-      throw new VnumError(ErrorCode.ListenFailed, `cannot listen on ${routerKey(host, port)}: ${error.message}`);
-    }
-    throw e;
+    throw listenError(e, routerKey(host, port));
+  }
+  if (metrics && figures) {
+    metrics.attach({
+      agi: { connections: () => agi.connections(), counts: () => agi.counts(), maxConnections: settings.maxConnections },
+      amiConnected: amiClient ? () => amiClient.loggedIn : undefined,
+      figures,
+    });
+    // The first scrape finds figures already read.
+    void figures.refresh();
   }
   callLog.start();
   amiClient?.start();
@@ -186,6 +255,7 @@ async function runRouter(dbPath: string, settings: ServeSettings, logger: Logger
       defaultCountry: settings.defaultCountry ?? null,
       allowedNumberTypes: [...settings.policy.allowed].join(','),
       ami: ami ? `${ami.username}@${ami.host}:${ami.port}` : 'off',
+      metrics: metricsServer ? routerKey(metricsServer.address().host, metricsServer.address().port) : 'off',
     },
     'vnum router routing from this store',
   );
@@ -200,6 +270,8 @@ async function runRouter(dbPath: string, settings: ServeSettings, logger: Logger
         .then(() => amiClient?.stop())
         .then(() => callLog.stop())
         .catch((error: unknown) => logger.error({ err: error }, 'error while stopping AMI'))
+        .then(() => Promise.all([metricsServer?.close(), figures?.close()]))
+        .catch((error: unknown) => logger.error({ err: error }, 'error while stopping metrics'))
         .finally(() => {
           callRouter.close();
           logger.info('vnum router stopped');

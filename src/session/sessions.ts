@@ -5,7 +5,7 @@ import { poolRevision } from '../pool/pool.js';
 import { formatDuration } from '../duration.js';
 import { ErrorCode, VnumError } from '../errors.js';
 import { isoDateTime, isRepresentableTime } from '../time.js';
-import type { E164 } from '../numbers/normalise.js';
+import { normaliseNumber, parseNumber, type E164 } from '../numbers/normalise.js';
 import { callingCodeOf } from '../numbers/plan.js';
 import { assertPartyAllowed, DEFAULT_POLICY, type NumberPolicy } from '../numbers/policy.js';
 import { numberTypeCode, type NumberType } from '../numbers/type.js';
@@ -34,6 +34,12 @@ export interface PartyInput {
   type: NumberType;
   /** Ask for a specific virtual number (the only way to lend a reserved one). */
   maskedAs?: E164 | undefined;
+}
+
+/** A party as a face receives it: its number as typed (read in `country` when without +), and a masked number it asks for. */
+export function partyInput(number: string, maskedAs: string | undefined, country: string | undefined): PartyInput {
+  const parsed = parseNumber(number, country);
+  return { number: parsed.e164, type: parsed.type, maskedAs: maskedAs === undefined ? undefined : normaliseNumber(maskedAs, country) };
 }
 
 export interface CreateSessionInput {
@@ -337,23 +343,37 @@ export interface SessionFilter {
   state?: SessionState | undefined;
   limit: number;
   now: number;
+  /** Only sessions listed after this position: the `next` of the page before. */
+  after?: number | undefined;
+}
+
+export interface SessionPage {
+  sessions: Session[];
+  /** More sessions match than this page holds. */
+  more: boolean;
+  /** Where the next page starts (pass it as `after`); undefined on the last page. */
+  next: number | undefined;
 }
 
 /**
- * Newest first; `limit + 1` rows are read so the caller can tell the list was cut.
- * By party, this walks the sessions newest first until the list is full: an
- * operator's command, so no party index makes every create write two more pages.
+ * Newest first, a page at a time; `limit + 1` rows are read so the caller
+ * can tell the list was cut. By party: one range of each party index
+ * (migration 4), newest first, so a party's page costs its own sessions,
+ * never a walk of the table.
  */
-export function listSessions(db: Db, filter: SessionFilter): { sessions: Session[]; more: boolean } {
-  const where: string[] = [];
-  if (filter.party) where.push('(first_party = @party OR second_party = @party)');
-  if (filter.state) where.push(stateSql(filter.state));
-  const sql = `SELECT * FROM session ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY sid DESC LIMIT @limit`;
+export function listSessions(db: Db, filter: SessionFilter): SessionPage {
+  const where = `sid < @after${filter.state ? ` AND ${stateSql(filter.state)}` : ''}`;
+  const side = (column: string) => `SELECT * FROM (SELECT * FROM session WHERE ${column} = @party AND ${where} ORDER BY sid DESC LIMIT @limit)`;
+  const sql = filter.party
+    ? `${side('first_party')} UNION ALL ${side('second_party')} ORDER BY sid DESC LIMIT @limit`
+    : `SELECT * FROM session WHERE ${where} ORDER BY sid DESC LIMIT @limit`;
   const rows = db.prepare<Record<string, unknown>, SessionRow>(sql).all({
     party: filter.party ?? null,
     now: filter.now,
+    after: filter.after ?? Number.MAX_SAFE_INTEGER,
     limit: filter.limit + 1,
   });
   const more = rows.length > filter.limit;
-  return { sessions: rows.slice(0, filter.limit).map((r) => toSession(r, filter.now)), more };
+  const page = rows.slice(0, filter.limit);
+  return { sessions: page.map((r) => toSession(r, filter.now)), more, next: more ? page.at(-1)!.sid : undefined };
 }

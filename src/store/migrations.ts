@@ -105,4 +105,39 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE bridge ADD COLUMN target_type INTEGER;
   `,
+  // 4: the HTTP API (issue 13). Sessions by party: `session list --party` and
+  // GET /v1/sessions?party= read one index range per side, newest first,
+  // instead of walking the table (each index costs every create one more
+  // page written: docs/benchmarks.md, store). API keys: the id is the key's
+  // public part; only a SHA-256 of its secret is stored; a name is unique
+  // among keys not revoked. Neither table holds a routing fact: cluster mode
+  // keeps api_key out of what replicas receive.
+  `
+  CREATE INDEX session_first_party ON session (first_party);
+  CREATE INDEX session_second_party ON session (second_party);
+
+  CREATE TABLE api_key (
+    id            TEXT PRIMARY KEY,
+    name          TEXT NOT NULL,
+    scopes        TEXT NOT NULL,
+    secret_sha256 BLOB NOT NULL,
+    created_at    INTEGER NOT NULL,
+    revoked_at    INTEGER,
+    last_used_at  INTEGER
+  ) WITHOUT ROWID;
+  CREATE UNIQUE INDEX api_key_name ON api_key (name) WHERE revoked_at IS NULL;
+  `,
+  // 5: provider sync (issue 13, src/pool/sync.ts): the retired numbers that a
+  // sync retired, because the provider stopped listing them. A sync puts such
+  // a number back in service when the provider lists it again (last night's
+  // export was cut short); a number retired any other way (pool retire, a
+  // row of the operator's own file) has no row here and stays retired.
+  // Every change of a number's state goes through src/pool/pool.ts, which
+  // keeps this table in step (a row only while the number is retired).
+  `
+  CREATE TABLE pool_retired_by_sync (
+    number      TEXT PRIMARY KEY REFERENCES pool_number (number),
+    retired_at  INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  `,
 ];

@@ -13,13 +13,16 @@ import { repoPath, repoRoot } from './repo.js';
 export const FLOORS: ReadonlyArray<readonly string[]> = [
   ['agi'],
   ['src/base'],
-  ['src/store', 'src/ami'],
-  ['src/numbers'],
+  ['src/store', 'src/ami', 'src/provider'],
+  ['src/numbers', 'src/access'],
   ['src/pool'],
   ['src/session'],
   ['src/routing'],
   ['src/calls'],
   ['src/stats'],
+  ['src/metrics'],
+  ['src/authority', 'src/json'],
+  ['src/api'],
   ['src/cli'],
 ];
 
