@@ -115,9 +115,9 @@ describe('the router\'s log', () => {
     expect(lines.filter((l) => leaked(l, REAL).length > 0)).toEqual([]);
   });
 
-  it('at debug level too (one line per FastAGI session)', async () => {
+  it('at debug level too (one line per FastAGI connection)', async () => {
     const lines = await runCalls({ VNUM_LOG_LEVEL: 'debug' });
-    expect(lines.filter((l) => l.includes('"FastAGI session"')).length).toBeGreaterThan(8);
+    expect(lines.filter((l) => l.includes('"FastAGI connection"')).length).toBeGreaterThan(8);
     expect(lines.filter((l) => leaked(l, REAL).length > 0)).toEqual([]);
   });
 

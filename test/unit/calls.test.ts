@@ -311,6 +311,13 @@ describe('the call tracker in vnum serve, against a fake AMI', () => {
   });
   const bridge: RouteAnswer = { status: 'BRIDGE', target: D, presentedCallerId: '+442079460002', session: 'order-1' };
   const calls = () => listCalls(store.db, { limit: 10 }).calls;
+  /** A tracker without AMI (no call log, only its status row), started and seen in the store. */
+  function trackerWithoutAmi(router: string, heartbeatMs?: number) {
+    const log = captureLog();
+    const tracker = new CallTracker({ dbPath: store.path, ami: null, router, logger: log.logger, heartbeatMs });
+    tracker.start();
+    return { log, tracker };
+  }
 
   it('records a bridged call and fills it from the events; refusals and other channels leave no row', async () => {
     const { fake, tracker } = await serveSide();
@@ -383,9 +390,7 @@ describe('the call tracker in vnum serve, against a fake AMI', () => {
   });
 
   it('without AMI: no call log, and the status says "disabled"', async () => {
-    const log = captureLog();
-    const tracker = new CallTracker({ dbPath: store.path, ami: null, router: 'x:1', logger: log.logger });
-    tracker.start();
+    const { tracker } = trackerWithoutAmi('x:1');
     tracker.routed(inbound('10.1'), bridge);
     await until(() => readRouterStatus(store.db, 'x:1') !== undefined);
     expect(readRouterStatus(store.db, 'x:1')!.amiState).toBe('disabled');
@@ -394,9 +399,7 @@ describe('the call tracker in vnum serve, against a fake AMI', () => {
   });
 
   it('a database replaced by mv (a restore) gets the log and the status from then on, not the old file', async () => {
-    const log = captureLog();
-    const tracker = new CallTracker({ dbPath: store.path, ami: null, router: 'r:1', logger: log.logger, heartbeatMs: 30 });
-    tracker.start();
+    const { log, tracker } = trackerWithoutAmi('r:1', 30);
     await until(() => readRouterStatus(store.db, 'r:1') !== undefined);
     // Only the tracker has the old file open now (WAL files go by path: a second
     // connection would keep the old -wal beside the new file).
@@ -420,9 +423,7 @@ describe('the call tracker in vnum serve, against a fake AMI', () => {
   });
 
   it('a database deleted under it is not recreated by the log or the status: nothing at the path until one is restored', async () => {
-    const log = captureLog();
-    const tracker = new CallTracker({ dbPath: store.path, ami: null, router: 'd:1', logger: log.logger, heartbeatMs: 20 });
-    tracker.start();
+    const { log, tracker } = trackerWithoutAmi('d:1', 20);
     await until(() => readRouterStatus(store.db, 'd:1') !== undefined);
     store.db.close();
     for (const suffix of ['', '-wal', '-shm']) rmSync(store.path + suffix, { force: true });
