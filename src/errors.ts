@@ -19,6 +19,8 @@ export const ErrorCode = {
   SessionNotFound: 'VNUM_SESSION_NOT_FOUND',
   SessionConflict: 'VNUM_SESSION_CONFLICT',
   SessionEnded: 'VNUM_SESSION_ENDED',
+  /** `vnum webhooks retry|discard` named an event that is not parked (unknown, delivered, or still being tried). */
+  EventNotParked: 'VNUM_EVENT_NOT_PARKED',
   DatabaseNotFound: 'VNUM_DATABASE_NOT_FOUND',
   DatabasePermissions: 'VNUM_DATABASE_PERMISSIONS',
   DatabaseVersion: 'VNUM_DATABASE_VERSION',

@@ -3,7 +3,9 @@ import type { InboundCall, RouteAnswer } from '../../agi/server.js';
 import type { AmiClient, AmiError } from '../ami/client.js';
 import { openDb, type Db } from '../store/db.js';
 import { watchFileIdentity, type FileIdentityWatch } from '../store/file-identity.js';
+import { addToCounter } from '../webhooks/outbox.js';
 import { callFact, isUniqueid, liveUniqueids } from './facts.js';
+import { recordRefusal, RefusalGate } from './refusals.js';
 import {
   applyCallFact,
   callsToHangUp,
@@ -30,7 +32,9 @@ import {
  *   is the one AMI user. Hangup names the channel by its Uniqueid, which
  *   Asterisk never reuses (channel names restart at 00000000 with Asterisk);
  * - every `heartbeatMs` and at each AMI change, a row in router_status says
- *   how AMI is doing, for `vnum health`.
+ *   how AMI is doing, for `vnum health`;
+ * - a call the router refuses becomes call.refused for the order system, or
+ *   a count, within bounds (./refusals.ts); with or without AMI.
  *
  * Writes go through one queue on this module's own connection with a short
  * busy timeout: a CLI holding the write lock delays the log by a moment but
@@ -49,6 +53,8 @@ export interface CallTrackerOptions {
   hangupRetryMs?: number;
   heartbeatMs?: number;
   busyTimeoutMs?: number;
+  /** The country the router reads numbers without + in: to tell which party a refused call came from. */
+  defaultCountry?: string | undefined;
   now?: () => number;
 }
 
@@ -88,11 +94,13 @@ export class CallTracker {
    * the log through a connection to the old file.
    */
   private readonly identity: FileIdentityWatch;
+  private readonly refusals: RefusalGate;
 
   constructor(private readonly options: CallTrackerOptions) {
     this.log = options.logger.child({ component: 'calls' });
     this.now = options.now ?? Date.now;
     this.startedAt = this.now();
+    this.refusals = new RefusalGate({ defaultCountry: options.defaultCountry }, this.startedAt);
     this.identity = watchFileIdentity(options.dbPath, {
       onWatchError: (error) => this.log.warn({ err: error, db: options.dbPath }, "call log: cannot watch the database's folder: a stat at every write"),
     });
@@ -116,10 +124,16 @@ export class CallTracker {
     this.reportStatus();
   }
 
-  /** From the router, for every answer it sends: a bridged call gets its row. Never throws. */
+  /** From the router, for every answer it sends: a bridged call gets its row, a refused one its event or count. Never throws. */
   routed(call: InboundCall, answer: RouteAnswer): void {
     try {
-      if (!this.options.ami || this.stopped || answer.VNUM_STATUS !== 'BRIDGE') return;
+      if (this.stopped) return;
+      if (answer.VNUM_STATUS !== 'BRIDGE') {
+        const refusal = this.refusals.admit(call, answer.VNUM_STATUS, answer.VNUM_SESSION, this.now());
+        if (refusal) this.enqueue('refused call', (db) => void recordRefusal(db, refusal, this.now()));
+        return;
+      }
+      if (!this.options.ami) return;
       if (!isUniqueid(call.uniqueId) || !CHANNEL.test(call.channel)) {
         this.log.warn({ session: answer.VNUM_SESSION }, 'bridged call without a usable agi_uniqueid or agi_channel: not in the call log');
         return;
@@ -177,6 +191,12 @@ export class CallTracker {
       asteriskVersion: status?.asteriskVersion ?? null,
     };
     this.enqueue('router status', (db) => writeRouterStatus(db, row));
+    const counts = this.refusals.takeCounts();
+    if (counts.size > 0) {
+      this.enqueue('refusal counts', (db) => {
+        for (const [name, by] of counts) addToCounter(db, name, by);
+      });
+    }
   }
 
   private async reconcile(): Promise<void> {

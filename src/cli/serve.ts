@@ -101,14 +101,13 @@ export function registerServe(program: Command): void {
       openDb(dbPath, { mode: 'create' }).close();
       const calls = createCallRouter({ dbPath, defaultCountry: settings.defaultCountry, policy: settings.policy, logger });
       const amiClient = ami ? new AmiClient({ ...ami, eventClasses: CALL_EVENT_CLASSES, events: CALL_EVENTS, logger }) : null;
-      const tracker = new CallTracker({ dbPath, ami: amiClient, router: routerKey(host, port), logger });
-      const route: RouteFunction = amiClient
-        ? (call) => {
-            const answer = calls.route(call);
-            tracker.routed(call, answer);
-            return answer;
-          }
-        : calls.route;
+      const tracker = new CallTracker({ dbPath, ami: amiClient, router: routerKey(host, port), logger, defaultCountry: settings.defaultCountry });
+      // The answer first; the tracker only queues what it records (bridged calls with AMI, refusals always).
+      const route: RouteFunction = (call) => {
+        const answer = calls.route(call);
+        tracker.routed(call, answer);
+        return answer;
+      };
       let router;
       try {
         const { allow, maxConnections, sessionDeadlineMs } = settings;

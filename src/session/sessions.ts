@@ -9,6 +9,7 @@ import { assertPartyAllowed, DEFAULT_POLICY, type NumberPolicy } from '../number
 import { numberTypeCode, type NumberType } from '../numbers/type.js';
 import { chooseMaskedNumber, poolView, requestedNumberProblem, type PoolCandidate, type PoolView } from './allocate.js';
 import { endAfterRelease, sessionState, type SessionState } from './state.js';
+import { recordSessionCreated, recordSessionReleased } from '../webhooks/outbox.js';
 
 export interface Party {
   number: E164;
@@ -203,6 +204,7 @@ export function createSession(db: Db, input: CreateSessionInput): CreateResult {
         { number: second.number, maskedAs: secondMaskedAs },
       ],
     };
+    recordSessionCreated(db, session, now);
     return { session, created: true };
   });
 }
@@ -329,7 +331,9 @@ export function releaseSession(db: Db, id: string, graceMs: number, now: number)
     // The pair rows still belong to this session: a live session's rows cannot pass to another.
     s.endBridge.run(endsAt, row.second_party, row.first_masked_as, row.sid);
     s.endBridge.run(endsAt, row.first_party, row.second_masked_as, row.sid);
-    return { session: toSession({ ...row, released_at: session.releasedAt ?? now, ends_at: endsAt }, now), changed: true };
+    const released = toSession({ ...row, released_at: session.releasedAt ?? now, ends_at: endsAt }, now);
+    recordSessionReleased(db, session, released, now);
+    return { session: released, changed: true };
   });
 }
 

@@ -1,0 +1,147 @@
+import { writeTransaction, type Db } from '../store/db.js';
+import { ErrorCode, VnumError } from '../errors.js';
+import { addToCounter, closeEvent, COUNTERS, EVENT_ID, recordingSince, type CounterName } from './outbox.js';
+
+/**
+ * The outbox as the operator sees it (`vnum webhooks status`, and the
+ * figures metrics read), and what the operator does with parked events:
+ * send them again, or give up on them.
+ */
+
+export interface ParkedEvent {
+  id: string;
+  type: string;
+  session: string;
+  attempts: number;
+  firstFailedAt: number | null;
+  parkedAt: number;
+  lastError: string | null;
+}
+
+export interface DelivererSeen {
+  instance: string;
+  url: string;
+  pid: number;
+  startedAt: number;
+  updatedAt: number;
+  inFlight: number;
+  lastError: string | null;
+  stopped: boolean;
+}
+
+export interface WebhookStatus {
+  recording: { on: boolean; since: number | null };
+  events: {
+    /** Due now or later, the oldest open event of its session. */
+    pending: number;
+    /** Of those, being retried after a failure. */
+    retrying: number;
+    /** Waiting behind an earlier event of their session. */
+    queued: number;
+    /** Of the queued, behind a parked event: they move only when it is retried or discarded. */
+    blocked: number;
+    parked: number;
+  };
+  /** Everything not yet delivered: pending, queued and parked. */
+  backlog: number;
+  /** When the oldest event not yet delivered was recorded. */
+  oldestUndeliveredAt: number | null;
+  /** Running totals since the database was created (they never go down). */
+  counters: Record<CounterName, number>;
+  deliverers: DelivererSeen[];
+  /** The parked events, oldest first, at most `parkedLimit`. */
+  parked: ParkedEvent[];
+}
+
+export function webhookStatus(db: Db, parkedLimit = 100): WebhookStatus {
+  const byState = new Map(
+    db
+      .prepare<[], { state: string; n: number }>('SELECT state, count(*) AS n FROM webhook_event WHERE done_at IS NULL GROUP BY state')
+      .all()
+      .map((r) => [r.state, r.n]),
+  );
+  const retrying = db.prepare<[], number>("SELECT count(*) FROM webhook_event WHERE state = 'pending' AND attempts > 0 AND first_failed_at IS NOT NULL").pluck().get() ?? 0;
+  const blocked =
+    db
+      .prepare<[], number>(
+        `SELECT count(*) FROM webhook_event WHERE done_at IS NULL AND state = 'queued'
+            AND session_id IN (SELECT session_id FROM webhook_event WHERE state = 'parked')`,
+      )
+      .pluck()
+      .get() ?? 0;
+  const oldestUndeliveredAt =
+    db.prepare<[], number | null>('SELECT min(recorded_at) FROM webhook_event WHERE done_at IS NULL').pluck().get() ?? null;
+  const counters = Object.fromEntries(COUNTERS.map((name) => [name, 0])) as Record<CounterName, number>;
+  for (const row of db.prepare<[], { name: CounterName; value: number }>('SELECT name, value FROM webhook_counter').all()) {
+    if (row.name in counters) counters[row.name] = row.value;
+  }
+  const deliverers = db
+    .prepare<[], Omit<DelivererSeen, 'stopped'> & { stopped: number }>(
+      `SELECT instance, url, pid, started_at AS startedAt, updated_at AS updatedAt, in_flight AS inFlight, last_error AS lastError, stopped
+         FROM webhook_deliverer ORDER BY updated_at DESC`,
+    )
+    .all()
+    .map((d) => ({ ...d, stopped: d.stopped !== 0 }));
+  const parked = db
+    .prepare<[number], ParkedEvent>(
+      `SELECT id, type, session_id AS session, attempts, first_failed_at AS firstFailedAt, parked_at AS parkedAt, last_error AS lastError
+         FROM webhook_event WHERE state = 'parked' ORDER BY seq LIMIT ?`,
+    )
+    .all(parkedLimit);
+  const since = recordingSince(db);
+  const pending = byState.get('pending') ?? 0;
+  const queued = byState.get('queued') ?? 0;
+  const parkedCount = byState.get('parked') ?? 0;
+  return {
+    recording: { on: since !== null, since },
+    events: { pending, retrying, queued, blocked, parked: parkedCount },
+    backlog: pending + queued + parkedCount,
+    oldestUndeliveredAt,
+    counters,
+    deliverers,
+    parked,
+  };
+}
+
+interface ParkedRow {
+  seq: number;
+  id: string;
+  session: string;
+}
+
+/** The parked events these ids name, all of them or none (VNUM_EVENT_NOT_PARKED naming the first that is not). */
+function parkedEvents(db: Db, ids: readonly string[] | 'all'): ParkedRow[] {
+  const all = db.prepare<[], ParkedRow>("SELECT seq, id, session_id AS session FROM webhook_event WHERE state = 'parked' ORDER BY seq").all();
+  if (ids === 'all') return all;
+  const byId = new Map(all.map((row) => [row.id, row]));
+  return [...new Set(ids)].map((id) => {
+    if (!EVENT_ID.test(id)) {
+      throw new VnumError(ErrorCode.InvalidArgument, `invalid event id "${id.slice(0, 70)}": evt_ and 32 hexadecimal digits, as vnum webhooks status shows it`);
+    }
+    const row = byId.get(id);
+    if (!row) throw new VnumError(ErrorCode.EventNotParked, `no parked event ${id}: vnum webhooks status lists the parked ones`);
+    return row;
+  });
+}
+
+/** Parked events become due now, with a fresh retry window. Returns their ids. */
+export function retryParked(db: Db, ids: readonly string[] | 'all', now: number): string[] {
+  return writeTransaction(db, () => {
+    const rows = parkedEvents(db, ids);
+    const again = db.prepare<[number, number]>(
+      "UPDATE webhook_event SET state = 'pending', next_at = ?, attempts = 0, first_failed_at = NULL, parked_at = NULL WHERE seq = ? AND state = 'parked'",
+    );
+    for (const row of rows) again.run(now, row.seq);
+    return rows.map((r) => r.id);
+  });
+}
+
+/** Give up on parked events: never sent; their sessions' later events follow. Returns their ids. */
+export function discardParked(db: Db, ids: readonly string[] | 'all', now: number): string[] {
+  return writeTransaction(db, () => {
+    const rows = parkedEvents(db, ids);
+    for (const row of rows) closeEvent(db, row, 'discarded', now);
+    addToCounter(db, 'discarded', rows.length);
+    return rows.map((r) => r.id);
+  });
+}
