@@ -19,7 +19,7 @@ import type { WebhookSettings } from './settings.js';
  *   due (the outbox's rule), so an event is first sent after every earlier
  *   event of its session got its 2xx. Sessions do not wait for each other:
  *   up to `concurrency` sessions are sent at once.
- * - Each claim leases the event for the timeout and a margin; a deliverer
+ * - Each claim leases the event for the timeout and a margin (leaseFor); a deliverer
  *   killed mid-flight leaves leases that run out, and the events are sent
  *   again by whoever delivers next. Several deliverers on one store share
  *   the work without sending one event twice at the same time.
@@ -55,8 +55,10 @@ export interface DelivererStatus {
   lastDeliveredAt: number | null;
 }
 
-/** How far past the timeout a lease runs: enough for the outcome to be recorded. */
-const LEASE_MARGIN_MS = 2_000;
+/** How far past the timeout a lease runs: enough for the outcome to be recorded (as long again as the timeout, at most 2 s). */
+export function leaseFor(timeoutMs: number): number {
+  return timeoutMs + Math.min(timeoutMs, 2_000);
+}
 const PRUNE_EVERY_MS = 3_600_000;
 export const KEEP_DONE_MS = 7 * 86_400_000;
 
@@ -128,7 +130,7 @@ export class WebhookDeliverer {
       const now = this.now();
       this.clockWork(now);
       const free = settings.concurrency - this.inFlight.size;
-      if (free > 0) claimed = store.claim(now, free, settings.timeoutMs + LEASE_MARGIN_MS);
+      if (free > 0) claimed = store.claim(now, free, leaseFor(settings.timeoutMs));
     } catch (error) {
       this.fail('the outbox cannot be read', error);
     } finally {

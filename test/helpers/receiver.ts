@@ -17,10 +17,12 @@ export interface Received {
   event: { id: string; type: string; session: string; sequence: number; occurredAt: string; data: Record<string, any> };
   /** The signature checked against the receiver's secrets. */
   verified: boolean;
+  /** What the receiver answered: a status, or 'hang'. */
+  answered?: number | 'hang';
 }
 
-/** What to answer a request with: a status (and optional headers), or 'hang'. */
-export type Answer = { status: number; headers?: Record<string, string>; body?: string } | 'hang';
+/** What to answer a request with: a status (and optional headers, body, and a wait before answering), or 'hang'. */
+export type Answer = { status: number; headers?: Record<string, string>; body?: string; delayMs?: number } | 'hang';
 
 export interface Receiver {
   readonly url: string;
@@ -29,6 +31,8 @@ export interface Receiver {
   /** Requests answered 2xx: what was delivered, in the order it was acknowledged. */
   delivered(): Received[];
   answer: (request: Received) => Answer;
+  /** Requests received and not answered yet, on connections still open. */
+  open(): number;
   /** Stop listening (connections refused); `up()` listens again on the same port. */
   down(): Promise<void>;
   up(): Promise<void>;
@@ -40,6 +44,7 @@ export async function startReceiver(options: { secrets: string[]; port?: number;
   const received: Received[] = [];
   const acknowledged: Received[] = [];
   const sockets = new Set<Socket>();
+  const waiting = new Set<http.ServerResponse>();
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -62,9 +67,21 @@ export async function startReceiver(options: { secrets: string[]; port?: number;
       };
       received.push(request);
       const answer = receiver.answer(request);
-      if (answer === 'hang') return;
-      if (answer.status >= 200 && answer.status < 300) acknowledged.push(request);
-      res.writeHead(answer.status, answer.headers).end(answer.body ?? '');
+      if (answer === 'hang') {
+        request.answered = 'hang';
+        return;
+      }
+      const send = () => {
+        waiting.delete(res);
+        if (res.destroyed) return; // the sender went away while we waited: it never saw an answer
+        request.answered = answer.status;
+        if (answer.status >= 200 && answer.status < 300) acknowledged.push(request);
+        res.writeHead(answer.status, answer.headers).end(answer.body ?? '');
+      };
+      waiting.add(res);
+      res.on('close', () => waiting.delete(res));
+      if (answer.delayMs) setTimeout(send, answer.delayMs);
+      else send();
     });
   });
   server.on('connection', (socket) => {
@@ -91,6 +108,7 @@ export async function startReceiver(options: { secrets: string[]; port?: number;
     received,
     delivered: () => acknowledged,
     answer: () => ({ status: 200 }),
+    open: () => waiting.size,
     down: shut,
     up: async () => void (await listen(port)),
     close: shut,
@@ -98,7 +116,7 @@ export async function startReceiver(options: { secrets: string[]; port?: number;
   return receiver;
 }
 
-/** The order each session's events were first acknowledged in: what "in order per session" is about. */
+/** Each session's events in the order the receiver first saw each one (later copies left out). */
 export function firstDeliveries(received: readonly Received[]): Map<string, Received[]> {
   const seen = new Set<string>();
   const bySession = new Map<string, Received[]>();
@@ -110,4 +128,33 @@ export function firstDeliveries(received: readonly Received[]): Map<string, Rece
     bySession.set(r.event.session, list);
   }
   return bySession;
+}
+
+/**
+ * What "in order per session" means at the receiver: within a session, an
+ * event is first received only after every earlier event of the session
+ * (by sequence) was answered 2xx. Returns the violations, as text.
+ */
+export function orderViolations(received: readonly Received[]): string[] {
+  const acked = new Set<string>();
+  const seenIds = new Set<string>();
+  const violations: string[] = [];
+  for (const r of received) {
+    const { id, session, sequence } = r.event;
+    if (!seenIds.has(id)) {
+      seenIds.add(id);
+      // Every earlier event of the session first received must have been acknowledged already.
+      for (const other of received) {
+        if (other === r) break;
+        if (other.event.session === session && other.event.sequence < sequence && !acked.has(other.event.id)) {
+          violations.push(`${session}: ${r.event.type} (#${sequence}) received before ${other.event.type} (#${other.event.sequence}) was acknowledged`);
+        }
+        if (other.event.session === session && other.event.sequence > sequence) {
+          violations.push(`${session}: ${r.event.type} (#${sequence}) first received after #${other.event.sequence}`);
+        }
+      }
+    }
+    if (typeof r.answered === 'number' && r.answered >= 200 && r.answered < 300) acked.add(id);
+  }
+  return violations;
 }
