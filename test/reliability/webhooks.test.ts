@@ -10,6 +10,8 @@
  *    answered 2xx), session.ended once per session.
  * 2. The receiver down for a long stretch while events keep coming: nothing
  *    is lost or parked, and everything arrives in order once it is back.
+ * 3. A flood of refused calls through the built `vnum serve`: every call
+ *    answered, call.refused bounded per session, the rest counted.
  *
  * Timings are compressed, and say so: back-off from 20-100 ms to 0.2-2 s
  * (10 s to 1 h by default), an outage of 12 s standing for minutes, a
@@ -27,7 +29,7 @@ import { webhookStatus } from '../../src/webhooks/status.js';
 import { VNUM_BIN } from '../helpers/cli.js';
 import { firstDeliveries, orderViolations, startReceiver, type Receiver } from '../helpers/receiver.js';
 import { londonDids, mobile, party, seedPool } from '../helpers/store.js';
-import { prng, sizeFromEnv, sleep } from './lib.js';
+import { prng, routeCall, sizeFromEnv, sleep, startServe } from './lib.js';
 
 const KILLS = sizeFromEnv('VNUM_RELIABILITY_WEBHOOK_KILLS', 20);
 const SESSIONS = sizeFromEnv('VNUM_RELIABILITY_WEBHOOK_SESSIONS', 60);
@@ -209,3 +211,35 @@ it('a receiver down for a long stretch while events keep coming: nothing lost, n
   expect(figures.events).toBe(SESSIONS * 3);
   expect(webhookStatus(db).counters.parked).toBe(0);
 }, 120_000);
+
+it('a flood of refused calls through the real router: every call answered, call.refused bounded per session, the rest counted', async () => {
+  await freshStore('refusals');
+  const ended = REAL(0);
+  createSession(db, { id: 'over', first: party(ended[0]), second: party(ended[1]), ttlMs: 1, now: Date.now() - 1_000 });
+  const overMasked = db.prepare<[], { m: string }>("SELECT second_masked_as AS m FROM session WHERE id = 'over'").get()!.m;
+  const serve = await startServe({ db: dbPath });
+  try {
+    const statuses = new Map<string, number>();
+    const note = (status: string | undefined) => statuses.set(status ?? 'none', (statuses.get(status ?? 'none') ?? 0) + 1);
+    const CALLS = 300;
+    for (let round = 0; round < CALLS; round += 20) {
+      await Promise.all(
+        Array.from({ length: 20 }, async (_, j) => {
+          const i = round + j;
+          // The ended session's first party redialling; strangers; withheld numbers.
+          const [caller, dialled] = i % 3 === 0 ? [ended[0], overMasked] : i % 3 === 1 ? [mobile(9_000 + i), overMasked] : ['anonymous', overMasked];
+          note((await routeCall(serve.port, caller, dialled)).answer?.status);
+        }),
+      );
+    }
+    expect(Object.fromEntries(statuses)).toEqual({ ENDED: CALLS / 3, NO_SESSION: CALLS / 3, INVALID: CALLS / 3 });
+  } finally {
+    expect(await serve.stop()).toBe(0);
+  }
+  const refused = db.prepare<[], { session: string; data: string }>("SELECT session_id AS session, data FROM webhook_event WHERE type = 'call.refused'").all();
+  expect(refused.map((r) => r.session)).toEqual(Array(5).fill('over'));
+  expect(refused.map((r) => JSON.parse(r.data).call)).toEqual(Array(5).fill({ uniqueid: '1732526400.17', caller: 'first', dialled: overMasked, reason: 'session-ended' }));
+  const counters = webhookStatus(db).counters;
+  expect(counters).toMatchObject({ refusals_dropped: 100 - 5, refused_no_session: 100, refused_invalid_caller: 100 });
+  console.log(`refused calls: 300 answered (100 ENDED, 100 NO_SESSION, 100 INVALID); 5 call.refused recorded, ${counters.refusals_dropped} dropped by the per-session bound, 200 counted without a session`);
+}, 60_000);
