@@ -106,7 +106,7 @@ async function drained(timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const status = webhookStatus(db);
-    if (status.backlog === 0 && db.prepare('SELECT count(*) AS n FROM webhook_session_end').get()!.n === 0) return;
+    if (status.backlog === 0 && db.prepare<[], number>('SELECT count(*) FROM webhook_session_end').pluck().get() === 0) return;
     if (Date.now() > deadline) throw new Error(`backlog left: ${JSON.stringify(status.events)}`);
     await sleep(100);
   }
