@@ -157,6 +157,7 @@ type CallEventType = 'call.bridged' | 'call.answered' | 'call.ended';
 
 /** The webhook event of a call's change, in the transaction that made it (src/webhooks/). */
 function recordCallEvent(db: Db, type: CallEventType, id: number, occurredAt: number): void {
+  if (!isRecording(db)) return;
   const row = statements(db).withMasked.get(id);
   if (row) appendEvent(db, callEvent(type, toCall(row), { first: row.first_masked_as, second: row.second_masked_as }, occurredAt), Date.now());
 }

@@ -115,7 +115,8 @@ export const MIGRATIONS: readonly string[] = [
   // (it still holds its session's later events back). `done_at`: delivered
   // or discarded; the partial indexes hold only open events, so they stay the
   // size of the backlog. `webhook_session_end`: sessions whose end has not
-  // been reported yet (session.ended happens by the clock, with no write).
+  // been reported yet (session.ended happens by the clock, with no write),
+  // keyed by the end itself: one B-tree, and the sweep reads its front.
   `
   CREATE TABLE webhook_event (
     seq              INTEGER PRIMARY KEY,
@@ -138,10 +139,10 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX webhook_event_parked ON webhook_event (seq) WHERE state = 'parked';
 
   CREATE TABLE webhook_session_end (
-    session_id  TEXT PRIMARY KEY,
-    ends_at     INTEGER NOT NULL
+    ends_at     INTEGER NOT NULL,
+    session_id  TEXT NOT NULL,
+    PRIMARY KEY (ends_at, session_id)
   ) WITHOUT ROWID;
-  CREATE INDEX webhook_session_end_due ON webhook_session_end (ends_at);
 
   CREATE TABLE webhook_counter (
     name   TEXT PRIMARY KEY,

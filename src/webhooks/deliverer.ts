@@ -60,6 +60,7 @@ export function leaseFor(timeoutMs: number): number {
   return timeoutMs + Math.min(timeoutMs, 2_000);
 }
 const PRUNE_EVERY_MS = 3_600_000;
+const STORE_RETRY_MS = 1_000;
 export const KEEP_DONE_MS = 7 * 86_400_000;
 
 export class WebhookDeliverer {
@@ -126,12 +127,14 @@ export class WebhookDeliverer {
     this.pumping = true;
     const { settings, store } = this.options;
     let claimed: ClaimedEvent[] = [];
+    let failed = false;
     try {
       const now = this.now();
       this.clockWork(now);
       const free = settings.concurrency - this.inFlight.size;
       if (free > 0) claimed = store.claim(now, free, leaseFor(settings.timeoutMs));
     } catch (error) {
+      failed = true;
       this.fail('the outbox cannot be read', error);
     } finally {
       this.pumping = false;
@@ -144,7 +147,8 @@ export class WebhookDeliverer {
       });
       this.inFlight.set(event.seq, delivery);
     }
-    this.schedule(this.options.pollMs ?? 250);
+    // A store that fails (busy for longer than its wait, a disk error) is tried again a second later, not in a tight loop.
+    this.schedule(failed ? STORE_RETRY_MS : (this.options.pollMs ?? 250));
   }
 
   private clockWork(now: number): void {

@@ -107,7 +107,6 @@ export function callEvent(type: 'call.bridged' | 'call.answered' | 'call.ended',
     session: call.session,
     occurredAt,
     data: {
-      session: call.session,
       call: {
         id: call.id,
         uniqueid: call.uniqueid,
@@ -150,7 +149,6 @@ export function refusalEvent(refusal: RefusalFacts, masked: MaskedPair): EventRe
     session: refusal.session,
     occurredAt: refusal.at,
     data: {
-      session: refusal.session,
       call: { uniqueid: refusal.uniqueid, caller: refusal.caller, dialled: maskedFor(refusal.caller, masked).dialled, reason: refusal.reason },
     },
   };

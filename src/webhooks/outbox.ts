@@ -26,13 +26,11 @@ const statements = perConnection((db: Db) => ({
     `INSERT INTO webhook_event (id, type, session_id, occurred_at, recorded_at, data, state, next_at)
      VALUES (@id, @type, @session, @occurredAt, @recordedAt, @data, @state, @nextAt)`,
   ),
-  trackEnd: db.prepare<[string, number]>(
-    'INSERT INTO webhook_session_end (session_id, ends_at) VALUES (?, ?) ON CONFLICT (session_id) DO UPDATE SET ends_at = excluded.ends_at',
-  ),
+  trackEnd: db.prepare<[number, string]>('INSERT OR IGNORE INTO webhook_session_end (ends_at, session_id) VALUES (?, ?)'),
   endsDue: db.prepare<[number, number], { session: string; endsAt: number }>(
     'SELECT session_id AS session, ends_at AS endsAt FROM webhook_session_end WHERE ends_at <= ? ORDER BY ends_at LIMIT ?',
   ),
-  untrackEnd: db.prepare<[string]>('DELETE FROM webhook_session_end WHERE session_id = ?'),
+  untrackEnd: db.prepare<[number, string]>('DELETE FROM webhook_session_end WHERE ends_at = ? AND session_id = ?'),
   count: db.prepare<[number, string]>('UPDATE webhook_counter SET value = value + ? WHERE name = ?'),
   close: db.prepare<{ seq: number; state: string; now: number }>(
     `UPDATE webhook_event SET state = @state, done_at = @now, next_at = NULL WHERE seq = @seq AND done_at IS NULL`,
@@ -128,7 +126,7 @@ export type CounterName = (typeof COUNTERS)[number];
 export function recordSessionCreated(db: Db, session: SessionFacts, now: number): void {
   if (!isRecording(db)) return;
   appendEvent(db, sessionEvent('session.created', session, session.createdAt), now);
-  if (session.endsAt !== null) statements(db).trackEnd.run(session.id, session.endsAt);
+  if (session.endsAt !== null) statements(db).trackEnd.run(session.endsAt, session.id);
 }
 
 /**
@@ -143,7 +141,8 @@ export function recordSessionReleased(db: Db, before: Pick<SessionFacts, 'endsAt
   const s = statements(db);
   if (before.endsAt !== null && before.endsAt <= (s.reportedTo.get() ?? 0)) return;
   appendEvent(db, sessionEvent('session.released', after, now), now);
-  if (after.endsAt !== null) s.trackEnd.run(after.id, after.endsAt);
+  if (before.endsAt !== null) s.untrackEnd.run(before.endsAt, after.id);
+  if (after.endsAt !== null) s.trackEnd.run(after.endsAt, after.id);
 }
 
 /**
@@ -156,15 +155,14 @@ export function reportEndedSessions(db: Db, now: number, session: (id: string) =
   const s = statements(db);
   return db.transaction(() => {
     const due = s.endsDue.all(now, limit);
-    for (const { session: id } of due) {
+    for (const { session: id, endsAt } of due) {
+      s.untrackEnd.run(endsAt, id);
       const facts = session(id);
-      if (facts && facts.endsAt !== null && facts.endsAt > now) {
-        // Not over after all (the row and the session are written together, so this is a safeguard): follow the session.
-        s.trackEnd.run(id, facts.endsAt);
-        continue;
-      }
-      if (facts && facts.endsAt !== null) appendEvent(db, sessionEvent('session.ended', facts, facts.endsAt), now);
-      s.untrackEnd.run(id);
+      if (!facts || facts.endsAt === null) continue;
+      // A row is reported only when it is the session's own end; one left at another time (a release
+      // while recording was off moved the end) is moved there instead: one row per end, one report.
+      if (facts.endsAt === endsAt) appendEvent(db, sessionEvent('session.ended', facts, facts.endsAt), now);
+      else s.trackEnd.run(facts.endsAt, id);
     }
     // Every tracked end up to here is reported: all up to now, or, with more left, those before the last one read.
     s.setReportedTo.run(due.length < limit ? now : due[due.length - 1]!.endsAt - 1);

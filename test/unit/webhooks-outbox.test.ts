@@ -187,6 +187,17 @@ describe('session events', () => {
     expect(types('o')).toEqual(['session.created', 'session.ended']);
   });
 
+  it('recording turned off and on while a release moved the end: still reported once, with the real end', () => {
+    createSession(store.db, { id: 'o', first: party(A), second: party(D), ttlMs: 10_000, now: T0 });
+    recording(false);
+    releaseSession(store.db, 'o', 0, T0 + 100);
+    recording(true);
+    releaseSession(store.db, 'o', 0, T0 + 200); // ended already: unchanged, nothing recorded
+    for (const t of [T0 + 1_000, T0 + 10_000, T0 + 10_001, T0 + 20_000]) reportSessionEnds(store.db, t);
+    const ended = rows().filter((r) => r.type === 'session.ended');
+    expect(ended.map((r) => r.occurred_at)).toEqual([T0 + 100]);
+  });
+
   it('two connections sweeping: each end reported once', () => {
     const other = openDb(store.path);
     try {
@@ -226,8 +237,8 @@ describe('call events', () => {
       ['call.ended', T0 + 9_500],
     ]);
     const ended = data(calls[2]!);
+    expect(calls.map((r) => r.session_id)).toEqual(['order-1', 'order-1', 'order-1']);
     expect(ended).toMatchObject({
-      session: 'order-1',
       call: {
         uniqueid: '100.1',
         caller: 'first',
@@ -282,8 +293,8 @@ describe('refused calls', () => {
     expect(Object.fromEntries(gate.takeCounts())).toEqual({ refused_no_session: 2, refused_invalid_caller: 1 });
     expect(gate.takeCounts().size).toBe(0);
     const [refused] = rows().filter((r) => r.type === 'call.refused');
+    expect(refused!.session_id).toBe('order-1');
     expect(data(refused!)).toEqual({
-      session: 'order-1',
       call: { uniqueid: '7.1', caller: 'second', dialled: session.parties[0].maskedAs, reason: 'session-ended' },
     });
     expect(refused!.occurred_at).toBe(T0 + 5_000);
