@@ -27,7 +27,7 @@ export const ErrorCode = {
   DatabaseBusy: 'VNUM_DATABASE_BUSY',
   DiskFull: 'VNUM_DISK_FULL',
   Database: 'VNUM_DATABASE',
-  /** A setting of `vnum serve` or `vnum health` (flag or environment) that cannot work. */
+  /** A setting of `vnum serve`, `vnum health` or `vnum webhooks deliver` (flag or environment) that cannot work. */
   Configuration: 'VNUM_CONFIGURATION',
   /** `vnum serve` could not bind its address (taken, not local, not permitted). */
   ListenFailed: 'VNUM_LISTEN_FAILED',

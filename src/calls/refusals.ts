@@ -1,7 +1,7 @@
 import { writeTransaction, type Db } from '../store/db.js';
 import { normaliseNumberCached } from '../numbers/cache.js';
 import { perConnection } from '../store/prepared.js';
-import { refusalEvent, type RefusalReason, type Side } from '../webhooks/events.js';
+import { maskedNumbers, type Side } from '../webhooks/events.js';
 import { appendEvent, type CounterName } from '../webhooks/outbox.js';
 
 /**
@@ -61,6 +61,13 @@ class TokenBucket {
     return true;
   }
 }
+
+/**
+ * Why the router refused a call of a session: the session had ended
+ * (ENDED), or the number-type policy refuses the party it would dial
+ * (NOT_ALLOWED).
+ */
+export type RefusalReason = 'session-ended' | 'number-type-policy';
 
 const REASONS: Partial<Record<string, RefusalReason>> = { ENDED: 'session-ended', NOT_ALLOWED: 'number-type-policy' };
 const UNTIED: Partial<Record<string, CounterName>> = { NO_SESSION: 'refused_no_session', INVALID: 'refused_invalid_caller' };
@@ -155,8 +162,9 @@ export function recordRefusal(db: Db, refusal: Refusal, now: number): boolean {
     if (!row) return false;
     const caller: Side | undefined = row.first_party === refusal.caller ? 'first' : row.second_party === refusal.caller ? 'second' : undefined;
     if (caller === undefined) return false;
-    const { session, reason, uniqueid, at } = refusal;
-    appendEvent(db, refusalEvent({ session, caller, reason, uniqueid, at }, { first: row.first_masked_as, second: row.second_masked_as }), now);
+    const { dialled } = maskedNumbers(caller, { first: row.first_masked_as, second: row.second_masked_as });
+    const call = { uniqueid: refusal.uniqueid, caller, dialled, reason: refusal.reason };
+    appendEvent(db, { type: 'call.refused', session: refusal.session, occurredAt: refusal.at, data: { call } }, now);
     return true;
   });
 }

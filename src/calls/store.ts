@@ -1,7 +1,8 @@
 import { writeTransaction, type Db } from '../store/db.js';
-import { callEvent } from '../webhooks/events.js';
+import { maskedNumbers } from '../webhooks/events.js';
 import { appendEvent, isRecording } from '../webhooks/outbox.js';
 import type { CallFact } from './facts.js';
+import { callJson } from './json.js';
 
 /**
  * The call log in SQLite (schema 2): one row per call the router bridged.
@@ -155,11 +156,18 @@ export interface RoutedCall {
 
 type CallEventType = 'call.bridged' | 'call.answered' | 'call.ended';
 
-/** The webhook event of a call's change, in the transaction that made it (src/webhooks/). */
+/**
+ * The webhook event of a call's change, in the transaction that made it
+ * (src/webhooks/): `data.call` is the call as `vnum calls --json` shows it,
+ * with the masked number the caller dialled and the one the other party was shown.
+ */
 function recordCallEvent(db: Db, type: CallEventType, id: number, occurredAt: number): void {
   if (!isRecording(db)) return;
   const row = statements(db).withMasked.get(id);
-  if (row) appendEvent(db, callEvent(type, toCall(row), { first: row.first_masked_as, second: row.second_masked_as }, occurredAt), Date.now());
+  if (!row) return;
+  const call = toCall(row);
+  const masked = maskedNumbers(call.caller, { first: row.first_masked_as, second: row.second_masked_as });
+  appendEvent(db, { type, session: call.session, occurredAt, data: { call: { ...callJson(call), ...masked } } }, Date.now());
 }
 
 /** The row for a call the router bridged, and its call.bridged. False when the session has no such party (nothing written). */

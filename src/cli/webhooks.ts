@@ -2,7 +2,8 @@ import { Option, type Command } from 'commander';
 import { createRequire } from 'node:module';
 import { ErrorCode, VnumError } from '../errors.js';
 import { createLogger } from '../log.js';
-import { reportSessionEnds } from '../session/ends.js';
+import { reportSessionEnds } from '../session/events.js';
+import { findSession } from '../session/sessions.js';
 import { openDb, resolveDbPath, writeTransaction } from '../store/db.js';
 import { WebhookDeliverer } from '../webhooks/deliverer.js';
 import { sqliteDeliveryStore } from '../webhooks/delivery-store.js';
@@ -12,6 +13,7 @@ import { discardParked, retryParked, webhookStatus, type WebhookStatus } from '.
 import { formatMs } from '../settings.js';
 import { globalOptions, withDb } from './context.js';
 import { isoTime, printJson, printLine, printTable, shortTime } from './output.js';
+import { stopSignal } from './stop-signal.js';
 
 const { version } = createRequire(import.meta.url)('../../../package.json') as { version: string };
 
@@ -134,7 +136,7 @@ export function registerWebhooks(program: Command): void {
         store: sqliteDeliveryStore(db),
         settings,
         logger,
-        tick: (now) => void reportSessionEnds(db, now),
+        tick: (now) => void reportSessionEnds(db, now, (id) => findSession(db, id, now)),
         userAgent: `vnum-webhooks/${version}`,
       });
       if (warning) logger.warn(warning);
@@ -144,23 +146,16 @@ export function registerWebhooks(program: Command): void {
         { db: dbPath, url: settings.url.href, concurrency: settings.concurrency, realNumbers: settings.realNumbers, secrets: settings.secrets.length },
         'vnum webhooks delivering from this store',
       );
-      await new Promise<void>((resolve) => {
-        const stop = (signal: NodeJS.Signals) => {
-          process.off('SIGTERM', stop);
-          process.off('SIGINT', stop);
-          logger.info({ signal, inFlight: deliverer.status().inFlight }, 'stopping: finishing deliveries in flight');
-          deliverer
-            .stop()
-            .catch((error: unknown) => logger.error({ err: error }, 'error while stopping'))
-            .finally(() => {
-              db.close();
-              logger.info('vnum webhooks stopped');
-              resolve();
-            });
-        };
-        process.on('SIGTERM', stop);
-        process.on('SIGINT', stop);
-      });
+      const signal = await stopSignal();
+      logger.info({ signal, inFlight: deliverer.status().inFlight }, 'stopping: finishing deliveries in flight');
+      try {
+        await deliverer.stop();
+      } catch (error) {
+        logger.error({ err: error }, 'error while stopping');
+      } finally {
+        db.close();
+        logger.info('vnum webhooks stopped');
+      }
     });
 
   webhooks
@@ -173,31 +168,24 @@ export function registerWebhooks(program: Command): void {
       else printStatus(status, Date.now());
     });
 
-  webhooks
-    .command('retry')
-    .description('send parked events again, with a fresh retry window; their sessions\' later events follow')
-    .argument('[event-ids...]', 'parked events (vnum webhooks status lists them)')
-    .option('--all', 'every parked event')
-    .option('--json', 'JSON: {"retried": [ids]}')
-    .action((ids: string[], options: { all?: boolean; json?: boolean }, command: Command) => {
-      const which = eventIds(ids, options.all);
-      const retried = withDb(command, (db) => retryParked(db, which, Date.now()), 'write');
-      if (options.json) printJson({ retried });
-      else printLine(`${retried.length} parked event${retried.length === 1 ? '' : 's'} due again`);
-    });
-
-  webhooks
-    .command('discard')
-    .description('give up on parked events: never sent; their sessions\' later events follow')
-    .argument('[event-ids...]', 'parked events (vnum webhooks status lists them)')
-    .option('--all', 'every parked event')
-    .option('--json', 'JSON: {"discarded": [ids]}')
-    .action((ids: string[], options: { all?: boolean; json?: boolean }, command: Command) => {
-      const which = eventIds(ids, options.all);
-      const discarded = withDb(command, (db) => discardParked(db, which, Date.now()), 'write');
-      if (options.json) printJson({ discarded });
-      else printLine(`${discarded.length} parked event${discarded.length === 1 ? '' : 's'} discarded`);
-    });
+  const parkedActions = [
+    ['retry', 'retried', 'due again', 'send parked events again, with a fresh retry window; their sessions\' later events follow', retryParked],
+    ['discard', 'discarded', 'discarded', 'give up on parked events: never sent; their sessions\' later events follow', discardParked],
+  ] as const;
+  for (const [name, key, done, description, act] of parkedActions) {
+    webhooks
+      .command(name)
+      .description(description)
+      .argument('[event-ids...]', 'parked events (vnum webhooks status lists them)')
+      .option('--all', 'every parked event')
+      .option('--json', `JSON: {"${key}": [ids]}`)
+      .action((ids: string[], options: { all?: boolean; json?: boolean }, command: Command) => {
+        const which = eventIds(ids, options.all);
+        const changed = withDb(command, (db) => act(db, which, Date.now()), 'write');
+        if (options.json) printJson({ [key]: changed });
+        else printLine(`${changed.length} parked event${changed.length === 1 ? '' : 's'} ${done}`);
+      });
+  }
 
   for (const [name, on] of [['enable', true], ['disable', false]] as const) {
     webhooks

@@ -9,7 +9,7 @@ import { assertPartyAllowed, DEFAULT_POLICY, type NumberPolicy } from '../number
 import { numberTypeCode, type NumberType } from '../numbers/type.js';
 import { chooseMaskedNumber, poolView, requestedNumberProblem, type PoolCandidate, type PoolView } from './allocate.js';
 import { endAfterRelease, sessionState, type SessionState } from './state.js';
-import { recordSessionCreated, recordSessionReleased } from '../webhooks/outbox.js';
+import { recordSessionCreated, recordSessionReleased } from './events.js';
 
 export interface Party {
   number: E164;
@@ -337,11 +337,17 @@ export function releaseSession(db: Db, id: string, graceMs: number, now: number)
   });
 }
 
+/** The session, or undefined when there is none (a reader for the session.ended sweep, src/session/events.ts). */
+export function findSession(db: Db, id: string, now: number): Session | undefined {
+  const row = statements(db).byId.get(id);
+  return row ? toSession(row, now) : undefined;
+}
+
 export function getSession(db: Db, id: string, now: number): Session {
   validateSessionId(id);
-  const row = statements(db).byId.get(id);
-  if (!row) throw new VnumError(ErrorCode.SessionNotFound, `no session "${id}"`);
-  return toSession(row, now);
+  const session = findSession(db, id, now);
+  if (!session) throw new VnumError(ErrorCode.SessionNotFound, `no session "${id}"`);
+  return session;
 }
 
 export interface SessionFilter {

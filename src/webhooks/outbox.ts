@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Db } from '../store/db.js';
 import { perConnection } from '../store/prepared.js';
-import { sessionEvent, type EventRecord, type SessionFacts } from './events.js';
+import type { EventRecord } from './events.js';
 
 /**
  * The write side of the webhook outbox: what the writers of facts (session
@@ -120,52 +120,28 @@ export const COUNTERS = [
 export type CounterName = (typeof COUNTERS)[number];
 
 // ---------------------------------------------------------------------------
-// Sessions: created, released, and ended by the clock.
+// Sessions whose end is still to be reported (session.ended happens by the
+// clock, with no write: src/session/events.ts reports them).
 
-/** Inside createSession's transaction. */
-export function recordSessionCreated(db: Db, session: SessionFacts, now: number): void {
-  if (!isRecording(db)) return;
-  appendEvent(db, sessionEvent('session.created', session, session.createdAt), now);
-  if (session.endsAt !== null) statements(db).trackEnd.run(session.endsAt, session.id);
+/** Track a session's end, inside its create or release transaction. */
+export function trackSessionEnd(db: Db, session: string, endsAt: number): void {
+  statements(db).trackEnd.run(endsAt, session);
 }
 
-/**
- * Inside releaseSession's transaction, for a release that changed the
- * session's end. Skipped when that end has already been reported as
- * session.ended: a release that waited for the write lock with a clock read
- * before the end, while the end was reported, must not put session.released
- * after session.ended.
- */
-export function recordSessionReleased(db: Db, before: Pick<SessionFacts, 'endsAt'>, after: SessionFacts, now: number): void {
-  if (!isRecording(db)) return;
-  const s = statements(db);
-  if (before.endsAt !== null && before.endsAt <= (s.reportedTo.get() ?? 0)) return;
-  appendEvent(db, sessionEvent('session.released', after, now), now);
-  if (before.endsAt !== null) s.untrackEnd.run(before.endsAt, after.id);
-  if (after.endsAt !== null) s.trackEnd.run(after.endsAt, after.id);
+export function untrackSessionEnd(db: Db, session: string, endsAt: number): void {
+  statements(db).untrackEnd.run(endsAt, session);
 }
 
-/**
- * session.ended for every tracked session whose end has come, once each, in
- * one IMMEDIATE transaction: whoever runs it (one deliverer or several), a
- * session's end is reported exactly once, after anything its release
- * recorded. `session(id)` reads the session as it is now. Returns how many.
- */
-export function reportEndedSessions(db: Db, now: number, session: (id: string) => SessionFacts | undefined, limit = 1_000): number {
-  const s = statements(db);
-  return db.transaction(() => {
-    const due = s.endsDue.all(now, limit);
-    for (const { session: id, endsAt } of due) {
-      s.untrackEnd.run(endsAt, id);
-      const facts = session(id);
-      if (!facts || facts.endsAt === null) continue;
-      // A row is reported only when it is the session's own end; one left at another time (a release
-      // while recording was off moved the end) is moved there instead: one row per end, one report.
-      if (facts.endsAt === endsAt) appendEvent(db, sessionEvent('session.ended', facts, facts.endsAt), now);
-      else s.trackEnd.run(facts.endsAt, id);
-    }
-    // Every tracked end up to here is reported: all up to now, or, with more left, those before the last one read.
-    s.setReportedTo.run(due.length < limit ? now : due[due.length - 1]!.endsAt - 1);
-    return due.length;
-  }).immediate();
+/** Tracked ends up to `now`, earliest first. */
+export function sessionEndsDue(db: Db, now: number, limit: number): Array<{ session: string; endsAt: number }> {
+  return statements(db).endsDue.all(now, limit);
+}
+
+/** Every tracked end up to this time has been reported. */
+export function endsReportedTo(db: Db): number {
+  return statements(db).reportedTo.get() ?? 0;
+}
+
+export function setEndsReportedTo(db: Db, at: number): void {
+  statements(db).setReportedTo.run(at);
 }

@@ -1,5 +1,6 @@
 import { writeTransaction, type Db } from '../store/db.js';
 import { ErrorCode, VnumError } from '../errors.js';
+import type { DelivererReport } from './delivery-store.js';
 import { addToCounter, closeEvent, COUNTERS, EVENT_ID, recordingSince, type CounterName } from './outbox.js';
 
 /**
@@ -18,16 +19,8 @@ export interface ParkedEvent {
   lastError: string | null;
 }
 
-export interface DelivererSeen {
-  instance: string;
-  url: string;
-  pid: number;
-  startedAt: number;
-  updatedAt: number;
-  inFlight: number;
-  lastError: string | null;
-  stopped: boolean;
-}
+/** A deliverer as it last reported itself (heartbeats every 5 s; `stopped` once it has stopped). */
+export type DelivererSeen = DelivererReport;
 
 export interface WebhookStatus {
   recording: { on: boolean; since: number | null };

@@ -24,6 +24,7 @@ import { e2eReadiness, provision } from './harness/provision.js';
 import { placeCall, startUas } from './harness/sipp.js';
 import { startRouter, VnumDb, type Router, type SessionJson } from './harness/vnum.js';
 import { startReceiver, type Receiver } from '../helpers/receiver.js';
+import { sleep, until } from '../unit/agi-fake-asterisk.js';
 
 const readiness = e2eReadiness();
 if (readiness.blocker && !readiness.mustRun) {
@@ -38,17 +39,6 @@ const STRANGER = '+441314960999';
 const REAL = [ALICE, DEV, STRANGER];
 const AMI_SECRET = `e2e-${randomBytes(16).toString('hex')}`;
 const WEBHOOK_SECRET = randomBytes(32).toString('hex');
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function waitFor<T>(what: string, probe: () => T | undefined | false, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 function managerConf(): string {
   const sample = readFileSync(path.join(repoRoot, 'dialplan/manager.sample.conf'), 'utf8');
@@ -84,11 +74,11 @@ async function startWorld(): Promise<World> {
   );
   let output = '';
   deliverer.stderr!.setEncoding('utf8').on('data', (c: string) => (output += c));
-  await waitFor('the deliverer', () => output.includes('delivering from this store'));
+  await until(() => output.includes('delivering from this store'), 15_000);
   const order = db.createSession('order-alice', ALICE, DEV);
   const asterisk = await Asterisk.start({ managerConf: managerConf() });
   const router = await startRouter(db, { env: { VNUM_AMI_USER: 'vnum', VNUM_AMI_SECRET_FILE: path.join(secrets, 'ami') } });
-  await waitFor('AMI logged in', () => JSON.parse(db.run(['health', '--json']).stdout).ami.state === 'logged-in');
+  await until(() => JSON.parse(db.run(['health', '--json']).stdout).ami.state === 'logged-in', 15_000);
   return { asterisk, db, router, deliverer, delivererOutput: () => output, receiver, order, secrets };
 }
 
@@ -135,10 +125,8 @@ suite('signed webhooks for a real call (Asterisk 22, AMI, vnum webhooks deliver)
       await far.stop();
     }
     expect(caller.finalStatus).toBe(200);
-    const events = await waitFor('call.ended', () => {
-      const list = eventsOf(w.receiver, 'order-alice');
-      return list.some((e) => e.type === 'call.ended') ? list : undefined;
-    });
+    await until(() => eventsOf(w.receiver, 'order-alice').some((e) => e.type === 'call.ended'), 15_000);
+    const events = eventsOf(w.receiver, 'order-alice');
     expect(events.map((e) => e.type)).toEqual(['session.created', 'call.bridged', 'call.answered', 'call.ended']);
     const [, bridged, answered, ended] = events;
     for (const e of [bridged!, answered!, ended!]) {
@@ -161,14 +149,15 @@ suite('signed webhooks for a real call (Asterisk 22, AMI, vnum webhooks deliver)
     const w = world!;
     const released = w.db.run(['session', 'release', 'order-alice', '--grace', '1s']);
     expect(released.code, released.stderr).toBe(0);
-    await waitFor('session.ended', () => eventsOf(w.receiver, 'order-alice').some((e) => e.type === 'session.ended'));
+    await until(() => eventsOf(w.receiver, 'order-alice').some((e) => e.type === 'session.ended'), 15_000);
     const before = w.receiver.received.length;
     for (const callerUser of [STRANGER, ALICE]) {
       const result = await placeCall({ dialled: w.order.parties[1].maskedAs, callerUser });
       expect(result.finalStatus).toBe(404);
       await w.asterisk.waitIdle();
     }
-    const refused = await waitFor('call.refused', () => eventsOf(w.receiver, 'order-alice').find((e) => e.type === 'call.refused'));
+    await until(() => eventsOf(w.receiver, 'order-alice').some((e) => e.type === 'call.refused'), 15_000);
+    const refused = eventsOf(w.receiver, 'order-alice').find((e) => e.type === 'call.refused')!;
     expect(refused).toMatchObject({ session: 'order-alice' });
     expect(refused.data).toMatchObject({ call: { caller: 'first', dialled: w.order.parties[1].maskedAs, reason: 'session-ended' } });
     await sleep(1_000);

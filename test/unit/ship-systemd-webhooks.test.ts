@@ -6,12 +6,12 @@
  * requests in flight.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { WEBHOOK_DEFAULTS } from '../../src/webhooks/settings.js';
-import { envVarsReadByProduct, mustRun, parseIni, readRepo, type IniSection } from './ship-lib.js';
+import { envVarsReadByProduct, mustRun, parseIni, readRepo, unitWithStubbedExec, type IniSection } from './ship-lib.js';
 
 const unitText = readRepo('deploy/systemd/vnum-webhooks.service');
 const unit = parseIni(unitText, 'systemd');
@@ -25,18 +25,6 @@ const value = (section: string, key: string) => values(unit, section, key).at(-1
 const analyze = spawnSync('sh', ['-c', 'command -v systemd-analyze'], { encoding: 'utf8' }).stdout.trim();
 const scratch = mkdtempSync(path.join(tmpdir(), 'vnum-ship-webhooks-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
-
-/** The unit as shipped but for ExecStart's program (verify insists it exists; the install creates it). */
-function unitForVerify(): string {
-  const stub = path.join(scratch, 'vnum');
-  writeFileSync(stub, '#!/bin/sh\nexit 0\n');
-  chmodSync(stub, 0o755);
-  const replaced = unitText.replace(/^ExecStart=\/usr\/local\/bin\/vnum /m, `ExecStart=${stub} `);
-  if (replaced === unitText) throw new Error('ExecStart=/usr/local/bin/vnum not found in the unit');
-  const file = path.join(scratch, 'vnum-webhooks.service');
-  writeFileSync(file, replaced);
-  return file;
-}
 
 describe('deploy/systemd/vnum-webhooks.service', () => {
   it('runs the deliverer as vnum on vnum.service\'s database, its secret a credential, restarted on failure', () => {
@@ -72,7 +60,7 @@ describe('deploy/systemd/vnum-webhooks.service', () => {
 
   it('systemd-analyze verify reports nothing, and security --offline rates its exposure 1.5 or lower', (context) => {
     if (!analyze && !mustRun) context.skip('systemd-analyze is not installed here (Debian: apt-get install systemd)');
-    const file = unitForVerify();
+    const file = unitWithStubbedExec(unitText, scratch, 'vnum-webhooks.service');
     const verify = spawnSync(analyze, ['verify', '--man=no', file], { encoding: 'utf8', timeout: 60_000 });
     expect(`${verify.stdout}${verify.stderr}`.trim()).toBe('');
     expect(verify.status).toBe(0);

@@ -9,8 +9,9 @@ import { networkInterfaces } from 'node:os';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../src/errors.js';
-import { reportSessionEnds } from '../../src/session/ends.js';
-import { createSession, releaseSession } from '../../src/session/sessions.js';
+import { reportSessionEnds as sweepEnds } from '../../src/session/events.js';
+import { createSession, findSession, releaseSession } from '../../src/session/sessions.js';
+import type { Db } from '../../src/store/db.js';
 import { writeTransaction } from '../../src/store/db.js';
 import { WebhookDeliverer } from '../../src/webhooks/deliverer.js';
 import { sqliteDeliveryStore } from '../../src/webhooks/delivery-store.js';
@@ -21,23 +22,16 @@ import { retryParked, webhookStatus } from '../../src/webhooks/status.js';
 import { afterFailure } from '../../src/webhooks/retry.js';
 import { firstDeliveries, startReceiver, type Receiver } from '../helpers/receiver.js';
 import { londonDids, mobile, party, seedPool, tempDb } from '../helpers/store.js';
+import { sleep, until } from './agi-fake-asterisk.js';
+
+/** session.ended for what has ended by `now`, reading sessions as the deliverer does. */
+const reportSessionEnds = (db: Db, now: number) => sweepEnds(db, now, (id) => findSession(db, id, now));
 
 const SECRET = 'a'.repeat(16) + '0123456789abcdef0123456789abcdef';
 const OLD_SECRET = 'b'.repeat(16) + 'fedcba9876543210fedcba9876543210';
 const A = mobile(1);
 const D = mobile(2);
 const Z = mobile(3);
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function until<T>(what: string, probe: () => T | undefined | false, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 function settingsFor(receiver: Receiver, overrides: Partial<WebhookSettings> = {}): WebhookSettings {
   return {
@@ -187,7 +181,7 @@ describe('delivery to a real receiver', () => {
       createSession(store.db, { id, first: party(first), second: party(second), now: Date.now() });
       releaseSession(store.db, id, 0, Date.now());
     }
-    await until('9 events', () => receiver.delivered().length === 9);
+    await until(() => receiver.delivered().length === 9, 10_000);
     await sleep(100);
     expect(receiver.received).toHaveLength(9);
     for (const r of receiver.received) {
@@ -206,7 +200,8 @@ describe('delivery to a real receiver', () => {
   it('with the operator\'s opt-in, the parties\' real numbers are added when sent', async () => {
     start(settingsFor(receiver, { realNumbers: true }));
     const { session } = createSession(store.db, { id: 'o1', first: party(A), second: party(D), now: Date.now() });
-    const [r] = [await until('the event', () => receiver.delivered()[0])];
+    await until(() => receiver.delivered().length > 0, 10_000);
+    const r = receiver.delivered()[0]!;
     expect(r.event.data.session.parties).toEqual([
       { number: A, maskedAs: session.parties[0].maskedAs },
       { number: D, maskedAs: session.parties[1].maskedAs },
@@ -222,7 +217,7 @@ describe('delivery to a real receiver', () => {
     createSession(store.db, { id: 'slow', first: party(A), second: party(D), now: Date.now() });
     releaseSession(store.db, 'slow', 60_000, Date.now());
     createSession(store.db, { id: 'fast', first: party(Z), second: party(D), now: Date.now() });
-    await until('both sessions delivered', () => receiver.delivered().length === 3);
+    await until(() => receiver.delivered().length === 3, 10_000);
     const slow = receiver.received.filter((r) => r.event.session === 'slow');
     expect(slow.map((r) => r.event.type)).toEqual([...Array(5).fill('session.created'), 'session.released']);
     // Back-off: the gaps between attempts grow (20, 40, 80, 160 ms, each between half and all of that).
@@ -239,7 +234,7 @@ describe('delivery to a real receiver', () => {
     receiver.answer = () => (hung++ < 2 ? 'hang' : { status: 204 });
     start(settingsFor(receiver, { timeoutMs: 200 }));
     createSession(store.db, { id: 'o', first: party(A), second: party(D), now: Date.now() });
-    await until('the event', () => receiver.delivered()[0]);
+    await until(() => receiver.delivered().length > 0, 10_000);
     expect(receiver.received.map((r) => r.event.id)).toEqual(Array(3).fill(receiver.received[0]!.event.id));
     expect(webhookStatus(store.db).counters.failed_attempts).toBe(2);
   });
@@ -249,10 +244,8 @@ describe('delivery to a real receiver', () => {
     start(settingsFor(receiver, { retry: { backoffMinMs: 20, backoffMaxMs: 100, retryForMs: 500 } }));
     createSession(store.db, { id: 'o', first: party(A), second: party(D), now: Date.now() });
     releaseSession(store.db, 'o', 60_000, Date.now());
-    const status = await until('the head parked', () => {
-      const s = webhookStatus(store.db);
-      return s.events.parked === 1 ? s : undefined;
-    });
+    await until(() => webhookStatus(store.db).events.parked === 1, 10_000);
+    const status = webhookStatus(store.db);
     expect(status.events).toMatchObject({ parked: 1, queued: 1, blocked: 1 });
     expect(status.parked[0]).toMatchObject({ type: 'session.created', session: 'o', lastError: expect.stringMatching(/ECONNREFUSED/) });
     expect(status.parked[0]!.attempts).toBeGreaterThan(3);
@@ -260,7 +253,7 @@ describe('delivery to a real receiver', () => {
     await sleep(300);
     expect(receiver.received).toEqual([]); // parked stays parked
     retryParked(store.db, 'all', Date.now());
-    await until('both delivered', () => receiver.delivered().length === 2);
+    await until(() => receiver.delivered().length === 2, 10_000);
     expect(receiver.delivered().map((r) => r.event.type)).toEqual(['session.created', 'session.released']);
   });
 
@@ -271,7 +264,7 @@ describe('delivery to a real receiver', () => {
       receiver.answer = () => (redirected++ < 1 ? { status: 307, headers: { Location: target.url } } : { status: 200 });
       start(settingsFor(receiver));
       createSession(store.db, { id: 'o', first: party(A), second: party(D), now: Date.now() });
-      await until('delivered', () => receiver.delivered()[0]);
+      await until(() => receiver.delivered().length > 0, 10_000);
       expect(receiver.received).toHaveLength(2);
       expect(target.received).toEqual([]);
     } finally {
@@ -284,7 +277,8 @@ describe('delivery to a real receiver', () => {
     start(settings);
     createSession(store.db, { id: 'o', first: party(A), second: party(D), now: Date.now() });
     const lastError = store.db.prepare<[], string | null>('SELECT last_error FROM webhook_event').pluck();
-    const error = await until('a failed attempt', () => lastError.get() ?? undefined);
+    await until(() => lastError.get() !== null, 10_000);
+    const error = lastError.get();
     expect(error).toMatch(/localhost resolves to .* is loopback: refused/);
     expect(receiver.received).toEqual([]);
   });

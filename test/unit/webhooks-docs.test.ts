@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { signatureHeader } from '../../src/webhooks/signature.js';
+import { signatureHeader, verifySignature } from '../../src/webhooks/signature.js';
 
 const README = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
 const SECRET = '3f1b0c9e6a2d47c58e0b7d12a9f4c6e83b5d0a7f1e2c4d6b8a9f0e1d2c3b4a59';
@@ -65,4 +65,12 @@ for header, body, secrets, expected in json.load(sys.stdin):
   const run = spawnSync('python3', ['-c', program], { input: JSON.stringify(cases()), encoding: 'utf8' });
   expect(run.stderr).toBe('');
   expect(run.stdout.trim().split('\n')).toEqual(cases().map(() => 'ok'));
+});
+
+it('the README\'s example header is the signature of its example body (sent on one line) with its example secret', () => {
+  const example = README.match(/```json\n(\{\n  "id": "evt_[\s\S]*?)```/)![1]!;
+  const header = /^Vnum-Signature: (.*)$/m.exec(README)![1]!;
+  const t = Number(/t=(\d+)/.exec(header)![1]);
+  expect(verifySignature(header, JSON.stringify(JSON.parse(example)), [SECRET], t)).toEqual({ ok: true, timestamp: t });
+  expect(README).toContain(SECRET);
 });

@@ -11,14 +11,18 @@ import { callFact } from '../../src/calls/facts.js';
 import { recordRefusal, RefusalGate, REFUSAL_LIMITS } from '../../src/calls/refusals.js';
 import { applyCallFact, markCallLost, markLostCalls, recordRoutedCall } from '../../src/calls/store.js';
 import { ErrorCode } from '../../src/errors.js';
-import { reportSessionEnds } from '../../src/session/ends.js';
-import { createSession, releaseSession } from '../../src/session/sessions.js';
+import { reportSessionEnds as sweepEnds } from '../../src/session/events.js';
+import { createSession, findSession, releaseSession } from '../../src/session/sessions.js';
+import type { Db } from '../../src/store/db.js';
 import { openDb, writeTransaction } from '../../src/store/db.js';
 import { sqliteDeliveryStore } from '../../src/webhooks/delivery-store.js';
 import { appendEvent, EVENT_ID, isRecording, setRecording } from '../../src/webhooks/outbox.js';
 import { discardParked, retryParked, webhookStatus } from '../../src/webhooks/status.js';
 import { errorOf } from '../helpers/errors.js';
 import { londonDids, mobile, party, seedPool, tempDb } from '../helpers/store.js';
+
+/** session.ended for what has ended by `now`, reading sessions as the deliverer does. */
+const reportSessionEnds = (db: Db, now: number) => sweepEnds(db, now, (id) => findSession(db, id, now));
 
 let store: ReturnType<typeof tempDb>;
 const A = mobile(1);
