@@ -7,7 +7,7 @@ import { validateSessionId } from '../session/sessions.js';
 import type { Db } from '../store/db.js';
 import { withDb } from './context.js';
 import { parseLimit } from './options.js';
-import { isoTime, printJson, printNotice, printTable, shortTime } from './output.js';
+import { printJson, printNotice, printTable, shortTime } from './output.js';
 
 /** A router_status row newer than this counts as a running `vnum serve`. */
 export const STATUS_FRESH_MS = 15_000;

@@ -20,7 +20,7 @@ import { openCallCount, requestSessionHangup } from '../calls/store.js';
 import { writeTransaction } from '../store/db.js';
 import { ALLOWED_NUMBER_TYPES_OPTION, defaultCountry, numberPolicy, withDb } from './context.js';
 import { parseLimit } from './options.js';
-import { isoTime, printJson, printLine, printNotice, printTable, shortTime } from './output.js';
+import { printJson, printLine, printNotice, printTable, shortTime } from './output.js';
 
 /** `release --hangup --wait`: the hang-ups are vnum serve's every half second; minutes is plenty. */
 const MAX_HANGUP_WAIT_MS = 10 * 60_000;

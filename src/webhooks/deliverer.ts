@@ -151,16 +151,21 @@ export class WebhookDeliverer {
     this.schedule(failed ? STORE_RETRY_MS : (this.options.pollMs ?? 250));
   }
 
+  /** The clock's work; a failure here is logged and never stops delivery. */
   private clockWork(now: number): void {
     const { tick, store } = this.options;
-    if (tick && now - this.lastTick >= (this.options.tickMs ?? 1_000)) {
-      this.lastTick = now;
-      tick(now);
-    }
-    if (now - this.lastPrune >= PRUNE_EVERY_MS) {
-      this.lastPrune = now;
-      const removed = store.prune(now, this.options.keepMs ?? KEEP_DONE_MS);
-      if (removed > 0) this.log.info({ removed }, 'webhook events delivered over a week ago deleted');
+    try {
+      if (tick && now - this.lastTick >= (this.options.tickMs ?? 1_000)) {
+        this.lastTick = now;
+        tick(now);
+      }
+      if (now - this.lastPrune >= PRUNE_EVERY_MS) {
+        this.lastPrune = now;
+        const removed = store.prune(now, this.options.keepMs ?? KEEP_DONE_MS);
+        if (removed > 0) this.log.info({ removed }, 'webhook events delivered over a week ago deleted');
+      }
+    } catch (error) {
+      this.fail('the session.ended sweep or the pruning failed (tried again in a second)', error);
     }
   }
 
