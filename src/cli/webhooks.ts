@@ -131,7 +131,7 @@ export function registerWebhooks(program: Command): void {
       if (!settings) throw new VnumError(ErrorCode.Configuration, 'no receiver: set VNUM_WEBHOOK_URL (or --url) and a signing secret');
       const warning = await checkReceiver(settings, command.getOptionValueSource('url') === 'cli' ? '--url' : 'VNUM_WEBHOOK_URL');
       const dbPath = resolveDbPath(globalOptions(command).db);
-      const db = openDb(dbPath, { mode: 'create' });
+      const db = openDb(dbPath, { mode: 'write' });
       const deliverer = new WebhookDeliverer({
         store: sqliteDeliveryStore(db),
         settings,
@@ -196,7 +196,7 @@ export function registerWebhooks(program: Command): void {
           : 'stop recording events (the backlog stays; a deliverer started later turns recording on again)',
       )
       .action((_options: unknown, command: Command) => {
-        withDb(command, (db) => writeTransaction(db, () => setRecording(db, on, Date.now())), on ? 'create' : 'write');
+        withDb(command, (db) => writeTransaction(db, () => setRecording(db, on, Date.now())), 'write');
         printLine(`webhook events ${on ? 'recorded from now on' : 'no longer recorded'}`);
       });
   }
