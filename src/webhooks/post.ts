@@ -95,7 +95,8 @@ function attempt(url: URL, body: string, headers: Record<string, string>, option
         }
       });
       response.on('end', done);
-      response.on('error', (error) => finish(error));
+      // Cut off before its end (Node says "aborted"): not an answer to count on; sent again.
+      response.on('error', (error) => finish(new Error(`the answer was cut off (${error.message})`)));
     });
     request.end(body);
   });

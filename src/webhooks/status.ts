@@ -1,6 +1,7 @@
 import { writeTransaction, type Db } from '../store/db.js';
 import { ErrorCode, VnumError } from '../errors.js';
 import type { DelivererReport } from './delivery-store.js';
+import { perConnection } from '../store/prepared.js';
 import { addToCounter, closeEvent, COUNTERS, EVENT_ID, recordingSince, type CounterName } from './outbox.js';
 
 /**
@@ -22,7 +23,14 @@ export interface ParkedEvent {
 /** A deliverer as it last reported itself (heartbeats every 5 s; `stopped` once it has stopped). */
 export type DelivererSeen = DelivererReport;
 
-export interface WebhookStatus {
+/**
+ * The outbox's figures, for `vnum webhooks status` and for metrics (a
+ * Prometheus module reads them at every scrape: gauges for the backlog by
+ * state and the oldest undelivered event's age, counters from `counters`).
+ * A few counts over the open events only (partial indexes): the cost grows
+ * with the backlog, never with what was delivered.
+ */
+export interface WebhookFigures {
   recording: { on: boolean; since: number | null };
   events: {
     /** Due now or later, the oldest open event of its session. */
@@ -39,61 +47,67 @@ export interface WebhookStatus {
   backlog: number;
   /** When the oldest event not yet delivered was recorded. */
   oldestUndeliveredAt: number | null;
-  /** Running totals since the database was created (they never go down). */
+  /** Running totals since the database was created (they never go down): delivered, failed_attempts, parked, discarded, refusals. */
   counters: Record<CounterName, number>;
+}
+
+export interface WebhookStatus extends WebhookFigures {
   deliverers: DelivererSeen[];
   /** The parked events, oldest first, at most `parkedLimit`. */
   parked: ParkedEvent[];
 }
 
-export function webhookStatus(db: Db, parkedLimit = 100): WebhookStatus {
-  const byState = new Map(
-    db
-      .prepare<[], { state: string; n: number }>('SELECT state, count(*) AS n FROM webhook_event WHERE done_at IS NULL GROUP BY state')
-      .all()
-      .map((r) => [r.state, r.n]),
-  );
-  const retrying = db.prepare<[], number>("SELECT count(*) FROM webhook_event WHERE state = 'pending' AND attempts > 0 AND first_failed_at IS NOT NULL").pluck().get() ?? 0;
-  const blocked =
-    db
-      .prepare<[], number>(
-        `SELECT count(*) FROM webhook_event WHERE done_at IS NULL AND state = 'queued'
-            AND session_id IN (SELECT session_id FROM webhook_event WHERE state = 'parked')`,
-      )
-      .pluck()
-      .get() ?? 0;
-  const oldestUndeliveredAt =
-    db.prepare<[], number | null>('SELECT min(recorded_at) FROM webhook_event WHERE done_at IS NULL').pluck().get() ?? null;
+const figureStatements = perConnection((db: Db) => ({
+  byState: db.prepare<[], { state: string; n: number }>('SELECT state, count(*) AS n FROM webhook_event WHERE done_at IS NULL GROUP BY state'),
+  retrying: db
+    .prepare<[], number>("SELECT count(*) FROM webhook_event WHERE state = 'pending' AND attempts > 0 AND first_failed_at IS NOT NULL")
+    .pluck(),
+  blocked: db
+    .prepare<[], number>(
+      `SELECT count(*) FROM webhook_event WHERE done_at IS NULL AND state = 'queued'
+          AND session_id IN (SELECT session_id FROM webhook_event WHERE state = 'parked')`,
+    )
+    .pluck(),
+  oldest: db.prepare<[], number | null>('SELECT min(recorded_at) FROM webhook_event WHERE done_at IS NULL').pluck(),
+  counters: db.prepare<[], { name: CounterName; value: number }>('SELECT name, value FROM webhook_counter'),
+}));
+
+export function webhookFigures(db: Db): WebhookFigures {
+  const s = figureStatements(db);
+  const byState = new Map(s.byState.all().map((r) => [r.state, r.n]));
   const counters = Object.fromEntries(COUNTERS.map((name) => [name, 0])) as Record<CounterName, number>;
-  for (const row of db.prepare<[], { name: CounterName; value: number }>('SELECT name, value FROM webhook_counter').all()) {
-    if (row.name in counters) counters[row.name] = row.value;
-  }
-  const deliverers = db
-    .prepare<[], Omit<DelivererSeen, 'stopped'> & { stopped: number }>(
-      `SELECT instance, url, pid, started_at AS startedAt, updated_at AS updatedAt, in_flight AS inFlight, last_error AS lastError, stopped
-         FROM webhook_deliverer ORDER BY updated_at DESC`,
-    )
-    .all()
-    .map((d) => ({ ...d, stopped: d.stopped !== 0 }));
-  const parked = db
-    .prepare<[number], ParkedEvent>(
-      `SELECT id, type, session_id AS session, attempts, first_failed_at AS firstFailedAt, parked_at AS parkedAt, last_error AS lastError
-         FROM webhook_event WHERE state = 'parked' ORDER BY seq LIMIT ?`,
-    )
-    .all(parkedLimit);
+  for (const row of s.counters.all()) if (row.name in counters) counters[row.name] = row.value;
   const since = recordingSince(db);
   const pending = byState.get('pending') ?? 0;
   const queued = byState.get('queued') ?? 0;
-  const parkedCount = byState.get('parked') ?? 0;
+  const parked = byState.get('parked') ?? 0;
   return {
     recording: { on: since !== null, since },
-    events: { pending, retrying, queued, blocked, parked: parkedCount },
-    backlog: pending + queued + parkedCount,
-    oldestUndeliveredAt,
+    events: { pending, retrying: s.retrying.get() ?? 0, queued, blocked: s.blocked.get() ?? 0, parked },
+    backlog: pending + queued + parked,
+    oldestUndeliveredAt: s.oldest.get() ?? null,
     counters,
-    deliverers,
-    parked,
   };
+}
+
+export function webhookStatus(db: Db, parkedLimit = 100): WebhookStatus {
+  // One read transaction: the figures and the lists agree.
+  return db.transaction(() => {
+    const deliverers = db
+      .prepare<[], Omit<DelivererSeen, 'stopped'> & { stopped: number }>(
+        `SELECT instance, url, pid, started_at AS startedAt, updated_at AS updatedAt, in_flight AS inFlight, last_error AS lastError, stopped
+           FROM webhook_deliverer ORDER BY updated_at DESC`,
+      )
+      .all()
+      .map((d) => ({ ...d, stopped: d.stopped !== 0 }));
+    const parked = db
+      .prepare<[number], ParkedEvent>(
+        `SELECT id, type, session_id AS session, attempts, first_failed_at AS firstFailedAt, parked_at AS parkedAt, last_error AS lastError
+           FROM webhook_event WHERE state = 'parked' ORDER BY seq LIMIT ?`,
+      )
+      .all(parkedLimit);
+    return { ...webhookFigures(db), deliverers, parked };
+  })();
 }
 
 interface ParkedRow {

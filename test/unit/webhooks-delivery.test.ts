@@ -5,6 +5,8 @@
  * unless allowed. Timings are compressed: back-off from 20 ms, windows of a
  * second or two (the defaults are 10 s, 1 h, 3 days).
  */
+import type { Agent } from 'node:http';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -15,6 +17,7 @@ import type { Db } from '../../src/store/db.js';
 import { writeTransaction } from '../../src/store/db.js';
 import { WebhookDeliverer } from '../../src/webhooks/deliverer.js';
 import { sqliteDeliveryStore } from '../../src/webhooks/delivery-store.js';
+import { post, postAgent } from '../../src/webhooks/post.js';
 import { setRecording } from '../../src/webhooks/outbox.js';
 import { checkReceiver, webhookSettings, type WebhookSettings } from '../../src/webhooks/settings.js';
 import { signatureHeader, verifySignature } from '../../src/webhooks/signature.js';
@@ -281,5 +284,79 @@ describe('delivery to a real receiver', () => {
     const error = lastError.get();
     expect(error).toMatch(/localhost resolves to .* is loopback: refused/);
     expect(receiver.received).toEqual([]);
+  });
+});
+
+describe('what a receiver answers is bounded (src/webhooks/post.ts)', () => {
+  /** A raw TCP "receiver" that answers every request with `answer(socket)`: full control over bytes and timing. */
+  async function rawReceiver(answer: (socket: Socket) => void): Promise<{ url: URL; server: Server; closed: () => number }> {
+    let closed = 0;
+    const server = createServer((socket) => {
+      socket.on('error', () => {});
+      socket.on('close', () => closed++);
+      socket.once('data', () => answer(socket));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return { url: new URL(`http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`), server, closed: () => closed };
+  }
+  const agents: Agent[] = [];
+  const servers: Server[] = [];
+  afterEach(async () => {
+    for (const agent of agents.splice(0)) agent.destroy();
+    await Promise.all(servers.splice(0).map((s) => new Promise((resolve) => s.close(resolve))));
+  });
+  async function send(answer: (socket: Socket) => void, timeoutMs = 500) {
+    const receiver = await rawReceiver(answer);
+    servers.push(receiver.server);
+    const agent = postAgent(receiver.url, 1, true);
+    agents.push(agent);
+    const result = post(receiver.url, '{"id":"evt_1"}', { 'Content-Type': 'application/json' }, { timeoutMs, allowLocal: true, agent });
+    return { result, receiver };
+  }
+
+  it('an endless body: read up to 64 KiB, the connection dropped, 200 printable characters kept', async () => {
+    const { result, receiver } = await send((socket) => {
+      socket.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n');
+      const chunk = Buffer.alloc(16 * 1024, 'x\u0007');
+      const pump = () => {
+        while (!socket.destroyed && socket.write(`${chunk.length.toString(16)}\r\n${chunk}\r\n`));
+        if (!socket.destroyed) socket.once('drain', pump);
+      };
+      pump();
+    }, 5_000);
+    const answer = await result;
+    expect(answer.status).toBe(200);
+    expect(answer.excerpt).toMatch(/^[x ]{1,200}$/);
+    await until(() => receiver.closed() === 1, 5_000);
+  });
+
+  it('a slow drip (the status at once, then a byte at a time): the whole exchange has one time limit', async () => {
+    const { result } = await send((socket) => {
+      socket.write('HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n');
+      const drip = setInterval(() => (socket.destroyed ? clearInterval(drip) : socket.write('x')), 20);
+    }, 300);
+    await expect(result).rejects.toThrow('no answer within 300 ms');
+  });
+
+  it('a status line dripped a byte at a time: the same limit', async () => {
+    const { result } = await send((socket) => {
+      const line = Buffer.from('HTTP/1.1 200 OK\r\n');
+      let at = 0;
+      const drip = setInterval(() => (socket.destroyed || at >= line.length ? clearInterval(drip) : socket.write(line.subarray(at, ++at))), 40);
+    }, 300);
+    await expect(result).rejects.toThrow('no answer within 300 ms');
+  });
+
+  it('headers beyond Node\'s 16 KiB limit: a failure, not an answer', async () => {
+    const { result } = await send((socket) => socket.end(`HTTP/1.1 200 OK\r\nX-Big: ${'y'.repeat(100_000)}\r\nContent-Length: 0\r\n\r\n`));
+    await expect(result).rejects.toThrow(/header/i);
+  });
+
+  it('a 200 cut off before the end of its body: a failure (sent again), not a delivery', async () => {
+    const { result } = await send((socket) => {
+      socket.write('HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nok');
+      setTimeout(() => socket.destroy(), 20);
+    });
+    await expect(result).rejects.toThrow(/answer was cut off/);
   });
 });

@@ -17,7 +17,7 @@ import type { Db } from '../../src/store/db.js';
 import { openDb, writeTransaction } from '../../src/store/db.js';
 import { sqliteDeliveryStore } from '../../src/webhooks/delivery-store.js';
 import { appendEvent, EVENT_ID, isRecording, setRecording } from '../../src/webhooks/outbox.js';
-import { discardParked, retryParked, webhookStatus } from '../../src/webhooks/status.js';
+import { discardParked, retryParked, webhookFigures, webhookStatus } from '../../src/webhooks/status.js';
 import { errorOf } from '../helpers/errors.js';
 import { londonDids, mobile, party, seedPool, tempDb } from '../helpers/store.js';
 
@@ -349,5 +349,28 @@ describe('parked events: retry and discard', () => {
     expect(outbox.claim(T0 + 31, 10, 1_000).map((e) => e.type)).toEqual(['session.released']);
     status = webhookStatus(store.db);
     expect(status.counters).toMatchObject({ parked: 2, discarded: 1, failed_attempts: 2 });
+  });
+
+  it('the figures metrics read: backlog by state, oldest undelivered, failures and parkings, without the lists', () => {
+    expect(webhookFigures(store.db)).toMatchObject({ backlog: 0, oldestUndeliveredAt: null, counters: { failed_attempts: 0, parked: 0 } });
+    createSession(store.db, { id: 'o', first: party(A), second: party(D), now: T0 });
+    releaseSession(store.db, 'o', 1_000, T0 + 1);
+    createSession(store.db, { id: 'p', first: party(Z), second: party(D), now: T0 + 2 });
+    const outbox = sqliteDeliveryStore(store.db);
+    const claimed = outbox.claim(T0 + 3, 10, 1_000);
+    const o = claimed.find((e) => e.session === 'o')!;
+    const p = claimed.find((e) => e.session === 'p')!;
+    outbox.failed(o, T0 + 4, 'HTTP 500', { backoffMinMs: 10, backoffMaxMs: 10, retryForMs: 0 });
+    outbox.failed(p, T0 + 4, 'HTTP 502', { backoffMinMs: 10, backoffMaxMs: 10, retryForMs: 60_000 });
+    const figures = webhookFigures(store.db);
+    expect(figures).toEqual({
+      recording: { on: true, since: T0 - 1 },
+      events: { pending: 1, retrying: 1, queued: 1, blocked: 1, parked: 1 },
+      backlog: 3,
+      oldestUndeliveredAt: expect.any(Number),
+      counters: expect.objectContaining({ delivered: 0, failed_attempts: 2, parked: 1 }),
+    });
+    const { deliverers: _d, parked: _p, ...sameFigures } = webhookStatus(store.db);
+    expect(sameFigures).toEqual(figures);
   });
 });
