@@ -60,6 +60,16 @@ describe('vnum webhooks deliver: settings judged first', () => {
     expect(existsSync(cli.db)).toBe(false);
   });
 
+  it('deliver and enable open an existing database and never create one (vnum serve or the first add does)', () => {
+    const deliver = vnum(['--db', cli.db, 'webhooks', 'deliver', '--url', 'http://127.0.0.1:9/x', '--allow-local'], { VNUM_WEBHOOK_SECRET: SECRET });
+    const enable = vnum(['--db', cli.db, 'webhooks', 'enable']);
+    for (const r of [deliver, enable]) {
+      expect(r.code, r.stderr).not.toBe(0);
+      expect(r.stderr).toMatch(/\[VNUM_DATABASE_NOT_FOUND\]\n$/);
+    }
+    expect(existsSync(cli.db)).toBe(false);
+  });
+
   it('there is no flag for the secret itself: a command line shows in ps', () => {
     const r = vnum(['--db', cli.db, 'webhooks', 'deliver', '--secret', SECRET]);
     expect(r.code).toBe(1);
