@@ -1,6 +1,7 @@
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { BlockList, isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
+import { ErrorCode, VnumError } from '../errors.js';
 
 /**
  * Where webhooks may go. The receiver is the order system, normally on
@@ -44,8 +45,9 @@ export function refusedAddress(address: string, allowLocal: boolean): string | u
   return undefined;
 }
 
-export class RefusedAddressError extends Error {
-  readonly code = 'VNUM_WEBHOOK_REFUSED_ADDRESS';
+/** The receiver's address is one vnum refuses: the operator's setting (the URL, or what its name resolves to now). */
+export function refusedAddressError(message: string): VnumError {
+  return new VnumError(ErrorCode.Configuration, `${message}: refused (VNUM_WEBHOOK_ALLOW_LOCAL=on allows it)`);
 }
 
 type LookupCallback = (error: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
@@ -61,7 +63,7 @@ export function guardedLookup(allowLocal: boolean) {
       if (error) return callback(error, []);
       for (const { address } of addresses) {
         const why = refusedAddress(address, allowLocal);
-        if (why) return callback(new RefusedAddressError(`${hostname} resolves to ${why}: refused (VNUM_WEBHOOK_ALLOW_LOCAL=on allows it)`), []);
+        if (why) return callback(refusedAddressError(`${hostname} resolves to ${why}`), []);
       }
       if (options.all) return callback(null, addresses);
       const first = addresses[0]!;

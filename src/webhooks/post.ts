@@ -1,6 +1,6 @@
 import http from 'node:http';
 import https from 'node:https';
-import { guardedLookup, refusedAddress, RefusedAddressError } from './address.js';
+import { guardedLookup, refusedAddress, refusedAddressError } from './address.js';
 
 /**
  * One webhook POST, on node:http(s) so every connection's address passes the
@@ -39,7 +39,7 @@ export function postAgent(url: URL, sockets: number, allowLocal: boolean): http.
 
 export function post(url: URL, body: string, headers: Record<string, string>, options: PostOptions): Promise<PostResult> {
   const literal = refusedAddress(hostOf(url), options.allowLocal);
-  if (literal) return Promise.reject(new RefusedAddressError(`${literal}: refused (VNUM_WEBHOOK_ALLOW_LOCAL=on allows it)`));
+  if (literal) return Promise.reject(refusedAddressError(literal));
   const started = Date.now();
   return attempt(url, body, headers, options, options.timeoutMs).catch((error: StaleSocketError | Error) => {
     // A kept-alive connection the receiver closed as the request went out: once more, on a new one (Node's advice).
