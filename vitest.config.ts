@@ -1,11 +1,27 @@
+import { availableParallelism } from 'node:os';
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
     testTimeout: 20_000,
     hookTimeout: 600_000,
-    // End-to-end suites share one Asterisk and fixed ports: run files one after another.
-    fileParallelism: false,
+    globalSetup: ['test/support/global-setup.ts'],
+    projects: [
+      {
+        extends: true,
+        // Free ports and temporary files of their own: side by side, one file per core.
+        test: { name: 'unit', include: ['test/unit/**/*.test.ts'], maxWorkers: Math.max(2, availableParallelism()) },
+      },
+      {
+        extends: true,
+        // After the unit files, one file at a time: the e2e suites share fixed ports and one
+        // Asterisk, and the reliability campaign measures the router's CPU and memory.
+        test: { name: 'reliability', include: ['test/reliability/**/*.test.ts'], maxWorkers: 1, sequence: { groupOrder: 1 } },
+      },
+      {
+        extends: true,
+        test: { name: 'e2e', include: ['test/e2e/**/*.test.ts'], maxWorkers: 1, sequence: { groupOrder: 1 } },
+      },
+    ],
   },
 });

@@ -6,9 +6,9 @@
  * The prober connects as Asterisk would for `AGI(agi://host:port/vnum-health)`
  * and sends a minimal environment; the router recognises the script name,
  * answers with one fixed command that carries nothing (no number, no session,
- * no version) and closes. It never reaches the routing function or the store.
+ * no version) and closes. It never reaches the handler (nor, in vnum, the store).
  * A peer gets that answer only through the same gates as a call: the
- * allow-list, the connection cap and the session deadline.
+ * allow-list, the connection cap and the connection deadline.
  *
  * Asterisk itself can probe the same way from the dialplan:
  * `AGI(agi://127.0.0.1:4573/vnum-health)` sets VNUM_HEALTH=OK.

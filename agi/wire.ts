@@ -13,30 +13,7 @@
  * - every argument is quoted and escaped, and CR/LF/NUL are refused, because a
  *   newline would start a second AGI command.
  */
-
-export type AgiErrorCode =
-  | 'AGI_LINE_TOO_LONG'
-  | 'AGI_ENV_TOO_LARGE'
-  | 'AGI_BAD_ENV_LINE'
-  | 'AGI_BAD_REPLY'
-  | 'AGI_UNEXPECTED_LINE'
-  | 'AGI_NOT_READY'
-  | 'AGI_TIMEOUT'
-  | 'AGI_CLOSED'
-  | 'AGI_BAD_ARGUMENT';
-
-export class AgiError extends Error {
-  readonly code: AgiErrorCode;
-  constructor(code: AgiErrorCode, message: string) {
-    super(message);
-    this.name = 'AgiError';
-    this.code = code;
-  }
-}
-
-export function isAgiError(e: unknown, code?: AgiErrorCode): e is AgiError {
-  return e instanceof AgiError && (code === undefined || e.code === code);
-}
+import { AgiError } from './errors.js';
 
 // ---------------------------------------------------------------------------
 // Escaping and command builders
@@ -83,7 +60,7 @@ export function escapeAppArgument(value: string): string {
   return APP_SPECIAL.test(value) ? value.replace(APP_SPECIAL_ALL, '\\$&') : value;
 }
 
-/** `VERB "arg1" "arg2"` without the trailing newline ({@link AgiConnection.send} adds it). */
+/** `VERB "arg1" "arg2"` without the trailing newline ({@link AgiWire.send} adds it). */
 export function buildCommand(verb: string, args: readonly string[] = []): string {
   if (!COMMAND_VERB.test(verb)) throw new AgiError('AGI_BAD_ARGUMENT', `not an AGI command verb: ${JSON.stringify(verb)}`);
   let command = verb;
@@ -123,7 +100,8 @@ export function buildMSet(variables: ReadonlyArray<readonly [name: string, value
   let data = '';
   for (let i = 0; i < variables.length; i++) {
     const [name, value] = variables[i]!;
-    if (!VARIABLE_NAME.test(name)) {
+    if (typeof value !== 'string') throw new AgiError('AGI_BAD_ARGUMENT', `value of ${String(name)} is not a string`);
+    if (typeof name !== 'string' || !VARIABLE_NAME.test(name)) {
       throw new AgiError('AGI_BAD_ARGUMENT', `not a channel variable name: ${JSON.stringify(name)}`);
     }
     refuseLineBreaks(value, `value of ${name}`);
@@ -239,7 +217,8 @@ function isEnvironmentName(buffer: string, start: number, end: number): boolean 
   return true;
 }
 
-export class AgiConnection {
+/** One FastAGI connection's protocol state: what was read, what is in flight. */
+export class AgiWire {
   private readonly peer: AgiPeer;
   private readonly limits: AgiLimits;
   private phase = Phase.Environment;
@@ -470,6 +449,6 @@ export class AgiConnection {
   }
 }
 
-function onCommandTimeout(connection: AgiConnection): void {
-  connection.timedOut();
+function onCommandTimeout(wire: AgiWire): void {
+  wire.timedOut();
 }

@@ -4,7 +4,7 @@
  * that one generator with the same settings drives every target in turn.
  *
  * Each session is what res_agi.c does for `AGI(agi://...)`: connect, write the
- * full environment in setup_env() order (test/unit/agi-fake-asterisk.ts),
+ * full environment in setup_env() order (test/support/fake-asterisk.ts),
  * read the router's command line, reply `200 result=0` (one session in
  * `hangupEvery` first sends a bare `HANGUP` line, as Asterisk does when the
  * caller hangs up meanwhile), and wait for the router to close. A closed loop
@@ -17,7 +17,7 @@ import net from 'node:net';
 import { pathToFileURL } from 'node:url';
 import { readFileSync } from 'node:fs';
 import { percentile } from './benchmark.js';
-import { ASTERISK_ENVIRONMENT } from '../test/unit/agi-fake-asterisk.js';
+import { ASTERISK_ENVIRONMENT } from '../test/support/fake-asterisk.js';
 
 export interface RunRequest {
   type: 'run';

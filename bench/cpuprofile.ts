@@ -2,7 +2,7 @@
 // the raw JSON: where the time went by function (self and inclusive) and by
 // module (a package under node_modules, node's internals, or a project file).
 //
-//   node dist/bench/cpuprofile.js <file.cpuprofile> [--top 25] [--focus <regexp>]
+//   node dist-bench/bench/cpuprofile.js <file.cpuprofile> [--top 25] [--focus <regexp>]
 //
 // --focus: also the inclusive share of every function whose name or file
 // matches, e.g. --focus 'decideRoute|normalise|parsePhoneNumber'.
@@ -40,7 +40,7 @@ function moduleOf(url: string, name: string): string {
   const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
   if (pkg) return pkg[1]!;
   if (url.startsWith('node:')) return 'node:internal';
-  const project = /\/(dist\/)?((?:src|agi|bench|test)\/.*)$/.exec(url);
+  const project = /\/(dist(?:-bench)?\/)?((?:src|agi|bench|test)\/.*)$/.exec(url);
   return project ? project[2]! : url;
 }
 
@@ -100,7 +100,7 @@ function main(): void {
     options: { top: { type: 'string' }, focus: { type: 'string' } },
   });
   if (positionals.length !== 1) {
-    process.stderr.write('usage: node dist/bench/cpuprofile.js <file.cpuprofile> [--top 25] [--focus <regexp>]\n');
+    process.stderr.write('usage: node dist-bench/bench/cpuprofile.js <file.cpuprofile> [--top 25] [--focus <regexp>]\n');
     process.exitCode = 1;
     return;
   }

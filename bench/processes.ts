@@ -1,39 +1,34 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import net from 'node:net';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { VNUM_BIN } from '../test/support/cli.js';
+import { freePort } from '../test/support/net.js';
 
-/** The build the benchmarks run from (dist/), and the repository around it. */
-export const DIST = fileURLToPath(new URL('..', import.meta.url));
-export const REPO = fileURLToPath(new URL('../..', import.meta.url));
-export const CLI = join(DIST, 'src/cli/main.js');
+/** The timing preload, bench/decision-timing.ts, beside this module in the bench's build. */
+const DECISION_TIMING = fileURLToPath(new URL('./decision-timing.js', import.meta.url));
 
 export function profileArgs(dir: string | undefined, name: string): string[] {
   return dir ? ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-name', `${name}.cpuprofile`] : [];
 }
 
-/** A loopback port free a moment ago (vnum serve refuses port 0: Asterisk could not find it). Tests use it too. */
-export async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as net.AddressInfo;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
-
-/** The built CLI, exactly as an operator runs it, on a free port; the port is read back from its log. */
+/**
+ * The built CLI, exactly as an operator runs it, on a free port; the port is
+ * read from its log. `timeDecisions`: with bench/decision-timing.ts preloaded
+ * and an IPC channel to take the durations with (takeDecisions()).
+ */
 export async function startVnum(
   dbPath: string,
-  options: { timingFile?: string; profileDir?: string | undefined } = {},
+  options: { timeDecisions?: boolean; profileDir?: string | undefined } = {},
 ): Promise<{ child: ChildProcess; port: number }> {
   const env: NodeJS.ProcessEnv = { ...process.env, VNUM_DEFAULT_COUNTRY: 'GB', VNUM_LOG_LEVEL: 'info' };
-  delete env.VNUM_BENCH_TIMING;
-  if (options.timingFile !== undefined) env.VNUM_BENCH_TIMING = options.timingFile;
+  const preload = options.timeDecisions ? ['--import', DECISION_TIMING] : [];
   const child = spawn(
     process.execPath,
-    [...profileArgs(options.profileDir, 'vnum-serve'), CLI, '--db', dbPath, 'serve', '--host', '127.0.0.1', '--port', String(await freePort())],
-    { env, stdio: ['ignore', 'ignore', 'pipe'] },
+    [...profileArgs(options.profileDir, 'vnum-serve'), ...preload, VNUM_BIN, '--db', dbPath, 'serve', '--host', '127.0.0.1', '--port', String(await freePort())],
+    {
+      env,
+      stdio: ['ignore', 'ignore', 'pipe', ...(options.timeDecisions ? (['ipc'] as const) : [])],
+      serialization: 'advanced',
+    },
   );
   let log = '';
   const port = await new Promise<number>((resolve, reject) => {
@@ -56,10 +51,36 @@ export async function startVnum(
   return { child, port };
 }
 
-export async function stopProcess(child: ChildProcess): Promise<void> {
+/** The decisions a timed vnum serve made since the last call, µs each. */
+export function takeDecisions(child: ChildProcess): Promise<Float64Array> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => done(new Error('vnum serve did not hand over its decision times in 10 s')), 10_000);
+    const onMessage = (message: { type?: string; micros?: Float64Array; dropped?: number }): void => {
+      if (message.type !== 'decisions') return;
+      if (message.dropped) done(new Error(`vnum serve dropped ${message.dropped} decision times: take them more often`));
+      else done(null, message.micros!);
+    };
+    const done = (error: Error | null, micros?: Float64Array): void => {
+      clearTimeout(timer);
+      child.off('message', onMessage);
+      if (error) reject(error);
+      else resolve(micros!);
+    };
+    child.on('message', onMessage);
+    child.send({ type: 'take-decisions' });
+  });
+}
+
+/**
+ * Stops a child and waits for it (SIGKILL after 10 s): by SIGTERM, as an
+ * operator stops `vnum serve`, or, for the bench's own forked helpers, by
+ * closing their channel, so that one running under --cpu-prof exits cleanly
+ * and writes its profile.
+ */
+export async function stopProcess(child: ChildProcess, how: 'SIGTERM' | 'disconnect' = child.connected ? 'disconnect' : 'SIGTERM'): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  if (child.connected) child.disconnect();
+  if (how === 'disconnect' && child.connected) child.disconnect();
   else child.kill('SIGTERM');
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), 10_000)));
@@ -69,19 +90,4 @@ export async function stopProcess(child: ChildProcess): Promise<void> {
     child.kill('SIGKILL');
     await exited;
   }
-}
-
-/** Resident and peak resident memory, MB. */
-export function memory(pid: number): { rssMb: number; hwmMb: number } {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(status)?.[1] ?? Number.NaN);
-  return { rssMb: kb('VmRSS') / 1024, hwmMb: kb('VmHWM') / 1024 };
-}
-
-/** User + system CPU time a process has used so far, seconds (/proc/<pid>/stat, clock ticks of 10 ms). */
-export function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the command name (which may hold spaces) start at state, field 3; utime and stime are 14 and 15.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
 }

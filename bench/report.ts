@@ -34,7 +34,7 @@ const HEADER = `# Benchmarks
 Appended by \`npm run bench\` (bench/run.ts): one row per figure, each beside
 its baseline measured in the same run on the same machine, because these
 machines are shared and noisy; compare ratios, not raw figures, across rows.
-Targets come from issue 4. \`--smoke\` rows are from tiny sizes (CI) and mean
+Targets are each benchmark's own (bench/<name>.ts). \`--smoke\` rows are from tiny sizes (CI) and mean
 nothing. Keep this table last in the file: the runner appends to it.
 
 | date (UTC) | machine | Node | Asterisk | benchmark | figure | vnum | baseline | baseline value | vnum ÷ baseline | target | met | size |

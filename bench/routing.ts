@@ -1,30 +1,33 @@
 import { fork, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { openDb } from '../src/store/db.js';
+import { cpuSecondsOf, memoryOf } from '../test/support/proc.js';
 import { elapsedMicros, formatCount, percentile, type Benchmark, type Figure } from './benchmark.js';
 import { customerNumber, poolNumbers, prng, sampleBridgeKeys, seedStore, type SeededStore } from './seed.js';
 import type { RunRequest, RunResult } from './agi-load.js';
-import { cpuSeconds, DIST, memory, profileArgs, startVnum, stopProcess } from './processes.js';
+import { profileArgs, startVnum, stopProcess, takeDecisions } from './processes.js';
 
 /**
- * Issue 4, item 1: the real `vnum serve` (the built CLI, its own process) over
- * a store of 1,000,000 live sessions, against a bare FastAGI responder (its
- * own process, same answer, no lookup), both driven by ONE load generator
- * process (bench/agi-load.ts) with the same settings, in alternating rounds
- * (vnum, bare, vnum, bare, ...) so that a neighbour's burst lands on both.
+ * The real `vnum serve` (the built CLI, its own process) over a store of
+ * 1,000,000 live sessions, against a bare FastAGI responder (its own process,
+ * same answer, no lookup), both driven by ONE load generator process
+ * (bench/agi-load.ts) with the same settings, in alternating rounds (vnum,
+ * bare, vnum, bare, ...) so that a neighbour's burst lands on both.
  *
- * The routing decision is timed inside the serving process under that load
- * (VNUM_BENCH_TIMING, src/routing/bench-timing.ts): the router's whole
- * `route` call. Its baseline is a bare primary-key point read on the same
- * file, timed here afterwards, as in the store benchmark.
+ * The routing decision is timed inside that vnum serve under that load: the
+ * router's whole `route` call, which the product traces and a preload of the
+ * bench's own times (bench/decision-timing.ts). Its baseline is a bare
+ * primary-key point read on the same file, timed here afterwards, as in the
+ * store benchmark.
  *
  * VNUM_BENCH_CPU_PROF=<dir> runs both servers under `node --cpu-prof` and
  * leaves the profiles there (summarise them with bench/cpuprofile.ts).
  */
 
-const GENERATOR = join(DIST, 'bench/agi-load.js');
-const BARE = join(DIST, 'bench/agi-bare.js');
+const GENERATOR = fileURLToPath(new URL('./agi-load.js', import.meta.url));
+const BARE = fileURLToPath(new URL('./agi-bare.js', import.meta.url));
 
 const POOL_SIZE = 1000;
 const CONCURRENCY = 50;
@@ -50,14 +53,13 @@ export const routingBenchmark: Benchmark = {
     const mix = writeKeys(store, sizes.keys, keysFile);
 
     const profileDir = process.env.VNUM_BENCH_CPU_PROF;
-    const timingFile = join(context.workDir, 'decisions.f64');
     const children: ChildProcess[] = [];
     try {
       const generator = await startGenerator(keysFile);
       children.push(generator.child);
       const bare = await startBare(profileDir);
       children.push(bare.child);
-      const vnum = await startVnum(store.path, { timingFile, profileDir });
+      const vnum = await startVnum(store.path, { timeDecisions: true, profileDir });
       children.push(vnum.child);
       const settings = { concurrency: CONCURRENCY, hangupEvery: HANGUP_EVERY };
 
@@ -65,21 +67,23 @@ export const routingBenchmark: Benchmark = {
       for (const target of [vnum, bare]) {
         await generator.run({ type: 'run', port: target.port, durationMs: sizes.warmupMs, ...settings });
       }
-      await takeDecisions(vnum.child, timingFile);
+      await takeDecisions(vnum.child);
 
       const rounds: Round[] = [];
       const decisions: Float64Array[] = [];
       // CPU (user + system) per session of the serving process and of the generator, over each run.
       const cpuPerSession = async (port: number, server: ChildProcess): Promise<{ result: RunResult; cpu: Cpu }> => {
-        const [s0, g0] = [cpuSeconds(server.pid!), cpuSeconds(generator.child.pid!)];
+        const [s0, g0] = [cpuSecondsOf(server.pid!)!, cpuSecondsOf(generator.child.pid!)!];
         const result = await generator.run({ type: 'run', port, durationMs: sizes.roundMs, ...settings });
-        const [s1, g1] = [cpuSeconds(server.pid!), cpuSeconds(generator.child.pid!)];
+        const [s1, g1] = [cpuSecondsOf(server.pid!)!, cpuSecondsOf(generator.child.pid!)!];
         const per = (seconds: number) => (result.sessions > 0 ? (seconds * 1e6) / result.sessions : Number.NaN);
         return { result, cpu: { serverUs: per(s1 - s0), generatorUs: per(g1 - g0) } };
       };
       for (let round = 0; round < sizes.rounds; round++) {
         const a = await cpuPerSession(vnum.port, vnum.child);
-        decisions.push(await takeDecisions(vnum.child, timingFile));
+        const timed = await takeDecisions(vnum.child);
+        if (timed.length === 0) throw new Error('vnum serve timed no decision: the preload heard nothing on the route trace');
+        decisions.push(timed);
         const b = await cpuPerSession(bare.port, bare.child);
         check(a.result, mix, 'vnum serve');
         check(b.result, null, 'bare responder');
@@ -93,8 +97,8 @@ export const routingBenchmark: Benchmark = {
             `ratio ${(ra.perSecond / rb.perSecond).toFixed(2)}; ${JSON.stringify(ra.statuses)}`,
         );
       }
-      const rss = { vnum: memory(vnum.child.pid!), bare: memory(bare.child.pid!) };
-      await stopProcess(vnum.child);
+      const rss = { vnum: megabytes(vnum.child.pid!), bare: megabytes(bare.child.pid!) };
+      await stopProcess(vnum.child, 'SIGTERM');
       await stopProcess(bare.child);
       generator.child.send({ type: 'exit' });
 
@@ -102,7 +106,6 @@ export const routingBenchmark: Benchmark = {
       return { figures: figuresOf(store, sizes, mix, rounds, concatenate(decisions), pointReads, rss) };
     } finally {
       for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-      rmSync(timingFile, { force: true });
     }
   },
 };
@@ -224,17 +227,11 @@ async function startBare(profileDir: string | undefined): Promise<{ child: Child
   return { child, port };
 }
 
-/** The decisions vnum serve timed since the last call (SIGUSR2 makes it write them). */
-async function takeDecisions(child: ChildProcess, file: string): Promise<Float64Array> {
-  rmSync(file, { force: true });
-  child.kill('SIGUSR2');
-  const deadline = Date.now() + 10_000;
-  while (!existsSync(file)) {
-    if (Date.now() > deadline) throw new Error('vnum serve did not write its decision times');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  const bytes = readFileSync(file);
-  return new Float64Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+/** Resident and peak resident memory of a live process, MB. */
+function megabytes(pid: number): { rssMb: number; hwmMb: number } {
+  const m = memoryOf(pid);
+  if (!m) throw new Error(`process ${pid} is gone`);
+  return { rssMb: m.rss / 2 ** 20, hwmMb: m.peak / 2 ** 20 };
 }
 
 // ---------------------------------------------------------------------------

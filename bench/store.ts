@@ -128,7 +128,7 @@ function measureLookups(stores: SeededStore[], count: number): LookupLatencies[]
 function lookupFigures(store: SeededStore, m: LookupLatencies): Figure[] {
   const size = `${formatCount(store.sessions)} sessions, ${formatCount(POOL_SIZE)} numbers, ${formatCount(m.lookup.length)} random live pairs`;
   const figures: Figure[] = [];
-  // The 50 µs target is the store's; the whole decision answers to item 1's 0.5 ms inside the server.
+  // The 50 µs target is the store's; the whole decision answers to the routing benchmark's 0.5 ms inside the server.
   for (const [label, sample, targetUs] of [
     ['bridge lookup (storeBridgeLookup)', m.lookup, LOOKUP_P99_TARGET_US],
     ['routing decision (decideRoute, normalising both numbers)', m.decision, DECISION_P99_TARGET_US],

@@ -10,7 +10,7 @@ import { WebhookDeliverer } from '../src/webhooks/deliverer.js';
 import { sqliteDeliveryStore } from '../src/webhooks/delivery-store.js';
 import { setRecording } from '../src/webhooks/outbox.js';
 import { post, postAgent } from '../src/webhooks/post.js';
-import type { WebhookSettings } from '../src/webhooks/settings.js';
+import type { WebhookSettings } from '../src/webhooks/deliverer.js';
 import { signatureHeader } from '../src/webhooks/signature.js';
 import { formatCount, type Benchmark, type BenchContext, type Figure } from './benchmark.js';
 import { agentNumber, customerNumber, orderId, poolNumbers, prng, seedStore, type SeededStore } from './seed.js';

@@ -1,9 +1,23 @@
 /**
- * Errors with stable codes (README, "Exit codes and errors"). A user error
- * (bad input, a conflict, an empty pool, a database the operator must fix)
- * exits 1; a fault of the system or of vnum itself exits 2. The HTTP API maps
- * the same codes to statuses.
+ * The error family: every error vnum raises on purpose is a CodedError with a
+ * stable code (README, "Exit codes and errors"), and every code has one
+ * category here. A face maps categories, never codes: the CLI to exit codes
+ * (src/cli/failure.ts), the HTTP API to statuses.
  */
+import { CodedError, type AgiErrorCode } from '../agi/errors.js';
+
+export { CodedError };
+
+/**
+ * - `invalid`: the request itself is wrong (input, usage, a number the policy refuses);
+ * - `not-found`: it names something that does not exist;
+ * - `conflict`: it clashes with what exists (the pool, another session, an exhausted pool);
+ * - `setup`: the installation needs the operator (the database file, a setting, an address);
+ * - `unavailable`: a passing condition (a lock, a full disk, Asterisk away): try again;
+ * - `internal`: a fault of vnum or of a damaged store.
+ */
+export type ErrorCategory = 'invalid' | 'not-found' | 'conflict' | 'setup' | 'unavailable' | 'internal';
+
 export const ErrorCode = {
   Usage: 'VNUM_USAGE',
   InvalidNumber: 'VNUM_INVALID_NUMBER',
@@ -35,20 +49,75 @@ export const ErrorCode = {
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
-const INTERNAL: ReadonlySet<ErrorCode> = new Set([ErrorCode.DatabaseBusy, ErrorCode.DiskFull, ErrorCode.Database, ErrorCode.Internal]);
+/** The AMI client's codes (src/ami/errors.ts). */
+export type AmiErrorCode =
+  | 'AMI_TIMEOUT'
+  | 'AMI_DISCONNECTED'
+  | 'AMI_NOT_CONNECTED'
+  | 'AMI_ACTION_FAILED'
+  | 'AMI_LOGIN_FAILED'
+  | 'AMI_BAD_HEADER'
+  | 'AMI_SOCKET'
+  | 'AMI_STOPPED';
 
-export class VnumError extends Error {
-  readonly code: ErrorCode;
+/** Every code of the family, and its category: the one table faces read. */
+const CATEGORIES: Readonly<Record<ErrorCode | AmiErrorCode | AgiErrorCode, ErrorCategory>> = {
+  VNUM_USAGE: 'invalid',
+  VNUM_INVALID_NUMBER: 'invalid',
+  VNUM_NO_DEFAULT_COUNTRY: 'invalid',
+  VNUM_INVALID_COUNTRY: 'invalid',
+  VNUM_NUMBER_NOT_ALLOWED: 'invalid',
+  VNUM_INVALID_ARGUMENT: 'invalid',
+  VNUM_INVALID_CSV: 'invalid',
+  VNUM_NOT_IN_POOL: 'not-found',
+  VNUM_SESSION_NOT_FOUND: 'not-found',
+  VNUM_EVENT_NOT_PARKED: 'not-found',
+  VNUM_POOL_CONFLICT: 'conflict',
+  VNUM_NUMBER_UNAVAILABLE: 'conflict',
+  VNUM_POOL_EXHAUSTED: 'conflict',
+  VNUM_SESSION_CONFLICT: 'conflict',
+  VNUM_SESSION_ENDED: 'conflict',
+  VNUM_DATABASE_NOT_FOUND: 'setup',
+  VNUM_DATABASE_PERMISSIONS: 'setup',
+  VNUM_DATABASE_VERSION: 'setup',
+  VNUM_CONFIGURATION: 'setup',
+  VNUM_LISTEN_FAILED: 'setup',
+  VNUM_DATABASE_BUSY: 'unavailable',
+  VNUM_DISK_FULL: 'unavailable',
+  VNUM_DATABASE: 'internal',
+  VNUM_INTERNAL: 'internal',
+  // What Asterisk or a peer did, or failed to do.
+  AMI_TIMEOUT: 'unavailable',
+  AMI_DISCONNECTED: 'unavailable',
+  AMI_NOT_CONNECTED: 'unavailable',
+  AMI_SOCKET: 'unavailable',
+  AMI_STOPPED: 'unavailable',
+  AMI_ACTION_FAILED: 'unavailable',
+  AMI_LOGIN_FAILED: 'setup',
+  AMI_BAD_HEADER: 'invalid',
+  AGI_LINE_TOO_LONG: 'invalid',
+  AGI_ENV_TOO_LARGE: 'invalid',
+  AGI_BAD_ENV_LINE: 'invalid',
+  AGI_BAD_REPLY: 'invalid',
+  AGI_UNEXPECTED_LINE: 'invalid',
+  AGI_BAD_ARGUMENT: 'invalid',
+  AGI_TIMEOUT: 'unavailable',
+  AGI_CLOSED: 'unavailable',
+  AGI_NOT_READY: 'internal',
+};
+
+/** An error's category; anything outside the family is `internal`. */
+export function errorCategory(error: unknown): ErrorCategory {
+  if (!(error instanceof CodedError)) return 'internal';
+  return (CATEGORIES as Readonly<Record<string, ErrorCategory>>)[error.code] ?? 'internal';
+}
+
+export class VnumError extends CodedError<ErrorCode> {
   /** Facts for a face to format (e.g. the session a refused retry names); never needed to understand the message. */
   readonly details: Readonly<Record<string, unknown>> | undefined;
   constructor(code: ErrorCode, message: string, details?: Readonly<Record<string, unknown>>) {
-    super(message);
-    this.name = 'VnumError';
-    this.code = code;
+    super(code, message);
     this.details = details;
-  }
-  get isUserError(): boolean {
-    return !INTERNAL.has(this.code);
   }
 }
 

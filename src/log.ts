@@ -1,5 +1,5 @@
 import { isIPv6 } from 'node:net';
-import pino, { type Logger, type DestinationStream } from 'pino';
+import pino, { type DestinationStream, type LogFn, type Logger } from 'pino';
 import { ErrorCode, VnumError } from './errors.js';
 
 /**
@@ -22,6 +22,9 @@ import { ErrorCode, VnumError } from './errors.js';
  *   `PJSIP/carrier-00000017`), ISO times, IP addresses and uniqueids
  *   (`1732526400.17`) are kept.
  * pid and hostname are left out. VNUM_LOG_REDACT=off writes lines untouched.
+ *
+ * Lines a peer or a caller can cause (refused connections, invalid calls)
+ * must not flood the log under attack: see floodLimit below.
  */
 
 /** Fields whose value is a phone number, compared in lower case. */
@@ -242,6 +245,8 @@ export interface LogOptions {
   /** false only when the operator asks for it (VNUM_LOG_REDACT=off). */
   redact?: boolean;
   destination?: DestinationStream;
+  /** The clock the flood limit reads (tests). */
+  now?: () => number;
 }
 
 export function redactingStream(target: DestinationStream): DestinationStream {
@@ -275,6 +280,51 @@ export function logRedactSetting(text: string | undefined): boolean {
   );
 }
 
+/** At info level and above, at most this many lines a second with the same message. */
+export const LINES_PER_MESSAGE_PER_SECOND = 20;
+const INFO = 30;
+/** Distinct messages tracked at once; messages are the code's own, so this is never reached in practice. */
+const MAX_TRACKED = 1_000;
+
+type LogArgs = Parameters<LogFn>;
+
+/**
+ * A pino logMethod hook: per message, at most LINES_PER_MESSAGE_PER_SECOND
+ * lines in each second at info level and above; the rest are dropped and
+ * counted into the next line with that message, as `suppressed`. Debug lines
+ * (one per call, on purpose) pass untouched.
+ */
+function floodLimit(now: () => number = Date.now): (this: Logger, args: LogArgs, method: LogFn, level: number) => void {
+  const windows = new Map<string, { start: number; written: number; suppressed: number }>();
+  return function (this: Logger, args, method, level) {
+    if (level < INFO) return method.apply(this, args);
+    const [first, second] = args as unknown[];
+    const message = typeof first === 'string' ? first : typeof second === 'string' ? second : '';
+    const at = now();
+    let window = windows.get(message);
+    if (window === undefined) {
+      if (windows.size >= MAX_TRACKED) windows.clear();
+      window = { start: at, written: 0, suppressed: 0 };
+      windows.set(message, window);
+    } else if (at - window.start >= 1000) {
+      window.start = at;
+      window.written = 0;
+    }
+    if (window.written >= LINES_PER_MESSAGE_PER_SECOND) {
+      window.suppressed++;
+      return;
+    }
+    window.written++;
+    if (window.suppressed === 0) return method.apply(this, args);
+    const suppressed = window.suppressed;
+    window.suppressed = 0;
+    const fields =
+      first instanceof Error ? { err: first, suppressed } : typeof first === 'object' && first !== null ? { ...first, suppressed } : undefined;
+    const withCount = (fields === undefined ? [{ suppressed }, ...args] : [fields, ...args.slice(1)]) as unknown as LogArgs;
+    return method.apply(this, withCount);
+  };
+}
+
 export function createLogger(options: LogOptions = {}): Logger {
   const level = logLevelSetting(options.level ?? process.env.VNUM_LOG_LEVEL);
   const redact = options.redact ?? logRedactSetting(process.env.VNUM_LOG_REDACT);
@@ -284,6 +334,7 @@ export function createLogger(options: LogOptions = {}): Logger {
       level,
       base: undefined,
       timestamp: pino.stdTimeFunctions.isoTime,
+      hooks: { logMethod: floodLimit(options.now) },
     },
     redact ? redactingStream(target) : target,
   );

@@ -1,6 +1,6 @@
 import type { Db } from './store/db.js';
 import type { PoolState } from './pool/pool.js';
-import type { SessionState } from './session/state.js';
+import { liveSql, SESSION_STATES, stateSql, type SessionState } from './session/state.js';
 import { redactNumber } from './log.js';
 
 export interface Stats {
@@ -23,19 +23,15 @@ export function collectStats(db: Db, now: number): Stats {
   }
   const sessions = db
     .prepare<[{ now: number }], Record<SessionState, number>>(
-      `SELECT
-         coalesce(sum(released_at IS NULL AND (ends_at IS NULL OR ends_at > @now)), 0) AS active,
-         coalesce(sum(released_at IS NOT NULL AND ends_at > @now), 0) AS grace,
-         coalesce(sum(ends_at <= @now), 0) AS ended
-       FROM session`,
+      `SELECT ${SESSION_STATES.map((state) => `coalesce(sum(${stateSql(state)}), 0) AS ${state}`).join(', ')} FROM session`,
     )
     .get({ now })!;
   const busiest = db
     .prepare<[{ now: number }], { party: string; n: number }>(
       `SELECT party, count(*) AS n FROM (
-         SELECT first_party AS party FROM session WHERE ends_at IS NULL OR ends_at > @now
+         SELECT first_party AS party FROM session WHERE ${liveSql()}
          UNION ALL
-         SELECT second_party FROM session WHERE ends_at IS NULL OR ends_at > @now
+         SELECT second_party FROM session WHERE ${liveSql()}
        ) GROUP BY party ORDER BY n DESC, party LIMIT 1`,
     )
     .get({ now });

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { AmiHeaderError } from './errors.js';
 
 /**
  * What goes on the AMI wire as one action, checked before asterisk-manager
@@ -10,14 +11,6 @@ import { randomBytes } from 'node:crypto';
  */
 
 export type AmiActionHeaders = Readonly<Record<string, string | number>>;
-
-export class AmiHeaderError extends Error {
-  readonly code = 'AMI_BAD_HEADER';
-  constructor(message: string) {
-    super(message);
-    this.name = 'AmiHeaderError';
-  }
-}
 
 // AMI header names: a letter, then letters, digits and dashes (Asterisk's own
 // are all of this form). The library lower-cases names and upper-cases the

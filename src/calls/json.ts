@@ -1,5 +1,5 @@
 import { isoTime } from '../time.js';
-import type { Call } from './store.js';
+import type { Call } from './call.js';
 
 /** The documented JSON shape of a call (README, "JSON"): `vnum calls --json`, and `data.call` in webhook events. */
 export function callJson(call: Call) {

@@ -1,6 +1,6 @@
 import { writeTransaction, type Db } from '../store/db.js';
 import { normaliseNumberCached } from '../numbers/cache.js';
-import { perConnection } from '../store/prepared.js';
+import { perConnection } from '../store/statements.js';
 import { maskedNumbers, type Side } from '../webhooks/events.js';
 import { appendEvent, type CounterName } from '../webhooks/outbox.js';
 

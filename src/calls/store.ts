@@ -1,8 +1,11 @@
 import { writeTransaction, type Db } from '../store/db.js';
 import { maskedNumbers } from '../webhooks/events.js';
 import { appendEvent, isRecording } from '../webhooks/outbox.js';
+import type { Call, CallState, HangupReason } from './call.js';
 import type { CallFact } from './facts.js';
 import { callJson } from './json.js';
+import { stateSql } from '../session/state.js';
+import { perConnection } from '../store/statements.js';
 
 /**
  * The call log in SQLite (schema 2): one row per call the router bridged.
@@ -11,33 +14,7 @@ import { callJson } from './json.js';
  * is stored: the caller is named by its side of the session.
  */
 
-export const CALL_STATES = ['routed', 'ringing', 'answered', 'ended', 'lost'] as const;
-export type CallState = (typeof CALL_STATES)[number];
-export type HangupReason = 'release' | 'session-ended';
-
-export interface Call {
-  id: number;
-  /** Asterisk's Uniqueid of the caller's channel. */
-  uniqueid: string;
-  session: string;
-  /** Which party of the session called. */
-  caller: 'first' | 'second';
-  state: CallState;
-  startedAt: number;
-  ringingAt: number | null;
-  answeredAt: number | null;
-  endedAt: number | null;
-  /** When vnum found the call gone without having seen its end (facts after it unknown). */
-  lostAt: number | null;
-  /** Answer to end, ms: the conversation. */
-  durationMs: number | null;
-  dialStatus: string | null;
-  hangupCause: number | null;
-  hangupCauseText: string | null;
-  /** When vnum asked Asterisk to hang it up, and why. */
-  hangupRequestedAt: number | null;
-  hangupReason: HangupReason | null;
-}
+export { CALL_STATES, type Call, type CallState, type HangupReason } from './call.js';
 
 interface CallRow {
   id: number;
@@ -126,7 +103,7 @@ function prepare(db: Db) {
       `SELECT c.id, c.uniqueid, c.session_id AS session, c.hangup_requested_at AS requestedAt
          FROM call c JOIN session s ON s.id = c.session_id
         WHERE c.ended_at IS NULL AND c.lost_at IS NULL
-          AND (c.hangup_requested_at IS NOT NULL OR (s.ends_at IS NOT NULL AND s.ends_at <= @now))`,
+          AND (c.hangup_requested_at IS NOT NULL OR ${stateSql('ended', 's')})`,
     ),
     markDue: db.prepare<[number, number]>(
       `UPDATE call SET hangup_requested_at = ?, hangup_reason = 'session-ended' WHERE id = ? AND hangup_requested_at IS NULL`,
@@ -135,15 +112,7 @@ function prepare(db: Db) {
   };
 }
 type Statements = ReturnType<typeof prepare>;
-const cache = new WeakMap<Db, Statements>();
-function statements(db: Db): Statements {
-  let s = cache.get(db);
-  if (!s) {
-    s = prepare(db);
-    cache.set(db, s);
-  }
-  return s;
-}
+const statements = perConnection(prepare);
 
 export interface RoutedCall {
   uniqueid: string;
@@ -294,6 +263,11 @@ export function listCalls(db: Db, filter: CallFilter): { calls: Call[]; more: bo
 
 // ---------------------------------------------------------------------------
 // What `vnum serve` reports about itself, for `vnum health`.
+
+/** A router's key in router_status: `host:port` as `vnum serve` was told to listen on, and as `vnum health` is told to probe. */
+export function routerKey(host: string, port: number): string {
+  return `${host}:${port}`;
+}
 
 export type AmiReportedState = 'disabled' | 'stopped' | 'connecting' | 'logged-in' | 'waiting';
 

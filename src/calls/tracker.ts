@@ -1,8 +1,9 @@
 import type { Logger } from 'pino';
-import type { InboundCall, RouteAnswer } from '../../agi/server.js';
-import type { AmiClient, AmiError } from '../ami/client.js';
-import { openDb, type Db } from '../store/db.js';
-import { watchFileIdentity, type FileIdentityWatch } from '../store/file-identity.js';
+import type { AmiClient } from '../ami/client.js';
+import type { AmiError } from '../ami/errors.js';
+import type { RouteAnswer } from '../routing/answer.js';
+import type { Db } from '../store/db.js';
+import { FollowedDatabase } from '../store/followed-db.js';
 import { addToCounter } from '../webhooks/outbox.js';
 import { callFact, isUniqueid, liveUniqueids } from './facts.js';
 import { recordRefusal, RefusalGate } from './refusals.js';
@@ -36,10 +37,11 @@ import {
  * - a call the router refuses becomes call.refused for the order system, or
  *   a count, within bounds (./refusals.ts); with or without AMI.
  *
- * Writes go through one queue on this module's own connection with a short
- * busy timeout: a CLI holding the write lock delays the log by a moment but
- * never stalls the event loop that routes calls. A busy database keeps the
- * queue for the next try; any other failure drops that write with an error.
+ * Writes go through one queue on this module's own connection (followed like
+ * the router's: ../store/followed-db.ts) with a short busy timeout: a CLI
+ * holding the write lock delays the log by a moment but never stalls the
+ * event loop that routes calls. A busy database keeps the queue for the next
+ * try; any other failure drops that write with an error.
  */
 export interface CallTrackerOptions {
   dbPath: string;
@@ -56,6 +58,16 @@ export interface CallTrackerOptions {
   /** The country the router reads numbers without + in: to tell which party a refused call came from. */
   defaultCountry?: string | undefined;
   now?: () => number;
+}
+
+/** Which call Asterisk routed: what AMI's events and Hangup name it by, and who called (for call.refused). */
+export interface AsteriskCall {
+  /** agi_uniqueid */
+  uniqueId: string;
+  /** agi_channel */
+  channel: string;
+  /** agi_callerid: only to tell which party of a session a refused call came from; never stored. */
+  callerId: string;
 }
 
 interface Write {
@@ -76,10 +88,7 @@ export class CallTracker {
   private readonly log: Logger;
   private readonly now: () => number;
   private readonly startedAt: number;
-  private db: Db | undefined;
-  /** fileIdentity() of the file `db` has open. */
-  private openedFile: string | undefined;
-  private reopenAt = 0;
+  private readonly store: FollowedDatabase<Db>;
   private readonly queue: Write[] = [];
   private flushTimer: ReturnType<typeof setTimeout> | undefined;
   private flushPending = false;
@@ -88,12 +97,6 @@ export class CallTracker {
   /** Call id -> when Hangup was last sent for it. */
   private readonly hangupTried = new Map<number, number>();
   private stopped = false;
-  /**
-   * Which file the path names (as the router's store glue checks it): a
-   * database replaced by `mv` (a restore) or removed must not go on receiving
-   * the log through a connection to the old file.
-   */
-  private readonly identity: FileIdentityWatch;
   private readonly refusals: RefusalGate;
 
   constructor(private readonly options: CallTrackerOptions) {
@@ -101,8 +104,14 @@ export class CallTracker {
     this.now = options.now ?? Date.now;
     this.startedAt = this.now();
     this.refusals = new RefusalGate({ defaultCountry: options.defaultCountry }, this.startedAt);
-    this.identity = watchFileIdentity(options.dbPath, {
-      onWatchError: (error) => this.log.warn({ err: error, db: options.dbPath }, "call log: cannot watch the database's folder: a stat at every write"),
+    this.store = new FollowedDatabase({
+      path: options.dbPath,
+      prepare: (db) => db,
+      busyTimeoutMs: options.busyTimeoutMs ?? 100,
+      reopenDelayMs: 1_000,
+      logger: this.log,
+      holder: 'call log',
+      now: this.now,
     });
   }
 
@@ -125,20 +134,20 @@ export class CallTracker {
   }
 
   /** From the router, for every answer it sends: a bridged call gets its row, a refused one its event or count. Never throws. */
-  routed(call: InboundCall, answer: RouteAnswer): void {
+  routed(call: AsteriskCall, answer: RouteAnswer): void {
     try {
       if (this.stopped) return;
-      if (answer.VNUM_STATUS !== 'BRIDGE') {
-        const refusal = this.refusals.admit(call, answer.VNUM_STATUS, answer.VNUM_SESSION, this.now());
+      if (answer.status !== 'BRIDGE') {
+        const refusal = this.refusals.admit(call, answer.status, answer.session, this.now());
         if (refusal) this.enqueue('refused call', (db) => void recordRefusal(db, refusal, this.now()));
         return;
       }
       if (!this.options.ami) return;
       if (!isUniqueid(call.uniqueId) || !CHANNEL.test(call.channel)) {
-        this.log.warn({ session: answer.VNUM_SESSION }, 'bridged call without a usable agi_uniqueid or agi_channel: not in the call log');
+        this.log.warn({ session: answer.session }, 'bridged call without a usable agi_uniqueid or agi_channel: not in the call log');
         return;
       }
-      const routed = { uniqueid: call.uniqueId, channel: call.channel, session: answer.VNUM_SESSION, target: answer.VNUM_TARGET, at: this.now() };
+      const routed = { uniqueid: call.uniqueId, channel: call.channel, session: answer.session, target: answer.target, at: this.now() };
       this.enqueue('routed call', (db) => {
         if (!recordRoutedCall(db, routed)) {
           this.log.warn({ session: routed.session }, 'bridged call not recorded: the session has no such party');
@@ -158,8 +167,7 @@ export class CallTracker {
     this.reportStatus('stopped');
     this.flush();
     if (this.queue.length > 0) this.log.warn({ unwritten: this.queue.length }, 'call log: writes left unwritten at stop');
-    this.closeDb();
-    this.identity.close();
+    this.store.close();
   }
 
   // -------------------------------------------------------------------------
@@ -217,7 +225,6 @@ export class CallTracker {
   private hangUpDue(): void {
     const ami = this.options.ami;
     if (!ami?.loggedIn || this.stopped) return;
-    this.followFile();
     const db = this.database();
     if (!db) return;
     const now = this.now();
@@ -227,7 +234,7 @@ export class CallTracker {
     } catch (error) {
       if (!isBusy(error)) {
         this.log.error({ err: error }, 'call log: reading calls to hang up failed');
-        this.closeDb();
+        this.store.drop(0);
       }
       return;
     }
@@ -268,7 +275,6 @@ export class CallTracker {
   }
 
   private flush(): void {
-    this.followFile();
     while (this.queue.length > 0) {
       const db = this.database();
       if (!db) return this.retryFlush(1_000);
@@ -280,7 +286,7 @@ export class CallTracker {
         if (isBusy(error)) return this.retryFlush(250);
         this.queue.shift();
         this.log.error({ err: error, write: write.what }, 'call log write failed: dropped');
-        this.closeDb();
+        this.store.drop(0);
       }
     }
   }
@@ -294,44 +300,12 @@ export class CallTracker {
     this.flushTimer.unref?.();
   }
 
-  /** Close a connection whose file is no longer the one at the path; the next use opens the new one. */
-  private followFile(): void {
-    if (!this.db) return;
-    let current: string | undefined;
-    try {
-      current = this.identity.current();
-    } catch {
-      current = undefined;
-    }
-    if (current !== this.openedFile) {
-      this.log.warn({ db: this.options.dbPath, present: current !== undefined }, 'call log: database file replaced or removed: reopening');
-      this.closeDb();
-    }
-  }
-
   private database(): Db | undefined {
-    if (this.db) return this.db;
-    if (this.now() < this.reopenAt) return undefined;
     try {
-      const before = this.identity.check();
-      this.db = openDb(this.options.dbPath);
-      this.openedFile = before ?? this.identity.check();
-      this.db.pragma(`busy_timeout = ${this.options.busyTimeoutMs ?? 100}`);
-      return this.db;
+      return this.store.get();
     } catch (error) {
-      this.reopenAt = this.now() + 1_000;
       this.log.error({ err: error }, 'call log: database unusable; retrying');
       return undefined;
     }
-  }
-
-  private closeDb(): void {
-    try {
-      this.db?.close();
-    } catch {
-      // already unusable
-    }
-    this.db = undefined;
-    this.openedFile = undefined;
   }
 }

@@ -1,14 +1,12 @@
-import { Option, type Command } from 'commander';
+import type { Command } from 'commander';
 import { probeRouter } from '../../agi/health-probe.js';
-import { ROUTER_DEFAULTS } from '../../agi/server.js';
-import { readRouterStatus, type RouterStatus } from '../calls/store.js';
-import { boundedDuration, hostSetting, SETTING_LIMITS, tcpPort } from '../settings.js';
+import { FASTAGI_DEFAULTS } from '../../agi/server.js';
+import { readRouterStatus, routerKey, type RouterStatus } from '../calls/store.js';
 import { openDb, resolveDbPath, schemaVersion } from '../store/db.js';
 import { STATUS_FRESH_MS } from './calls.js';
 import { globalOptions } from './context.js';
 import { isoTime, printJson, printLine } from './output.js';
-import { routerKey } from './serve.js';
-import { settingName } from './settings.js';
+import { addSetting, boundedDuration, hostSetting, SETTING_LIMITS, span, tcpPort } from './settings.js';
 
 /**
  * `vnum health`: is this installation routing and logging calls? Four checks,
@@ -85,24 +83,32 @@ export async function checkHealth(options: { dbPath: string; host: string; port:
 }
 
 export function registerHealth(program: Command): void {
-  program
+  const health = program
     .command('health')
-    .description('does the router answer, is the database readable, AMI logged in? Exit 0 if so, 1 if not')
-    .addOption(new Option('--host <address>', 'the router\'s address, as given to vnum serve').env('VNUM_AGI_HOST').default(ROUTER_DEFAULTS.host))
-    .addOption(new Option('--port <port>', 'the router\'s port').env('VNUM_AGI_PORT').default(String(ROUTER_DEFAULTS.port)))
-    .option('--timeout <duration>', 'how long the router may take to answer the probe, 100ms to 60s', '2s')
+    .description('does the router answer, is the database readable, AMI logged in? Exit 0 if so, 1 if not');
+  addSetting(health, {
+    flags: '--host <address>',
+    description: "the router's address, as given to vnum serve",
+    judge: hostSetting,
+    default: { value: FASTAGI_DEFAULTS.host },
+    env: 'VNUM_AGI_HOST',
+  });
+  addSetting(health, { flags: '--port <port>', description: "the router's port", judge: tcpPort, default: { value: FASTAGI_DEFAULTS.port }, env: 'VNUM_AGI_PORT' });
+  addSetting(health, {
+    flags: '--timeout <duration>',
+    description: `how long the router may take to answer the probe, ${span(SETTING_LIMITS.healthTimeoutMs)}`,
+    judge: boundedDuration(SETTING_LIMITS.healthTimeoutMs),
+    default: { value: 2000, shown: '2s' },
+  });
+  health
     .option('--require-ami', 'unhealthy when vnum serve runs without AMI')
     .option('--json', 'JSON: {"healthy","router","database","ami","asterisk"} (see README)')
-    .action(async (options: { host: string; port: string; timeout: string; requireAmi?: boolean; json?: boolean }, command: Command) => {
-      const name = (key: string, flag: string, envVar?: string) => settingName(command, key, flag, envVar);
-      const host = hostSetting(name('host', '--host', 'VNUM_AGI_HOST'), options.host);
-      const port = tcpPort(name('port', '--port', 'VNUM_AGI_PORT'), options.port);
-      const timeoutMs = boundedDuration(name('timeout', '--timeout'), options.timeout, SETTING_LIMITS.healthTimeoutMs);
+    .action(async (options: { host: string; port: number; timeout: number; requireAmi?: boolean; json?: boolean }, command: Command) => {
       const report = await checkHealth({
         dbPath: resolveDbPath(globalOptions(command).db),
-        host,
-        port,
-        timeoutMs,
+        host: options.host,
+        port: options.port,
+        timeoutMs: options.timeout,
         requireAmi: options.requireAmi ?? false,
       });
       if (options.json) printJson(report);

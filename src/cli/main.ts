@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import { ErrorCode, VnumError } from '../errors.js';
 import { registerCalls } from './calls.js';
 import { registerHealth } from './health.js';
-import { printError } from './output.js';
+import { EXIT_OK, fail } from './failure.js';
 import { registerPool } from './pool.js';
 import { registerRoute } from './route.js';
 import { registerServe } from './serve.js';
@@ -13,10 +13,6 @@ import { registerStats } from './stats.js';
 import { registerWebhooks } from './webhooks.js';
 
 const { version } = createRequire(import.meta.url)('../../../package.json') as { version: string };
-
-export const EXIT_OK = 0;
-export const EXIT_USER_ERROR = 1;
-export const EXIT_INTERNAL_ERROR = 2;
 
 function commandPath(command: Command): string {
   const names: string[] = [];
@@ -58,16 +54,6 @@ function buildProgram(): Command {
   registerWebhooks(program);
   usageErrors(program);
   return program;
-}
-
-function fail(error: unknown): number {
-  if (error instanceof CommanderError && error.exitCode === 0) return EXIT_OK;
-  const known =
-    error instanceof VnumError
-      ? error
-      : new VnumError(ErrorCode.Internal, `internal error: ${error instanceof Error ? error.message : String(error)}`);
-  printError(known.code, known.message);
-  return known.isUserError ? EXIT_USER_ERROR : EXIT_INTERNAL_ERROR;
 }
 
 // A reader that stops early (`vnum session list | head`) is not a failure: stop quietly.

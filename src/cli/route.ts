@@ -1,21 +1,22 @@
 import type { Command } from 'commander';
+import { answerFor, ERROR_ANSWER, type RouteAnswer } from '../routing/answer.js';
 import { decideRoute, type RouteDecision } from '../routing/decide.js';
 import { storeBridgeLookup } from '../routing/lookup.js';
 import { ALLOWED_NUMBER_TYPES_OPTION, defaultCountry, numberPolicy, withDb } from './context.js';
 import { printError, printJson, printLine } from './output.js';
 import { ErrorCode } from '../errors.js';
 
-function describe(decision: RouteDecision): string {
-  const session = decision.session ? ` (session ${decision.session})` : '';
-  switch (decision.status) {
+function describe(answer: RouteAnswer, reason: string | undefined): string {
+  const session = answer.session ? ` (session ${answer.session})` : '';
+  switch (answer.status) {
     case 'BRIDGE':
-      return `BRIDGE: dial ${decision.target} presenting ${decision.cli}${session}`;
+      return `BRIDGE: dial ${answer.target} presenting ${answer.presentedCallerId}${session}`;
     case 'NOT_ALLOWED':
-      return `NOT_ALLOWED${session}: ${decision.reason}: no call is placed`;
+      return `NOT_ALLOWED${session}: ${reason}: no call is placed`;
     case 'NOT_POOL':
-      return `NOT_POOL: ${decision.reason}: vnum places no call; the dialplan hands the call to VNUM_OTHER_CONTEXT when it is set`;
+      return `NOT_POOL: ${reason}: vnum places no call; the dialplan hands the call to VNUM_OTHER_CONTEXT when it is set`;
     default:
-      return `${decision.status}${session}: no call is placed`;
+      return `${answer.status}${session}: no call is placed`;
   }
 }
 
@@ -30,11 +31,14 @@ export function registerRoute(program: Command): void {
     .option('--json', 'JSON: {"status","target","cli","session","reason"}')
     .action((caller: string, dialled: string, options: { json?: boolean }, command: Command) => {
       const routeOptions = { defaultCountry: defaultCountry(command), policy: numberPolicy(command) };
-      const decision = withDb(command, (db) => decideRoute({ caller, dialled }, Date.now(), storeBridgeLookup(db), routeOptions), 'read');
+      const decision: RouteDecision = withDb(command, (db) => decideRoute({ caller, dialled }, Date.now(), storeBridgeLookup(db), routeOptions), 'read');
+      // What the router would answer, checked as it checks it.
+      const answer = answerFor(decision) ?? ERROR_ANSWER;
       if (options.json) {
-        printJson({ status: decision.status, target: decision.target, cli: decision.cli, session: decision.session, reason: decision.reason ?? null });
+        const shown = (value: string) => (value === '' ? null : value);
+        printJson({ status: answer.status, target: shown(answer.target), cli: shown(answer.presentedCallerId), session: shown(answer.session), reason: decision.reason ?? null });
       } else {
-        printLine(describe(decision));
+        printLine(describe(answer, decision.reason));
       }
       // An invalid number is bad input: say why and exit 1, as for any other command.
       if (decision.status === 'INVALID') {

@@ -1,156 +1,206 @@
+/**
+ * `vnum serve`, the composition root: the one place that wires the FastAGI
+ * server (agi/), the router (src/routing), the call log (src/calls), AMI
+ * (src/ami) and the store together. Everything it starts, it stops.
+ */
 import { Option, type Command } from 'commander';
-import { startRouter, ROUTER_DEFAULTS, type RouteFunction } from '../../agi/server.js';
+import type { Logger } from 'pino';
 import { DEFAULT_ALLOW } from '../../agi/allow-list.js';
+import { FASTAGI_DEFAULTS, startFastAgiServer, type AgiAnswer, type AgiEnvironment, type AgiHandler, type FastAgiServer } from '../../agi/server.js';
 import { AmiClient } from '../ami/client.js';
-import { amiSettings, type AmiSettings } from '../ami/config.js';
 import { CALL_EVENT_CLASSES, CALL_EVENTS } from '../calls/facts.js';
-import { CallTracker } from '../calls/tracker.js';
+import { routerKey } from '../calls/store.js';
+import { CallTracker, type AsteriskCall } from '../calls/tracker.js';
 import { ErrorCode, VnumError } from '../errors.js';
 import { createLogger } from '../log.js';
-import { createCallRouter } from '../routing/service.js';
-import { boundedDuration, boundedInteger, formatMs, hostSetting, SETTING_LIMITS, tcpPort } from '../settings.js';
 import type { NumberPolicy } from '../numbers/policy.js';
+import { answerFor, channelVariables, ERROR_ANSWER, type RouteAnswer } from '../routing/answer.js';
+import type { RouteDecision } from '../routing/decide.js';
+import { createCallRouter, type RoutedCall } from '../routing/service.js';
 import { openDb, resolveDbPath } from '../store/db.js';
+import { amiSettings, type AmiSettings } from './ami-settings.js';
 import { ALLOWED_NUMBER_TYPES_OPTION, defaultCountry, globalOptions, numberPolicy } from './context.js';
-import { allowSetting, settingName } from './settings.js';
+import { stopSignal } from './stop-signal.js';
+import { addSetting, allowSetting, boundedDuration, boundedInteger, hostSetting, SETTING_LIMITS, span, tcpPort } from './settings.js';
 
-interface ServeOptions {
-  host: string;
-  port: string;
-  allow: string;
-  maxConnections: string;
-  deadline: string;
-  drain: string;
-  amiHost?: string;
-  amiPort?: string;
-  amiUser?: string;
-  amiSecretFile?: string;
+// ---------------------------------------------------------------------------
+// A FastAGI connection as a routed call, and back
+
+/** The call Asterisk describes in its FastAGI environment. */
+export type InboundCall = RoutedCall & AsteriskCall;
+
+export function inboundCall(env: AgiEnvironment): InboundCall {
+  return {
+    callerId: env.get('agi_callerid') ?? '',
+    extension: env.get('agi_extension') ?? '',
+    dnid: env.get('agi_dnid') ?? '',
+    uniqueId: env.get('agi_uniqueid') ?? '',
+    channel: env.get('agi_channel') ?? '',
+  };
 }
 
-/** The router's key in router_status, as `vnum health` computes it from the same flags. */
-export function routerKey(host: string, port: number | string): string {
-  return `${host}:${port}`;
+/** An answer as the FastAGI server writes it, with what the connection's log line should say. */
+export function agiAnswer(answer: RouteAnswer): AgiAnswer {
+  return { variables: channelVariables(answer), log: { status: answer.status, session: answer.session || undefined } };
 }
+
+/** Written by the FastAGI server when routing throws: ERROR. */
+export const FALLBACK_ANSWER: AgiAnswer = Object.freeze(agiAnswer(ERROR_ANSWER));
+
+/**
+ * The handler that routes each call: the decision, as the channel variables
+ * the dialplan reads (ERROR when it fails src/routing/answer.ts's checks);
+ * `routed` hears every answer (the call log).
+ */
+export function routeCalls(
+  route: (call: InboundCall) => RouteDecision,
+  logger: Logger,
+  routed?: (call: InboundCall, answer: RouteAnswer) => void,
+): AgiHandler {
+  return (env) => {
+    const call = inboundCall(env);
+    const decision = route(call);
+    let answer = answerFor(decision);
+    if (answer === undefined) {
+      const status: unknown = typeof decision === 'object' && decision !== null ? decision.status : decision;
+      logger.error(
+        { status: typeof status === 'string' ? status.slice(0, 64) : typeof status },
+        'route returned values that fail validation: answering VNUM_STATUS=ERROR',
+      );
+      answer = ERROR_ANSWER;
+    }
+    routed?.(call, answer);
+    return agiAnswer(answer);
+  };
+}
+
+// ---------------------------------------------------------------------------
+// The command
 
 export interface ServeSettings {
   host: string;
   port: number;
   allow: string[];
   maxConnections: number;
-  sessionDeadlineMs: number;
+  deadlineMs: number;
   drainMs: number;
   ami: AmiSettings | null;
   defaultCountry: string | undefined;
   policy: NumberPolicy;
 }
 
-/** Every setting of `vnum serve`, judged before anything is opened (see ../settings.ts). */
-export function serveSettings(options: ServeOptions, command: Command): ServeSettings {
-  const name = (key: string, flag: string, envVar?: string) => settingName(command, key, flag, envVar);
-  return {
-    host: hostSetting(name('host', '--host', 'VNUM_AGI_HOST'), options.host),
-    port: tcpPort(name('port', '--port', 'VNUM_AGI_PORT'), options.port),
-    allow: allowSetting(name('allow', '--allow', 'VNUM_AGI_ALLOW'), options.allow),
-    maxConnections: boundedInteger(name('maxConnections', '--max-connections'), options.maxConnections, SETTING_LIMITS.maxConnections),
-    sessionDeadlineMs: boundedDuration(name('deadline', '--deadline'), options.deadline, SETTING_LIMITS.deadlineMs),
-    drainMs: boundedDuration(name('drain', '--drain'), options.drain, SETTING_LIMITS.drainMs),
-    ami: amiSettings(options),
-    // Settings every command shares keep the code they have everywhere: VNUM_INVALID_COUNTRY, VNUM_INVALID_ARGUMENT.
-    defaultCountry: defaultCountry(command),
-    policy: numberPolicy(command),
-  };
-}
-
-function span(limits: { min: number; max: number }): string {
-  return `${formatMs(limits.min)} to ${formatMs(limits.max)}`;
+interface ServeOptions {
+  host: string;
+  port: number;
+  allow: string[];
+  maxConnections: number;
+  deadline: number;
+  drain: number;
+  amiHost?: string;
+  amiPort?: string;
+  amiUser?: string;
+  amiSecretFile?: string;
 }
 
 export function registerServe(program: Command): void {
-  program
-    .command('serve')
-    .description('run the FastAGI call router that dialplan/vnum.conf asks for each call')
-    .addOption(new Option('--host <address>', 'address to listen on').env('VNUM_AGI_HOST').default(ROUTER_DEFAULTS.host))
-    .addOption(new Option('--port <port>', 'TCP port').env('VNUM_AGI_PORT').default(String(ROUTER_DEFAULTS.port)))
-    .addOption(
-      new Option('--allow <addresses>', 'comma-separated addresses or CIDR subnets allowed to connect: your Asterisk, and where vnum health runs')
-        .env('VNUM_AGI_ALLOW')
-        .default(DEFAULT_ALLOW.join(',')),
-    )
-    .option(
-      '--max-connections <n>',
-      `concurrent calls being routed, ${SETTING_LIMITS.maxConnections.min} to ${SETTING_LIMITS.maxConnections.max}`,
-      String(ROUTER_DEFAULTS.maxConnections),
-    )
-    .option('--deadline <duration>', `hard limit on one routing session, ${span(SETTING_LIMITS.deadlineMs)}`, `${ROUTER_DEFAULTS.sessionDeadlineMs}ms`)
-    .option('--drain <duration>', `on SIGTERM, how long in-flight sessions may finish, ${span(SETTING_LIMITS.drainMs)}`, '2s')
+  const serve = program.command('serve').description('run the FastAGI call router that dialplan/vnum.conf asks for each call');
+  addSetting(serve, { flags: '--host <address>', description: 'address to listen on', judge: hostSetting, default: { value: FASTAGI_DEFAULTS.host }, env: 'VNUM_AGI_HOST' });
+  addSetting(serve, { flags: '--port <port>', description: 'TCP port', judge: tcpPort, default: { value: FASTAGI_DEFAULTS.port }, env: 'VNUM_AGI_PORT' });
+  addSetting(serve, {
+    flags: '--allow <addresses>',
+    description: 'comma-separated addresses or CIDR subnets allowed to connect: your Asterisk, and where vnum health runs',
+    judge: allowSetting,
+    default: { value: [...DEFAULT_ALLOW], shown: DEFAULT_ALLOW.join(',') },
+    env: 'VNUM_AGI_ALLOW',
+  });
+  addSetting(serve, {
+    flags: '--max-connections <n>',
+    description: `concurrent calls being routed, ${SETTING_LIMITS.maxConnections.min} to ${SETTING_LIMITS.maxConnections.max}`,
+    judge: boundedInteger(SETTING_LIMITS.maxConnections),
+    default: { value: FASTAGI_DEFAULTS.maxConnections },
+  });
+  addSetting(serve, {
+    flags: '--deadline <duration>',
+    description: `hard limit on one routing connection, ${span(SETTING_LIMITS.deadlineMs)}`,
+    judge: boundedDuration(SETTING_LIMITS.deadlineMs),
+    default: { value: FASTAGI_DEFAULTS.deadlineMs, shown: `${FASTAGI_DEFAULTS.deadlineMs}ms` },
+  });
+  addSetting(serve, {
+    flags: '--drain <duration>',
+    description: `on SIGTERM, how long calls in flight may finish, ${span(SETTING_LIMITS.drainMs)}`,
+    judge: boundedDuration(SETTING_LIMITS.drainMs),
+    default: { value: 2000, shown: '2s' },
+  });
+  serve
     .option('--country <XX>', 'default country for numbers without + (VNUM_DEFAULT_COUNTRY)')
     .option(...ALLOWED_NUMBER_TYPES_OPTION)
     .addOption(new Option('--ami-user <name>', 'AMI user: turns on the call log and hang-ups through AMI').env('VNUM_AMI_USER'))
     .addOption(new Option('--ami-host <address>', 'AMI address (default 127.0.0.1)').env('VNUM_AMI_HOST'))
     .addOption(new Option('--ami-port <port>', 'AMI port (default 5038)').env('VNUM_AMI_PORT'))
-    .addOption(
-      new Option('--ami-secret-file <file>', 'file holding the AMI secret, owner-only (or VNUM_AMI_SECRET)').env('VNUM_AMI_SECRET_FILE'),
-    )
+    .addOption(new Option('--ami-secret-file <file>', 'file holding the AMI secret, owner-only (or VNUM_AMI_SECRET)').env('VNUM_AMI_SECRET_FILE'))
     .action(async (options: ServeOptions, command: Command) => {
-      // Judge every setting, the logger's included, before a database is opened, created or migrated.
+      // Every setting, the logger's included, is judged before a database is opened, created or migrated.
       const logger = createLogger();
-      const settings = serveSettings(options, command);
-      const { host, port, ami } = settings;
-      const dbPath = resolveDbPath(globalOptions(command).db);
-      // Open once now so a wrong path or a broken file stops the start, not the first call.
-      openDb(dbPath, { mode: 'create' }).close();
-      const calls = createCallRouter({ dbPath, defaultCountry: settings.defaultCountry, policy: settings.policy, logger });
-      const amiClient = ami ? new AmiClient({ ...ami, eventClasses: CALL_EVENT_CLASSES, events: CALL_EVENTS, logger }) : null;
-      const tracker = new CallTracker({ dbPath, ami: amiClient, router: routerKey(host, port), logger, defaultCountry: settings.defaultCountry });
-      // The answer first; the tracker only queues what it records (bridged calls with AMI, refusals always).
-      const route: RouteFunction = (call) => {
-        const answer = calls.route(call);
-        tracker.routed(call, answer);
-        return answer;
+      const settings: ServeSettings = {
+        host: options.host,
+        port: options.port,
+        allow: options.allow,
+        maxConnections: options.maxConnections,
+        deadlineMs: options.deadline,
+        drainMs: options.drain,
+        ami: amiSettings(options),
+        // Settings every command shares keep the code they have everywhere: VNUM_INVALID_COUNTRY, VNUM_INVALID_ARGUMENT.
+        defaultCountry: defaultCountry(command),
+        policy: numberPolicy(command),
       };
-      let router;
-      try {
-        const { allow, maxConnections, sessionDeadlineMs } = settings;
-        router = await startRouter({ host, port, allow, maxConnections, sessionDeadlineMs, logger, route });
-      } catch (e) {
-        calls.close();
-        const error = e as NodeJS.ErrnoException;
-        // Binding failed (taken, not a local address, not permitted, no such host); anything else is ours.
-        if (error.syscall === 'listen' || error.syscall === 'bind' || error.syscall === 'getaddrinfo') {
-          throw new VnumError(ErrorCode.ListenFailed, `cannot listen on ${routerKey(host, port)}: ${error.message}`);
-        }
-        throw e;
-      }
-      tracker.start();
-      amiClient?.start();
-      logger.info(
-        {
-          db: dbPath,
-          defaultCountry: settings.defaultCountry ?? null,
-          allowedNumberTypes: [...settings.policy.allowed].join(','),
-          ami: ami ? `${ami.username}@${ami.host}:${ami.port}` : 'off',
-        },
-        'vnum router routing from this store',
-      );
-      await new Promise<void>((resolve) => {
-        const stop = (signal: NodeJS.Signals) => {
-          process.off('SIGTERM', stop);
-          process.off('SIGINT', stop);
-          logger.info({ signal, inFlight: router.connections() }, 'stopping: finishing calls in flight');
-          router
-            .close(settings.drainMs)
-            .catch((error: unknown) => logger.error({ err: error }, 'error while stopping'))
-            .then(() => amiClient?.stop())
-            .then(() => tracker.stop())
-            .catch((error: unknown) => logger.error({ err: error }, 'error while stopping AMI'))
-            .finally(() => {
-              calls.close();
-              logger.info('vnum router stopped');
-              resolve();
-            });
-        };
-        process.on('SIGTERM', stop);
-        process.on('SIGINT', stop);
-      });
+      await runRouter(resolveDbPath(globalOptions(command).db), settings, logger);
+    });
+}
+
+/** Wire everything, serve until SIGTERM or SIGINT, then stop it all in order. */
+async function runRouter(dbPath: string, settings: ServeSettings, logger: Logger): Promise<void> {
+  const { host, port, ami } = settings;
+  // Open once now so a wrong path or a broken file stops the start, not the first call.
+  openDb(dbPath, { mode: 'create' }).close();
+  const callRouter = createCallRouter({ dbPath, defaultCountry: settings.defaultCountry, policy: settings.policy, logger });
+  const amiClient = ami ? new AmiClient({ ...ami, eventClasses: CALL_EVENT_CLASSES, events: CALL_EVENTS, logger }) : null;
+  const callLog = new CallTracker({ dbPath, ami: amiClient, router: routerKey(host, port), logger, defaultCountry: settings.defaultCountry });
+  // The answer first; the call log only queues what it records (bridged calls with AMI, refusals always).
+  const handler = routeCalls(callRouter.route, logger, (call, answer) => callLog.routed(call, answer));
+  let agi: FastAgiServer;
+  try {
+    const { allow, maxConnections, deadlineMs } = settings;
+    agi = await startFastAgiServer({ host, port, allow, maxConnections, deadlineMs, logger, handler, fallback: FALLBACK_ANSWER });
+  } catch (e) {
+    callRouter.close();
+    const error = e as NodeJS.ErrnoException;
+    // Binding failed (taken, not a local address, not permitted, no such host); anything else is ours.
+    if (error.syscall === 'listen' || error.syscall === 'bind' || error.syscall === 'getaddrinfo') {
+      throw new VnumError(ErrorCode.ListenFailed, `cannot listen on ${routerKey(host, port)}: ${error.message}`);
+    }
+    throw e;
+  }
+  callLog.start();
+  amiClient?.start();
+  logger.info(
+    {
+      db: dbPath,
+      defaultCountry: settings.defaultCountry ?? null,
+      allowedNumberTypes: [...settings.policy.allowed].join(','),
+      ami: ami ? `${ami.username}@${ami.host}:${ami.port}` : 'off',
+    },
+    'vnum router routing from this store',
+  );
+  const signal = await stopSignal();
+  logger.info({ signal, inFlight: agi.connections() }, 'stopping: finishing calls in flight');
+  await agi
+    .close(settings.drainMs)
+    .catch((error: unknown) => logger.error({ err: error }, 'error while stopping'))
+    .then(() => amiClient?.stop())
+    .then(() => callLog.stop())
+    .catch((error: unknown) => logger.error({ err: error }, 'error while stopping AMI'))
+    .finally(() => {
+      callRouter.close();
+      logger.info('vnum router stopped');
     });
 }

@@ -1,8 +1,8 @@
 /**
  * For a long-running command: resolves with the first SIGTERM or SIGINT
  * (systemd's stop, Ctrl-C), and stops listening for them, so the command can
- * finish its work in flight and exit by itself. (`vnum serve` has the same
- * sequence written inline.)
+ * finish its work in flight and exit by itself (`vnum serve`, `vnum webhooks
+ * deliver`).
  */
 export function stopSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {

@@ -8,9 +8,9 @@ import { openDb, resolveDbPath, writeTransaction } from '../store/db.js';
 import { WebhookDeliverer } from '../webhooks/deliverer.js';
 import { sqliteDeliveryStore } from '../webhooks/delivery-store.js';
 import { setRecording, type CounterName } from '../webhooks/outbox.js';
-import { checkReceiver, WEBHOOK_DEFAULTS, WEBHOOK_LIMITS, webhookSettings, type WebhookFlags } from '../webhooks/settings.js';
+import { checkReceiver, WEBHOOK_DEFAULTS, WEBHOOK_LIMITS, webhookSettings, type WebhookFlags } from './webhook-settings.js';
 import { discardParked, retryParked, webhookStatus, type WebhookStatus } from '../webhooks/status.js';
-import { formatMs } from '../settings.js';
+import { formatMs, span } from './settings.js';
 import { globalOptions, withDb } from './context.js';
 import { isoTime, printJson, printLine, printTable, shortTime } from './output.js';
 import { stopSignal } from './stop-signal.js';
@@ -92,8 +92,6 @@ function eventIds(ids: string[], all: boolean | undefined): string[] | 'all' {
   if (!all && ids.length === 0) throw new VnumError(ErrorCode.Usage, 'name the parked events (vnum webhooks status lists them), or --all');
   return all ? 'all' : ids;
 }
-
-const span = (l: { min: number; max: number }) => `${formatMs(l.min)} to ${formatMs(l.max)}`;
 
 export function registerWebhooks(program: Command): void {
   const webhooks = program.command('webhooks').description('signed webhooks to the order system: deliver them, see the outbox, retry parked events');

@@ -3,7 +3,17 @@ import { ErrorCode, VnumError } from '../errors.js';
 import { isKnownCountry } from './plan.js';
 import { typeOfParsed, type NumberType } from './type.js';
 
-/** An E.164 number: `+` then 8 to 15 digits, validated against libphonenumber's full metadata. */
+/**
+ * How many digits an E.164 number has: at most 15 (ITU-T E.164), at least 6
+ * (the shortest numbers libphonenumber's metadata calls valid). The one rule,
+ * held here, by the router's fast path and by dialplan/vnum.conf.
+ */
+export const E164_DIGITS = Object.freeze({ min: 6, max: 15 });
+
+/** `+`, a first digit that is not 0, then the rest: E.164's shape within E164_DIGITS. */
+export const E164_SHAPE = new RegExp(`^\\+[1-9][0-9]{${E164_DIGITS.min - 1},${E164_DIGITS.max - 1}}$`);
+
+/** An E.164 number (E164_SHAPE), validated against libphonenumber's full metadata. */
 export type E164 = string & { readonly __e164: unique symbol };
 
 export interface ParsedNumber {
@@ -80,7 +90,11 @@ function parseValid(input: string, defaultCountry: string | undefined): PhoneNum
         defaultCountry: defaultCountry as CountryCode | undefined,
         extract: false,
       });
-      if (parsed.isValid()) return parsed;
+      if (parsed.isValid()) {
+        // libphonenumber calls a few longer numbers valid (German ones of 16 and 17 digits): no trunk carries them.
+        if (!E164_SHAPE.test(parsed.number)) throw invalid(input, `E.164 numbers have ${E164_DIGITS.min} to ${E164_DIGITS.max} digits`);
+        return parsed;
+      }
       lastReason = parsed.isPossible()
         ? 'it is not a valid number in its numbering plan'
         : 'its length is not valid for its country';

@@ -2,38 +2,11 @@ import { ErrorCode, VnumError } from '../errors.js';
 import { NUMBER_TYPES, type NumberType } from './type.js';
 
 /**
- * The number-type policy: which kinds of number a party's real number may
- * be. The operator pays for every leg vnum dials out, so a customer who signs
- * up with a number that earns its owner money per call (premium rate, shared
- * cost, some personal and UAN ranges) makes the operator pay them on every
- * call the agent makes: toll fraud. By default a party must be:
- *
- *   fixed-line, mobile, fixed-line-or-mobile   a person's or a business's
- *                                             ordinary line
- *   voip                                      in: ordinary subscriber lines
- *                                             at ordinary rates (France's 09
- *                                             numbers, every internet box;
- *                                             UK 056, NL 085/091)
- *
- * and is refused as:
- *
- *   premium-rate      revenue share by definition
- *   shared-cost       the callee's owner earns part of the charge
- *   personal          follow-me numbers (UK 070): a history of revenue share
- *   uan               a business's non-geographic access number, some ranges
- *                     with revenue share (UK 055); never a person's phone
- *   pager             cannot hold a conversation; UK 076 was a fraud vector
- *   toll-free         a business's freephone, not a person's phone; calls to
- *                     it cost its owner, and freephone ranges are where
- *                     traffic pumping lives
- *   voicemail         a mailbox access number, not a person
- *   unknown           a number the installed metadata cannot type: fail closed
- *
- * The operator may widen (or narrow) the list: VNUM_ALLOWED_NUMBER_TYPES or
- * --allowed-number-types. The international networks (+800, +808, +870,
- * +878, +881, +882, +883, +888, +979) are refused whatever the setting: no
- * country's regulator caps what they cost, and they are the ranges
- * international revenue-share fraud uses.
+ * The number-type policy: which kinds of number a party's real number may be.
+ * The operator pays for every leg vnum dials out, so a party whose number
+ * earns its owner money per call would be toll fraud. The default list, and
+ * why each type is in it or not: README, "The number-type policy (toll fraud)".
+ * The international networks are refused whatever the setting.
  */
 export interface NumberPolicy {
   readonly allowed: ReadonlySet<NumberType>;

@@ -1,69 +1,50 @@
+import { CsvError, parse } from 'csv-parse/sync';
 import { ErrorCode, VnumError } from '../errors.js';
 import type { PoolEntryInput, PoolState } from './pool.js';
 import { POOL_STATES } from './pool.js';
 
 export interface CsvRow {
+  /** The line the row starts on. */
   line: number;
   cells: string[];
 }
 
-/** RFC 4180 records: quoted fields, doubled quotes, CRLF or LF. Blank lines and `#` comments are skipped. */
+/** What csv-parse's strictness means for someone fixing a provider's export. */
+const CSV_PROBLEMS: Record<string, string> = {
+  CSV_QUOTE_NOT_CLOSED: 'unterminated quoted field',
+  CSV_INVALID_CLOSING_QUOTE: 'text after a closing quote (a quoted field ends at its quote, then a comma or the line\'s end)',
+  // (csv-parse 7 names this one without its CSV_ prefix)
+  INVALID_OPENING_QUOTE: 'a quote inside a field that does not start with one (quote the whole field and double its quotes)',
+};
+
+/**
+ * RFC 4180 records (csv-parse): quoted fields, doubled quotes, CRLF or LF, a
+ * BOM. Blank lines and lines starting with `#` are skipped; cells are
+ * trimmed. Anything malformed is refused with its line, never read as
+ * something else (`"+4420"x` is not `+4420x`).
+ */
 export function parseCsvRows(text: string): CsvRow[] {
-  const rows: CsvRow[] = [];
-  let cells: string[] = [];
-  let cell = '';
-  let quoted = false;
-  let line = 1;
-  let rowLine = 1;
-  let fieldStarted = false;
-  const endRow = () => {
-    cells.push(cell);
-    const blank = cells.length === 1 && cells[0]!.trim() === '';
-    const comment = !fieldStarted && cells[0]!.trimStart().startsWith('#');
-    if (!blank && !comment) rows.push({ line: rowLine, cells: cells.map((c) => c.trim()) });
-    cells = [];
-    cell = '';
-    fieldStarted = false;
-  };
-  const src = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
-  for (let i = 0; i < src.length; i++) {
-    const ch = src[i]!;
-    if (quoted) {
-      if (ch === '"') {
-        if (src[i + 1] === '"') {
-          cell += '"';
-          i++;
-        } else {
-          quoted = false;
-        }
-      } else {
-        if (ch === '\n') line++;
-        cell += ch;
-      }
-      continue;
-    }
-    if (ch === '"' && cell.trim() === '') {
-      quoted = true;
-      fieldStarted = true;
-      cell = '';
-    } else if (ch === ',') {
-      cells.push(cell);
-      cell = '';
-    } else if (ch === '\n') {
-      if (cell.endsWith('\r')) cell = cell.slice(0, -1);
-      endRow();
-      line++;
-      rowLine = line;
-    } else {
-      cell += ch;
-    }
+  /** The line each record ends on, as csv-parse counts them. */
+  const ends: number[] = [];
+  try {
+    const records = parse(text, {
+      bom: true,
+      comment: '#',
+      comment_no_infix: true,
+      skip_empty_lines: true,
+      trim: true,
+      relax_column_count: true,
+      on_record: (record, context) => (ends.push(context.lines), record),
+    });
+    // Quoted line breaks say how far back from its last line a record began.
+    return records.map((cells, i) => ({ line: ends[i]! - cells.reduce((n, cell) => n + (cell.match(/\n/g)?.length ?? 0), 0), cells }));
+  } catch (e) {
+    if (!(e instanceof CsvError)) throw e;
+    const after = ends.at(-1) ?? 0;
+    const line = (e as CsvError & { lines?: number }).lines ?? after + 1;
+    const where = e.code === 'CSV_QUOTE_NOT_CLOSED' && line > after + 1 ? `lines ${after + 1} to ${line}` : `line ${line}`;
+    throw new VnumError(ErrorCode.InvalidCsv, `${where}: ${CSV_PROBLEMS[e.code] ?? e.message}`);
   }
-  if (quoted) throw new VnumError(ErrorCode.InvalidCsv, `line ${rowLine}: unterminated quoted field`);
-  if (cell !== '' || cells.length > 0) {
-    if (cell.endsWith('\r')) cell = cell.slice(0, -1);
-    endRow();
-  }
-  return rows;
 }
 
 const NUMBER_HEADERS = new Set(['number', 'did', 'phone', 'phone_number', 'phonenumber', 'e164', 'msisdn', 'virtual_number']);

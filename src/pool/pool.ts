@@ -1,5 +1,6 @@
 import type { Db } from '../store/db.js';
 import { writeTransaction } from '../store/db.js';
+import { perConnection } from '../store/statements.js';
 import { ErrorCode, VnumError } from '../errors.js';
 import { parseCountry, parseNumber, type E164 } from '../numbers/normalise.js';
 import { countryCallingCode } from '../numbers/plan.js';
@@ -181,11 +182,16 @@ export function retireNumber(db: Db, number: E164): { changed: boolean } {
   });
 }
 
-/** Lets long-running processes cache the pool and notice any change with one point read. */
+/** A counter every change to the pool moves: a process caches the pool and notices any change with one point read. */
+const revisionStatements = perConnection((db) => ({
+  read: db.prepare<[], number>("SELECT value FROM meta WHERE key = 'pool_revision'").pluck(),
+  bump: db.prepare("UPDATE meta SET value = value + 1 WHERE key = 'pool_revision'"),
+}));
+
 export function poolRevision(db: Db): number {
-  return (db.prepare("SELECT value FROM meta WHERE key = 'pool_revision'").pluck().get() as number) ?? 0;
+  return revisionStatements(db).read.get() ?? 0;
 }
 
 function bumpPoolRevision(db: Db): void {
-  db.prepare("UPDATE meta SET value = value + 1 WHERE key = 'pool_revision'").run();
+  revisionStatements(db).bump.run();
 }

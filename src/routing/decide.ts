@@ -1,5 +1,5 @@
 import { ErrorCode, isVnumError, type VnumError } from '../errors.js';
-import type { E164 } from '../numbers/normalise.js';
+import { E164_SHAPE, type E164 } from '../numbers/normalise.js';
 import { normaliseNumberCached } from '../numbers/cache.js';
 import { allowsType, DEFAULT_POLICY, refusal, type NumberPolicy } from '../numbers/policy.js';
 import type { NumberType } from '../numbers/type.js';
@@ -22,7 +22,7 @@ export interface RouteDecision {
   /** The real number to dial (BRIDGE only). */
   target: E164 | null;
   /** The caller ID to present: the caller's masked number (BRIDGE only). */
-  cli: E164 | null;
+  presentedCallerId: E164 | null;
   /** The session that bridges (BRIDGE, NOT_ALLOWED) or bridged (ENDED) this pair. */
   session: string | null;
   /** Why, for NOT_ALLOWED, NOT_POOL, INVALID and ERROR: for the operator, never for the caller. Names no real number. */
@@ -33,7 +33,7 @@ export interface RouteDecision {
 
 export interface LiveBridge {
   target: E164;
-  cli: E164;
+  presentedCallerId: E164;
   session: string;
   endsAt: number | null;
   /** What kind of line the target is: judged against the number-type policy on every call. */
@@ -78,17 +78,14 @@ const WITHHELD = new Set(['', 'unknown', 'anonymous', 'restricted', 'private', '
 
 function outcome(status: RouteStatus, session: string | null = null, reason?: string): RouteDecision {
   return reason === undefined
-    ? { status, target: null, cli: null, session }
-    : { status, target: null, cli: null, session, reason };
+    ? { status, target: null, presentedCallerId: null, session }
+    : { status, target: null, presentedCallerId: null, session, reason };
 }
-
-/** `+` then 7 to 15 digits, the first not 0: E.164's shape, the only shape the store's numbers have. */
-const CANONICAL = /^\+[1-9][0-9]{6,14}$/;
 
 function fromBridge(bridge: LiveBridge, now: number, policy: NumberPolicy): RouteDecision {
   if (!isLive(bridge.endsAt, now)) return outcome('ENDED', bridge.session);
   if (!allowsType(policy, bridge.targetType)) return outcome('NOT_ALLOWED', bridge.session, `the target is ${refusal(bridge.targetType)}`);
-  return { status: 'BRIDGE', target: bridge.target, cli: bridge.cli, session: bridge.session };
+  return { status: 'BRIDGE', target: bridge.target, presentedCallerId: bridge.presentedCallerId, session: bridge.session };
 }
 
 function invalid(reason: string, code: ErrorCode): RouteDecision {
@@ -106,42 +103,13 @@ function normalised(input: string, defaultCountry: string | undefined): E164 | V
 }
 
 /**
- * The routing decision, shared by `vnum route` and the FastAGI router. Expiry
- * and grace are judged against `now` here, so a session past its end never
- * routes even if nothing has swept it yet.
- *
- * A bridged call first. Numbers are normalised with libphonenumber's full
- * metadata (10-40 µs each, cached for the router), except on the fast path:
- * a number already in E.164's shape is looked up as it is. That finds a
- * bridge exactly when normalising first would have: every number in the
- * store (parties, pool) was written by normaliseNumber, and normalising its
- * result again gives it back unchanged, whatever the default country (a `+`
- * number is read in its own country; the E.164 form is country code +
- * national significant number, which parses back to the same two;
- * test/unit/route-fast-path.test.ts checks this over every country's example
- * number and random valid numbers). So if the as-is key names a stored
- * bridge, it is the normalised key. A bridge found is judged at once: ENDED,
- * NOT_ALLOWED (its target's type, stored with the row, against the policy:
- * no parse) or BRIDGE. A bridged call costs one point read and nothing else.
- *
- * No bridge on that key: both numbers are judged in full, the dialled one
- * first. A dialled number that is not in the pool (or is no number at all,
- * so cannot be) is NOT_POOL whoever calls, withheld or invalid callers
- * included: it is not vnum's call. Then the caller: withheld or invalid is
- * INVALID; else the normalised key is asked (when not asked already), and
- * NO_SESSION or ENDED.
- *
- * The one difference from normalising first: a stored number that the
- * installed metadata no longer calls valid (a range withdrawn after a
- * libphonenumber upgrade) still finds the session it is in, where it would
- * have been INVALID. The session exists because the operator made it with a
- * number valid at the time; that is what the store says to do. (Its target
- * is judged by the type stored at create.) A pool number in such a range is
- * NOT_POOL for a caller without a session on it: no longer a number at all,
- * for this metadata.
- *
- * A caller ID is attacker-controlled: one of E.164's shape but invalid costs
- * one point read more than before (the as-is lookup) and is then INVALID.
+ * The routing decision, shared by `vnum route` and the router: pure, judged
+ * against `now`, so a session past its end never routes even if nothing has
+ * swept it yet. A number already in E.164's shape is looked up as it is (the
+ * store holds only normalised numbers, and normalising is idempotent); only
+ * without a bridge are both numbers judged in full, the dialled one first.
+ * docs/routing.md says why this order gives the same answers as normalising
+ * first, and where it does not.
  */
 export function decideRoute(call: CallKey, now: number, bridges: BridgeLookup, options: RouteOptions = {}): RouteDecision {
   const { defaultCountry } = options;
@@ -153,8 +121,8 @@ export function decideRoute(call: CallKey, now: number, bridges: BridgeLookup, o
   let asked: string | undefined;
   if (!withheld) {
     // Unvalidated while as-is: a lookup key only, validated below before any other use.
-    const callerKey = CANONICAL.test(call.caller) ? (call.caller as E164) : (caller = normalised(call.caller, defaultCountry));
-    const dialledKey = CANONICAL.test(call.dialled) ? (call.dialled as E164) : (dialled = normalised(call.dialled, defaultCountry));
+    const callerKey = E164_SHAPE.test(call.caller) ? (call.caller as E164) : (caller = normalised(call.caller, defaultCountry));
+    const dialledKey = E164_SHAPE.test(call.dialled) ? (call.dialled as E164) : (dialled = normalised(call.dialled, defaultCountry));
     if (typeof callerKey === 'string' && typeof dialledKey === 'string') {
       const bridge = bridges.live(callerKey, dialledKey);
       if (bridge) return fromBridge(bridge, now, policy);

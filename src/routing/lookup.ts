@@ -6,7 +6,7 @@ import type { BridgeLookup, LiveBridge } from './decide.js';
 
 interface BridgeRow {
   target: E164;
-  cli: E164;
+  presentedCallerId: E164;
   session: string;
   endsAt: number | null;
   /** bridge.target_type; NULL on a row written before the store kept it. */
@@ -23,7 +23,7 @@ interface BridgeRow {
 export function storeBridgeLookup(db: Db): BridgeLookup {
   const current = db.prepare<[string, string], BridgeRow>(
     // The caller ID to present is the caller's own masked number, kept on the session.
-    `SELECT b.target, iif(b.caller = s.first_party, s.first_masked_as, s.second_masked_as) AS cli, s.id AS session,
+    `SELECT b.target, iif(b.caller = s.first_party, s.first_masked_as, s.second_masked_as) AS presentedCallerId, s.id AS session,
             b.ends_at AS endsAt, b.target_type AS targetTypeCode
        FROM bridge b JOIN session s ON s.sid = b.sid
       WHERE b.caller = ? AND b.dialled = ?`,
@@ -34,7 +34,7 @@ export function storeBridgeLookup(db: Db): BridgeLookup {
     if (!row) return undefined;
     return {
       target: row.target,
-      cli: row.cli,
+      presentedCallerId: row.presentedCallerId,
       session: row.session,
       endsAt: row.endsAt,
       targetType: row.targetTypeCode === null ? numberTypeCached(row.target) : numberTypeFromCode(row.targetTypeCode),

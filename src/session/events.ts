@@ -10,7 +10,7 @@ import {
   untrackSessionEnd,
 } from '../webhooks/outbox.js';
 import { sessionJson } from './json.js';
-import type { Session } from './sessions.js';
+import type { Session } from './session.js';
 
 /**
  * A session's webhook events (README, "Webhooks"): session.created and

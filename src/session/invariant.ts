@@ -1,4 +1,5 @@
 import type { Db } from '../store/db.js';
+import { liveSql } from './state.js';
 
 export interface InvariantViolation {
   /** shared: two live sessions in which `caller` dials `dialled`; unrouted: a live session whose bridge row is not its own; stale: a bridge whose end differs from its session's. */
@@ -18,7 +19,7 @@ export function invariantViolations(db: Db, now: number): InvariantViolation[] {
     .prepare<[{ now: number }], InvariantViolation>(
       `WITH live AS (
          SELECT sid, ends_at, first_party, first_masked_as, second_party, second_masked_as FROM session
-          WHERE ends_at IS NULL OR ends_at > @now
+          WHERE ${liveSql()}
        ),
        dials AS (
          SELECT sid, ends_at, second_party AS caller, first_masked_as AS dialled FROM live

@@ -1,5 +1,5 @@
 import { isoTime } from '../time.js';
-import type { Session } from './sessions.js';
+import type { Session } from './session.js';
 
 /**
  * The documented JSON shape of a session (README, "JSON"):

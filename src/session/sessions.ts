@@ -1,5 +1,7 @@
 import type { Db } from '../store/db.js';
 import { writeTransaction } from '../store/db.js';
+import { perConnection } from '../store/statements.js';
+import { poolRevision } from '../pool/pool.js';
 import { formatDuration } from '../duration.js';
 import { ErrorCode, VnumError } from '../errors.js';
 import { isoDateTime, isRepresentableTime } from '../time.js';
@@ -8,24 +10,11 @@ import { callingCodeOf } from '../numbers/plan.js';
 import { assertPartyAllowed, DEFAULT_POLICY, type NumberPolicy } from '../numbers/policy.js';
 import { numberTypeCode, type NumberType } from '../numbers/type.js';
 import { chooseMaskedNumber, poolView, requestedNumberProblem, type PoolCandidate, type PoolView } from './allocate.js';
-import { endAfterRelease, sessionState, type SessionState } from './state.js';
 import { recordSessionCreated, recordSessionReleased } from './events.js';
+import type { Party, Session } from './session.js';
+import { endAfterRelease, isLive, sessionState, stateSql, type SessionState } from './state.js';
 
-export interface Party {
-  number: E164;
-  /** The virtual number the other party sees for this one, and dials to reach it. */
-  maskedAs: E164;
-}
-
-export interface Session {
-  id: string;
-  state: SessionState;
-  createdAt: number;
-  expiresAt: number | null;
-  releasedAt: number | null;
-  endsAt: number | null;
-  parties: [Party, Party];
-}
+export type { Party, Session } from './session.js';
 
 export interface PartyInput {
   number: E164;
@@ -94,8 +83,8 @@ function toSession(row: SessionRow, now: number): Session {
 const poolCache = new WeakMap<Db, { revision: number; view: PoolView }>();
 
 /** The pool, read again only when its revision moved (one point read per create otherwise). */
-function currentPool(db: Db, s: Statements): PoolView {
-  const revision = s.poolRevision.get() ?? 0;
+function currentPool(db: Db): PoolView {
+  const revision = poolRevision(db);
   const cached = poolCache.get(db);
   if (cached && cached.revision === revision) return cached.view;
   const view = poolView(db.prepare<[], PoolCandidate>('SELECT number, state FROM pool_number').all());
@@ -114,7 +103,6 @@ interface BridgeRow {
 function prepareStatements(db: Db) {
   return {
     byId: db.prepare<[string], SessionRow>('SELECT * FROM session WHERE id = ?'),
-    poolRevision: db.prepare<[], number>("SELECT value FROM meta WHERE key = 'pool_revision'").pluck(),
     // Everything allocation needs to know about a party, in one key range.
     bridgesOf: db.prepare<[string], BridgeRow>('SELECT dialled, target, lent_at, ends_at FROM bridge WHERE caller = ?'),
     insertSession: db.prepare<[string, string, string, string, string, number, number | null, number | null]>(
@@ -136,16 +124,7 @@ function prepareStatements(db: Db) {
   };
 }
 type Statements = ReturnType<typeof prepareStatements>;
-const statementCache = new WeakMap<Db, Statements>();
-
-function statements(db: Db): Statements {
-  let prepared = statementCache.get(db);
-  if (!prepared) {
-    prepared = prepareStatements(db);
-    statementCache.set(db, prepared);
-  }
-  return prepared;
-}
+const statements = perConnection(prepareStatements);
 
 export interface CreateResult {
   session: Session;
@@ -177,7 +156,7 @@ export function createSession(db: Db, input: CreateSessionInput): CreateResult {
     // Read under the write lock, like everything else here: a number another
     // process added to the pool a moment ago is seen (the view is cached by
     // the pool's revision, read in this transaction).
-    const pool = currentPool(db, s);
+    const pool = currentPool(db);
     for (const party of [first, second]) {
       if (pool.byNumber.has(party.number)) {
         throw new VnumError(ErrorCode.PoolConflict, `${party.number} is a virtual number in the pool, not a party's real number`);
@@ -282,7 +261,7 @@ function allocate(
   let sticky: string | undefined;
   let stickyAt = -Infinity;
   for (const row of s.bridgesOf.all(dialler.number)) {
-    if (row.ends_at === null || row.ends_at > now) busy.add(row.dialled);
+    if (isLive(row.ends_at, now)) busy.add(row.dialled);
     lastUsed.set(row.dialled, row.lent_at);
     if (row.target === target && row.lent_at > stickyAt) {
       sticky = row.dialled;
@@ -357,12 +336,6 @@ export interface SessionFilter {
   now: number;
 }
 
-const STATE_WHERE: Record<SessionState, string> = {
-  active: 'released_at IS NULL AND (ends_at IS NULL OR ends_at > @now)',
-  grace: 'released_at IS NOT NULL AND ends_at > @now',
-  ended: 'ends_at <= @now',
-};
-
 /**
  * Newest first; `limit + 1` rows are read so the caller can tell the list was cut.
  * By party, this walks the sessions newest first until the list is full: an
@@ -371,7 +344,7 @@ const STATE_WHERE: Record<SessionState, string> = {
 export function listSessions(db: Db, filter: SessionFilter): { sessions: Session[]; more: boolean } {
   const where: string[] = [];
   if (filter.party) where.push('(first_party = @party OR second_party = @party)');
-  if (filter.state) where.push(STATE_WHERE[filter.state]);
+  if (filter.state) where.push(stateSql(filter.state));
   const sql = `SELECT * FROM session ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY sid DESC LIMIT @limit`;
   const rows = db.prepare<Record<string, unknown>, SessionRow>(sql).all({
     party: filter.party ?? null,

@@ -28,3 +28,25 @@ export function endAfterRelease(times: SessionTimes, now: number, graceMs: numbe
   const graceEnd = now + graceMs;
   return times.endsAt === null ? graceEnd : Math.min(times.endsAt, graceEnd);
 }
+
+/**
+ * The same rules in SQL, over a row's `released_at` and `ends_at` (of `table`
+ * when given, e.g. `s`) and a `@now` parameter: for queries that filter or
+ * count sessions, or bridges, which have an `ends_at` of their own.
+ */
+export function liveSql(table?: string): string {
+  const column = table === undefined ? 'ends_at' : `${table}.ends_at`;
+  return `(${column} IS NULL OR ${column} > @now)`;
+}
+
+export function stateSql(state: SessionState, table?: string): string {
+  const prefix = table === undefined ? '' : `${table}.`;
+  switch (state) {
+    case 'active':
+      return `${prefix}released_at IS NULL AND ${liveSql(table)}`;
+    case 'grace':
+      return `${prefix}released_at IS NOT NULL AND ${prefix}ends_at > @now`;
+    case 'ended':
+      return `${prefix}ends_at <= @now`;
+  }
+}

@@ -97,7 +97,7 @@ export const MIGRATIONS: readonly string[] = [
     asterisk_version  TEXT
   ) WITHOUT ROWID;
   `,
-  // 3: the number-type policy at routing time (issue 11). The target's type
+  // 3: the number-type policy at routing time. The target's type
   // (src/numbers/type.ts: a small integer, append-only codes) is written with
   // the bridge at create, so the router judges the policy against the row it
   // reads anyway, without parsing the target on every call. NULL: a row from

@@ -5,7 +5,7 @@ import type { ClaimedEvent, DeliveryStore } from './delivery-store.js';
 import { eventBody, withRealNumbers } from './events.js';
 import { post, postAgent } from './post.js';
 import { EVENT_ID_HEADER, SIGNATURE_HEADER, signatureHeader } from './signature.js';
-import type { WebhookSettings } from './settings.js';
+import type { RetryPolicy } from './retry.js';
 
 /**
  * The deliverer: takes due events from the outbox, POSTs each, signed, to
@@ -28,6 +28,20 @@ import type { WebhookSettings } from './settings.js';
  * sessions whose end has come); every hour, events done a week ago are
  * deleted.
  */
+/** Where and how to send (judged from flags and the environment by src/cli/webhook-settings.ts). */
+export interface WebhookSettings {
+  url: URL;
+  /** One or two: every request carries a signature for each. */
+  secrets: string[];
+  timeoutMs: number;
+  concurrency: number;
+  retry: RetryPolicy;
+  /** Allow a receiver on this host (loopback, its own addresses, link-local). */
+  allowLocal: boolean;
+  /** Add the parties' real numbers to the payloads. */
+  realNumbers: boolean;
+}
+
 export interface DelivererOptions {
   store: DeliveryStore;
   settings: WebhookSettings;

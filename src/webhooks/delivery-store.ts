@@ -1,5 +1,5 @@
 import type { Db } from '../store/db.js';
-import { perConnection } from '../store/prepared.js';
+import { perConnection } from '../store/statements.js';
 import type { EventType, OutboxEvent } from './events.js';
 import { addToCounter, closeEvent, setRecording } from './outbox.js';
 import { afterFailure, type AfterFailure, type RetryPolicy } from './retry.js';

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Db } from '../store/db.js';
-import { perConnection } from '../store/prepared.js';
+import { perConnection } from '../store/statements.js';
 import type { EventRecord } from './events.js';
 
 /**

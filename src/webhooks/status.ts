@@ -1,7 +1,7 @@
 import { writeTransaction, type Db } from '../store/db.js';
 import { ErrorCode, VnumError } from '../errors.js';
 import type { DelivererReport } from './delivery-store.js';
-import { perConnection } from '../store/prepared.js';
+import { perConnection } from '../store/statements.js';
 import { addToCounter, closeEvent, COUNTERS, EVENT_ID, recordingSince, type CounterName } from './outbox.js';
 
 /**

@@ -7,24 +7,22 @@
  *   carrier-in (sipp UAC) --> Asterisk --FastAGI--> vnum serve --AMI--> Asterisk
  *                                      '--> carrier-out (sipp UAS)
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Asterisk } from './harness/asterisk.js';
-import { repoRoot } from './harness/paths.js';
-import { e2eReadiness, provision } from './harness/provision.js';
-import type { SipMessage } from './harness/sip-messages.js';
-import { placeCall, startUas, type UacCall, type UacResult, type UasOptions } from './harness/sipp.js';
-import { startRouter, VnumDb, type Router, type SessionJson } from './harness/vnum.js';
-
-const readiness = e2eReadiness();
-if (readiness.blocker && !readiness.mustRun) {
-  console.warn(`vnum e2e (AMI): skipped, ${readiness.blocker} (with CI=true this fails instead)`);
-}
-const suite = readiness.blocker && !readiness.mustRun ? describe.skip : describe;
+import { Asterisk } from '../support/asterisk/asterisk.js';
+import { ports } from '../support/asterisk/paths.js';
+import { VnumDb, type SessionJson } from '../support/cli.js';
+import { numberPattern } from '../support/leaks.js';
+import { rawAmi } from '../support/raw-ami.js';
+import { repoRoot } from '../support/repo.js';
+import { startServe } from '../support/serve.js';
+import { callThrough as call, placeCall, startUas, type UacResult } from '../support/sip/sipp.js';
+import { e2eSuite } from '../support/suite.js';
+import { stopWorld, type World as SharedWorld } from '../support/world.js';
+import { sleep, waitFor } from '../support/wait.js';
 
 const POOL = Array.from({ length: 10 }, (_, i) => `+4420794600${String(i + 1).padStart(2, '0')}`);
 const ALICE = '+441134960123';
@@ -63,24 +61,9 @@ interface CallJson {
   hangupReason: string | null;
 }
 
-interface World {
-  asterisk: Asterisk;
-  db: VnumDb;
-  router: Router;
+interface World extends SharedWorld {
   order: SessionJson;
   secretDir: string;
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor<T>(what: string, probe: () => T | undefined | false, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
 }
 
 function calls(db: VnumDb, args: string[] = []): CallJson[] {
@@ -99,46 +82,21 @@ async function amiLoggedIn(db: VnumDb, timeoutMs = 15_000): Promise<void> {
 }
 
 async function startWorld(): Promise<World> {
-  if (readiness.blocker) throw new Error(`vnum e2e cannot run (CI=true forbids skipping): ${readiness.blocker}`);
-  provision();
   const db = new VnumDb({ VNUM_DEFAULT_COUNTRY: 'GB' });
   db.poolAdd(POOL);
   const order = db.createSession('order-alice', ALICE, DEV);
   const secretDir = mkdtempSync(path.join(tmpdir(), 'vnum-e2e-ami-'));
   writeFileSync(path.join(secretDir, 'secret'), `${SECRET}\n`, { mode: 0o600 });
   const asterisk = await Asterisk.start({ managerConf: managerConf() });
-  const router = await startRouter(db, { env: { VNUM_AMI_USER: 'vnum', VNUM_AMI_SECRET_FILE: path.join(secretDir, 'secret') } });
+  const router = await startServe({
+    db: db.file,
+    port: ports.router,
+    env: { VNUM_AMI_USER: 'vnum', VNUM_AMI_SECRET_FILE: path.join(secretDir, 'secret') },
+  });
   await amiLoggedIn(db);
   return { asterisk, db, router, order, secretDir };
 }
 
-async function stopWorld(world: World | undefined): Promise<void> {
-  if (!world) return;
-  try {
-    await world.router.stop();
-  } finally {
-    await world.asterisk.stop();
-    world.db.remove();
-    rmSync(world.secretDir, { recursive: true, force: true });
-  }
-}
-
-interface Outcome {
-  caller: UacResult;
-  callee: SipMessage[];
-}
-
-async function call(asterisk: Asterisk, uac: UacCall, uas: UasOptions = {}): Promise<Outcome> {
-  const far = await startUas(uas);
-  let caller: UacResult;
-  try {
-    caller = await placeCall(uac);
-    await asterisk.waitIdle();
-  } finally {
-    await far.stop();
-  }
-  return { caller, callee: far.received() };
-}
 
 /** sipp's own clock: when the caller got the 200 OK, and when the BYE went or came. */
 function sippTalk(caller: UacResult): { answeredAt: number; endedAt: number; talkMs: number } {
@@ -148,50 +106,22 @@ function sippTalk(caller: UacResult): { answeredAt: number; endedAt: number; tal
   return { answeredAt: ok.at, endedAt: bye.at, talkMs: bye.at - ok.at };
 }
 
-/** The last 9 digits of each real number: none may appear in what the router logged. */
+/** The real numbers that appear in `text`, in any formatting (their last 9 digits). */
 function numbersIn(text: string): string[] {
-  return REAL.filter((n) => text.includes(n.replace(/\D/g, '').slice(-9)));
+  return REAL.filter((n) => numberPattern(n).test(text));
 }
 
 const ms = (iso: string | null): number => (iso === null ? NaN : Date.parse(iso));
 
-/** A bare AMI connection, to see exactly what Asterisk sends a session (messages as header maps). */
-async function rawAmi(): Promise<{ send(lines: string[]): void; messages: Array<Record<string, string>>; close(): void }> {
-  const socket = net.connect(5038, '127.0.0.1');
-  await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject));
-  const messages: Array<Record<string, string>> = [];
-  let buffer = '';
-  socket.setEncoding('utf8');
-  socket.on('data', (chunk: string) => {
-    buffer += chunk;
-    let end: number;
-    while ((end = buffer.indexOf('\r\n\r\n')) >= 0) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 4);
-      const fields: Record<string, string> = {};
-      for (const line of block.split('\r\n')) {
-        const at = line.indexOf(': ');
-        if (at > 0 && !(line.slice(0, at) in fields)) fields[line.slice(0, at)] = line.slice(at + 2);
-      }
-      messages.push(fields);
-    }
-  });
-  return {
-    send: (lines) => void socket.write(`${lines.join('\r\n')}\r\n\r\n`),
-    messages,
-    close: () => socket.destroy(),
-  };
-}
-
-suite('the call log, live control and health over AMI (Asterisk 22, manager.sample.conf)', () => {
+e2eSuite('the call log, live control and health over AMI (Asterisk 22, manager.sample.conf)', () => {
   let world: World | undefined;
 
   beforeAll(async () => {
     world = await startWorld();
   });
   afterAll(async () => {
-    if (process.env.VNUM_E2E_SHOW_LOG) console.log(world?.router.output());
-    await stopWorld(world);
+    if (process.env.VNUM_E2E_SHOW_LOG) console.log(world?.router.lines().join('\n'));
+    await stopWorld(world, () => world && rmSync(world.secretDir, { recursive: true, force: true }));
   });
   afterEach(async () => world?.asterisk.waitIdle());
 
@@ -256,7 +186,7 @@ suite('the call log, live control and health over AMI (Asterisk 22, manager.samp
     expect(line).toContain(`${context}:VNUM_HEALTH=OK:AGISTATUS=SUCCESS`);
     await w.asterisk.waitIdle();
     expect(calls(w.db)).toHaveLength(before);
-    expect(w.router.output()).not.toMatch(/"level":(40|50)[^\n]*vnum-health/);
+    expect(w.router.lines().join('\n')).not.toMatch(/"level":(40|50)[^\n]*vnum-health/);
   });
 
   it('an answered call the caller ends: in the log with ANSWER, cause 16, and sipp\'s duration within a second', async () => {
@@ -397,14 +327,14 @@ suite('the call log, live control and health over AMI (Asterisk 22, manager.samp
     });
     expect(logged).toMatchObject({ dialStatus: 'ANSWER', hangupCause: 16, caller: 'first' });
     expect(Math.abs(logged.durationMs! - sipp.talkMs)).toBeLessThan(1_000);
-    const log = w.router.output();
+    const log = w.router.lines().join('\n');
     expect(log).toMatch(/"AMI connection lost"/);
     expect(log.match(/"AMI logged in"/g)?.length).toBeGreaterThanOrEqual(2);
   }, 90_000);
 
   it('no real number in anything vnum serve logged, nor in the call log', () => {
     const w = world!;
-    expect(numbersIn(w.router.output())).toEqual([]);
+    expect(numbersIn(w.router.lines().join('\n'))).toEqual([]);
     expect(numbersIn(w.db.run(['calls', '--json']).stdout)).toEqual([]);
     expect(numbersIn(w.db.run(['calls']).stdout)).toEqual([]);
   });

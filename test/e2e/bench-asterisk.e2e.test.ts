@@ -9,23 +9,15 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { repoRoot } from './harness/paths.js';
-import { e2eReadiness, provision } from './harness/provision.js';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { repoRoot } from '../support/repo.js';
+import { e2eSuite } from '../support/suite.js';
 
-const readiness = e2eReadiness();
-if (readiness.blocker && !readiness.mustRun) {
-  console.warn(`vnum e2e (bench asterisk --smoke): skipped, ${readiness.blocker} (with CI=true this fails instead)`);
-}
-const suite = readiness.blocker && !readiness.mustRun ? describe.skip : describe;
+const RUNNER = path.join(repoRoot, 'dist-bench/bench/run.js');
 
-const RUNNER = path.join(repoRoot, 'dist/bench/run.js');
-
-suite('npm run bench -- asterisk --smoke', () => {
+e2eSuite('npm run bench -- asterisk --smoke', () => {
   let dir: string;
   beforeAll(() => {
-    if (readiness.blocker) throw new Error(`vnum e2e cannot run (CI=true forbids skipping): ${readiness.blocker}`);
-    provision();
     dir = mkdtempSync(path.join(tmpdir(), 'vnum-bench-asterisk-'));
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));

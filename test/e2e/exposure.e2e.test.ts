@@ -1,5 +1,5 @@
 /**
- * End to end, issue 5 item 6: dialplan/manager.sample.conf loaded into a real
+ * End to end: dialplan/manager.sample.conf loaded into a real
  * Asterisk 22 (only the secret replaced) keeps AMI to loopback: nothing
  * listens on another address, a login from another local address (127.0.0.2)
  * is refused with the right secret, and from 127.0.0.1 the user gets exactly
@@ -11,76 +11,23 @@
  */
 import { randomBytes } from 'node:crypto';
 import { chownSync, readFileSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Asterisk, renderConfig } from './harness/asterisk.js';
-import { repoRoot } from './harness/paths.js';
-import { e2eReadiness, provision } from './harness/provision.js';
-
-const readiness = e2eReadiness();
-if (readiness.blocker && !readiness.mustRun) {
-  console.warn(`vnum e2e (exposure): skipped, ${readiness.blocker} (with CI=true this fails instead)`);
-}
-const suite = readiness.blocker && !readiness.mustRun ? describe.skip : describe;
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { Asterisk, renderConfig } from '../support/asterisk/asterisk.js';
+import { rawAmi, type RawAmi } from '../support/raw-ami.js';
+import { repoRoot } from '../support/repo.js';
+import { e2eSuite } from '../support/suite.js';
 
 const SECRET = randomBytes(24).toString('hex');
 const AMI_PORT = 5038;
 
-type Message = Record<string, string>;
+/** A raw AMI session from `localAddress` to `host`: the banner, then one response per action sent. */
+const ami = (localAddress: string, host = '127.0.0.1'): Promise<RawAmi> => rawAmi({ port: AMI_PORT, host, localAddress });
 
-/** A raw AMI session: the banner, then messages split on blank lines. */
-function ami(localAddress: string, host = '127.0.0.1'): Promise<{ banner: string; send: (lines: string[]) => Promise<Message>; close: () => void }> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ port: AMI_PORT, host, localAddress });
-    let buffer = '';
-    let banner: string | undefined;
-    const waiting: Array<(m: Message) => void> = [];
-    socket.setEncoding('utf8');
-    socket.once('error', reject);
-    socket.on('data', (chunk: string) => {
-      buffer += chunk;
-      if (banner === undefined) {
-        const nl = buffer.indexOf('\r\n');
-        if (nl < 0) return;
-        banner = buffer.slice(0, nl);
-        buffer = buffer.slice(nl + 2);
-        resolve({
-          banner,
-          send: (lines) =>
-            new Promise<Message>((r, fail) => {
-              const timer = setTimeout(() => fail(new Error(`no AMI response to ${lines[0]}`)), 5_000);
-              waiting.push((m) => {
-                clearTimeout(timer);
-                r(m);
-              });
-              socket.write(lines.join('\r\n') + '\r\n\r\n');
-            }),
-          close: () => socket.destroy(),
-        });
-      }
-      let end: number;
-      while ((end = buffer.indexOf('\r\n\r\n')) >= 0) {
-        const block = buffer.slice(0, end);
-        buffer = buffer.slice(end + 4);
-        const message: Message = {};
-        for (const line of block.split('\r\n')) {
-          const colon = line.indexOf(':');
-          if (colon > 0) message[line.slice(0, colon)] = line.slice(colon + 1).trim();
-        }
-        // Responses, not events, answer our actions.
-        if (message.Response !== undefined) waiting.shift()?.(message);
-      }
-    });
-  });
-}
-
-suite('AMI exposure with dialplan/manager.sample.conf (Asterisk 22)', () => {
+e2eSuite('AMI exposure with dialplan/manager.sample.conf (Asterisk 22)', () => {
   let asterisk: Asterisk;
 
   beforeAll(async () => {
-    if (readiness.blocker) throw new Error(`vnum e2e cannot run (CI=true forbids skipping): ${readiness.blocker}`);
-    provision();
     asterisk = await Asterisk.start();
     // The sample as an operator installs it: only the secret is theirs.
     const sample = readFileSync(path.join(repoRoot, 'dialplan/manager.sample.conf'), 'utf8');
@@ -118,7 +65,7 @@ suite('AMI exposure with dialplan/manager.sample.conf (Asterisk 22)', () => {
     const session = await ami('127.0.0.2');
     try {
       expect(session.banner).toMatch(/^Asterisk Call Manager\//);
-      const login = await session.send(['Action: Login', 'Username: vnum', `Secret: ${SECRET}`, 'Events: off']);
+      const login = await session.request(['Action: Login', 'Username: vnum', `Secret: ${SECRET}`, 'Events: off']);
       expect(login).toMatchObject({ Response: 'Error', Message: 'Authentication failed' });
     } finally {
       session.close();
@@ -127,11 +74,11 @@ suite('AMI exposure with dialplan/manager.sample.conf (Asterisk 22)', () => {
 
   it('from 127.0.0.1: logs in; Originate, Command, Reload, GetConfig refused; Hangup and CoreSettings allowed', async () => {
     const wrong = await ami('127.0.0.1');
-    expect(await wrong.send(['Action: Login', 'Username: vnum', 'Secret: wrong', 'Events: off'])).toMatchObject({ Response: 'Error' });
+    expect(await wrong.request(['Action: Login', 'Username: vnum', 'Secret: wrong', 'Events: off'])).toMatchObject({ Response: 'Error' });
     wrong.close();
     const session = await ami('127.0.0.1');
     try {
-      expect(await session.send(['Action: Login', 'Username: vnum', `Secret: ${SECRET}`, 'Events: off'])).toMatchObject({ Response: 'Success' });
+      expect(await session.request(['Action: Login', 'Username: vnum', `Secret: ${SECRET}`, 'Events: off'])).toMatchObject({ Response: 'Success' });
       for (const action of [
         ['Action: Originate', 'Channel: Local/1@default', 'Application: Verbose', 'Data: x'],
         ['Action: Command', 'Command: core show version'],
@@ -139,13 +86,13 @@ suite('AMI exposure with dialplan/manager.sample.conf (Asterisk 22)', () => {
         ['Action: GetConfig', 'Filename: manager.conf'],
         ['Action: UpdateConfig', 'SrcFilename: manager.conf', 'DstFilename: manager.conf'],
       ]) {
-        expect(await session.send(action), action[0]).toMatchObject({ Response: 'Error', Message: 'Permission denied' });
+        expect(await session.request(action), action[0]).toMatchObject({ Response: 'Error', Message: 'Permission denied' });
       }
       // Allowed: the answer is about the channel, not the permission.
-      const hangup = await session.send(['Action: Hangup', 'Channel: PJSIP/nobody-00000000']);
+      const hangup = await session.request(['Action: Hangup', 'Channel: PJSIP/nobody-00000000']);
       expect(hangup.Response).toBe('Error');
       expect(hangup.Message).not.toBe('Permission denied');
-      const settings = await session.send(['Action: CoreSettings']);
+      const settings = await session.request(['Action: CoreSettings']);
       expect(settings).toMatchObject({ Response: 'Success' });
       expect(settings.AsteriskVersion).toMatch(/^22\./);
       const user = asterisk.cli('manager show user vnum');

@@ -1,5 +1,5 @@
 /**
- * End to end, issue 5 items 3 and 5: real SIP calls through a real Asterisk 22
+ * End to end: real SIP calls through a real Asterisk 22
  * (dialplan/vnum.conf unchanged) routed by the built `vnum serve`, whose
  * stderr is captured for the whole run.
  *
@@ -16,25 +16,19 @@
  * The router stopped, and the router that accepts and never answers, are in
  * routing.e2e.test.ts ("6. the router failing").
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, rmdirSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import Database from 'better-sqlite3';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Asterisk } from './harness/asterisk.js';
-import { findLeaks } from './harness/leaks.js';
-import { e2eReadiness, provision } from './harness/provision.js';
-import { uriUser, type SipMessage } from './harness/sip-messages.js';
-import { placeCall, startUas, type UacCall, type UacResult } from './harness/sipp.js';
-import { VnumDb, type SessionJson } from './harness/vnum.js';
-import { numberPattern, startServe, type Serve } from '../reliability/lib.js';
-
-const readiness = e2eReadiness();
-if (readiness.blocker && !readiness.mustRun) {
-  console.warn(`vnum e2e (fail-closed): skipped, ${readiness.blocker} (with CI=true this fails instead)`);
-}
-const suite = readiness.blocker && !readiness.mustRun ? describe.skip : describe;
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { Asterisk } from '../support/asterisk/asterisk.js';
+import { VnumDb, type SessionJson } from '../support/cli.js';
+import { findLeaks, numberPattern } from '../support/leaks.js';
+import { startServe, type Serve } from '../support/serve.js';
+import { holdLock } from '../support/store.js';
+import { describeMessages, uriUser } from '../support/sip/messages.js';
+import { callThrough, type CallOutcome, type UacCall } from '../support/sip/sipp.js';
+import { e2eSuite } from '../support/suite.js';
 
 const POOL = Array.from({ length: 4 }, (_, i) => `+4420794600${String(i + 1).padStart(2, '0')}`);
 const ALICE = '+441134960123';
@@ -45,13 +39,7 @@ const STRANGER = '+441314960999';
 const REAL = [ALICE, DEV, ZOE, GRACE, STRANGER];
 const CALL_TIMEOUT_MS = 40_000;
 
-interface Outcome {
-  caller: UacResult;
-  callee: SipMessage[];
-  invites: SipMessage[];
-}
-
-suite('fail-closed and private end to end (Asterisk 22, vnum serve, sipp)', () => {
+e2eSuite('fail-closed and private end to end (Asterisk 22, vnum serve, sipp)', () => {
   let asterisk: Asterisk;
   let db: VnumDb;
   let router: Serve;
@@ -60,8 +48,6 @@ suite('fail-closed and private end to end (Asterisk 22, vnum serve, sipp)', () =
   let holder: ChildProcess | undefined;
 
   beforeAll(async () => {
-    if (readiness.blocker) throw new Error(`vnum e2e cannot run (CI=true forbids skipping): ${readiness.blocker}`);
-    provision();
     db = new VnumDb({ VNUM_DEFAULT_COUNTRY: 'GB' });
     db.poolAdd(POOL);
     order = db.createSession('order-alice', ALICE, DEV);
@@ -79,21 +65,9 @@ suite('fail-closed and private end to end (Asterisk 22, vnum serve, sipp)', () =
   });
   afterEach(async () => asterisk?.waitIdle());
 
-  async function call(uac: UacCall): Promise<Outcome> {
-    const far = await startUas();
-    let caller: UacResult;
-    try {
-      caller = await placeCall(uac);
-      await asterisk.waitIdle();
-    } finally {
-      await far.stop();
-    }
-    return { caller, callee: far.received(), invites: far.invites() };
-  }
+  const call = (uac: UacCall): Promise<CallOutcome> => callThrough(asterisk, uac);
 
-  const describeMessages = (messages: SipMessage[]): string => messages.map((m) => m.raw.split('\n\n')[0]).join('\n---\n');
-
-  function expectBridged(outcome: Outcome, target: string, presented: string): void {
+  function expectBridged(outcome: CallOutcome, target: string, presented: string): void {
     const detail = `caller received:\n${describeMessages(outcome.caller.received)}\nrouter:\n${router.lines().slice(-5).join('\n')}`;
     expect(outcome.invites, detail).toHaveLength(1);
     expect(uriUser(outcome.invites[0]!.requestUri)).toBe(target);
@@ -101,7 +75,7 @@ suite('fail-closed and private end to end (Asterisk 22, vnum serve, sipp)', () =
     expect(outcome.caller.finalStatus, detail).toBe(200);
   }
 
-  function expectRefused(outcome: Outcome): void {
+  function expectRefused(outcome: CallOutcome): void {
     const detail = `caller received:\n${describeMessages(outcome.caller.received)}\ncallee received:\n${describeMessages(outcome.callee)}`;
     // Nothing reached carrier-out: no INVITE, no message at all.
     expect(outcome.callee, detail).toEqual([]);
@@ -114,7 +88,7 @@ suite('fail-closed and private end to end (Asterisk 22, vnum serve, sipp)', () =
     expect(findLeaks(outcome.caller.received, REAL.filter((n) => n !== ALICE), [])).toEqual([]);
   }
 
-  const aliceCallsDev = (): Promise<Outcome> => call({ dialled: order.parties[1].maskedAs, callerUser: ALICE });
+  const aliceCallsDev = (): Promise<CallOutcome> => call({ dialled: order.parties[1].maskedAs, callerUser: ALICE });
 
   it('control: A calls D\'s masked number and D rings, presented with A\'s masked number', async () => {
     expectBridged(await aliceCallsDev(), DEV, order.parties[0].maskedAs);
@@ -151,18 +125,12 @@ suite('fail-closed and private end to end (Asterisk 22, vnum serve, sipp)', () =
   }, 2 * CALL_TIMEOUT_MS);
 
   it('another process holds BEGIN EXCLUSIVE: calls still bridge (a WAL reader is not blocked by a writer)', async () => {
-    const betterSqlite = createRequire(import.meta.url).resolve('better-sqlite3');
-    holder = spawn(
-      process.execPath,
-      ['-e', `const D = require(${JSON.stringify(betterSqlite)}); const db = new D(${JSON.stringify(db.file)}); db.exec('BEGIN EXCLUSIVE'); console.log('held'); setTimeout(() => process.exit(0), 5000);`],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    );
-    await new Promise((resolve) => holder!.stdout!.once('data', resolve));
-    const exited = new Promise((resolve) => holder!.once('exit', resolve));
+    const lock = await holdLock(db.file, 'BEGIN EXCLUSIVE', 5_000);
+    holder = lock.child;
     expectBridged(await aliceCallsDev(), DEV, order.parties[0].maskedAs);
     // The lock was still held for the whole call.
     expect(holder.exitCode).toBeNull();
-    await exited;
+    await lock.exited;
     holder = undefined;
   }, CALL_TIMEOUT_MS);
 

@@ -13,20 +13,17 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { startAgiStub, type AgiStub } from './harness/agi-stub.js';
-import { Asterisk, leakyTrunkIdentity, type AsteriskOptions } from './harness/asterisk.js';
-import { findLeaks } from './harness/leaks.js';
-import { repoRoot } from './harness/paths.js';
-import { e2eReadiness, provision } from './harness/provision.js';
-import { uriUser, type SipMessage } from './harness/sip-messages.js';
-import { placeCall, startUas, type UacCall, type UacResult, type Uas, type UasOptions } from './harness/sipp.js';
-import { startRouter, VnumDb, type Router, type SessionJson } from './harness/vnum.js';
-
-const readiness = e2eReadiness();
-if (readiness.blocker && !readiness.mustRun) {
-  console.warn(`vnum e2e: skipped, ${readiness.blocker} (with CI=true this fails instead)`);
-}
-const suite = readiness.blocker && !readiness.mustRun ? describe.skip : describe;
+import { startAgiStub, type AgiStub } from '../support/asterisk/agi-stub.js';
+import { Asterisk, leakyTrunkIdentity, type AsteriskOptions } from '../support/asterisk/asterisk.js';
+import { ports } from '../support/asterisk/paths.js';
+import { VnumDb, type SessionJson } from '../support/cli.js';
+import { repoRoot } from '../support/repo.js';
+import { startServe, type Serve } from '../support/serve.js';
+import { findLeaks } from '../support/leaks.js';
+import { describeMessages, uriUser } from '../support/sip/messages.js';
+import { callThrough as call, type CallOutcome, type UacResult, type UasOptions } from '../support/sip/sipp.js';
+import { e2eSuite } from '../support/suite.js';
+import { stopWorld, type World as SharedWorld } from '../support/world.js';
 
 // UK drama-range numbers that libphonenumber-js considers valid.
 const POOL = Array.from({ length: 10 }, (_, i) => `+4420794600${String(i + 1).padStart(2, '0')}`);
@@ -43,39 +40,6 @@ const PREMIUM = '+449098790000'; // UK premium rate: a customer who earns on eve
 const REAL = [ALICE, DEV, ZOE, GRACE_CUSTOMER, STRANGER, EVE];
 
 const CALL_TIMEOUT_MS = 30_000;
-
-function ensureRunnable(): void {
-  if (readiness.blocker) {
-    throw new Error(`vnum e2e cannot run (CI=true forbids skipping): ${readiness.blocker}`);
-  }
-}
-
-/** A call with carrier-out listening: what each side received. */
-interface CallOutcome {
-  caller: UacResult;
-  /** Everything carrier-out (the dialled far end) received. */
-  callee: SipMessage[];
-  /** The dialog-opening INVITEs carrier-out received. */
-  invites: SipMessage[];
-}
-
-async function call(asterisk: Asterisk, uac: UacCall, uas: UasOptions = {}): Promise<CallOutcome> {
-  const far: Uas = await startUas(uas);
-  let caller: UacResult;
-  try {
-    caller = await placeCall(uac);
-    // Let Asterisk finish tearing down both legs before carrier-out stops.
-    await asterisk.waitIdle();
-  } finally {
-    await far.stop();
-  }
-  const callee = far.received();
-  return { caller, callee, invites: far.invites() };
-}
-
-function describeMessages(messages: SipMessage[]): string {
-  return messages.map((m) => m.raw.split('\n\n')[0]).join('\n---\n');
-}
 
 /** The masked numbers of a session, by party. */
 function masks(session: SessionJson): { first: string; second: string } {
@@ -136,16 +100,16 @@ function timings(caller: UacResult): { toProgress: number | null; toFinal: numbe
   };
 }
 
-interface World {
-  asterisk: Asterisk;
-  db: VnumDb;
-  router: Router;
+/** The product's own router on the port vnum.conf asks by default. */
+function startRouter(db: VnumDb, options: { env?: Record<string, string> } = {}): Promise<Serve> {
+  return startServe({ db: db.file, port: ports.router, ...options });
+}
+
+interface World extends SharedWorld {
   order: SessionJson; // ALICE (first) and DEV (second)
 }
 
 async function startWorld(options: AsteriskOptions = {}): Promise<World> {
-  ensureRunnable();
-  provision();
   const db = new VnumDb({ VNUM_DEFAULT_COUNTRY: 'GB' });
   db.poolAdd(POOL);
   // The agent already serves Zoe: the pool must give Alice's side a number
@@ -157,17 +121,8 @@ async function startWorld(options: AsteriskOptions = {}): Promise<World> {
   return { asterisk, db, router, order };
 }
 
-async function stopWorld(world: World | undefined): Promise<void> {
-  if (!world) return;
-  try {
-    await world.router.stop();
-  } finally {
-    await world.asterisk.stop();
-    world.db.remove();
-  }
-}
 
-suite('calls through Asterisk 22 with the vnum dialplan', () => {
+e2eSuite('calls through Asterisk 22 with the vnum dialplan', () => {
   let world: World | undefined;
 
   beforeAll(async () => {
@@ -426,7 +381,7 @@ const CALLER_ASSERTS = (real: string): string[] => [
   `Diversion: <sip:${EVE}@127.0.0.1>;reason=unconditional;counter=1`,
 ];
 
-suite('8. a trunk with every identity header on (send_pai, send_rpid, trust_id_outbound, trust_id_inbound)', () => {
+e2eSuite('8. a trunk with every identity header on (send_pai, send_rpid, trust_id_outbound, trust_id_inbound)', () => {
   let world: World | undefined;
 
   beforeAll(async () => {
@@ -534,7 +489,7 @@ suite('8. a trunk with every identity header on (send_pai, send_rpid, trust_id_o
   }, CALL_TIMEOUT_MS);
 });
 
-suite('VNUM_NUMBER_FORMAT: the trunk\'s number format for the dialled number and the presented caller ID', () => {
+e2eSuite('VNUM_NUMBER_FORMAT: the trunk\'s number format for the dialled number and the presented caller ID', () => {
   let world: World | undefined;
   afterEach(async () => {
     await stopWorld(world);
@@ -575,7 +530,7 @@ suite('VNUM_NUMBER_FORMAT: the trunk\'s number format for the dialled number and
   }
 });
 
-suite('dialplan/pjsip-trunk.sample.conf', () => {
+e2eSuite('dialplan/pjsip-trunk.sample.conf', () => {
   let world: World | undefined;
   afterAll(async () => stopWorld(world));
 
@@ -638,7 +593,7 @@ function dumpedVariables(logSlice: string): string[] {
     .filter((line) => /^[A-Za-z_][A-Za-z0-9_]*=/.test(line));
 }
 
-suite('issue 11, item 13: a trunk that carries more than the pool (VNUM_OTHER_CONTEXT)', () => {
+e2eSuite('a trunk that carries more than the pool (VNUM_OTHER_CONTEXT)', () => {
   let world: World | undefined;
 
   beforeAll(async () => {
@@ -717,7 +672,7 @@ suite('issue 11, item 13: a trunk that carries more than the pool (VNUM_OTHER_CO
   }, CALL_TIMEOUT_MS);
 });
 
-suite('issue 11, item 2: the number-type policy on real calls', () => {
+e2eSuite('the number-type policy on real calls', () => {
   let world: World | undefined;
   /** What DEV dials to reach PREMIUM, and PREMIUM to reach DEV, in a session made while the operator allowed premium rate. */
   let toPremium: string;
@@ -754,7 +709,7 @@ suite('issue 11, item 2: the number-type policy on real calls', () => {
     await expectPolicyRefusal(toPremium, DEV);
     expect(w.asterisk.log().slice(logBefore)).toContain("vnum: the target's number type is not allowed");
     // The router said why, naming the session and the type, never the number.
-    const warning = w.router.output().split('\n').find((l) => l.includes('number-type policy refuses its target'));
+    const warning = w.router.lines().find((l) => l.includes('number-type policy refuses its target'));
     expect(warning).toBeDefined();
     expect(warning).toContain('order-premium');
     expect(warning).toContain('premium-rate');

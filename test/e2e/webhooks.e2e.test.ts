@@ -17,20 +17,17 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Asterisk } from './harness/asterisk.js';
-import { cliMain, repoRoot } from './harness/paths.js';
-import { e2eReadiness, provision } from './harness/provision.js';
-import { placeCall, startUas } from './harness/sipp.js';
-import { startRouter, VnumDb, type Router, type SessionJson } from './harness/vnum.js';
-import { startReceiver, type Receiver } from '../helpers/receiver.js';
-import { sleep, until } from '../unit/agi-fake-asterisk.js';
-
-const readiness = e2eReadiness();
-if (readiness.blocker && !readiness.mustRun) {
-  console.warn(`vnum e2e (webhooks): skipped, ${readiness.blocker} (with CI=true this fails instead)`);
-}
-const suite = readiness.blocker && !readiness.mustRun ? describe.skip : describe;
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { Asterisk } from '../support/asterisk/asterisk.js';
+import { ports } from '../support/asterisk/paths.js';
+import { VNUM_BIN, VnumDb, type SessionJson } from '../support/cli.js';
+import { startReceiver, type Receiver } from '../support/receiver.js';
+import { repoRoot } from '../support/repo.js';
+import { startServe } from '../support/serve.js';
+import { placeCall, startUas } from '../support/sip/sipp.js';
+import { e2eSuite } from '../support/suite.js';
+import { sleep, until } from '../support/wait.js';
+import { stopWorld as stopSharedWorld, type World as SharedWorld } from '../support/world.js';
 
 const POOL = Array.from({ length: 6 }, (_, i) => `+4420794600${String(i + 1).padStart(2, '0')}`);
 const ALICE = '+441134960123';
@@ -45,10 +42,7 @@ function managerConf(): string {
   return sample.replace(/^secret\s*=.*$/m, `secret = ${AMI_SECRET}`);
 }
 
-interface World {
-  asterisk: Asterisk;
-  db: VnumDb;
-  router: Router;
+interface World extends SharedWorld {
   deliverer: ChildProcess;
   delivererOutput: () => string;
   receiver: Receiver;
@@ -57,8 +51,6 @@ interface World {
 }
 
 async function startWorld(): Promise<World> {
-  if (readiness.blocker) throw new Error(`vnum e2e cannot run (CI=true forbids skipping): ${readiness.blocker}`);
-  provision();
   const secrets = mkdtempSync(path.join(tmpdir(), 'vnum-e2e-webhooks-'));
   writeFileSync(path.join(secrets, 'ami'), `${AMI_SECRET}\n`, { mode: 0o600 });
   writeFileSync(path.join(secrets, 'webhook'), `${WEBHOOK_SECRET}\n`, { mode: 0o600 });
@@ -69,31 +61,33 @@ async function startWorld(): Promise<World> {
   // The deliverer turns recording on: everything from here on has its event.
   const deliverer = spawn(
     process.execPath,
-    [cliMain, '--db', db.file, 'webhooks', 'deliver', '--url', receiver.url, '--secret-file', path.join(secrets, 'webhook'), '--allow-local'],
-    { env: db.env, stdio: ['ignore', 'ignore', 'pipe'] },
+    [VNUM_BIN, '--db', db.file, 'webhooks', 'deliver', '--url', receiver.url, '--secret-file', path.join(secrets, 'webhook'), '--allow-local'],
+    { env: { ...process.env, ...db.env }, stdio: ['ignore', 'ignore', 'pipe'] },
   );
   let output = '';
   deliverer.stderr!.setEncoding('utf8').on('data', (c: string) => (output += c));
   await until(() => output.includes('delivering from this store'), 15_000);
   const order = db.createSession('order-alice', ALICE, DEV);
   const asterisk = await Asterisk.start({ managerConf: managerConf() });
-  const router = await startRouter(db, { env: { VNUM_AMI_USER: 'vnum', VNUM_AMI_SECRET_FILE: path.join(secrets, 'ami') } });
+  const router = await startServe({
+    db: db.file,
+    port: ports.router,
+    env: { VNUM_AMI_USER: 'vnum', VNUM_AMI_SECRET_FILE: path.join(secrets, 'ami') },
+  });
   await until(() => JSON.parse(db.run(['health', '--json']).stdout).ami.state === 'logged-in', 15_000);
   return { asterisk, db, router, deliverer, delivererOutput: () => output, receiver, order, secrets };
 }
 
+/** The deliverer first (SIGTERM, waited for), then the shared world, the receiver and the secrets. */
 async function stopWorld(world: World | undefined): Promise<void> {
   if (!world) return;
   try {
     const exited = new Promise((resolve) => (world.deliverer.exitCode !== null ? resolve(null) : world.deliverer.once('exit', resolve)));
     world.deliverer.kill('SIGTERM');
-    await world.router.stop();
     await exited;
   } finally {
-    await world.asterisk.stop();
+    await stopSharedWorld(world, () => rmSync(world.secrets, { recursive: true, force: true }));
     await world.receiver.close();
-    world.db.remove();
-    rmSync(world.secrets, { recursive: true, force: true });
   }
 }
 
@@ -103,14 +97,14 @@ function eventsOf(receiver: Receiver, session: string) {
   return receiver.received.filter((r) => r.event.session === session && !seen.has(r.event.id) && seen.add(r.event.id)).map((r) => r.event);
 }
 
-suite('signed webhooks for a real call (Asterisk 22, AMI, vnum webhooks deliver)', () => {
+e2eSuite('signed webhooks for a real call (Asterisk 22, AMI, vnum webhooks deliver)', () => {
   let world: World | undefined;
 
   beforeAll(async () => {
     world = await startWorld();
   });
   afterAll(async () => {
-    if (process.env.VNUM_E2E_SHOW_LOG) console.log(world?.router.output(), world?.delivererOutput());
+    if (process.env.VNUM_E2E_SHOW_LOG) console.log(world?.router.lines().join('\n'), world?.delivererOutput());
     await stopWorld(world);
   });
 

@@ -1,5 +1,5 @@
 /**
- * Issue 5, item 1: four processes create and release sessions on one
+ * Four processes create and release sessions on one
  * database file while `vnum serve` routes calls from it at load. Afterwards:
  * no invariant violation, no error reached any caller (no SQLITE_BUSY, no
  * ERROR answer), every acknowledged create and release is in the store, and
@@ -15,8 +15,9 @@ import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { openDb, type Db } from '../../src/store/db.js';
 import { getSession } from '../../src/session/sessions.js';
-import { invariantViolations, londonDids, seedPool } from '../helpers/store.js';
-import { routeCall, sizeFromEnv, startServe, type Answer, type Serve } from './lib.js';
+import { invariantViolations, londonDids, seedPool } from '../support/store.js';
+import { startServe, type Serve } from '../support/serve.js';
+import { routeCall, sizeFromEnv, type Answer } from './lib.js';
 
 const WRITERS = 4;
 const SESSIONS = sizeFromEnv('VNUM_RELIABILITY_SESSIONS', 10_000);

@@ -1,5 +1,5 @@
 /**
- * Issue 5, item 2: a process creating and releasing sessions is killed with
+ * A process creating and releasing sessions is killed with
  * SIGKILL at random moments. After every kill the store is whole: integrity
  * check ok, no half-created session (every live session routes both ways to
  * itself; no bridge without its session), the invariant holds, and every
@@ -18,7 +18,7 @@ import { openDb, type Db } from '../../src/store/db.js';
 import { getSession, type Session } from '../../src/session/sessions.js';
 import { decideRoute } from '../../src/routing/decide.js';
 import { storeBridgeLookup } from '../../src/routing/lookup.js';
-import { invariantViolations } from '../helpers/store.js';
+import { invariantViolations } from '../support/store.js';
 import { prng, sizeFromEnv } from './lib.js';
 
 const TRIALS = sizeFromEnv('VNUM_RELIABILITY_CRASH_TRIALS', 100);
@@ -101,10 +101,10 @@ function audit(db: Db, acknowledged: Acknowledged[], now: number): string[] {
     const [p1, p2] = s.parties;
     const there = decideRoute({ caller: p1.number, dialled: p2.maskedAs }, now, lookup);
     const back = decideRoute({ caller: p2.number, dialled: p1.maskedAs }, now, lookup);
-    if (there.status !== 'BRIDGE' || there.session !== id || there.target !== p2.number || there.cli !== p1.maskedAs) {
+    if (there.status !== 'BRIDGE' || there.session !== id || there.target !== p2.number || there.presentedCallerId !== p1.maskedAs) {
       problems.push(`live session ${id} does not route first -> second: ${JSON.stringify(there)}`);
     }
-    if (back.status !== 'BRIDGE' || back.session !== id || back.target !== p1.number || back.cli !== p2.maskedAs) {
+    if (back.status !== 'BRIDGE' || back.session !== id || back.target !== p1.number || back.presentedCallerId !== p2.maskedAs) {
       problems.push(`live session ${id} does not route second -> first: ${JSON.stringify(back)}`);
     }
   }

@@ -1,5 +1,5 @@
 /**
- * Issue 5, item 6:
+ * Exposure:
  * - `vnum serve` refuses FastAGI connections from addresses outside its
  *   allow-list, before reading a byte (tested from 127.0.0.2), and listens on
  *   loopback only by default;
@@ -12,8 +12,11 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { vnum } from '../helpers/cli.js';
-import { callEnvironment, exchange, parseAnswer, parseAsteriskConf, sleep, startServe, type Serve } from './lib.js';
+import { vnum } from '../support/cli.js';
+import { callEnvironment } from '../support/fake-asterisk.js';
+import { startServe, type Serve } from '../support/serve.js';
+import { sleep } from '../support/wait.js';
+import { exchange, parseAnswer, parseAsteriskConf } from './lib.js';
 
 const A = '+447911000001';
 const D = '+447911000002';

@@ -1,5 +1,5 @@
 /**
- * Issue 5, item 3, at the FastAGI level: `vnum serve` (the built executable)
+ * At the FastAGI level: `vnum serve` (the built executable)
  * while its database becomes unusable. Every call made meanwhile gets ERROR
  * (the dialplan then plays an announcement) or, at worst, a closed socket
  * (the dialplan fails closed on a missing answer too), and never a BRIDGE; and
@@ -12,18 +12,22 @@
  * see docs/reliability.md.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { startRouter } from '../../agi/server.js';
+import { startFastAgiServer } from '../../agi/server.js';
+import { FALLBACK_ANSWER } from '../../src/cli/serve.js';
 import { createCallRouter } from '../../src/routing/service.js';
-import { vnum } from '../helpers/cli.js';
-import { captureLog } from '../unit/agi-fake-asterisk.js';
-import { callEnvironment, exchange, routeCall, sleep, startServe, type Answer, type Serve } from './lib.js';
+import { VNUM_BIN, vnum } from '../support/cli.js';
+import { captureLog } from '../support/log.js';
+import { callEnvironment } from '../support/fake-asterisk.js';
+import { startServe, type Serve } from '../support/serve.js';
+import { holdLock } from '../support/store.js';
+import { sleep } from '../support/wait.js';
+import { exchange, routeCall, type Answer } from './lib.js';
 
 const A = '+447911000001';
 const D = '+447911000002';
@@ -122,15 +126,28 @@ describe('vnum serve while its database is unusable', () => {
     console.log(`fail-closed: file replaced by garbage: ${during.length} calls, all ERROR; routing again ${tookMs} ms after the file came back`);
   }, 30_000);
 
-  it('the file is deleted: no call bridges from the deleted file (the router does not keep routing a ghost)', async () => {
+  it('the file is deleted: ERROR for every call (no ghost routing, no empty database made in its place), then it routes again once it is restored', async () => {
     serve = await startServe({ db });
     expect(await callAD()).toEqual(BRIDGED());
+    // A backup first, as an operator restoring one would have.
+    const backup = join(dir, 'backup.db');
+    const checkpointer = new Database(db);
+    checkpointer.pragma('wal_checkpoint(TRUNCATE)');
+    checkpointer.close();
+    writeFileSync(backup, readFileSync(db), { mode: 0o600 });
     for (const suffix of ['', '-wal', '-shm']) rmSync(db + suffix, { force: true });
-    // The store at that path is empty now (no pool either): the CLI says so, and the router must agree.
-    const during = await callsFor(500);
-    expect(during.some((a) => a === 'closed' || a.status === 'BRIDGE'), JSON.stringify(during)).toBe(false);
-    expect(JSON.parse(vnum(['--db', db, 'route', A, dMasked, '--json'], ENV).stdout).status).toBe('NOT_POOL');
-    expect(await callAD()).toMatchObject({ status: 'NOT_POOL' });
+    const during = await callsFor(1_500);
+    expect(during.length).toBeGreaterThan(3);
+    expect(during.every((a) => a !== 'closed' && a.status === 'ERROR'), JSON.stringify(during)).toBe(true);
+    // Nothing at the path, for the router and the call log alike: the CLI finds no database either.
+    expect(existsSync(db)).toBe(false);
+    const route = vnum(['--db', db, 'route', A, dMasked, '--json'], ENV);
+    expect(route.code).toBe(1);
+    expect(route.stderr).toMatch(/\[VNUM_DATABASE_NOT_FOUND\]/);
+    renameSync(backup, db);
+    const tookMs = await recovers();
+    expect(storeErrors().length).toBeGreaterThan(0);
+    console.log(`fail-closed: file deleted: ${during.length} calls, all ERROR, no database made at the path; routing again ${tookMs} ms after it was restored`);
   }, 30_000);
 
   it('the file is corrupted in place: ERROR for every call, then it routes again once the bytes are restored', async () => {
@@ -159,8 +176,7 @@ describe('vnum serve while its database is unusable', () => {
   it('another process holds BEGIN EXCLUSIVE for 3 s: WAL readers are not blocked, so calls keep getting the committed answer', async () => {
     serve = await startServe({ db });
     expect(await callAD()).toEqual(BRIDGED());
-    holder = holdLock(db, 'BEGIN EXCLUSIVE', 3_000);
-    await lockTaken(holder);
+    holder = (await holdLock(db, 'BEGIN EXCLUSIVE', 3_000)).child;
     // A release started under the lock waits for it (busy timeout 5 s), then lands.
     const release = runCli(['--db', db, 'session', 'release', 'o1', '--grace', '0s']);
     const during = await callsFor(2_000);
@@ -186,10 +202,10 @@ describe('vnum serve while its database is unusable', () => {
     try {
       const call = { callerId: A, extension: dMasked, dnid: dMasked };
       const during = [router.route(call), router.route(call), router.route(call)];
-      expect(during.map((a) => a.VNUM_STATUS)).toEqual(['ERROR', 'ERROR', 'ERROR']);
+      expect(during.map((a) => a.status)).toEqual(['ERROR', 'ERROR', 'ERROR']);
       lock.exec('COMMIT');
       lock.close();
-      expect(router.route(call)).toEqual({ VNUM_STATUS: 'BRIDGE', VNUM_TARGET: D, VNUM_CLI: aMasked, VNUM_SESSION: 'o1' });
+      expect(router.route(call)).toEqual({ status: 'BRIDGE', target: D, presentedCallerId: aMasked, session: 'o1' });
     } finally {
       if (lock.open) lock.close();
       router.close();
@@ -197,27 +213,9 @@ describe('vnum serve while its database is unusable', () => {
   });
 });
 
-/** A process that runs `sql` on the database, says "held", and keeps its lock for `ms`. */
-function holdLock(path: string, sql: string, ms: number): ChildProcess {
-  const script = `
-    const Database = require(${JSON.stringify(createRequire(import.meta.url).resolve('better-sqlite3'))});
-    const db = new Database(${JSON.stringify(path)});
-    db.exec(${JSON.stringify(sql)});
-    process.stdout.write('held\\n');
-    setTimeout(() => process.exit(0), ${ms});`;
-  return spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-}
-
-function lockTaken(child: ChildProcess): Promise<void> {
-  return new Promise((resolve, reject) => {
-    child.stdout!.once('data', () => resolve());
-    child.once('exit', (code) => reject(new Error(`the lock holder exited (${code}) before taking its lock`)));
-  });
-}
-
 function runCli(args: string[]): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [new URL('../../dist/src/cli/main.js', import.meta.url).pathname, ...args], {
+    const child = spawn(process.execPath, [VNUM_BIN, ...args], {
       env: { ...process.env, ...ENV },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
@@ -231,22 +229,23 @@ describe('the router\'s own deadline', () => {
   it('a synchronous route that blocks past the session deadline gets no answer out: the socket is closed instead', async () => {
     const log = captureLog();
     let blockMs = 300;
-    const router = await startRouter({
+    const router = await startFastAgiServer({
       port: 0,
-      sessionDeadlineMs: 150,
+      deadlineMs: 150,
       logger: log.logger,
-      route: () => {
+      fallback: FALLBACK_ANSWER,
+      handler: () => {
         // A blocked database read: the event loop (and the deadline timer) stands still.
         const until = performance.now() + blockMs;
         while (performance.now() < until);
-        return { VNUM_STATUS: 'BRIDGE', VNUM_TARGET: D, VNUM_CLI: '+442079460001', VNUM_SESSION: 'o1' };
+        return { variables: [['VNUM_STATUS', 'BRIDGE'], ['VNUM_TARGET', D], ['VNUM_CLI', '+442079460001'], ['VNUM_SESSION', 'o1']] };
       },
     });
     try {
       const late = await exchange(router.address().port, { send: callEnvironment(A, '+442079460002'), then: 'hold', timeoutMs: 5_000 });
       expect(late.closedByRouter).toBe(true);
       expect(late.received).toBe('');
-      expect(log.records().some((r) => r.msg === 'FastAGI session deadline passed: connection destroyed')).toBe(true);
+      expect(log.records().some((r) => r.msg === 'FastAGI deadline passed: connection destroyed')).toBe(true);
       // In time, the same route is answered.
       blockMs = 10;
       const inTime = await routeCall(router.address().port, A, '+442079460002');

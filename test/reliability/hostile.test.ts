@@ -1,5 +1,5 @@
 /**
- * Issue 5, item 4: hostile FastAGI input against `vnum serve` (the built
+ * Hostile FastAGI input against `vnum serve` (the built
  * executable, default settings: 256 connections, 2 s deadline). A fuzz run of
  * random and mutated sessions, clients trickling one byte at a time, and
  * 10,000 idle connections; meanwhile a legitimate call is placed every 50 ms
@@ -18,8 +18,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { vnum } from '../helpers/cli.js';
-import { callEnvironment, cpuSecondsOf, exchange, memoryOf, parseAnswer, prng, routeCall, sizeFromEnv, sleep, startServe, type Serve } from './lib.js';
+import { vnum } from '../support/cli.js';
+import { callEnvironment } from '../support/fake-asterisk.js';
+import { cpuSecondsOf, memoryOf } from '../support/proc.js';
+import { startServe, type Serve } from '../support/serve.js';
+import { sleep } from '../support/wait.js';
+import { exchange, parseAnswer, prng, routeCall, sizeFromEnv } from './lib.js';
 
 const FUZZ_SESSIONS = sizeFromEnv('VNUM_RELIABILITY_FUZZ_SESSIONS', 100_000);
 const IDLE = sizeFromEnv('VNUM_RELIABILITY_IDLE', 10_000);

@@ -20,9 +20,9 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { addToPool } from '../../src/pool/pool.js';
 import { createSession } from '../../src/session/sessions.js';
 import { openDb, type Db } from '../../src/store/db.js';
-import { startVnum, type CliResult } from '../helpers/cli.js';
-import { londonDids, mobile, party, seedPool } from '../helpers/store.js';
-import { sleep } from './lib.js';
+import { startVnum, type CliResult } from '../support/cli.js';
+import { londonDids, mobile, party, seedPool } from '../support/store.js';
+import { sleep } from '../support/wait.js';
 
 /** Resolves once process `pid` holds `path` open: it has opened the database. */
 async function holdsOpen(pid: number, path: string): Promise<void> {

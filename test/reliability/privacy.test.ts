@@ -1,5 +1,5 @@
 /**
- * Issue 5, item 5, outside Asterisk (the whole end-to-end run's log is
+ * Privacy outside Asterisk (the whole end-to-end run's log is
  * scanned in test/e2e/failclosed.e2e.test.ts):
  * - the database and its -wal/-shm are created owner-only, whatever the umask;
  * - the router's log at the default level (and at debug) carries no real
@@ -11,8 +11,12 @@ import { mkdirSync, mkdtempSync, renameSync, rmdirSync, rmSync, statSync } from 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { VNUM_BIN, vnum } from '../helpers/cli.js';
-import { exchange, callEnvironment, numberPattern, routeCall, sleep, startServe, type Serve } from './lib.js';
+import { VNUM_BIN, vnum } from '../support/cli.js';
+import { callEnvironment } from '../support/fake-asterisk.js';
+import { startServe, type Serve } from '../support/serve.js';
+import { sleep } from '../support/wait.js';
+import { numberPattern } from '../support/leaks.js';
+import { exchange, routeCall } from './lib.js';
 
 const ENV = { VNUM_DEFAULT_COUNTRY: 'GB' };
 const POOL = ['+442079460001', '+442079460002', '+442079460003'];
@@ -111,9 +115,9 @@ describe('the router\'s log', () => {
     expect(lines.filter((l) => leaked(l, REAL).length > 0)).toEqual([]);
   });
 
-  it('at debug level too (one line per FastAGI session)', async () => {
+  it('at debug level too (one line per FastAGI connection)', async () => {
     const lines = await runCalls({ VNUM_LOG_LEVEL: 'debug' });
-    expect(lines.filter((l) => l.includes('"FastAGI session"')).length).toBeGreaterThan(8);
+    expect(lines.filter((l) => l.includes('"FastAGI connection"')).length).toBeGreaterThan(8);
     expect(lines.filter((l) => leaked(l, REAL).length > 0)).toEqual([]);
   });
 

@@ -26,10 +26,12 @@ import { createSession, releaseSession } from '../../src/session/sessions.js';
 import { openDb, writeTransaction, type Db } from '../../src/store/db.js';
 import { setRecording } from '../../src/webhooks/outbox.js';
 import { webhookStatus } from '../../src/webhooks/status.js';
-import { VNUM_BIN } from '../helpers/cli.js';
-import { firstDeliveries, orderViolations, startReceiver, type Receiver } from '../helpers/receiver.js';
-import { londonDids, mobile, party, seedPool } from '../helpers/store.js';
-import { prng, routeCall, sizeFromEnv, sleep, startServe } from './lib.js';
+import { VNUM_BIN } from '../support/cli.js';
+import { firstDeliveries, orderViolations, startReceiver, type Receiver } from '../support/receiver.js';
+import { londonDids, mobile, party, seedPool } from '../support/store.js';
+import { startServe } from '../support/serve.js';
+import { sleep } from '../support/wait.js';
+import { prng, routeCall, sizeFromEnv } from './lib.js';
 
 const KILLS = sizeFromEnv('VNUM_RELIABILITY_WEBHOOK_KILLS', 20);
 const SESSIONS = sizeFromEnv('VNUM_RELIABILITY_WEBHOOK_SESSIONS', 60);

@@ -1,7 +1,7 @@
 /**
- * ding-dong 0.1.7's defects (../shared/notes/dependencies.md), each shown on
+ * ding-dong 0.1.7's defects (agi/README.md, "ding-dong"), each shown on
  * the library itself and then on our code with the same input. If our cover
- * were removed (the router falling back to ding-dong's Context, its parser or
+ * were removed (the server falling back to ding-dong's Context, its parser or
  * its command helpers), the "ours" half of the matching test fails.
  */
 import net from 'node:net';
@@ -9,10 +9,12 @@ import { Duplex } from 'node:stream';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import dingDong from 'ding-dong';
 import Context from 'ding-dong/lib/context.js';
-import { startRouter, type Router } from '../../agi/server.js';
-import { AgiConnection, buildCommand, buildExec, buildMSet, type AgiEnvironment, type AgiReply } from '../../agi/wire.js';
-import { parseAgiArgs } from './agi-asterisk-model.js';
-import { FakeAsterisk, captureLog, environmentText, placeCall, until } from './agi-fake-asterisk.js';
+import { startFastAgiServer, type AgiAnswer, type FastAgiServer } from '../../agi/server.js';
+import { AgiWire, buildCommand, buildExec, buildMSet, type AgiEnvironment, type AgiReply } from '../../agi/wire.js';
+import { parseAgiArgs } from '../support/asterisk-model.js';
+import { FakeAsterisk, environmentText, placeCall } from '../support/fake-asterisk.js';
+import { captureLog } from '../support/log.js';
+import { until } from '../support/wait.js';
 
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 
@@ -38,7 +40,7 @@ function rawContext() {
 function ourWire() {
   const written: string[] = [];
   let environment: AgiEnvironment | undefined;
-  const wire = new AgiConnection({
+  const wire = new AgiWire({
     write: (d) => void written.push(d),
     onEnvironment: (env) => (environment = env),
     onFailure: () => {},
@@ -52,16 +54,30 @@ async function isPending(promise: Promise<unknown>): Promise<boolean> {
   return winner === pending;
 }
 
-const ROUTE = () => ({ VNUM_STATUS: 'BRIDGE' as const, VNUM_TARGET: '+447700900789', VNUM_CLI: '+447700900111', VNUM_SESSION: 's1' });
-const routers: Router[] = [];
-async function router(): Promise<{ port: number; calls: Array<{ request: string }> }> {
-  const calls: Array<{ request: string }> = [];
-  const r = await startRouter({ port: 0, logger: captureLog().logger, route: (call) => (calls.push(call), ROUTE()) });
-  routers.push(r);
+const BRIDGE: AgiAnswer = {
+  variables: [
+    ['VNUM_STATUS', 'BRIDGE'],
+    ['VNUM_TARGET', '+447700900789'],
+    ['VNUM_CLI', '+447700900111'],
+    ['VNUM_SESSION', 's1'],
+  ],
+};
+const ERROR: AgiAnswer = { variables: [['VNUM_STATUS', 'ERROR'], ['VNUM_TARGET', ''], ['VNUM_CLI', ''], ['VNUM_SESSION', '']] };
+const HANDLER = (): AgiAnswer => BRIDGE;
+const servers: FastAgiServer[] = [];
+async function server(): Promise<{ port: number; calls: Array<{ request: string | undefined }> }> {
+  const calls: Array<{ request: string | undefined }> = [];
+  const r = await startFastAgiServer({
+    port: 0,
+    logger: captureLog().logger,
+    fallback: ERROR,
+    handler: (env) => (calls.push({ request: env.get('agi_request') }), BRIDGE),
+  });
+  servers.push(r);
   return { port: r.address().port, calls };
 }
 afterEach(async () => {
-  await Promise.all(routers.splice(0).map((r) => r.close(0)));
+  await Promise.all(servers.splice(0).map((r) => r.close(0)));
   vi.restoreAllMocks();
 });
 
@@ -73,12 +89,12 @@ describe('ding-dong defect 1: environment split on every ":"', () => {
     expect(raw.context.variables.agi_calleridname).toBe('Acme');
   });
 
-  it('ours: split on the first ": " only, through the wire and through the router', async () => {
+  it('ours: split on the first ": " only, through the wire and through the server', async () => {
     const ours = ourWire();
     ours.wire.push(environmentText());
     expect(ours.environment()?.get('agi_request')).toBe('agi://127.0.0.1:4573/route');
     expect(ours.environment()?.get('agi_calleridname')).toBe('Acme: Sales');
-    const { port, calls } = await router();
+    const { port, calls } = await server();
     await placeCall(port);
     expect(calls[0]?.request).toBe('agi://127.0.0.1:4573/route');
   });
@@ -191,22 +207,23 @@ describe('ding-dong defect 5: errors crash the process', () => {
     }
   });
 
-  it('ours: resets, a busy port and a throwing route are all handled, and the router keeps answering', async () => {
-    const { port } = await router();
+  it('ours: resets, a busy port and a throwing handler are all handled, and the server keeps answering', async () => {
+    const { port } = await server();
     for (let i = 0; i < 5; i++) {
       const asterisk = await FakeAsterisk.connect(port);
       asterisk.send(environmentText().slice(0, 40 * i));
       asterisk.reset();
     }
-    await expect(startRouter({ port, route: ROUTE, logger: captureLog().logger })).rejects.toMatchObject({ code: 'EADDRINUSE' });
-    const throwing = await startRouter({
+    await expect(startFastAgiServer({ port, handler: HANDLER, fallback: ERROR, logger: captureLog().logger })).rejects.toMatchObject({ code: 'EADDRINUSE' });
+    const throwing = await startFastAgiServer({
       port: 0,
       logger: captureLog().logger,
-      route: () => {
-        throw new Error('boom in route');
+      fallback: ERROR,
+      handler: () => {
+        throw new Error('boom in the handler');
       },
     });
-    routers.push(throwing);
+    servers.push(throwing);
     expect((await placeCall(throwing.address().port)).command).toBe('EXEC MSet "VNUM_STATUS=ERROR,VNUM_TARGET=,VNUM_CLI=,VNUM_SESSION="');
     expect((await placeCall(port)).command).toContain('VNUM_STATUS=BRIDGE');
   });
@@ -241,7 +258,7 @@ describe('ding-dong defect 7: onEvent uses on, not once', () => {
   });
 
   it('ours: a session adds the same listeners to its socket however many lines and chunks arrive', async () => {
-    const { port } = await router();
+    const { port } = await server();
     const serverSockets: net.Socket[] = [];
     const on = vi.spyOn(net.Socket.prototype, 'on');
     const counts = async (noisy: boolean): Promise<number> => {
@@ -273,14 +290,14 @@ describe('ding-dong defect 7: onEvent uses on, not once', () => {
 
 describe('ding-dong, one more: start(0) listens on 3000', () => {
   it('library: `portIn || settings.port` turns port 0 into 3000; ours binds a free port', async () => {
-    const server = dingDong(() => {}).start(0, '127.0.0.1');
+    const library = dingDong(() => {}).start(0, '127.0.0.1');
     const port = await new Promise<number>((resolve) => {
-      server.once('listening', () => resolve((server.address() as net.AddressInfo).port));
-      server.once('error', (e: NodeJS.ErrnoException & { port?: number }) => resolve(e.port ?? -1)); // 3000 already taken
+      library.once('listening', () => resolve((library.address() as net.AddressInfo).port));
+      library.once('error', (e: NodeJS.ErrnoException & { port?: number }) => resolve(e.port ?? -1)); // 3000 already taken
     });
-    await new Promise((r) => server.close(r));
+    await new Promise((r) => library.close(r));
     expect(port).toBe(3000);
-    const { port: ours } = await router();
+    const { port: ours } = await server();
     expect(ours).not.toBe(3000);
     expect(ours).toBeGreaterThan(0);
   });

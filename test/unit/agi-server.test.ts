@@ -1,52 +1,77 @@
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startRouter, type InboundCall, type RouteAnswer, type Router, type RouterOptions } from '../../agi/server.js';
+import { startFastAgiServer, type AgiAnswer, type AgiEnvironment, type FastAgiServer, type FastAgiServerOptions } from '../../agi/server.js';
 import { AllowList } from '../../agi/allow-list.js';
 import { HEALTH_PROBE_ANSWER, probeEnvironment, probeRouter } from '../../agi/health-probe.js';
-import { asteriskRunsMSet } from './agi-asterisk-model.js';
-import { FakeAsterisk, captureLog, environmentText, placeCall, sleep, until, type CapturedLog } from './agi-fake-asterisk.js';
+import { asteriskRunsMSet } from '../support/asterisk-model.js';
+import { FakeAsterisk, environmentText, placeCall } from '../support/fake-asterisk.js';
+import { captureLog, type CapturedLog } from '../support/log.js';
+import { itWhen } from '../support/suite.js';
+import { sleep, until } from '../support/wait.js';
 
-const BRIDGE: RouteAnswer = {
-  VNUM_STATUS: 'BRIDGE',
-  VNUM_TARGET: '+447700900789',
-  VNUM_CLI: '+447700900111',
-  VNUM_SESSION: 's_01HX',
+/** The server is vnum's, the variables any handler's: these are the router's, for familiar commands. */
+const BRIDGE_CLI = '+447700900111';
+const BRIDGE: AgiAnswer = {
+  variables: [
+    ['VNUM_STATUS', 'BRIDGE'],
+    ['VNUM_TARGET', '+447700900789'],
+    ['VNUM_CLI', BRIDGE_CLI],
+    ['VNUM_SESSION', 's_01HX'],
+  ],
 };
+const FALLBACK: AgiAnswer = { variables: [['VNUM_STATUS', 'ERROR'], ['VNUM_TARGET', ''], ['VNUM_CLI', ''], ['VNUM_SESSION', '']] };
 const BRIDGE_COMMAND =
   'EXEC MSet "VNUM_STATUS=BRIDGE,VNUM_TARGET=+447700900789,VNUM_CLI=+447700900111,VNUM_SESSION=s_01HX"';
 const ERROR_COMMAND = 'EXEC MSet "VNUM_STATUS=ERROR,VNUM_TARGET=,VNUM_CLI=,VNUM_SESSION="';
 
-const routers: Router[] = [];
+const routers: FastAgiServer[] = [];
 afterEach(async () => {
   await Promise.all(routers.splice(0).map((r) => r.close(0)));
 });
 
 interface Started {
-  router: Router;
+  router: FastAgiServer;
   port: number;
-  calls: InboundCall[];
+  /** The environments the handler was given. */
+  calls: AgiEnvironment[];
   log: CapturedLog;
 }
 
-async function start(options: Partial<RouterOptions> = {}, log: CapturedLog = captureLog()): Promise<Started> {
-  const calls: InboundCall[] = [];
-  const route = options.route ?? (() => BRIDGE);
-  const router = await startRouter({
+async function start(options: Partial<FastAgiServerOptions> = {}, log: CapturedLog = captureLog()): Promise<Started> {
+  const calls: AgiEnvironment[] = [];
+  const handler = options.handler ?? (() => BRIDGE);
+  const router = await startFastAgiServer({
     port: 0,
     logger: log.logger,
+    fallback: FALLBACK,
     ...options,
-    route: (call) => {
-      calls.push(call);
-      return route(call);
+    handler: (env) => {
+      calls.push(env);
+      return handler(env);
     },
   });
   routers.push(router);
   return { router, port: router.address().port, calls, log };
 }
 
+/** Why this host cannot listen on '::' for IPv4 and IPv6 at once, or null when it can. */
+const noDualStack = await new Promise<string | null>((resolve) => {
+  const probe = net.createServer();
+  probe.once('error', (e: NodeJS.ErrnoException) => resolve(`no dual-stack IPv6 socket here (${e.code ?? e.message})`));
+  probe.listen(0, '::', () => probe.close(() => resolve(null)));
+});
+
 function warnings(log: CapturedLog): Array<Record<string, unknown>> {
   return log.records().filter((r) => r.level === 40);
+}
+
+/** A handler that answers BRIDGE after `ms`. */
+function later(ms: number): () => Promise<AgiAnswer> {
+  return async () => {
+    await sleep(ms);
+    return BRIDGE;
+  };
 }
 
 /** After hostile input: the server still answers a real call. */
@@ -62,7 +87,7 @@ describe('a well-formed call', () => {
     const asterisk = await FakeAsterisk.connect(port);
     asterisk.send(environmentText());
     expect(await asterisk.nextLine()).toBe(BRIDGE_COMMAND);
-    expect(asteriskRunsMSet(BRIDGE_COMMAND)).toEqual(Object.entries(BRIDGE));
+    expect(asteriskRunsMSet(BRIDGE_COMMAND)).toEqual(BRIDGE.variables);
     await sleep(30);
     expect(asterisk.socket.readableEnded).toBe(false); // still waiting for the reply
     expect(router.connections()).toBe(1);
@@ -70,16 +95,15 @@ describe('a well-formed call', () => {
     const closed = await asterisk.closed;
     expect(closed.hadError).toBe(false);
     expect(asterisk.received).toBe(BRIDGE_COMMAND + '\n'); // one command, nothing else
-    expect(calls).toEqual([
-      {
-        callerId: '+447700900123',
-        extension: '+447700900456',
-        dnid: '+447700900456',
-        uniqueId: '1732526400.17',
-        channel: 'PJSIP/carrier-00000001',
-        request: 'agi://127.0.0.1:4573/route',
-      },
-    ]);
+    expect(calls).toHaveLength(1);
+    expect(Object.fromEntries(calls[0]!)).toMatchObject({
+      agi_callerid: '+447700900123',
+      agi_extension: '+447700900456',
+      agi_dnid: '+447700900456',
+      agi_uniqueid: '1732526400.17',
+      agi_channel: 'PJSIP/carrier-00000001',
+      agi_request: 'agi://127.0.0.1:4573/route',
+    });
     await until(() => router.connections() === 0);
   });
 
@@ -90,10 +114,10 @@ describe('a well-formed call', () => {
       agi_channel: 'PJSIP/trunk:a-00000002',
       agi_request: 'agi://[::1]:4573/route?x=a:b',
     });
-    expect(calls[0]).toMatchObject({
-      callerId: 'unknown',
-      channel: 'PJSIP/trunk:a-00000002',
-      request: 'agi://[::1]:4573/route?x=a:b',
+    expect(Object.fromEntries(calls[0]!)).toMatchObject({
+      agi_callerid: 'unknown',
+      agi_channel: 'PJSIP/trunk:a-00000002',
+      agi_request: 'agi://[::1]:4573/route?x=a:b',
     });
   });
 
@@ -108,14 +132,14 @@ describe('a well-formed call', () => {
       asterisk.send('result=0\n');
       await asterisk.closed;
     }
-    expect(calls.map((c) => c.request)).toEqual(Array(3).fill('agi://127.0.0.1:4573/route'));
+    expect(calls.map((c) => c.get('agi_request'))).toEqual(Array(3).fill('agi://127.0.0.1:4573/route'));
   });
 
-  it('awaits an async route', async () => {
+  it('awaits an async handler', async () => {
     const { port } = await start({
-      route: async () => {
+      handler: async () => {
         await sleep(20);
-        return { VNUM_STATUS: 'NO_SESSION', VNUM_TARGET: '', VNUM_CLI: '', VNUM_SESSION: '' };
+        return { variables: [['VNUM_STATUS', 'NO_SESSION'], ['VNUM_TARGET', ''], ['VNUM_CLI', ''], ['VNUM_SESSION', '']] };
       },
     });
     const { command } = await placeCall(port);
@@ -124,9 +148,16 @@ describe('a well-formed call', () => {
 
   it('pairs 50 concurrent calls with their own answers', async () => {
     const { port } = await start({
-      route: async (call) => {
+      handler: async (env) => {
         await sleep(Math.random() * 20);
-        return { ...BRIDGE, VNUM_TARGET: call.callerId, VNUM_SESSION: call.uniqueId.replace('.', '_') };
+        return {
+          variables: [
+            ['VNUM_STATUS', 'BRIDGE'],
+            ['VNUM_TARGET', env.get('agi_callerid')!],
+            ['VNUM_CLI', BRIDGE_CLI],
+            ['VNUM_SESSION', env.get('agi_uniqueid')!.replace('.', '_')],
+          ],
+        };
       },
     });
     const results = await Promise.all(
@@ -138,7 +169,7 @@ describe('a well-formed call', () => {
       expect(asteriskRunsMSet(command)).toEqual([
         ['VNUM_STATUS', 'BRIDGE'],
         ['VNUM_TARGET', `+4477009${String(i).padStart(5, '0')}`],
-        ['VNUM_CLI', BRIDGE.VNUM_CLI],
+        ['VNUM_CLI', BRIDGE_CLI],
         ['VNUM_SESSION', `1732526400_${i}`],
       ]);
     });
@@ -148,10 +179,7 @@ describe('a well-formed call', () => {
 describe('what Asterisk may send back', () => {
   it('skips HANGUP lines before and after the command', async () => {
     const { port, router } = await start({
-      route: async () => {
-        await sleep(20);
-        return BRIDGE;
-      },
+      handler: later(20),
     });
     const asterisk = await FakeAsterisk.connect(port);
     asterisk.send(environmentText());
@@ -208,24 +236,24 @@ describe('hostile or broken peers', () => {
     await late.nextLine();
     late.reset();
     await until(() => router.connections() === 0);
-    const sessions = log.records().filter((r) => r.msg === 'FastAGI session');
+    const connections = log.records().filter((r) => r.msg === 'FastAGI connection');
     // Whether Node surfaces the RST as ECONNRESET or as a plain close depends on timing.
-    expect(sessions.map((s) => s.outcome)).toEqual(['peer-closed', 'peer-closed']);
+    expect(connections.map((c) => c.outcome)).toEqual(['peer-closed', 'peer-closed']);
     await stillAnswers(port);
   });
 
-  it('destroys a connection that never sends, at the session deadline', async () => {
-    const { port, router, log } = await start({ sessionDeadlineMs: 150 });
+  it('destroys a connection that never sends, at the deadline', async () => {
+    const { port, router, log } = await start({ deadlineMs: 150 });
     const idle = await FakeAsterisk.connect(port);
     const closed = await idle.closed;
     expect(closed.afterMs).toBeGreaterThanOrEqual(140);
     expect(closed.afterMs).toBeLessThan(1000);
     expect(router.connections()).toBe(0);
-    expect(warnings(log)[0]).toMatchObject({ msg: 'FastAGI session deadline passed: connection destroyed', stage: 'environment' });
+    expect(warnings(log)[0]).toMatchObject({ msg: 'FastAGI deadline passed: connection destroyed', stage: 'environment' });
   });
 
-  it('destroys a session whose peer never replies to the command, at the deadline', async () => {
-    const { port } = await start({ sessionDeadlineMs: 150 });
+  it('destroys a connection whose peer never replies to the command, at the deadline', async () => {
+    const { port } = await start({ deadlineMs: 150 });
     const mute = await FakeAsterisk.connect(port);
     mute.send(environmentText());
     expect(await mute.nextLine()).toBe(BRIDGE_COMMAND);
@@ -233,7 +261,7 @@ describe('hostile or broken peers', () => {
   });
 
   it('bounds a trickling client by the same deadline', async () => {
-    const { port } = await start({ sessionDeadlineMs: 200 });
+    const { port } = await start({ deadlineMs: 200 });
     const slow = await FakeAsterisk.connect(port);
     const text = environmentText();
     let i = 0;
@@ -245,10 +273,7 @@ describe('hostile or broken peers', () => {
 
   it('copes with a peer that half-closes after its environment', async () => {
     const { port, router } = await start({
-      route: async () => {
-        await sleep(20);
-        return BRIDGE;
-      },
+      handler: later(20),
     });
     const asterisk = await FakeAsterisk.connect(port);
     asterisk.send(environmentText());
@@ -258,7 +283,7 @@ describe('hostile or broken peers', () => {
     await stillAnswers(port);
   });
 
-  it('drops garbage and binary without calling route', async () => {
+  it('drops garbage and binary without calling the handler', async () => {
     const { port, calls, log } = await start();
     const inputs: Array<string | Buffer> = [
       'GET / HTTP/1.1\r\nHost: x\r\n\r\n',
@@ -280,8 +305,8 @@ describe('hostile or broken peers', () => {
     await stillAnswers(port);
   });
 
-  it('survives 300 random and mutated sessions and still answers', async () => {
-    const { port } = await start({ sessionDeadlineMs: 300 });
+  it('survives 300 random and mutated connections and still answers', async () => {
+    const { port } = await start({ deadlineMs: 300 });
     const base = environmentText();
     const mutate = (): Buffer => {
       const bytes = Buffer.from(base);
@@ -316,7 +341,7 @@ describe('hostile or broken peers', () => {
   });
 });
 
-describe('route failures', () => {
+describe('handler failures', () => {
   it.each([
     [
       'throws',
@@ -325,36 +350,27 @@ describe('route failures', () => {
       },
     ],
     ['rejects', () => Promise.reject(new Error('database locked'))],
-    ['returns nothing', () => undefined as unknown as RouteAnswer],
-    ['returns an unknown status', () => ({ ...BRIDGE, VNUM_STATUS: 'OK' }) as unknown as RouteAnswer],
-    ['returns a target with dialplan syntax', () => ({ ...BRIDGE, VNUM_TARGET: '500&PJSIP/itsp/14165551212' })],
-    ['returns a value with a comma', () => ({ ...BRIDGE, VNUM_SESSION: 'a,VNUM_STATUS=BRIDGE' })],
-    ['returns a value too long', () => ({ ...BRIDGE, VNUM_SESSION: 's'.repeat(65) })],
-    ['returns a number instead of a string', () => ({ ...BRIDGE, VNUM_TARGET: 447700900789 }) as unknown as RouteAnswer],
-    ['bridges without a target', () => ({ ...BRIDGE, VNUM_TARGET: '' })],
-    ['bridges without a presented CLI', () => ({ ...BRIDGE, VNUM_CLI: '' })],
+    ['returns nothing', () => undefined as unknown as AgiAnswer],
+    ['returns a variable name that is not one', () => ({ variables: [['VNUM_STATUS=BRIDGE,X', 'BRIDGE']] }) as AgiAnswer],
+    ['returns a value with a line break (a second AGI command)', () => ({ variables: [['VNUM_TARGET', '1"\nEXEC System "touch /tmp/pwned']] }) as AgiAnswer],
+    ['returns a number instead of a string', () => ({ variables: [['VNUM_TARGET', 447700900789]] }) as unknown as AgiAnswer],
     [
       'returns an object whose getter throws',
       () =>
         ({
-          get VNUM_STATUS(): string {
+          get variables(): never {
             throw new Error('getter');
           },
-        }) as unknown as RouteAnswer,
+        }) as unknown as AgiAnswer,
     ],
     [
       'resolves to an object whose getter throws',
       async () =>
         ({
-          get VNUM_TARGET(): string {
+          get variables(): never {
             throw new Error('getter');
           },
-          VNUM_STATUS: 'BRIDGE',
-        }) as unknown as RouteAnswer,
-    ],
-    [
-      'returns a status whose toString throws',
-      () => ({ ...BRIDGE, VNUM_STATUS: { toString: () => { throw new Error('toString'); } } }) as unknown as RouteAnswer,
+        }) as unknown as AgiAnswer,
     ],
     [
       'returns a thenable whose then throws',
@@ -363,26 +379,20 @@ describe('route failures', () => {
           then() {
             throw new Error('bad thenable');
           },
-        }) as unknown as Promise<RouteAnswer>,
+        }) as unknown as Promise<AgiAnswer>,
     ],
-  ])('answers VNUM_STATUS=ERROR when route %s, and logs it', async (_what, route) => {
-    const { port, log } = await start({ route });
+  ])('writes the fallback answer when the handler %s, and logs it', async (_what, handler) => {
+    const { port, log } = await start({ handler });
     const { command } = await placeCall(port);
     expect(command).toBe(ERROR_COMMAND);
     expect(log.records().filter((r) => r.level === 50)).toHaveLength(1);
   });
 
-  it('never carries a number on a status that is not BRIDGE', async () => {
-    const { port } = await start({ route: () => ({ ...BRIDGE, VNUM_STATUS: 'ENDED' }) });
-    const { command } = await placeCall(port);
-    expect(command).toBe('EXEC MSet "VNUM_STATUS=ENDED,VNUM_TARGET=,VNUM_CLI=,VNUM_SESSION=s_01HX"');
-  });
-
-  it('writes nothing when the peer left while route ran', async () => {
+  it('writes nothing when the peer left while the handler ran', async () => {
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
     const { port, router } = await start({
-      route: async () => {
+      handler: async () => {
         await gate;
         return BRIDGE;
       },
@@ -415,6 +425,19 @@ describe('allow-list', () => {
     await stillAnswers(port);
   });
 
+  it('a flood of refused peers writes at most 20 warnings a second, the rest counted', async () => {
+    let now = Date.now();
+    const log = captureLog({ now: () => now });
+    const { port } = await start({ allow: ['127.0.0.1'] }, log);
+    const outsiders = await Promise.all(Array.from({ length: 60 }, () => FakeAsterisk.connect(port, { localAddress: '127.0.0.2' })));
+    await Promise.all(outsiders.map((o) => o.closed));
+    const refused = () => warnings(log).filter((w) => w.msg === 'FastAGI connection refused: address not in allow-list');
+    expect(refused()).toHaveLength(20);
+    now += 1_000;
+    await (await FakeAsterisk.connect(port, { localAddress: '127.0.0.2' })).closed;
+    expect(refused().at(-1)).toMatchObject({ suppressed: 40 });
+  });
+
   it('admits a subnet', async () => {
     const { port } = await start({ allow: ['127.0.0.0/8'] });
     const asterisk = await FakeAsterisk.connect(port, { localAddress: '127.0.0.2' });
@@ -422,13 +445,7 @@ describe('allow-list', () => {
     expect(await asterisk.nextLine()).toBe(BRIDGE_COMMAND);
   });
 
-  it('judges an IPv4-mapped IPv6 peer as its IPv4 address', async (ctx) => {
-    const probe = net.createServer();
-    const dualStack = await new Promise<boolean>((resolve) => {
-      probe.once('error', () => resolve(false));
-      probe.listen(0, '::', () => probe.close(() => resolve(true)));
-    });
-    if (!dualStack) ctx.skip();
+  itWhen(noDualStack, 'judges an IPv4-mapped IPv6 peer as its IPv4 address', async () => {
     const { port, log } = await start({ host: '::', allow: ['127.0.0.1'] });
     const inside = await FakeAsterisk.connect(port, { host: '127.0.0.1' });
     inside.send(environmentText());
@@ -466,12 +483,12 @@ describe('allow-list', () => {
 });
 
 describe('maxConnections', () => {
-  it('refuses a connection beyond the cap at once when every session is routing', async () => {
+  it('refuses a connection beyond the cap at once when every connection is in the handler', async () => {
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
     const { port, router, log } = await start({
       maxConnections: 2,
-      route: async () => {
+      handler: async () => {
         await gate;
         return BRIDGE;
       },
@@ -506,11 +523,11 @@ describe('maxConnections', () => {
     expect((await idle[0]!.closed).afterMs).toBeLessThan(1000);
     expect(idle[1]!.socket.destroyed).toBe(false);
     expect(router.connections()).toBeLessThanOrEqual(3);
-    expect(warnings(log).map((w) => w.msg)).toContain('FastAGI at maxConnections: oldest idle session evicted');
+    expect(warnings(log).map((w) => w.msg)).toContain('FastAGI at maxConnections: oldest idle connection evicted');
   });
 
   it('holds the cap under 1,000 idle connections and answers a call during the attack', async () => {
-    const { port, router } = await start({ maxConnections: 64, sessionDeadlineMs: 5000 });
+    const { port, router } = await start({ maxConnections: 64, deadlineMs: 5000 });
     const attackers = await Promise.all(
       Array.from({ length: 1000 }, () => FakeAsterisk.connect(port).catch(() => undefined)),
     );
@@ -524,12 +541,9 @@ describe('maxConnections', () => {
 });
 
 describe('close()', () => {
-  it('lets in-flight sessions finish, refuses new ones, and resolves when all are gone', async () => {
+  it('lets connections in flight finish, refuses new ones, and resolves when all are gone', async () => {
     const { port, router } = await start({
-      route: async () => {
-        await sleep(100);
-        return BRIDGE;
-      },
+      handler: later(100),
     });
     const inFlight = await FakeAsterisk.connect(port);
     inFlight.send(environmentText());
@@ -545,8 +559,8 @@ describe('close()', () => {
     expect(router.connections()).toBe(0);
   });
 
-  it('destroys sessions still open after drainMs', async () => {
-    const { port, router } = await start({ sessionDeadlineMs: 10_000 });
+  it('destroys connections still open after drainMs', async () => {
+    const { port, router } = await start({ deadlineMs: 10_000 });
     const idle = await FakeAsterisk.connect(port);
     await until(() => router.connections() === 1);
     const started = Date.now();
@@ -569,68 +583,44 @@ describe('close()', () => {
 describe('start-up and logging', () => {
   it('rejects a port already in use instead of crashing', async () => {
     const { port } = await start();
-    await expect(startRouter({ port, route: () => BRIDGE, logger: captureLog().logger })).rejects.toMatchObject({
+    await expect(startFastAgiServer({ port, handler: () => BRIDGE, fallback: FALLBACK, logger: captureLog().logger })).rejects.toMatchObject({
       code: 'EADDRINUSE',
     });
   });
 
   it('refuses bad options', async () => {
-    const route = () => BRIDGE;
-    await expect(startRouter({ port: 0, route, maxConnections: 0 })).rejects.toThrow(/maxConnections/);
-    await expect(startRouter({ port: 0, route, sessionDeadlineMs: -1 })).rejects.toThrow(/sessionDeadlineMs/);
+    const answers = { handler: () => BRIDGE, fallback: FALLBACK };
+    await expect(startFastAgiServer({ port: 0, ...answers, maxConnections: 0 })).rejects.toThrow(/maxConnections/);
+    await expect(startFastAgiServer({ port: 0, ...answers, deadlineMs: -1 })).rejects.toThrow(/deadlineMs/);
     // Node keeps a timer of at most 2^31-1 ms: a longer deadline would fire after 1 ms and drop the call.
-    await expect(startRouter({ port: 0, route, sessionDeadlineMs: 2 ** 31 })).rejects.toThrow(/sessionDeadlineMs must be an integer from 1 to 2147483647/);
-    await expect(startRouter({ port: 0, route, allow: [] })).rejects.toThrow(/allow-list is empty/);
-    await expect(startRouter({ port: 70000, route })).rejects.toThrow(/port/);
-    await expect(startRouter({ port: 0, route, allow: ['everyone'] })).rejects.toThrow(/allow-list/);
-    await expect(startRouter({ port: 0 } as RouterOptions)).rejects.toThrow(/route/);
-  });
-
-  it('logs one debug line per session with status, duration and what matches it to the call; numbers redacted by the logger', async () => {
-    const log = captureLog();
-    const { port } = await start({ route: () => { throw new Error('no route'); } }, log);
-    await placeCall(port);
-    const ok = await start({}, log);
-    await placeCall(ok.port, { agi_uniqueid: 'pbx1-1732526400.17', agi_channel: 'PJSIP/carrier-00000017' });
-    await until(() => log.records().filter((r) => r.msg === 'FastAGI session').length === 2);
-    const sessions = log.records().filter((r) => r.msg === 'FastAGI session');
-    expect(sessions.map((s) => s.status)).toEqual(['ERROR', 'BRIDGE']);
-    for (const s of sessions) {
-      expect(s).toMatchObject({ level: 20, outcome: 'answered', caller: '+********0123', dialled: '+********0456' });
-      expect(s.durationUs).toEqual(expect.any(Number));
-      expect(s.durationUs as number).toBeGreaterThan(0);
-    }
-    // The identifiers survive intact: Asterisk's uniqueid and channel, the session.
-    expect(sessions[0]).toMatchObject({ uniqueid: '1732526400.17', channel: 'PJSIP/carrier-00000001' });
-    expect(sessions[0]!.session).toBeUndefined();
-    expect(sessions[1]).toMatchObject({ uniqueid: 'pbx1-1732526400.17', channel: 'PJSIP/carrier-00000017', session: 's_01HX' });
-    for (const line of log.lines) {
-      for (const number of ['447700900123', '447700900456', '447700900789', '447700900111']) {
-        expect(line).not.toContain(number);
-      }
-    }
+    await expect(startFastAgiServer({ port: 0, ...answers, deadlineMs: 2 ** 31 })).rejects.toThrow(/deadlineMs must be an integer from 1 to 2147483647/);
+    await expect(startFastAgiServer({ port: 0, ...answers, allow: [] })).rejects.toThrow(/allow-list is empty/);
+    await expect(startFastAgiServer({ port: 70000, ...answers })).rejects.toThrow(/port/);
+    await expect(startFastAgiServer({ port: 0, ...answers, allow: ['everyone'] })).rejects.toThrow(/allow-list/);
+    await expect(startFastAgiServer({ port: 0, fallback: FALLBACK } as FastAgiServerOptions)).rejects.toThrow(/handler/);
+    await expect(startFastAgiServer({ port: 0, handler: () => BRIDGE } as unknown as FastAgiServerOptions)).rejects.toThrow(/fallback/);
   });
 
   it('VNUM_LOG_REDACT=off: the same line with the numbers in full (the router does not redact behind the operator\'s back)', async () => {
     const log = captureLog({ redact: false });
     const { port } = await start({}, log);
     await placeCall(port);
-    await until(() => log.records().some((r) => r.msg === 'FastAGI session'));
-    expect(log.records().find((r) => r.msg === 'FastAGI session')).toMatchObject({ caller: '+447700900123', dialled: '+447700900456' });
+    await until(() => log.records().some((r) => r.msg === 'FastAGI connection'));
+    expect(log.records().find((r) => r.msg === 'FastAGI connection')).toMatchObject({ caller: '+447700900123', dialled: '+447700900456' });
   });
 
   it('bounds what a caller controls in a log line: a 4000-character caller ID is clipped', async () => {
     const log = captureLog({ redact: false });
     const { port } = await start({}, log);
     await placeCall(port, { agi_callerid: `+44${'7'.repeat(3998)}` });
-    await until(() => log.records().some((r) => r.msg === 'FastAGI session'));
-    const line = log.lines.find((l) => l.includes('FastAGI session'))!;
+    await until(() => log.records().some((r) => r.msg === 'FastAGI connection'));
+    const line = log.lines.find((l) => l.includes('FastAGI connection'))!;
     expect(line.length).toBeLessThan(1000);
   });
 });
 
 describe('the health probe (vnum health)', () => {
-  it('is answered with one fixed command, without calling route or logging above debug', async () => {
+  it('is answered with one fixed command, without calling the handler or logging above debug', async () => {
     const log = captureLog();
     const { port, calls } = await start({}, log);
     expect(await probeRouter('127.0.0.1', port, 2000)).toEqual({ ok: true });
@@ -643,11 +633,11 @@ describe('the health probe (vnum health)', () => {
     expect((await asterisk.closed).hadError).toBe(false);
     expect(calls).toEqual([]);
     expect(log.records().filter((r) => (r.level as number) >= 30 && r.msg !== 'FastAGI router listening')).toEqual([]);
-    await until(() => log.records().filter((r) => r.msg === 'FastAGI session' && r.outcome === 'probe').length === 2);
+    await until(() => log.records().filter((r) => r.msg === 'FastAGI connection' && r.outcome === 'probe').length === 2);
     await stillAnswers(port);
   });
 
-  it('a real call naming the probe script gets only the probe answer: no route, no number', async () => {
+  it('a real call naming the probe script gets only the probe answer: no handler, no number', async () => {
     const { port, calls } = await start();
     const { command } = await placeCall(port, { agi_network_script: 'vnum-health' });
     expect(command).toBe(HEALTH_PROBE_ANSWER);
@@ -666,7 +656,7 @@ describe('the health probe (vnum health)', () => {
   it('reports a router at its connection cap, and one that is stopping', async () => {
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
-    const { port, router } = await start({ maxConnections: 1, route: async () => { await gate; return BRIDGE; } });
+    const { port, router } = await start({ maxConnections: 1, handler: async () => { await gate; return BRIDGE; } });
     const busy = await FakeAsterisk.connect(port);
     busy.send(environmentText());
     await sleep(50);
@@ -708,8 +698,8 @@ describe('the health probe (vnum health)', () => {
     }
   });
 
-  it('the probe is held to the session deadline like any connection', async () => {
-    const { port } = await start({ sessionDeadlineMs: 200 });
+  it('the probe is held to the deadline like any connection', async () => {
+    const { port } = await start({ deadlineMs: 200 });
     const asterisk = await FakeAsterisk.connect(port);
     asterisk.send(probeEnvironment('127.0.0.1', port));
     expect(await asterisk.nextLine()).toBe(HEALTH_PROBE_ANSWER);

@@ -1,24 +1,23 @@
 import { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
+import { AgiError, isAgiError } from '../../agi/errors.js';
 import {
-  AgiConnection,
-  AgiError,
+  AgiWire,
   buildCommand,
   buildExec,
   buildMSet,
   escapeAppArgument,
-  isAgiError,
   quoteArgument,
   type AgiEnvironment,
   type AgiPeer,
   type AgiReply,
 } from '../../agi/wire.js';
-import { asteriskRunsMSet, parseAgiArgs } from './agi-asterisk-model.js';
-import { environmentText } from './agi-fake-asterisk.js';
+import { asteriskRunsMSet, parseAgiArgs } from '../support/asterisk-model.js';
+import { environmentText } from '../support/fake-asterisk.js';
 
 /** A peer that records what the wire does. */
-function harness(limits?: ConstructorParameters<typeof AgiConnection>[1]) {
+function harness(limits?: ConstructorParameters<typeof AgiWire>[1]) {
   const written: string[] = [];
   const environments: AgiEnvironment[] = [];
   const failures: AgiError[] = [];
@@ -27,7 +26,7 @@ function harness(limits?: ConstructorParameters<typeof AgiConnection>[1]) {
     onEnvironment: (env) => void environments.push(env),
     onFailure: (error) => void failures.push(error),
   };
-  const wire = new AgiConnection(peer, limits);
+  const wire = new AgiWire(peer, limits);
   return { wire, written, environments, failures };
 }
 
@@ -263,7 +262,7 @@ describe('environment', () => {
   it('treats a reply arriving in the same chunk as the environment as stray', () => {
     const h = harness();
     let sent: Promise<AgiReply> | undefined;
-    h.wire = new AgiConnection({
+    h.wire = new AgiWire({
       write: (d) => void h.written.push(d),
       onEnvironment: () => {
         sent = h.wire.send('NOOP');

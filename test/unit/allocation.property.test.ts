@@ -4,7 +4,7 @@ import { createSession, releaseSession, type Session } from '../../src/session/s
 import { isVnumError, ErrorCode } from '../../src/errors.js';
 import { isLive } from '../../src/session/state.js';
 import { addToPool } from '../../src/pool/pool.js';
-import { invariantViolations, londonDids, mobile, party, tempDb } from '../helpers/store.js';
+import { invariantViolations, londonDids, mobile, party, tempDb } from '../support/store.js';
 
 type Op =
   | { kind: 'create'; a: number; b: number; ttl: number | null }

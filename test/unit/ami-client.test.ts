@@ -1,5 +1,5 @@
 /**
- * asterisk-manager 0.2.0's defects (../shared/notes/dependencies.md), each
+ * asterisk-manager 0.2.0's defects (README.md, "Call log, hang-ups and health"), each
  * shown on the library itself against a fake AMI on a real socket, and then
  * the same situation on our client (src/ami/client.ts). Remove a cover and
  * the "ours" half of its test fails.
@@ -7,9 +7,11 @@
 import Manager, { type ManagerInstance, type ManagerMessage } from 'asterisk-manager';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { actionIdSource, checkedAction } from '../../src/ami/action.js';
-import { AmiClient, AmiError, type AmiClientOptions, type AmiEvent } from '../../src/ami/client.js';
-import { captureLog, sleep, until } from './agi-fake-asterisk.js';
-import { FakeAmi } from './ami-fake-asterisk.js';
+import { AmiClient, type AmiClientOptions, type AmiEvent } from '../../src/ami/client.js';
+import type { AmiError } from '../../src/ami/errors.js';
+import { captureLog } from '../support/log.js';
+import { sleep, until } from '../support/wait.js';
+import { FakeAmi } from '../support/fake-ami.js';
 
 const fakes: FakeAmi[] = [];
 const clients: AmiClient[] = [];

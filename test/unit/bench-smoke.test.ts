@@ -1,14 +1,15 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, expect, it } from 'vitest';
+import { asNobody } from '../support/nobody.js';
+import { repoPath } from '../support/repo.js';
 
-// The built runner, as `npm run bench` runs it (npm test builds first). Smoke
-// sizes only: this keeps the benchmarks working; their figures are read from
-// the report by people, never asserted here.
-const RUNNER = fileURLToPath(new URL('../../dist/bench/run.js', import.meta.url));
+// The built runner, as `npm run bench` runs it (npm test builds the bench
+// too). Smoke sizes only: this keeps the benchmarks working; their figures are
+// read from the report by people, never asserted here.
+const RUNNER = repoPath('dist-bench/bench/run.js');
 
 let dir: string;
 beforeEach(() => {
@@ -54,13 +55,25 @@ it('runs the benchmarks at smoke size and appends rows with numbers beside their
   expect(rows.some((r) => /webhook events delivered\/s/.test(r['figure']!) && /bare signed POSTs/.test(r['baseline']!))).toBe(true);
 }, 180_000);
 
-it('says why the real-Asterisk benchmark cannot run when it is not root, and skips it', () => {
-  // As root, run it as nobody: the same answer a developer's own account gets.
-  const asNobody = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
-  const run = spawnSync(process.execPath, [RUNNER, 'asterisk', '--smoke'], { encoding: 'utf8', timeout: 30_000, cwd: tmpdir(), ...asNobody });
-  expect(run.status, run.stderr).toBe(0);
-  expect(run.stdout).toMatch(/^asterisk \(.*\)\n {2}skipped: not running as root/m);
-});
+// As root, run it as nobody: the same answer a developer's own account gets;
+// also when the test's TMPDIR is a folder nobody cannot enter.
+for (const tmp of ['the test\'s TMPDIR', 'a TMPDIR only root can enter']) {
+  it(`says why the real-Asterisk benchmark cannot run when it is not root, and skips it (${tmp})`, () => {
+    let env = process.env;
+    if (tmp !== 'the test\'s TMPDIR') {
+      chmodSync(dir, 0o700);
+      env = { ...process.env, TMPDIR: dir };
+    }
+    const nobody = asNobody(env);
+    try {
+      const run = spawnSync(process.execPath, [RUNNER, 'asterisk', '--smoke'], { encoding: 'utf8', timeout: 30_000, ...nobody.options });
+      expect(run.status, run.stderr).toBe(0);
+      expect(run.stdout).toMatch(/^asterisk \(.*\)\n {2}skipped: not running as root/m);
+    } finally {
+      nobody.cleanup();
+    }
+  });
+}
 
 it('refuses an unknown benchmark by name, listing the known ones', () => {
   const run = spawnSync(process.execPath, [RUNNER, 'nope', '--smoke'], { encoding: 'utf8', timeout: 30_000 });

@@ -11,8 +11,8 @@ import { formatDuration, parseDuration } from '../../src/duration.js';
 import { VnumError } from '../../src/errors.js';
 import { createSession, MAX_GRACE_MS, MAX_TTL_MS, releaseSession } from '../../src/session/sessions.js';
 import { isoDateTime, MAX_DATE_MS } from '../../src/time.js';
-import { useCliDatabase, type CliResult } from '../helpers/cli.js';
-import { londonDids, mobile, party, seedPool, tempDb } from '../helpers/store.js';
+import { useCliDatabase, type CliResult } from '../support/cli.js';
+import { londonDids, mobile, party, seedPool, tempDb } from '../support/store.js';
 
 const A = '+447911000001';
 const D = '+447911000002';

@@ -12,10 +12,12 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { recordRoutedCall, writeRouterStatus } from '../../src/calls/store.js';
 import { openDb } from '../../src/store/db.js';
 import { MIGRATIONS } from '../../src/store/migrations.js';
-import { VNUM_BIN, vnum } from '../helpers/cli.js';
-import { placeCall, until } from './agi-fake-asterisk.js';
-import { FakeAmi } from './ami-fake-asterisk.js';
-import { freePort } from './ship-lib.js';
+import { VNUM_BIN, vnum } from '../support/cli.js';
+import { placeCall } from '../support/fake-asterisk.js';
+import { until } from '../support/wait.js';
+import { FakeAmi } from '../support/fake-ami.js';
+import { freePort } from '../support/net.js';
+import { startServe, type Serve } from '../support/serve.js';
 
 const A = '+447911000001';
 const D = '+447911000002';
@@ -26,36 +28,23 @@ const CALL_FIELDS = [
 
 let dir: string;
 let db: string;
-let server: ChildProcess | undefined;
-let stderr = '';
+let server: Serve | undefined;
 const fakes: FakeAmi[] = [];
 const routers: ChildProcess[] = [];
 
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'vnum-calls-'));
   db = join(dir, 'vnum.db');
-  stderr = '';
   expect(vnum(['--db', db, 'pool', 'add', '+442079460001', '+442079460002']).code).toBe(0);
   expect(vnum(['--db', db, 'session', 'create', 'o1', A, D]).code).toBe(0);
 });
 afterEach(async () => {
-  server?.kill('SIGKILL');
+  await server?.stop();
   server = undefined;
   for (const r of routers.splice(0)) r.kill('SIGKILL');
   await Promise.all(fakes.splice(0).map((f) => f.stop()));
   rmSync(dir, { recursive: true, force: true });
 });
-
-
-async function serve(port: number, env: Record<string, string>): Promise<void> {
-  server = spawn(process.execPath, [VNUM_BIN, '--db', db, 'serve', '--port', String(port)], {
-    env: { ...process.env, VNUM_DEFAULT_COUNTRY: 'GB', ...env },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  server.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  await until(() => stderr.includes('routing from this store') || server!.exitCode !== null, 10_000);
-  if (server.exitCode !== null) throw new Error(`vnum serve exited: ${stderr}`);
-}
 
 function callsJson(args: string[] = []) {
   const r = vnum(['--db', db, 'calls', '--json', ...args]);
@@ -76,7 +65,13 @@ async function listening(port: number): Promise<void> {
   const agi = pathToFileURL(join(dirname(VNUM_BIN), '../../agi/server.js')).href;
   const child = spawn(
     process.execPath,
-    ['--input-type=module', '-e', `const { startRouter } = await import(${JSON.stringify(agi)}); await startRouter({ host: '127.0.0.1', port: ${port}, route() { throw new Error('never'); } }); console.log('up');`],
+    [
+      '--input-type=module',
+      '-e',
+      `const { startFastAgiServer } = await import(${JSON.stringify(agi)}); ` +
+        `await startFastAgiServer({ host: '127.0.0.1', port: ${port}, handler() { throw new Error('never'); }, fallback: { variables: [['VNUM_STATUS', 'ERROR']] } }); ` +
+        `console.log('up');`,
+    ],
     { stdio: ['ignore', 'pipe', 'ignore'] },
   );
   routers.push(child);
@@ -92,8 +87,8 @@ describe('vnum serve with AMI', () => {
     await fake.listen();
     fakes.push(fake);
     writeFileSync(join(dir, 'secret'), 'from-a-file\n', { mode: 0o600 });
-    const port = await freePort();
-    await serve(port, { VNUM_AMI_USER: 'vnum', VNUM_AMI_SECRET_FILE: join(dir, 'secret'), VNUM_AMI_PORT: String(fake.port) });
+    server = await startServe({ db, env: { VNUM_AMI_USER: 'vnum', VNUM_AMI_SECRET_FILE: join(dir, 'secret'), VNUM_AMI_PORT: String(fake.port) } });
+    const port = server.port;
     await until(() => health(port).report.ami?.state === 'logged-in', 10_000);
     expect(health(port)).toMatchObject({ code: 0, report: { healthy: true, asterisk: { version: '22.10.1' } } });
     expect(fake.actions('login')[0]!.get('Events')).toBe('call');
@@ -122,12 +117,10 @@ describe('vnum serve with AMI', () => {
     expect(table).toMatch(/^ID\s+SESSION\s+CALLER\s+STATE/);
     expect(table).toMatch(/o1\s+first\s+ended\s+.*30\.5s\s+ANSWER\s+16 Normal Clearing/);
 
-    const exited = new Promise<number | null>((resolve) => server!.on('exit', (code) => resolve(code)));
-    server!.kill('SIGTERM');
-    expect(await exited).toBe(0);
+    expect(await server.stop()).toBe(0);
     expect(fake.actions('logoff')).toHaveLength(1);
     expect(health(port)).toMatchObject({ code: 1, report: { healthy: false, router: { ok: false }, ami: { ok: false, state: 'stopped' } } });
-    expect(stderr).not.toMatch(/7911000001|7911000002|from-a-file/);
+    expect(server.lines().join('\n')).not.toMatch(/7911000001|7911000002|from-a-file/);
   });
 
   it('refuses to start with an AMI user and no secret; there is no flag for the secret itself', async () => {

@@ -6,11 +6,11 @@
  * ends, the status `vnum health` reads.
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { InboundCall, RouteAnswer } from '../../agi/server.js';
-import { amiSettings, secretFileModeProblem } from '../../src/ami/config.js';
+import type { RouteAnswer } from '../../src/routing/answer.js';
+import { amiSettings, secretFileModeProblem } from '../../src/cli/ami-settings.js';
 import { AmiClient, type AmiEvent } from '../../src/ami/client.js';
 import { CALL_EVENT_CLASSES, CALL_EVENTS, callFact, liveUniqueids } from '../../src/calls/facts.js';
 import {
@@ -28,9 +28,10 @@ import { parseSince } from '../../src/cli/calls.js';
 import { ErrorCode, VnumError } from '../../src/errors.js';
 import { createSession, releaseSession } from '../../src/session/sessions.js';
 import { openDb } from '../../src/store/db.js';
-import { captureLog, until } from './agi-fake-asterisk.js';
-import { FakeAmi } from './ami-fake-asterisk.js';
-import { londonDids, mobile, party, seedPool, tempDb } from '../helpers/store.js';
+import { captureLog } from '../support/log.js';
+import { sleep, until } from '../support/wait.js';
+import { FakeAmi } from '../support/fake-ami.js';
+import { holdLock, londonDids, mobile, party, seedPool, tempDb } from '../support/store.js';
 
 let store: ReturnType<typeof tempDb>;
 const A = mobile(1);
@@ -291,10 +292,16 @@ describe('the call tracker in vnum serve, against a fake AMI', () => {
       await tracker.stop();
     });
     await until(() => ami.loggedIn, 3_000);
+    // The tracker reconciles its open calls with CoreShowChannels at login; a call routed
+    // before that reply is applied would be marked lost. A Ping on the same connection is
+    // answered after it, and the write it queued runs on the next turn.
+    await until(() => fake.actions('coreshowchannels').length > 0, 3_000);
+    await ami.action('Ping', {}, 3_000);
+    await new Promise((r) => setImmediate(r));
     return { fake, ami, tracker, log };
   }
 
-  const inbound = (uniqueId: string): InboundCall => ({
+  const inbound = (uniqueId: string) => ({
     callerId: A,
     extension: '+442079460001',
     dnid: '',
@@ -302,13 +309,20 @@ describe('the call tracker in vnum serve, against a fake AMI', () => {
     channel: `PJSIP/carrier-${uniqueId.replace('.', '')}`,
     request: 'agi://127.0.0.1:4573/route',
   });
-  const bridge: RouteAnswer = { VNUM_STATUS: 'BRIDGE', VNUM_TARGET: D, VNUM_CLI: '+442079460002', VNUM_SESSION: 'order-1' };
+  const bridge: RouteAnswer = { status: 'BRIDGE', target: D, presentedCallerId: '+442079460002', session: 'order-1' };
   const calls = () => listCalls(store.db, { limit: 10 }).calls;
+  /** A tracker without AMI (no call log, only its status row), started and seen in the store. */
+  function trackerWithoutAmi(router: string, heartbeatMs?: number) {
+    const log = captureLog();
+    const tracker = new CallTracker({ dbPath: store.path, ami: null, router, logger: log.logger, heartbeatMs });
+    tracker.start();
+    return { log, tracker };
+  }
 
   it('records a bridged call and fills it from the events; refusals and other channels leave no row', async () => {
     const { fake, tracker } = await serveSide();
     tracker.routed(inbound('7.1'), bridge);
-    tracker.routed(inbound('7.2'), { VNUM_STATUS: 'NO_SESSION', VNUM_TARGET: '', VNUM_CLI: '', VNUM_SESSION: '' });
+    tracker.routed(inbound('7.2'), { status: 'NO_SESSION', target: '', presentedCallerId: '', session: '' });
     tracker.routed({ ...inbound('7.3'), uniqueId: 'bad id' }, bridge);
     await until(() => calls().length === 1);
     fake.event('DialBegin', 'call', [['Timestamp', '1795600001.000000'], ['Uniqueid', '7.1'], ['DestUniqueid', '7.9']]);
@@ -376,9 +390,7 @@ describe('the call tracker in vnum serve, against a fake AMI', () => {
   });
 
   it('without AMI: no call log, and the status says "disabled"', async () => {
-    const log = captureLog();
-    const tracker = new CallTracker({ dbPath: store.path, ami: null, router: 'x:1', logger: log.logger });
-    tracker.start();
+    const { tracker } = trackerWithoutAmi('x:1');
     tracker.routed(inbound('10.1'), bridge);
     await until(() => readRouterStatus(store.db, 'x:1') !== undefined);
     expect(readRouterStatus(store.db, 'x:1')!.amiState).toBe('disabled');
@@ -387,9 +399,7 @@ describe('the call tracker in vnum serve, against a fake AMI', () => {
   });
 
   it('a database replaced by mv (a restore) gets the log and the status from then on, not the old file', async () => {
-    const log = captureLog();
-    const tracker = new CallTracker({ dbPath: store.path, ami: null, router: 'r:1', logger: log.logger, heartbeatMs: 30 });
-    tracker.start();
+    const { log, tracker } = trackerWithoutAmi('r:1', 30);
     await until(() => readRouterStatus(store.db, 'r:1') !== undefined);
     // Only the tracker has the old file open now (WAL files go by path: a second
     // connection would keep the old -wal beside the new file).
@@ -412,15 +422,28 @@ describe('the call tracker in vnum serve, against a fake AMI', () => {
     }
   });
 
+  it('a database deleted under it is not recreated by the log or the status: nothing at the path until one is restored', async () => {
+    const { log, tracker } = trackerWithoutAmi('d:1', 20);
+    await until(() => readRouterStatus(store.db, 'd:1') !== undefined);
+    store.db.close();
+    for (const suffix of ['', '-wal', '-shm']) rmSync(store.path + suffix, { force: true });
+    try {
+      await until(() => log.records().some((r) => r.msg === 'call log: database unusable; retrying'), 3_000);
+      await sleep(100);
+      expect(existsSync(store.path)).toBe(false);
+    } finally {
+      await tracker.stop();
+    }
+    expect(existsSync(store.path)).toBe(false);
+  });
+
   it('a write lock held by another process delays the log, never loses it', async () => {
     const { fake, tracker } = await serveSide();
     tracker.routed(inbound('11.1'), bridge);
     await until(() => calls().length === 1);
-    const blocker = store.db;
-    blocker.exec('BEGIN IMMEDIATE');
+    const blocker = await holdLock(store.path, 'BEGIN IMMEDIATE', 600);
     fake.event('Hangup', 'call', [['Uniqueid', '11.1'], ['Cause', '16']]);
-    await new Promise((r) => setTimeout(r, 600));
-    blocker.exec('COMMIT');
+    await blocker.exited;
     await until(() => calls()[0]?.state === 'ended', 3_000);
   });
 });

@@ -9,7 +9,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
-import { startVnum as startCli, useCliDatabase, VNUM_BIN, vnum, type CliResult } from '../helpers/cli.js';
+import { startVnum as startCli, useCliDatabase, VNUM_BIN, vnum, type CliResult } from '../support/cli.js';
 
 const A = '+447911000001';
 const D = '+447911000002';

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, statSync, writeFileSync, existsSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { vnum } from '../helpers/cli.js';
+import { vnum } from '../support/cli.js';
 
 let dir: string;
 let db: string;
@@ -125,7 +125,7 @@ describe('vnum CLI (built executable)', () => {
     expect(JSON.parse(invalid.stdout).status).toBe('INVALID');
   });
 
-  it('refuses a party whose number type the policy refuses: VNUM_NUMBER_NOT_ALLOWED, exit 1, nothing written (issue 11, item 2)', () => {
+  it('refuses a party whose number type the policy refuses: VNUM_NUMBER_NOT_ALLOWED, exit 1, nothing written', () => {
     run('pool', 'add', '+442079460001', '+442079460002');
     for (const premium of ['+449098790000', '+19005551234', '+881612345678']) {
       expectUserError(run('session', 'create', 'o1', A, premium), new RegExp(`^vnum: \\${premium} is .*\\[VNUM_NUMBER_NOT_ALLOWED\\]\\n$`));
@@ -162,7 +162,7 @@ describe('vnum CLI (built executable)', () => {
     expect(json('route', '+449098790000', a.maskedAs).status).toBe('BRIDGE');
   });
 
-  it('route: NOT_POOL for a number not in the pool, whoever calls (issue 11, item 13)', () => {
+  it('route: NOT_POOL for a number not in the pool, whoever calls', () => {
     run('pool', 'add', '+442079460001');
     for (const caller of [A, 'anonymous', 'x&y']) {
       const r = run('route', caller, '+442079460999', '--json');
@@ -175,7 +175,7 @@ describe('vnum CLI (built executable)', () => {
     expect(json('route', A, '+442079460001').status).toBe('NO_SESSION');
   });
 
-  it('pool import says which numbers kept the state the operator set, and why (issue 11, item 7)', () => {
+  it('pool import says which numbers kept the state the operator set, and why', () => {
     const csv = join(dir, 'dids.csv');
     writeFileSync(csv, '+442079460001\n+442079460002\n+442079460003\n');
     expect(run('pool', 'import', csv).code).toBe(0);
@@ -205,7 +205,7 @@ describe('vnum CLI (built executable)', () => {
     expect(run('pool', 'import', '--help').stdout).not.toContain('re-importing changes nothing');
   });
 
-  it('a country that is no country is a country error, not an invalid number; a country sharing the calling code is fine (items 6, 12)', () => {
+  it('a country that is no country is a country error, not an invalid number; a country sharing the calling code is fine', () => {
     for (const args of [
       ['pool', 'add', '02079460001', '--country', 'XX'],
       ['session', 'create', 'o1', '07911000001', '07911000002', '--country', 'XX'],

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, expect, it } from 'vitest';
-import { invariantViolations, londonDids, seedPool, tempDb } from '../helpers/store.js';
+import { invariantViolations, londonDids, seedPool, tempDb } from '../support/store.js';
 
 const run = promisify(execFile);
 let store: ReturnType<typeof tempDb>;
@@ -12,7 +12,7 @@ afterEach(() => store.cleanup());
 
 it('keeps the invariant when four processes create and release on one file at once', async () => {
   seedPool(store.db, londonDids(4));
-  const worker = new URL('../helpers/creator-worker.mjs', import.meta.url).pathname;
+  const worker = new URL('./workers/creator.mjs', import.meta.url).pathname;
   // 30 parties sharing 4 numbers: heavy contention, frequent exhaustion, constant reuse.
   const results = await Promise.all(
     [0, 1, 2, 3].map((w) => run(process.execPath, [worker, store.path, String(w), '400', '30'], { timeout: 60_000 })),

@@ -9,9 +9,9 @@ import { ErrorCode } from '../../src/errors.js';
 import { addToPool } from '../../src/pool/pool.js';
 import { createSession, releaseSession, type CreateSessionInput } from '../../src/session/sessions.js';
 import { openDb } from '../../src/store/db.js';
-import { useCliDatabase } from '../helpers/cli.js';
-import { londonDids, mobile, party, seedPool, tempDb } from '../helpers/store.js';
-import { errorOf } from '../helpers/errors.js';
+import { useCliDatabase } from '../support/cli.js';
+import { londonDids, mobile, party, seedPool, tempDb } from '../support/store.js';
+import { errorOf } from '../support/errors.js';
 
 const A = mobile(1);
 const D = mobile(2);

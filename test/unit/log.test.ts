@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, VnumError } from '../../src/errors.js';
-import { createLogger, logLevelSetting, logRedactSetting, redactNumber, redactText } from '../../src/log.js';
+import { createLogger, LINES_PER_MESSAGE_PER_SECOND, logLevelSetting, logRedactSetting, redactNumber, redactText } from '../../src/log.js';
 
 /** The logger as vnum serve builds it, writing into an array: the lines exactly as they would reach stderr. */
 function capture(level = 'trace', redact?: boolean) {
@@ -177,5 +177,37 @@ describe('log settings are configuration, refused clearly', () => {
     expect(logRedactSetting('on')).toBe(true);
     expect(logRedactSetting('OFF')).toBe(false);
     for (const unclear of ['no', 'false', '0', 'of']) expect(() => logRedactSetting(unclear), unclear).toThrow(/invalid VNUM_LOG_REDACT/);
+  });
+});
+
+describe('floods', () => {
+  it('at most 20 lines a second with one message at info and above; the rest are counted into the next one', () => {
+    let now = 1_000_000;
+    const lines: string[] = [];
+    const logger = createLogger({ level: 'trace', now: () => now, destination: { write: (line: string) => lines.push(line) } });
+    const records = () => lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    for (let i = 0; i < 1000; i++) logger.info({ caller: '+447700900123', n: i }, 'invalid call');
+    for (let i = 0; i < 5; i++) logger.warn({ address: '10.0.0.1' }, 'FastAGI connection refused: address not in allow-list');
+    expect(records().filter((r) => r.msg === 'invalid call')).toHaveLength(LINES_PER_MESSAGE_PER_SECOND);
+    expect(records().filter((r) => r.msg === 'FastAGI connection refused: address not in allow-list')).toHaveLength(5);
+    now += 1000;
+    logger.info({ caller: '+447700900123' }, 'invalid call');
+    logger.info('invalid call');
+    const after = records().filter((r) => r.msg === 'invalid call').slice(LINES_PER_MESSAGE_PER_SECOND);
+    expect(after[0]).toMatchObject({ suppressed: 1000 - LINES_PER_MESSAGE_PER_SECOND, caller: '+********0123' });
+    expect(after[1]!.suppressed).toBeUndefined();
+    // An error as the first argument keeps its serialisation.
+    for (let i = 0; i < 25; i++) logger.child({ component: 'x' }).error(new Error('store locked'), 'store failed');
+    now += 1000;
+    logger.error(new Error('store locked'), 'store failed');
+    expect(records().filter((r) => r.msg === 'store failed').at(-1)).toMatchObject({ suppressed: 5, err: { message: 'store locked' } });
+  });
+
+  it('debug lines (one per call, on purpose) are never limited; the product\'s logger limits the rest', () => {
+    const { logger, lines } = capture('debug');
+    for (let i = 0; i < 100; i++) logger.debug({ n: i }, 'FastAGI connection');
+    for (let i = 0; i < 100; i++) logger.warn({ n: i }, 'FastAGI protocol error: connection dropped');
+    expect(lines.filter((l) => l.includes('"FastAGI connection"'))).toHaveLength(100);
+    expect(lines.filter((l) => l.includes('protocol error'))).toHaveLength(LINES_PER_MESSAGE_PER_SECOND);
   });
 });

@@ -14,6 +14,7 @@ import {
 } from '../../src/numbers/policy.js';
 import { parseNumber } from '../../src/numbers/normalise.js';
 import { ErrorCode, VnumError } from '../../src/errors.js';
+import { EXIT_USER_ERROR, exitCodeOf } from '../../src/cli/failure.js';
 
 describe('calling codes', () => {
   it('every region\'s example number: callingCodeOf its E.164 is the region\'s calling code', () => {
@@ -120,7 +121,7 @@ describe('the number-type policy', () => {
     }
     expect(error).toBeInstanceOf(VnumError);
     expect((error as VnumError).code).toBe(ErrorCode.NumberNotAllowed);
-    expect((error as VnumError).isUserError).toBe(true);
+    expect(exitCodeOf(error)).toBe(EXIT_USER_ERROR);
     expect((error as VnumError).message).toBe(
       '+449098790000 is a premium-rate number, which the number-type policy refuses (VNUM_ALLOWED_NUMBER_TYPES or --allowed-number-types widens it)',
     );

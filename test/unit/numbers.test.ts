@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { normaliseNumber, parseCountry, parseNumber } from '../../src/numbers/normalise.js';
+import { E164_DIGITS, E164_SHAPE, normaliseNumber, parseCountry, parseNumber } from '../../src/numbers/normalise.js';
+import { readRepo } from '../support/repo.js';
 import { parseDuration } from '../../src/duration.js';
 import { ErrorCode, isVnumError, VnumError } from '../../src/errors.js';
 
@@ -75,5 +76,31 @@ describe('parseDuration', () => {
   it.each(['', '2', 'h', '1.5h', '-1h', '2 hours', '2h30m'])('rejects %j', (text) => {
     expect(() => parseDuration(text, 'TTL')).toThrow(/invalid TTL/);
     expect(isVnumError((() => { try { parseDuration(text); } catch (e) { return e; } })(), ErrorCode.InvalidArgument)).toBe(true);
+  });
+});
+
+describe("E.164's length, one rule", () => {
+  it('6 to 15 digits: the shortest numbers libphonenumber calls valid are kept, longer ones than E.164 allows are refused', () => {
+    expect(E164_DIGITS).toEqual({ min: 6, max: 15 });
+    expect(normaliseNumber('+431110')).toBe('+431110');
+    expect(normaliseNumber('+493012345678901')).toBe('+493012345678901');
+    // libphonenumber calls this German number valid; E.164 and the dialplan do not.
+    expect(codeOf(() => normaliseNumber('+4930123456789012'))).toBe(ErrorCode.InvalidNumber);
+    expect(() => normaliseNumber('+4930123456789012')).toThrow(/E\.164 numbers have 6 to 15 digits/);
+    expect(E164_SHAPE.test('+431110')).toBe(true);
+    expect(E164_SHAPE.test('+43111')).toBe(false);
+    expect(E164_SHAPE.test('+493012345678901')).toBe(true);
+    expect(E164_SHAPE.test('+4930123456789012')).toBe(false);
+    expect(E164_SHAPE.test('+0441234567')).toBe(false);
+  });
+
+  it('dialplan/vnum.conf checks both numbers of a BRIDGE with the same bounds', () => {
+    const conf = readRepo('dialplan/vnum.conf');
+    const checks = [...conf.matchAll(/=~ "\^\[\+\]\[1-9\]\[0-9\]\{(\d+),(\d+)\}\$"/g)].map((m) => [Number(m[1]), Number(m[2])]);
+    expect(checks).toEqual([
+      [E164_DIGITS.min - 1, E164_DIGITS.max - 1],
+      [E164_DIGITS.min - 1, E164_DIGITS.max - 1],
+    ]);
+    expect(readRepo('dialplan/README.md')).toContain(`\`+\` and ${E164_DIGITS.min} to ${E164_DIGITS.max} digits`);
   });
 });

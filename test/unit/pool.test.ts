@@ -4,8 +4,8 @@ import { parseCsvRows, parsePoolCsv } from '../../src/pool/csv.js';
 import { createSession } from '../../src/session/sessions.js';
 import { ErrorCode } from '../../src/errors.js';
 import type { E164 } from '../../src/numbers/normalise.js';
-import { party, tempDb } from '../helpers/store.js';
-import { errorOf } from '../helpers/errors.js';
+import { party, tempDb } from '../support/store.js';
+import { errorOf } from '../support/errors.js';
 
 let store: ReturnType<typeof tempDb>;
 beforeEach(() => {
@@ -53,7 +53,7 @@ describe('pool', () => {
     expect(listPool(store.db)).toEqual([]);
   });
 
-  it('accepts a country that shares the number\'s calling code, and keeps the country given (issue 11, item 6)', () => {
+  it('accepts a country that shares the number\'s calling code, and keeps the country given', () => {
     // libphonenumber: +447911123456 is Guernsey's, +447797123456 Jersey's, +14165550123 Canada's.
     addToPool(store.db, [{ number: '+447911123456', country: 'GB' }, { number: '+447797123456', country: 'gb' }, { number: '+14165550123', country: 'US' }], { now: 1 });
     // Without a country, the region libphonenumber names.
@@ -89,7 +89,7 @@ describe('pool', () => {
   });
 });
 
-describe('re-importing never undoes the operator (issue 11, item 7)', () => {
+describe('re-importing never undoes the operator', () => {
   const imported = (entries: PoolEntryInput[], now = 9) => addToPool(store.db, entries, { now, rule: importedState });
   const states = () => Object.fromEntries(listPool(store.db).map((n) => [n.number, n.state]));
 
@@ -204,5 +204,19 @@ describe('pool CSV', () => {
 
   it('keeps doubled quotes and commas inside quotes', () => {
     expect(parseCsvRows('"a ""b"", c",d')).toEqual([{ line: 1, cells: ['a "b", c', 'd'] }]);
+  });
+
+  it('refuses text after a closing quote, and a quote inside an unquoted field, naming the line: never a number made of what is left', () => {
+    expect(() => parsePoolCsv('+442079460001,GB\n"+4420"x,GB\n')).toThrow(/^line 2: text after a closing quote/);
+    expect(() => parsePoolCsv('number\n+44"2079460001\n')).toThrow(/^line 2: a quote inside a field that does not start with one/);
+    expect(() => parseCsvRows('a\nb,"x\n\ny\n')).toThrow('lines 2 to 4: unterminated quoted field');
+  });
+
+  it('names the line a row starts on, when a quoted field spans lines', () => {
+    expect(parseCsvRows('a\n\n"b\nc" , "d"\ne\n')).toEqual([
+      { line: 1, cells: ['a'] },
+      { line: 3, cells: ['b\nc', 'd'] },
+      { line: 5, cells: ['e'] },
+    ]);
   });
 });

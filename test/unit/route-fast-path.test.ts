@@ -5,19 +5,18 @@ import examples from 'libphonenumber-js/examples.mobile.json' with { type: 'json
 import { decideRoute, type BridgeLookup, type LiveBridge, type RouteDecision } from '../../src/routing/decide.js';
 import { allowsType, DEFAULT_POLICY, refusal } from '../../src/numbers/policy.js';
 import { NUMBER_TYPES } from '../../src/numbers/type.js';
-import { normaliseNumber, type E164 } from '../../src/numbers/normalise.js';
+import { E164_SHAPE, normaliseNumber, type E164 } from '../../src/numbers/normalise.js';
 import { ROUTING_NUMBER_CACHE } from '../../src/numbers/cache.js';
 import { isVnumError, type VnumError } from '../../src/errors.js';
 import { isLive } from '../../src/session/state.js';
 import { createSession } from '../../src/session/sessions.js';
 import { storeBridgeLookup } from '../../src/routing/lookup.js';
-import { londonDids, mobile, party, seedPool, tempDb } from '../helpers/store.js';
+import { londonDids, mobile, party, seedPool, tempDb } from '../support/store.js';
 
 afterEach(() => ROUTING_NUMBER_CACHE.clear());
 
 const COUNTRIES = getCountries();
 const DEFAULTS = [undefined, 'GB', 'US', 'IN', 'FR', 'DE', 'BR'];
-const E164_SHAPE = /^\+[1-9][0-9]{6,14}$/;
 
 function normalised(input: string, country?: string): string {
   try {
@@ -90,14 +89,14 @@ function reference(call: { caller: string; dialled: string }, now: number, bridg
   const caller = withheld ? undefined : attempt(call.caller);
   const dialled = attempt(call.dialled);
   const ok = (n: E164 | VnumError | undefined): n is E164 => typeof n === 'string';
-  const none = { target: null, cli: null };
+  const none = { target: null, presentedCallerId: null };
   if (ok(caller) && ok(dialled)) {
     const bridge = bridges.live(caller, dialled);
     if (bridge && !isLive(bridge.endsAt, now)) return { status: 'ENDED', ...none, session: bridge.session };
     if (bridge && !allowsType(DEFAULT_POLICY, bridge.targetType)) {
       return { status: 'NOT_ALLOWED', ...none, session: bridge.session, reason: `the target is ${refusal(bridge.targetType)}` };
     }
-    if (bridge) return { status: 'BRIDGE', target: bridge.target, cli: bridge.cli, session: bridge.session };
+    if (bridge) return { status: 'BRIDGE', target: bridge.target, presentedCallerId: bridge.presentedCallerId, session: bridge.session };
   }
   if (!ok(dialled)) return { status: 'NOT_POOL', ...none, session: null, reason: `the dialled number is not a pool number: ${dialled.message}` };
   if (!bridges.isPoolNumber(dialled)) return { status: 'NOT_POOL', ...none, session: null, reason: 'the dialled number is not a pool number' };
@@ -193,7 +192,7 @@ describe('the fast path decides exactly as normalising first', () => {
         rows.forEach((r, i) => {
           store.bridges.set(`${NUMBERS[r.a]}|${NUMBERS[r.b]}`, {
             target: NUMBERS[r.b]!,
-            cli: NUMBERS[r.a]!,
+            presentedCallerId: NUMBERS[r.a]!,
             session: `s${i}`,
             endsAt: r.endsAt,
             targetType: r.targetType,
@@ -243,7 +242,7 @@ describe('the fast path decides exactly as normalising first', () => {
 describe('what the fast path saves (fails if it is bypassed)', () => {
   const A = mobile(1);
   const D = mobile(2);
-  const bridge: LiveBridge = { target: D, cli: mobile(3), session: 'o1', endsAt: null, targetType: 'mobile' };
+  const bridge: LiveBridge = { target: D, presentedCallerId: mobile(3), session: 'o1', endsAt: null, targetType: 'mobile' };
   const GB = { defaultCountry: 'GB' };
 
   function setup(liveReturnsLatest: boolean, bridges: Array<[string, LiveBridge]> = [[`${A}|${D}`, bridge]]) {
@@ -261,7 +260,7 @@ describe('what the fast path saves (fails if it is bypassed)', () => {
   it('a stored pair whose target the policy refuses: the same one lookup, NOT_ALLOWED naming the type, no number parsed', () => {
     const { store, lookup } = setup(true, [[`${A}|${D}`, { ...bridge, targetType: 'premium-rate' }]]);
     const decision = decideRoute({ caller: A, dialled: D }, NOW, lookup, GB);
-    expect(decision).toMatchObject({ status: 'NOT_ALLOWED', target: null, cli: null, session: 'o1' });
+    expect(decision).toMatchObject({ status: 'NOT_ALLOWED', target: null, presentedCallerId: null, session: 'o1' });
     expect(decision.reason).toMatch(/premium-rate/);
     expect(decision.reason).not.toContain(D.slice(-6));
     expect(store.asked).toEqual([`live ${A}|${D}`]);

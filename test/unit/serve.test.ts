@@ -1,43 +1,27 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { VNUM_BIN, vnum } from '../helpers/cli.js';
-import { placeCall } from './agi-fake-asterisk.js';
-import { freePort } from './ship-lib.js';
+import { vnum } from '../support/cli.js';
+import { placeCall } from '../support/fake-asterisk.js';
+import { freePort } from '../support/net.js';
+import { startServe, type Serve } from '../support/serve.js';
 
 let dir: string;
 let db: string;
-let server: ChildProcess | undefined;
-let stderr = '';
+let server: Serve | undefined;
 
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'vnum-serve-'));
   db = join(dir, 'vnum.db');
-  stderr = '';
 });
-afterEach(() => {
-  server?.kill('SIGKILL');
+afterEach(async () => {
+  await server?.stop();
   server = undefined;
   rmSync(dir, { recursive: true, force: true });
 });
-
-
-async function serve(port: number, env: Record<string, string> = {}, args: string[] = []): Promise<void> {
-  stderr = '';
-  server = spawn(process.execPath, [VNUM_BIN, '--db', db, 'serve', '--port', String(port), ...args], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  server.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  const deadline = Date.now() + 10_000;
-  while (!stderr.includes('routing from this store')) {
-    if (server.exitCode !== null || Date.now() > deadline) throw new Error(`vnum serve did not start: ${stderr}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 const A = '+447911000001';
 const D = '+447911000002';
@@ -48,8 +32,8 @@ describe('vnum serve (built executable)', () => {
     const session = JSON.parse(vnum(['--db', db, 'session', 'create', 'o1', A, D, '--json']).stdout);
     const dMasked = session.parties[1].maskedAs as string;
     const aMasked = session.parties[0].maskedAs as string;
-    const port = await freePort();
-    await serve(port, { VNUM_DEFAULT_COUNTRY: 'GB' });
+    server = await startServe({ db, env: { VNUM_DEFAULT_COUNTRY: 'GB' } });
+    const port = server.port;
 
     const bridge = await placeCall(port, { agi_callerid: A, agi_extension: dMasked, agi_dnid: dMasked });
     expect(bridge.command).toBe(`EXEC MSet "VNUM_STATUS=BRIDGE,VNUM_TARGET=${D},VNUM_CLI=${aMasked},VNUM_SESSION=o1"`);
@@ -65,12 +49,11 @@ describe('vnum serve (built executable)', () => {
     const ended = await placeCall(port, { agi_callerid: A, agi_extension: dMasked });
     expect(ended.command).toBe('EXEC MSet "VNUM_STATUS=ENDED,VNUM_TARGET=,VNUM_CLI=,VNUM_SESSION=o1"');
 
-    const exited = new Promise<number | null>((resolve) => server!.on('exit', (code) => resolve(code)));
-    server!.kill('SIGTERM');
-    expect(await exited).toBe(0);
-    expect(stderr).toContain('vnum router stopped');
+    expect(await server.stop()).toBe(0);
+    const log = server.lines().join('\n');
+    expect(log).toContain('vnum router stopped');
     // No real number in full in any log line.
-    expect(stderr).not.toMatch(/7911000001|7911000002/);
+    expect(log).not.toMatch(/7911000001|7911000002/);
   });
 
   it('refuses to start on an unusable database or a taken port, with exit 2 and 1', async () => {
@@ -150,7 +133,7 @@ describe('vnum serve judges every setting before it opens, creates or migrates a
 describe('vnum health proves the router answers', () => {
   it('a router that refuses the address health probes from is unhealthy, with the reason; the same router is healthy once that address is allowed', async () => {
     const port = await freePort();
-    await serve(port, { VNUM_DEFAULT_COUNTRY: 'GB' }, ['--allow', '10.9.9.9']);
+    server = await startServe({ db, port, args: ['--allow', '10.9.9.9'] });
     const refused = vnum(['--db', db, 'health', '--json', '--port', String(port)]);
     expect(refused.code).toBe(1);
     const report = JSON.parse(refused.stdout);
@@ -158,14 +141,13 @@ describe('vnum health proves the router answers', () => {
     expect(report.healthy).toBe(false);
     // The text form says it in one line.
     expect(vnum(['--db', db, 'health', '--port', String(port)]).stdout).toMatch(/^router {4}FAIL {2}127\.0\.0\.1:\d+: the router closed the connection without answering/);
-    server!.kill('SIGTERM');
-    await new Promise((r) => server!.once('exit', r));
-    await serve(port, { VNUM_DEFAULT_COUNTRY: 'GB' }, ['--allow', '10.9.9.9,127.0.0.1']);
+    await server.stop();
+    server = await startServe({ db, port, args: ['--allow', '10.9.9.9,127.0.0.1'] });
     const ok = vnum(['--db', db, 'health', '--json', '--port', String(port)]);
     expect(JSON.parse(ok.stdout).router).toEqual({ ok: true, address: `127.0.0.1:${port}`, error: null });
     expect(ok.code).toBe(0);
     // No warning in the router's log for the probe that was allowed.
-    expect(stderr.split('\n').filter((l) => l.includes('"level":40') && !l.includes('10.9.9.9'))).toEqual([]);
+    expect(server.lines().filter((l) => l.includes('"level":40') && !l.includes('10.9.9.9'))).toEqual([]);
   });
 
   it('something else holding the port is not a router', async () => {

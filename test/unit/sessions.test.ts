@@ -6,8 +6,8 @@ import { addToPool } from '../../src/pool/pool.js';
 import { ErrorCode } from '../../src/errors.js';
 import { parseNumber } from '../../src/numbers/normalise.js';
 import { ALLOWABLE_TYPES, parseNumberPolicy } from '../../src/numbers/policy.js';
-import { invariantViolations, londonDids, mobile, party, seedPool, tempDb } from '../helpers/store.js';
-import { errorOf } from '../helpers/errors.js';
+import { invariantViolations, londonDids, mobile, party, seedPool, tempDb } from '../support/store.js';
+import { errorOf } from '../support/errors.js';
 
 let store: ReturnType<typeof tempDb>;
 beforeEach(() => {
@@ -32,8 +32,8 @@ describe('sessions', () => {
     expect(a.number).toBe(A);
     expect(d.number).toBe(D);
     // D dials A's masked number and reaches A, presented with D's masked number; and back.
-    expect(route(D, a.maskedAs, 1)).toEqual({ status: 'BRIDGE', target: A, cli: d.maskedAs, session: 'order-1' });
-    expect(route(A, d.maskedAs, 1)).toEqual({ status: 'BRIDGE', target: D, cli: a.maskedAs, session: 'order-1' });
+    expect(route(D, a.maskedAs, 1)).toEqual({ status: 'BRIDGE', target: A, presentedCallerId: d.maskedAs, session: 'order-1' });
+    expect(route(A, d.maskedAs, 1)).toEqual({ status: 'BRIDGE', target: D, presentedCallerId: a.maskedAs, session: 'order-1' });
     expect(session.state).toBe('active');
     expect(session.expiresAt).toBeNull();
   });
@@ -71,7 +71,7 @@ describe('sessions', () => {
     expect(session.expiresAt).toBe(2 * HOUR);
     const dialled = session.parties[1].maskedAs;
     expect(route(A, dialled, 2 * HOUR - 1).status).toBe('BRIDGE');
-    expect(route(A, dialled, 2 * HOUR)).toEqual({ status: 'ENDED', target: null, cli: null, session: 'o1' });
+    expect(route(A, dialled, 2 * HOUR)).toEqual({ status: 'ENDED', target: null, presentedCallerId: null, session: 'o1' });
     expect(getSession(store.db, 'o1', 2 * HOUR).state).toBe('ended');
   });
 
@@ -186,7 +186,7 @@ describe('sessions', () => {
     expect(s.parties[1].maskedAs).toBe('+14155550199');
   });
 
-  it('counts a number sharing the party\'s calling code as local, whatever region libphonenumber names (issue 11, item 6)', () => {
+  it('counts a number sharing the party\'s calling code as local, whatever region libphonenumber names', () => {
     // libphonenumber calls +447911123456 a Guernsey mobile, +447797123456 a
     // Jersey one, +14165550123 Canadian. All share their plans with GB and US:
     // a GB pool number is local to the first two, a US one to the third.
@@ -251,14 +251,14 @@ describe('routing decision', () => {
   it('answers NO_SESSION for a number in no session, INVALID for junk or withheld callers, NOT_POOL for a number not in the pool', () => {
     seedPool(store.db, londonDids(2));
     createSession(store.db, { id: 'o1', first: party(A), second: party(D), now: 0 });
-    expect(route(mobile(77), londonDids(1)[0]!, 1)).toEqual({ status: 'NO_SESSION', target: null, cli: null, session: null });
+    expect(route(mobile(77), londonDids(1)[0]!, 1)).toEqual({ status: 'NO_SESSION', target: null, presentedCallerId: null, session: null });
     for (const caller of ['unknown', 'anonymous', '', `${A}&PJSIP/evil`, '"x", (y)', '9'.repeat(300)]) {
-      expect(route(caller, londonDids(1)[0]!, 1)).toMatchObject({ status: 'INVALID', target: null, cli: null });
+      expect(route(caller, londonDids(1)[0]!, 1)).toMatchObject({ status: 'INVALID', target: null, presentedCallerId: null });
     }
-    // Not a pool number (issue 11, item 13): whoever calls, and whether or not the dialled string is a number.
+    // Not a pool number: whoever calls, and whether or not the dialled string is a number.
     for (const caller of [A, mobile(77), 'anonymous', `${A}&PJSIP/evil`]) {
       for (const dialled of ['+442079460999', '02079460999', 'abc']) {
-        expect(route(caller, dialled, 1)).toMatchObject({ status: 'NOT_POOL', target: null, cli: null, session: null });
+        expect(route(caller, dialled, 1)).toMatchObject({ status: 'NOT_POOL', target: null, presentedCallerId: null, session: null });
       }
     }
     // A retired number is still the pool's: no session is NO_SESSION, not NOT_POOL.
@@ -266,7 +266,7 @@ describe('routing decision', () => {
     expect(route(mobile(77), londonDids(2)[1]!, 1).status).toBe('NO_SESSION');
   });
 
-  it('refuses, at routing time, a bridge whose target the number-type policy refuses (issue 11, item 2)', () => {
+  it('refuses, at routing time, a bridge whose target the number-type policy refuses', () => {
     seedPool(store.db, londonDids(2));
     const widened = { allowed: new Set(['mobile', 'premium-rate'] as const) };
     const premium = parseNumber('+449098790000');
@@ -275,7 +275,7 @@ describe('routing decision', () => {
     const lookup = storeBridgeLookup(store.db);
     // The operator tightened the policy again: the call is refused, naming the type, never the number.
     const refused = decideRoute({ caller: A, dialled: toPremium }, 1, lookup, { defaultCountry: 'GB' });
-    expect(refused).toEqual({ status: 'NOT_ALLOWED', target: null, cli: null, session: 'p', reason: expect.stringMatching(/premium-rate/) });
+    expect(refused).toEqual({ status: 'NOT_ALLOWED', target: null, presentedCallerId: null, session: 'p', reason: expect.stringMatching(/premium-rate/) });
     expect(refused.reason).not.toContain('9098790000');
     expect(decideRoute({ caller: A, dialled: toPremium }, 1, lookup, { policy: widened }).status).toBe('BRIDGE');
     // The premium number calling the mobile is not the policy's business: it dials a mobile.
@@ -295,7 +295,7 @@ describe('routing decision', () => {
   });
 });
 
-describe('number-type policy at create (issue 11, item 2)', () => {
+describe('number-type policy at create', () => {
   it.each([
     ['+449098790000', 'premium-rate'],
     ['+19005551234', 'premium-rate'],

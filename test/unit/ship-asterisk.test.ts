@@ -2,7 +2,7 @@
  * The Asterisk image, without Docker.
  *
  * 1. One install script, two users: docker/asterisk/Dockerfile and the e2e
- *    harness (test/e2e/provision.sh) run the same single file.
+ *    harness (test/support/asterisk/provision.sh) run the same single file.
  * 2. The image's configuration agrees with the project: the trunk keeps every
  *    identity setting of dialplan/pjsip-trunk.sample.conf, modules.conf loads
  *    every module dialplan/vnum.conf requires, the globals are settings
@@ -16,17 +16,20 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { AmiClient } from '../../src/ami/client.js';
 import { createLogger } from '../../src/log.js';
-import { VNUM_BIN } from '../helpers/cli.js';
-import { chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { e2eReadiness, provision } from '../e2e/harness/provision.js';
-import { asteriskRoot } from '../e2e/harness/paths.js';
-import { copyParts, execForm, filesUnder, freePort, iniSection, parseDockerfile, parseIni, readRepo, repoPath, repoRoot, type IniSection } from './ship-lib.js';
+import { asteriskBlocker, provision } from '../support/asterisk/provision.js';
+import { asteriskRoot } from '../support/asterisk/paths.js';
+import { VNUM_BIN } from '../support/cli.js';
+import { copyParts, execForm, filesUnder, iniSection, parseDockerfile, parseIni, type IniSection } from '../support/ship.js';
+import { freePort } from '../support/net.js';
+import { describeWhen } from '../support/suite.js';
+import { readRepo, repoPath, repoRoot } from '../support/repo.js';
 
 const SCRIPT = 'docker/asterisk/install-asterisk.sh';
 const ENTRYPOINT = '/usr/local/bin/vnum-asterisk-entrypoint';
@@ -44,9 +47,9 @@ describe('one install script for the Asterisk image and the e2e harness', () => 
     expect([...new Set(found)]).toEqual([SCRIPT]);
   });
 
-  it('test/e2e/provision.sh installs Asterisk in its root with exactly that file, and stamps the root with its hash', () => {
-    const text = readRepo('test/e2e/provision.sh');
-    const here = path.dirname(repoPath('test/e2e/provision.sh'));
+  it('test/support/asterisk/provision.sh installs Asterisk in its root with exactly that file, and stamps the root with its hash', () => {
+    const text = readRepo('test/support/asterisk/provision.sh');
+    const here = path.dirname(repoPath('test/support/asterisk/provision.sh'));
     const repoRel = /^repo=\$\(cd "\$here\/([^"]+)" && pwd\)$/m.exec(text)?.[1];
     const scriptRel = /^install_script="\$repo\/([^"]+)"$/m.exec(text)?.[1];
     expect(repoRel).toBeDefined();
@@ -58,7 +61,7 @@ describe('one install script for the Asterisk image and the e2e harness', () => 
     expect(text).toMatch(new RegExp(`^chroot "\\$build" ${copy![1]!.replace(/[.]/g, '\\.')} `, 'm'));
     expect(text).toMatch(/^want_stamp="install-asterisk\.sh sha256 \$\(sha256sum "\$install_script"/m);
     // The harness's own freshness check hashes the same file.
-    expect(readRepo('test/e2e/harness/provision.ts')).toContain(`'${SCRIPT}'`);
+    expect(readRepo('test/support/asterisk/provision.ts')).toContain(`'${SCRIPT}'`);
   });
 
   it('docker/asterisk/Dockerfile COPYs that file and RUNs it, and installs nothing else by itself', () => {
@@ -232,16 +235,8 @@ describe('the image configuration agrees with the project', () => {
 
 // --- loading it in a real Asterisk 22 -----------------------------------------
 
-const readiness = e2eReadiness();
 const hasUnshare = spawnSync('sh', ['-c', 'command -v unshare'], { encoding: 'utf8' }).status === 0;
-const blocker = readiness.blocker ?? (hasUnshare ? null : 'unshare (util-linux) is not installed');
-if (blocker && readiness.mustRun) {
-  describe('the image configuration in Asterisk 22', () => {
-    it('can run here (CI=true: a blocker fails)', () => {
-      throw new Error(`cannot load the Asterisk image configuration: ${blocker}`);
-    });
-  });
-}
+const blocker = asteriskBlocker() ?? (hasUnshare ? null : 'unshare (util-linux) is not installed');
 
 const ID = `vnum-ship-check-${process.pid}`;
 const CONF = `/etc/${ID}`; // inside the root
@@ -321,11 +316,12 @@ function rewrite(file: string, from: string | RegExp, to: string, why: string): 
   testOnly.push(`${file}: ${why}`);
 }
 
-describe.skipIf(blocker !== null)(
-  `the image configuration in Asterisk 22 from the same install script${blocker ? ` (SKIPPED: ${blocker})` : ''}`,
+describeWhen(
+  blocker,
+  'the image configuration in Asterisk 22 from the same install script',
   () => {
     beforeAll(async () => {
-      provision(); // reuses the cached root when its stamp matches the script
+      await provision(); // reuses the cached root when its stamp matches the script
       rmSync(hostPath(CONF), { recursive: true, force: true });
       rmSync(hostPath(STATE), { recursive: true, force: true });
       layOutConfiguration();

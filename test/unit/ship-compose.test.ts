@@ -12,20 +12,8 @@ import path from 'node:path';
 import { validate } from 'dockerfile-utils';
 import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
-import {
-  copyParts,
-  envVarsReadByProduct,
-  execForm,
-  filesUnder,
-  iniSection,
-  keptByDockerignore,
-  iniValues,
-  parseDockerfile,
-  parseIni,
-  readRepo,
-  repoPath,
-  repoRoot,
-} from './ship-lib.js';
+import { copyParts, envVarsReadByProduct, execForm, filesUnder, iniSection, keptByDockerignore, iniValues, parseDockerfile, parseIni } from '../support/ship.js';
+import { readRepo, repoPath, repoRoot } from '../support/repo.js';
 
 const COMPOSE = 'docker/compose.yaml';
 const composeDir = repoPath('docker');

@@ -24,18 +24,10 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, 
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { placeCall } from './agi-fake-asterisk.js';
-import {
-  copyParts,
-  execForm,
-  filesUnder,
-  freePort,
-  parseDockerfile,
-  readRepo,
-  repoPath,
-  repoRoot,
-  type DockerStage,
-} from './ship-lib.js';
+import { placeCall } from '../support/fake-asterisk.js';
+import { copyParts, execForm, filesUnder, parseDockerfile, type DockerStage } from '../support/ship.js';
+import { freePort } from '../support/net.js';
+import { readRepo, repoPath, repoRoot } from '../support/repo.js';
 
 const DOCKERFILE = 'docker/router/Dockerfile';
 const fromSource = process.env.CI === 'true' || process.env.VNUM_SHIP_FROM_SOURCE === '1';
@@ -47,6 +39,7 @@ const pkg = JSON.parse(readRepo('package.json')) as {
   dependencies: Record<string, string>;
   devDependencies: Record<string, string>;
   bin: Record<string, string>;
+  scripts: Record<string, string>;
 };
 
 /** What the package must ship, from the sources: one .js per .ts, the dialplan, the docs. */
@@ -73,6 +66,32 @@ function packList(cwd: string): string[] {
   const [info] = JSON.parse(out) as Array<{ files: Array<{ path: string }> }>;
   return info!.files.map((f) => f.path).sort();
 }
+
+/** The product's TypeScript (with its .d.ts for untyped packages): what `npm run build` compiles into dist/. */
+function productSources(): string[] {
+  return ['src', 'agi'].flatMap((dir) => filesUnder(repoPath(dir), (f) => f.endsWith('.ts'))).map((f) => path.relative(repoRoot, f));
+}
+
+describe('npm run build compiles the product only', () => {
+  it('its program holds src/ and agi/ and nothing of test/ or bench/', () => {
+    const listed = run(repoPath('node_modules/.bin/tsc'), ['-p', 'tsconfig.json', '--listFilesOnly'], { cwd: repoRoot }).stdout
+      .split('\n')
+      .filter((f) => f !== '' && !f.includes('/node_modules/'))
+      .map((f) => path.relative(repoRoot, f))
+      .sort();
+    expect(listed).toEqual(productSources().sort());
+  });
+
+  it('dist/, as the build leaves it (it starts from an empty dist/), holds their JavaScript and source maps and nothing else', () => {
+    const built = filesUnder(repoPath('dist')).map((f) => path.relative(repoRoot, f)).sort();
+    const expected = productSources()
+      .filter((f) => !f.endsWith('.d.ts'))
+      .flatMap((f) => [`dist/${f.replace(/\.ts$/, '.js')}`, `dist/${f.replace(/\.ts$/, '.js.map')}`])
+      .sort();
+    expect(built).toEqual(expected);
+    expect(pkg.scripts.build).toMatch(/rmSync\('dist'/);
+  });
+});
 
 describe('npm pack ships exactly what is needed', () => {
   it('from this checkout: compiled JS, the dialplan, README, operator guide, systemd units; no tests, bench, sources, maps or cache', () => {

@@ -9,7 +9,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { envVarsReadByProduct, parseIni, readRepo, unitWithStubbedExec, type IniSection } from './ship-lib.js';
+import { envVarsReadByProduct, parseIni, unitWithStubbedExec, type IniSection } from '../support/ship.js';
+import { itWhen } from '../support/suite.js';
+import { readRepo } from '../support/repo.js';
 
 const UNIT_PATH = 'deploy/systemd/vnum.service';
 const unitText = readRepo(UNIT_PATH);
@@ -65,7 +67,7 @@ describe('deploy/systemd/vnum.service', () => {
   it('stops with SIGTERM and gives the drain time to finish before SIGKILL', () => {
     expect(value('Service', 'KillSignal')).toBe('SIGTERM');
     const serve = readRepo('src/cli/serve.ts');
-    const drain = /'--drain <duration>',[^\n]*, '(\d+)s'\)/.exec(serve);
+    const drain = /flags: '--drain <duration>',[\s\S]*?shown: '(\d+)s'/.exec(serve);
     expect(drain, 'the default --drain in src/cli/serve.ts').not.toBeNull();
     // drain + the longest routing session (--deadline, 2 s) + closing, with room to spare
     expect(seconds(value('Service', 'TimeoutStopSec')!)).toBeGreaterThanOrEqual(2 * (Number(drain![1]) + 2));
@@ -87,8 +89,9 @@ describe('deploy/systemd/vnum.service', () => {
     expect(values('Service', 'MemoryDenyWriteExecute')).toEqual([]);
   });
 
-  it.skipIf(noAnalyzeReason !== null)(
-    `systemd-analyze verify reports nothing at all${noAnalyzeReason ? ` (SKIPPED: ${noAnalyzeReason})` : ''}`,
+  itWhen(
+    noAnalyzeReason,
+    `systemd-analyze verify reports nothing at all`,
     () => {
       // verify exits 0 even for unknown keys and bad values (it only prints
       // them, "ignoring"), so any output is a failure.
@@ -98,8 +101,9 @@ describe('deploy/systemd/vnum.service', () => {
     },
   );
 
-  it.skipIf(noAnalyzeReason !== null)(
-    `the AMI credential drop-in the unit documents verifies too, and keeps the exposure${noAnalyzeReason ? ` (SKIPPED: ${noAnalyzeReason})` : ''}`,
+  itWhen(
+    noAnalyzeReason,
+    `the AMI credential drop-in the unit documents verifies too, and keeps the exposure`,
     () => {
       // The lines after "#   [Service]" in the unit's AMI comment, as an operator pastes them.
       const comment = unitText.split('\n');
@@ -120,8 +124,9 @@ describe('deploy/systemd/vnum.service', () => {
     },
   );
 
-  it.skipIf(noAnalyzeReason !== null)(
-    `the verify check can fail: a misspelt key and a bad value are reported${noAnalyzeReason ? ` (SKIPPED: ${noAnalyzeReason})` : ''}`,
+  itWhen(
+    noAnalyzeReason,
+    `the verify check can fail: a misspelt key and a bad value are reported`,
     () => {
       const broken = unitText.replace('ProtectSystem=strict', 'ProtectSystem=stricter\nProtectSystm=strict');
       const result = verify(unitForVerify(broken));
@@ -130,8 +135,9 @@ describe('deploy/systemd/vnum.service', () => {
     },
   );
 
-  it.skipIf(noAnalyzeReason !== null)(
-    `systemd-analyze security --offline rates its exposure 1.5 or lower (of 10)${noAnalyzeReason ? ` (SKIPPED: ${noAnalyzeReason})` : ''}`,
+  itWhen(
+    noAnalyzeReason,
+    `systemd-analyze security --offline rates its exposure 1.5 or lower (of 10)`,
     () => {
       const r = spawnSync(analyze, ['security', '--offline=yes', '--no-pager', unitForVerify(unitText)], { encoding: 'utf8', timeout: 60_000 });
       const m = /Overall exposure level for vnum\.service: (\d+\.\d)/.exec(`${r.stdout}${r.stderr}`);
@@ -163,8 +169,9 @@ const noMdweReason = !python
     : null;
 
 describe('why the unit does not set MemoryDenyWriteExecute', () => {
-  it.skipIf(noMdweReason !== null)(
-    `Node aborts under the kernel's write-xor-execute rule, and runs without it${noMdweReason ? ` (SKIPPED: ${noMdweReason})` : ''}`,
+  itWhen(
+    noMdweReason,
+    `Node aborts under the kernel's write-xor-execute rule, and runs without it`,
     () => {
       // Enough work for V8 to compile a function (baseline JIT).
       const work = 'let s = 0; for (let i = 0; i < 1e7; i++) s += i; console.log("ran", s)';

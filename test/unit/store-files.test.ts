@@ -19,7 +19,8 @@ import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MIGRATIONS } from '../../src/store/migrations.js';
 import { openDb } from '../../src/store/db.js';
-import { UNPRIVILEGED, vnum, type CliResult } from '../helpers/cli.js';
+import { vnum, type CliResult } from '../support/cli.js';
+import { tempDirFor, UNPRIVILEGED } from '../support/nobody.js';
 
 const A = '+447911000001';
 const D = '+447911000002';
@@ -27,7 +28,7 @@ const DID = '+442079460001';
 
 let dir: string;
 beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'vnum-files-'));
+  dir = tempDirFor('vnum-files-');
   chmodSync(dir, 0o755);
 });
 afterEach(() => {

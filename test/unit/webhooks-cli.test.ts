@@ -9,8 +9,8 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openDb } from '../../src/store/db.js';
 import { sqliteDeliveryStore } from '../../src/webhooks/delivery-store.js';
-import { startVnum, useCliDatabase, vnum } from '../helpers/cli.js';
-import { startReceiver, type Receiver } from '../helpers/receiver.js';
+import { startVnum, useCliDatabase, vnum } from '../support/cli.js';
+import { startReceiver, type Receiver } from '../support/receiver.js';
 
 const SECRET = '0123456789abcdef'.repeat(4);
 const cli = useCliDatabase('vnum-webhooks-cli-');

@@ -19,13 +19,14 @@ import { WebhookDeliverer } from '../../src/webhooks/deliverer.js';
 import { sqliteDeliveryStore } from '../../src/webhooks/delivery-store.js';
 import { post, postAgent } from '../../src/webhooks/post.js';
 import { setRecording } from '../../src/webhooks/outbox.js';
-import { checkReceiver, webhookSettings, type WebhookSettings } from '../../src/webhooks/settings.js';
+import { checkReceiver, webhookSettings } from '../../src/cli/webhook-settings.js';
+import type { WebhookSettings } from '../../src/webhooks/deliverer.js';
 import { signatureHeader, verifySignature } from '../../src/webhooks/signature.js';
 import { retryParked, webhookStatus } from '../../src/webhooks/status.js';
 import { afterFailure } from '../../src/webhooks/retry.js';
-import { firstDeliveries, startReceiver, type Receiver } from '../helpers/receiver.js';
-import { londonDids, mobile, party, seedPool, tempDb } from '../helpers/store.js';
-import { sleep, until } from './agi-fake-asterisk.js';
+import { firstDeliveries, startReceiver, type Receiver } from '../support/receiver.js';
+import { londonDids, mobile, party, seedPool, tempDb } from '../support/store.js';
+import { sleep, until } from '../support/wait.js';
 
 /** session.ended for what has ended by `now`, reading sessions as the deliverer does. */
 const reportSessionEnds = (db: Db, now: number) => sweepEnds(db, now, (id) => findSession(db, id, now));

@@ -18,8 +18,8 @@ import { openDb, writeTransaction } from '../../src/store/db.js';
 import { sqliteDeliveryStore } from '../../src/webhooks/delivery-store.js';
 import { appendEvent, EVENT_ID, isRecording, setRecording } from '../../src/webhooks/outbox.js';
 import { discardParked, retryParked, webhookFigures, webhookStatus } from '../../src/webhooks/status.js';
-import { errorOf } from '../helpers/errors.js';
-import { londonDids, mobile, party, seedPool, tempDb } from '../helpers/store.js';
+import { errorOf } from '../support/errors.js';
+import { londonDids, mobile, party, seedPool, tempDb } from '../support/store.js';
 
 /** session.ended for what has ended by `now`, reading sessions as the deliverer does. */
 const reportSessionEnds = (db: Db, now: number) => sweepEnds(db, now, (id) => findSession(db, id, now));

@@ -7,10 +7,9 @@
 //   X <id>                  the pool had no valid number (a user error, not a failure)
 //   E <code> <message>      anything else: must never happen
 // Runs the built code (npm test builds first).
-import { writeSync } from 'node:fs';
 import { openDb } from '../../../dist/src/store/db.js';
-import { createSession, releaseSession } from '../../../dist/src/session/sessions.js';
-import { parseNumber } from '../../../dist/src/numbers/normalise.js';
+import { releaseSession } from '../../../dist/src/session/sessions.js';
+import { createReported, out, seeded } from './common.mjs';
 
 const [path, workerArg, countArg, partiesArg, windowArg] = process.argv.slice(2);
 const worker = Number(workerArg);
@@ -18,16 +17,7 @@ const count = Number(countArg);
 const parties = Number(partiesArg);
 const window = Number(windowArg);
 
-const out = (line) => writeSync(1, line + '\n');
-const party = (n) => {
-  const parsed = parseNumber(`+447911${String(n).padStart(6, '0')}`);
-  return { number: parsed.e164, type: parsed.type };
-};
-let seed = worker * 7919 + 17;
-const random = (n) => {
-  seed = (seed * 1103515245 + 12345) % 2147483648;
-  return Math.floor((seed / 2147483648) * n);
-};
+const random = seeded(worker * 7919 + 17);
 const fail = (e) => out(`E ${e?.code ?? 'UNKNOWN'} ${String(e?.message ?? e).replace(/\n/g, ' ')}`);
 
 let db;
@@ -49,13 +39,9 @@ const release = (id, graceMs) => {
 };
 
 for (let i = 0; i < count; i++) {
-  const a = random(parties);
-  const b = (a + 1 + random(parties - 1)) % parties;
   const id = `w${worker}-${i}`;
   try {
-    const { session } = createSession(db, { id, first: party(a), second: party(b), now: Date.now() });
-    const [first, second] = session.parties;
-    out(`C ${id} ${first.number} ${second.number} ${first.maskedAs} ${second.maskedAs}`);
+    createReported(db, id, random, parties);
     live.push(id);
   } catch (e) {
     if (e?.code === 'VNUM_POOL_EXHAUSTED') out(`X ${id}`);

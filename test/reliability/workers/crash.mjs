@@ -6,25 +6,15 @@
 //   C <id> <first> <second> <first masked as> <second masked as>
 //   R <id>
 // so whatever the test read from the pipe was acknowledged before the kill.
-import { writeSync } from 'node:fs';
 import { openDb } from '../../../dist/src/store/db.js';
 import { addToPool } from '../../../dist/src/pool/pool.js';
-import { createSession, releaseSession } from '../../../dist/src/session/sessions.js';
-import { parseNumber } from '../../../dist/src/numbers/normalise.js';
+import { releaseSession } from '../../../dist/src/session/sessions.js';
+import { createReported, out, seeded } from './common.mjs';
 
 const [path, trialArg, poolArg, partiesArg] = process.argv.slice(2);
 const trial = Number(trialArg);
 const parties = Number(partiesArg);
-const out = (line) => writeSync(1, line + '\n');
-const party = (n) => {
-  const parsed = parseNumber(`+447911${String(n).padStart(6, '0')}`);
-  return { number: parsed.e164, type: parsed.type };
-};
-let seed = trial * 104729 + 7;
-const random = (n) => {
-  seed = (seed * 1103515245 + 12345) % 2147483648;
-  return Math.floor((seed / 2147483648) * n);
-};
+const random = seeded(trial * 104729 + 7);
 
 const db = openDb(path);
 addToPool(
@@ -35,13 +25,9 @@ addToPool(
 out('READY');
 const live = [];
 for (let i = 0; ; i++) {
-  const a = random(parties);
-  const b = (a + 1 + random(parties - 1)) % parties;
   const id = `t${trial}-${i}`;
   try {
-    const { session } = createSession(db, { id, first: party(a), second: party(b), now: Date.now() });
-    const [first, second] = session.parties;
-    out(`C ${id} ${first.number} ${second.number} ${first.maskedAs} ${second.maskedAs}`);
+    createReported(db, id, random, parties);
     live.push(id);
   } catch (e) {
     if (e?.code !== 'VNUM_POOL_EXHAUSTED') throw e;
