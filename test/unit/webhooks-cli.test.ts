@@ -77,7 +77,8 @@ describe('vnum webhooks deliver: settings judged first', () => {
   });
 });
 
-describe('vnum webhooks status, enable, disable, retry, discard', () => {
+// A dozen runs of the built CLI per test: a loaded machine takes seconds for each.
+describe('vnum webhooks status, enable, disable, retry, discard', { timeout: 90_000 }, () => {
   it('status: recording off on a new database; enable turns it on and events are counted; --json has the documented shape', () => {
     ok('pool', 'add', '+442079460001', '+442079460002');
     expect(ok('webhooks', 'status')).toMatch(/^recording {3}off/m);
@@ -137,7 +138,7 @@ describe('vnum webhooks status, enable, disable, retry, discard', () => {
   });
 });
 
-describe('a vnum webhooks deliver process', () => {
+describe('a vnum webhooks deliver process', { timeout: 90_000 }, () => {
   let receiver: Receiver | undefined;
   afterEach(async () => receiver?.close());
 

@@ -199,6 +199,7 @@ describe('delivery to a real receiver', () => {
       expect(events.map((e) => e.event.type), session).toEqual(['session.created', 'session.released', 'session.ended']);
       expect(events.map((e) => e.event.sequence)).toEqual([...events.map((e) => e.event.sequence)].sort((a, b) => a - b));
     }
+    await until(() => webhookStatus(store.db).counters.delivered === 9, 10_000);
     expect(webhookStatus(store.db)).toMatchObject({ backlog: 0, counters: { delivered: 9, failed_attempts: 0 } });
   });
 
@@ -231,6 +232,8 @@ describe('delivery to a real receiver', () => {
     // The fast session was not held up by the slow one.
     const fastAt = receiver.received.find((r) => r.event.session === 'fast')!.at;
     expect(fastAt).toBeLessThan(slow[4]!.at);
+    // The receiver counts a delivery when it answers; the deliverer records it a moment later.
+    await until(() => webhookStatus(store.db).counters.delivered === 3, 10_000);
     expect(webhookStatus(store.db).counters).toMatchObject({ delivered: 3, failed_attempts: 4 });
   });
 
