@@ -41,3 +41,8 @@ export function isoDateTime(ms: number): string {
   const time = `${pad(Math.floor(inDay / 3_600_000), 2)}:${pad(Math.floor(inDay / 60_000) % 60, 2)}:${pad(Math.floor(inDay / 1_000) % 60, 2)}.${pad(inDay % 1_000, 3)}`;
   return `${yearText}-${pad(month, 2)}-${pad(day, 2)}T${time}Z`;
 }
+
+/** Milliseconds since the epoch -> ISO 8601 (UTC), or null: the JSON shapes' times. */
+export function isoTime(ms: number | null): string | null {
+  return ms === null ? null : isoDateTime(ms);
+}

@@ -1,37 +1,19 @@
 import type { Command } from 'commander';
-import { listCalls, type Call } from '../calls/store.js';
+import { callJson } from '../calls/json.js';
+import { listCalls } from '../calls/store.js';
 import { parseDuration } from '../duration.js';
 import { ErrorCode, VnumError } from '../errors.js';
 import { validateSessionId } from '../session/sessions.js';
 import type { Db } from '../store/db.js';
 import { withDb } from './context.js';
 import { parseLimit } from './options.js';
-import { isoTime, printJson, printNotice, printTable, shortTime } from './output.js';
+import { printJson, printNotice, printTable, shortTime } from './output.js';
 
 /** A router_status row newer than this counts as a running `vnum serve`. */
 export const STATUS_FRESH_MS = 15_000;
 
-/** The documented JSON shape of a call (README, "JSON"). */
-export function callJson(call: Call) {
-  return {
-    id: call.id,
-    uniqueid: call.uniqueid,
-    session: call.session,
-    caller: call.caller,
-    state: call.state,
-    startedAt: isoTime(call.startedAt),
-    ringingAt: isoTime(call.ringingAt),
-    answeredAt: isoTime(call.answeredAt),
-    endedAt: isoTime(call.endedAt),
-    lostAt: isoTime(call.lostAt),
-    durationMs: call.durationMs,
-    dialStatus: call.dialStatus,
-    hangupCause: call.hangupCause,
-    hangupCauseText: call.hangupCauseText,
-    hangupRequestedAt: isoTime(call.hangupRequestedAt),
-    hangupReason: call.hangupReason,
-  };
-}
+// The documented JSON shape of a call (README, "JSON"), shared with the webhooks' payloads.
+export { callJson } from '../calls/json.js';
 
 /**
  * `--since`: an ISO 8601 date or time (UTC unless it says otherwise), or a

@@ -10,6 +10,7 @@ import { registerRoute } from './route.js';
 import { registerServe } from './serve.js';
 import { registerSession } from './session.js';
 import { registerStats } from './stats.js';
+import { registerWebhooks } from './webhooks.js';
 
 const { version } = createRequire(import.meta.url)('../../../package.json') as { version: string };
 
@@ -50,6 +51,7 @@ function buildProgram(): Command {
   registerServe(program);
   registerCalls(program);
   registerHealth(program);
+  registerWebhooks(program);
   usageErrors(program);
   return program;
 }

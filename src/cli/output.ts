@@ -48,9 +48,7 @@ export function printError(code: string, message: string): void {
 }
 
 /** Milliseconds since the epoch -> ISO 8601 (UTC), or null; any stored value prints (see isoDateTime). */
-export function isoTime(ms: number | null): string | null {
-  return ms === null ? null : isoDateTime(ms);
-}
+export { isoTime } from '../time.js';
 
 /** ISO without milliseconds, for tables. */
 export function shortTime(ms: number | null): string | null {

@@ -14,28 +14,19 @@ import {
   type PartyInput,
   type Session,
 } from '../session/sessions.js';
+import { sessionJson } from '../session/json.js';
 import { SESSION_STATES, type SessionState } from '../session/state.js';
 import { openCallCount, requestSessionHangup } from '../calls/store.js';
 import { writeTransaction } from '../store/db.js';
 import { ALLOWED_NUMBER_TYPES_OPTION, defaultCountry, numberPolicy, withDb } from './context.js';
 import { parseLimit } from './options.js';
-import { isoTime, printJson, printLine, printNotice, printTable, shortTime } from './output.js';
+import { printJson, printLine, printNotice, printTable, shortTime } from './output.js';
 
 /** `release --hangup --wait`: the hang-ups are vnum serve's every half second; minutes is plenty. */
 const MAX_HANGUP_WAIT_MS = 10 * 60_000;
 
-/** The documented JSON shape of a session: {"id","state","expiresAt","parties":[{"number","maskedAs"},…]} plus times. */
-export function sessionJson(session: Session) {
-  return {
-    id: session.id,
-    state: session.state,
-    expiresAt: isoTime(session.expiresAt),
-    parties: session.parties.map((p) => ({ number: p.number, maskedAs: p.maskedAs })),
-    createdAt: isoTime(session.createdAt),
-    releasedAt: isoTime(session.releasedAt),
-    endsAt: isoTime(session.endsAt),
-  };
-}
+// The documented JSON shape of a session, shared with the webhooks' payloads.
+export { sessionJson } from '../session/json.js';
 
 function printSession(session: Session): void {
   printLine(`session ${session.id}: ${session.state}`);

@@ -4,7 +4,7 @@
  * compose with yaml, Asterisk and systemd files as INI sections).
  */
 import { DockerfileParser, type Instruction } from 'dockerfile-ast';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { chmodSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { repoPath } from './repo.js';
 
@@ -204,4 +204,21 @@ export function envVarsReadByProduct(): Set<string> {
     }
   }
   return names;
+}
+/**
+ * A unit file as shipped, written to `dir` as `name`, but for ExecStart's
+ * program: `systemd-analyze verify` insists that it exists, and
+ * /usr/local/bin/vnum is created by the install (docker/router/install-vnum.sh
+ * ... /usr/local/bin), not on a CI machine. A stand-in executable takes its
+ * place; nothing else changes. Returns the file's path.
+ */
+export function unitWithStubbedExec(text: string, dir: string, name: string): string {
+  const stub = path.join(dir, 'vnum');
+  writeFileSync(stub, '#!/bin/sh\nexit 0\n');
+  chmodSync(stub, 0o755);
+  const replaced = text.replace(/^ExecStart=\/usr\/local\/bin\/vnum /m, `ExecStart=${stub} `);
+  if (replaced === text) throw new Error('ExecStart=/usr/local/bin/vnum not found in the unit');
+  const file = path.join(dir, name);
+  writeFileSync(file, replaced);
+  return file;
 }

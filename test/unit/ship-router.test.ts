@@ -50,7 +50,7 @@ function expectedPackFiles(): string[] {
     ),
   );
   const dialplan = filesUnder(repoPath('dialplan')).map((f) => path.relative(repoRoot, f));
-  return [...compiled, ...dialplan, 'README.md', 'package.json', 'docs/operator-guide.md', 'deploy/systemd/vnum.service'].sort();
+  return [...compiled, ...dialplan, 'README.md', 'package.json', 'docs/operator-guide.md', 'deploy/systemd/vnum.service', 'deploy/systemd/vnum-webhooks.service'].sort();
 }
 
 function run(cmd: string, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; timeout?: number } = {}): SpawnSyncReturns<string> {
@@ -94,7 +94,7 @@ describe('npm run build compiles the product only', () => {
 });
 
 describe('npm pack ships exactly what is needed', () => {
-  it('from this checkout: compiled JS, the dialplan, README, operator guide, systemd unit; no tests, bench, sources, maps or cache', () => {
+  it('from this checkout: compiled JS, the dialplan, README, operator guide, systemd units; no tests, bench, sources, maps or cache', () => {
     const files = packList(repoRoot);
     const allowed = [
       /^dist\/(src|agi)\/.+\.js$/,
@@ -102,7 +102,7 @@ describe('npm pack ships exactly what is needed', () => {
       /^README\.md$/,
       /^package\.json$/,
       /^docs\/operator-guide\.md$/,
-      /^deploy\/systemd\/vnum\.service$/,
+      /^deploy\/systemd\/vnum(-webhooks)?\.service$/,
     ];
     expect(files.filter((f) => !allowed.some((re) => re.test(f)))).toEqual([]);
     // Everything the sources need is there (a stale dist/ may hold more: the

@@ -5,11 +5,11 @@
  * absent (Node dies under that rule; shown, not assumed).
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { envVarsReadByProduct, parseIni, type IniSection } from '../support/ship.js';
+import { envVarsReadByProduct, parseIni, unitWithStubbedExec, type IniSection } from '../support/ship.js';
 import { itWhen } from '../support/suite.js';
 import { readRepo } from '../support/repo.js';
 
@@ -37,22 +37,9 @@ const noAnalyzeReason = analyze ? null : 'systemd-analyze is not installed here 
 const scratch = mkdtempSync(path.join(tmpdir(), 'vnum-ship-systemd-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
-/**
- * The unit as shipped, except ExecStart's program: `systemd-analyze verify`
- * insists that it exists, and /usr/local/bin/vnum is created by the install
- * (docker/router/install-vnum.sh ... /usr/local/bin), not on a CI machine. A
- * stand-in executable at a temporary path takes its place; nothing else
- * changes.
- */
+/** The unit as shipped but for ExecStart's program (see unitWithStubbedExec). */
 function unitForVerify(text: string): string {
-  const stub = path.join(scratch, 'vnum');
-  writeFileSync(stub, '#!/bin/sh\nexit 0\n');
-  chmodSync(stub, 0o755);
-  const replaced = text.replace(/^ExecStart=\/usr\/local\/bin\/vnum /m, `ExecStart=${stub} `);
-  if (replaced === text) throw new Error('ExecStart=/usr/local/bin/vnum not found in the unit');
-  const file = path.join(scratch, 'vnum.service');
-  writeFileSync(file, replaced);
-  return file;
+  return unitWithStubbedExec(text, scratch, 'vnum.service');
 }
 
 function verify(file: string): { status: number | null; output: string } {
