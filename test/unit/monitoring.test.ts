@@ -72,7 +72,7 @@ describe('alert rules and dashboard name only metrics the product exports', () =
     const file = parse(readFileSync(RULES, 'utf8')) as RuleFile;
     const alerts = file.groups.flatMap((g) => g.rules);
     expect(alerts.map((r) => r.alert)).toEqual(
-      expect.arrayContaining(['VnumRouterDown', 'VnumAmiDown', 'VnumPoolHeadroomLow', 'VnumPoolExhausted']),
+      expect.arrayContaining(['VnumRouterDown', 'VnumAmiDown', 'VnumPoolHeadroomLow', 'VnumPoolExhausted', 'VnumWebhookBacklogGrowing']),
     );
     for (const rule of alerts) {
       const used = metricsIn(rule.expr);
@@ -111,6 +111,9 @@ describe('alert rules and dashboard name only metrics the product exports', () =
       'vnum_pool_numbers',
       'vnum_pool_headroom',
       'vnum_ami_connected',
+      'vnum_webhook_backlog',
+      'vnum_webhook_events',
+      'vnum_webhook_failed_attempts_total',
     ]) {
       expect(read.has(name), name).toBe(true);
     }
