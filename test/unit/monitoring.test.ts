@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { HttpMetrics } from '../../src/metrics/http.js';
 import { RouterMetrics } from '../../src/metrics/router.js';
 import { installPrometheus, prometheusBlocker } from '../support/prometheus/prometheus.js';
 import { repoPath } from '../support/repo.js';
@@ -23,8 +24,9 @@ const DASHBOARD = repoPath('deploy/grafana/vnum-dashboard.json');
 /** Every metric name a scrape of each process shows (its # TYPE lines), series suffixes included. */
 async function exportedNames(): Promise<Set<string>> {
   const names = new Set<string>(['up']);
-  const { body } = await new RouterMetrics().registry.exposition();
-  for (const [, name, type] of body.matchAll(/^# TYPE (\S+) (\S+)$/gm)) {
+  // vnum serve's, and vnum api's (HttpMetrics, wired by vnum api --metrics-port).
+  const bodies = [(await new RouterMetrics().registry.exposition()).body, (await new HttpMetrics('vnum_api', 'HTTP API').registry.exposition()).body];
+  for (const [, name, type] of bodies.join('\n').matchAll(/^# TYPE (\S+) (\S+)$/gm)) {
     names.add(name!);
     if (type === 'histogram' || type === 'summary') for (const suffix of ['_bucket', '_sum', '_count']) names.add(`${name}${suffix}`);
   }
@@ -72,7 +74,7 @@ describe('alert rules and dashboard name only metrics the product exports', () =
     const file = parse(readFileSync(RULES, 'utf8')) as RuleFile;
     const alerts = file.groups.flatMap((g) => g.rules);
     expect(alerts.map((r) => r.alert)).toEqual(
-      expect.arrayContaining(['VnumRouterDown', 'VnumAmiDown', 'VnumPoolHeadroomLow', 'VnumPoolExhausted', 'VnumWebhookBacklogGrowing']),
+      expect.arrayContaining(['VnumRouterDown', 'VnumAmiDown', 'VnumPoolHeadroomLow', 'VnumPoolExhausted', 'VnumWebhookBacklogGrowing', 'VnumApiDown']),
     );
     for (const rule of alerts) {
       const used = metricsIn(rule.expr);
@@ -114,6 +116,7 @@ describe('alert rules and dashboard name only metrics the product exports', () =
       'vnum_webhook_backlog',
       'vnum_webhook_events',
       'vnum_webhook_failed_attempts_total',
+      'vnum_api_requests_total',
     ]) {
       expect(read.has(name), name).toBe(true);
     }
