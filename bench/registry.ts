@@ -4,6 +4,7 @@ import { poolSizeBenchmark } from './pool-size.js';
 import { routingBenchmark } from './routing.js';
 import { asteriskBenchmark } from './asterisk.js';
 import { apiBenchmark } from './api.js';
+import { webhooksBenchmark } from './webhooks.js';
 
 /** Every benchmark, in the order `npm run bench` runs them. A new one is a module in bench/ added here. */
-export const BENCHMARKS: readonly Benchmark[] = [storeBenchmark, poolSizeBenchmark, routingBenchmark, apiBenchmark, asteriskBenchmark];
+export const BENCHMARKS: readonly Benchmark[] = [storeBenchmark, poolSizeBenchmark, routingBenchmark, apiBenchmark, webhooksBenchmark, asteriskBenchmark];

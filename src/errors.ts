@@ -55,13 +55,15 @@ export const ErrorCode = {
   SessionNotFound: 'VNUM_SESSION_NOT_FOUND',
   SessionConflict: 'VNUM_SESSION_CONFLICT',
   SessionEnded: 'VNUM_SESSION_ENDED',
+  /** `vnum webhooks retry|discard` named an event that is not parked (unknown, delivered, or still being tried). */
+  EventNotParked: 'VNUM_EVENT_NOT_PARKED',
   DatabaseNotFound: 'VNUM_DATABASE_NOT_FOUND',
   DatabasePermissions: 'VNUM_DATABASE_PERMISSIONS',
   DatabaseVersion: 'VNUM_DATABASE_VERSION',
   DatabaseBusy: 'VNUM_DATABASE_BUSY',
   DiskFull: 'VNUM_DISK_FULL',
   Database: 'VNUM_DATABASE',
-  /** A setting of `vnum serve` or `vnum health` (flag or environment) that cannot work. */
+  /** A setting of `vnum serve`, `vnum health` or `vnum webhooks deliver` (flag or environment) that cannot work. */
   Configuration: 'VNUM_CONFIGURATION',
   /** `vnum serve` could not bind its address (taken, not local, not permitted). */
   ListenFailed: 'VNUM_LISTEN_FAILED',
@@ -113,6 +115,7 @@ const CATEGORIES: Readonly<Record<ErrorCode | AmiErrorCode | AgiErrorCode, Error
   VNUM_SESSION_NOT_FOUND: 'not-found',
   VNUM_API_KEY_NOT_FOUND: 'not-found',
   VNUM_NOT_FOUND: 'not-found',
+  VNUM_EVENT_NOT_PARKED: 'not-found',
   VNUM_POOL_CONFLICT: 'conflict',
   VNUM_NUMBER_UNAVAILABLE: 'conflict',
   VNUM_POOL_EXHAUSTED: 'conflict',

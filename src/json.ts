@@ -1,54 +1,16 @@
 /**
- * The documented JSON shapes (README, "JSON"), one definition for both faces:
- * the CLI's --json and the HTTP API print the same objects with the same
- * field names, so one documentation serves both. Times are ISO 8601 UTC
- * strings or null.
+ * The documented JSON shapes (README, "JSON") of the pool, the router's
+ * decision and API keys, one definition for both faces: the CLI's --json and
+ * the HTTP API print the same objects with the same field names, so one
+ * documentation serves both. Times are ISO 8601 UTC strings or null. A
+ * session's and a call's shapes live with their domain (src/session/json.ts,
+ * src/calls/json.ts): webhook events carry them too.
  */
 import type { ApiKey } from './access/api-keys.js';
-import type { Call } from './calls/store.js';
 import type { PoolChange, PoolNumber } from './pool/pool.js';
 import { answerFor, ERROR_ANSWER } from './routing/answer.js';
 import type { RouteDecision } from './routing/decide.js';
-import type { Session } from './session/sessions.js';
-import { isoDateTime } from './time.js';
-
-/** Milliseconds since the epoch -> ISO 8601 (UTC), or null; any stored value prints (see isoDateTime). */
-export function isoTime(ms: number | null): string | null {
-  return ms === null ? null : isoDateTime(ms);
-}
-
-export function sessionJson(session: Session) {
-  return {
-    id: session.id,
-    state: session.state,
-    expiresAt: isoTime(session.expiresAt),
-    parties: session.parties.map((p) => ({ number: p.number, maskedAs: p.maskedAs })),
-    createdAt: isoTime(session.createdAt),
-    releasedAt: isoTime(session.releasedAt),
-    endsAt: isoTime(session.endsAt),
-  };
-}
-
-export function callJson(call: Call) {
-  return {
-    id: call.id,
-    uniqueid: call.uniqueid,
-    session: call.session,
-    caller: call.caller,
-    state: call.state,
-    startedAt: isoTime(call.startedAt),
-    ringingAt: isoTime(call.ringingAt),
-    answeredAt: isoTime(call.answeredAt),
-    endedAt: isoTime(call.endedAt),
-    lostAt: isoTime(call.lostAt),
-    durationMs: call.durationMs,
-    dialStatus: call.dialStatus,
-    hangupCause: call.hangupCause,
-    hangupCauseText: call.hangupCauseText,
-    hangupRequestedAt: isoTime(call.hangupRequestedAt),
-    hangupReason: call.hangupReason,
-  };
-}
+import { isoTime } from './time.js';
 
 export function poolNumberJson(n: PoolNumber) {
   return { number: n.number, country: n.country, state: n.state, addedAt: isoTime(n.addedAt) };

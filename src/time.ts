@@ -71,3 +71,8 @@ export function parseSince(text: string, now: number, name = '--since'): number 
     `invalid ${name} "${text}": an ISO 8601 time from 1970 on (2026-11-25T09:00:00Z, 2026-11-25) or a duration back from now (90m, 2h, 7d)`,
   );
 }
+
+/** Milliseconds since the epoch -> ISO 8601 (UTC), or null: the JSON shapes' times; any stored value prints (see isoDateTime). */
+export function isoTime(ms: number | null): string | null {
+  return ms === null ? null : isoDateTime(ms);
+}

@@ -1,6 +1,6 @@
 import type { FastifyError } from 'fastify';
 import { codeCategory, ErrorCode, VnumError, type ErrorCategory } from '../errors.js';
-import { sessionJson } from '../json.js';
+import { sessionJson } from '../session/json.js';
 import type { Session } from '../session/sessions.js';
 
 /**
@@ -42,6 +42,7 @@ export const TITLE_OF: Readonly<Record<ErrorCode, string>> = {
   VNUM_SESSION_NOT_FOUND: 'No such session',
   VNUM_NOT_IN_POOL: 'Not in the pool',
   VNUM_API_KEY_NOT_FOUND: 'No such API key',
+  VNUM_EVENT_NOT_PARKED: 'Webhook event not parked',
   VNUM_SESSION_CONFLICT: 'Session id taken by another request',
   VNUM_SESSION_ENDED: 'Session released or ended',
   VNUM_POOL_CONFLICT: 'Real number and pool number mixed',

@@ -1,6 +1,7 @@
 import { installationHealth, ROUTER_REPORTS_KEPT_MS } from '../calls/health.js';
 import { ErrorCode, VnumError } from '../errors.js';
-import { callJson, routeJson } from '../json.js';
+import { callJson } from '../calls/json.js';
+import { routeJson } from '../json.js';
 import { validateSessionId } from '../session/sessions.js';
 import { parseSince } from '../time.js';
 import { parts, type Handler } from './context.js';

@@ -1,5 +1,5 @@
 import { parseDuration } from '../duration.js';
-import { sessionJson } from '../json.js';
+import { sessionJson } from '../session/json.js';
 import { normaliseNumber, parseCountry } from '../numbers/normalise.js';
 import { DEFAULT_GRACE_MS, MAX_GRACE_MS, MAX_TTL_MS, partyInput, validateSessionId } from '../session/sessions.js';
 import type { SessionState } from '../session/state.js';

@@ -3,6 +3,8 @@ import { ErrorCode, VnumError } from '../errors.js';
 import { readSecretFile } from './secret-file.js';
 import { hostSetting, tcpPort } from './settings.js';
 
+export { secretFileModeProblem } from './secret-file.js';
+
 /**
  * Where `vnum serve` finds AMI: flags, else the environment. AMI is on when a
  * user is named. The secret never comes from a flag (a command line is

@@ -1,13 +1,11 @@
 import type { Command } from 'commander';
+import { callJson } from '../calls/json.js';
 import { amiWatching, listCalls, type Call } from '../calls/store.js';
 import { ErrorCode, VnumError } from '../errors.js';
 import { validateSessionId } from '../session/sessions.js';
 import { withDb } from './context.js';
 import { parseLimit } from './options.js';
-import { callJson } from '../json.js';
 import { parseSince } from '../time.js';
-
-export { parseSince };
 import { printJson, printNotice, printTable, shortTime } from './output.js';
 
 function duration(ms: number | null): string | null {

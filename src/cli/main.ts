@@ -12,6 +12,7 @@ import { registerRoute } from './route.js';
 import { registerServe } from './serve.js';
 import { registerSession } from './session.js';
 import { registerStats } from './stats.js';
+import { registerWebhooks } from './webhooks.js';
 
 function commandPath(command: Command): string {
   const names: string[] = [];
@@ -52,6 +53,7 @@ function buildProgram(): Command {
   registerHealth(program);
   registerApi(program);
   registerApiKey(program);
+  registerWebhooks(program);
   usageErrors(program);
   return program;
 }

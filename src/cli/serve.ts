@@ -23,6 +23,7 @@ import { startMetricsServer, type MetricsServer } from '../metrics/server.js';
 import { openDb, resolveDbPath } from '../store/db.js';
 import { amiSettings, type AmiSettings } from './ami-settings.js';
 import { ALLOWED_NUMBER_TYPES_OPTION, defaultCountry, globalOptions, numberPolicy } from './context.js';
+import { stopSignal } from './stop-signal.js';
 import { addSetting, allowSetting, boundedDuration, boundedInteger, hostSetting, portOrOff, SETTING_LIMITS, span, tcpPort } from './settings.js';
 
 // ---------------------------------------------------------------------------
@@ -203,18 +204,15 @@ async function runRouter(dbPath: string, settings: ServeSettings, logger: Logger
   openDb(dbPath, { mode: 'create' }).close();
   const callRouter = createCallRouter({ dbPath, defaultCountry: settings.defaultCountry, policy: settings.policy, logger });
   const amiClient = ami ? new AmiClient({ ...ami, eventClasses: CALL_EVENT_CLASSES, events: CALL_EVENTS, logger }) : null;
-  const callLog = new CallTracker({ dbPath, ami: amiClient, router: routerKey(host, port), logger });
+  const callLog = new CallTracker({ dbPath, ami: amiClient, router: routerKey(host, port), logger, defaultCountry: settings.defaultCountry });
   // With metrics on, each decision is timed and each answer counted: plain numbers, read at scrape time.
   const metrics = settings.metrics ? new RouterMetrics() : null;
   const route = metrics ? metrics.timed(callRouter.route) : callRouter.route;
-  const routed =
-    metrics || amiClient
-      ? (call: InboundCall, answer: RouteAnswer) => {
-          metrics?.answered(answer.status);
-          if (amiClient) callLog.routed(call, answer);
-        }
-      : undefined;
-  const handler = routeCalls(route, logger, routed);
+  // The answer first; the call log only queues what it records (bridged calls with AMI, refusals always).
+  const handler = routeCalls(route, logger, (call, answer) => {
+    metrics?.answered(answer.status);
+    callLog.routed(call, answer);
+  });
   // The metrics endpoint binds first: a taken port stops the start before the router listens.
   let metricsServer: MetricsServer | undefined;
   let figures: CachedFigures | undefined;
@@ -259,26 +257,18 @@ async function runRouter(dbPath: string, settings: ServeSettings, logger: Logger
     },
     'vnum router routing from this store',
   );
-  await new Promise<void>((resolve) => {
-    const stop = (signal: NodeJS.Signals) => {
-      process.off('SIGTERM', stop);
-      process.off('SIGINT', stop);
-      logger.info({ signal, inFlight: agi.connections() }, 'stopping: finishing calls in flight');
-      agi
-        .close(settings.drainMs)
-        .catch((error: unknown) => logger.error({ err: error }, 'error while stopping'))
-        .then(() => amiClient?.stop())
-        .then(() => callLog.stop())
-        .catch((error: unknown) => logger.error({ err: error }, 'error while stopping AMI'))
-        .then(() => Promise.all([metricsServer?.close(), figures?.close()]))
-        .catch((error: unknown) => logger.error({ err: error }, 'error while stopping metrics'))
-        .finally(() => {
-          callRouter.close();
-          logger.info('vnum router stopped');
-          resolve();
-        });
-    };
-    process.on('SIGTERM', stop);
-    process.on('SIGINT', stop);
-  });
+  const signal = await stopSignal();
+  logger.info({ signal, inFlight: agi.connections() }, 'stopping: finishing calls in flight');
+  await agi
+    .close(settings.drainMs)
+    .catch((error: unknown) => logger.error({ err: error }, 'error while stopping'))
+    .then(() => amiClient?.stop())
+    .then(() => callLog.stop())
+    .catch((error: unknown) => logger.error({ err: error }, 'error while stopping AMI'))
+    .then(() => Promise.all([metricsServer?.close(), figures?.close()]))
+    .catch((error: unknown) => logger.error({ err: error }, 'error while stopping metrics'))
+    .finally(() => {
+      callRouter.close();
+      logger.info('vnum router stopped');
+    });
 }

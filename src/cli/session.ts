@@ -14,12 +14,12 @@ import {
   validateSessionId,
   type Session,
 } from '../session/sessions.js';
+import { sessionJson } from '../session/json.js';
 import { SESSION_STATES, type SessionState } from '../session/state.js';
 import { openCallCount, requestSessionHangup } from '../calls/store.js';
 import { writeTransaction } from '../store/db.js';
 import { ALLOWED_NUMBER_TYPES_OPTION, defaultCountry, numberPolicy, withDb } from './context.js';
 import { parseLimit } from './options.js';
-import { sessionJson } from '../json.js';
 import { printJson, printLine, printNotice, printTable, shortTime } from './output.js';
 
 /** `release --hangup --wait`: the hang-ups are vnum serve's every half second; minutes is plenty. */

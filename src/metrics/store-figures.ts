@@ -1,10 +1,12 @@
 /**
  * The store's figures metrics show: pool numbers by state, sessions by state,
- * the busiest party's live sessions, and the pool headroom those give. Read
+ * the busiest party's live sessions, the pool headroom those give, and the
+ * webhook outbox's figures (a few counts over its open events). Read
  * in one read transaction, so they agree with one another.
  */
 import type { Db } from '../store/db.js';
 import { busiestPartyLiveSessions, poolCounts, sessionCounts, type Stats } from '../stats.js';
+import { webhookFigures, type WebhookFigures } from '../webhooks/status.js';
 
 export interface StoreFigures {
   /** When they were read (ms since the epoch). */
@@ -25,6 +27,8 @@ export interface StoreFigures {
    * reserved or retired since they were lent do not take an available one.
    */
   headroom: number;
+  /** The outbox: backlog by state, the oldest undelivered event, running totals. */
+  webhooks: WebhookFigures;
 }
 
 export function storeFigures(db: Db, now: number): StoreFigures {
@@ -33,6 +37,7 @@ export function storeFigures(db: Db, now: number): StoreFigures {
     const pool = poolCounts(db);
     const sessions = sessionCounts(db, now);
     const busiestPartyLive = busiestPartyLiveSessions(db, now);
-    return { at: now, tookMs: performance.now() - started, pool, sessions, busiestPartyLive, headroom: pool.available - busiestPartyLive };
+    const webhooks = webhookFigures(db);
+    return { at: now, tookMs: performance.now() - started, pool, sessions, busiestPartyLive, headroom: pool.available - busiestPartyLive, webhooks };
   })();
 }

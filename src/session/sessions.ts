@@ -10,23 +10,11 @@ import { callingCodeOf } from '../numbers/plan.js';
 import { assertPartyAllowed, DEFAULT_POLICY, type NumberPolicy } from '../numbers/policy.js';
 import { numberTypeCode, type NumberType } from '../numbers/type.js';
 import { chooseMaskedNumber, poolView, requestedNumberProblem, type PoolCandidate, type PoolView } from './allocate.js';
+import { recordSessionCreated, recordSessionReleased } from './events.js';
+import type { Party, Session } from './session.js';
 import { endAfterRelease, isLive, sessionState, stateSql, type SessionState } from './state.js';
 
-export interface Party {
-  number: E164;
-  /** The virtual number the other party sees for this one, and dials to reach it. */
-  maskedAs: E164;
-}
-
-export interface Session {
-  id: string;
-  state: SessionState;
-  createdAt: number;
-  expiresAt: number | null;
-  releasedAt: number | null;
-  endsAt: number | null;
-  parties: [Party, Party];
-}
+export type { Party, Session } from './session.js';
 
 export interface PartyInput {
   number: E164;
@@ -201,6 +189,7 @@ export function createSession(db: Db, input: CreateSessionInput): CreateResult {
         { number: second.number, maskedAs: secondMaskedAs },
       ],
     };
+    recordSessionCreated(db, session, now);
     return { session, created: true };
   });
 }
@@ -327,15 +316,23 @@ export function releaseSession(db: Db, id: string, graceMs: number, now: number)
     // The pair rows still belong to this session: a live session's rows cannot pass to another.
     s.endBridge.run(endsAt, row.second_party, row.first_masked_as, row.sid);
     s.endBridge.run(endsAt, row.first_party, row.second_masked_as, row.sid);
-    return { session: toSession({ ...row, released_at: session.releasedAt ?? now, ends_at: endsAt }, now), changed: true };
+    const released = toSession({ ...row, released_at: session.releasedAt ?? now, ends_at: endsAt }, now);
+    recordSessionReleased(db, session, released, now);
+    return { session: released, changed: true };
   });
+}
+
+/** The session, or undefined when there is none (a reader for the session.ended sweep, src/session/events.ts). */
+export function findSession(db: Db, id: string, now: number): Session | undefined {
+  const row = statements(db).byId.get(id);
+  return row ? toSession(row, now) : undefined;
 }
 
 export function getSession(db: Db, id: string, now: number): Session {
   validateSessionId(id);
-  const row = statements(db).byId.get(id);
-  if (!row) throw new VnumError(ErrorCode.SessionNotFound, `no session "${id}"`);
-  return toSession(row, now);
+  const session = findSession(db, id, now);
+  if (!session) throw new VnumError(ErrorCode.SessionNotFound, `no session "${id}"`);
+  return session;
 }
 
 export interface SessionFilter {

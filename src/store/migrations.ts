@@ -140,4 +140,64 @@ export const MIGRATIONS: readonly string[] = [
     retired_at  INTEGER NOT NULL
   ) WITHOUT ROWID;
   `,
+  // 6: the webhook outbox (issue 13, src/webhooks/, README "Webhooks"). An event is
+  // written in the transaction of the fact it reports, only while recording
+  // is on (meta 'webhooks_recording_since' > 0), and never holds a real
+  // number. `seq` is the write order; a session's events go out in that
+  // order, one at a time: only the oldest open event of a session is
+  // 'pending' (due at next_at), the later ones wait 'queued'. 'parked':
+  // retried for the whole window and given up until the operator retries it
+  // (it still holds its session's later events back). `done_at`: delivered
+  // or discarded; the partial indexes hold only open events, so they stay the
+  // size of the backlog. `webhook_session_end`: sessions whose end has not
+  // been reported yet (session.ended happens by the clock, with no write),
+  // keyed by the end itself: one B-tree, and the sweep reads its front.
+  `
+  CREATE TABLE webhook_event (
+    seq              INTEGER PRIMARY KEY,
+    id               TEXT NOT NULL,
+    type             TEXT NOT NULL,
+    session_id       TEXT,
+    occurred_at      INTEGER NOT NULL,
+    recorded_at      INTEGER NOT NULL,
+    data             TEXT NOT NULL,
+    state            TEXT NOT NULL CHECK (state IN ('queued', 'pending', 'parked', 'delivered', 'discarded')),
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    next_at          INTEGER,
+    first_failed_at  INTEGER,
+    last_error       TEXT,
+    parked_at        INTEGER,
+    done_at          INTEGER
+  );
+  CREATE INDEX webhook_event_open ON webhook_event (session_id, seq) WHERE done_at IS NULL;
+  CREATE INDEX webhook_event_due ON webhook_event (next_at) WHERE state = 'pending';
+  CREATE INDEX webhook_event_parked ON webhook_event (seq) WHERE state = 'parked';
+
+  CREATE TABLE webhook_session_end (
+    ends_at     INTEGER NOT NULL,
+    session_id  TEXT NOT NULL,
+    PRIMARY KEY (ends_at, session_id)
+  ) WITHOUT ROWID;
+
+  CREATE TABLE webhook_counter (
+    name   TEXT PRIMARY KEY,
+    value  INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  INSERT INTO webhook_counter (name, value) VALUES
+    ('delivered', 0), ('failed_attempts', 0), ('parked', 0), ('discarded', 0),
+    ('refusals_dropped', 0), ('refused_no_session', 0), ('refused_invalid_caller', 0);
+
+  CREATE TABLE webhook_deliverer (
+    instance    TEXT PRIMARY KEY,
+    url         TEXT NOT NULL,
+    pid         INTEGER NOT NULL,
+    started_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    in_flight   INTEGER NOT NULL,
+    last_error  TEXT,
+    stopped     INTEGER NOT NULL DEFAULT 0
+  ) WITHOUT ROWID;
+
+  INSERT INTO meta (key, value) VALUES ('webhooks_recording_since', 0), ('webhooks_ends_reported_to', 0);
+  `,
 ];

@@ -51,6 +51,8 @@ describeWhen(prometheusBlocker(), 'a real Prometheus scrapes vnum serve and vnum
     dir = mkdtempSync(join(tmpdir(), 'vnum-prometheus-e2e-'));
     const db = join(dir, 'vnum.db');
     expect(vnum(['--db', db, 'pool', 'add', '+442079460001', '+442079460002', '+442079460003']).code).toBe(0);
+    // Webhook events recorded and no deliverer: the session's session.created waits in the outbox.
+    expect(vnum(['--db', db, 'webhooks', 'enable']).code).toBe(0);
     const session = JSON.parse(vnum(['--db', db, 'session', 'create', 'o1', A, D, '--json']).stdout);
     const dMasked = session.parties[1].maskedAs as string;
     metricsPort = await freePort();
@@ -125,6 +127,8 @@ describeWhen(prometheusBlocker(), 'a real Prometheus scrapes vnum serve and vnum
     // 3 available numbers, each party in one live session.
     const headroom = await queryUntil(prometheus!, 'vnum_pool_headroom', (r) => (r.length === 1 ? r[0]!.value[1] : undefined));
     expect(headroom).toBe('2');
+    const backlog = await queryUntil(prometheus!, 'vnum_webhook_backlog', (r) => (r.length === 1 ? Number(r[0]!.value[1]) : undefined));
+    expect(backlog).toBeGreaterThanOrEqual(1);
   });
 
   it('loads the shipped alert rules and evaluates them on what it scraped: headroom 2 is low (pending its 15 minutes), nothing else', async () => {

@@ -14,6 +14,7 @@ export const FLOORS: ReadonlyArray<readonly string[]> = [
   ['agi'],
   ['src/base'],
   ['src/store', 'src/ami', 'src/provider'],
+  ['src/webhooks'],
   ['src/numbers', 'src/access'],
   ['src/pool'],
   ['src/session'],

@@ -25,7 +25,7 @@ import {
   requestSessionHangup,
 } from '../../src/calls/store.js';
 import { CallTracker } from '../../src/calls/tracker.js';
-import { parseSince } from '../../src/cli/calls.js';
+import { parseSince } from '../../src/time.js';
 import { ErrorCode, VnumError } from '../../src/errors.js';
 import { createSession, releaseSession } from '../../src/session/sessions.js';
 import { openDb } from '../../src/store/db.js';

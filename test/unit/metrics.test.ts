@@ -127,6 +127,8 @@ describe('store figures', () => {
       expect(f.busiestPartyLive).toBe(stats.busiestParty.liveSessions);
       expect(f.busiestPartyLive).toBe(3);
       expect(f.headroom).toBe(4 - 3);
+      // Recording off: no events, nothing waiting.
+      expect(f.webhooks).toMatchObject({ recording: { on: false }, backlog: 0, oldestUndeliveredAt: null });
       expect(f.at).toBe(at);
     } finally {
       t.cleanup();
@@ -142,6 +144,21 @@ function figures(over: Partial<StoreFigures> = {}): StoreFigures {
     sessions: { active: 5, grace: 1, ended: 9 },
     busiestPartyLive: 3,
     headroom: 7,
+    webhooks: {
+      recording: { on: true, since: 500 },
+      events: { pending: 4, retrying: 1, queued: 2, blocked: 1, parked: 1 },
+      backlog: 7,
+      oldestUndeliveredAt: 1_500,
+      counters: {
+        delivered: 40,
+        failed_attempts: 6,
+        parked: 2,
+        discarded: 1,
+        refusals_dropped: 3,
+        refused_no_session: 5,
+        refused_invalid_caller: 0,
+      },
+    },
     ...over,
   };
 }
@@ -243,6 +260,15 @@ describe('RouterMetrics around a real FastAGI server', () => {
     expect(s.get('vnum_party_live_sessions_max')).toBe(3);
     expect(s.get('vnum_store_figures_age_seconds')).toBe(2);
     expect(s.get('vnum_store_figures_read_seconds')).toBe(0.012);
+    expect(s.get('vnum_webhook_backlog')).toBe(7);
+    expect(s.get('vnum_webhook_events{state="parked"}')).toBe(1);
+    expect(s.get('vnum_webhook_events{state="retrying"}')).toBe(1);
+    expect(s.get('vnum_webhook_oldest_undelivered_age_seconds')).toBe(1.5);
+    expect(s.get('vnum_webhook_recording')).toBe(1);
+    expect(s.get('vnum_webhook_deliveries_total')).toBe(40);
+    expect(s.get('vnum_webhook_failed_attempts_total')).toBe(6);
+    expect(s.get('vnum_webhook_parked_total')).toBe(2);
+    expect(s.get('vnum_webhook_refusals_not_sent_total{reason="flood"}')).toBe(3);
     expect(s.has('process_cpu_seconds_total')).toBe(true);
     // Labels name statuses, reasons, outcomes and states: never a number, a caller or a session.
     const labelValues = [...body.matchAll(/\{([^}]*)\}/g)].flatMap((m) => [...m[1]!.matchAll(/(\w+)="([^"]*)"/g)].filter((v) => v[1] !== 'le').map((v) => v[2]!));

@@ -24,6 +24,7 @@ const DASHBOARD = repoPath('deploy/grafana/vnum-dashboard.json');
 /** Every metric name a scrape of each process shows (its # TYPE lines), series suffixes included. */
 async function exportedNames(): Promise<Set<string>> {
   const names = new Set<string>(['up']);
+  // vnum serve's, and vnum api's (HttpMetrics, wired by vnum api --metrics-port).
   const bodies = [(await new RouterMetrics().registry.exposition()).body, (await new HttpMetrics('vnum_api', 'HTTP API').registry.exposition()).body];
   for (const [, name, type] of bodies.join('\n').matchAll(/^# TYPE (\S+) (\S+)$/gm)) {
     names.add(name!);
@@ -73,7 +74,7 @@ describe('alert rules and dashboard name only metrics the product exports', () =
     const file = parse(readFileSync(RULES, 'utf8')) as RuleFile;
     const alerts = file.groups.flatMap((g) => g.rules);
     expect(alerts.map((r) => r.alert)).toEqual(
-      expect.arrayContaining(['VnumRouterDown', 'VnumAmiDown', 'VnumPoolHeadroomLow', 'VnumPoolExhausted', 'VnumApiDown']),
+      expect.arrayContaining(['VnumRouterDown', 'VnumAmiDown', 'VnumPoolHeadroomLow', 'VnumPoolExhausted', 'VnumWebhookBacklogGrowing', 'VnumApiDown']),
     );
     for (const rule of alerts) {
       const used = metricsIn(rule.expr);
@@ -112,6 +113,9 @@ describe('alert rules and dashboard name only metrics the product exports', () =
       'vnum_pool_numbers',
       'vnum_pool_headroom',
       'vnum_ami_connected',
+      'vnum_webhook_backlog',
+      'vnum_webhook_events',
+      'vnum_webhook_failed_attempts_total',
       'vnum_api_requests_total',
     ]) {
       expect(read.has(name), name).toBe(true);

@@ -200,6 +200,8 @@ describe('vnum serve --metrics-port (built executable)', () => {
   it('serves what it routes, its connections and the store figures on a loopback port of its own', async () => {
     expect(vnum(['--db', db, 'pool', 'add', '+442079460001', '+442079460002']).code).toBe(0);
     expect(vnum(['--db', db, 'pool', 'add', '--reserved', '+442079460003']).code).toBe(0);
+    // Webhook events recorded, no deliverer running: the backlog grows.
+    expect(vnum(['--db', db, 'webhooks', 'enable']).code).toBe(0);
     const session = JSON.parse(vnum(['--db', db, 'session', 'create', 'o1', A, D, '--json']).stdout);
     const dMasked = session.parties[1].maskedAs as string;
     const metricsPort = await freePort();
@@ -231,6 +233,11 @@ describe('vnum serve --metrics-port (built executable)', () => {
     expect(s.get('vnum_party_live_sessions_max')).toBe(2);
     expect(s.get('vnum_pool_headroom')).toBe(0);
     expect(s.has('vnum_ami_connected'), 'no AMI configured: no AMI gauge').toBe(false);
+    // Two session.created events wait for a deliverer that never ran (and whatever the calls reported).
+    expect(s.get('vnum_webhook_recording')).toBe(1);
+    expect(s.get('vnum_webhook_backlog')).toBeGreaterThanOrEqual(2);
+    expect(s.get('vnum_webhook_oldest_undelivered_age_seconds')).toBeGreaterThan(0);
+    expect(s.get('vnum_webhook_deliveries_total')).toBe(0);
 
     expect((await fetch(`http://127.0.0.1:${metricsPort}/`)).status).toBe(404);
     expect((await fetch(`http://127.0.0.1:${metricsPort}/metrics`, { method: 'POST', body: 'x' })).status).toBe(405);
