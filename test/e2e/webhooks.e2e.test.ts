@@ -1,5 +1,7 @@
 /**
- * End to end: signed webhooks for a real SIP call. The product's `vnum
+ * End to end: signed webhooks for a real SIP call. The order system creates
+ * the session through the HTTP API (`vnum api`, a key with the sessions
+ * scope), as its DriverAssigned consumer would. The product's `vnum
  * serve` (AMI on, the shipped manager.sample.conf) routes a real call
  * through a real Asterisk 22; the built `vnum webhooks deliver` sends what
  * the call log records to a real HTTP receiver; the receiver verifies each
@@ -11,6 +13,7 @@
  *   carrier-in (sipp) --> Asterisk --FastAGI--> vnum serve --AMI--> Asterisk
  *                                   '--> carrier-out (sipp)
  *   vnum webhooks deliver --HTTP--> receiver (loopback, an ephemeral port)
+ *   order system --HTTP--> vnum api (POST /v1/sessions)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -18,6 +21,7 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { ApiClient, startApi, type ApiProcess } from '../support/api.js';
 import { Asterisk } from '../support/asterisk/asterisk.js';
 import { ports } from '../support/asterisk/paths.js';
 import { VNUM_BIN, VnumDb, type SessionJson } from '../support/cli.js';
@@ -48,6 +52,7 @@ interface World extends SharedWorld {
   receiver: Receiver;
   order: SessionJson;
   secrets: string;
+  api: ApiProcess;
 }
 
 async function startWorld(): Promise<World> {
@@ -67,7 +72,16 @@ async function startWorld(): Promise<World> {
   let output = '';
   deliverer.stderr!.setEncoding('utf8').on('data', (c: string) => (output += c));
   await until(() => output.includes('delivering from this store'), 15_000);
-  const order = db.createSession('order-alice', ALICE, DEV);
+  const key = db.run(['apikey', 'create', '--name', 'orders', '--scope', 'sessions', '--json']);
+  if (key.code !== 0) throw new Error(key.stderr);
+  const api = await startApi({ db: db.file });
+  const created = await new ApiClient(api.url, JSON.parse(key.stdout).key).post('/v1/sessions', {
+    id: 'order-alice',
+    parties: [{ number: ALICE }, { number: DEV }],
+    ttl: '2h',
+  });
+  if (created.status !== 201) throw new Error(`POST /v1/sessions: ${created.status} ${JSON.stringify(created.body)}`);
+  const order = created.body as SessionJson;
   const asterisk = await Asterisk.start({ managerConf: managerConf() });
   const router = await startServe({
     db: db.file,
@@ -75,7 +89,7 @@ async function startWorld(): Promise<World> {
     env: { VNUM_AMI_USER: 'vnum', VNUM_AMI_SECRET_FILE: path.join(secrets, 'ami') },
   });
   await until(() => JSON.parse(db.run(['health', '--json']).stdout).ami.state === 'logged-in', 15_000);
-  return { asterisk, db, router, deliverer, delivererOutput: () => output, receiver, order, secrets };
+  return { asterisk, db, router, deliverer, delivererOutput: () => output, receiver, order, secrets, api };
 }
 
 /** The deliverer first (SIGTERM, waited for), then the shared world, the receiver and the secrets. */
@@ -85,6 +99,7 @@ async function stopWorld(world: World | undefined): Promise<void> {
     const exited = new Promise((resolve) => (world.deliverer.exitCode !== null ? resolve(null) : world.deliverer.once('exit', resolve)));
     world.deliverer.kill('SIGTERM');
     await exited;
+    await world.api.stop();
   } finally {
     await stopSharedWorld(world, () => rmSync(world.secrets, { recursive: true, force: true }));
     await world.receiver.close();
@@ -171,9 +186,9 @@ e2eSuite('signed webhooks for a real call (Asterisk 22, AMI, vnum webhooks deliv
     expect(status).toMatchObject({ backlog: 0, counters: { delivered: 7, refusedNoSession: 1, parked: 0 } });
   }, 60_000);
 
-  it('no real number in any payload, header or log line of the deliverer', () => {
+  it('no real number in any payload, header or log line of the deliverer or the API', () => {
     const w = world!;
-    const everything = [...w.receiver.received.map((r) => `${JSON.stringify(r.headers)}\n${r.body}`), w.delivererOutput()].join('\n');
+    const everything = [...w.receiver.received.map((r) => `${JSON.stringify(r.headers)}\n${r.body}`), w.delivererOutput(), w.api.log()].join('\n');
     for (const number of REAL) expect(everything).not.toContain(number.replace(/\D/g, '').slice(-9));
   });
 });
