@@ -14,6 +14,12 @@ export default defineConfig({
       },
       {
         extends: true,
+        // The HTTP API over real HTTP: each file starts its own processes on free ports; one file at a
+        // time, beside the unit files, since several start vnum api and vnum serve at once.
+        test: { name: 'api', include: ['test/api/**/*.test.ts'], maxWorkers: 1 },
+      },
+      {
+        extends: true,
         // After the unit files, one file at a time: the e2e suites share fixed ports and one
         // Asterisk, and the reliability campaign measures the router's CPU and memory.
         test: { name: 'reliability', include: ['test/reliability/**/*.test.ts'], maxWorkers: 1, sequence: { groupOrder: 1 } },

@@ -33,6 +33,8 @@ export interface ConnectionOwner {
   readonly deadlineMs: number;
   /** The connection no longer counts (destroyed, or its socket closed). */
   release(connection: Connection): void;
+  /** Once per connection, when its socket is gone: how it ended. */
+  ended(outcome: Outcome): void;
 }
 
 /**
@@ -42,7 +44,8 @@ export interface ConnectionOwner {
  */
 type Stage = 'environment' | 'handling' | 'answering' | 'done';
 
-export type Outcome = 'answered' | 'probe' | 'deadline' | 'protocol' | 'peer-closed' | 'evicted' | 'shutdown' | 'internal';
+export const OUTCOMES = ['answered', 'probe', 'deadline', 'protocol', 'peer-closed', 'evicted', 'shutdown', 'internal'] as const;
+export type Outcome = (typeof OUTCOMES)[number];
 
 const kConnection = Symbol('vnum.agi.connection');
 type ConnectionSocket = Socket & { [kConnection]?: Connection };
@@ -257,6 +260,7 @@ export class Connection implements AgiPeer {
     this.socket[kConnection] = undefined;
     this.owner.release(this);
     if (this.outcome === undefined) this.end('peer-closed');
+    this.owner.ended(this.outcome!);
     const log = this.owner.log;
     if (log.isLevelEnabled('debug')) {
       log.debug(

@@ -12,11 +12,36 @@
 import type { AddressInfo, Socket } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { AllowList, DEFAULT_ALLOW } from './allow-list.js';
-import { Connection, prepareAnswer, refuse, type AgiAnswer, type AgiHandler, type ConnectionOwner, type PreparedAnswer } from './connection.js';
+import {
+  Connection,
+  OUTCOMES,
+  prepareAnswer,
+  refuse,
+  type AgiAnswer,
+  type AgiHandler,
+  type ConnectionOwner,
+  type Outcome,
+  type PreparedAnswer,
+} from './connection.js';
 import { Connections } from './connections.js';
 import { listen } from './listener.js';
 
-export type { AgiAnswer, AgiHandler };
+export type { AgiAnswer, AgiHandler, Outcome };
+
+/**
+ * Why a connection was destroyed before a byte was read: its peer is not in
+ * the allow-list, every slot is taken by a call being routed, the server is
+ * closing, or setting it up failed.
+ */
+export const REFUSALS = ['not-allowed', 'max-connections', 'closing', 'setup-failed'] as const;
+export type Refusal = (typeof REFUSALS)[number];
+
+/** Running totals since the server started, for metrics: read them, never write. */
+export interface FastAgiCounts {
+  readonly refused: Readonly<Record<Refusal, number>>;
+  /** Connections served, by how each ended (answered, deadline, evicted...). */
+  readonly ended: Readonly<Record<Outcome, number>>;
+}
 export type { AgiEnvironment } from './wire.js';
 
 export interface FastAgiServerOptions {
@@ -41,6 +66,8 @@ export interface FastAgiServer {
   address(): { host: string; port: number };
   /** Connections currently open. */
   connections(): number;
+  /** Refused and ended connections so far (the same object every time, kept up to date). */
+  counts(): FastAgiCounts;
   /** Stop accepting, let open connections finish for up to `drainMs`, destroy the rest; resolves when all are gone. */
   close(drainMs?: number): Promise<void>;
 }
@@ -60,8 +87,13 @@ function positiveInteger(name: string, value: number, max = Number.MAX_SAFE_INTE
   return value;
 }
 
+function zeros<K extends string>(keys: readonly K[]): Record<K, number> {
+  return Object.fromEntries(keys.map((key) => [key, 0])) as Record<K, number>;
+}
+
 class Server implements ConnectionOwner {
   readonly connections: Connections;
+  readonly counts = { refused: zeros(REFUSALS), ended: zeros(OUTCOMES) };
   closing = false;
 
   constructor(
@@ -77,28 +109,37 @@ class Server implements ConnectionOwner {
 
   accept(socket: Socket): void {
     try {
-      if (this.closing) return refuse(socket);
+      if (this.closing) return this.refuse(socket, 'closing');
       const address = socket.remoteAddress;
       // Before anything is read: a refused peer never gets a byte parsed.
       if (!this.allow.allows(address)) {
-        refuse(socket);
+        this.refuse(socket, 'not-allowed');
         this.log.warn({ address: address ?? 'unknown' }, 'FastAGI connection refused: address not in allow-list');
         return;
       }
       if (!this.connections.makeRoom()) {
-        refuse(socket);
+        this.refuse(socket, 'max-connections');
         this.log.warn({ address, maxConnections: this.connections.max }, 'FastAGI connection refused: at maxConnections');
         return;
       }
       this.connections.add(new Connection(this, socket));
     } catch (e) {
       this.log.error({ err: e }, 'FastAGI connection setup failed');
-      refuse(socket);
+      this.refuse(socket, 'setup-failed');
     }
+  }
+
+  private refuse(socket: Socket, why: Refusal): void {
+    this.counts.refused[why]++;
+    refuse(socket);
   }
 
   release(connection: Connection): void {
     this.connections.release(connection);
+  }
+
+  ended(outcome: Outcome): void {
+    this.counts.ended[outcome]++;
   }
 }
 
@@ -133,6 +174,7 @@ export async function startFastAgiServer(options: FastAgiServerOptions): Promise
   return {
     address: () => address,
     connections: () => core.connections.size,
+    counts: () => core.counts,
     close(drainMs = deadlineMs): Promise<void> {
       if (closed !== undefined) return closed;
       if (!(drainMs >= 0 && drainMs <= TIMER_MAX_MS)) return Promise.reject(new RangeError(`drainMs must be from 0 to ${TIMER_MAX_MS}, got ${drainMs}`));

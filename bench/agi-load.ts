@@ -16,7 +16,7 @@
 import net from 'node:net';
 import { pathToFileURL } from 'node:url';
 import { readFileSync } from 'node:fs';
-import { percentile } from './benchmark.js';
+import { latencySummary } from './benchmark.js';
 import { ASTERISK_ENVIRONMENT } from '../test/support/fake-asterisk.js';
 
 export interface RunRequest {
@@ -153,14 +153,7 @@ async function run(request: RunRequest, keys: readonly Key[]): Promise<RunResult
     sessions,
     windowMs: request.durationMs,
     perSecond: sessions / (request.durationMs / 1000),
-    latencyUs: {
-      p50: percentile(sorted, 50),
-      p90: percentile(sorted, 90),
-      p99: percentile(sorted, 99),
-      p999: percentile(sorted, 99.9),
-      max: sorted.length > 0 ? sorted[sorted.length - 1]! : Number.NaN,
-      mean: counted > 0 ? sum / counted : Number.NaN,
-    },
+    latencyUs: { ...latencySummary(sorted), mean: counted > 0 ? sum / counted : Number.NaN },
     statuses,
     failures,
     failureSamples,

@@ -49,6 +49,17 @@ export function percentile(sorted: ArrayLike<number>, p: number): number {
   return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1]!;
 }
 
+/** The usual percentiles and the maximum of sorted latencies. */
+export function latencySummary(sorted: ArrayLike<number>): { p50: number; p90: number; p99: number; p999: number; max: number } {
+  return {
+    p50: percentile(sorted, 50),
+    p90: percentile(sorted, 90),
+    p99: percentile(sorted, 99),
+    p999: percentile(sorted, 99.9),
+    max: sorted.length > 0 ? sorted[sorted.length - 1]! : Number.NaN,
+  };
+}
+
 /** How long one call took, in µs. */
 export function elapsedMicros(call: () => unknown): number {
   const started = process.hrtime.bigint();

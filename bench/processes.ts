@@ -19,7 +19,8 @@ export async function startVnum(
   dbPath: string,
   options: { timeDecisions?: boolean; profileDir?: string | undefined } = {},
 ): Promise<{ child: ChildProcess; port: number }> {
-  const env: NodeJS.ProcessEnv = { ...process.env, VNUM_DEFAULT_COUNTRY: 'GB', VNUM_LOG_LEVEL: 'info' };
+  // Metrics on, as an operator who monitors runs it: the decision path measured with its timing and counting.
+  const env: NodeJS.ProcessEnv = { ...process.env, VNUM_DEFAULT_COUNTRY: 'GB', VNUM_LOG_LEVEL: 'info', VNUM_METRICS_PORT: String(await freePort()) };
   const preload = options.timeDecisions ? ['--import', DECISION_TIMING] : [];
   const child = spawn(
     process.execPath,

@@ -127,7 +127,7 @@ interface Round {
 // ---------------------------------------------------------------------------
 // Keys: live bridges drawn over the whole store, numbers as carriers deliver them
 
-interface KeyMix {
+export interface KeyMix {
   bridge: number;
   noSession: number;
 }
@@ -143,7 +143,7 @@ function asDelivered(e164: string, r: number, national: number, digits: number):
  * session dialling a pool number (NO_SESSION). Callers: 70% +E.164, 20%
  * national with the trunk 0, 10% digits; DIDs: 80% +E.164, 20% digits.
  */
-function writeKeys(store: SeededStore, count: number, file: string): KeyMix {
+export function writeKeys(store: SeededStore, count: number, file: string): KeyMix {
   const db = openDb(store.path, { readonly: true });
   const live = sampleBridgeKeys(db, Math.round(count * 0.9), 11);
   db.close();
@@ -164,7 +164,7 @@ function writeKeys(store: SeededStore, count: number, file: string): KeyMix {
 }
 
 /** Every session answered, and with the decision its key calls for (the mix: roughly 90/10). */
-function check(result: RunResult, mix: KeyMix | null, what: string): void {
+export function check(result: RunResult, mix: KeyMix | null, what: string): void {
   if (result.failures > 0) {
     throw new Error(`${what}: ${result.failures} sessions failed, e.g. ${result.failureSamples.join('; ')}`);
   }
@@ -182,12 +182,12 @@ function check(result: RunResult, mix: KeyMix | null, what: string): void {
 // ---------------------------------------------------------------------------
 // Processes
 
-interface Generator {
+export interface Generator {
   child: ChildProcess;
   run(request: RunRequest): Promise<RunResult>;
 }
 
-function nextMessage<T>(child: ChildProcess, what: string): Promise<T> {
+export function nextMessage<T>(child: ChildProcess, what: string): Promise<T> {
   return new Promise((resolve, reject) => {
     const onMessage = (message: T): void => {
       cleanup();
@@ -206,7 +206,7 @@ function nextMessage<T>(child: ChildProcess, what: string): Promise<T> {
   });
 }
 
-async function startGenerator(keysFile: string): Promise<Generator> {
+export async function startGenerator(keysFile: string): Promise<Generator> {
   const child = fork(GENERATOR, [keysFile], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   await nextMessage<{ type: 'ready' }>(child, 'the load generator');
   return {
@@ -251,7 +251,8 @@ function timePointReads(store: SeededStore, count: number): Float64Array {
   return times.sort();
 }
 
-function concatenate(parts: Float64Array[]): Float64Array {
+/** Parts joined and sorted. */
+export function concatenate(parts: Float64Array[]): Float64Array {
   const all = new Float64Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const part of parts) {
@@ -261,7 +262,7 @@ function concatenate(parts: Float64Array[]): Float64Array {
   return all.sort();
 }
 
-function median(values: number[]): number {
+export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;

@@ -15,17 +15,43 @@ export interface Stats {
   };
 }
 
-export function collectStats(db: Db, now: number): Stats {
+/** Pool numbers by state: a scan of the pool, which is small (thousands of numbers). */
+export function poolCounts(db: Db): Stats['pool'] {
   const pool = { available: 0, reserved: 0, retired: 0, total: 0 };
   for (const row of db.prepare<[], { state: PoolState; n: number }>('SELECT state, count(*) AS n FROM pool_number GROUP BY state').all()) {
     pool[row.state] = row.n;
     pool.total += row.n;
   }
-  const sessions = db
+  return pool;
+}
+
+/** Sessions by state at `now`: one scan of the session table (0.65 s at 1,000,000 sessions). */
+export function sessionCounts(db: Db, now: number): Stats['sessions'] {
+  return db
     .prepare<[{ now: number }], Record<SessionState, number>>(
       `SELECT ${SESSION_STATES.map((state) => `coalesce(sum(${stateSql(state)}), 0) AS ${state}`).join(', ')} FROM session`,
     )
     .get({ now })!;
+}
+
+/**
+ * The most live sessions any one party is in: its live bridges as a caller
+ * (one per live session, by the allocation invariant), counted in the bridge
+ * table's key order. One scan of the bridge table (0.9 s at 1,000,000
+ * sessions), without the session table's union and sort.
+ */
+export function busiestPartyLiveSessions(db: Db, now: number): number {
+  return (
+    db
+      .prepare<[{ now: number }], number | null>(`SELECT max(n) FROM (SELECT count(*) AS n FROM bridge WHERE ${liveSql()} GROUP BY caller)`)
+      .pluck()
+      .get({ now }) ?? 0
+  );
+}
+
+export function collectStats(db: Db, now: number): Stats {
+  const pool = poolCounts(db);
+  const sessions = sessionCounts(db, now);
   const busiest = db
     .prepare<[{ now: number }], { party: string; n: number }>(
       `SELECT party, count(*) AS n FROM (

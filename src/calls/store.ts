@@ -1,5 +1,9 @@
-import type { Db } from '../store/db.js';
+import { writeTransaction, type Db } from '../store/db.js';
+import { maskedNumbers } from '../webhooks/events.js';
+import { appendEvent, isRecording } from '../webhooks/outbox.js';
+import type { Call, CallState, HangupReason } from './call.js';
 import type { CallFact } from './facts.js';
+import { callJson } from './json.js';
 import { stateSql } from '../session/state.js';
 import { perConnection } from '../store/statements.js';
 
@@ -10,33 +14,7 @@ import { perConnection } from '../store/statements.js';
  * is stored: the caller is named by its side of the session.
  */
 
-export const CALL_STATES = ['routed', 'ringing', 'answered', 'ended', 'lost'] as const;
-export type CallState = (typeof CALL_STATES)[number];
-export type HangupReason = 'release' | 'session-ended';
-
-export interface Call {
-  id: number;
-  /** Asterisk's Uniqueid of the caller's channel. */
-  uniqueid: string;
-  session: string;
-  /** Which party of the session called. */
-  caller: 'first' | 'second';
-  state: CallState;
-  startedAt: number;
-  ringingAt: number | null;
-  answeredAt: number | null;
-  endedAt: number | null;
-  /** When vnum found the call gone without having seen its end (facts after it unknown). */
-  lostAt: number | null;
-  /** Answer to end, ms: the conversation. */
-  durationMs: number | null;
-  dialStatus: string | null;
-  hangupCause: number | null;
-  hangupCauseText: string | null;
-  /** When vnum asked Asterisk to hang it up, and why. */
-  hangupRequestedAt: number | null;
-  hangupReason: HangupReason | null;
-}
+export { CALL_STATES, type Call, type CallState, type HangupReason } from './call.js';
 
 interface CallRow {
   id: number;
@@ -92,10 +70,16 @@ const LATEST_OPEN = `id = (SELECT max(id) FROM call WHERE uniqueid = @uniqueid A
 function prepare(db: Db) {
   return {
     // The caller is the party that is not the target the router dials.
-    routed: db.prepare<{ uniqueid: string; channel: string; session: string; target: string; at: number }>(
+    routed: db.prepare<{ uniqueid: string; channel: string; session: string; target: string; at: number }, { id: number }>(
       `INSERT INTO call (uniqueid, channel, session_id, caller, started_at)
        SELECT @uniqueid, @channel, id, iif(second_party = @target, 'first', 'second'), @at
-         FROM session WHERE id = @session AND (first_party = @target OR second_party = @target)`,
+         FROM session WHERE id = @session AND (first_party = @target OR second_party = @target)
+       RETURNING id`,
+    ),
+    latestOpen: db.prepare<{ uniqueid: string }, CallRow>(`SELECT * FROM call WHERE ${LATEST_OPEN}`),
+    // A call with its session's masked numbers: what its webhook events tell.
+    withMasked: db.prepare<[number], CallRow & { first_masked_as: string; second_masked_as: string }>(
+      `SELECT c.*, s.first_masked_as, s.second_masked_as FROM call c JOIN session s ON s.id = c.session_id WHERE c.id = ?`,
     ),
     dialBegin: db.prepare<{ uniqueid: string; at: number; callee: string | null }>(
       `UPDATE call SET ringing_at = coalesce(ringing_at, @at), callee_uniqueid = coalesce(callee_uniqueid, @callee) WHERE ${LATEST_OPEN}`,
@@ -127,6 +111,7 @@ function prepare(db: Db) {
     stillOpen: db.prepare<[string], number>(`SELECT count(*) FROM call WHERE id IN (SELECT value FROM json_each(?)) AND ${OPEN}`).pluck(),
   };
 }
+type Statements = ReturnType<typeof prepare>;
 const statements = perConnection(prepare);
 
 export interface RoutedCall {
@@ -138,14 +123,32 @@ export interface RoutedCall {
   at: number;
 }
 
-/** The row for a call the router bridged. False when the session has no such party (nothing written). */
-export function recordRoutedCall(db: Db, call: RoutedCall): boolean {
-  return statements(db).routed.run(call).changes === 1;
+type CallEventType = 'call.bridged' | 'call.answered' | 'call.ended';
+
+/**
+ * The webhook event of a call's change, in the transaction that made it
+ * (src/webhooks/): `data.call` is the call as `vnum calls --json` shows it,
+ * with the masked number the caller dialled and the one the other party was shown.
+ */
+function recordCallEvent(db: Db, type: CallEventType, id: number, occurredAt: number): void {
+  if (!isRecording(db)) return;
+  const row = statements(db).withMasked.get(id);
+  if (!row) return;
+  const call = toCall(row);
+  const masked = maskedNumbers(call.caller, { first: row.first_masked_as, second: row.second_masked_as });
+  appendEvent(db, { type, session: call.session, occurredAt, data: { call: { ...callJson(call), ...masked } } }, Date.now());
 }
 
-/** Apply one AMI fact to its call; false when no open call has that Uniqueid (not a call vnum bridged). */
-export function applyCallFact(db: Db, fact: CallFact): boolean {
-  const s = statements(db);
+/** The row for a call the router bridged, and its call.bridged. False when the session has no such party (nothing written). */
+export function recordRoutedCall(db: Db, call: RoutedCall): boolean {
+  return writeTransaction(db, () => {
+    const row = statements(db).routed.get(call);
+    if (row) recordCallEvent(db, 'call.bridged', row.id, call.at);
+    return row !== undefined;
+  });
+}
+
+function runFact(s: Statements, fact: CallFact): boolean {
   switch (fact.kind) {
     case 'dial-begin':
       return s.dialBegin.run({ uniqueid: fact.uniqueid, at: fact.at, callee: fact.calleeUniqueid }).changes > 0;
@@ -154,6 +157,25 @@ export function applyCallFact(db: Db, fact: CallFact): boolean {
     case 'hangup':
       return s.hangup.run({ uniqueid: fact.uniqueid, at: fact.at, cause: fact.cause, text: fact.causeText }).changes > 0;
   }
+}
+
+/**
+ * Apply one AMI fact to its call; false when no open call has that Uniqueid
+ * (not a call vnum bridged). The answer and the end are each reported once
+ * (call.answered, call.ended): a call already reported lost gets its exact
+ * end in the log but no second call.ended.
+ */
+export function applyCallFact(db: Db, fact: CallFact): boolean {
+  const s = statements(db);
+  if (!isRecording(db)) return runFact(s, fact);
+  return writeTransaction(db, () => {
+    const before = s.latestOpen.get({ uniqueid: fact.uniqueid });
+    if (!before || !runFact(s, fact)) return false;
+    const after = s.withMasked.get(before.id)!;
+    if (before.answered_at === null && after.answered_at !== null) recordCallEvent(db, 'call.answered', before.id, after.answered_at);
+    if (before.ended_at === null && before.lost_at === null && after.ended_at !== null) recordCallEvent(db, 'call.ended', before.id, after.ended_at);
+    return true;
+  });
 }
 
 /**
@@ -166,15 +188,22 @@ export function markLostCalls(db: Db, live: ReadonlySet<string>, at: number): nu
   let lost = 0;
   db.transaction(() => {
     for (const row of s.open.all()) {
-      if (!live.has(row.uniqueid)) lost += s.lost.run(at, row.id).changes;
+      if (!live.has(row.uniqueid) && s.lost.run(at, row.id).changes > 0) {
+        lost++;
+        recordCallEvent(db, 'call.ended', row.id, at);
+      }
     }
   }).immediate();
   return lost;
 }
 
-/** A call whose channel Asterisk says it does not have: its end was missed. */
+/** A call whose channel Asterisk says it does not have: its end was missed (call.ended, state lost). */
 export function markCallLost(db: Db, id: number, at: number): boolean {
-  return statements(db).lost.run(at, id).changes > 0;
+  return writeTransaction(db, () => {
+    const changed = statements(db).lost.run(at, id).changes > 0;
+    if (changed) recordCallEvent(db, 'call.ended', id, at);
+    return changed;
+  });
 }
 
 /** `vnum session release --hangup`: ask for every open call of the session to be hung up. Their ids. */
@@ -215,21 +244,26 @@ export interface CallFilter {
   /** Only calls in progress (routed, ringing, answered). */
   live?: boolean | undefined;
   limit: number;
+  /** Only calls listed after this position: the `next` of the page before. */
+  after?: number | undefined;
 }
 
-/** Newest first; `limit + 1` rows are read so the caller can tell the list was cut. */
-export function listCalls(db: Db, filter: CallFilter): { calls: Call[]; more: boolean } {
-  const where: string[] = [];
+/** Newest first; `limit + 1` rows are read so the caller can tell the list was cut, and where the next page starts. */
+export function listCalls(db: Db, filter: CallFilter): { calls: Call[]; more: boolean; next: number | undefined } {
+  const where: string[] = ['id < @after'];
   if (filter.session !== undefined) where.push('session_id = @session');
   if (filter.since !== undefined) where.push('started_at >= @since');
   if (filter.live) where.push(OPEN);
-  const sql = `SELECT * FROM call ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT @limit`;
+  const sql = `SELECT * FROM call WHERE ${where.join(' AND ')} ORDER BY id DESC LIMIT @limit`;
   const rows = db.prepare<Record<string, unknown>, CallRow>(sql).all({
     session: filter.session ?? null,
     since: filter.since ?? null,
+    after: filter.after ?? Number.MAX_SAFE_INTEGER,
     limit: filter.limit + 1,
   });
-  return { calls: rows.slice(0, filter.limit).map(toCall), more: rows.length > filter.limit };
+  const more = rows.length > filter.limit;
+  const page = rows.slice(0, filter.limit);
+  return { calls: page.map(toCall), more, next: more ? page.at(-1)!.id : undefined };
 }
 
 // ---------------------------------------------------------------------------
@@ -264,11 +298,30 @@ export function writeRouterStatus(db: Db, status: RouterStatus): void {
   ).run(status);
 }
 
-export function readRouterStatus(db: Db, router: string): RouterStatus | undefined {
+/** A router_status row newer than this counts as a running `vnum serve`. */
+export const STATUS_FRESH_MS = 15_000;
+
+/** Whether some `vnum serve` on this database reports a live AMI login: without one, open calls may be stale. */
+export function amiWatching(db: Db, now: number): boolean {
   const row = db
-    .prepare<[string], Record<string, unknown>>('SELECT * FROM router_status WHERE router = ?')
-    .get(router);
-  if (!row) return undefined;
+    .prepare<[number], { n: number }>("SELECT count(*) AS n FROM router_status WHERE ami_state = 'logged-in' AND updated_at >= ?")
+    .get(now - STATUS_FRESH_MS);
+  return (row?.n ?? 0) > 0;
+}
+
+export function readRouterStatus(db: Db, router: string): RouterStatus | undefined {
+  const row = db.prepare<[string], RouterStatusRow>('SELECT * FROM router_status WHERE router = ?').get(router);
+  return row === undefined ? undefined : toRouterStatus(row);
+}
+
+/** Every router that reported since `since`, by address. */
+export function listRouterStatus(db: Db, since: number): RouterStatus[] {
+  return db.prepare<[number], RouterStatusRow>('SELECT * FROM router_status WHERE updated_at >= ? ORDER BY router').all(since).map(toRouterStatus);
+}
+
+type RouterStatusRow = Record<string, unknown>;
+
+function toRouterStatus(row: RouterStatusRow): RouterStatus {
   return {
     router: row.router as string,
     pid: row.pid as number,

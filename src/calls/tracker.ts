@@ -4,7 +4,9 @@ import type { AmiError } from '../ami/errors.js';
 import type { RouteAnswer } from '../routing/answer.js';
 import type { Db } from '../store/db.js';
 import { FollowedDatabase } from '../store/followed-db.js';
+import { addToCounter } from '../webhooks/outbox.js';
 import { callFact, isUniqueid, liveUniqueids } from './facts.js';
+import { recordRefusal, RefusalGate } from './refusals.js';
 import {
   applyCallFact,
   callsToHangUp,
@@ -31,7 +33,9 @@ import {
  *   is the one AMI user. Hangup names the channel by its Uniqueid, which
  *   Asterisk never reuses (channel names restart at 00000000 with Asterisk);
  * - every `heartbeatMs` and at each AMI change, a row in router_status says
- *   how AMI is doing, for `vnum health`.
+ *   how AMI is doing, for `vnum health`;
+ * - a call the router refuses becomes call.refused for the order system, or
+ *   a count, within bounds (./refusals.ts); with or without AMI.
  *
  * Writes go through one queue on this module's own connection (followed like
  * the router's: ../store/followed-db.ts) with a short busy timeout: a CLI
@@ -51,15 +55,19 @@ export interface CallTrackerOptions {
   hangupRetryMs?: number;
   heartbeatMs?: number;
   busyTimeoutMs?: number;
+  /** The country the router reads numbers without + in: to tell which party a refused call came from. */
+  defaultCountry?: string | undefined;
   now?: () => number;
 }
 
-/** Which call Asterisk routed: what AMI's events and Hangup name it by. */
+/** Which call Asterisk routed: what AMI's events and Hangup name it by, and who called (for call.refused). */
 export interface AsteriskCall {
   /** agi_uniqueid */
   uniqueId: string;
   /** agi_channel */
   channel: string;
+  /** agi_callerid: only to tell which party of a session a refused call came from; never stored. */
+  callerId: string;
 }
 
 interface Write {
@@ -89,11 +97,13 @@ export class CallTracker {
   /** Call id -> when Hangup was last sent for it. */
   private readonly hangupTried = new Map<number, number>();
   private stopped = false;
+  private readonly refusals: RefusalGate;
 
   constructor(private readonly options: CallTrackerOptions) {
     this.log = options.logger.child({ component: 'calls' });
     this.now = options.now ?? Date.now;
     this.startedAt = this.now();
+    this.refusals = new RefusalGate({ defaultCountry: options.defaultCountry }, this.startedAt);
     this.store = new FollowedDatabase({
       path: options.dbPath,
       prepare: (db) => db,
@@ -123,10 +133,16 @@ export class CallTracker {
     this.reportStatus();
   }
 
-  /** From the router, for every answer it sends: a bridged call gets its row. Never throws. */
+  /** From the router, for every answer it sends: a bridged call gets its row, a refused one its event or count. Never throws. */
   routed(call: AsteriskCall, answer: RouteAnswer): void {
     try {
-      if (!this.options.ami || this.stopped || answer.status !== 'BRIDGE') return;
+      if (this.stopped) return;
+      if (answer.status !== 'BRIDGE') {
+        const refusal = this.refusals.admit(call, answer.status, answer.session, this.now());
+        if (refusal) this.enqueue('refused call', (db) => void recordRefusal(db, refusal, this.now()));
+        return;
+      }
+      if (!this.options.ami) return;
       if (!isUniqueid(call.uniqueId) || !CHANNEL.test(call.channel)) {
         this.log.warn({ session: answer.session }, 'bridged call without a usable agi_uniqueid or agi_channel: not in the call log');
         return;
@@ -183,6 +199,12 @@ export class CallTracker {
       asteriskVersion: status?.asteriskVersion ?? null,
     };
     this.enqueue('router status', (db) => writeRouterStatus(db, row));
+    const counts = this.refusals.takeCounts();
+    if (counts.size > 0) {
+      this.enqueue('refusal counts', (db) => {
+        for (const [name, by] of counts) addToCounter(db, name, by);
+      });
+    }
   }
 
   private async reconcile(): Promise<void> {

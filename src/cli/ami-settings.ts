@@ -1,7 +1,9 @@
-import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { AMI_DEFAULTS } from '../ami/client.js';
 import { ErrorCode, VnumError } from '../errors.js';
+import { readSecretFile } from './secret-file.js';
 import { hostSetting, tcpPort } from './settings.js';
+
+export { secretFileModeProblem } from './secret-file.js';
 
 /**
  * Where `vnum serve` finds AMI: flags, else the environment. AMI is on when a
@@ -30,49 +32,8 @@ export interface AmiFlags {
   amiSecretFile?: string | undefined;
 }
 
-/** A secret is a line of text; anything bigger is the wrong file. */
-const MAX_SECRET_FILE_BYTES = 4096;
-
 function configuration(message: string): VnumError {
   return new VnumError(ErrorCode.Configuration, message);
-}
-
-/**
- * Owner-only, as for PostgreSQL's key files: no access for others, and none
- * for the group either, unless root owns the file and the group may only read
- * it (root:vnum 0640, a common way to hand a service its secret).
- */
-export function secretFileModeProblem(mode: number, uid: number): string | null {
-  const perms = mode & 0o777;
-  if ((perms & 0o077) === 0) return null;
-  if (uid === 0 && (perms & 0o037) === 0) return null;
-  return `mode ${perms.toString(8).padStart(4, '0')} lets others than its owner read or change it: chmod 600 it (or 640, owned by root)`;
-}
-
-function readSecretFile(file: string): string {
-  let fd: number;
-  try {
-    // O_NONBLOCK: a FIFO opens at once (and is then refused) instead of hanging the start.
-    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
-  } catch (e) {
-    throw configuration(`cannot read the AMI secret file "${file}": ${(e as Error).message}`);
-  }
-  try {
-    // fstat the file that was opened: no window for a swap between check and read.
-    const stat = fstatSync(fd);
-    if (!stat.isFile()) throw configuration(`the AMI secret file "${file}" is not a regular file`);
-    const problem = secretFileModeProblem(stat.mode, stat.uid);
-    if (problem) throw configuration(`the AMI secret file "${file}" is not owner-only: ${problem}`);
-    if (stat.size > MAX_SECRET_FILE_BYTES) {
-      throw configuration(`the AMI secret file "${file}" holds ${stat.size} bytes: a secret is one line`);
-    }
-    const buffer = Buffer.alloc(MAX_SECRET_FILE_BYTES + 1);
-    let length = 0;
-    for (let n; length < buffer.length && (n = readSync(fd, buffer, length, buffer.length - length, null)) > 0; ) length += n;
-    return buffer.subarray(0, length).toString('utf8').replace(/\r?\n$/, '');
-  } finally {
-    closeSync(fd);
-  }
 }
 
 function given(value: string | undefined): value is string {
@@ -105,7 +66,7 @@ export function amiSettings(flags: AmiFlags, env: NodeJS.ProcessEnv = process.en
     username,
   };
   let secret: string;
-  if (given(file)) secret = readSecretFile(file);
+  if (given(file)) secret = readSecretFile(file, 'AMI secret file', ErrorCode.Configuration);
   else if (given(env.VNUM_AMI_SECRET)) secret = env.VNUM_AMI_SECRET;
   else {
     throw configuration(`AMI user "${username}" given without a secret: set VNUM_AMI_SECRET_FILE (or --ami-secret-file) or VNUM_AMI_SECRET`);

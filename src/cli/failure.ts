@@ -10,7 +10,14 @@ export const EXIT_INTERNAL_ERROR = 2;
 
 /** The one mapping from the error family to exit codes (README, "Exit codes and errors"). */
 const EXIT_CODES: Readonly<Record<ErrorCategory, number>> = {
+  malformed: EXIT_USER_ERROR,
   invalid: EXIT_USER_ERROR,
+  // The HTTP API's; the CLI never raises them.
+  unauthorized: EXIT_USER_ERROR,
+  forbidden: EXIT_USER_ERROR,
+  'too-large': EXIT_USER_ERROR,
+  unsupported: EXIT_USER_ERROR,
+  'rate-limited': EXIT_INTERNAL_ERROR,
   'not-found': EXIT_USER_ERROR,
   conflict: EXIT_USER_ERROR,
   setup: EXIT_USER_ERROR,

@@ -1,11 +1,11 @@
 import type { Command } from 'commander';
 import { probeRouter } from '../../agi/health-probe.js';
 import { FASTAGI_DEFAULTS } from '../../agi/server.js';
+import { healthReport, type HealthReport } from '../calls/health.js';
 import { readRouterStatus, routerKey, type RouterStatus } from '../calls/store.js';
 import { openDb, resolveDbPath, schemaVersion } from '../store/db.js';
-import { STATUS_FRESH_MS } from './calls.js';
 import { globalOptions } from './context.js';
-import { isoTime, printJson, printLine } from './output.js';
+import { printJson, printLine } from './output.js';
 import { addSetting, boundedDuration, hostSetting, SETTING_LIMITS, span, tcpPort } from './settings.js';
 
 /**
@@ -26,30 +26,6 @@ import { addSetting, boundedDuration, hostSetting, SETTING_LIMITS, span, tcpPort
  * Exit 0 when healthy, 1 otherwise (Docker's HEALTHCHECK and monitoring
  * scripts read exactly that).
  */
-export interface HealthReport {
-  healthy: boolean;
-  router: { ok: boolean; address: string; error: string | null };
-  database: { ok: boolean; path: string; schemaVersion: number | null; error: string | null };
-  ami: { ok: boolean; state: string; since: string | null; reportedAt: string | null; error: string | null };
-  asterisk: { version: string | null };
-}
-
-function amiCheck(status: RouterStatus | undefined, router: string, now: number, requireAmi: boolean): HealthReport['ami'] {
-  if (!status) {
-    return { ok: false, state: 'unknown', since: null, reportedAt: null, error: `no vnum serve on ${router} has reported to this database` };
-  }
-  const base = { state: status.amiState, since: isoTime(status.amiSince), reportedAt: isoTime(status.updatedAt) };
-  if (status.amiState === 'stopped') return { ok: false, ...base, error: `vnum serve stopped at ${isoTime(status.updatedAt)}` };
-  if (now - status.updatedAt > STATUS_FRESH_MS) {
-    return { ok: false, ...base, error: `last report ${Math.round((now - status.updatedAt) / 1000)} s ago: vnum serve is gone or stuck` };
-  }
-  if (status.amiState === 'disabled') {
-    return { ok: !requireAmi, ...base, error: requireAmi ? 'AMI is not configured in vnum serve (VNUM_AMI_USER)' : null };
-  }
-  if (status.amiState !== 'logged-in') return { ok: false, ...base, error: status.amiError ?? `AMI ${status.amiState}` };
-  return { ok: true, ...base, error: null };
-}
-
 export async function checkHealth(options: { dbPath: string; host: string; port: number; timeoutMs: number; requireAmi: boolean }): Promise<HealthReport> {
   const address = routerKey(options.host, options.port);
   const probed = await probeRouter(options.host, options.port, options.timeoutMs);
@@ -69,17 +45,7 @@ export async function checkHealth(options: { dbPath: string; host: string; port:
   } catch (e) {
     database.error = (e as Error).message;
   }
-  const ami = database.ok
-    ? amiCheck(status, address, Date.now(), options.requireAmi)
-    : { ok: false, state: 'unknown', since: null, reportedAt: null, error: 'database unreadable' };
-  const router = { ok: probed.ok, address, error: probed.ok ? null : probed.error };
-  return {
-    healthy: router.ok && database.ok && ami.ok,
-    router,
-    database,
-    ami,
-    asterisk: { version: status && status.amiState === 'logged-in' ? status.asteriskVersion : null },
-  };
+  return healthReport({ router: probed, address, database, status, now: Date.now(), requireAmi: options.requireAmi });
 }
 
 export function registerHealth(program: Command): void {

@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
-import { createRequire } from 'node:module';
 import { ErrorCode, VnumError } from '../errors.js';
+import { registerApi } from './api.js';
+import { registerApiKey } from './apikey.js';
+import { VERSION } from './version.js';
 import { registerCalls } from './calls.js';
 import { registerCluster } from './cluster.js';
 import { registerHealth } from './health.js';
@@ -12,8 +14,7 @@ import { registerRoute } from './route.js';
 import { registerServe } from './serve.js';
 import { registerSession } from './session.js';
 import { registerStats } from './stats.js';
-
-const { version } = createRequire(import.meta.url)('../../../package.json') as { version: string };
+import { registerWebhooks } from './webhooks.js';
 
 function commandPath(command: Command): string {
   const names: string[] = [];
@@ -41,7 +42,7 @@ function usageErrors(command: Command): void {
 function buildProgram(): Command {
   const program = new Command('vnum')
     .description('number masking on your own Asterisk: virtual-number pool, masked sessions, FastAGI router')
-    .version(version, '-V, --version')
+    .version(VERSION, '-V, --version')
     .option('--db <file>', 'SQLite database (default: $VNUM_DB, else ~/.local/share/vnum/vnum.db)')
     // Errors are printed once, as one line, by fail(); help goes to stdout as usual.
     .configureOutput({ writeErr: () => undefined, outputError: () => undefined });
@@ -52,6 +53,9 @@ function buildProgram(): Command {
   registerServe(program);
   registerCalls(program);
   registerHealth(program);
+  registerApi(program);
+  registerApiKey(program);
+  registerWebhooks(program);
   registerReplica(program);
   registerCluster(program);
   usageErrors(program);

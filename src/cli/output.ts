@@ -37,6 +37,16 @@ export function escapeControl(text: string): string {
   });
 }
 
+/** How many items a text summary names before it says "and N more". */
+export const ITEMS_SHOWN = 10;
+
+/** A summary's list, one line per item, the first ITEMS_SHOWN of them and then how many more. */
+export function shownLines<T>(items: readonly T[], line: (item: T) => string): string[] {
+  const shown = items.slice(0, ITEMS_SHOWN).map(line);
+  const more = items.length - ITEMS_SHOWN;
+  return more > 0 ? [...shown, `  … and ${more} more (--json lists them all)`] : shown;
+}
+
 /** A notice or error on stderr: always one line, `vnum: ` first. */
 export function printNotice(text: string): void {
   process.stderr.write(`vnum: ${escapeControl(text)}\n`);
@@ -45,11 +55,6 @@ export function printNotice(text: string): void {
 /** The error contract: `vnum: <cause> [VNUM_CODE]`, one line. */
 export function printError(code: string, message: string): void {
   printNotice(`${message} [${code}]`);
-}
-
-/** Milliseconds since the epoch -> ISO 8601 (UTC), or null; any stored value prints (see isoDateTime). */
-export function isoTime(ms: number | null): string | null {
-  return ms === null ? null : isoDateTime(ms);
 }
 
 /** ISO without milliseconds, for tables. */

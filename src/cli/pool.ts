@@ -2,35 +2,24 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { ErrorCode, VnumError } from '../errors.js';
 import { normaliseNumber } from '../numbers/normalise.js';
-import { addToPool, importedState, listPool, retireNumber, type PoolChange } from '../pool/pool.js';
+import { addToPool, listPool, retireNumber, type PoolChange } from '../pool/pool.js';
 import { parsePoolCsv } from '../pool/csv.js';
 import { defaultCountry, withDb } from './context.js';
-import { isoTime, printJson, printLine, printTable, shortTime } from './output.js';
-
-/** How many numbers the text summary names before it says "and N more". */
-const KEPT_SHOWN = 10;
+import { poolChangeJson, poolNumberJson } from '../json.js';
+import { registerPoolSync } from './pool-sync.js';
+import { printJson, printLine, printTable, shortTime, shownLines } from './output.js';
 
 /** The summary's lines: the counts, then the numbers whose state was kept (each line printed on its own, escaped). */
 function describeChange(change: PoolChange): string[] {
   const counts = `${change.added} added, ${change.updated} updated, ${change.unchanged} unchanged`;
   if (change.kept.length === 0) return [counts];
-  const shown = change.kept.slice(0, KEPT_SHOWN).map((k) => `  ${k.number} ${k.state} (${k.reason})`);
-  const more = change.kept.length - KEPT_SHOWN;
-  return [
-    `${counts}; ${change.kept.length} kept the state the operator set:`,
-    ...shown,
-    ...(more > 0 ? [`  … and ${more} more (--json lists them all)`] : []),
-  ];
+  return [`${counts}; ${change.kept.length} kept the state the operator set:`, ...shownLines(change.kept, (k) => `  ${k.number} ${k.state} (${k.reason})`)];
 }
 
 function printChange(command: string, change: PoolChange): void {
   const [first, ...rest] = describeChange(change);
   printLine(`${command}: ${first}`);
   for (const line of rest) printLine(line);
-}
-
-function changeJson(change: PoolChange) {
-  return { added: change.added, updated: change.updated, unchanged: change.unchanged, kept: change.kept };
 }
 
 export function registerPool(program: Command): void {
@@ -55,7 +44,7 @@ export function registerPool(program: Command): void {
           { defaultCountry: country, now: Date.now() },
         ),
       );
-      if (options.json) printJson(changeJson(change));
+      if (options.json) printJson(poolChangeJson(change));
       else printChange('pool', change);
     });
 
@@ -79,10 +68,12 @@ export function registerPool(program: Command): void {
       const entries = parsePoolCsv(text);
       if (entries.length === 0) throw new VnumError(ErrorCode.InvalidCsv, `${file} has no numbers`);
       const country = defaultCountry(command);
-      const change = withDb(command, (db) => addToPool(db, entries, { defaultCountry: country, now: Date.now(), rule: importedState }));
-      if (options.json) printJson(changeJson(change));
+      const change = withDb(command, (db) => addToPool(db, entries, { defaultCountry: country, now: Date.now(), writer: 'import' }));
+      if (options.json) printJson(poolChangeJson(change));
       else printChange('pool import', change);
     });
+
+  registerPoolSync(pool);
 
   pool
     .command('list')
@@ -91,7 +82,7 @@ export function registerPool(program: Command): void {
     .action((options: { json?: boolean }, command: Command) => {
       const numbers = withDb(command, (db) => listPool(db), 'read');
       if (options.json) {
-        printJson(numbers.map((n) => ({ number: n.number, country: n.country, state: n.state, addedAt: isoTime(n.addedAt) })));
+        printJson(numbers.map(poolNumberJson));
       } else {
         printTable(['NUMBER', 'COUNTRY', 'STATE', 'ADDED'], numbers.map((n) => [n.number, n.country, n.state, shortTime(n.addedAt)]));
       }
@@ -99,12 +90,14 @@ export function registerPool(program: Command): void {
 
   pool
     .command('retire')
-    .description('take a number out of service: no new sessions; running ones continue until they end')
+    .description('take a number out of service: no new sessions; running ones continue until they end. Only pool add puts it back (a sync never does)')
     .argument('<number>', 'the virtual number')
     .option('--country <XX>', 'default country for a number without +')
     .action((number: string, _options: unknown, command: Command) => {
       const e164 = normaliseNumber(number, defaultCountry(command));
-      const { changed } = withDb(command, (db) => retireNumber(db, e164), 'write');
-      printLine(changed ? `${e164} retired` : `${e164} was already retired`);
+      const { changed, tookOverFromSync } = withDb(command, (db) => retireNumber(db, e164), 'write');
+      if (changed) printLine(`${e164} retired`);
+      else if (tookOverFromSync) printLine(`${e164} was retired by a sync; it is now retired by the operator, and no sync puts it back in service`);
+      else printLine(`${e164} was already retired`);
     });
 }

@@ -3,6 +3,7 @@ import { answerFor, ERROR_ANSWER, type RouteAnswer } from '../routing/answer.js'
 import { decideRoute, type RouteDecision } from '../routing/decide.js';
 import { storeBridgeLookup } from '../routing/lookup.js';
 import { ALLOWED_NUMBER_TYPES_OPTION, defaultCountry, numberPolicy, withDb } from './context.js';
+import { routeJson } from '../json.js';
 import { printError, printJson, printLine } from './output.js';
 import { ErrorCode } from '../errors.js';
 
@@ -35,8 +36,7 @@ export function registerRoute(program: Command): void {
       // What the router would answer, checked as it checks it.
       const answer = answerFor(decision) ?? ERROR_ANSWER;
       if (options.json) {
-        const shown = (value: string) => (value === '' ? null : value);
-        printJson({ status: answer.status, target: shown(answer.target), cli: shown(answer.presentedCallerId), session: shown(answer.session), reason: decision.reason ?? null });
+        printJson(routeJson(decision));
       } else {
         printLine(describe(answer, decision.reason));
       }

@@ -17,12 +17,16 @@ import type { NumberPolicy } from '../numbers/policy.js';
 import { answerFor, channelVariables, ERROR_ANSWER, type RouteAnswer } from '../routing/answer.js';
 import type { RouteDecision } from '../routing/decide.js';
 import { createCallRouter, type RoutedCall } from '../routing/service.js';
+import { CachedFigures, workerReader } from '../metrics/cached-figures.js';
+import { RouterMetrics } from '../metrics/router.js';
+import { startMetricsServer, type MetricsServer } from '../metrics/server.js';
 import { FRESHNESS_DEFAULTS, WHEN_STALE, type FreshnessPolicy, type WhenStale } from '../replica/freshness.js';
 import { createFreshnessGate } from '../replica/gate.js';
 import { openDb, resolveDbPath } from '../store/db.js';
 import { amiSettings, type AmiSettings } from './ami-settings.js';
 import { ALLOWED_NUMBER_TYPES_OPTION, defaultCountry, globalOptions, numberPolicy } from './context.js';
-import { addSetting, allowSetting, boundedDuration, boundedInteger, configurationError, formatMs, hostSetting, SETTING_LIMITS, span, tcpPort } from './settings.js';
+import { stopSignal } from './stop-signal.js';
+import { addSetting, allowSetting, boundedDuration, boundedInteger, configurationError, formatMs, hostSetting, portOrOff, SETTING_LIMITS, span, tcpPort } from './settings.js';
 
 // ---------------------------------------------------------------------------
 // A FastAGI connection as a routed call, and back
@@ -89,6 +93,8 @@ export interface ServeSettings {
   defaultCountry: string | undefined;
   policy: NumberPolicy;
   freshness: FreshnessPolicy;
+  /** The Prometheus endpoint; null: off. */
+  metrics: { host: string; port: number; storeAgeMs: number } | null;
 }
 
 interface ServeOptions {
@@ -100,6 +106,9 @@ interface ServeOptions {
   drain: number;
   whenStale: WhenStale;
   staleAfter: number;
+  metricsHost: string;
+  metricsPort: number | null;
+  metricsStoreAge: number;
   amiHost?: string;
   amiPort?: string;
   amiUser?: string;
@@ -149,6 +158,27 @@ export function registerServe(program: Command): void {
     default: { value: FRESHNESS_DEFAULTS.staleAfterMs, shown: formatMs(FRESHNESS_DEFAULTS.staleAfterMs) },
     env: 'VNUM_STALE_AFTER',
   });
+  addSetting(serve, {
+    flags: '--metrics-port <port>',
+    description: 'serve Prometheus metrics at http://<metrics-host>:<port>/metrics, or off',
+    judge: portOrOff,
+    default: { value: null, shown: 'off' },
+    env: 'VNUM_METRICS_PORT',
+  });
+  addSetting(serve, {
+    flags: '--metrics-host <address>',
+    description: 'address the metrics endpoint listens on (keep it on loopback or a monitoring network)',
+    judge: hostSetting,
+    default: { value: '127.0.0.1' },
+    env: 'VNUM_METRICS_HOST',
+  });
+  addSetting(serve, {
+    flags: '--metrics-store-age <duration>',
+    description: `how old the store figures on /metrics (sessions, pool, headroom) may get before a scrape has them read again, ${span(SETTING_LIMITS.metricsStoreAgeMs)}`,
+    judge: boundedDuration(SETTING_LIMITS.metricsStoreAgeMs),
+    default: { value: 30_000, shown: '30s' },
+    env: 'VNUM_METRICS_STORE_AGE',
+  });
   serve
     .option('--country <XX>', 'default country for numbers without + (VNUM_DEFAULT_COUNTRY)')
     .option(...ALLOWED_NUMBER_TYPES_OPTION)
@@ -171,6 +201,8 @@ export function registerServe(program: Command): void {
         defaultCountry: defaultCountry(command),
         policy: numberPolicy(command),
         freshness: { whenStale: options.whenStale, staleAfterMs: options.staleAfter },
+        metrics:
+          options.metricsPort === null ? null : { host: options.metricsHost, port: options.metricsPort, storeAgeMs: options.metricsStoreAge },
       };
       await runRouter(resolveDbPath(globalOptions(command).db), settings, logger);
     });
@@ -181,6 +213,15 @@ function whenStaleSetting(name: string, text: string): WhenStale {
   throw configurationError(name, text, `one of ${WHEN_STALE.join(', ')}`);
 }
 
+/** A failure to bind (taken, not a local address, not permitted, no such host) as ours; anything else as it is. */
+function listenError(e: unknown, where: string): unknown {
+  const error = e as NodeJS.ErrnoException;
+  if (error.syscall === 'listen' || error.syscall === 'bind' || error.syscall === 'getaddrinfo') {
+    return new VnumError(ErrorCode.ListenFailed, `cannot listen on ${where}: ${error.message}`);
+  }
+  return e;
+}
+
 /** Wire everything, serve until SIGTERM or SIGINT, then stop it all in order. */
 async function runRouter(dbPath: string, settings: ServeSettings, logger: Logger): Promise<void> {
   const { host, port, ami } = settings;
@@ -188,28 +229,55 @@ async function runRouter(dbPath: string, settings: ServeSettings, logger: Logger
   openDb(dbPath, { mode: 'create' }).close();
   const callRouter = createCallRouter({ dbPath, defaultCountry: settings.defaultCountry, policy: settings.policy, logger });
   const amiClient = ami ? new AmiClient({ ...ami, eventClasses: CALL_EVENT_CLASSES, events: CALL_EVENTS, logger }) : null;
-  const callLog = new CallTracker({ dbPath, ami: amiClient, router: routerKey(host, port), logger });
+  const callLog = new CallTracker({ dbPath, ami: amiClient, router: routerKey(host, port), logger, defaultCountry: settings.defaultCountry });
   // A cluster node past its bound under fail-closed: ERROR for every call, as for a store that cannot be read.
   const gate = createFreshnessGate({ dbPath, policy: settings.freshness, logger });
-  const route = (call: InboundCall): RouteDecision => {
+  const gated = (call: InboundCall): RouteDecision => {
     const refusal = gate.refusal();
     if (refusal === undefined) return callRouter.route(call);
     return { status: 'ERROR', target: null, presentedCallerId: null, session: null, reason: refusal };
   };
-  const handler = routeCalls(route, logger, amiClient ? (call, answer) => callLog.routed(call, answer) : undefined);
+  // With metrics on, each decision is timed and each answer counted: plain numbers, read at scrape time.
+  const metrics = settings.metrics ? new RouterMetrics() : null;
+  const route = metrics ? metrics.timed(gated) : gated;
+  // The answer first; the call log only queues what it records (bridged calls with AMI, refusals always).
+  const handler = routeCalls(route, logger, (call, answer) => {
+    metrics?.answered(answer.status);
+    callLog.routed(call, answer);
+  });
+  // The metrics endpoint binds first: a taken port stops the start before the router listens.
+  let metricsServer: MetricsServer | undefined;
+  let figures: CachedFigures | undefined;
+  if (metrics && settings.metrics) {
+    figures = new CachedFigures({ reader: workerReader(dbPath), maxAgeMs: settings.metrics.storeAgeMs, logger });
+    try {
+      metricsServer = await startMetricsServer({ host: settings.metrics.host, port: settings.metrics.port, registry: metrics.registry, logger });
+    } catch (e) {
+      await figures.close();
+      callRouter.close();
+      gate.close();
+      throw listenError(e, routerKey(settings.metrics.host, settings.metrics.port));
+    }
+  }
   let agi: FastAgiServer;
   try {
     const { allow, maxConnections, deadlineMs } = settings;
     agi = await startFastAgiServer({ host, port, allow, maxConnections, deadlineMs, logger, handler, fallback: FALLBACK_ANSWER });
   } catch (e) {
+    await metricsServer?.close();
+    await figures?.close();
     callRouter.close();
     gate.close();
-    const error = e as NodeJS.ErrnoException;
-    // Binding failed (taken, not a local address, not permitted, no such host); anything else is ours.
-    if (error.syscall === 'listen' || error.syscall === 'bind' || error.syscall === 'getaddrinfo') {
-      throw new VnumError(ErrorCode.ListenFailed, `cannot listen on ${routerKey(host, port)}: ${error.message}`);
-    }
-    throw e;
+    throw listenError(e, routerKey(host, port));
+  }
+  if (metrics && figures) {
+    metrics.attach({
+      agi: { connections: () => agi.connections(), counts: () => agi.counts(), maxConnections: settings.maxConnections },
+      amiConnected: amiClient ? () => amiClient.loggedIn : undefined,
+      figures,
+    });
+    // The first scrape finds figures already read.
+    void figures.refresh();
   }
   callLog.start();
   amiClient?.start();
@@ -221,28 +289,23 @@ async function runRouter(dbPath: string, settings: ServeSettings, logger: Logger
       whenStale: settings.freshness.whenStale,
       staleAfterMs: settings.freshness.staleAfterMs,
       ami: ami ? `${ami.username}@${ami.host}:${ami.port}` : 'off',
+      metrics: metricsServer ? routerKey(metricsServer.address().host, metricsServer.address().port) : 'off',
     },
     'vnum router routing from this store',
   );
-  await new Promise<void>((resolve) => {
-    const stop = (signal: NodeJS.Signals) => {
-      process.off('SIGTERM', stop);
-      process.off('SIGINT', stop);
-      logger.info({ signal, inFlight: agi.connections() }, 'stopping: finishing calls in flight');
-      agi
-        .close(settings.drainMs)
-        .catch((error: unknown) => logger.error({ err: error }, 'error while stopping'))
-        .then(() => amiClient?.stop())
-        .then(() => callLog.stop())
-        .catch((error: unknown) => logger.error({ err: error }, 'error while stopping AMI'))
-        .finally(() => {
-          callRouter.close();
-          gate.close();
-          logger.info('vnum router stopped');
-          resolve();
-        });
-    };
-    process.on('SIGTERM', stop);
-    process.on('SIGINT', stop);
-  });
+  const signal = await stopSignal();
+  logger.info({ signal, inFlight: agi.connections() }, 'stopping: finishing calls in flight');
+  await agi
+    .close(settings.drainMs)
+    .catch((error: unknown) => logger.error({ err: error }, 'error while stopping'))
+    .then(() => amiClient?.stop())
+    .then(() => callLog.stop())
+    .catch((error: unknown) => logger.error({ err: error }, 'error while stopping AMI'))
+    .then(() => Promise.all([metricsServer?.close(), figures?.close()]))
+    .catch((error: unknown) => logger.error({ err: error }, 'error while stopping metrics'))
+    .finally(() => {
+      callRouter.close();
+      gate.close();
+      logger.info('vnum router stopped');
+    });
 }

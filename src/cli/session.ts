@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { ErrorCode, isVnumError, VnumError } from '../errors.js';
 import { formatDuration, parseDuration } from '../duration.js';
-import { normaliseNumber, parseNumber } from '../numbers/normalise.js';
+import { normaliseNumber } from '../numbers/normalise.js';
 import {
   createSession,
   DEFAULT_GRACE_MS,
@@ -9,33 +9,21 @@ import {
   listSessions,
   MAX_GRACE_MS,
   MAX_TTL_MS,
+  partyInput,
   releaseSession,
   validateSessionId,
-  type PartyInput,
   type Session,
 } from '../session/sessions.js';
+import { sessionJson } from '../session/json.js';
 import { SESSION_STATES, type SessionState } from '../session/state.js';
 import { openCallCount, requestSessionHangup } from '../calls/store.js';
 import { writeTransaction } from '../store/db.js';
 import { ALLOWED_NUMBER_TYPES_OPTION, defaultCountry, numberPolicy, withDb } from './context.js';
 import { parseLimit } from './options.js';
-import { isoTime, printJson, printLine, printNotice, printTable, shortTime } from './output.js';
+import { printJson, printLine, printNotice, printTable, shortTime } from './output.js';
 
 /** `release --hangup --wait`: the hang-ups are vnum serve's every half second; minutes is plenty. */
 const MAX_HANGUP_WAIT_MS = 10 * 60_000;
-
-/** The documented JSON shape of a session: {"id","state","expiresAt","parties":[{"number","maskedAs"},…]} plus times. */
-export function sessionJson(session: Session) {
-  return {
-    id: session.id,
-    state: session.state,
-    expiresAt: isoTime(session.expiresAt),
-    parties: session.parties.map((p) => ({ number: p.number, maskedAs: p.maskedAs })),
-    createdAt: isoTime(session.createdAt),
-    releasedAt: isoTime(session.releasedAt),
-    endsAt: isoTime(session.endsAt),
-  };
-}
 
 function printSession(session: Session): void {
   printLine(`session ${session.id}: ${session.state}`);
@@ -56,16 +44,6 @@ async function waitForHangup(command: Command, ids: number[], waitMs: number): P
     await new Promise((r) => setTimeout(r, 100));
   }
   return { requested: ids.length, ended: ids.length - open };
-}
-
-function party(command: Command, number: string, maskedAs: string | undefined): PartyInput {
-  const country = defaultCountry(command);
-  const parsed = parseNumber(number, country);
-  return {
-    number: parsed.e164,
-    type: parsed.type,
-    maskedAs: maskedAs === undefined ? undefined : normaliseNumber(maskedAs, country),
-  };
 }
 
 export function registerSession(program: Command): void {
@@ -94,8 +72,8 @@ export function registerSession(program: Command): void {
         const policy = numberPolicy(command);
         const input = {
           id: validateSessionId(id),
-          first: party(command, first, options.firstMaskedAs),
-          second: party(command, second, options.secondMaskedAs),
+          first: partyInput(first, options.firstMaskedAs, defaultCountry(command)),
+          second: partyInput(second, options.secondMaskedAs, defaultCountry(command)),
           ttlMs: options.ttl === undefined ? undefined : parseDuration(options.ttl, 'TTL', { min: 1, max: MAX_TTL_MS }),
           now: Date.now(),
           policy,

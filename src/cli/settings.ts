@@ -26,6 +26,12 @@ export const SETTING_LIMITS = Object.freeze({
   healthTimeoutMs: Object.freeze({ min: 100, max: 60_000 }),
   /** A cluster node's freshness bound (`vnum serve --stale-after`): above the replica's link timeout (3 s), at most a day. */
   staleAfterMs: Object.freeze({ min: 1_000, max: 86_400_000 }),
+  /**
+   * How old the store figures on /metrics may get before a scrape has them
+   * read again: each read scans the session and bridge tables (about 1.5 s of
+   * a worker thread at 1,000,000 sessions).
+   */
+  metricsStoreAgeMs: Object.freeze({ min: 1_000, max: 3_600_000 }),
 });
 
 export function configurationError(name: string, value: string, why: string): VnumError {
@@ -71,6 +77,9 @@ export function boundedInteger(limits: { min: number; max: number }): Judge<numb
 }
 
 export const tcpPort: Judge<number> = boundedInteger({ min: 1, max: 65535 });
+
+/** A TCP port, or `off`. */
+export const portOrOff: Judge<number | null> = (name, text) => (text === 'off' ? null : tcpPort(name, text));
 
 /** RFC 1123 host names: what a resolver can look up. */
 const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;

@@ -2,6 +2,7 @@ import { CsvError, parse } from 'csv-parse/sync';
 import { ErrorCode, VnumError } from '../errors.js';
 import type { PoolEntryInput, PoolState } from './pool.js';
 import { POOL_STATES } from './pool.js';
+import { columnKey, COUNTRY_NAMES as COUNTRY_HEADERS, NUMBER_NAMES as NUMBER_HEADERS, STATE_NAMES as STATE_HEADERS } from './columns.js';
 
 export interface CsvRow {
   /** The line the row starts on. */
@@ -47,10 +48,6 @@ export function parseCsvRows(text: string): CsvRow[] {
   }
 }
 
-const NUMBER_HEADERS = new Set(['number', 'did', 'phone', 'phone_number', 'phonenumber', 'e164', 'msisdn', 'virtual_number']);
-const COUNTRY_HEADERS = new Set(['country', 'country_code', 'iso_country', 'region']);
-const STATE_HEADERS = new Set(['state', 'status']);
-
 /**
  * A provider's export: columns number, optional country, optional state, in
  * that order, or in any order under a header row naming them.
@@ -62,11 +59,11 @@ export function parsePoolCsv(text: string): Array<PoolEntryInput & { line: numbe
   const first = rows[0]!;
   // A header names a column we know, or holds no digit at all (e.g. "DID,Region"):
   // a data row's number always has digits, however it is spaced.
-  const names = first.cells.map((c) => c.toLowerCase().replace(/[\s-]+/g, '_'));
+  const names = first.cells.map(columnKey);
   const known = (n: string) => NUMBER_HEADERS.has(n) || COUNTRY_HEADERS.has(n) || STATE_HEADERS.has(n);
   const looksLikeHeader = names.some(known) || !first.cells.some((c) => /\d/.test(c));
   if (looksLikeHeader) {
-    const find = (set: Set<string>) => names.findIndex((n) => set.has(n));
+    const find = (set: ReadonlySet<string>) => names.findIndex((n) => set.has(n));
     const number = find(NUMBER_HEADERS);
     if (number < 0) {
       throw new VnumError(ErrorCode.InvalidCsv, `line ${first.line}: header has no number column (one of: ${[...NUMBER_HEADERS].join(', ')})`);

@@ -4,9 +4,10 @@ import { perConnection } from '../store/statements.js';
 import { ErrorCode, VnumError } from '../errors.js';
 import { parseCountry, parseNumber, type E164 } from '../numbers/normalise.js';
 import { countryCallingCode } from '../numbers/plan.js';
+import { planPoolChange, type HeldNumber, type PoolPlan, type PoolWriter, type ValidEntry } from './plan.js';
+import type { KeptState, PoolState } from './states.js';
 
-export const POOL_STATES = ['available', 'reserved', 'retired'] as const;
-export type PoolState = (typeof POOL_STATES)[number];
+export { POOL_STATES, type KeptState, type PoolState } from './states.js';
 
 export interface PoolNumber {
   number: E164;
@@ -19,118 +20,110 @@ export interface PoolEntryInput {
   number: string;
   country?: string | undefined;
   state?: PoolState | undefined;
-  /** Where the entry came from, for error messages (a CSV line). */
+  /** Where the entry came from, for error messages: a CSV line, */
   line?: number;
-}
-
-/** A number whose state stayed as it was although the entry asked for another one (or named none), and why. */
-export interface KeptState {
-  number: E164;
-  state: PoolState;
-  reason: string;
+  /** or any other place (`item 3` of a JSON export); `at` wins over `line`. */
+  at?: string;
 }
 
 export interface PoolChange {
   added: number;
   updated: number;
   unchanged: number;
-  /** Numbers whose state the import rule kept (see importedState); always empty for `pool add`. */
+  /** Numbers whose state the import rule kept (importedState, src/pool/plan.ts); always empty for `pool add`. */
   kept: KeptState[];
 }
 
-interface ValidEntry {
-  number: E164;
-  country: string;
-  /** As the entry named it; undefined: it named none. */
-  state: PoolState | undefined;
-  /** "line N: " for messages, or "". */
-  where: string;
-}
-
-/** What a change does to a number's state: the state it gets, and why it kept another than asked, if it did. */
-export type StateRule = (current: PoolState | undefined, named: PoolState | undefined) => { state: PoolState; kept?: string };
-
-/** An operator's own command (`pool add`): the state it names (available unless said otherwise), always. */
-export const operatorState: StateRule = (_current, named) => ({ state: named ?? 'available' });
-
 /**
- * A provider's export (`pool import`, and `pool sync` after it) never undoes
- * the operator:
- *   - a new number gets the state its row names, else available;
- *   - a row that names no state never changes a number's state (a number
- *     retired because the carrier is taking it back, or reserved for
- *     someone, stays so after the nightly import);
- *   - no row puts a retired number back in service, whatever it names: only
- *     the operator does that, with `pool add`;
- *   - otherwise a row that names a state sets it (reserving or retiring by
- *     import is the operator speaking through their own file).
- */
-export const importedState: StateRule = (current, named) => {
-  if (current === undefined) return { state: named ?? 'available' };
-  if (named === undefined) {
-    return current === 'available' ? { state: current } : { state: current, kept: 'the row names no state' };
-  }
-  if (current === 'retired' && named !== 'retired') {
-    return { state: current, kept: 'an import never puts a retired number back in service; "vnum pool add" does' };
-  }
-  return { state: named };
-};
-
-/**
- * Add or update pool numbers, each getting the state `rule` gives it. Every
- * entry is validated before anything is written; then all of it is one
- * transaction. A number already there with the same country and state is
- * unchanged, so re-importing a file is a no-op.
- *
- * A party's real number must never become a virtual number: it would be
- * lent to strangers as someone's masked number. That check reads the
- * sessions inside the write transaction, so a session another process
- * creates meanwhile is seen (its create refuses a pool number the same way).
+ * Add or update pool numbers, each getting the state the rule of `writer`
+ * gives it (src/pool/plan.ts: `pool add` is the operator's word, `pool
+ * import` never undoes the operator). Every entry is validated before
+ * anything is written; then all of it is one transaction. A number already
+ * there with the same country and state is unchanged, so re-importing a file
+ * is a no-op.
  */
 export function addToPool(
   db: Db,
   entries: PoolEntryInput[],
-  options: { defaultCountry?: string | undefined; now: number; rule?: StateRule },
+  options: { defaultCountry?: string | undefined; now: number; writer?: Exclude<PoolWriter, 'sync'> },
 ): PoolChange {
-  const rule = options.rule ?? operatorState;
+  const writer = options.writer ?? 'operator';
   const valid = validateEntries(entries, options.defaultCountry);
-  const isParty = db.prepare<[string], number>('SELECT 1 FROM bridge WHERE caller = ? LIMIT 1').pluck();
-  const select = db.prepare<[string], { country: string; state: PoolState }>('SELECT country, state FROM pool_number WHERE number = ?');
-  const insert = db.prepare('INSERT INTO pool_number (number, country, state, added_at) VALUES (?, ?, ?, ?)');
-  const update = db.prepare('UPDATE pool_number SET country = ?, state = ? WHERE number = ?');
   return writeTransaction(db, () => {
-    for (const entry of valid) {
-      if (isParty.get(entry.number)) {
-        throw new VnumError(
-          ErrorCode.PoolConflict,
-          `${entry.where}${entry.number} is a party's real number in a session; it cannot be a virtual number`,
-        );
-      }
-    }
-    const change: PoolChange = { added: 0, updated: 0, unchanged: 0, kept: [] };
-    for (const entry of valid) {
-      const existing = select.get(entry.number);
-      const { state, kept } = rule(existing?.state, entry.state);
-      if (kept !== undefined) change.kept.push({ number: entry.number, state, reason: kept });
-      if (!existing) {
-        insert.run(entry.number, entry.country, state, options.now);
-        change.added++;
-      } else if (existing.country !== entry.country || existing.state !== state) {
-        update.run(entry.country, state, entry.number);
-        change.updated++;
-      } else {
-        change.unchanged++;
-      }
-    }
-    if (change.added + change.updated > 0) bumpPoolRevision(db);
-    return change;
+    refuseParties(db, valid);
+    const plan = planPoolChange(heldNumbers(db, valid), valid, { writer });
+    applyPoolPlan(db, plan, options.now);
+    const added = plan.changes.filter((c) => c.from === null).length;
+    return { added, updated: plan.changes.length - added, unchanged: plan.unchanged, kept: plan.kept };
   });
 }
 
-function validateEntries(entries: PoolEntryInput[], defaultCountry: string | undefined): ValidEntry[] {
-  const seen = new Map<string, string>();
+/**
+ * A party's real number must never become a virtual number: it would be
+ * lent to strangers as someone's masked number. Called inside the write
+ * transaction, so that a session another process creates meanwhile is seen
+ * (its create refuses a pool number the same way).
+ */
+export function refuseParties(db: Db, valid: readonly ValidEntry[]): void {
+  const isParty = db.prepare<[string], number>('SELECT 1 FROM bridge WHERE caller = ? LIMIT 1').pluck();
+  for (const entry of valid) {
+    if (isParty.get(entry.number)) {
+      throw new VnumError(ErrorCode.PoolConflict, `${entry.where}${entry.number} is a party's real number in a session; it cannot be a virtual number`);
+    }
+  }
+}
+
+interface HeldRow {
+  number: string;
+  country: string;
+  state: PoolState;
+  by_sync: number;
+}
+
+const HELD_SQL = `SELECT p.number, p.country, p.state, s.number IS NOT NULL AS by_sync
+  FROM pool_number p LEFT JOIN pool_retired_by_sync s ON s.number = p.number`;
+
+function heldNumber(row: HeldRow): HeldNumber {
+  return { country: row.country, state: row.state, retiredBy: row.state !== 'retired' ? null : row.by_sync ? 'sync' : 'operator' };
+}
+
+/** The pool as a plan sees it: the numbers `entries` name, or (none given) all of it. */
+export function heldNumbers(db: Db, entries?: ReadonlyArray<{ number: string }>): Map<string, HeldNumber> {
+  const held = new Map<string, HeldNumber>();
+  if (entries === undefined) {
+    for (const row of db.prepare<[], HeldRow>(HELD_SQL).all()) held.set(row.number, heldNumber(row));
+    return held;
+  }
+  const one = db.prepare<[string], HeldRow>(`${HELD_SQL} WHERE p.number = ?`);
+  for (const entry of entries) {
+    const row = one.get(entry.number);
+    if (row) held.set(row.number, heldNumber(row));
+  }
+  return held;
+}
+
+/** Write a plan, inside the caller's write transaction. */
+export function applyPoolPlan(db: Db, plan: PoolPlan, now: number): void {
+  if (plan.changes.length === 0) return;
+  const insert = db.prepare('INSERT INTO pool_number (number, country, state, added_at) VALUES (?, ?, ?, ?)');
+  const update = db.prepare('UPDATE pool_number SET country = ?, state = ? WHERE number = ?');
+  const markSync = db.prepare('INSERT OR IGNORE INTO pool_retired_by_sync (number, retired_at) VALUES (?, ?)');
+  const unmarkSync = db.prepare('DELETE FROM pool_retired_by_sync WHERE number = ?');
+  for (const change of plan.changes) {
+    if (change.from === null) insert.run(change.number, change.to.country, change.to.state, now);
+    else update.run(change.to.country, change.to.state, change.number);
+    if (change.retiredBy === 'sync') markSync.run(change.number, now);
+    else unmarkSync.run(change.number);
+  }
+  bumpPoolRevision(db);
+}
+
+/** Check and normalise every entry before anything is written; the first bad one is refused, naming where it is. */
+export function validateEntries(entries: PoolEntryInput[], defaultCountry: string | undefined): ValidEntry[] {
+  const seen = new Map<string, { key: string; at: string | undefined }>();
   return entries.map((entry) => {
-    const where = entry.line !== undefined ? `line ${entry.line}: ` : '';
+    const at = entry.at ?? (entry.line !== undefined ? `line ${entry.line}` : undefined);
+    const where = at !== undefined ? `${at}: ` : '';
     try {
       const given = parseCountry(entry.country ?? defaultCountry);
       const parsed = parseNumber(entry.number, given);
@@ -148,12 +141,14 @@ function validateEntries(entries: PoolEntryInput[], defaultCountry: string | und
         throw new VnumError(ErrorCode.InvalidArgument, `cannot tell which country ${parsed.e164} belongs to: give its country`);
       }
       const state = entry.state;
+      const key = `${country}/${state ?? ''}`;
       const previous = seen.get(parsed.e164);
-      if (previous !== undefined && previous !== `${country}/${state ?? ''}`) {
-        throw new VnumError(ErrorCode.InvalidArgument, `${parsed.e164} is listed twice with different country or state`);
+      if (previous !== undefined && previous.key !== key) {
+        const first = previous.at === undefined ? '' : ` (first at ${previous.at})`;
+        throw new VnumError(ErrorCode.InvalidArgument, `${parsed.e164} is listed twice with different country or state${first}`);
       }
-      seen.set(parsed.e164, `${country}/${state ?? ''}`);
-      return { number: parsed.e164, country, state, where };
+      if (previous === undefined) seen.set(parsed.e164, { key, at });
+      return { number: parsed.e164, country, countryNamed: entry.country !== undefined, state, where };
     } catch (e) {
       if (e instanceof VnumError && where) throw new VnumError(e.code, where + e.message);
       throw e;
@@ -161,24 +156,49 @@ function validateEntries(entries: PoolEntryInput[], defaultCountry: string | und
   });
 }
 
-export function listPool(db: Db): PoolNumber[] {
+export interface PoolQuery {
+  state?: PoolState | undefined;
+  /** Only numbers after this one, in number order: the `next` of the page before. */
+  after?: string | undefined;
+  limit?: number | undefined;
+}
+
+/** The pool in number order (the primary key's): all of it, or a page. */
+export function listPool(db: Db, query: PoolQuery = {}): PoolNumber[] {
   return db
-    .prepare<[], { number: E164; country: string; state: PoolState; added_at: number }>(
-      'SELECT number, country, state, added_at FROM pool_number ORDER BY number',
+    .prepare<Record<string, unknown>, { number: E164; country: string; state: PoolState; added_at: number }>(
+      `SELECT number, country, state, added_at FROM pool_number
+        WHERE (@after IS NULL OR number > @after) AND (@state IS NULL OR state = @state)
+        ORDER BY number LIMIT @limit`,
     )
-    .all()
+    .all({ after: query.after ?? null, state: query.state ?? null, limit: query.limit ?? -1 })
     .map((row) => ({ number: row.number, country: row.country, state: row.state, addedAt: row.added_at }));
 }
 
-/** Retired numbers get no new sessions; sessions already using them keep routing until they end. */
-export function retireNumber(db: Db, number: E164): { changed: boolean } {
+/** A page of the pool; `next` is where the following one starts (undefined on the last). */
+export function poolPage(db: Db, query: PoolQuery & { limit: number }): { numbers: PoolNumber[]; more: boolean; next: string | undefined } {
+  const rows = listPool(db, { ...query, limit: query.limit + 1 });
+  const more = rows.length > query.limit;
+  const numbers = rows.slice(0, query.limit);
+  return { numbers, more, next: more ? numbers.at(-1)!.number : undefined };
+}
+
+/**
+ * Retired numbers get no new sessions; sessions already using them keep
+ * routing until they end. The operator's retirement is final for a sync: a
+ * number a sync had retired becomes the operator's (`tookOverFromSync`), and
+ * no sync puts it back in service.
+ */
+export function retireNumber(db: Db, number: E164): { changed: boolean; tookOverFromSync: boolean } {
   return writeTransaction(db, () => {
-    const row = db.prepare<[string], { state: PoolState }>('SELECT state FROM pool_number WHERE number = ?').get(number);
-    if (!row) throw new VnumError(ErrorCode.NotInPool, `${number} is not in the pool`);
-    if (row.state === 'retired') return { changed: false };
+    const now = heldNumbers(db, [{ number }]).get(number);
+    if (!now) throw new VnumError(ErrorCode.NotInPool, `${number} is not in the pool`);
+    const tookOverFromSync = now.retiredBy === 'sync';
+    if (tookOverFromSync) db.prepare('DELETE FROM pool_retired_by_sync WHERE number = ?').run(number);
+    if (now.state === 'retired') return { changed: false, tookOverFromSync };
     db.prepare("UPDATE pool_number SET state = 'retired' WHERE number = ?").run(number);
     bumpPoolRevision(db);
-    return { changed: true };
+    return { changed: true, tookOverFromSync };
   });
 }
 

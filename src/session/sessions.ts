@@ -5,28 +5,16 @@ import { poolRevision } from '../pool/pool.js';
 import { formatDuration } from '../duration.js';
 import { ErrorCode, VnumError } from '../errors.js';
 import { isoDateTime, isRepresentableTime } from '../time.js';
-import type { E164 } from '../numbers/normalise.js';
+import { normaliseNumber, parseNumber, type E164 } from '../numbers/normalise.js';
 import { callingCodeOf } from '../numbers/plan.js';
 import { assertPartyAllowed, DEFAULT_POLICY, type NumberPolicy } from '../numbers/policy.js';
 import { numberTypeCode, type NumberType } from '../numbers/type.js';
 import { chooseMaskedNumber, poolView, requestedNumberProblem, type PoolCandidate, type PoolView } from './allocate.js';
+import { recordSessionCreated, recordSessionReleased } from './events.js';
+import type { Party, Session } from './session.js';
 import { endAfterRelease, isLive, sessionState, stateSql, type SessionState } from './state.js';
 
-export interface Party {
-  number: E164;
-  /** The virtual number the other party sees for this one, and dials to reach it. */
-  maskedAs: E164;
-}
-
-export interface Session {
-  id: string;
-  state: SessionState;
-  createdAt: number;
-  expiresAt: number | null;
-  releasedAt: number | null;
-  endsAt: number | null;
-  parties: [Party, Party];
-}
+export type { Party, Session } from './session.js';
 
 export interface PartyInput {
   number: E164;
@@ -34,6 +22,12 @@ export interface PartyInput {
   type: NumberType;
   /** Ask for a specific virtual number (the only way to lend a reserved one). */
   maskedAs?: E164 | undefined;
+}
+
+/** A party as a face receives it: its number as typed (read in `country` when without +), and a masked number it asks for. */
+export function partyInput(number: string, maskedAs: string | undefined, country: string | undefined): PartyInput {
+  const parsed = parseNumber(number, country);
+  return { number: parsed.e164, type: parsed.type, maskedAs: maskedAs === undefined ? undefined : normaliseNumber(maskedAs, country) };
 }
 
 export interface CreateSessionInput {
@@ -195,6 +189,7 @@ export function createSession(db: Db, input: CreateSessionInput): CreateResult {
         { number: second.number, maskedAs: secondMaskedAs },
       ],
     };
+    recordSessionCreated(db, session, now);
     return { session, created: true };
   });
 }
@@ -321,15 +316,23 @@ export function releaseSession(db: Db, id: string, graceMs: number, now: number)
     // The pair rows still belong to this session: a live session's rows cannot pass to another.
     s.endBridge.run(endsAt, row.second_party, row.first_masked_as, row.sid);
     s.endBridge.run(endsAt, row.first_party, row.second_masked_as, row.sid);
-    return { session: toSession({ ...row, released_at: session.releasedAt ?? now, ends_at: endsAt }, now), changed: true };
+    const released = toSession({ ...row, released_at: session.releasedAt ?? now, ends_at: endsAt }, now);
+    recordSessionReleased(db, session, released, now);
+    return { session: released, changed: true };
   });
+}
+
+/** The session, or undefined when there is none (a reader for the session.ended sweep, src/session/events.ts). */
+export function findSession(db: Db, id: string, now: number): Session | undefined {
+  const row = statements(db).byId.get(id);
+  return row ? toSession(row, now) : undefined;
 }
 
 export function getSession(db: Db, id: string, now: number): Session {
   validateSessionId(id);
-  const row = statements(db).byId.get(id);
-  if (!row) throw new VnumError(ErrorCode.SessionNotFound, `no session "${id}"`);
-  return toSession(row, now);
+  const session = findSession(db, id, now);
+  if (!session) throw new VnumError(ErrorCode.SessionNotFound, `no session "${id}"`);
+  return session;
 }
 
 export interface SessionFilter {
@@ -337,23 +340,37 @@ export interface SessionFilter {
   state?: SessionState | undefined;
   limit: number;
   now: number;
+  /** Only sessions listed after this position: the `next` of the page before. */
+  after?: number | undefined;
+}
+
+export interface SessionPage {
+  sessions: Session[];
+  /** More sessions match than this page holds. */
+  more: boolean;
+  /** Where the next page starts (pass it as `after`); undefined on the last page. */
+  next: number | undefined;
 }
 
 /**
- * Newest first; `limit + 1` rows are read so the caller can tell the list was cut.
- * By party, this walks the sessions newest first until the list is full: an
- * operator's command, so no party index makes every create write two more pages.
+ * Newest first, a page at a time; `limit + 1` rows are read so the caller
+ * can tell the list was cut. By party: one range of each party index
+ * (migration 4), newest first, so a party's page costs its own sessions,
+ * never a walk of the table.
  */
-export function listSessions(db: Db, filter: SessionFilter): { sessions: Session[]; more: boolean } {
-  const where: string[] = [];
-  if (filter.party) where.push('(first_party = @party OR second_party = @party)');
-  if (filter.state) where.push(stateSql(filter.state));
-  const sql = `SELECT * FROM session ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY sid DESC LIMIT @limit`;
+export function listSessions(db: Db, filter: SessionFilter): SessionPage {
+  const where = `sid < @after${filter.state ? ` AND ${stateSql(filter.state)}` : ''}`;
+  const side = (column: string) => `SELECT * FROM (SELECT * FROM session WHERE ${column} = @party AND ${where} ORDER BY sid DESC LIMIT @limit)`;
+  const sql = filter.party
+    ? `${side('first_party')} UNION ALL ${side('second_party')} ORDER BY sid DESC LIMIT @limit`
+    : `SELECT * FROM session WHERE ${where} ORDER BY sid DESC LIMIT @limit`;
   const rows = db.prepare<Record<string, unknown>, SessionRow>(sql).all({
     party: filter.party ?? null,
     now: filter.now,
+    after: filter.after ?? Number.MAX_SAFE_INTEGER,
     limit: filter.limit + 1,
   });
   const more = rows.length > filter.limit;
-  return { sessions: rows.slice(0, filter.limit).map((r) => toSession(r, filter.now)), more };
+  const page = rows.slice(0, filter.limit);
+  return { sessions: page.map((r) => toSession(r, filter.now)), more, next: more ? page.at(-1)!.sid : undefined };
 }

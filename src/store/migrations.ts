@@ -141,4 +141,99 @@ export const MIGRATIONS: readonly string[] = [
     updated_at       INTEGER NOT NULL
   );
   `,
+  // 5: the HTTP API (issue 13). Sessions by party: `session list --party` and
+  // GET /v1/sessions?party= read one index range per side, newest first,
+  // instead of walking the table (each index costs every create one more
+  // page written: docs/benchmarks.md, store). API keys: the id is the key's
+  // public part; only a SHA-256 of its secret is stored; a name is unique
+  // among keys not revoked. Neither table holds a routing fact: cluster mode
+  // keeps api_key out of what replicas receive.
+  `
+  CREATE INDEX session_first_party ON session (first_party);
+  CREATE INDEX session_second_party ON session (second_party);
+
+  CREATE TABLE api_key (
+    id            TEXT PRIMARY KEY,
+    name          TEXT NOT NULL,
+    scopes        TEXT NOT NULL,
+    secret_sha256 BLOB NOT NULL,
+    created_at    INTEGER NOT NULL,
+    revoked_at    INTEGER,
+    last_used_at  INTEGER
+  ) WITHOUT ROWID;
+  CREATE UNIQUE INDEX api_key_name ON api_key (name) WHERE revoked_at IS NULL;
+  `,
+  // 6: provider sync (issue 13, src/pool/sync.ts): the retired numbers that a
+  // sync retired, because the provider stopped listing them. A sync puts such
+  // a number back in service when the provider lists it again (last night's
+  // export was cut short); a number retired any other way (pool retire, a
+  // row of the operator's own file) has no row here and stays retired.
+  // Every change of a number's state goes through src/pool/pool.ts, which
+  // keeps this table in step (a row only while the number is retired).
+  `
+  CREATE TABLE pool_retired_by_sync (
+    number      TEXT PRIMARY KEY REFERENCES pool_number (number),
+    retired_at  INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  `,
+  // 7: the webhook outbox (issue 13, src/webhooks/, README "Webhooks"). An event is
+  // written in the transaction of the fact it reports, only while recording
+  // is on (meta 'webhooks_recording_since' > 0), and never holds a real
+  // number. `seq` is the write order; a session's events go out in that
+  // order, one at a time: only the oldest open event of a session is
+  // 'pending' (due at next_at), the later ones wait 'queued'. 'parked':
+  // retried for the whole window and given up until the operator retries it
+  // (it still holds its session's later events back). `done_at`: delivered
+  // or discarded; the partial indexes hold only open events, so they stay the
+  // size of the backlog. `webhook_session_end`: sessions whose end has not
+  // been reported yet (session.ended happens by the clock, with no write),
+  // keyed by the end itself: one B-tree, and the sweep reads its front.
+  `
+  CREATE TABLE webhook_event (
+    seq              INTEGER PRIMARY KEY,
+    id               TEXT NOT NULL,
+    type             TEXT NOT NULL,
+    session_id       TEXT,
+    occurred_at      INTEGER NOT NULL,
+    recorded_at      INTEGER NOT NULL,
+    data             TEXT NOT NULL,
+    state            TEXT NOT NULL CHECK (state IN ('queued', 'pending', 'parked', 'delivered', 'discarded')),
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    next_at          INTEGER,
+    first_failed_at  INTEGER,
+    last_error       TEXT,
+    parked_at        INTEGER,
+    done_at          INTEGER
+  );
+  CREATE INDEX webhook_event_open ON webhook_event (session_id, seq) WHERE done_at IS NULL;
+  CREATE INDEX webhook_event_due ON webhook_event (next_at) WHERE state = 'pending';
+  CREATE INDEX webhook_event_parked ON webhook_event (seq) WHERE state = 'parked';
+
+  CREATE TABLE webhook_session_end (
+    ends_at     INTEGER NOT NULL,
+    session_id  TEXT NOT NULL,
+    PRIMARY KEY (ends_at, session_id)
+  ) WITHOUT ROWID;
+
+  CREATE TABLE webhook_counter (
+    name   TEXT PRIMARY KEY,
+    value  INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  INSERT INTO webhook_counter (name, value) VALUES
+    ('delivered', 0), ('failed_attempts', 0), ('parked', 0), ('discarded', 0),
+    ('refusals_dropped', 0), ('refused_no_session', 0), ('refused_invalid_caller', 0);
+
+  CREATE TABLE webhook_deliverer (
+    instance    TEXT PRIMARY KEY,
+    url         TEXT NOT NULL,
+    pid         INTEGER NOT NULL,
+    started_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    in_flight   INTEGER NOT NULL,
+    last_error  TEXT,
+    stopped     INTEGER NOT NULL DEFAULT 0
+  ) WITHOUT ROWID;
+
+  INSERT INTO meta (key, value) VALUES ('webhooks_recording_since', 0), ('webhooks_ends_reported_to', 0);
+  `,
 ];

@@ -13,14 +13,18 @@ import { repoPath, repoRoot } from './repo.js';
 export const FLOORS: ReadonlyArray<readonly string[]> = [
   ['agi'],
   ['src/base'],
-  ['src/store', 'src/ami'],
+  ['src/store', 'src/ami', 'src/provider'],
   ['src/replica'],
-  ['src/numbers'],
+  ['src/webhooks'],
+  ['src/numbers', 'src/access'],
   ['src/pool'],
   ['src/session'],
   ['src/routing'],
   ['src/calls'],
   ['src/stats'],
+  ['src/metrics'],
+  ['src/authority', 'src/json'],
+  ['src/api'],
   ['src/cli'],
 ];
 

@@ -4,7 +4,9 @@
  * compose with yaml, Asterisk and systemd files as INI sections).
  */
 import { DockerfileParser, type Instruction } from 'dockerfile-ast';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { repoPath } from './repo.js';
 
@@ -204,4 +206,51 @@ export function envVarsReadByProduct(): Set<string> {
     }
   }
   return names;
+}
+
+// --- systemd units ------------------------------------------------------------
+
+const analyzeBinary = spawnSync('sh', ['-c', 'command -v systemd-analyze'], { encoding: 'utf8' }).stdout.trim();
+/** Why systemd-analyze cannot check a unit here, or null. */
+export const noSystemdAnalyze = analyzeBinary ? null : 'systemd-analyze is not installed here (Debian: apt-get install systemd)';
+
+/**
+ * A shipped unit as systemd-analyze checks it. The unit runs as shipped,
+ * except ExecStart's program: `verify` insists that it exists, and
+ * /usr/local/bin/vnum is created by the install (docker/router/install-vnum.sh
+ * ... /usr/local/bin), not on a CI machine; a stand-in executable at a
+ * temporary path takes its place, nothing else changes.
+ */
+export function systemdCheck(unitName: string): {
+  /** The unit text written where systemd-analyze can read it, with the stand-in. */
+  unitFile(text: string): string;
+  verify(file: string): { status: number | null; output: string };
+  /** `security --offline`'s overall exposure level (0 to 10). */
+  exposure(file: string): number;
+  remove(): void;
+} {
+  const scratch = mkdtempSync(path.join(tmpdir(), 'vnum-ship-systemd-'));
+  return {
+    unitFile(text) {
+      const stub = path.join(scratch, 'vnum');
+      writeFileSync(stub, '#!/bin/sh\nexit 0\n');
+      chmodSync(stub, 0o755);
+      const replaced = text.replace(/^ExecStart=\/usr\/local\/bin\/vnum /m, `ExecStart=${stub} `);
+      if (replaced === text) throw new Error('ExecStart=/usr/local/bin/vnum not found in the unit');
+      const file = path.join(scratch, unitName);
+      writeFileSync(file, replaced);
+      return file;
+    },
+    verify(file) {
+      const r = spawnSync(analyzeBinary, ['verify', '--man=no', file], { encoding: 'utf8', timeout: 60_000 });
+      return { status: r.status, output: `${r.stdout}${r.stderr}`.trim() };
+    },
+    exposure(file) {
+      const r = spawnSync(analyzeBinary, ['security', '--offline=yes', '--no-pager', file], { encoding: 'utf8', timeout: 60_000 });
+      const level = new RegExp(`Overall exposure level for ${unitName.replace(/\./g, '\\.')}: (\\d+\\.\\d)`).exec(`${r.stdout}${r.stderr}`);
+      if (!level) throw new Error(`systemd-analyze security gave no level: ${r.stdout}${r.stderr}`);
+      return Number(level[1]);
+    },
+    remove: () => rmSync(scratch, { recursive: true, force: true }),
+  };
 }

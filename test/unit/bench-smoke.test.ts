@@ -22,7 +22,7 @@ afterEach(() => rmSync(dir, { recursive: true, force: true }));
 // its smoke run is an end-to-end test (test/e2e/bench-asterisk.e2e.test.ts);
 // the second needs PostgreSQL, so its smoke run is a cluster test
 // (test/cluster/bench-replication.test.ts).
-const UNIT_BENCHMARKS = ['store', 'pool-size', 'routing'];
+const UNIT_BENCHMARKS = ['store', 'pool-size', 'routing', 'api', 'webhooks'];
 
 it('runs the benchmarks at smoke size and appends rows with numbers beside their baselines', () => {
   const report = join(dir, 'benchmarks.md');
@@ -53,6 +53,8 @@ it('runs the benchmarks at smoke size and appends rows with numbers beside their
   expect(rows.some((r) => /FastAGI sessions\/s/.test(r['figure']!) && /bare/.test(r['baseline']!))).toBe(true);
   expect(rows.some((r) => /routing decision p99 inside vnum serve/.test(r['figure']!) && r['target'] === '≤ 500 µs')).toBe(true);
   expect(rows.some((r) => /resident memory .*vnum serve/.test(r['figure']!))).toBe(true);
+  expect(rows.some((r) => /creates\/s .*webhook outbox recording/.test(r['figure']!) && /recording off/.test(r['baseline']!))).toBe(true);
+  expect(rows.some((r) => /webhook events delivered\/s/.test(r['figure']!) && /bare signed POSTs/.test(r['baseline']!))).toBe(true);
 }, 180_000);
 
 // As root, run it as nobody: the same answer a developer's own account gets;
@@ -78,5 +80,5 @@ for (const tmp of ['the test\'s TMPDIR', 'a TMPDIR only root can enter']) {
 it('refuses an unknown benchmark by name, listing the known ones', () => {
   const run = spawnSync(process.execPath, [RUNNER, 'nope', '--smoke'], { encoding: 'utf8', timeout: 30_000 });
   expect(run.status).toBe(1);
-  expect(run.stderr).toMatch(/unknown benchmark nope: choose from store, pool-size, routing, asterisk, replication/);
+  expect(run.stderr).toMatch(/unknown benchmark nope: choose from store, pool-size, routing, api, webhooks, asterisk, replication/);
 });

@@ -10,7 +10,8 @@ import { chmodSync, existsSync, renameSync, rmSync, writeFileSync } from 'node:f
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { RouteAnswer } from '../../src/routing/answer.js';
-import { amiSettings, secretFileModeProblem } from '../../src/cli/ami-settings.js';
+import { amiSettings } from '../../src/cli/ami-settings.js';
+import { secretFileModeProblem } from '../../src/cli/secret-file.js';
 import { AmiClient, type AmiEvent } from '../../src/ami/client.js';
 import { CALL_EVENT_CLASSES, CALL_EVENTS, callFact, liveUniqueids } from '../../src/calls/facts.js';
 import {
@@ -24,7 +25,7 @@ import {
   requestSessionHangup,
 } from '../../src/calls/store.js';
 import { CallTracker } from '../../src/calls/tracker.js';
-import { parseSince } from '../../src/cli/calls.js';
+import { parseSince } from '../../src/time.js';
 import { ErrorCode, VnumError } from '../../src/errors.js';
 import { createSession, releaseSession } from '../../src/session/sessions.js';
 import { openDb } from '../../src/store/db.js';

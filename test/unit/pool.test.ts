@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { addToPool, importedState, listPool, poolRevision, retireNumber, type PoolEntryInput } from '../../src/pool/pool.js';
+import { addToPool, listPool, poolRevision, retireNumber, type PoolEntryInput } from '../../src/pool/pool.js';
+import { importedState } from '../../src/pool/plan.js';
 import { parseCsvRows, parsePoolCsv } from '../../src/pool/csv.js';
 import { createSession } from '../../src/session/sessions.js';
 import { ErrorCode } from '../../src/errors.js';
@@ -82,15 +83,15 @@ describe('pool', () => {
 
   it('retires a number; retiring again is a no-op; unknown numbers are an error', () => {
     addToPool(store.db, [{ number: '+442079460001' }], { now: 1 });
-    expect(retireNumber(store.db, '+442079460001' as E164)).toEqual({ changed: true });
-    expect(retireNumber(store.db, '+442079460001' as E164)).toEqual({ changed: false });
+    expect(retireNumber(store.db, '+442079460001' as E164)).toEqual({ changed: true, tookOverFromSync: false });
+    expect(retireNumber(store.db, '+442079460001' as E164)).toEqual({ changed: false, tookOverFromSync: false });
     expect(listPool(store.db)[0]!.state).toBe('retired');
     expect(errorOf(() => retireNumber(store.db, '+442079460009' as E164)).code).toBe(ErrorCode.NotInPool);
   });
 });
 
 describe('re-importing never undoes the operator', () => {
-  const imported = (entries: PoolEntryInput[], now = 9) => addToPool(store.db, entries, { now, rule: importedState });
+  const imported = (entries: PoolEntryInput[], now = 9) => addToPool(store.db, entries, { now, writer: 'import' });
   const states = () => Object.fromEntries(listPool(store.db).map((n) => [n.number, n.state]));
 
   it('a row that names no state keeps a retired or reserved number as the operator set it, and says so', () => {
@@ -150,7 +151,7 @@ describe('re-importing never undoes the operator', () => {
     const rows = [undefined, 'available', 'reserved', 'retired'] as const;
     const table = (['new', 'available', 'reserved', 'retired'] as const).map((current) =>
       rows.map((named) => {
-        const r = importedState(current === 'new' ? undefined : current, named);
+        const r = importedState(current === 'new' ? undefined : { country: 'GB', state: current, retiredBy: current === 'retired' ? 'operator' : null }, named, 'import');
         return `${r.state}${r.kept ? '*' : ''}`;
       }),
     );

@@ -8,6 +8,7 @@ import { vnum } from '../support/cli.js';
 import { placeCall } from '../support/fake-asterisk.js';
 import { freePort } from '../support/net.js';
 import { startServe, type Serve } from '../support/serve.js';
+import { sleep } from '../support/wait.js';
 
 let dir: string;
 let db: string;
@@ -99,6 +100,10 @@ describe('vnum serve judges every setting before it opens, creates or migrates a
     ['a redaction switch that might mean either', [], { VNUM_LOG_REDACT: 'no' }, /^invalid VNUM_LOG_REDACT "no"/],
     ['an AMI port out of range', ['--ami-user', 'vnum', '--ami-port', '99999'], { VNUM_AMI_SECRET: 's' }, /^invalid AMI port/],
     ['an AMI secret file without an AMI user', [], { VNUM_AMI_SECRET_FILE: '/etc/hostname' }, /VNUM_AMI_SECRET_FILE given without an AMI user/],
+    ['a metrics port out of range', ['--metrics-port', '70000'], {}, /^invalid --metrics-port "70000": a whole number from 1 to 65535/],
+    ['a metrics port from the environment that is not one', [], { VNUM_METRICS_PORT: 'on' }, /^invalid VNUM_METRICS_PORT "on": a whole number from 1 to 65535/],
+    ['a metrics host that is not one', ['--metrics-host', 'not a host'], {}, /^invalid --metrics-host "not a host"/],
+    ['store figures read on every scrape', ['--metrics-store-age', '100ms'], {}, /^invalid --metrics-store-age "100ms": from 1s to 3600s/],
     ['a control character in a setting, echoed escaped', ['--host', 'a\u001b[2Jb'], {}, /^invalid --host "a\\x1b\[2Jb"/],
   ];
   it.each(cases)('%s: exit 1, one line, VNUM_CONFIGURATION, no database', (_what, args, env, message) => {
@@ -175,5 +180,89 @@ describe('vnum health proves the router answers', () => {
     const port = vnum(['--db', db, 'health'], { VNUM_AGI_PORT: 'x' });
     expect(port.code).toBe(1);
     expect(port.stderr).toMatch(/invalid VNUM_AGI_PORT "x"/);
+  });
+});
+
+async function scrape(port: number): Promise<Map<string, number>> {
+  const response = await fetch(`http://127.0.0.1:${port}/metrics`);
+  expect(response.status).toBe(200);
+  expect(response.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+  const out = new Map<string, number>();
+  for (const line of (await response.text()).split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const at = line.lastIndexOf(' ');
+    out.set(line.slice(0, at), Number(line.slice(at + 1)));
+  }
+  return out;
+}
+
+describe('vnum serve --metrics-port (built executable)', () => {
+  it('serves what it routes, its connections and the store figures on a loopback port of its own', async () => {
+    expect(vnum(['--db', db, 'pool', 'add', '+442079460001', '+442079460002']).code).toBe(0);
+    expect(vnum(['--db', db, 'pool', 'add', '--reserved', '+442079460003']).code).toBe(0);
+    // Webhook events recorded, no deliverer running: the backlog grows.
+    expect(vnum(['--db', db, 'webhooks', 'enable']).code).toBe(0);
+    const session = JSON.parse(vnum(['--db', db, 'session', 'create', 'o1', A, D, '--json']).stdout);
+    const dMasked = session.parties[1].maskedAs as string;
+    const metricsPort = await freePort();
+    server = await startServe({ db, env: { VNUM_METRICS_PORT: String(metricsPort) }, args: ['--metrics-store-age', '1s'] });
+    expect(server.lines().join('\n')).toContain(`"metrics":"127.0.0.1:${metricsPort}"`);
+
+    await placeCall(server.port, { agi_callerid: A, agi_extension: dMasked });
+    await placeCall(server.port, { agi_callerid: '+447911000099', agi_extension: dMasked });
+    expect(vnum(['--db', db, 'health', '--port', String(server.port)]).code).toBe(0);
+    // Created after the start: seen once the figures are read again (--metrics-store-age 1s).
+    expect(vnum(['--db', db, 'session', 'create', 'o2', A, '+447911000003']).code).toBe(0);
+
+    let s = await scrape(metricsPort);
+    const deadline = Date.now() + 10_000;
+    while (s.get('vnum_sessions{state="active"}') !== 2) {
+      if (Date.now() > deadline) throw new Error(`the figures never showed both sessions: ${JSON.stringify([...s])}`);
+      await sleep(200);
+      s = await scrape(metricsPort);
+    }
+    expect(s.get('vnum_calls_routed_total{status="BRIDGE"}')).toBe(1);
+    expect(s.get('vnum_calls_routed_total{status="NO_SESSION"}')).toBe(1);
+    expect(s.get('vnum_route_decision_seconds_count')).toBe(2);
+    expect(s.get('vnum_agi_connections_ended_total{outcome="answered"}')).toBe(2);
+    expect(s.get('vnum_agi_connections_ended_total{outcome="probe"}')).toBe(1);
+    expect(s.get('vnum_agi_connections_max')).toBe(256);
+    expect(s.get('vnum_pool_numbers{state="available"}')).toBe(2);
+    expect(s.get('vnum_pool_numbers{state="reserved"}')).toBe(1);
+    // A is in both sessions: 2 available numbers - 2.
+    expect(s.get('vnum_party_live_sessions_max')).toBe(2);
+    expect(s.get('vnum_pool_headroom')).toBe(0);
+    expect(s.has('vnum_ami_connected'), 'no AMI configured: no AMI gauge').toBe(false);
+    // Two session.created events wait for a deliverer that never ran (and whatever the calls reported).
+    expect(s.get('vnum_webhook_recording')).toBe(1);
+    expect(s.get('vnum_webhook_backlog')).toBeGreaterThanOrEqual(2);
+    expect(s.get('vnum_webhook_oldest_undelivered_age_seconds')).toBeGreaterThan(0);
+    expect(s.get('vnum_webhook_deliveries_total')).toBe(0);
+
+    expect((await fetch(`http://127.0.0.1:${metricsPort}/`)).status).toBe(404);
+    expect((await fetch(`http://127.0.0.1:${metricsPort}/metrics`, { method: 'POST', body: 'x' })).status).toBe(405);
+    expect(await server.stop()).toBe(0);
+    await expect(fetch(`http://127.0.0.1:${metricsPort}/metrics`)).rejects.toThrow();
+  });
+
+  it('is off unless asked for', async () => {
+    server = await startServe({ db });
+    expect(server.lines().join('\n')).toContain('"metrics":"off"');
+  });
+
+  it('a taken metrics port stops the start with VNUM_LISTEN_FAILED, and leaves no router listening', async () => {
+    const taken = net.createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const { port } = taken.address() as net.AddressInfo;
+    const agiPort = await freePort();
+    try {
+      const r = vnum(['--db', db, 'serve', '--port', String(agiPort), '--metrics-port', String(port)]);
+      expect(r.code).toBe(1);
+      // The metrics endpoint binds first: the router never listened.
+      expect(r.stderr).not.toContain('FastAGI router listening');
+      expect(r.stderr).toMatch(new RegExp(`(^|\n)vnum: cannot listen on 127.0.0.1:${port}: .*EADDRINUSE.* \\[VNUM_LISTEN_FAILED\\]\n$`));
+    } finally {
+      taken.close();
+    }
   });
 });

@@ -27,6 +27,8 @@ interface Service {
   networks: string[] | Record<string, { ipv4_address?: string } | null>;
   depends_on?: Record<string, { condition: string }>;
   read_only?: boolean;
+  command?: string[];
+  healthcheck?: { test: string[] };
 }
 interface Compose {
   services: Record<string, Service>;
@@ -81,14 +83,15 @@ describe('docker/compose.yaml', () => {
     }
   });
 
-  it('has exactly the two services, each built from a Dockerfile of this project with its own .dockerignore', () => {
-    expect(Object.keys(compose.services).sort()).toEqual(['asterisk', 'router']);
+  it('has exactly the three services, each built from a Dockerfile of this project with its own .dockerignore', () => {
+    expect(Object.keys(compose.services).sort()).toEqual(['api', 'asterisk', 'router']);
     for (const [name, service] of Object.entries(compose.services)) {
       expect(path.resolve(composeDir, service.build.context), `${name} context`).toBe(repoRoot);
       const file = path.resolve(composeDir, service.build.context, service.build.dockerfile);
       expect(existsSync(file), `${name}: ${file}`).toBe(true);
       expect(existsSync(`${file}.dockerignore`), `${name}: ${file}.dockerignore`).toBe(true);
-      expect(service.build.dockerfile).toBe(`docker/${name}/Dockerfile`);
+      // the API runs from the router's image (the same package, another command)
+      expect(service.build.dockerfile).toBe(`docker/${name === 'api' ? 'router' : name}/Dockerfile`);
       // every file the Dockerfile COPYs from the context exists and survives the .dockerignore
       const ignore = readFileSync(`${file}.dockerignore`, 'utf8');
       for (const stage of parseDockerfile(file).stages) {
@@ -117,6 +120,25 @@ describe('docker/compose.yaml', () => {
     // Nothing else may sit on that network.
     const onAgi = Object.keys(compose.services).filter((s) => networksOf(s).includes('agi'));
     expect(onAgi.sort()).toEqual(['asterisk', 'router']);
+  });
+
+  it('the API is vnum api on the router\'s volume, published on the host\'s loopback only, with its own health check', () => {
+    const api = compose.services.api!;
+    const router = compose.services.router!;
+    expect(api.command).toEqual(['api']);
+    expect(api.volumes).toEqual(router.volumes);
+    expect(api.environment!.VNUM_DB).toBe(router.environment!.VNUM_DB);
+    // every variable is one vnum reads
+    const read = envVarsReadByProduct();
+    for (const name of Object.keys(api.environment!)) expect(read, name).toContain(name);
+    // published on 127.0.0.1 only, onto the port vnum api listens on
+    const container = api.environment!.VNUM_API_PORT!;
+    expect((api.ports ?? []).map((p) => interpolate(String(p)))).toEqual([`127.0.0.1:8474:${container}`]);
+    expect(networksOf('api')).toEqual(['api']);
+    expect(compose.networks.api!.internal).toBeUndefined();
+    // the image's health check is the router's; the API's is its own readiness probe
+    expect(api.healthcheck!.test).toEqual(['CMD', 'vnum', 'api', '--probe']);
+    expect(readRepo('src/cli/api.ts')).toMatch(/\.option\('--probe'/);
   });
 
   it('the router admits Asterisk by its address on the private network, and itself for the health check', () => {

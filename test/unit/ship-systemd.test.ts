@@ -9,9 +9,11 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { envVarsReadByProduct, parseIni, type IniSection } from '../support/ship.js';
-import { itWhen } from '../support/suite.js';
+import { startVnum } from '../support/cli.js';
+import { makeTestPki, send, startProviderServer } from '../support/provider-server.js';
 import { readRepo } from '../support/repo.js';
+import { envVarsReadByProduct, iniValues, parseIni, type IniSection } from '../support/ship.js';
+import { itWhen } from '../support/suite.js';
 
 const UNIT_PATH = 'deploy/systemd/vnum.service';
 const unitText = readRepo(UNIT_PATH);
@@ -44,20 +46,28 @@ afterAll(() => rmSync(scratch, { recursive: true, force: true }));
  * stand-in executable at a temporary path takes its place; nothing else
  * changes.
  */
-function unitForVerify(text: string): string {
+function unitForVerify(text: string, name = 'vnum.service'): string {
   const stub = path.join(scratch, 'vnum');
   writeFileSync(stub, '#!/bin/sh\nexit 0\n');
   chmodSync(stub, 0o755);
   const replaced = text.replace(/^ExecStart=\/usr\/local\/bin\/vnum /m, `ExecStart=${stub} `);
   if (replaced === text) throw new Error('ExecStart=/usr/local/bin/vnum not found in the unit');
-  const file = path.join(scratch, 'vnum.service');
+  const file = path.join(scratch, name);
   writeFileSync(file, replaced);
   return file;
 }
 
-function verify(file: string): { status: number | null; output: string } {
-  const r = spawnSync(analyze, ['verify', '--man=no', file], { encoding: 'utf8', timeout: 60_000 });
+/** Units that name each other (a timer and its service) are verified together, from one folder. */
+function verify(...files: string[]): { status: number | null; output: string } {
+  const r = spawnSync(analyze, ['verify', '--man=no', ...files], { encoding: 'utf8', timeout: 60_000 });
   return { status: r.status, output: `${r.stdout}${r.stderr}`.trim() };
+}
+
+function exposure(file: string): number {
+  const r = spawnSync(analyze, ['security', '--offline=yes', '--no-pager', file], { encoding: 'utf8', timeout: 60_000 });
+  const m = new RegExp(`Overall exposure level for ${path.basename(file).replace('.', '\\.')}: (\\d+\\.\\d)`).exec(`${r.stdout}${r.stderr}`);
+  if (!m) throw new Error(`no exposure level for ${file}: ${r.stdout}${r.stderr}`);
+  return Number(m[1]);
 }
 
 describe('deploy/systemd/vnum.service', () => {
@@ -132,8 +142,7 @@ describe('deploy/systemd/vnum.service', () => {
       const withAmi = unitText.replace('EnvironmentFile=-/etc/vnum/vnum.env\n', `EnvironmentFile=-/etc/vnum/vnum.env\n${dropIn.join('\n')}\n`);
       const result = verify(unitForVerify(withAmi));
       expect(result.output).toBe('');
-      const r = spawnSync(analyze, ['security', '--offline=yes', '--no-pager', unitForVerify(withAmi)], { encoding: 'utf8', timeout: 60_000 });
-      expect(Number(/Overall exposure level for vnum\.service: (\d+\.\d)/.exec(`${r.stdout}${r.stderr}`)?.[1])).toBeLessThanOrEqual(1.5);
+      expect(exposure(unitForVerify(withAmi))).toBeLessThanOrEqual(1.5);
     },
   );
 
@@ -152,10 +161,7 @@ describe('deploy/systemd/vnum.service', () => {
     noAnalyzeReason,
     `systemd-analyze security --offline rates its exposure 1.5 or lower (of 10)`,
     () => {
-      const r = spawnSync(analyze, ['security', '--offline=yes', '--no-pager', unitForVerify(unitText)], { encoding: 'utf8', timeout: 60_000 });
-      const m = /Overall exposure level for vnum\.service: (\d+\.\d)/.exec(`${r.stdout}${r.stderr}`);
-      expect(m, `${r.stdout}${r.stderr}`).not.toBeNull();
-      expect(Number(m![1])).toBeLessThanOrEqual(1.5);
+      expect(exposure(unitForVerify(unitText))).toBeLessThanOrEqual(1.5);
     },
   );
 });
@@ -234,6 +240,119 @@ describe('the documented variables are the ones vnum reads and the unit names', 
     for (const line of values('Service', 'Environment')) {
       const [name, value] = line.split('=', 2) as [string, string];
       expect(text, name).toMatch(new RegExp(`\\| \`${name}\` \\| \`${value.replace(/[.]/g, '\\.')}\` \\|`));
+    }
+  });
+});
+
+/**
+ * The nightly provider sync: deploy/systemd/vnum-sync.service (a oneshot
+ * `vnum pool sync`) and vnum-sync.timer. systemd's own checks, the settings
+ * the operator guide promises, and the command line as systemd expands it,
+ * run against a real HTTPS export with the token from a credential.
+ */
+describe('deploy/systemd/vnum-sync.service and vnum-sync.timer', () => {
+  const syncText = readRepo('deploy/systemd/vnum-sync.service');
+  const timerText = readRepo('deploy/systemd/vnum-sync.timer');
+  const sync = parseIni(syncText, 'systemd');
+  const timer = parseIni(timerText, 'systemd');
+  const syncValue = (key: string) => iniValues(sync, 'Service', key).at(-1);
+
+  it('syncs once as the router\'s user, on the router\'s database, the token from a credential and never in the unit', () => {
+    expect(syncValue('Type')).toBe('oneshot');
+    expect(syncValue('User')).toBe('vnum');
+    expect(syncValue('Group')).toBe('vnum');
+    expect(syncValue('ExecStart')).toBe('/usr/local/bin/vnum pool sync --retire-missing ${PROVIDER_EXPORT} $SYNC_OPTIONS');
+    expect(iniValues(sync, 'Service', 'Environment')).toContain('VNUM_DB=/var/lib/vnum/vnum.db');
+    expect(values('Service', 'Environment')).toContain('VNUM_DB=/var/lib/vnum/vnum.db');
+    expect(syncValue('StateDirectory')).toBe(value('Service', 'StateDirectory'));
+    expect(iniValues(sync, 'Service', 'EnvironmentFile')).toEqual(['-/etc/vnum/vnum.env', '/etc/vnum/sync.env']);
+    expect(syncValue('LoadCredential')).toBe('sync-token:/etc/vnum/sync-token');
+    expect(iniValues(sync, 'Service', 'Environment')).toContain('VNUM_SYNC_TOKEN_FILE=%d/sync-token');
+    expect(syncText).not.toMatch(/^Environment=VNUM_SYNC_TOKEN=/m);
+    expect(iniValues(sync, 'Unit', 'Documentation')).toEqual(['file:/opt/vnum/docs/operator-guide.md']);
+    // It names no [Install]: the timer starts it.
+    expect(sync.some((s) => s.name === 'Install')).toBe(false);
+  });
+
+  it('is hardened as vnum.service is, all but the router\'s loopback-only IP fence', () => {
+    const routerOnly = new Set(['ExecStart', 'Type', 'Environment', 'EnvironmentFile', 'Restart', 'RestartSec', 'KillSignal', 'TimeoutStopSec', 'IPAddressDeny', 'IPAddressAllow']);
+    const keys = [...new Set(unit.filter((s) => s.name === 'Service').flatMap((s) => s.entries.map(([k]) => k)))].filter((k) => !routerOnly.has(k));
+    expect(keys.length).toBeGreaterThan(25);
+    for (const key of keys) expect(iniValues(sync, 'Service', key), key).toEqual(values('Service', key));
+  });
+
+  it('the timer starts it every night, at a random minute of a half hour, and catches up a night missed', () => {
+    expect(iniValues(timer, 'Timer', 'Unit')).toEqual(['vnum-sync.service']);
+    expect(iniValues(timer, 'Timer', 'OnCalendar')).toEqual(['*-*-* 03:30:00']);
+    expect(iniValues(timer, 'Timer', 'RandomizedDelaySec')).toEqual(['30min']);
+    expect(iniValues(timer, 'Timer', 'Persistent')).toEqual(['true']);
+    expect(iniValues(timer, 'Install', 'WantedBy')).toEqual(['timers.target']);
+  });
+
+  itWhen(
+    noAnalyzeReason,
+    'systemd-analyze verify reports nothing for the pair, and rates the service 1.5 or lower',
+    () => {
+      const service = unitForVerify(syncText, 'vnum-sync.service');
+      const timerFile = path.join(scratch, 'vnum-sync.timer');
+      writeFileSync(timerFile, timerText);
+      const result = verify(service, timerFile);
+      expect(result.output).toBe('');
+      expect(result.status).toBe(0);
+      expect(exposure(service)).toBeLessThanOrEqual(1.5);
+      // The check can fail: a timer naming no unit that exists, a calendar systemd cannot read.
+      writeFileSync(timerFile, timerText.replace('Unit=vnum-sync.service', 'Unit=vnum-synk.service').replace('03:30:00', '27:30:00'));
+      expect(verify(service, timerFile).output).toMatch(/27:30:00|vnum-synk/);
+    },
+  );
+
+  it('every VNUM_ variable it names is one vnum reads; the two it expands on the command line are not vnum\'s', () => {
+    const product = envVarsReadByProduct();
+    const codes = new Set([...readRepo('src/errors.ts').matchAll(/'(VNUM_[A-Z_]+)'/g)].map((m) => m[1]!));
+    const named = [...syncText.matchAll(/\b(VNUM_[A-Z0-9_]+)\b/g)].map((m) => m[1]!).filter((n) => !codes.has(n));
+    expect(named).toContain('VNUM_SYNC_TOKEN_FILE');
+    for (const name of named) expect(product, name).toContain(name);
+    for (const name of ['PROVIDER_EXPORT', 'SYNC_OPTIONS']) {
+      expect(product.has(name), name).toBe(false);
+      expect(readRepo('docs/operator-guide.md'), name).toContain(`\`${name}\``);
+    }
+  });
+
+  it('its command line, expanded as systemd does, syncs a real export over HTTPS with the token from the credential', async () => {
+    const pki = makeTestPki();
+    const token = 'nightly-7c2e91d0';
+    const provider = await startProviderServer(
+      {
+        '/dids.json': (request, response, s) =>
+          request.headers.authorization === `Bearer ${token}`
+            ? send(200, 'application/json', JSON.stringify(['+442079460001', '+442079460002']))(request, response, s)
+            : send(401, 'text/plain', 'no')(request, response, s),
+      },
+      pki.leaf,
+    );
+    try {
+      const credentials = mkdtempSync(path.join(scratch, 'credentials-'));
+      writeFileSync(path.join(credentials, 'sync-token'), `${token}\n`, { mode: 0o400 });
+      // /etc/vnum/sync.env as the guide shows it.
+      const syncEnv: Record<string, string> = { PROVIDER_EXPORT: `${provider.origin}/dids.json`, SYNC_OPTIONS: `--ca-file ${pki.caFile}` };
+      const db = path.join(scratch, 'sync.db');
+      const env: Record<string, string> = {};
+      for (const line of iniValues(sync, 'Service', 'Environment')) {
+        const [name, text] = line.split(/=(.*)/s) as [string, string];
+        env[name] = name === 'VNUM_DB' ? db : text.replace('%d', credentials);
+      }
+      // ${X}: one word; $X: split at blanks (systemd.service(5), "Command lines").
+      const words = syncValue('ExecStart')!
+        .split(/\s+/)
+        .flatMap((w) => (/^\$\{(\w+)\}$/.test(w) ? [syncEnv[w.slice(2, -1)]!] : /^\$(\w+)$/.test(w) ? syncEnv[w.slice(1)]!.split(/\s+/) : [w]));
+      expect(words.slice(0, 1)).toEqual(['/usr/local/bin/vnum']);
+      const result = await startVnum(words.slice(1), env).done;
+      expect(result.stderr).toBe('');
+      expect(result.stdout.split('\n')[0]).toBe(`pool sync: 2 added, 0 retired, 0 updated, 0 unchanged (2 numbers listed in JSON from ${provider.origin}/dids.json)`);
+      expect(result.code).toBe(0);
+    } finally {
+      await provider.close();
+      pki.cleanup();
     }
   });
 });

@@ -1,0 +1,64 @@
+import type { Command } from 'commander';
+import { parseScopes, SCOPES, validateKeyName } from '../access/api-keys.js';
+import type { Authority } from '../authority/authority.js';
+import { openSqliteAuthority } from '../authority/sqlite.js';
+import { apiKeyJson } from '../json.js';
+import { resolveDbPath, type OpenMode } from '../store/db.js';
+import { globalOptions } from './context.js';
+import { printJson, printLine, printNotice, printTable, shortTime } from './output.js';
+
+async function withAuthority<T>(command: Command, mode: OpenMode, work: (authority: Authority) => Promise<T>): Promise<T> {
+  const authority = openSqliteAuthority(resolveDbPath(globalOptions(command).db), { mode });
+  try {
+    return await work(authority);
+  } finally {
+    await authority.close();
+  }
+}
+
+export function registerApiKey(program: Command): void {
+  const apikey = program.command('apikey').description('keys for the HTTP API (vnum api): created here, shown once, stored only as a hash');
+
+  apikey
+    .command('create')
+    .description('make a key and print it once: it cannot be shown again')
+    .requiredOption('--name <name>', 'what it is for, e.g. orders (A-Z a-z 0-9 . _ : -, up to 64; unique among keys not revoked)')
+    .requiredOption('--scope <scopes>', `what it may do, comma-separated: ${SCOPES.join(', ')} (read: every GET; sessions, pool: read and those writes; admin: everything)`)
+    .option('--json', 'JSON: {"id","name","scopes","createdAt","revokedAt","lastUsedAt","key"}')
+    .action(async (options: { name: string; scope: string; json?: boolean }, command: Command) => {
+      const name = validateKeyName(options.name);
+      const scopes = parseScopes(options.scope);
+      const { key, token } = await withAuthority(command, 'create', (authority) => authority.createApiKey({ name, scopes, now: Date.now() }));
+      if (options.json) {
+        printJson({ ...apiKeyJson(key), key: token });
+        return;
+      }
+      printLine(`API key "${key.name}" (id ${key.id}), scopes ${key.scopes.join(', ')}:`);
+      printLine(token);
+      printNotice('store it now: only its hash is kept, it cannot be shown again. Send it as "Authorization: Bearer <key>"');
+    });
+
+  apikey
+    .command('list')
+    .description('every key, revoked ones too (never their secrets, which are not stored)')
+    .option('--json', 'JSON: [{"id","name","scopes","createdAt","revokedAt","lastUsedAt"}]')
+    .action(async (options: { json?: boolean }, command: Command) => {
+      const keys = await withAuthority(command, 'read', (authority) => authority.listApiKeys());
+      if (options.json) return printJson(keys.map(apiKeyJson));
+      printTable(
+        ['ID', 'NAME', 'SCOPES', 'CREATED', 'LAST USED', 'REVOKED'],
+        keys.map((k) => [k.id, k.name, k.scopes.join(','), shortTime(k.createdAt), shortTime(k.lastUsedAt), shortTime(k.revokedAt)]),
+      );
+    });
+
+  apikey
+    .command('revoke')
+    .description('revoke a key: the next request with it is refused (401)')
+    .argument('<key>', 'its id, or the name of a key not revoked')
+    .option('--json', 'JSON: the key, plus "changed"')
+    .action(async (idOrName: string, options: { json?: boolean }, command: Command) => {
+      const { key, changed } = await withAuthority(command, 'write', (authority) => authority.revokeApiKey(idOrName, Date.now()));
+      if (options.json) return printJson({ ...apiKeyJson(key), changed });
+      printLine(changed ? `API key "${key.name}" (id ${key.id}) revoked` : `API key "${key.name}" (id ${key.id}) was already revoked at ${shortTime(key.revokedAt)}`);
+    });
+}

@@ -1,0 +1,137 @@
+/**
+ * What `vnum serve` exports to Prometheus. The call path only adds to plain
+ * numbers (a status's count, a histogram slot); everything else is read when
+ * Prometheus scrapes: the FastAGI server's own counts, AMI's state, and the
+ * store's figures from ./cached-figures.ts. No label ever holds a number,
+ * a caller or a session: statuses, reasons and states only.
+ */
+import type { FastAgiCounts } from '../../agi/server.js';
+import { ROUTE_STATUSES, type RouteStatus } from '../routing/decide.js';
+import type { CachedFigures } from './cached-figures.js';
+import { DECISION_BUCKETS, Histogram, MetricsRegistry } from './prom.js';
+
+/** What the router's metrics read at scrape time. */
+export interface RouterSources {
+  agi: { connections(): number; counts(): FastAgiCounts; readonly maxConnections: number };
+  /** Whether AMI is logged in; absent when AMI is not configured (the metric is then left out). */
+  amiConnected?: () => boolean;
+  figures: CachedFigures;
+  now?: () => number;
+}
+
+export class RouterMetrics {
+  /** Calls answered, by VNUM_STATUS. */
+  readonly routed: Record<RouteStatus, number> = Object.fromEntries(ROUTE_STATUSES.map((s) => [s, 0])) as Record<RouteStatus, number>;
+  /** The router's decision for each call, store lookup included, in seconds. */
+  readonly decisions = new Histogram(DECISION_BUCKETS);
+  private sources: RouterSources | undefined;
+  readonly registry = new MetricsRegistry();
+
+  constructor() {
+    const r = this.registry;
+    const from = <T>(read: (s: RouterSources) => T): (() => T | undefined) => () => (this.sources ? read(this.sources) : undefined);
+    r.byLabel('vnum_calls_routed_total', 'Calls the router answered, by the VNUM_STATUS it gave the dialplan.', 'counter', 'status', () => this.routed);
+    r.histogram('vnum_route_decision_seconds', "The router's decision for one call, store lookup included.", this.decisions);
+    r.single('vnum_agi_connections_open', 'FastAGI connections open now.', 'gauge', from((s) => s.agi.connections()));
+    r.single('vnum_agi_connections_max', 'The FastAGI connection cap (--max-connections).', 'gauge', from((s) => s.agi.maxConnections));
+    r.byLabel(
+      'vnum_agi_connections_refused_total',
+      'FastAGI connections destroyed before a byte was read, by reason: not-allowed (allow-list), max-connections, closing, setup-failed.',
+      'counter',
+      'reason',
+      from((s) => s.agi.counts().refused),
+    );
+    r.byLabel(
+      'vnum_agi_connections_ended_total',
+      'FastAGI connections served, by how they ended: answered, probe (vnum health), deadline, protocol, peer-closed, evicted, shutdown, internal.',
+      'counter',
+      'outcome',
+      from((s) => s.agi.counts().ended),
+    );
+    r.single(
+      'vnum_ami_connected',
+      'Whether vnum serve is logged in to AMI (1) or not (0); absent when AMI is not configured.',
+      'gauge',
+      from((s) => (s.amiConnected ? Number(s.amiConnected()) : undefined)),
+    );
+    const figures = from((s) => s.figures.latest());
+    r.byLabel('vnum_sessions', 'Sessions by state: active, grace (released, still routing), ended.', 'gauge', 'state', () => figures()?.sessions);
+    r.byLabel('vnum_pool_numbers', 'Pool numbers by state: available, reserved, retired.', 'gauge', 'state', () => {
+      const f = figures();
+      return f && { available: f.pool.available, reserved: f.pool.reserved, retired: f.pool.retired };
+    });
+    r.single('vnum_party_live_sessions_max', 'The most live sessions any one party is in.', 'gauge', () => figures()?.busiestPartyLive);
+    r.single(
+      'vnum_pool_headroom',
+      "Available pool numbers minus the busiest party's live sessions: at 0 or below that party's next session may be refused (VNUM_POOL_EXHAUSTED).",
+      'gauge',
+      () => figures()?.headroom,
+    );
+    r.single(
+      'vnum_store_figures_age_seconds',
+      'How old the store figures (sessions, pool, headroom, webhooks) are: read in the background at most every --metrics-store-age.',
+      'gauge',
+      () => {
+        const f = figures();
+        return f && ((this.sources?.now ?? Date.now)() - f.at) / 1000;
+      },
+    );
+    r.single('vnum_store_figures_read_seconds', 'How long the last read of the store figures took.', 'gauge', () => {
+      const f = figures();
+      return f && f.tookMs / 1000;
+    });
+    const webhooks = () => figures()?.webhooks;
+    r.byLabel(
+      'vnum_webhook_events',
+      'Webhook events not yet delivered, by state: pending (due, the oldest of its session), retrying (of the pending, after a failure), queued (behind an earlier event of their session), blocked (of the queued, behind a parked one), parked.',
+      'gauge',
+      'state',
+      () => webhooks()?.events,
+    );
+    r.single('vnum_webhook_backlog', 'Webhook events not yet delivered: pending, queued and parked.', 'gauge', () => webhooks()?.backlog);
+    r.single('vnum_webhook_oldest_undelivered_age_seconds', 'How long the oldest undelivered webhook event has waited (0: none).', 'gauge', () => {
+      const w = webhooks();
+      return w && (w.oldestUndeliveredAt === null ? 0 : Math.max(0, ((this.sources?.now ?? Date.now)() - w.oldestUndeliveredAt) / 1000));
+    });
+    r.single('vnum_webhook_recording', 'Whether facts are recorded as webhook events (vnum webhooks enable): 1, else 0.', 'gauge', () => {
+      const w = webhooks();
+      return w && Number(w.recording.on);
+    });
+    r.single('vnum_webhook_deliveries_total', 'Webhook events delivered (a 2xx from the receiver).', 'counter', () => webhooks()?.counters.delivered);
+    r.single('vnum_webhook_failed_attempts_total', 'Webhook deliveries that failed and will be retried or parked.', 'counter', () => webhooks()?.counters.failed_attempts);
+    r.single('vnum_webhook_parked_total', 'Webhook events parked after their retry window.', 'counter', () => webhooks()?.counters.parked);
+    r.single('vnum_webhook_discarded_total', 'Parked webhook events the operator discarded.', 'counter', () => webhooks()?.counters.discarded);
+    r.byLabel(
+      'vnum_webhook_refusals_not_sent_total',
+      'call.refused facts not sent as events, by reason: flood (over the flood bounds), no-session, invalid-caller.',
+      'counter',
+      'reason',
+      () => {
+        const c = webhooks()?.counters;
+        return c && { flood: c.refusals_dropped, 'no-session': c.refused_no_session, 'invalid-caller': c.refused_invalid_caller };
+      },
+    );
+    r.single('vnum_store_figures_failures_total', 'Reads of the store figures that failed.', 'counter', from((s) => s.figures.failures));
+    r.withProcessMetrics();
+  }
+
+  /** Once the parts exist (the FastAGI server is listening). */
+  attach(sources: RouterSources): void {
+    this.sources = sources;
+  }
+
+  /** One answer written to the dialplan. */
+  answered(status: RouteStatus): void {
+    this.routed[status]++;
+  }
+
+  /** Times each decision `route` makes. */
+  timed<C, D>(route: (call: C) => D): (call: C) => D {
+    return (call) => {
+      const started = performance.now();
+      const decision = route(call);
+      this.decisions.observe((performance.now() - started) / 1000);
+      return decision;
+    };
+  }
+}
