@@ -2,11 +2,14 @@ import type { Logger } from 'pino';
 import type { AmiClient } from '../ami/client.js';
 import type { AmiError } from '../ami/errors.js';
 import type { RouteAnswer } from '../routing/answer.js';
+import type { RouteDecision } from '../routing/decide.js';
 import type { Db } from '../store/db.js';
 import { FollowedDatabase } from '../store/followed-db.js';
 import { callFact, isUniqueid, liveUniqueids } from './facts.js';
 import {
   applyCallFact,
+  countRefusal,
+  refusalReason,
   callsToHangUp,
   markCallLost,
   markLostCalls,
@@ -123,15 +126,32 @@ export class CallTracker {
     this.reportStatus();
   }
 
-  /** From the router, for every answer it sends: a bridged call gets its row. Never throws. */
-  routed(call: AsteriskCall, answer: RouteAnswer): void {
+  /**
+   * From the router, for every answer it sends: a bridged call gets its row
+   * (with AMI), a refusal on a pool number is counted (always). Never throws.
+   */
+  routed(call: AsteriskCall, answer: RouteAnswer, decision?: RouteDecision): void {
     try {
-      if (!this.options.ami || this.stopped || answer.status !== 'BRIDGE') return;
+      if (this.stopped) return;
+      const reason = refusalReason(answer, decision);
+      if (reason !== undefined && decision?.dialled !== undefined) {
+        const refusal = { dialled: decision.dialled, reason, at: this.now() };
+        this.enqueue('refusal', (db) => countRefusal(db, refusal));
+        return;
+      }
+      if (!this.options.ami || answer.status !== 'BRIDGE') return;
       if (!isUniqueid(call.uniqueId) || !CHANNEL.test(call.channel)) {
         this.log.warn({ session: answer.session }, 'bridged call without a usable agi_uniqueid or agi_channel: not in the call log');
         return;
       }
-      const routed = { uniqueid: call.uniqueId, channel: call.channel, session: answer.session, target: answer.target, at: this.now() };
+      const routed = {
+        uniqueid: call.uniqueId,
+        channel: call.channel,
+        session: answer.session,
+        target: answer.target,
+        via: answer.via ?? null,
+        at: this.now(),
+      };
       this.enqueue('routed call', (db) => {
         if (!recordRoutedCall(db, routed)) {
           this.log.warn({ session: routed.session }, 'bridged call not recorded: the session has no such party');
