@@ -134,7 +134,8 @@ export function answerFor(decision: RouteDecision, prompts?: Prompts): RouteAnsw
     return decision.via === 'pin' ? { status, ...values, via: 'pin' } : { status, ...values };
   }
   const answer = { status, target: '', presentedCallerId: '', session: values.session };
-  if (prompts === undefined) return status === 'PIN' || status === 'PIN_RETRY' ? undefined : answer;
+  // Without prompts (`vnum route`), a PIN answer has no way to read it: the dialplan refuses it as a bad answer.
+  if (prompts === undefined) return answer;
   const sound = soundOf(status, prompts);
   if (sound !== undefined && !isSoundName(sound)) return undefined;
   if (status !== 'PIN' && status !== 'PIN_RETRY') return sound === undefined ? answer : { ...answer, sound };
