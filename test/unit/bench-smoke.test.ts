@@ -20,7 +20,7 @@ afterEach(() => rmSync(dir, { recursive: true, force: true }));
 // Every benchmark but `asterisk`: that one needs root and the provisioned
 // Asterisk root, and takes its turn on the shared instance, so its smoke run
 // is an end-to-end test (test/e2e/bench-asterisk.e2e.test.ts).
-const UNIT_BENCHMARKS = ['store', 'pool-size', 'routing'];
+const UNIT_BENCHMARKS = ['store', 'pool-size', 'routing', 'pin'];
 
 it('runs the benchmarks at smoke size and appends rows with numbers beside their baselines', () => {
   const report = join(dir, 'benchmarks.md');
