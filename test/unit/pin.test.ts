@@ -359,3 +359,37 @@ describe('vnum serve\'s settings for callers without a bridge', () => {
     }
   });
 });
+
+describe('the call log and the refusal counts', () => {
+  it('a call bridged by a PIN is marked via pin; refusals are counted per pool number and reason, without AMI, and with no caller number', async () => {
+    const { CallTracker } = await import('../../src/calls/tracker.js');
+    const { listCalls, recordRoutedCall, refusalCounts } = await import('../../src/calls/store.js');
+    const w = world({ pin: 'withheld' });
+    try {
+      const [alicePart, devPart] = w.session.parties;
+      recordRoutedCall(w.store.db, { uniqueid: '1.1', channel: 'PJSIP/c-1', session: 'order', target: w.dev, via: 'pin', at: 1 });
+      recordRoutedCall(w.store.db, { uniqueid: '1.2', channel: 'PJSIP/c-2', session: 'order', target: w.alice, at: 2 });
+      const calls = listCalls(w.store.db, { limit: 10 }).calls;
+      expect(calls.map((c) => [c.uniqueid, c.caller, c.via])).toEqual([['1.2', 'second', null], ['1.1', 'first', 'pin']]);
+
+      const tracker = new CallTracker({ dbPath: w.store.path, ami: null, router: 'r:1', logger: w.log.logger });
+      tracker.start();
+      try {
+        for (const [callerId, dialled] of [['+441314960999', devPart.maskedAs], ['+441314960999', devPart.maskedAs], ['anonymous', alicePart.maskedAs]] as const) {
+          const c = { ...w.call(callerId, dialled), channel: 'PJSIP/c-9', uniqueId: '1.9' };
+          const decision = w.router.route(c);
+          const answer = answerFor(decision, PROMPTS)!;
+          tracker.routed(c, answer, decision);
+        }
+        // A PIN prompt is no refusal; the two strangers are.
+        const { until } = await import('../support/wait.js');
+        await until(() => refusalCounts(w.store.db).length > 0, 3_000);
+        expect(refusalCounts(w.store.db)).toEqual([{ dialled: devPart.maskedAs, reason: 'NO_SESSION', count: 2, lastAt: expect.any(Number) }]);
+      } finally {
+        await tracker.stop();
+      }
+    } finally {
+      w.close();
+    }
+  });
+});
