@@ -131,8 +131,8 @@ function prepare(db: Db) {
       `UPDATE call SET hangup_requested_at = ?, hangup_reason = 'session-ended' WHERE id = ? AND hangup_requested_at IS NULL`,
     ),
     refusal: db.prepare<Refusal>(
-      `INSERT INTO refusal (dialled, reason, count, last_at) VALUES (@dialled, @reason, 1, @at)
-       ON CONFLICT (dialled, reason) DO UPDATE SET count = count + 1, last_at = max(last_at, excluded.last_at)`,
+      `INSERT INTO refusal (dialled, reason, count, last_at) VALUES (@dialled, @reason, @count, @at)
+       ON CONFLICT (dialled, reason) DO UPDATE SET count = count + excluded.count, last_at = max(last_at, excluded.last_at)`,
     ),
     stillOpen: db.prepare<[string], number>(`SELECT count(*) FROM call WHERE id IN (SELECT value FROM json_each(?)) AND ${OPEN}`).pluck(),
   };
@@ -179,10 +179,13 @@ export interface Refusal {
   /** The pool number dialled: a virtual number, never the caller's. */
   dialled: string;
   reason: string;
+  /** How many more. */
+  count: number;
+  /** The latest of them. */
   at: number;
 }
 
-/** One more refused call on a pool number. */
+/** More refused calls on a pool number, for one reason. */
 export function countRefusal(db: Db, refusal: Refusal): void {
   statements(db).refusal.run(refusal);
 }

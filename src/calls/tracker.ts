@@ -71,6 +71,7 @@ interface Write {
 }
 
 const MAX_QUEUE = 10_000;
+const MAX_REFUSAL_KEYS = 10_000;
 // Channel names as Asterisk writes them: technology/resource-sequence.
 const CHANNEL = /^[A-Za-z0-9/@._:;+-]{1,200}$/;
 
@@ -92,6 +93,8 @@ export class CallTracker {
   /** Call id -> when Hangup was last sent for it. */
   private readonly hangupTried = new Map<number, number>();
   private stopped = false;
+  private readonly refusals = new Map<string, { dialled: string; reason: string; count: number; at: number }>();
+  private refusalsDropped = 0;
 
   constructor(private readonly options: CallTrackerOptions) {
     this.log = options.logger.child({ component: 'calls' });
@@ -123,6 +126,7 @@ export class CallTracker {
       this.every(this.options.hangupCheckMs ?? 500, () => this.hangUpDue());
     }
     this.every(this.options.heartbeatMs ?? 5_000, () => this.reportStatus());
+    this.every(1_000, () => this.writeRefusals());
     this.reportStatus();
   }
 
@@ -135,8 +139,7 @@ export class CallTracker {
       if (this.stopped) return;
       const reason = refusalReason(answer, decision);
       if (reason !== undefined && decision?.dialled !== undefined) {
-        const refusal = { dialled: decision.dialled, reason, at: this.now() };
-        this.enqueue('refusal', (db) => countRefusal(db, refusal));
+        this.countRefusal(decision.dialled, reason);
         return;
       }
       if (!this.options.ami || answer.status !== 'BRIDGE') return;
@@ -162,9 +165,42 @@ export class CallTracker {
     }
   }
 
+  /**
+   * Refusals are added up here and written once a second, one row per pool
+   * number and reason: a flood of refused calls costs a map update each, not
+   * a write each. Bounded: past MAX_REFUSAL_KEYS distinct keys in one second,
+   * the rest are dropped with a warning.
+   */
+  private countRefusal(dialled: string, reason: string): void {
+    const key = `${dialled} ${reason}`;
+    const counted = this.refusals.get(key);
+    if (counted !== undefined) {
+      counted.count++;
+      counted.at = this.now();
+    } else if (this.refusals.size < MAX_REFUSAL_KEYS) {
+      this.refusals.set(key, { dialled, reason, count: 1, at: this.now() });
+    } else {
+      this.refusalsDropped++;
+    }
+  }
+
+  private writeRefusals(): void {
+    if (this.refusals.size === 0) return;
+    const counts = [...this.refusals.values()];
+    this.refusals.clear();
+    if (this.refusalsDropped > 0) {
+      this.log.warn({ dropped: this.refusalsDropped }, 'refusal counts: too many pool numbers and reasons in one second; some refusals not counted');
+      this.refusalsDropped = 0;
+    }
+    this.enqueue('refusal counts', (db) => {
+      for (const refusal of counts) countRefusal(db, refusal);
+    });
+  }
+
   /** Final status, last writes, close. */
   async stop(): Promise<void> {
     if (this.stopped) return;
+    this.writeRefusals();
     this.stopped = true;
     for (const timer of this.timers) clearInterval(timer);
     clearTimeout(this.flushTimer);

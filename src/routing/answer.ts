@@ -86,23 +86,18 @@ export interface RouteAnswer {
 export const ERROR_ANSWER: RouteAnswer = Object.freeze({ status: 'ERROR', target: '', presentedCallerId: '', session: '' });
 
 /** The sound of each answer that plays one. */
+const SOUND_OF: Partial<Record<RouteStatus, keyof Prompts['sounds']>> = {
+  NO_SESSION: 'noSession',
+  ENDED: 'ended',
+  INVALID: 'invalid',
+  PIN: 'pinPrompt',
+  PIN_RETRY: 'pinWrong',
+  PIN_FAILED: 'pinFailed',
+};
+
 function soundOf(status: RouteStatus, prompts: Prompts): string | undefined {
-  switch (status) {
-    case 'NO_SESSION':
-      return prompts.sounds.noSession;
-    case 'ENDED':
-      return prompts.sounds.ended;
-    case 'INVALID':
-      return prompts.sounds.invalid;
-    case 'PIN':
-      return prompts.sounds.pinPrompt;
-    case 'PIN_RETRY':
-      return prompts.sounds.pinWrong;
-    case 'PIN_FAILED':
-      return prompts.sounds.pinFailed;
-    default:
-      return undefined;
-  }
+  const key = SOUND_OF[status];
+  return key === undefined ? undefined : prompts.sounds[key];
 }
 
 function wholeSeconds(value: number, max: number): boolean {

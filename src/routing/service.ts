@@ -114,7 +114,8 @@ export function createCallRouter(options: CallRouterOptions): CallRouter {
     return refusal(decision, handling, dialled);
   };
 
-  const withStore = (work: (lookup: RouterLookup) => RouteDecision): RouteDecision => {
+  /** `work` on the store the path names now; ERROR while it cannot be read. `work` captures nothing: no closure per call. */
+  const withStore = <A>(work: (lookup: RouterLookup, arg: A) => RouteDecision, arg: A): RouteDecision => {
     let lookup: RouterLookup | undefined;
     try {
       lookup = store.get();
@@ -123,57 +124,46 @@ export function createCallRouter(options: CallRouterOptions): CallRouter {
     }
     if (lookup === undefined) return storeError('the store is reopening');
     try {
-      return work(lookup);
+      return work(lookup, arg);
     } catch (error) {
       store.drop();
       return failed(error);
     }
   };
 
-  const route = (call: RoutedCall): RouteDecision => {
-    let lookup: RouterLookup | undefined;
-    try {
-      lookup = store.get();
-    } catch (error) {
-      return failed(error);
+  const routeWith = (lookup: RouterLookup, call: RoutedCall): RouteDecision => {
+    const decision = decideRoute({ caller: call.callerId, dialled: dialledOf(call) }, now(), lookup, routeOptions);
+    if (decision.status === 'BRIDGE') return decision;
+    if (decision.status === 'INVALID') {
+      log.info({ caller: call.callerId.slice(0, 64), reason: decision.reason }, 'invalid call');
+    } else if (decision.status === 'NOT_ALLOWED') {
+      // The reason names the type, never the number; the session is an identifier the redactor keeps.
+      log.warn({ session: decision.session, reason: decision.reason }, 'call refused: the number-type policy refuses its target');
     }
-    if (lookup === undefined) return storeError('the store is reopening');
-    try {
-      const decision = decideRoute({ caller: call.callerId, dialled: dialledOf(call) }, now(), lookup, routeOptions);
-      if (decision.status === 'BRIDGE') return decision;
-      if (decision.status === 'INVALID') {
-        log.info({ caller: call.callerId.slice(0, 64), reason: decision.reason }, 'invalid call');
-      } else if (decision.status === 'NOT_ALLOWED') {
-        // The reason names the type, never the number; the session is an identifier the redactor keeps.
-        log.warn({ session: decision.session, reason: decision.reason }, 'call refused: the number-type policy refuses its target');
-      }
-      return isOutOfSession(decision.status) ? outOfSession(call, decision, lookup) : decision;
-    } catch (error) {
-      store.drop();
-      return failed(error);
-    }
+    return isOutOfSession(decision.status) ? outOfSession(call, decision, lookup) : decision;
   };
+  const route = (call: RoutedCall): RouteDecision => withStore(routeWith, call);
 
-  const pin = (call: RoutedCall, typed: string): RouteDecision =>
-    withStore((lookup) => {
-      const at = now();
-      // Asked again, not trusted from the dialplan: only a caller the number would ask gets a lookup.
-      const first = decideRoute({ caller: call.callerId, dialled: dialledOf(call) }, at, lookup, routeOptions);
-      if (!isOutOfSession(first.status)) return first;
-      const dialled = normaliseNumberCached(dialledOf(call), options.defaultCountry);
-      const handling = resolveHandling(lookup.handling(dialled), defaults);
-      const who = pinCaller(call, dialled);
-      const failedPin: RouteDecision = { status: 'PIN_FAILED', target: null, presentedCallerId: null, session: null };
-      if (!asksForPin(first.status, handling) || !guard.open(who, at)) return refusal(failedPin, handling, dialled);
-      const decision = decidePin({ dialled: dialledOf(call), pin: typed }, at, lookup, routeOptions);
-      if (decision.status === 'BRIDGE') {
-        log.info({ session: decision.session, dialled }, 'call bridged by PIN');
-        return decision;
-      }
-      if (decision.status !== 'PIN_RETRY') return decision;
-      log.info({ dialled }, 'wrong PIN');
-      return guard.wrong(who, at) ? decision : refusal(failedPin, handling, dialled);
-    });
+  const pinWith = (lookup: RouterLookup, [call, typed]: readonly [RoutedCall, string]): RouteDecision => {
+    const at = now();
+    // Asked again, not trusted from the dialplan: only a caller the number would ask gets a lookup.
+    const first = decideRoute({ caller: call.callerId, dialled: dialledOf(call) }, at, lookup, routeOptions);
+    if (!isOutOfSession(first.status)) return first;
+    const dialled = normaliseNumberCached(dialledOf(call), options.defaultCountry);
+    const handling = resolveHandling(lookup.handling(dialled), defaults);
+    const who = pinCaller(call, dialled);
+    const failedPin: RouteDecision = { status: 'PIN_FAILED', target: null, presentedCallerId: null, session: null };
+    if (!asksForPin(first.status, handling) || !guard.open(who, at)) return refusal(failedPin, handling, dialled);
+    const decision = decidePin({ dialled: dialledOf(call), pin: typed }, at, lookup, routeOptions);
+    if (decision.status === 'BRIDGE') {
+      log.info({ session: decision.session, dialled }, 'call bridged by PIN');
+      return decision;
+    }
+    if (decision.status !== 'PIN_RETRY') return decision;
+    log.info({ dialled }, 'wrong PIN');
+    return guard.wrong(who, at) ? decision : refusal(failedPin, handling, dialled);
+  };
+  const pin = (call: RoutedCall, typed: string): RouteDecision => withStore(pinWith, [call, typed] as const);
 
   return {
     route: (call) => (ROUTE_TRACE.hasSubscribers ? ROUTE_TRACE.traceSync(route, {}, undefined, call) : route(call)),
