@@ -4,7 +4,7 @@ import { ErrorCode, VnumError } from '../errors.js';
 import { normaliseNumber } from '../numbers/normalise.js';
 import { addToPool, importedState, listPool, retireNumber, type PoolChange } from '../pool/pool.js';
 import { parsePoolCsv } from '../pool/csv.js';
-import { OUT_OF_SESSION_MODES, PIN_MODES, setNumberHandling, type HandlingChange } from '../pool/handling.js';
+import { numberHandling, OUT_OF_SESSION_MODES, PIN_MODES, setNumberHandling, type HandlingChange } from '../pool/handling.js';
 import { defaultCountry, withDb } from './context.js';
 import { isoTime, printJson, printLine, printTable, shortTime } from './output.js';
 
@@ -96,13 +96,21 @@ export function registerPool(program: Command): void {
   pool
     .command('list')
     .description('list the pool')
-    .option('--json', 'JSON: [{"number","country","state","addedAt"}]')
+    .option('--json', 'JSON: [{"number","country","state","addedAt","pin","outOfSession","fallback"}] (the last three null: vnum serve\'s default)')
     .action((options: { json?: boolean }, command: Command) => {
-      const numbers = withDb(command, (db) => listPool(db), 'read');
+      const numbers = withDb(command, (db) => listPool(db).map((n) => ({ ...n, handling: numberHandling(db, n.number)! })), 'read');
       if (options.json) {
-        printJson(numbers.map((n) => ({ number: n.number, country: n.country, state: n.state, addedAt: isoTime(n.addedAt) })));
+        printJson(
+          numbers.map((n) => ({ number: n.number, country: n.country, state: n.state, addedAt: isoTime(n.addedAt), ...n.handling })),
+        );
       } else {
-        printTable(['NUMBER', 'COUNTRY', 'STATE', 'ADDED'], numbers.map((n) => [n.number, n.country, n.state, shortTime(n.addedAt)]));
+        printTable(
+          ['NUMBER', 'COUNTRY', 'STATE', 'ADDED', 'PIN', 'OUT OF SESSION', 'DESK'],
+          numbers.map((n) => [
+            n.number, n.country, n.state, shortTime(n.addedAt),
+            n.handling.pin ?? 'default', n.handling.outOfSession ?? 'default', n.handling.fallback ?? 'default',
+          ]),
+        );
       }
     });
 

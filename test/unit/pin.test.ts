@@ -14,6 +14,7 @@ import { answerFor, channelVariables, SOUND_NAME, type Prompts } from '../../src
 import { PinGuard } from '../../src/routing/pin-guard.js';
 import { addOutOfSessionSettings, DEFAULT_SOUNDS, outOfSessionSettings } from '../../src/cli/out-of-session-settings.js';
 import { captureLog } from '../support/log.js';
+import { useCliDatabase } from '../support/cli.js';
 import { londonDids, mobile, party, seedPool, tempDb } from '../support/store.js';
 import type { E164 } from '../../src/numbers/normalise.js';
 
@@ -391,5 +392,51 @@ describe('the call log and the refusal counts', () => {
     } finally {
       w.close();
     }
+  });
+});
+
+describe('vnum pool set and session create (built CLI)', () => {
+  const cli = useCliDatabase('vnum-pin-cli-');
+
+  it('sets a number\'s handling, shows it in pool list, returns it to the default; refuses what cannot work, writing nothing', () => {
+    const [did, other] = londonDids(2);
+    expect(cli.run('pool', 'add', did!, other!).code).toBe(0);
+    const set = cli.run('pool', 'set', did!, '--pin', 'all', '--out-of-session', 'fallback', '--fallback', DESK, '--json');
+    expect(set.code).toBe(0);
+    expect(JSON.parse(set.stdout)).toEqual({ number: did, pin: 'all', outOfSession: 'fallback', fallback: DESK, changed: true });
+    const listed = JSON.parse(cli.run('pool', 'list', '--json').stdout) as Array<Record<string, unknown>>;
+    expect(listed.find((n) => n.number === did)).toMatchObject({ pin: 'all', outOfSession: 'fallback', fallback: DESK });
+    expect(listed.find((n) => n.number === other)).toMatchObject({ pin: null, outOfSession: null, fallback: null });
+    const refusals: Array<[string[], number, RegExp]> = [
+      [['pool', 'set', did!, '--pin', 'sometimes'], 1, /invalid --pin "sometimes": use off, withheld, all or default \[VNUM_INVALID_ARGUMENT\]/],
+      [['pool', 'set', did!, '--out-of-session', 'pin'], 1, /use announce, fallback or default/],
+      [['pool', 'set', did!, '--fallback', other!], 1, /is a pool number: the trunk would hand its calls back to vnum \[VNUM_POOL_CONFLICT\]/],
+      [['pool', 'set', did!, '--fallback', '12'], 1, /VNUM_INVALID_NUMBER|VNUM_NO_DEFAULT_COUNTRY/],
+      [['pool', 'set', '+442079460055', '--pin', 'off'], 1, /not in the pool \[VNUM_NOT_IN_POOL\]/],
+      [['pool', 'set', did!], 1, /nothing to set/],
+    ];
+    for (const [args, code, message] of refusals) {
+      const r = cli.run(...args);
+      expect(r.code, args.join(' ')).toBe(code);
+      expect(r.stderr, args.join(' ')).toMatch(message);
+    }
+    expect(JSON.parse(cli.run('pool', 'set', did!, '--pin', 'default', '--out-of-session', 'default', '--fallback', 'default', '--json').stdout)).toEqual({
+      number: did, pin: null, outOfSession: null, fallback: null, changed: true,
+    });
+  });
+
+  it('session create --json shows each party\'s PIN once; a bound out of range is refused before anything is written', () => {
+    const [a, b] = londonDids(2);
+    cli.run('pool', 'add', a!, b!);
+    const created = JSON.parse(cli.run('session', 'create', 'o1', mobile(1), mobile(2), '--json').stdout);
+    expect(created.parties.map((p: { pin: string }) => p.pin)).toEqual([expect.stringMatching(/^\d{6,7}$/), expect.stringMatching(/^\d{6,7}$/)]);
+    for (const bound of ['0', '-1', '1', 'abc', '1e-13', '0.5']) {
+      const r = cli.run('session', 'create', `o-${bound}`, mobile(3), mobile(4), '--pin-guess-bound', bound);
+      expect(r.code, bound).toBe(1);
+      expect(r.stderr, bound).toMatch(/invalid PIN guess bound/);
+    }
+    const tight = JSON.parse(cli.run('session', 'create', 'o2', mobile(5), mobile(6), '--pin-guess-bound', '1e-9', '--json').stdout);
+    expect(tight.parties[0].pin).toMatch(/^\d{9,12}$/);
+    expect(JSON.parse(cli.run('session', 'list', '--json').stdout)).toHaveLength(2);
   });
 });
