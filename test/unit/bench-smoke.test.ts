@@ -76,5 +76,5 @@ for (const tmp of ['the test\'s TMPDIR', 'a TMPDIR only root can enter']) {
 it('refuses an unknown benchmark by name, listing the known ones', () => {
   const run = spawnSync(process.execPath, [RUNNER, 'nope', '--smoke'], { encoding: 'utf8', timeout: 30_000 });
   expect(run.status).toBe(1);
-  expect(run.stderr).toMatch(/unknown benchmark nope: choose from store, pool-size, routing, asterisk/);
+  expect(run.stderr).toMatch(/unknown benchmark nope: choose from store, pool-size, routing, pin, asterisk/);
 });
