@@ -3,6 +3,7 @@ import { storeBenchmark } from './store.js';
 import { poolSizeBenchmark } from './pool-size.js';
 import { routingBenchmark } from './routing.js';
 import { asteriskBenchmark } from './asterisk.js';
+import { pinBenchmark } from './pin.js';
 
 /** Every benchmark, in the order `npm run bench` runs them. A new one is a module in bench/ added here. */
-export const BENCHMARKS: readonly Benchmark[] = [storeBenchmark, poolSizeBenchmark, routingBenchmark, asteriskBenchmark];
+export const BENCHMARKS: readonly Benchmark[] = [storeBenchmark, poolSizeBenchmark, routingBenchmark, pinBenchmark, asteriskBenchmark];

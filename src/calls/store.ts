@@ -2,6 +2,8 @@ import type { Db } from '../store/db.js';
 import type { CallFact } from './facts.js';
 import { stateSql } from '../session/state.js';
 import { perConnection } from '../store/statements.js';
+import type { RouteAnswer } from '../routing/answer.js';
+import type { RouteDecision } from '../routing/decide.js';
 
 /**
  * The call log in SQLite (schema 2): one row per call the router bridged.
@@ -36,6 +38,8 @@ export interface Call {
   /** When vnum asked Asterisk to hang it up, and why. */
   hangupRequestedAt: number | null;
   hangupReason: HangupReason | null;
+  /** 'pin': the caller reached the party by typing its PIN; null: from the party's own number. */
+  via: 'pin' | null;
 }
 
 interface CallRow {
@@ -53,6 +57,7 @@ interface CallRow {
   hangup_cause_text: string | null;
   hangup_requested_at: number | null;
   hangup_reason: HangupReason | null;
+  via: 'pin' | null;
 }
 
 export function callState(row: Pick<CallRow, 'ringing_at' | 'answered_at' | 'ended_at' | 'lost_at'>): CallState {
@@ -81,6 +86,7 @@ function toCall(row: CallRow): Call {
     hangupCauseText: row.hangup_cause_text,
     hangupRequestedAt: row.hangup_requested_at,
     hangupReason: row.hangup_reason,
+    via: row.via ?? null,
   };
 }
 
@@ -92,9 +98,9 @@ const LATEST_OPEN = `id = (SELECT max(id) FROM call WHERE uniqueid = @uniqueid A
 function prepare(db: Db) {
   return {
     // The caller is the party that is not the target the router dials.
-    routed: db.prepare<{ uniqueid: string; channel: string; session: string; target: string; at: number }>(
-      `INSERT INTO call (uniqueid, channel, session_id, caller, started_at)
-       SELECT @uniqueid, @channel, id, iif(second_party = @target, 'first', 'second'), @at
+    routed: db.prepare<{ uniqueid: string; channel: string; session: string; target: string; via: 'pin' | null; at: number }>(
+      `INSERT INTO call (uniqueid, channel, session_id, caller, started_at, via)
+       SELECT @uniqueid, @channel, id, iif(second_party = @target, 'first', 'second'), @at, @via
          FROM session WHERE id = @session AND (first_party = @target OR second_party = @target)`,
     ),
     dialBegin: db.prepare<{ uniqueid: string; at: number; callee: string | null }>(
@@ -124,6 +130,10 @@ function prepare(db: Db) {
     markDue: db.prepare<[number, number]>(
       `UPDATE call SET hangup_requested_at = ?, hangup_reason = 'session-ended' WHERE id = ? AND hangup_requested_at IS NULL`,
     ),
+    refusal: db.prepare<Refusal>(
+      `INSERT INTO refusal (dialled, reason, count, last_at) VALUES (@dialled, @reason, @count, @at)
+       ON CONFLICT (dialled, reason) DO UPDATE SET count = count + excluded.count, last_at = max(last_at, excluded.last_at)`,
+    ),
     stillOpen: db.prepare<[string], number>(`SELECT count(*) FROM call WHERE id IN (SELECT value FROM json_each(?)) AND ${OPEN}`).pluck(),
   };
 }
@@ -135,12 +145,62 @@ export interface RoutedCall {
   session: string;
   /** The number the router dials: tells which party is calling. */
   target: string;
+  /** 'pin': the caller typed that party's PIN (its own number was not the party's). */
+  via?: 'pin' | null;
   at: number;
 }
 
 /** The row for a call the router bridged. False when the session has no such party (nothing written). */
 export function recordRoutedCall(db: Db, call: RoutedCall): boolean {
-  return statements(db).routed.run(call).changes === 1;
+  return statements(db).routed.run({ ...call, via: call.via ?? null }).changes === 1;
+}
+
+/**
+ * Why a call on a pool number was refused, as counted: the refusal's status,
+ * or for a caller put through to the desk the refusal it stands for. Undefined
+ * for anything else (a bridge, a PIN prompt, a number not in the pool).
+ */
+export function refusalReason(answer: RouteAnswer, decision: RouteDecision | undefined): string | undefined {
+  switch (answer.status) {
+    case 'NO_SESSION':
+    case 'ENDED':
+    case 'INVALID':
+    case 'PIN_FAILED':
+    case 'NOT_ALLOWED':
+      return answer.status;
+    case 'FALLBACK':
+      return `${decision?.reason ?? 'NO_SESSION'}>FALLBACK`;
+    default:
+      return undefined;
+  }
+}
+
+export interface Refusal {
+  /** The pool number dialled: a virtual number, never the caller's. */
+  dialled: string;
+  reason: string;
+  /** How many more. */
+  count: number;
+  /** The latest of them. */
+  at: number;
+}
+
+/** More refused calls on a pool number, for one reason. */
+export function countRefusal(db: Db, refusal: Refusal): void {
+  statements(db).refusal.run(refusal);
+}
+
+export interface RefusalCount {
+  dialled: string;
+  reason: string;
+  count: number;
+  lastAt: number;
+}
+
+export function refusalCounts(db: Db): RefusalCount[] {
+  return db
+    .prepare<[], RefusalCount>('SELECT dialled, reason, count, last_at AS lastAt FROM refusal ORDER BY dialled, reason')
+    .all();
 }
 
 /** Apply one AMI fact to its call; false when no open call has that Uniqueid (not a call vnum bridged). */

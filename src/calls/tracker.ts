@@ -2,11 +2,14 @@ import type { Logger } from 'pino';
 import type { AmiClient } from '../ami/client.js';
 import type { AmiError } from '../ami/errors.js';
 import type { RouteAnswer } from '../routing/answer.js';
+import type { RouteDecision } from '../routing/decide.js';
 import type { Db } from '../store/db.js';
 import { FollowedDatabase } from '../store/followed-db.js';
 import { callFact, isUniqueid, liveUniqueids } from './facts.js';
 import {
   applyCallFact,
+  countRefusal,
+  refusalReason,
   callsToHangUp,
   markCallLost,
   markLostCalls,
@@ -68,6 +71,7 @@ interface Write {
 }
 
 const MAX_QUEUE = 10_000;
+const MAX_REFUSAL_KEYS = 10_000;
 // Channel names as Asterisk writes them: technology/resource-sequence.
 const CHANNEL = /^[A-Za-z0-9/@._:;+-]{1,200}$/;
 
@@ -89,6 +93,8 @@ export class CallTracker {
   /** Call id -> when Hangup was last sent for it. */
   private readonly hangupTried = new Map<number, number>();
   private stopped = false;
+  private readonly refusals = new Map<string, { dialled: string; reason: string; count: number; at: number }>();
+  private refusalsDropped = 0;
 
   constructor(private readonly options: CallTrackerOptions) {
     this.log = options.logger.child({ component: 'calls' });
@@ -120,18 +126,35 @@ export class CallTracker {
       this.every(this.options.hangupCheckMs ?? 500, () => this.hangUpDue());
     }
     this.every(this.options.heartbeatMs ?? 5_000, () => this.reportStatus());
+    this.every(1_000, () => this.writeRefusals());
     this.reportStatus();
   }
 
-  /** From the router, for every answer it sends: a bridged call gets its row. Never throws. */
-  routed(call: AsteriskCall, answer: RouteAnswer): void {
+  /**
+   * From the router, for every answer it sends: a bridged call gets its row
+   * (with AMI), a refusal on a pool number is counted (always). Never throws.
+   */
+  routed(call: AsteriskCall, answer: RouteAnswer, decision?: RouteDecision): void {
     try {
-      if (!this.options.ami || this.stopped || answer.status !== 'BRIDGE') return;
+      if (this.stopped) return;
+      const reason = refusalReason(answer, decision);
+      if (reason !== undefined && decision?.dialled !== undefined) {
+        this.countRefusal(decision.dialled, reason);
+        return;
+      }
+      if (!this.options.ami || answer.status !== 'BRIDGE') return;
       if (!isUniqueid(call.uniqueId) || !CHANNEL.test(call.channel)) {
         this.log.warn({ session: answer.session }, 'bridged call without a usable agi_uniqueid or agi_channel: not in the call log');
         return;
       }
-      const routed = { uniqueid: call.uniqueId, channel: call.channel, session: answer.session, target: answer.target, at: this.now() };
+      const routed = {
+        uniqueid: call.uniqueId,
+        channel: call.channel,
+        session: answer.session,
+        target: answer.target,
+        via: answer.via ?? null,
+        at: this.now(),
+      };
       this.enqueue('routed call', (db) => {
         if (!recordRoutedCall(db, routed)) {
           this.log.warn({ session: routed.session }, 'bridged call not recorded: the session has no such party');
@@ -142,9 +165,42 @@ export class CallTracker {
     }
   }
 
+  /**
+   * Refusals are added up here and written once a second, one row per pool
+   * number and reason: a flood of refused calls costs a map update each, not
+   * a write each. Bounded: past MAX_REFUSAL_KEYS distinct keys in one second,
+   * the rest are dropped with a warning.
+   */
+  private countRefusal(dialled: string, reason: string): void {
+    const key = `${dialled} ${reason}`;
+    const counted = this.refusals.get(key);
+    if (counted !== undefined) {
+      counted.count++;
+      counted.at = this.now();
+    } else if (this.refusals.size < MAX_REFUSAL_KEYS) {
+      this.refusals.set(key, { dialled, reason, count: 1, at: this.now() });
+    } else {
+      this.refusalsDropped++;
+    }
+  }
+
+  private writeRefusals(): void {
+    if (this.refusals.size === 0) return;
+    const counts = [...this.refusals.values()];
+    this.refusals.clear();
+    if (this.refusalsDropped > 0) {
+      this.log.warn({ dropped: this.refusalsDropped }, 'refusal counts: too many pool numbers and reasons in one second; some refusals not counted');
+      this.refusalsDropped = 0;
+    }
+    this.enqueue('refusal counts', (db) => {
+      for (const refusal of counts) countRefusal(db, refusal);
+    });
+  }
+
   /** Final status, last writes, close. */
   async stop(): Promise<void> {
     if (this.stopped) return;
+    this.writeRefusals();
     this.stopped = true;
     for (const timer of this.timers) clearInterval(timer);
     clearTimeout(this.flushTimer);

@@ -30,6 +30,7 @@ export function callJson(call: Call) {
     hangupCauseText: call.hangupCauseText,
     hangupRequestedAt: isoTime(call.hangupRequestedAt),
     hangupReason: call.hangupReason,
+    via: call.via,
   };
 }
 
@@ -107,7 +108,7 @@ export function registerCalls(program: Command): void {
         calls.map((c) => [
           c.id,
           c.session,
-          c.caller,
+          c.via === 'pin' ? `${c.caller} (PIN)` : c.caller,
           c.hangupReason ? `${c.state} (hung up: ${c.hangupReason})` : c.state,
           shortTime(c.startedAt),
           shortTime(c.answeredAt),

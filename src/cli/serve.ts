@@ -14,11 +14,12 @@ import { CallTracker, type AsteriskCall } from '../calls/tracker.js';
 import { ErrorCode, VnumError } from '../errors.js';
 import { createLogger } from '../log.js';
 import type { NumberPolicy } from '../numbers/policy.js';
-import { answerFor, channelVariables, ERROR_ANSWER, type RouteAnswer } from '../routing/answer.js';
+import { answerFor, channelVariables, ERROR_ANSWER, type Prompts, type RouteAnswer } from '../routing/answer.js';
 import type { RouteDecision } from '../routing/decide.js';
 import { createCallRouter, type RoutedCall } from '../routing/service.js';
 import { openDb, resolveDbPath } from '../store/db.js';
 import { amiSettings, type AmiSettings } from './ami-settings.js';
+import { addOutOfSessionSettings, outOfSessionSettings, type OutOfSessionSettings } from './out-of-session-settings.js';
 import { ALLOWED_NUMBER_TYPES_OPTION, defaultCountry, globalOptions, numberPolicy } from './context.js';
 import { addSetting, allowSetting, boundedDuration, boundedInteger, hostSetting, SETTING_LIMITS, span, tcpPort } from './settings.js';
 
@@ -46,20 +47,29 @@ export function agiAnswer(answer: RouteAnswer): AgiAnswer {
 /** Written by the FastAGI server when routing throws: ERROR. */
 export const FALLBACK_ANSWER: AgiAnswer = Object.freeze(agiAnswer(ERROR_ANSWER));
 
+/** What the router does for callers without a bridge: their PIN, and what they hear. */
+export interface OutOfSessionRouting {
+  pin: (call: InboundCall, pin: string) => RouteDecision;
+  prompts: Prompts;
+}
+
 /**
  * The handler that routes each call: the decision, as the channel variables
  * the dialplan reads (ERROR when it fails src/routing/answer.ts's checks);
- * `routed` hears every answer (the call log).
+ * `routed` hears every answer (the call log). `AGI(<url>,pin,<digits>)` is a
+ * PIN typed after the router asked for one (dialplan/README.md).
  */
 export function routeCalls(
   route: (call: InboundCall) => RouteDecision,
   logger: Logger,
-  routed?: (call: InboundCall, answer: RouteAnswer) => void,
+  routed?: (call: InboundCall, answer: RouteAnswer, decision: RouteDecision) => void,
+  outOfSession?: OutOfSessionRouting,
 ): AgiHandler {
   return (env) => {
     const call = inboundCall(env);
-    const decision = route(call);
-    let answer = answerFor(decision);
+    const decision =
+      outOfSession !== undefined && env.get('agi_arg_1') === 'pin' ? outOfSession.pin(call, env.get('agi_arg_2') ?? '') : route(call);
+    let answer = answerFor(decision, outOfSession?.prompts);
     if (answer === undefined) {
       const status: unknown = typeof decision === 'object' && decision !== null ? decision.status : decision;
       logger.error(
@@ -68,7 +78,7 @@ export function routeCalls(
       );
       answer = ERROR_ANSWER;
     }
-    routed?.(call, answer);
+    routed?.(call, answer, decision);
     return agiAnswer(answer);
   };
 }
@@ -86,6 +96,7 @@ export interface ServeSettings {
   ami: AmiSettings | null;
   defaultCountry: string | undefined;
   policy: NumberPolicy;
+  outOfSession: OutOfSessionSettings;
 }
 
 interface ServeOptions {
@@ -130,6 +141,7 @@ export function registerServe(program: Command): void {
     judge: boundedDuration(SETTING_LIMITS.drainMs),
     default: { value: 2000, shown: '2s' },
   });
+  addOutOfSessionSettings(serve);
   serve
     .option('--country <XX>', 'default country for numbers without + (VNUM_DEFAULT_COUNTRY)')
     .option(...ALLOWED_NUMBER_TYPES_OPTION)
@@ -151,6 +163,7 @@ export function registerServe(program: Command): void {
         // Settings every command shares keep the code they have everywhere: VNUM_INVALID_COUNTRY, VNUM_INVALID_ARGUMENT.
         defaultCountry: defaultCountry(command),
         policy: numberPolicy(command),
+        outOfSession: outOfSessionSettings(options as unknown as Record<string, unknown>),
       };
       await runRouter(resolveDbPath(globalOptions(command).db), settings, logger);
     });
@@ -161,10 +174,14 @@ async function runRouter(dbPath: string, settings: ServeSettings, logger: Logger
   const { host, port, ami } = settings;
   // Open once now so a wrong path or a broken file stops the start, not the first call.
   openDb(dbPath, { mode: 'create' }).close();
-  const callRouter = createCallRouter({ dbPath, defaultCountry: settings.defaultCountry, policy: settings.policy, logger });
+  const { handling, pinLimits, prompts } = settings.outOfSession;
+  const callRouter = createCallRouter({ dbPath, defaultCountry: settings.defaultCountry, policy: settings.policy, logger, handling, pinLimits });
   const amiClient = ami ? new AmiClient({ ...ami, eventClasses: CALL_EVENT_CLASSES, events: CALL_EVENTS, logger }) : null;
   const callLog = new CallTracker({ dbPath, ami: amiClient, router: routerKey(host, port), logger });
-  const handler = routeCalls(callRouter.route, logger, amiClient ? (call, answer) => callLog.routed(call, answer) : undefined);
+  const handler = routeCalls(callRouter.route, logger, (call, answer, decision) => callLog.routed(call, answer, decision), {
+    pin: callRouter.pin,
+    prompts,
+  });
   let agi: FastAgiServer;
   try {
     const { allow, maxConnections, deadlineMs } = settings;
@@ -186,6 +203,8 @@ async function runRouter(dbPath: string, settings: ServeSettings, logger: Logger
       defaultCountry: settings.defaultCountry ?? null,
       allowedNumberTypes: [...settings.policy.allowed].join(','),
       ami: ami ? `${ami.username}@${ami.host}:${ami.port}` : 'off',
+      pin: handling.pin,
+      outOfSession: handling.outOfSession,
     },
     'vnum router routing from this store',
   );

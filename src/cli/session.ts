@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { ErrorCode, isVnumError, VnumError } from '../errors.js';
 import { formatDuration, parseDuration } from '../duration.js';
 import { normaliseNumber, parseNumber } from '../numbers/normalise.js';
@@ -14,6 +14,7 @@ import {
   type PartyInput,
   type Session,
 } from '../session/sessions.js';
+import { DEFAULT_PIN_GUESS_BOUND, PIN_GUESS_BOUND_LIMITS } from '../session/pin.js';
 import { SESSION_STATES, type SessionState } from '../session/state.js';
 import { openCallCount, requestSessionHangup } from '../calls/store.js';
 import { writeTransaction } from '../store/db.js';
@@ -24,13 +25,16 @@ import { isoTime, printJson, printLine, printNotice, printTable, shortTime } fro
 /** `release --hangup --wait`: the hang-ups are vnum serve's every half second; minutes is plenty. */
 const MAX_HANGUP_WAIT_MS = 10 * 60_000;
 
-/** The documented JSON shape of a session: {"id","state","expiresAt","parties":[{"number","maskedAs"},…]} plus times. */
+/**
+ * The documented JSON shape of a session: {"id","state","expiresAt","parties":[{"number","maskedAs"},…]} plus
+ * times; each party has "pin" too in the answer to the create that issued it (the only time it is shown).
+ */
 export function sessionJson(session: Session) {
   return {
     id: session.id,
     state: session.state,
     expiresAt: isoTime(session.expiresAt),
-    parties: session.parties.map((p) => ({ number: p.number, maskedAs: p.maskedAs })),
+    parties: session.parties.map((p) => (p.pin === undefined ? { number: p.number, maskedAs: p.maskedAs } : { number: p.number, maskedAs: p.maskedAs, pin: p.pin })),
     createdAt: isoTime(session.createdAt),
     releasedAt: isoTime(session.releasedAt),
     endsAt: isoTime(session.endsAt),
@@ -40,9 +44,10 @@ export function sessionJson(session: Session) {
 function printSession(session: Session): void {
   printLine(`session ${session.id}: ${session.state}`);
   printLine(`  created ${shortTime(session.createdAt)}, expires ${shortTime(session.expiresAt) ?? 'never'}, ends ${shortTime(session.endsAt) ?? 'when released'}`);
+  const pins = session.parties.every((p) => p.pin !== undefined);
   printTable(
-    ['  PARTY', 'MASKED AS (what the other party sees and dials)'],
-    session.parties.map((p) => [`  ${p.number}`, p.maskedAs]),
+    ['  PARTY', 'MASKED AS (what the other party sees and dials)', ...(pins ? ['PIN (shown once)'] : [])],
+    session.parties.map((p) => [`  ${p.number}`, p.maskedAs, ...(pins ? [p.pin!] : [])]),
   );
 }
 
@@ -56,6 +61,18 @@ async function waitForHangup(command: Command, ids: number[], waitMs: number): P
     await new Promise((r) => setTimeout(r, 100));
   }
   return { requested: ids.length, ended: ids.length - open };
+}
+
+/** `1e-6`, `0.000001`: a probability within PIN_GUESS_BOUND_LIMITS. */
+function pinGuessBound(text: string): number {
+  const value = /^[0-9.eE+-]{1,24}$/.test(text) ? Number(text) : NaN;
+  if (!(value >= PIN_GUESS_BOUND_LIMITS.min && value <= PIN_GUESS_BOUND_LIMITS.max)) {
+    throw new VnumError(
+      ErrorCode.InvalidArgument,
+      `invalid PIN guess bound "${text.slice(0, 30)}": a probability from ${PIN_GUESS_BOUND_LIMITS.min} to ${PIN_GUESS_BOUND_LIMITS.max}, e.g. 1e-6`,
+    );
+  }
+  return value;
 }
 
 function party(command: Command, number: string, maskedAs: string | undefined): PartyInput {
@@ -82,13 +99,19 @@ export function registerSession(program: Command): void {
     .option('--second-masked-as <number>', 'lend this virtual number to the second party')
     .option('--country <XX>', 'default country for numbers without +')
     .option(...ALLOWED_NUMBER_TYPES_OPTION)
-    .option('--json', 'JSON: the session, plus "created": false when this request had already created it')
+    .addOption(
+      new Option('--pin-guess-bound <p>', `the most one random PIN guess may succeed, ${PIN_GUESS_BOUND_LIMITS.min} to ${PIN_GUESS_BOUND_LIMITS.max}; sizes the PINs`)
+        .default(DEFAULT_PIN_GUESS_BOUND)
+        .env('VNUM_PIN_GUESS_BOUND')
+        .argParser(pinGuessBound),
+    )
+    .option('--json', 'JSON: the session with each party\'s "pin", plus "created": false when this request had already created it (no PINs then)')
     .action(
       (
         id: string,
         first: string,
         second: string,
-        options: { ttl?: string; firstMaskedAs?: string; secondMaskedAs?: string; json?: boolean },
+        options: { ttl?: string; firstMaskedAs?: string; secondMaskedAs?: string; pinGuessBound: number; json?: boolean },
         command: Command,
       ) => {
         const policy = numberPolicy(command);
@@ -99,6 +122,7 @@ export function registerSession(program: Command): void {
           ttlMs: options.ttl === undefined ? undefined : parseDuration(options.ttl, 'TTL', { min: 1, max: MAX_TTL_MS }),
           now: Date.now(),
           policy,
+          pinGuessBound: options.pinGuessBound,
         };
         let result;
         try {

@@ -10,12 +10,19 @@ import { callingCodeOf } from '../numbers/plan.js';
 import { assertPartyAllowed, DEFAULT_POLICY, type NumberPolicy } from '../numbers/policy.js';
 import { numberTypeCode, type NumberType } from '../numbers/type.js';
 import { chooseMaskedNumber, poolView, requestedNumberProblem, type PoolCandidate, type PoolView } from './allocate.js';
+import { DEFAULT_PIN_GUESS_BOUND, issuePin, pinDigits } from './pin.js';
 import { endAfterRelease, isLive, sessionState, stateSql, type SessionState } from './state.js';
 
 export interface Party {
   number: E164;
   /** The virtual number the other party sees for this one, and dials to reach it. */
   maskedAs: E164;
+  /**
+   * What this party types, calling the other party's masked number from a
+   * phone that is not its own (./pin.ts). Only in the answer to the create
+   * that issued it: the store keeps a digest, never the digits.
+   */
+  pin?: string;
 }
 
 export interface Session {
@@ -44,6 +51,8 @@ export interface CreateSessionInput {
   now: number;
   /** Which kinds of number a party may have; the default policy when absent. */
   policy?: NumberPolicy | undefined;
+  /** The bound on one random PIN guess succeeding (./pin.ts); DEFAULT_PIN_GUESS_BOUND when absent. */
+  pinGuessBound?: number | undefined;
 }
 
 export const DEFAULT_GRACE_MS = 30 * 60_000;
@@ -159,6 +168,7 @@ export function createSession(db: Db, input: CreateSessionInput): CreateResult {
     throw new VnumError(ErrorCode.InvalidArgument, `the TTL must be longer than zero and at most ${formatDuration(MAX_TTL_MS)}`);
   }
   if (!isRepresentableTime(now + (input.ttlMs ?? 0))) throw clockOutOfRange(now);
+  if (input.pinGuessBound !== undefined) pinDigits(0, input.pinGuessBound);
   const policy = input.policy ?? DEFAULT_POLICY;
   for (const party of [first, second]) assertPartyAllowed(policy, party.number, party.type);
   const s = statements(db);
@@ -183,6 +193,10 @@ export function createSession(db: Db, input: CreateSessionInput): CreateResult {
     );
     lend(s, second.number, firstMaskedAs, sid, first, now, expiresAt);
     lend(s, first.number, secondMaskedAs, sid, second, now, expiresAt);
+    // Each party's PIN is for the number it dials: the other party's masked number.
+    const bound = input.pinGuessBound ?? DEFAULT_PIN_GUESS_BOUND;
+    const firstPin = issuePin(db, { dialled: secondMaskedAs, caller: first.number, sid, now, bound });
+    const secondPin = issuePin(db, { dialled: firstMaskedAs, caller: second.number, sid, now, bound });
     const session: Session = {
       id: input.id,
       state: 'active',
@@ -191,8 +205,8 @@ export function createSession(db: Db, input: CreateSessionInput): CreateResult {
       releasedAt: null,
       endsAt: expiresAt,
       parties: [
-        { number: first.number, maskedAs: firstMaskedAs },
-        { number: second.number, maskedAs: secondMaskedAs },
+        { number: first.number, maskedAs: firstMaskedAs, pin: firstPin },
+        { number: second.number, maskedAs: secondMaskedAs, pin: secondPin },
       ],
     };
     return { session, created: true };

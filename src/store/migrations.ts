@@ -105,4 +105,44 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE bridge ADD COLUMN target_type INTEGER;
   `,
+  // PINs and out-of-session handling (src/session/pin.ts, src/routing/out-of-session.ts).
+  // `pin` holds one row per party of a session: the party that may type it
+  // (`caller`) and the number it dials (`dialled`), keyed by (dialled, digest)
+  // so that a PIN typed on a number is one point read. `digest` is an HMAC of
+  // the PIN under `pin_key` (one random key per database): the PIN itself is
+  // never stored, and the B-tree compares digests, not digits. A row is the
+  // PIN of a live session only while the bridge (caller, dialled) still
+  // belongs to its `sid`; rows of ended sessions are purged as new PINs are
+  // issued on their number. `pool_number` gets each number's handling of
+  // callers without a bridge (NULL: the router's default), `call` whether
+  // a PIN bridged it, `refusal` a counter per pool number and reason.
+  `
+  CREATE TABLE pin_key (
+    id   INTEGER PRIMARY KEY CHECK (id = 1),
+    key  BLOB NOT NULL
+  );
+  INSERT INTO pin_key (id, key) VALUES (1, randomblob(32));
+
+  CREATE TABLE pin (
+    dialled  TEXT NOT NULL,
+    digest   BLOB NOT NULL,
+    caller   TEXT NOT NULL,
+    sid      INTEGER NOT NULL REFERENCES session (sid),
+    PRIMARY KEY (dialled, digest)
+  ) WITHOUT ROWID;
+
+  ALTER TABLE pool_number ADD COLUMN pin_mode TEXT CHECK (pin_mode IN ('off', 'withheld', 'all'));
+  ALTER TABLE pool_number ADD COLUMN out_of_session TEXT CHECK (out_of_session IN ('announce', 'fallback'));
+  ALTER TABLE pool_number ADD COLUMN fallback TEXT;
+
+  ALTER TABLE call ADD COLUMN via TEXT CHECK (via IN ('pin'));
+
+  CREATE TABLE refusal (
+    dialled  TEXT NOT NULL,
+    reason   TEXT NOT NULL,
+    count    INTEGER NOT NULL,
+    last_at  INTEGER NOT NULL,
+    PRIMARY KEY (dialled, reason)
+  ) WITHOUT ROWID;
+  `,
 ];

@@ -20,7 +20,7 @@ afterEach(() => rmSync(dir, { recursive: true, force: true }));
 // Every benchmark but `asterisk`: that one needs root and the provisioned
 // Asterisk root, and takes its turn on the shared instance, so its smoke run
 // is an end-to-end test (test/e2e/bench-asterisk.e2e.test.ts).
-const UNIT_BENCHMARKS = ['store', 'pool-size', 'routing'];
+const UNIT_BENCHMARKS = ['store', 'pool-size', 'routing', 'pin'];
 
 it('runs the benchmarks at smoke size and appends rows with numbers beside their baselines', () => {
   const report = join(dir, 'benchmarks.md');
@@ -76,5 +76,5 @@ for (const tmp of ['the test\'s TMPDIR', 'a TMPDIR only root can enter']) {
 it('refuses an unknown benchmark by name, listing the known ones', () => {
   const run = spawnSync(process.execPath, [RUNNER, 'nope', '--smoke'], { encoding: 'utf8', timeout: 30_000 });
   expect(run.status).toBe(1);
-  expect(run.stderr).toMatch(/unknown benchmark nope: choose from store, pool-size, routing, asterisk/);
+  expect(run.stderr).toMatch(/unknown benchmark nope: choose from store, pool-size, routing, pin, asterisk/);
 });

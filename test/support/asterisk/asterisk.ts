@@ -112,6 +112,7 @@ const MODULES = [
   'res_agi.so',
   'app_dial.so',
   'app_playback.so',
+  'app_read.so',
   'app_verbose.so',
   'app_stack.so',
   'func_callerid.so',
