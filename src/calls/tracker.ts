@@ -2,6 +2,9 @@ import type { Logger } from 'pino';
 import type { AmiClient } from '../ami/client.js';
 import type { AmiError } from '../ami/errors.js';
 import type { RouteAnswer } from '../routing/answer.js';
+import type { RouteDecision } from '../routing/decide.js';
+import { touchSession } from '../session/sessions.js';
+import { recordingPath, sweepRecordings, type RecordingSettings } from './recordings.js';
 import type { Db } from '../store/db.js';
 import { FollowedDatabase } from '../store/followed-db.js';
 import { callFact, isUniqueid, liveUniqueids } from './facts.js';
@@ -11,6 +14,8 @@ import {
   markCallLost,
   markLostCalls,
   recordRoutedCall,
+  sessionOfCall,
+  sessionsInCall,
   writeRouterStatus,
   type AmiReportedState,
 } from './store.js';
@@ -52,6 +57,10 @@ export interface CallTrackerOptions {
   heartbeatMs?: number;
   busyTimeoutMs?: number;
   now?: () => number;
+  /** Where recordings are and how long they are kept; null: this router records nothing. */
+  recordings?: RecordingSettings | null;
+  /** How often recordings are measured and pruned. */
+  recordingSweepMs?: number;
 }
 
 /** Which call Asterisk routed: what AMI's events and Hangup name it by. */
@@ -110,7 +119,12 @@ export class CallTracker {
     if (ami) {
       ami.on('event', (event) => {
         const fact = callFact(event);
-        if (fact) this.enqueue(`AMI ${event.name}`, (db) => void applyCallFact(db, fact));
+        if (fact) {
+          this.enqueue(`AMI ${event.name}`, (db) => {
+            // A call's end is a sliding session's activity too (its start was, when routed).
+            if (applyCallFact(db, fact) && fact.kind === 'hangup') this.touch(db, sessionOfCall(db, fact.uniqueid), fact.at);
+          });
+        }
       });
       ami.on('login', () => {
         this.reportStatus();
@@ -120,18 +134,37 @@ export class CallTracker {
       this.every(this.options.hangupCheckMs ?? 500, () => this.hangUpDue());
     }
     this.every(this.options.heartbeatMs ?? 5_000, () => this.reportStatus());
+    const recordings = this.options.recordings;
+    if (recordings) {
+      this.every(this.options.recordingSweepMs ?? 1_000, () =>
+        this.enqueue('recordings', (db) => sweepRecordings(db, recordings, this.now(), this.log)),
+      );
+    }
     this.reportStatus();
   }
 
-  /** From the router, for every answer it sends: a bridged call gets its row. Never throws. */
-  routed(call: AsteriskCall, answer: RouteAnswer): void {
+  /**
+   * From the router, for every answer it sends: a bridged call pushes its
+   * sliding session's end forward and, with AMI, gets its row. Never throws.
+   */
+  routed(call: AsteriskCall, answer: RouteAnswer, decision?: RouteDecision): void {
     try {
-      if (!this.options.ami || this.stopped || answer.status !== 'BRIDGE') return;
+      if (this.stopped || answer.status !== 'BRIDGE') return;
+      if (decision?.idleMs != null) {
+        const at = this.now();
+        this.enqueue('sliding session', (db) => this.touch(db, answer.session, at));
+      }
+      if (answer.recordingUnavailable) {
+        this.log.warn({ session: answer.session }, 'the session asks for recording, but this router records nothing (see --recordings-dir): not recorded');
+      }
+      if (!this.options.ami) return;
       if (!isUniqueid(call.uniqueId) || !CHANNEL.test(call.channel)) {
         this.log.warn({ session: answer.session }, 'bridged call without a usable agi_uniqueid or agi_channel: not in the call log');
         return;
       }
-      const routed = { uniqueid: call.uniqueId, channel: call.channel, session: answer.session, target: answer.target, at: this.now() };
+      const recordings = this.options.recordings;
+      const recording = answer.call?.record === '1' && recordings ? recordingPath(recordings, call.uniqueId) : null;
+      const routed = { uniqueid: call.uniqueId, channel: call.channel, session: answer.session, target: answer.target, at: this.now(), recording };
       this.enqueue('routed call', (db) => {
         if (!recordRoutedCall(db, routed)) {
           this.log.warn({ session: routed.session }, 'bridged call not recorded: the session has no such party');
@@ -208,6 +241,8 @@ export class CallTracker {
     const now = this.now();
     let due;
     try {
+      // Calls in progress keep their sliding sessions alive, before any is judged ended.
+      for (const session of sessionsInCall(db)) this.touch(db, session, now, true);
       due = callsToHangUp(db, now);
     } catch (error) {
       if (!isBusy(error)) {
@@ -235,6 +270,13 @@ export class CallTracker {
       );
     }
     for (const id of this.hangupTried.keys()) if (!dueIds.has(id)) this.hangupTried.delete(id);
+  }
+
+  /** A sliding session's activity (a no-op for any other session); `keepAlive` writes only once per half idle timeout. */
+  private touch(db: Db, session: string | undefined, at: number, keepAlive = false): void {
+    if (session === undefined) return;
+    const pushed = touchSession(db, session, at, keepAlive);
+    if (pushed && !keepAlive) this.log.debug({ session }, 'sliding session pushed forward');
   }
 
   private enqueue(what: string, run: (db: Db) => void): void {

@@ -30,7 +30,18 @@ export function callJson(call: Call) {
     hangupCauseText: call.hangupCauseText,
     hangupRequestedAt: isoTime(call.hangupRequestedAt),
     hangupReason: call.hangupReason,
+    recording:
+      call.recording === null
+        ? null
+        : { path: call.recording.path, bytes: call.recording.bytes, deletedAt: isoTime(call.recording.deletedAt) },
   };
+}
+
+function recordingCell(call: Call): string | null {
+  const r = call.recording;
+  if (r === null) return null;
+  if (r.deletedAt !== null) return `deleted ${shortTime(r.deletedAt)}`;
+  return r.bytes === null ? r.path : `${r.path} (${r.bytes} B)`;
 }
 
 /**
@@ -103,7 +114,7 @@ export function registerCalls(program: Command): void {
         return;
       }
       printTable(
-        ['ID', 'SESSION', 'CALLER', 'STATE', 'STARTED', 'ANSWERED', 'ENDED', 'DURATION', 'DIAL', 'CAUSE'],
+        ['ID', 'SESSION', 'CALLER', 'STATE', 'STARTED', 'ANSWERED', 'ENDED', 'DURATION', 'DIAL', 'CAUSE', 'RECORDING'],
         calls.map((c) => [
           c.id,
           c.session,
@@ -115,6 +126,7 @@ export function registerCalls(program: Command): void {
           duration(c.durationMs),
           c.dialStatus,
           c.hangupCause === null ? null : `${c.hangupCause}${c.hangupCauseText ? ` ${c.hangupCauseText}` : ''}`,
+          recordingCell(c),
         ]),
       );
     });

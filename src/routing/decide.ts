@@ -29,6 +29,10 @@ export interface RouteDecision {
   reason?: string;
   /** For INVALID: the error code of that reason (README, "Exit codes and errors"). */
   code?: ErrorCode;
+  /** BRIDGE: the session's call settings as stored (JSON, null for none); src/routing/answer.ts judges them. */
+  callSettings?: string | null;
+  /** BRIDGE: the session's sliding idle timeout (null: fixed), for the call log's push on the write path. */
+  idleMs?: number | null;
 }
 
 export interface LiveBridge {
@@ -38,6 +42,9 @@ export interface LiveBridge {
   endsAt: number | null;
   /** What kind of line the target is: judged against the number-type policy on every call. */
   targetType: NumberType;
+  /** The session's call settings as stored, passed through untouched (absent: none). */
+  callSettings?: string | null;
+  idleMs?: number | null;
 }
 
 /** What the decision needs from the store: point reads on the (caller, dialled) key. */
@@ -85,7 +92,11 @@ function outcome(status: RouteStatus, session: string | null = null, reason?: st
 function fromBridge(bridge: LiveBridge, now: number, policy: NumberPolicy): RouteDecision {
   if (!isLive(bridge.endsAt, now)) return outcome('ENDED', bridge.session);
   if (!allowsType(policy, bridge.targetType)) return outcome('NOT_ALLOWED', bridge.session, `the target is ${refusal(bridge.targetType)}`);
-  return { status: 'BRIDGE', target: bridge.target, presentedCallerId: bridge.presentedCallerId, session: bridge.session };
+  const decision: RouteDecision = { status: 'BRIDGE', target: bridge.target, presentedCallerId: bridge.presentedCallerId, session: bridge.session };
+  // Only a session that shapes its calls or slides carries more.
+  if (bridge.callSettings != null) decision.callSettings = bridge.callSettings;
+  if (bridge.idleMs != null) decision.idleMs = bridge.idleMs;
+  return decision;
 }
 
 function invalid(reason: string, code: ErrorCode): RouteDecision {
