@@ -206,12 +206,9 @@ export function registerServe(program: Command): void {
     .addOption(new Option('--ami-host <address>', 'AMI address (default 127.0.0.1)').env('VNUM_AMI_HOST'))
     .addOption(new Option('--ami-port <port>', 'AMI port (default 5038)').env('VNUM_AMI_PORT'))
     .addOption(new Option('--ami-secret-file <file>', 'file holding the AMI secret, owner-only (or VNUM_AMI_SECRET)').env('VNUM_AMI_SECRET_FILE'))
-    .option('--record', "record every session's calls unless the session says --no-record (needs --recordings-dir)");
-  const optional = <T>(flags: string, description: string, judge: (name: string, text: string) => T, env: string) => {
-    const option = new Option(flags, `${description} (${env})`).env(env);
-    option.argParser((text: string) => judge(option.long!, text));
-    serve.addOption(option);
-  };
+    .addOption(new Option('--record', "record every session's calls unless the session says --no-record (needs --recordings-dir)").env('VNUM_RECORD'));
+  const optional = <T>(flags: string, description: string, judge: (name: string, text: string) => T, env: string) =>
+    addSetting(serve, { flags, description, judge, env });
   optional('--callee-announcement <sound>', 'default sound played to the callee on answer, before the call connects', soundSetting, 'VNUM_CALLEE_ANNOUNCEMENT');
   optional('--caller-announcement <class>', 'default music-on-hold class the caller hears while the callee rings', classSetting, 'VNUM_CALLER_ANNOUNCEMENT');
   optional('--limit-warning <duration>', `default warning this long before the call limit, ${span(CALL_LIMITS.limitWarningMs)}`, boundedDuration(CALL_LIMITS.limitWarningMs), 'VNUM_LIMIT_WARNING');
