@@ -3,6 +3,8 @@
  * server (agi/), the router (src/routing), the call log (src/calls), AMI
  * (src/ami) and the store together. Everything it starts, it stops.
  */
+import { statSync } from 'node:fs';
+import path from 'node:path';
 import { Option, type Command } from 'commander';
 import type { Logger } from 'pino';
 import { DEFAULT_ALLOW } from '../../agi/allow-list.js';
@@ -14,8 +16,6 @@ import { CallTracker, type AsteriskCall } from '../calls/tracker.js';
 import { ErrorCode, VnumError } from '../errors.js';
 import { createLogger } from '../log.js';
 import type { NumberPolicy } from '../numbers/policy.js';
-import { statSync } from 'node:fs';
-import path from 'node:path';
 import { answerFor, channelVariables, ERROR_ANSWER, type CallDefaults, type RouteAnswer } from '../routing/answer.js';
 import type { RecordingSettings } from '../calls/recordings.js';
 import { CALL_LIMITS, checkClassName, checkSoundName } from '../session/call-settings.js';

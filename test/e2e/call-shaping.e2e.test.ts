@@ -15,6 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { startAgiStub } from '../support/asterisk/agi-stub.js';
 import { Asterisk } from '../support/asterisk/asterisk.js';
 import { ports } from '../support/asterisk/paths.js';
 import { VnumDb, type SessionJson } from '../support/cli.js';
@@ -302,4 +303,36 @@ e2eSuite('sliding sessions, announcements, limits and recording through Asterisk
     // The deletion is logged (the line may reach us a moment after the row).
     await waitFor('the deletion logged', () => w.router.lines().some((l) => l.includes('recording deleted') && l.includes(path.basename(file))), 5_000);
   }, CALL_TIMEOUT_MS);
+
+  // Last: it stops the router, to put a hostile one on its port.
+  it('call-shaping values the real router never sends (metacharacters, bounds, recording without consent): the call fails closed, nobody dialled', async () => {
+    const w = world!;
+    await w.router.stop();
+    const [a, d] = PAIRS.plain;
+    const bridge = { VNUM_STATUS: 'BRIDGE', VNUM_TARGET: d, VNUM_CLI: POOL[0]!, VNUM_SESSION: 'plain-1' };
+    const hostile: Array<Record<string, string>> = [
+      { VNUM_CALLEE_SOUND: 'beep)U(vnum-callee' },
+      { VNUM_CALLEE_SOUND: 'beep&tt-monkeys' },
+      { VNUM_CALLEE_SOUND: '../../../etc/passwd' },
+      { VNUM_CALLER_MOH: 'a b' },
+      { VNUM_LIMIT_WARNING_SOUND: '${CALLERID(num)}', VNUM_LIMIT_WARNING_S: '1' },
+      { VNUM_RING_TIMEOUT_S: '-5' },
+      { VNUM_RING_TIMEOUT_S: '0' },
+      { VNUM_CALL_LIMIT_S: '99999999' },
+      { VNUM_RECORD: '1' },
+      { VNUM_RECORD: '2', VNUM_CONSENT_SOUND: 'beep' },
+    ];
+    for (const extra of hostile) {
+      const stub = await startAgiStub(() => ({ kind: 'mset', vars: { ...bridge, ...extra } }));
+      try {
+        const outcome = await call(w.asterisk, { dialled: POOL[1]!, callerUser: a, holdMs: 300 });
+        expect(stub.sessions, JSON.stringify(extra)).toHaveLength(1);
+        expect(outcome.callee, `${JSON.stringify(extra)}\n${detail(outcome)}`).toEqual([]);
+        expect(outcome.caller.finalStatus, JSON.stringify(extra)).toBe(503);
+        expectNoLeaks(outcome, a, null);
+      } finally {
+        await stub.close();
+      }
+    }
+  }, 120_000);
 });
