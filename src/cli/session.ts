@@ -72,7 +72,7 @@ function printSession(session: Session): void {
   printLine(`session ${session.id}: ${session.state}`);
   printLine(`  created ${shortTime(session.createdAt)}, expires ${shortTime(session.expiresAt) ?? 'never'}, ends ${shortTime(session.endsAt) ?? 'when released'}`);
   if (session.idleMs !== null) printLine(`  sliding: ends ${formatDuration(session.idleMs)} after its last call${session.expiresAt === null ? '' : ', at the latest when it expires'}`);
-  const calls = Object.entries(session.callSettings).map(([k, v]) => `${k}=${typeof v === 'number' ? formatDuration(v) : String(v)}`);
+  const calls = Object.entries(session.callSettings).map(([k, v]) => (typeof v === 'number' ? `${k.replace(/Ms$/, '')}=${formatDuration(v)}` : `${k}=${String(v)}`));
   if (calls.length > 0) printLine(`  calls: ${calls.join(', ')}`);
   printTable(
     ['  PARTY', 'MASKED AS (what the other party sees and dials)'],
