@@ -148,6 +148,8 @@ describe('call settings', () => {
   it('vnum.conf starts every call variable empty and reads each; dialplan/README.md names them', () => {
     const conf = readRepo('dialplan/vnum.conf');
     const readme = readRepo('dialplan/README.md');
+    const section = readme.slice(readme.indexOf('### Call shaping'), readme.indexOf('## What a call does'));
+    expect([...section.matchAll(/^\| `(VNUM_[A-Z_]+)` \| (.*) \|$/gm)].map((r) => r[1])).toEqual(Object.values(CALL_VARIABLES));
     for (const name of Object.values(CALL_VARIABLES)) {
       expect(conf, name).toContain(`LOCAL(${name})=`);
       expect(conf, name).toContain(`\${${name}}`);
