@@ -40,6 +40,17 @@ export interface Call {
   hangupReason: HangupReason | null;
   /** 'pin': the caller reached the party by typing its PIN; null: from the party's own number. */
   via: 'pin' | null;
+  /** The call's recording, when it was recorded: where it is (or was), its size, when vnum deleted it. */
+  recording: Recording | null;
+}
+
+export interface Recording {
+  /** As vnum sees it: the recordings folder and the caller channel's Uniqueid, never a number. */
+  path: string;
+  /** Known once the call has ended and the file is closed. */
+  bytes: number | null;
+  /** When the retention sweep deleted it (null: still on disk). */
+  deletedAt: number | null;
 }
 
 interface CallRow {
@@ -58,6 +69,9 @@ interface CallRow {
   hangup_requested_at: number | null;
   hangup_reason: HangupReason | null;
   via: 'pin' | null;
+  recording_path: string | null;
+  recording_bytes: number | null;
+  recording_deleted_at: number | null;
 }
 
 export function callState(row: Pick<CallRow, 'ringing_at' | 'answered_at' | 'ended_at' | 'lost_at'>): CallState {
@@ -87,6 +101,10 @@ function toCall(row: CallRow): Call {
     hangupRequestedAt: row.hangup_requested_at,
     hangupReason: row.hangup_reason,
     via: row.via ?? null,
+    recording:
+      row.recording_path === null
+        ? null
+        : { path: row.recording_path, bytes: row.recording_bytes, deletedAt: row.recording_deleted_at },
   };
 }
 
@@ -98,9 +116,9 @@ const LATEST_OPEN = `id = (SELECT max(id) FROM call WHERE uniqueid = @uniqueid A
 function prepare(db: Db) {
   return {
     // The caller is the party that is not the target the router dials.
-    routed: db.prepare<{ uniqueid: string; channel: string; session: string; target: string; via: 'pin' | null; at: number }>(
-      `INSERT INTO call (uniqueid, channel, session_id, caller, started_at, via)
-       SELECT @uniqueid, @channel, id, iif(second_party = @target, 'first', 'second'), @at, @via
+    routed: db.prepare<{ uniqueid: string; channel: string; session: string; target: string; via: 'pin' | null; at: number; recording: string | null }>(
+      `INSERT INTO call (uniqueid, channel, session_id, caller, started_at, via, recording_path)
+       SELECT @uniqueid, @channel, id, iif(second_party = @target, 'first', 'second'), @at, @via, @recording
          FROM session WHERE id = @session AND (first_party = @target OR second_party = @target)`,
     ),
     dialBegin: db.prepare<{ uniqueid: string; at: number; callee: string | null }>(
@@ -134,6 +152,21 @@ function prepare(db: Db) {
       `INSERT INTO refusal (dialled, reason, count, last_at) VALUES (@dialled, @reason, @count, @at)
        ON CONFLICT (dialled, reason) DO UPDATE SET count = count + excluded.count, last_at = max(last_at, excluded.last_at)`,
     ),
+    // Recordings of calls over for a moment (the file closed): to measure, or (past retention) to delete.
+    recordingsToMeasure: db.prepare<{ before: number }, { id: number; path: string }>(
+      `SELECT id, recording_path AS path FROM call
+        WHERE recording_path IS NOT NULL AND recording_deleted_at IS NULL AND recording_bytes IS NULL
+          AND coalesce(ended_at, lost_at) < @before`,
+    ),
+    recordingsToDelete: db.prepare<{ before: number }, { id: number; session: string; path: string }>(
+      `SELECT id, session_id AS session, recording_path AS path FROM call
+        WHERE recording_path IS NOT NULL AND recording_deleted_at IS NULL AND coalesce(ended_at, lost_at) < @before`,
+    ),
+    measured: db.prepare<[number, number]>('UPDATE call SET recording_bytes = ? WHERE id = ?'),
+    noRecording: db.prepare<[number]>('UPDATE call SET recording_path = NULL WHERE id = ?'),
+    deleted: db.prepare<[number, number]>('UPDATE call SET recording_deleted_at = ? WHERE id = ?'),
+    inCall: db.prepare<[], string>(`SELECT DISTINCT session_id FROM call WHERE ${OPEN}`).pluck(),
+    sessionOf: db.prepare<[string], string>('SELECT session_id FROM call WHERE uniqueid = ? ORDER BY id DESC LIMIT 1').pluck(),
     stillOpen: db.prepare<[string], number>(`SELECT count(*) FROM call WHERE id IN (SELECT value FROM json_each(?)) AND ${OPEN}`).pluck(),
   };
 }
@@ -148,11 +181,13 @@ export interface RoutedCall {
   /** 'pin': the caller typed that party's PIN (its own number was not the party's). */
   via?: 'pin' | null;
   at: number;
+  /** Where the recording will be, when the call is recorded. */
+  recording?: string | null;
 }
 
 /** The row for a call the router bridged. False when the session has no such party (nothing written). */
 export function recordRoutedCall(db: Db, call: RoutedCall): boolean {
-  return statements(db).routed.run({ ...call, via: call.via ?? null }).changes === 1;
+  return statements(db).routed.run({ ...call, via: call.via ?? null, recording: call.recording ?? null }).changes === 1;
 }
 
 /**
@@ -339,4 +374,38 @@ export function readRouterStatus(db: Db, router: string): RouterStatus | undefin
     amiError: row.ami_error as string | null,
     asteriskVersion: row.asterisk_version as string | null,
   };
+}
+
+// ---------------------------------------------------------------------------
+// Recordings: measured once their call is over, deleted after retention.
+
+/** Recordings of calls that ended before \`before\` and are not yet measured. */
+export function recordingsToMeasure(db: Db, before: number): Array<{ id: number; path: string }> {
+  return statements(db).recordingsToMeasure.all({ before });
+}
+
+/** Its size; or, with null, there is no file: the call was never answered, so never recorded. */
+export function recordMeasured(db: Db, id: number, bytes: number | null): void {
+  const s = statements(db);
+  if (bytes === null) s.noRecording.run(id);
+  else s.measured.run(bytes, id);
+}
+
+/** Recordings of calls that ended before \`before\` (now - retention) still on disk. */
+export function recordingsToDelete(db: Db, before: number): Array<{ id: number; session: string; path: string }> {
+  return statements(db).recordingsToDelete.all({ before });
+}
+
+export function recordDeleted(db: Db, id: number, at: number): void {
+  statements(db).deleted.run(at, id);
+}
+
+/** Sessions with a call in progress (routed, ringing or answered): a sliding session's activity. */
+export function sessionsInCall(db: Db): string[] {
+  return statements(db).inCall.all();
+}
+
+/** The session of the latest call with this Uniqueid. */
+export function sessionOfCall(db: Db, uniqueid: string): string | undefined {
+  return statements(db).sessionOf.get(uniqueid);
 }

@@ -3,6 +3,8 @@ import type { AmiClient } from '../ami/client.js';
 import type { AmiError } from '../ami/errors.js';
 import type { RouteAnswer } from '../routing/answer.js';
 import type { RouteDecision } from '../routing/decide.js';
+import { touchSession } from '../session/sessions.js';
+import { recordingPath, sweepRecordings, type RecordingSettings } from './recordings.js';
 import type { Db } from '../store/db.js';
 import { FollowedDatabase } from '../store/followed-db.js';
 import { callFact, isUniqueid, liveUniqueids } from './facts.js';
@@ -14,6 +16,8 @@ import {
   markCallLost,
   markLostCalls,
   recordRoutedCall,
+  sessionOfCall,
+  sessionsInCall,
   writeRouterStatus,
   type AmiReportedState,
 } from './store.js';
@@ -55,6 +59,10 @@ export interface CallTrackerOptions {
   heartbeatMs?: number;
   busyTimeoutMs?: number;
   now?: () => number;
+  /** Where recordings are and how long they are kept; null: this router records nothing. */
+  recordings?: RecordingSettings | null;
+  /** How often recordings are measured and pruned. */
+  recordingSweepMs?: number;
 }
 
 /** Which call Asterisk routed: what AMI's events and Hangup name it by. */
@@ -116,7 +124,12 @@ export class CallTracker {
     if (ami) {
       ami.on('event', (event) => {
         const fact = callFact(event);
-        if (fact) this.enqueue(`AMI ${event.name}`, (db) => void applyCallFact(db, fact));
+        if (fact) {
+          this.enqueue(`AMI ${event.name}`, (db) => {
+            // A call's end is a sliding session's activity too (its start was, when routed).
+            if (applyCallFact(db, fact) && fact.kind === 'hangup') this.touch(db, sessionOfCall(db, fact.uniqueid), fact.at);
+          });
+        }
       });
       ami.on('login', () => {
         this.reportStatus();
@@ -127,12 +140,19 @@ export class CallTracker {
     }
     this.every(this.options.heartbeatMs ?? 5_000, () => this.reportStatus());
     this.every(1_000, () => this.writeRefusals());
+    const recordings = this.options.recordings;
+    if (recordings) {
+      this.every(this.options.recordingSweepMs ?? 1_000, () =>
+        this.enqueue('recordings', (db) => sweepRecordings(db, recordings, this.now(), this.log)),
+      );
+    }
     this.reportStatus();
   }
 
   /**
-   * From the router, for every answer it sends: a bridged call gets its row
-   * (with AMI), a refusal on a pool number is counted (always). Never throws.
+   * From the router, for every answer it sends: a bridged call pushes its
+   * sliding session's end forward and, with AMI, gets its row; a refusal on a
+   * pool number is counted (always). Never throws.
    */
   routed(call: AsteriskCall, answer: RouteAnswer, decision?: RouteDecision): void {
     try {
@@ -142,11 +162,21 @@ export class CallTracker {
         this.countRefusal(decision.dialled, reason);
         return;
       }
-      if (!this.options.ami || answer.status !== 'BRIDGE') return;
+      if (answer.status !== 'BRIDGE') return;
+      if (decision?.idleMs != null) {
+        const at = this.now();
+        this.enqueue('sliding session', (db) => this.touch(db, answer.session, at));
+      }
+      if (answer.recordingUnavailable) {
+        this.log.warn({ session: answer.session }, 'the session asks for recording, but this router records nothing (see --recordings-dir): not recorded');
+      }
+      if (!this.options.ami) return;
       if (!isUniqueid(call.uniqueId) || !CHANNEL.test(call.channel)) {
         this.log.warn({ session: answer.session }, 'bridged call without a usable agi_uniqueid or agi_channel: not in the call log');
         return;
       }
+      const recordings = this.options.recordings;
+      const recording = answer.call?.record === '1' && recordings ? recordingPath(recordings, call.uniqueId) : null;
       const routed = {
         uniqueid: call.uniqueId,
         channel: call.channel,
@@ -154,6 +184,7 @@ export class CallTracker {
         target: answer.target,
         via: answer.via ?? null,
         at: this.now(),
+        recording,
       };
       this.enqueue('routed call', (db) => {
         if (!recordRoutedCall(db, routed)) {
@@ -264,6 +295,8 @@ export class CallTracker {
     const now = this.now();
     let due;
     try {
+      // Calls in progress keep their sliding sessions alive, before any is judged ended.
+      for (const session of sessionsInCall(db)) this.touch(db, session, now, true);
       due = callsToHangUp(db, now);
     } catch (error) {
       if (!isBusy(error)) {
@@ -291,6 +324,13 @@ export class CallTracker {
       );
     }
     for (const id of this.hangupTried.keys()) if (!dueIds.has(id)) this.hangupTried.delete(id);
+  }
+
+  /** A sliding session's activity (a no-op for any other session); `keepAlive` writes only once per half idle timeout. */
+  private touch(db: Db, session: string | undefined, at: number, keepAlive = false): void {
+    if (session === undefined) return;
+    const pushed = touchSession(db, session, at, keepAlive);
+    if (pushed && !keepAlive) this.log.debug({ session }, 'sliding session pushed forward');
   }
 
   private enqueue(what: string, run: (db: Db) => void): void {

@@ -31,7 +31,18 @@ export function callJson(call: Call) {
     hangupRequestedAt: isoTime(call.hangupRequestedAt),
     hangupReason: call.hangupReason,
     via: call.via,
+    recording:
+      call.recording === null
+        ? null
+        : { path: call.recording.path, bytes: call.recording.bytes, deletedAt: isoTime(call.recording.deletedAt) },
   };
+}
+
+function recordingCell(call: Call): string | null {
+  const r = call.recording;
+  if (r === null) return null;
+  if (r.deletedAt !== null) return `deleted ${shortTime(r.deletedAt)}`;
+  return r.bytes === null ? r.path : `${r.path} (${r.bytes} B)`;
 }
 
 /**
@@ -104,7 +115,7 @@ export function registerCalls(program: Command): void {
         return;
       }
       printTable(
-        ['ID', 'SESSION', 'CALLER', 'STATE', 'STARTED', 'ANSWERED', 'ENDED', 'DURATION', 'DIAL', 'CAUSE'],
+        ['ID', 'SESSION', 'CALLER', 'STATE', 'STARTED', 'ANSWERED', 'ENDED', 'DURATION', 'DIAL', 'CAUSE', 'RECORDING'],
         calls.map((c) => [
           c.id,
           c.session,
@@ -116,6 +127,7 @@ export function registerCalls(program: Command): void {
           duration(c.durationMs),
           c.dialStatus,
           c.hangupCause === null ? null : `${c.hangupCause}${c.hangupCauseText ? ` ${c.hangupCauseText}` : ''}`,
+          recordingCell(c),
         ]),
       );
     });

@@ -10,6 +10,7 @@
  * status carries no number at all. What fails is answered with ERROR.
  */
 import { ROUTE_STATUSES, type RouteDecision, type RouteStatus } from './decide.js';
+import { CLASS_NAME, parseCallSettings, SOUND_NAME as CALL_SOUND_NAME } from '../session/call-settings.js';
 
 /** The variables, in the order they are set. The last ones only on the answers that need them. */
 export const CHANNEL_VARIABLES = Object.freeze({
@@ -26,6 +27,37 @@ export const CHANNEL_VARIABLES = Object.freeze({
   /** What the caller hears when the PIN phase runs out while typing. */
   pinFailed: 'VNUM_PIN_FAILED',
 } as const);
+
+/**
+ * How the call is shaped (announcements, limits, recording): set on BRIDGE
+ * only, and only those with a value; vnum.conf starts each one empty, and an
+ * empty one means the dialplan's own default (or nothing). A sliding
+ * session's push is not here: it happens on the write path (the call log).
+ */
+export const CALL_VARIABLES = Object.freeze({
+  ringTimeoutS: 'VNUM_RING_TIMEOUT_S',
+  callLimitS: 'VNUM_CALL_LIMIT_S',
+  limitWarningS: 'VNUM_LIMIT_WARNING_S',
+  limitWarningSound: 'VNUM_LIMIT_WARNING_SOUND',
+  calleeSound: 'VNUM_CALLEE_SOUND',
+  callerClass: 'VNUM_CALLER_MOH',
+  record: 'VNUM_RECORD',
+  consentSound: 'VNUM_CONSENT_SOUND',
+} as const);
+export type CallShape = { readonly [K in keyof typeof CALL_VARIABLES]: string };
+
+/** `vnum serve`'s global defaults for what a session does not set. */
+export interface CallDefaults {
+  calleeAnnouncement?: string | undefined;
+  callerAnnouncement?: string | undefined;
+  limitWarningMs?: number | undefined;
+  /** Played as the limit warning (default `beep`). */
+  limitWarningSound?: string | undefined;
+  /** Record every session's calls unless a session says no. */
+  record?: boolean | undefined;
+  /** The consent notice; set only when recording is possible (a folder, AMI). Without it nothing is recorded. */
+  recordingNotice?: string | undefined;
+}
 
 /** Every value the router writes into the dialplan. */
 export const SAFE_VALUE = /^[A-Za-z0-9+._:-]{0,64}$/;
@@ -81,6 +113,10 @@ export interface RouteAnswer {
   readonly pin?: { prompt: string; failed: string; maxDigits: number; digitTimeoutS: number; timeoutS: number };
   /** A BRIDGE reached by a PIN: for the call log, never written to the channel. */
   readonly via?: 'pin';
+  /** BRIDGE when the session or vnum serve shapes its calls: announcements, limits, recording ('' each unless set). */
+  readonly call?: CallShape;
+  /** The session asked for recording but this router cannot record (no folder or notice configured). */
+  readonly recordingUnavailable?: boolean;
 }
 
 export const ERROR_ANSWER: RouteAnswer = Object.freeze({ status: 'ERROR', target: '', presentedCallerId: '', session: '' });
@@ -117,16 +153,21 @@ function safe(value: unknown): value is string {
  * PIN answers how to read the PIN; each is checked like a number: a sound not
  * of SOUND_NAME, or a PIN setting out of range, is an ERROR.
  */
-export function answerFor(decision: RouteDecision, prompts?: Prompts): RouteAnswer | undefined {
+export function answerFor(decision: RouteDecision, prompts?: Prompts, defaults: CallDefaults = {}): RouteAnswer | undefined {
   if (typeof decision !== 'object' || decision === null) return undefined;
   const { status, target, presentedCallerId, session } = decision;
   if (typeof status !== 'string' || !STATUSES.has(status)) return undefined;
   const values = { target: target ?? '', presentedCallerId: presentedCallerId ?? '', session: session ?? '' };
   if (!safe(values.target) || !safe(values.presentedCallerId) || !safe(values.session)) return undefined;
-  if (status === 'BRIDGE' || status === 'FALLBACK') {
+  if (status === 'BRIDGE') {
     if (values.target === '' || values.presentedCallerId === '') return undefined;
-    if (status === 'FALLBACK') return { status, ...values, session: '' };
-    return decision.via === 'pin' ? { status, ...values, via: 'pin' } : { status, ...values };
+    const shaped = callShape(decision.callSettings ?? null, defaults);
+    if (shaped === undefined) return undefined;
+    return decision.via === 'pin' ? { status, ...values, ...shaped, via: 'pin' } : { status, ...values, ...shaped };
+  }
+  if (status === 'FALLBACK') {
+    if (values.target === '' || values.presentedCallerId === '') return undefined;
+    return { status, ...values, session: '' };
   }
   const answer = { status, target: '', presentedCallerId: '', session: values.session };
   // Without prompts (`vnum route`), a PIN answer has no way to read it: the dialplan refuses it as a bad answer.
@@ -141,6 +182,39 @@ export function answerFor(decision: RouteDecision, prompts?: Prompts): RouteAnsw
   return { ...answer, sound: sound!, pin: { prompt: prompts.sounds.pinPrompt, failed: prompts.sounds.pinFailed, maxDigits, digitTimeoutS, timeoutS } };
 }
 
+function seconds(ms: number | undefined): string {
+  return ms === undefined ? '' : String(Math.floor(ms / 1000));
+}
+
+/** The session's settings over the defaults, every value checked again; undefined when any fails. */
+function callShape(stored: string | null, defaults: CallDefaults): { call?: CallShape; recordingUnavailable?: boolean } | undefined {
+  // The common case: nothing to shape, nothing parsed.
+  if (stored === null && defaults.calleeAnnouncement === undefined && defaults.callerAnnouncement === undefined
+    && defaults.limitWarningMs === undefined && !defaults.record) {
+    return {};
+  }
+  const own = parseCallSettings(stored);
+  if (own === undefined) return undefined;
+  const wantsRecording = own.record ?? defaults.record ?? false;
+  const recording = wantsRecording && defaults.recordingNotice !== undefined;
+  const limitWarningMs = own.limitWarningMs ?? defaults.limitWarningMs;
+  const call: CallShape = {
+    ringTimeoutS: seconds(own.ringTimeoutMs),
+    callLimitS: seconds(own.callLimitMs),
+    limitWarningS: seconds(limitWarningMs),
+    limitWarningSound: limitWarningMs === undefined ? '' : defaults.limitWarningSound ?? 'beep',
+    calleeSound: own.calleeAnnouncement ?? defaults.calleeAnnouncement ?? '',
+    callerClass: own.callerAnnouncement ?? defaults.callerAnnouncement ?? '',
+    record: recording ? '1' : '',
+    consentSound: recording ? defaults.recordingNotice! : '',
+  };
+  for (const key of ['limitWarningSound', 'calleeSound', 'consentSound'] as const) {
+    if (call[key] !== '' && !CALL_SOUND_NAME.test(call[key])) return undefined;
+  }
+  if (call.callerClass !== '' && !CLASS_NAME.test(call.callerClass)) return undefined;
+  return wantsRecording && !recording ? { call, recordingUnavailable: true } : { call };
+}
+
 /** The answer as `[name, value]` pairs, in CHANNEL_VARIABLES' order; a bridge's answer is always the first four. */
 export function channelVariables(answer: RouteAnswer): Array<[string, string]> {
   const variables: Array<[string, string]> = [
@@ -148,6 +222,7 @@ export function channelVariables(answer: RouteAnswer): Array<[string, string]> {
     [CHANNEL_VARIABLES.target, answer.target],
     [CHANNEL_VARIABLES.presentedCallerId, answer.presentedCallerId],
     [CHANNEL_VARIABLES.session, answer.session],
+    ...(answer.call === undefined ? [] : callVariables(answer.call)),
   ];
   if (answer.sound !== undefined) variables.push([CHANNEL_VARIABLES.sound, answer.sound]);
   if (answer.pin !== undefined) {
@@ -160,4 +235,12 @@ export function channelVariables(answer: RouteAnswer): Array<[string, string]> {
     );
   }
   return variables;
+}
+
+function callVariables(call: CallShape): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  for (const key of Object.keys(CALL_VARIABLES) as Array<keyof CallShape>) {
+    if (call[key] !== '') out.push([CALL_VARIABLES[key], call[key]]);
+  }
+  return out;
 }

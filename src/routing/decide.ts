@@ -41,6 +41,10 @@ export interface RouteDecision {
   via?: 'pin';
   /** The pool number dialled, normalised, on the paths that know it without a bridge (refusals are counted by it). */
   dialled?: E164;
+  /** BRIDGE: the session's call settings as stored (JSON, null for none); src/routing/answer.ts judges them. */
+  callSettings?: string | null;
+  /** BRIDGE: the session's sliding idle timeout (null: fixed), for the call log's push on the write path. */
+  idleMs?: number | null;
 }
 
 export interface LiveBridge {
@@ -50,6 +54,9 @@ export interface LiveBridge {
   endsAt: number | null;
   /** What kind of line the target is: judged against the number-type policy on every call. */
   targetType: NumberType;
+  /** The session's call settings as stored, passed through untouched (absent: none). */
+  callSettings?: string | null;
+  idleMs?: number | null;
 }
 
 /** What the decision needs from the store: point reads on the (caller, dialled) key. */
@@ -97,7 +104,11 @@ function outcome(status: RouteStatus, session: string | null = null, reason?: st
 export function fromBridge(bridge: LiveBridge, now: number, policy: NumberPolicy): RouteDecision {
   if (!isLive(bridge.endsAt, now)) return outcome('ENDED', bridge.session);
   if (!allowsType(policy, bridge.targetType)) return outcome('NOT_ALLOWED', bridge.session, `the target is ${refusal(bridge.targetType)}`);
-  return { status: 'BRIDGE', target: bridge.target, presentedCallerId: bridge.presentedCallerId, session: bridge.session };
+  const decision: RouteDecision = { status: 'BRIDGE', target: bridge.target, presentedCallerId: bridge.presentedCallerId, session: bridge.session };
+  // Only a session that shapes its calls or slides carries more.
+  if (bridge.callSettings != null) decision.callSettings = bridge.callSettings;
+  if (bridge.idleMs != null) decision.idleMs = bridge.idleMs;
+  return decision;
 }
 
 function invalid(reason: string, code: ErrorCode): RouteDecision {

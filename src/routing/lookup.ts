@@ -19,6 +19,8 @@ interface BridgeRow {
   endsAt: number | null;
   /** bridge.target_type; NULL on a row written before the store kept it. */
   targetTypeCode: number | null;
+  callSettings: string | null;
+  idleMs: number | null;
 }
 
 /**
@@ -32,7 +34,7 @@ export function storeBridgeLookup(db: Db): RouterLookup {
   const current = db.prepare<[string, string], BridgeRow>(
     // The caller ID to present is the caller's own masked number, kept on the session.
     `SELECT b.target, iif(b.caller = s.first_party, s.first_masked_as, s.second_masked_as) AS presentedCallerId, s.id AS session,
-            b.ends_at AS endsAt, b.target_type AS targetTypeCode
+            b.ends_at AS endsAt, b.target_type AS targetTypeCode, s.call_settings AS callSettings, s.idle_ms AS idleMs
        FROM bridge b JOIN session s ON s.sid = b.sid
       WHERE b.caller = ? AND b.dialled = ?`,
   );
@@ -53,6 +55,8 @@ export function storeBridgeLookup(db: Db): RouterLookup {
       session: row.session,
       endsAt: row.endsAt,
       targetType: row.targetTypeCode === null ? numberTypeCached(row.target) : numberTypeFromCode(row.targetTypeCode),
+      callSettings: row.callSettings,
+      idleMs: row.idleMs,
     };
   };
   const live = (caller: E164, dialled: E164): LiveBridge | undefined => toBridge(current.get(caller, dialled));

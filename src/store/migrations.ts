@@ -145,4 +145,20 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (dialled, reason)
   ) WITHOUT ROWID;
   `,
+  // Sliding TTL, call shaping, recordings (issue 14). `idle_ms`: a session
+  // that ends after this long without a call (its ends_at pushed forward by
+  // each bridged call, never past expires_at, never after a release).
+  // `call_settings`: the session's announcements, limits and recording choice
+  // as JSON (src/session/call-settings.ts), NULL for none. On the call log,
+  // the recording's path as vnum sees it (named by the call's Uniqueid, never
+  // by a number), its size once the call has ended, and when vnum deleted it;
+  // the partial index holds only the recordings still on disk.
+  `
+  ALTER TABLE session ADD COLUMN idle_ms INTEGER;
+  ALTER TABLE session ADD COLUMN call_settings TEXT;
+  ALTER TABLE call ADD COLUMN recording_path TEXT;
+  ALTER TABLE call ADD COLUMN recording_bytes INTEGER;
+  ALTER TABLE call ADD COLUMN recording_deleted_at INTEGER;
+  CREATE INDEX call_recording ON call (coalesce(ended_at, lost_at)) WHERE recording_path IS NOT NULL AND recording_deleted_at IS NULL;
+  `,
 ];

@@ -115,8 +115,9 @@ export class VnumDb {
     this.ok(['pool', 'add', ...numbers]);
   }
 
-  createSession(id: string, first: string, second: string): SessionJson {
-    return JSON.parse(this.ok(['session', 'create', id, first, second, '--json'])) as SessionJson;
+  /** `args`: more flags of `session create` (--idle-timeout, --call-limit, ...). */
+  createSession(id: string, first: string, second: string, args: string[] = []): SessionJson {
+    return JSON.parse(this.ok(['session', 'create', id, first, second, ...args, '--json'])) as SessionJson;
   }
 
   /** `pool set <number> ...` */

@@ -65,7 +65,7 @@ describe('vnum CLI (built executable)', () => {
   it('creates, shows, lists and releases sessions; route answers from the same decision as the router', () => {
     run('pool', 'add', '+442079460001', '+442079460002');
     const created = json('session', 'create', 'order-7', A, D, '--ttl', '2h');
-    expect(Object.keys(created)).toEqual(['id', 'state', 'expiresAt', 'parties', 'createdAt', 'releasedAt', 'endsAt', 'created']);
+    expect(Object.keys(created)).toEqual(['id', 'state', 'expiresAt', 'parties', 'createdAt', 'releasedAt', 'endsAt', 'idleTimeoutMs', 'calls', 'created']);
     expect(created).toMatchObject({ id: 'order-7', state: 'active', created: true });
     expect(Date.parse(created.expiresAt) - Date.parse(created.createdAt)).toBe(2 * 3_600_000);
     const [a, d] = created.parties;
