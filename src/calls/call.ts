@@ -28,4 +28,17 @@ export interface Call {
   /** When vnum asked Asterisk to hang it up, and why. */
   hangupRequestedAt: number | null;
   hangupReason: HangupReason | null;
+  /** 'pin': the caller reached the party by typing its PIN; null: from the party's own number. */
+  via: 'pin' | null;
+  /** The call's recording, when it was recorded: where it is (or was), its size, when vnum deleted it. */
+  recording: Recording | null;
+}
+
+export interface Recording {
+  /** As vnum sees it: the recordings folder and the caller channel's Uniqueid, never a number. */
+  path: string;
+  /** Known once the call has ended and the file is closed. */
+  bytes: number | null;
+  /** When the retention sweep deleted it (null: still on disk). */
+  deletedAt: number | null;
 }

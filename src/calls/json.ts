@@ -20,5 +20,10 @@ export function callJson(call: Call) {
     hangupCauseText: call.hangupCauseText,
     hangupRequestedAt: isoTime(call.hangupRequestedAt),
     hangupReason: call.hangupReason,
+    via: call.via,
+    recording:
+      call.recording === null
+        ? null
+        : { path: call.recording.path, bytes: call.recording.bytes, deletedAt: isoTime(call.recording.deletedAt) },
   };
 }

@@ -6,6 +6,8 @@ import type { CallFact } from './facts.js';
 import { callJson } from './json.js';
 import { stateSql } from '../session/state.js';
 import { perConnection } from '../store/statements.js';
+import type { RouteAnswer } from '../routing/answer.js';
+import type { RouteDecision } from '../routing/decide.js';
 
 /**
  * The call log in SQLite (schema 2): one row per call the router bridged.
@@ -14,7 +16,7 @@ import { perConnection } from '../store/statements.js';
  * is stored: the caller is named by its side of the session.
  */
 
-export { CALL_STATES, type Call, type CallState, type HangupReason } from './call.js';
+export { CALL_STATES, type Call, type CallState, type HangupReason, type Recording } from './call.js';
 
 interface CallRow {
   id: number;
@@ -31,6 +33,10 @@ interface CallRow {
   hangup_cause_text: string | null;
   hangup_requested_at: number | null;
   hangup_reason: HangupReason | null;
+  via: 'pin' | null;
+  recording_path: string | null;
+  recording_bytes: number | null;
+  recording_deleted_at: number | null;
 }
 
 export function callState(row: Pick<CallRow, 'ringing_at' | 'answered_at' | 'ended_at' | 'lost_at'>): CallState {
@@ -59,6 +65,11 @@ function toCall(row: CallRow): Call {
     hangupCauseText: row.hangup_cause_text,
     hangupRequestedAt: row.hangup_requested_at,
     hangupReason: row.hangup_reason,
+    via: row.via ?? null,
+    recording:
+      row.recording_path === null
+        ? null
+        : { path: row.recording_path, bytes: row.recording_bytes, deletedAt: row.recording_deleted_at },
   };
 }
 
@@ -70,9 +81,9 @@ const LATEST_OPEN = `id = (SELECT max(id) FROM call WHERE uniqueid = @uniqueid A
 function prepare(db: Db) {
   return {
     // The caller is the party that is not the target the router dials.
-    routed: db.prepare<{ uniqueid: string; channel: string; session: string; target: string; at: number }, { id: number }>(
-      `INSERT INTO call (uniqueid, channel, session_id, caller, started_at)
-       SELECT @uniqueid, @channel, id, iif(second_party = @target, 'first', 'second'), @at
+    routed: db.prepare<{ uniqueid: string; channel: string; session: string; target: string; via: 'pin' | null; at: number; recording: string | null }, { id: number }>(
+      `INSERT INTO call (uniqueid, channel, session_id, caller, started_at, via, recording_path)
+       SELECT @uniqueid, @channel, id, iif(second_party = @target, 'first', 'second'), @at, @via, @recording
          FROM session WHERE id = @session AND (first_party = @target OR second_party = @target)
        RETURNING id`,
     ),
@@ -108,6 +119,25 @@ function prepare(db: Db) {
     markDue: db.prepare<[number, number]>(
       `UPDATE call SET hangup_requested_at = ?, hangup_reason = 'session-ended' WHERE id = ? AND hangup_requested_at IS NULL`,
     ),
+    refusal: db.prepare<Refusal>(
+      `INSERT INTO refusal (dialled, reason, count, last_at) VALUES (@dialled, @reason, @count, @at)
+       ON CONFLICT (dialled, reason) DO UPDATE SET count = count + excluded.count, last_at = max(last_at, excluded.last_at)`,
+    ),
+    // Recordings of calls over for a moment (the file closed): to measure, or (past retention) to delete.
+    recordingsToMeasure: db.prepare<{ before: number }, { id: number; path: string }>(
+      `SELECT id, recording_path AS path FROM call
+        WHERE recording_path IS NOT NULL AND recording_deleted_at IS NULL AND recording_bytes IS NULL
+          AND coalesce(ended_at, lost_at) < @before`,
+    ),
+    recordingsToDelete: db.prepare<{ before: number }, { id: number; session: string; path: string }>(
+      `SELECT id, session_id AS session, recording_path AS path FROM call
+        WHERE recording_path IS NOT NULL AND recording_deleted_at IS NULL AND coalesce(ended_at, lost_at) < @before`,
+    ),
+    measured: db.prepare<[number, number]>('UPDATE call SET recording_bytes = ? WHERE id = ?'),
+    noRecording: db.prepare<[number]>('UPDATE call SET recording_path = NULL WHERE id = ?'),
+    deleted: db.prepare<[number, number]>('UPDATE call SET recording_deleted_at = ? WHERE id = ?'),
+    inCall: db.prepare<[], string>(`SELECT DISTINCT session_id FROM call WHERE ${OPEN}`).pluck(),
+    sessionOf: db.prepare<[string], string>('SELECT session_id FROM call WHERE uniqueid = ? ORDER BY id DESC LIMIT 1').pluck(),
     stillOpen: db.prepare<[string], number>(`SELECT count(*) FROM call WHERE id IN (SELECT value FROM json_each(?)) AND ${OPEN}`).pluck(),
   };
 }
@@ -120,7 +150,11 @@ export interface RoutedCall {
   session: string;
   /** The number the router dials: tells which party is calling. */
   target: string;
+  /** 'pin': the caller typed that party's PIN (its own number was not the party's). */
+  via?: 'pin' | null;
   at: number;
+  /** Where the recording will be, when the call is recorded. */
+  recording?: string | null;
 }
 
 type CallEventType = 'call.bridged' | 'call.answered' | 'call.ended';
@@ -139,10 +173,58 @@ function recordCallEvent(db: Db, type: CallEventType, id: number, occurredAt: nu
   appendEvent(db, { type, session: call.session, occurredAt, data: { call: { ...callJson(call), ...masked } } }, Date.now());
 }
 
+/**
+ * Why a call on a pool number was refused, as counted: the refusal's status,
+ * or for a caller put through to the desk the refusal it stands for. Undefined
+ * for anything else (a bridge, a PIN prompt, a number not in the pool).
+ */
+export function refusalReason(answer: RouteAnswer, decision: RouteDecision | undefined): string | undefined {
+  switch (answer.status) {
+    case 'NO_SESSION':
+    case 'ENDED':
+    case 'INVALID':
+    case 'PIN_FAILED':
+    case 'NOT_ALLOWED':
+      return answer.status;
+    case 'FALLBACK':
+      return `${decision?.reason ?? 'NO_SESSION'}>FALLBACK`;
+    default:
+      return undefined;
+  }
+}
+
+export interface Refusal {
+  /** The pool number dialled: a virtual number, never the caller's. */
+  dialled: string;
+  reason: string;
+  /** How many more. */
+  count: number;
+  /** The latest of them. */
+  at: number;
+}
+
+/** More refused calls on a pool number, for one reason. */
+export function countRefusal(db: Db, refusal: Refusal): void {
+  statements(db).refusal.run(refusal);
+}
+
+export interface RefusalCount {
+  dialled: string;
+  reason: string;
+  count: number;
+  lastAt: number;
+}
+
+export function refusalCounts(db: Db): RefusalCount[] {
+  return db
+    .prepare<[], RefusalCount>('SELECT dialled, reason, count, last_at AS lastAt FROM refusal ORDER BY dialled, reason')
+    .all();
+}
+
 /** The row for a call the router bridged, and its call.bridged. False when the session has no such party (nothing written). */
 export function recordRoutedCall(db: Db, call: RoutedCall): boolean {
   return writeTransaction(db, () => {
-    const row = statements(db).routed.get(call);
+    const row = statements(db).routed.get({ ...call, via: call.via ?? null, recording: call.recording ?? null });
     if (row) recordCallEvent(db, 'call.bridged', row.id, call.at);
     return row !== undefined;
   });
@@ -332,4 +414,38 @@ function toRouterStatus(row: RouterStatusRow): RouterStatus {
     amiError: row.ami_error as string | null,
     asteriskVersion: row.asterisk_version as string | null,
   };
+}
+
+// ---------------------------------------------------------------------------
+// Recordings: measured once their call is over, deleted after retention.
+
+/** Recordings of calls that ended before \`before\` and are not yet measured. */
+export function recordingsToMeasure(db: Db, before: number): Array<{ id: number; path: string }> {
+  return statements(db).recordingsToMeasure.all({ before });
+}
+
+/** Its size; or, with null, there is no file: the call was never answered, so never recorded. */
+export function recordMeasured(db: Db, id: number, bytes: number | null): void {
+  const s = statements(db);
+  if (bytes === null) s.noRecording.run(id);
+  else s.measured.run(bytes, id);
+}
+
+/** Recordings of calls that ended before \`before\` (now - retention) still on disk. */
+export function recordingsToDelete(db: Db, before: number): Array<{ id: number; session: string; path: string }> {
+  return statements(db).recordingsToDelete.all({ before });
+}
+
+export function recordDeleted(db: Db, id: number, at: number): void {
+  statements(db).deleted.run(at, id);
+}
+
+/** Sessions with a call in progress (routed, ringing or answered): a sliding session's activity. */
+export function sessionsInCall(db: Db): string[] {
+  return statements(db).inCall.all();
+}
+
+/** The session of the latest call with this Uniqueid. */
+export function sessionOfCall(db: Db, uniqueid: string): string | undefined {
+  return statements(db).sessionOf.get(uniqueid);
 }

@@ -2,6 +2,9 @@ import type { Logger } from 'pino';
 import type { AmiClient } from '../ami/client.js';
 import type { AmiError } from '../ami/errors.js';
 import type { RouteAnswer } from '../routing/answer.js';
+import type { RouteDecision } from '../routing/decide.js';
+import { touchSession } from '../session/sessions.js';
+import { recordingPath, sweepRecordings, type RecordingSettings } from './recordings.js';
 import type { Db } from '../store/db.js';
 import { FollowedDatabase } from '../store/followed-db.js';
 import { addToCounter } from '../webhooks/outbox.js';
@@ -9,10 +12,14 @@ import { callFact, isUniqueid, liveUniqueids } from './facts.js';
 import { recordRefusal, RefusalGate } from './refusals.js';
 import {
   applyCallFact,
+  countRefusal,
+  refusalReason,
   callsToHangUp,
   markCallLost,
   markLostCalls,
   recordRoutedCall,
+  sessionOfCall,
+  sessionsInCall,
   writeRouterStatus,
   type AmiReportedState,
 } from './store.js';
@@ -58,6 +65,10 @@ export interface CallTrackerOptions {
   /** The country the router reads numbers without + in: to tell which party a refused call came from. */
   defaultCountry?: string | undefined;
   now?: () => number;
+  /** Where recordings are and how long they are kept; null: this router records nothing. */
+  recordings?: RecordingSettings | null;
+  /** How often recordings are measured and pruned. */
+  recordingSweepMs?: number;
 }
 
 /** Which call Asterisk routed: what AMI's events and Hangup name it by, and who called (for call.refused). */
@@ -76,6 +87,7 @@ interface Write {
 }
 
 const MAX_QUEUE = 10_000;
+const MAX_REFUSAL_KEYS = 10_000;
 // Channel names as Asterisk writes them: technology/resource-sequence.
 const CHANNEL = /^[A-Za-z0-9/@._:;+-]{1,200}$/;
 
@@ -97,7 +109,11 @@ export class CallTracker {
   /** Call id -> when Hangup was last sent for it. */
   private readonly hangupTried = new Map<number, number>();
   private stopped = false;
+  /** call.refused events and their counters (./refusals.ts). */
   private readonly refusals: RefusalGate;
+  /** Refusals per pool number and reason, counted into the refusal table every flush. */
+  private readonly poolRefusals = new Map<string, { dialled: string; reason: string; count: number; at: number }>();
+  private poolRefusalsDropped = 0;
 
   constructor(private readonly options: CallTrackerOptions) {
     this.log = options.logger.child({ component: 'calls' });
@@ -120,7 +136,12 @@ export class CallTracker {
     if (ami) {
       ami.on('event', (event) => {
         const fact = callFact(event);
-        if (fact) this.enqueue(`AMI ${event.name}`, (db) => void applyCallFact(db, fact));
+        if (fact) {
+          this.enqueue(`AMI ${event.name}`, (db) => {
+            // A call's end is a sliding session's activity too (its start was, when routed).
+            if (applyCallFact(db, fact) && fact.kind === 'hangup') this.touch(db, sessionOfCall(db, fact.uniqueid), fact.at);
+          });
+        }
       });
       ami.on('login', () => {
         this.reportStatus();
@@ -130,24 +151,55 @@ export class CallTracker {
       this.every(this.options.hangupCheckMs ?? 500, () => this.hangUpDue());
     }
     this.every(this.options.heartbeatMs ?? 5_000, () => this.reportStatus());
+    this.every(1_000, () => this.writeRefusals());
+    const recordings = this.options.recordings;
+    if (recordings) {
+      this.every(this.options.recordingSweepMs ?? 1_000, () =>
+        this.enqueue('recordings', (db) => sweepRecordings(db, recordings, this.now(), this.log)),
+      );
+    }
     this.reportStatus();
   }
 
-  /** From the router, for every answer it sends: a bridged call gets its row, a refused one its event or count. Never throws. */
-  routed(call: AsteriskCall, answer: RouteAnswer): void {
+  /**
+   * From the router, for every answer it sends: a refusal on a pool number is
+   * counted per number (always), and a refused call gets its call.refused
+   * event or counter (./refusals.ts); a bridged call pushes its sliding
+   * session's end forward and, with AMI, gets its row. Never throws.
+   */
+  routed(call: AsteriskCall, answer: RouteAnswer, decision?: RouteDecision): void {
     try {
       if (this.stopped) return;
+      const reason = refusalReason(answer, decision);
+      if (reason !== undefined && decision?.dialled !== undefined) this.countRefusal(decision.dialled, reason);
       if (answer.status !== 'BRIDGE') {
         const refusal = this.refusals.admit(call, answer.status, answer.session, this.now());
         if (refusal) this.enqueue('refused call', (db) => void recordRefusal(db, refusal, this.now()));
         return;
+      }
+      if (decision?.idleMs != null) {
+        const at = this.now();
+        this.enqueue('sliding session', (db) => this.touch(db, answer.session, at));
+      }
+      if (answer.recordingUnavailable) {
+        this.log.warn({ session: answer.session }, 'the session asks for recording, but this router records nothing (see --recordings-dir): not recorded');
       }
       if (!this.options.ami) return;
       if (!isUniqueid(call.uniqueId) || !CHANNEL.test(call.channel)) {
         this.log.warn({ session: answer.session }, 'bridged call without a usable agi_uniqueid or agi_channel: not in the call log');
         return;
       }
-      const routed = { uniqueid: call.uniqueId, channel: call.channel, session: answer.session, target: answer.target, at: this.now() };
+      const recordings = this.options.recordings;
+      const recording = answer.call?.record === '1' && recordings ? recordingPath(recordings, call.uniqueId) : null;
+      const routed = {
+        uniqueid: call.uniqueId,
+        channel: call.channel,
+        session: answer.session,
+        target: answer.target,
+        via: answer.via ?? null,
+        at: this.now(),
+        recording,
+      };
       this.enqueue('routed call', (db) => {
         if (!recordRoutedCall(db, routed)) {
           this.log.warn({ session: routed.session }, 'bridged call not recorded: the session has no such party');
@@ -158,9 +210,42 @@ export class CallTracker {
     }
   }
 
+  /**
+   * Refusals are added up here and written once a second, one row per pool
+   * number and reason: a flood of refused calls costs a map update each, not
+   * a write each. Bounded: past MAX_REFUSAL_KEYS distinct keys in one second,
+   * the rest are dropped with a warning.
+   */
+  private countRefusal(dialled: string, reason: string): void {
+    const key = `${dialled} ${reason}`;
+    const counted = this.poolRefusals.get(key);
+    if (counted !== undefined) {
+      counted.count++;
+      counted.at = this.now();
+    } else if (this.poolRefusals.size < MAX_REFUSAL_KEYS) {
+      this.poolRefusals.set(key, { dialled, reason, count: 1, at: this.now() });
+    } else {
+      this.poolRefusalsDropped++;
+    }
+  }
+
+  private writeRefusals(): void {
+    if (this.poolRefusals.size === 0) return;
+    const counts = [...this.poolRefusals.values()];
+    this.poolRefusals.clear();
+    if (this.poolRefusalsDropped > 0) {
+      this.log.warn({ dropped: this.poolRefusalsDropped }, 'refusal counts: too many pool numbers and reasons in one second; some refusals not counted');
+      this.poolRefusalsDropped = 0;
+    }
+    this.enqueue('refusal counts', (db) => {
+      for (const refusal of counts) countRefusal(db, refusal);
+    });
+  }
+
   /** Final status, last writes, close. */
   async stop(): Promise<void> {
     if (this.stopped) return;
+    this.writeRefusals();
     this.stopped = true;
     for (const timer of this.timers) clearInterval(timer);
     clearTimeout(this.flushTimer);
@@ -230,6 +315,8 @@ export class CallTracker {
     const now = this.now();
     let due;
     try {
+      // Calls in progress keep their sliding sessions alive, before any is judged ended.
+      for (const session of sessionsInCall(db)) this.touch(db, session, now, true);
       due = callsToHangUp(db, now);
     } catch (error) {
       if (!isBusy(error)) {
@@ -257,6 +344,13 @@ export class CallTracker {
       );
     }
     for (const id of this.hangupTried.keys()) if (!dueIds.has(id)) this.hangupTried.delete(id);
+  }
+
+  /** A sliding session's activity (a no-op for any other session); `keepAlive` writes only once per half idle timeout. */
+  private touch(db: Db, session: string | undefined, at: number, keepAlive = false): void {
+    if (session === undefined) return;
+    const pushed = touchSession(db, session, at, keepAlive);
+    if (pushed && !keepAlive) this.log.debug({ session }, 'sliding session pushed forward');
   }
 
   private enqueue(what: string, run: (db: Db) => void): void {

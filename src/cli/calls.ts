@@ -8,6 +8,13 @@ import { parseLimit } from './options.js';
 import { parseSince } from '../time.js';
 import { printJson, printNotice, printTable, shortTime } from './output.js';
 
+function recordingCell(call: Call): string | null {
+  const r = call.recording;
+  if (r === null) return null;
+  if (r.deletedAt !== null) return `deleted ${shortTime(r.deletedAt)}`;
+  return r.bytes === null ? r.path : `${r.path} (${r.bytes} B)`;
+}
+
 function duration(ms: number | null): string | null {
   return ms === null ? null : `${(ms / 1000).toFixed(1)}s`;
 }
@@ -43,11 +50,11 @@ export function registerCalls(program: Command): void {
         return;
       }
       printTable(
-        ['ID', 'SESSION', 'CALLER', 'STATE', 'STARTED', 'ANSWERED', 'ENDED', 'DURATION', 'DIAL', 'CAUSE'],
+        ['ID', 'SESSION', 'CALLER', 'STATE', 'STARTED', 'ANSWERED', 'ENDED', 'DURATION', 'DIAL', 'CAUSE', 'RECORDING'],
         calls.map((c) => [
           c.id,
           c.session,
-          c.caller,
+          c.via === 'pin' ? `${c.caller} (PIN)` : c.caller,
           c.hangupReason ? `${c.state} (hung up: ${c.hangupReason})` : c.state,
           shortTime(c.startedAt),
           shortTime(c.answeredAt),
@@ -55,6 +62,7 @@ export function registerCalls(program: Command): void {
           duration(c.durationMs),
           c.dialStatus,
           c.hangupCause === null ? null : `${c.hangupCause}${c.hangupCauseText ? ` ${c.hangupCauseText}` : ''}`,
+          recordingCell(c),
         ]),
       );
     });

@@ -4,10 +4,20 @@ import { ErrorCode, VnumError } from '../errors.js';
 import { normaliseNumber } from '../numbers/normalise.js';
 import { addToPool, listPool, retireNumber, type PoolChange } from '../pool/pool.js';
 import { parsePoolCsv } from '../pool/csv.js';
+import { numberHandling, OUT_OF_SESSION_MODES, PIN_MODES, setNumberHandling, type HandlingChange } from '../pool/handling.js';
 import { defaultCountry, withDb } from './context.js';
 import { poolChangeJson, poolNumberJson } from '../json.js';
 import { registerPoolSync } from './pool-sync.js';
 import { printJson, printLine, printTable, shortTime, shownLines } from './output.js';
+
+/** A mode flag's value: one of `values`, `default` (null), or absent (undefined). */
+function choice<T extends string>(text: string | undefined, values: readonly T[], flag: string): T | null | undefined {
+  if (text === undefined) return undefined;
+  if (text === 'default') return null;
+  if ((values as readonly string[]).includes(text)) return text as T;
+  throw new VnumError(ErrorCode.InvalidArgument, `invalid ${flag} "${text.slice(0, 30)}": use ${values.join(', ')} or default`);
+}
+
 
 /** The summary's lines: the counts, then the numbers whose state was kept (each line printed on its own, escaped). */
 function describeChange(change: PoolChange): string[] {
@@ -78,14 +88,53 @@ export function registerPool(program: Command): void {
   pool
     .command('list')
     .description('list the pool')
-    .option('--json', 'JSON: [{"number","country","state","addedAt"}]')
+    .option('--json', 'JSON: [{"number","country","state","addedAt","pin","outOfSession","fallback"}] (the last three null: vnum serve\'s default)')
     .action((options: { json?: boolean }, command: Command) => {
-      const numbers = withDb(command, (db) => listPool(db), 'read');
+      const numbers = withDb(command, (db) => listPool(db).map((n) => ({ ...n, handling: numberHandling(db, n.number)! })), 'read');
       if (options.json) {
-        printJson(numbers.map(poolNumberJson));
+        printJson(numbers.map((n) => ({ ...poolNumberJson(n), ...n.handling })));
       } else {
-        printTable(['NUMBER', 'COUNTRY', 'STATE', 'ADDED'], numbers.map((n) => [n.number, n.country, n.state, shortTime(n.addedAt)]));
+        printTable(
+          ['NUMBER', 'COUNTRY', 'STATE', 'ADDED', 'PIN', 'OUT OF SESSION', 'DESK'],
+          numbers.map((n) => [
+            n.number, n.country, n.state, shortTime(n.addedAt),
+            n.handling.pin ?? 'default', n.handling.outOfSession ?? 'default', n.handling.fallback ?? 'default',
+          ]),
+        );
       }
+    });
+
+  pool
+    .command('set')
+    .description(
+      'how a pool number handles callers without a bridge on it: whether they are asked for a PIN, and what a refused caller gets; ' +
+        '"default" returns a setting to vnum serve\'s (--pin, --out-of-session, --fallback)',
+    )
+    .argument('<number>', 'the virtual number')
+    .option('--pin <mode>', `${PIN_MODES.join(', ')} or default`)
+    .option('--out-of-session <mode>', `${OUT_OF_SESSION_MODES.join(', ')} or default`)
+    .option('--fallback <number>', 'the desk for this number\'s refused callers, or default')
+    .option('--country <XX>', 'default country for numbers without +')
+    .option('--json', 'JSON: {"number","pin","outOfSession","fallback","changed"} (null: vnum serve\'s default)')
+    .action((number: string, options: { pin?: string; outOfSession?: string; fallback?: string; json?: boolean }, command: Command) => {
+      const country = defaultCountry(command);
+      const e164 = normaliseNumber(number, country);
+      if (options.pin === undefined && options.outOfSession === undefined && options.fallback === undefined) {
+        throw new VnumError(ErrorCode.Usage, 'nothing to set: give --pin, --out-of-session or --fallback');
+      }
+      const change: HandlingChange = {
+        pin: choice(options.pin, PIN_MODES, '--pin'),
+        outOfSession: choice(options.outOfSession, OUT_OF_SESSION_MODES, '--out-of-session'),
+        fallback: options.fallback === undefined ? undefined : options.fallback === 'default' ? null : normaliseNumber(options.fallback, country),
+      };
+      const { handling, changed } = withDb(command, (db) => setNumberHandling(db, e164, change), 'write');
+      if (options.json) {
+        printJson({ number: e164, ...handling, changed });
+        return;
+      }
+      printLine(
+        `${e164}: PIN ${handling.pin ?? 'default'}, out of session ${handling.outOfSession ?? 'default'}, desk ${handling.fallback ?? 'default'}${changed ? '' : ' (unchanged)'}`,
+      );
     });
 
   pool

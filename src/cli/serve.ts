@@ -3,6 +3,8 @@
  * server (agi/), the router (src/routing), the call log (src/calls), AMI
  * (src/ami) and the store together. Everything it starts, it stops.
  */
+import { statSync } from 'node:fs';
+import path from 'node:path';
 import { Option, type Command } from 'commander';
 import type { Logger } from 'pino';
 import { DEFAULT_ALLOW } from '../../agi/allow-list.js';
@@ -14,7 +16,10 @@ import { CallTracker, type AsteriskCall } from '../calls/tracker.js';
 import { ErrorCode, VnumError } from '../errors.js';
 import { createLogger } from '../log.js';
 import type { NumberPolicy } from '../numbers/policy.js';
-import { answerFor, channelVariables, ERROR_ANSWER, type RouteAnswer } from '../routing/answer.js';
+import { answerFor, channelVariables, ERROR_ANSWER, type CallDefaults, type Prompts, type RouteAnswer } from '../routing/answer.js';
+import type { RecordingSettings } from '../calls/recordings.js';
+import { CALL_LIMITS, checkClassName, checkSoundName } from '../session/call-settings.js';
+import { formatDuration, MAX_DURATION_MS } from '../duration.js';
 import type { RouteDecision } from '../routing/decide.js';
 import { createCallRouter, type RoutedCall } from '../routing/service.js';
 import { CachedFigures, workerReader } from '../metrics/cached-figures.js';
@@ -24,6 +29,7 @@ import { FRESHNESS_DEFAULTS, WHEN_STALE, type FreshnessPolicy, type WhenStale } 
 import { createFreshnessGate } from '../replica/gate.js';
 import { openDb, resolveDbPath } from '../store/db.js';
 import { amiSettings, type AmiSettings } from './ami-settings.js';
+import { addOutOfSessionSettings, outOfSessionSettings, type OutOfSessionSettings } from './out-of-session-settings.js';
 import { ALLOWED_NUMBER_TYPES_OPTION, defaultCountry, globalOptions, numberPolicy } from './context.js';
 import { stopSignal } from './stop-signal.js';
 import { addSetting, allowSetting, boundedDuration, boundedInteger, configurationError, formatMs, hostSetting, portOrOff, SETTING_LIMITS, span, tcpPort } from './settings.js';
@@ -52,20 +58,30 @@ export function agiAnswer(answer: RouteAnswer): AgiAnswer {
 /** Written by the FastAGI server when routing throws: ERROR. */
 export const FALLBACK_ANSWER: AgiAnswer = Object.freeze(agiAnswer(ERROR_ANSWER));
 
+/** What the router does for callers without a bridge: their PIN, and what they hear. */
+export interface OutOfSessionRouting {
+  pin: (call: InboundCall, pin: string) => RouteDecision;
+  prompts: Prompts;
+}
+
 /**
  * The handler that routes each call: the decision, as the channel variables
  * the dialplan reads (ERROR when it fails src/routing/answer.ts's checks);
- * `routed` hears every answer (the call log).
+ * `routed` hears every answer (the call log). `AGI(<url>,pin,<digits>)` is a
+ * PIN typed after the router asked for one (dialplan/README.md).
  */
 export function routeCalls(
   route: (call: InboundCall) => RouteDecision,
   logger: Logger,
-  routed?: (call: InboundCall, answer: RouteAnswer) => void,
+  routed?: (call: InboundCall, answer: RouteAnswer, decision: RouteDecision) => void,
+  outOfSession?: OutOfSessionRouting,
+  defaults: CallDefaults = {},
 ): AgiHandler {
   return (env) => {
     const call = inboundCall(env);
-    const decision = route(call);
-    let answer = answerFor(decision);
+    const decision =
+      outOfSession !== undefined && env.get('agi_arg_1') === 'pin' ? outOfSession.pin(call, env.get('agi_arg_2') ?? '') : route(call);
+    let answer = answerFor(decision, outOfSession?.prompts, defaults);
     if (answer === undefined) {
       const status: unknown = typeof decision === 'object' && decision !== null ? decision.status : decision;
       logger.error(
@@ -74,7 +90,7 @@ export function routeCalls(
       );
       answer = ERROR_ANSWER;
     }
-    routed?.(call, answer);
+    routed?.(call, answer, decision);
     return agiAnswer(answer);
   };
 }
@@ -95,6 +111,10 @@ export interface ServeSettings {
   freshness: FreshnessPolicy;
   /** The Prometheus endpoint; null: off. */
   metrics: { host: string; port: number; storeAgeMs: number } | null;
+  outOfSession: OutOfSessionSettings;
+  /** Announcements, warning and recording for sessions that do not set their own. */
+  calls: CallDefaults;
+  recordings: RecordingSettings | null;
 }
 
 interface ServeOptions {
@@ -113,6 +133,66 @@ interface ServeOptions {
   amiPort?: string;
   amiUser?: string;
   amiSecretFile?: string;
+  calleeAnnouncement?: string;
+  callerAnnouncement?: string;
+  limitWarning?: number;
+  limitWarningSound: string;
+  record?: boolean;
+  recordingsDir?: string;
+  recordingNotice?: string;
+  recordingRetention: number;
+}
+
+/** How long recordings are kept by default; at least a second (tests), at most MAX_DURATION_MS. */
+export const DEFAULT_RECORDING_RETENTION_MS = 30 * 86_400_000;
+
+const soundSetting = (name: string, text: string): string => asSetting(name, text, () => checkSoundName(text, name));
+const classSetting = (name: string, text: string): string => asSetting(name, text, () => checkClassName(text, name));
+
+function asSetting<T>(name: string, text: string, judge: () => T): T {
+  try {
+    return judge();
+  } catch (e) {
+    throw configurationError(name, text, (e as Error).message.replace(/^invalid [^:]*: /, ''));
+  }
+}
+
+/** The recordings folder: absolute, an existing directory (vnum never creates it: its owner and mode are the operator's). */
+function recordingsDir(name: string, text: string): string {
+  if (!path.isAbsolute(text)) throw configurationError(name, text, 'an absolute path');
+  let isDir = false;
+  try {
+    isDir = statSync(text).isDirectory();
+  } catch {
+    throw configurationError(name, text, 'no such folder (create it as docs/operator-guide.md says, "Recordings")');
+  }
+  if (!isDir) throw configurationError(name, text, 'not a folder');
+  return path.resolve(text);
+}
+
+/** The call-shaping settings judged together: recording needs a folder, a consent notice and AMI (the call log). */
+function callSettingsOf(options: ServeOptions, ami: AmiSettings | null): { calls: CallDefaults; recordings: RecordingSettings | null } {
+  const { recordingsDir: dir, recordingNotice } = options;
+  if (options.record && dir === undefined) {
+    throw new VnumError(ErrorCode.Configuration, '--record needs --recordings-dir: the folder Asterisk records into');
+  }
+  if (dir !== undefined && recordingNotice === undefined) {
+    throw new VnumError(ErrorCode.Configuration, '--recordings-dir needs --recording-notice: the consent prompt the caller hears before a recorded call connects');
+  }
+  if (dir !== undefined && ami === null) {
+    throw new VnumError(ErrorCode.Configuration, '--recordings-dir needs AMI (--ami-user): recordings are tracked, measured and deleted through the call log');
+  }
+  return {
+    calls: {
+      calleeAnnouncement: options.calleeAnnouncement,
+      callerAnnouncement: options.callerAnnouncement,
+      limitWarningMs: options.limitWarning,
+      limitWarningSound: options.limitWarningSound,
+      record: options.record ?? false,
+      recordingNotice: dir === undefined ? undefined : recordingNotice,
+    },
+    recordings: dir === undefined ? null : { dir, retentionMs: options.recordingRetention },
+  };
 }
 
 export function registerServe(program: Command): void {
@@ -179,6 +259,7 @@ export function registerServe(program: Command): void {
     default: { value: 30_000, shown: '30s' },
     env: 'VNUM_METRICS_STORE_AGE',
   });
+  addOutOfSessionSettings(serve);
   serve
     .option('--country <XX>', 'default country for numbers without + (VNUM_DEFAULT_COUNTRY)')
     .option(...ALLOWED_NUMBER_TYPES_OPTION)
@@ -186,9 +267,33 @@ export function registerServe(program: Command): void {
     .addOption(new Option('--ami-host <address>', 'AMI address (default 127.0.0.1)').env('VNUM_AMI_HOST'))
     .addOption(new Option('--ami-port <port>', 'AMI port (default 5038)').env('VNUM_AMI_PORT'))
     .addOption(new Option('--ami-secret-file <file>', 'file holding the AMI secret, owner-only (or VNUM_AMI_SECRET)').env('VNUM_AMI_SECRET_FILE'))
+    .addOption(new Option('--record', "record every session's calls unless the session says --no-record (needs --recordings-dir)").env('VNUM_RECORD'));
+  const optional = <T>(flags: string, description: string, judge: (name: string, text: string) => T, env: string) =>
+    addSetting(serve, { flags, description, judge, env });
+  optional('--callee-announcement <sound>', 'default sound played to the callee on answer, before the call connects', soundSetting, 'VNUM_CALLEE_ANNOUNCEMENT');
+  optional('--caller-announcement <class>', 'default music-on-hold class the caller hears while the callee rings', classSetting, 'VNUM_CALLER_ANNOUNCEMENT');
+  optional('--limit-warning <duration>', `default warning this long before the call limit, ${span(CALL_LIMITS.limitWarningMs)}`, boundedDuration(CALL_LIMITS.limitWarningMs), 'VNUM_LIMIT_WARNING');
+  optional('--recordings-dir <folder>', 'the folder Asterisk records into, as this host sees it (turns recording on)', recordingsDir, 'VNUM_RECORDINGS_DIR');
+  optional('--recording-notice <sound>', 'the consent prompt played to the caller before a recorded call connects', soundSetting, 'VNUM_RECORDING_NOTICE');
+  addSetting(serve, {
+    flags: '--limit-warning-sound <sound>',
+    description: 'the sound of the limit warning',
+    judge: soundSetting,
+    default: { value: 'beep' },
+    env: 'VNUM_LIMIT_WARNING_SOUND',
+  });
+  addSetting(serve, {
+    flags: '--recording-retention <duration>',
+    description: `how long recordings are kept after their call, then deleted, 1s to ${formatDuration(MAX_DURATION_MS)}`,
+    judge: boundedDuration({ min: 1_000, max: MAX_DURATION_MS }),
+    default: { value: DEFAULT_RECORDING_RETENTION_MS, shown: '30d' },
+    env: 'VNUM_RECORDING_RETENTION',
+  });
+  serve
     .action(async (options: ServeOptions, command: Command) => {
       // Every setting, the logger's included, is judged before a database is opened, created or migrated.
       const logger = createLogger();
+      const ami = amiSettings(options);
       const settings: ServeSettings = {
         host: options.host,
         port: options.port,
@@ -196,13 +301,15 @@ export function registerServe(program: Command): void {
         maxConnections: options.maxConnections,
         deadlineMs: options.deadline,
         drainMs: options.drain,
-        ami: amiSettings(options),
+        ami,
         // Settings every command shares keep the code they have everywhere: VNUM_INVALID_COUNTRY, VNUM_INVALID_ARGUMENT.
         defaultCountry: defaultCountry(command),
         policy: numberPolicy(command),
         freshness: { whenStale: options.whenStale, staleAfterMs: options.staleAfter },
         metrics:
           options.metricsPort === null ? null : { host: options.metricsHost, port: options.metricsPort, storeAgeMs: options.metricsStoreAge },
+        outOfSession: outOfSessionSettings(options as unknown as Record<string, unknown>),
+        ...callSettingsOf(options, ami),
       };
       await runRouter(resolveDbPath(globalOptions(command).db), settings, logger);
     });
@@ -227,24 +334,43 @@ async function runRouter(dbPath: string, settings: ServeSettings, logger: Logger
   const { host, port, ami } = settings;
   // Open once now so a wrong path or a broken file stops the start, not the first call.
   openDb(dbPath, { mode: 'create' }).close();
-  const callRouter = createCallRouter({ dbPath, defaultCountry: settings.defaultCountry, policy: settings.policy, logger });
+  const { handling, pinLimits, prompts } = settings.outOfSession;
+  const callRouter = createCallRouter({ dbPath, defaultCountry: settings.defaultCountry, policy: settings.policy, logger, handling, pinLimits });
   const amiClient = ami ? new AmiClient({ ...ami, eventClasses: CALL_EVENT_CLASSES, events: CALL_EVENTS, logger }) : null;
-  const callLog = new CallTracker({ dbPath, ami: amiClient, router: routerKey(host, port), logger, defaultCountry: settings.defaultCountry });
+  const callLog = new CallTracker({
+    dbPath,
+    ami: amiClient,
+    router: routerKey(host, port),
+    logger,
+    defaultCountry: settings.defaultCountry,
+    recordings: settings.recordings,
+  });
   // A cluster node past its bound under fail-closed: ERROR for every call, as for a store that cannot be read.
   const gate = createFreshnessGate({ dbPath, policy: settings.freshness, logger });
+  const stale = (refusal: string): RouteDecision => ({ status: 'ERROR', target: null, presentedCallerId: null, session: null, reason: refusal });
   const gated = (call: InboundCall): RouteDecision => {
     const refusal = gate.refusal();
-    if (refusal === undefined) return callRouter.route(call);
-    return { status: 'ERROR', target: null, presentedCallerId: null, session: null, reason: refusal };
+    return refusal === undefined ? callRouter.route(call) : stale(refusal);
+  };
+  // A typed PIN is routed from the same replica: the same gate.
+  const gatedPin = (call: InboundCall, typed: string): RouteDecision => {
+    const refusal = gate.refusal();
+    return refusal === undefined ? callRouter.pin(call, typed) : stale(refusal);
   };
   // With metrics on, each decision is timed and each answer counted: plain numbers, read at scrape time.
   const metrics = settings.metrics ? new RouterMetrics() : null;
   const route = metrics ? metrics.timed(gated) : gated;
   // The answer first; the call log only queues what it records (bridged calls with AMI, refusals always).
-  const handler = routeCalls(route, logger, (call, answer) => {
-    metrics?.answered(answer.status);
-    callLog.routed(call, answer);
-  });
+  const handler = routeCalls(
+    route,
+    logger,
+    (call, answer, decision) => {
+      metrics?.answered(answer.status);
+      callLog.routed(call, answer, decision);
+    },
+    { pin: gatedPin, prompts },
+    settings.calls,
+  );
   // The metrics endpoint binds first: a taken port stops the start before the router listens.
   let metricsServer: MetricsServer | undefined;
   let figures: CachedFigures | undefined;
@@ -290,6 +416,8 @@ async function runRouter(dbPath: string, settings: ServeSettings, logger: Logger
       staleAfterMs: settings.freshness.staleAfterMs,
       ami: ami ? `${ami.username}@${ami.host}:${ami.port}` : 'off',
       metrics: metricsServer ? routerKey(metricsServer.address().host, metricsServer.address().port) : 'off',
+      pin: handling.pin,
+      outOfSession: handling.outOfSession,
     },
     'vnum router routing from this store',
   );

@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { ErrorCode, isVnumError, VnumError } from '../errors.js';
 import { formatDuration, parseDuration } from '../duration.js';
 import { normaliseNumber } from '../numbers/normalise.js';
@@ -10,12 +10,15 @@ import {
   MAX_GRACE_MS,
   MAX_TTL_MS,
   partyInput,
+  IDLE_LIMITS,
   releaseSession,
   validateSessionId,
   type Session,
 } from '../session/sessions.js';
 import { sessionJson } from '../session/json.js';
+import { DEFAULT_PIN_GUESS_BOUND, PIN_GUESS_BOUND_LIMITS } from '../session/pin.js';
 import { SESSION_STATES, type SessionState } from '../session/state.js';
+import { CALL_LIMITS, checkClassName, checkSoundName, validateCallSettings, type CallSettings } from '../session/call-settings.js';
 import { openCallCount, requestSessionHangup } from '../calls/store.js';
 import { writeTransaction } from '../store/db.js';
 import { ALLOWED_NUMBER_TYPES_OPTION, defaultCountry, numberPolicy, withDb } from './context.js';
@@ -25,12 +28,43 @@ import { printJson, printLine, printNotice, printTable, shortTime } from './outp
 /** `release --hangup --wait`: the hang-ups are vnum serve's every half second; minutes is plenty. */
 const MAX_HANGUP_WAIT_MS = 10 * 60_000;
 
+interface CallOptions {
+  idleTimeout?: string;
+  calleeAnnouncement?: string;
+  callerAnnouncement?: string;
+  callLimit?: string;
+  limitWarning?: string;
+  ringTimeout?: string;
+  record?: boolean;
+}
+
+/** The call-shaping flags of \`session create\`, judged before anything is opened. */
+function callSettings(options: CallOptions): CallSettings | undefined {
+  const out: CallSettings = {};
+  if (options.calleeAnnouncement !== undefined) out.calleeAnnouncement = checkSoundName(options.calleeAnnouncement, '--callee-announcement');
+  if (options.callerAnnouncement !== undefined) out.callerAnnouncement = checkClassName(options.callerAnnouncement, '--caller-announcement');
+  const seconds = (text: string | undefined, what: string, limits: { min: number; max: number }) =>
+    text === undefined ? undefined : parseDuration(text, what, limits);
+  const ring = seconds(options.ringTimeout, '--ring-timeout', CALL_LIMITS.ringTimeoutMs);
+  const limit = seconds(options.callLimit, '--call-limit', CALL_LIMITS.callLimitMs);
+  const warning = seconds(options.limitWarning, '--limit-warning', CALL_LIMITS.limitWarningMs);
+  if (ring !== undefined) out.ringTimeoutMs = ring;
+  if (limit !== undefined) out.callLimitMs = limit;
+  if (warning !== undefined) out.limitWarningMs = warning;
+  if (options.record !== undefined) out.record = options.record;
+  return Object.keys(out).length === 0 ? undefined : validateCallSettings(out);
+}
+
 function printSession(session: Session): void {
   printLine(`session ${session.id}: ${session.state}`);
   printLine(`  created ${shortTime(session.createdAt)}, expires ${shortTime(session.expiresAt) ?? 'never'}, ends ${shortTime(session.endsAt) ?? 'when released'}`);
+  const pins = session.parties.every((p) => p.pin !== undefined);
+  if (session.idleMs !== null) printLine(`  sliding: ends ${formatDuration(session.idleMs)} after its last call${session.expiresAt === null ? '' : ', at the latest when it expires'}`);
+  const calls = Object.entries(session.callSettings).map(([k, v]) => (typeof v === 'number' ? `${k.replace(/Ms$/, '')}=${formatDuration(v)}` : `${k}=${String(v)}`));
+  if (calls.length > 0) printLine(`  calls: ${calls.join(', ')}`);
   printTable(
-    ['  PARTY', 'MASKED AS (what the other party sees and dials)'],
-    session.parties.map((p) => [`  ${p.number}`, p.maskedAs]),
+    ['  PARTY', 'MASKED AS (what the other party sees and dials)', ...(pins ? ['PIN (shown once)'] : [])],
+    session.parties.map((p) => [`  ${p.number}`, p.maskedAs, ...(pins ? [p.pin!] : [])]),
   );
 }
 
@@ -46,6 +80,18 @@ async function waitForHangup(command: Command, ids: number[], waitMs: number): P
   return { requested: ids.length, ended: ids.length - open };
 }
 
+/** `1e-6`, `0.000001`: a probability within PIN_GUESS_BOUND_LIMITS. */
+function pinGuessBound(text: string): number {
+  const value = /^[0-9.eE+-]{1,24}$/.test(text) ? Number(text) : NaN;
+  if (!(value >= PIN_GUESS_BOUND_LIMITS.min && value <= PIN_GUESS_BOUND_LIMITS.max)) {
+    throw new VnumError(
+      ErrorCode.InvalidArgument,
+      `invalid PIN guess bound "${text.slice(0, 30)}": a probability from ${PIN_GUESS_BOUND_LIMITS.min} to ${PIN_GUESS_BOUND_LIMITS.max}, e.g. 1e-6`,
+    );
+  }
+  return value;
+}
+
 export function registerSession(program: Command): void {
   const session = program.command('session').description('masked sessions between two real numbers');
 
@@ -55,18 +101,32 @@ export function registerSession(program: Command): void {
     .argument('<id>', 'your id for it, e.g. the order id (A-Z a-z 0-9 . _ : -, up to 64)')
     .argument('<first-party>', 'real number of the first party')
     .argument('<second-party>', 'real number of the second party')
-    .option('--ttl <duration>', `end the session this long after creation, e.g. 2h, at most ${formatDuration(MAX_TTL_MS)}`)
+    .option('--ttl <duration>', `end the session this long after creation, e.g. 2h, at most ${formatDuration(MAX_TTL_MS)}; with --idle-timeout, the hard maximum`)
+    .option('--idle-timeout <duration>', `sliding TTL: end the session this long after its last call, ${formatDuration(IDLE_LIMITS.min)} to ${formatDuration(IDLE_LIMITS.max)}`)
+    .option('--callee-announcement <sound>', 'an Asterisk sound played to the callee on answer, before the call connects (e.g. followme/call-from)')
+    .option('--caller-announcement <class>', 'a music-on-hold class the caller hears while the callee rings (defined in musiconhold.conf)')
+    .option('--call-limit <duration>', `the longest an answered call may last, 1s to ${formatDuration(CALL_LIMITS.callLimitMs.max)}`)
+    .option('--limit-warning <duration>', 'play the warning sound to the caller this long before the call limit')
+    .option('--ring-timeout <duration>', `how long the callee may ring, 1s to ${formatDuration(CALL_LIMITS.ringTimeoutMs.max)}`)
+    .option('--record', "record this session's calls (with the consent notice vnum serve plays)")
+    .option('--no-record', "never record this session's calls, whatever vnum serve's --record says")
     .option('--first-masked-as <number>', 'lend this virtual number to the first party (the only way to lend a reserved number)')
     .option('--second-masked-as <number>', 'lend this virtual number to the second party')
     .option('--country <XX>', 'default country for numbers without +')
     .option(...ALLOWED_NUMBER_TYPES_OPTION)
-    .option('--json', 'JSON: the session, plus "created": false when this request had already created it')
+    .addOption(
+      new Option('--pin-guess-bound <p>', `the most one random PIN guess may succeed, ${PIN_GUESS_BOUND_LIMITS.min} to ${PIN_GUESS_BOUND_LIMITS.max}; sizes the PINs`)
+        .default(DEFAULT_PIN_GUESS_BOUND)
+        .env('VNUM_PIN_GUESS_BOUND')
+        .argParser(pinGuessBound),
+    )
+    .option('--json', 'JSON: the session with each party\'s "pin", plus "created": false when this request had already created it (no PINs then)')
     .action(
       (
         id: string,
         first: string,
         second: string,
-        options: { ttl?: string; firstMaskedAs?: string; secondMaskedAs?: string; json?: boolean },
+        options: { ttl?: string; firstMaskedAs?: string; secondMaskedAs?: string; pinGuessBound: number; json?: boolean } & CallOptions,
         command: Command,
       ) => {
         const policy = numberPolicy(command);
@@ -75,8 +135,11 @@ export function registerSession(program: Command): void {
           first: partyInput(first, options.firstMaskedAs, defaultCountry(command)),
           second: partyInput(second, options.secondMaskedAs, defaultCountry(command)),
           ttlMs: options.ttl === undefined ? undefined : parseDuration(options.ttl, 'TTL', { min: 1, max: MAX_TTL_MS }),
+          idleMs: options.idleTimeout === undefined ? undefined : parseDuration(options.idleTimeout, '--idle-timeout', IDLE_LIMITS),
+          callSettings: callSettings(options),
           now: Date.now(),
           policy,
+          pinGuessBound: options.pinGuessBound,
         };
         let result;
         try {

@@ -120,8 +120,8 @@ export interface SettingSpec<T> {
   flags: string;
   description: string;
   judge: Judge<T>;
-  /** Already judged; `shown` is how help prints it. */
-  default: { value: T; shown?: string };
+  /** Already judged; `shown` is how help prints it. Absent: unset unless given. */
+  default?: { value: T; shown?: string };
   /** The environment variable read when the flag is absent. */
   env?: string;
 }
@@ -132,7 +132,8 @@ export interface SettingSpec<T> {
  * variable it came from.
  */
 export function addSetting<T>(command: Command, spec: SettingSpec<T>): Command {
-  const option = new Option(spec.flags, spec.description).default(spec.default.value, spec.default.shown);
+  const option = new Option(spec.flags, spec.description);
+  if (spec.default !== undefined) option.default(spec.default.value, spec.default.shown);
   let readingEnv = false;
   option.argParser((text: string) => spec.judge(readingEnv && spec.env !== undefined ? spec.env : option.long!, text));
   if (spec.env !== undefined) option.env(spec.env);

@@ -13,15 +13,23 @@ import { isLive } from '../session/state.js';
  * number at all (a trunk that carries other numbers too: the dialplan hands
  * such calls to the operator's own context). INVALID: the caller's number is
  * withheld or not a number. ERROR: the store failed.
+ *
+ * For callers without a bridge (./out-of-session.ts, ./pin.ts): PIN: ask for
+ * a PIN. PIN_RETRY: that PIN was wrong, ask again. PIN_FAILED: no more tries.
+ * FALLBACK: put the caller through to the operator's desk (the target),
+ * presenting the dialled pool number.
  */
-export const ROUTE_STATUSES = ['BRIDGE', 'NO_SESSION', 'ENDED', 'NOT_ALLOWED', 'NOT_POOL', 'INVALID', 'ERROR'] as const;
+export const ROUTE_STATUSES = [
+  'BRIDGE', 'NO_SESSION', 'ENDED', 'NOT_ALLOWED', 'NOT_POOL', 'INVALID', 'ERROR',
+  'PIN', 'PIN_RETRY', 'PIN_FAILED', 'FALLBACK',
+] as const;
 export type RouteStatus = (typeof ROUTE_STATUSES)[number];
 
 export interface RouteDecision {
   status: RouteStatus;
-  /** The real number to dial (BRIDGE only). */
+  /** The real number to dial (BRIDGE), or the operator's desk (FALLBACK). */
   target: E164 | null;
-  /** The caller ID to present: the caller's masked number (BRIDGE only). */
+  /** The caller ID to present: the caller's masked number (BRIDGE), the dialled pool number (FALLBACK). */
   presentedCallerId: E164 | null;
   /** The session that bridges (BRIDGE, NOT_ALLOWED) or bridged (ENDED) this pair. */
   session: string | null;
@@ -29,6 +37,14 @@ export interface RouteDecision {
   reason?: string;
   /** For INVALID: the error code of that reason (README, "Exit codes and errors"). */
   code?: ErrorCode;
+  /** 'pin': a BRIDGE the caller reached by typing a party's PIN (the call log marks it). */
+  via?: 'pin';
+  /** The pool number dialled, normalised, on the paths that know it without a bridge (refusals are counted by it). */
+  dialled?: E164;
+  /** BRIDGE: the session's call settings as stored (JSON, null for none); src/routing/answer.ts judges them. */
+  callSettings?: string | null;
+  /** BRIDGE: the session's sliding idle timeout (null: fixed), for the call log's push on the write path. */
+  idleMs?: number | null;
 }
 
 export interface LiveBridge {
@@ -38,6 +54,9 @@ export interface LiveBridge {
   endsAt: number | null;
   /** What kind of line the target is: judged against the number-type policy on every call. */
   targetType: NumberType;
+  /** The session's call settings as stored, passed through untouched (absent: none). */
+  callSettings?: string | null;
+  idleMs?: number | null;
 }
 
 /** What the decision needs from the store: point reads on the (caller, dialled) key. */
@@ -82,10 +101,14 @@ function outcome(status: RouteStatus, session: string | null = null, reason?: st
     : { status, target: null, presentedCallerId: null, session, reason };
 }
 
-function fromBridge(bridge: LiveBridge, now: number, policy: NumberPolicy): RouteDecision {
+export function fromBridge(bridge: LiveBridge, now: number, policy: NumberPolicy): RouteDecision {
   if (!isLive(bridge.endsAt, now)) return outcome('ENDED', bridge.session);
   if (!allowsType(policy, bridge.targetType)) return outcome('NOT_ALLOWED', bridge.session, `the target is ${refusal(bridge.targetType)}`);
-  return { status: 'BRIDGE', target: bridge.target, presentedCallerId: bridge.presentedCallerId, session: bridge.session };
+  const decision: RouteDecision = { status: 'BRIDGE', target: bridge.target, presentedCallerId: bridge.presentedCallerId, session: bridge.session };
+  // Only a session that shapes its calls or slides carries more.
+  if (bridge.callSettings != null) decision.callSettings = bridge.callSettings;
+  if (bridge.idleMs != null) decision.idleMs = bridge.idleMs;
+  return decision;
 }
 
 function invalid(reason: string, code: ErrorCode): RouteDecision {
@@ -102,6 +125,11 @@ function normalised(input: string, defaultCountry: string | undefined): E164 | V
   }
 }
 
+/** Whether a caller ID says nothing: withheld, anonymous, empty. */
+export function isWithheld(callerId: string): boolean {
+  return WITHHELD.has(callerId.trim().toLowerCase());
+}
+
 /**
  * The routing decision, shared by `vnum route` and the router: pure, judged
  * against `now`, so a session past its end never routes even if nothing has
@@ -114,7 +142,7 @@ function normalised(input: string, defaultCountry: string | undefined): E164 | V
 export function decideRoute(call: CallKey, now: number, bridges: BridgeLookup, options: RouteOptions = {}): RouteDecision {
   const { defaultCountry } = options;
   const policy = options.policy ?? DEFAULT_POLICY;
-  const withheld = WITHHELD.has(call.caller.trim().toLowerCase());
+  const withheld = isWithheld(call.caller);
   // Each number normalised at most once here (the cache keeps successes only).
   let caller: E164 | VnumError | undefined;
   let dialled: E164 | VnumError | undefined;

@@ -2,7 +2,15 @@ import type { Db } from '../store/db.js';
 import type { E164 } from '../numbers/normalise.js';
 import { numberTypeCached } from '../numbers/cache.js';
 import { numberTypeFromCode } from '../numbers/type.js';
+import { pinDigestFor } from '../session/pin.js';
+import { numberHandling, type NumberHandling } from '../pool/handling.js';
 import type { BridgeLookup, LiveBridge } from './decide.js';
+import type { PinLookup } from './pin.js';
+
+/** What the router reads besides bridges: PINs, and how a pool number handles callers without a bridge. */
+export interface RouterLookup extends BridgeLookup, PinLookup {
+  handling(number: E164): NumberHandling | undefined;
+}
 
 interface BridgeRow {
   target: E164;
@@ -11,6 +19,8 @@ interface BridgeRow {
   endsAt: number | null;
   /** bridge.target_type; NULL on a row written before the store kept it. */
   targetTypeCode: number | null;
+  callSettings: string | null;
+  idleMs: number | null;
 }
 
 /**
@@ -20,17 +30,24 @@ interface BridgeRow {
  * type comes with the row; a row from before the store kept it has its
  * target classified here instead (cached: such rows end with their sessions).
  */
-export function storeBridgeLookup(db: Db): BridgeLookup {
+export function storeBridgeLookup(db: Db): RouterLookup {
   const current = db.prepare<[string, string], BridgeRow>(
     // The caller ID to present is the caller's own masked number, kept on the session.
     `SELECT b.target, iif(b.caller = s.first_party, s.first_masked_as, s.second_masked_as) AS presentedCallerId, s.id AS session,
-            b.ends_at AS endsAt, b.target_type AS targetTypeCode
+            b.ends_at AS endsAt, b.target_type AS targetTypeCode, s.call_settings AS callSettings, s.idle_ms AS idleMs
        FROM bridge b JOIN session s ON s.sid = b.sid
       WHERE b.caller = ? AND b.dialled = ?`,
   );
+  // The PIN's row names its party's bridge, still its session's: a point read, then the same join as above.
+  const pinned = db.prepare<[string, Buffer], BridgeRow>(
+    `SELECT b.target, iif(b.caller = s.first_party, s.first_masked_as, s.second_masked_as) AS presentedCallerId, s.id AS session,
+            b.ends_at AS endsAt, b.target_type AS targetTypeCode
+       FROM pin p JOIN bridge b ON b.caller = p.caller AND b.dialled = p.dialled AND b.sid = p.sid
+                  JOIN session s ON s.sid = b.sid
+      WHERE p.dialled = ? AND p.digest = ?`,
+  );
   const inPool = db.prepare<[string], number>('SELECT 1 FROM pool_number WHERE number = ?').pluck();
-  const live = (caller: E164, dialled: E164): LiveBridge | undefined => {
-    const row = current.get(caller, dialled);
+  const toBridge = (row: BridgeRow | undefined): LiveBridge | undefined => {
     if (!row) return undefined;
     return {
       target: row.target,
@@ -38,10 +55,15 @@ export function storeBridgeLookup(db: Db): BridgeLookup {
       session: row.session,
       endsAt: row.endsAt,
       targetType: row.targetTypeCode === null ? numberTypeCached(row.target) : numberTypeFromCode(row.targetTypeCode),
+      callSettings: row.callSettings,
+      idleMs: row.idleMs,
     };
   };
+  const live = (caller: E164, dialled: E164): LiveBridge | undefined => toBridge(current.get(caller, dialled));
   return {
     live,
+    byPin: (dialled: E164, pin: string) => toBridge(pinned.get(dialled, pinDigestFor(db, pin))),
+    handling: (number: E164) => numberHandling(db, number),
     latestSession: (caller: E164, dialled: E164) => current.get(caller, dialled)?.session,
     liveReturnsLatest: true,
     isPoolNumber: (number: E164) => inPool.get(number) !== undefined,

@@ -21,9 +21,14 @@ import type { Session } from './session.js';
  */
 type SessionEventType = 'session.created' | 'session.released' | 'session.ended';
 
-/** Why a session ended: its TTL ran out, or the grace after a release did. */
-export function endCause(session: Pick<Session, 'expiresAt' | 'endsAt'>): 'ttl' | 'release' {
-  return session.expiresAt !== null && session.endsAt === session.expiresAt ? 'ttl' : 'release';
+/**
+ * Why a session ended: its TTL ran out, the grace after a release did, or
+ * (sliding TTL) its idle timeout passed with no call before its TTL.
+ */
+export function endCause(session: Pick<Session, 'expiresAt' | 'endsAt' | 'releasedAt' | 'idleMs'>): 'ttl' | 'release' | 'idle' {
+  if (session.expiresAt !== null && session.endsAt === session.expiresAt) return 'ttl';
+  if (session.releasedAt === null && session.idleMs !== null) return 'idle';
+  return 'release';
 }
 
 export function sessionEvent(type: SessionEventType, session: Session, occurredAt: number): EventRecord {

@@ -2,7 +2,7 @@ import type { Db } from '../store/db.js';
 import { writeTransaction } from '../store/db.js';
 import { perConnection } from '../store/statements.js';
 import { poolRevision } from '../pool/pool.js';
-import { formatDuration } from '../duration.js';
+import { durationRange, formatDuration } from '../duration.js';
 import { ErrorCode, VnumError } from '../errors.js';
 import { isoDateTime, isRepresentableTime } from '../time.js';
 import { normaliseNumber, parseNumber, type E164 } from '../numbers/normalise.js';
@@ -11,8 +11,11 @@ import { assertPartyAllowed, DEFAULT_POLICY, type NumberPolicy } from '../number
 import { numberTypeCode, type NumberType } from '../numbers/type.js';
 import { chooseMaskedNumber, poolView, requestedNumberProblem, type PoolCandidate, type PoolView } from './allocate.js';
 import { recordSessionCreated, recordSessionReleased } from './events.js';
+import { DEFAULT_PIN_GUESS_BOUND, issuePin, pinDigits } from './pin.js';
 import type { Party, Session } from './session.js';
-import { endAfterRelease, isLive, sessionState, stateSql, type SessionState } from './state.js';
+import { endAfterRelease, isLive, sessionState, slidEnd, stateSql, type SessionState } from './state.js';
+import { parseCallSettings, storedCallSettings, type CallSettings } from './call-settings.js';
+import { isRecording, trackSessionEnd, untrackSessionEnd } from '../webhooks/outbox.js';
 
 export type { Party, Session } from './session.js';
 
@@ -35,9 +38,14 @@ export interface CreateSessionInput {
   first: PartyInput;
   second: PartyInput;
   ttlMs?: number | undefined;
+  /** Sliding TTL: end after this long without a bridged call; with ttlMs, ttlMs is the hard maximum. */
+  idleMs?: number | undefined;
+  callSettings?: CallSettings | undefined;
   now: number;
   /** Which kinds of number a party may have; the default policy when absent. */
   policy?: NumberPolicy | undefined;
+  /** The bound on one random PIN guess succeeding (./pin.ts); DEFAULT_PIN_GUESS_BOUND when absent. */
+  pinGuessBound?: number | undefined;
 }
 
 export const DEFAULT_GRACE_MS = 30 * 60_000;
@@ -45,6 +53,11 @@ export const DEFAULT_GRACE_MS = 30 * 60_000;
 export const MAX_TTL_MS = 365 * 86_400_000;
 /** The longest grace after a release: a month of "I forgot something" calls. */
 export const MAX_GRACE_MS = 30 * 86_400_000;
+/**
+ * Sliding TTL's bounds. At least 5 s: calls in progress keep their session
+ * alive through \`vnum serve\`'s check every half second (calls/tracker.ts).
+ */
+export const IDLE_LIMITS = Object.freeze({ min: 5_000, max: MAX_TTL_MS });
 
 // The id travels into channel variables and logs: keep it to a safe alphabet.
 const SESSION_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
@@ -70,6 +83,8 @@ interface SessionRow {
   expires_at: number | null;
   released_at: number | null;
   ends_at: number | null;
+  idle_ms: number | null;
+  call_settings: string | null;
 }
 
 function toSession(row: SessionRow, now: number): Session {
@@ -79,6 +94,8 @@ function toSession(row: SessionRow, now: number): Session {
     state: sessionState(times, now),
     createdAt: row.created_at,
     ...times,
+    idleMs: row.idle_ms,
+    callSettings: parseCallSettings(row.call_settings) ?? {},
     parties: [
       { number: row.first_party, maskedAs: row.first_masked_as },
       { number: row.second_party, maskedAs: row.second_masked_as },
@@ -111,10 +128,11 @@ function prepareStatements(db: Db) {
     byId: db.prepare<[string], SessionRow>('SELECT * FROM session WHERE id = ?'),
     // Everything allocation needs to know about a party, in one key range.
     bridgesOf: db.prepare<[string], BridgeRow>('SELECT dialled, target, lent_at, ends_at FROM bridge WHERE caller = ?'),
-    insertSession: db.prepare<[string, string, string, string, string, number, number | null, number | null]>(
-      `INSERT INTO session (id, first_party, first_masked_as, second_party, second_masked_as, created_at, expires_at, ends_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    insertSession: db.prepare<[string, string, string, string, string, number, number | null, number | null, number | null, string | null]>(
+      `INSERT INTO session (id, first_party, first_masked_as, second_party, second_masked_as, created_at, expires_at, ends_at, idle_ms, call_settings)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
+    slide: db.prepare<[number, number, number | null]>('UPDATE session SET ends_at = ? WHERE sid = ? AND released_at IS NULL AND ends_at IS ?'),
     // A pair's row passes to a new session only when the old one has ended
     // (NULL ends_at: open-ended, never): the invariant, held by the database.
     // target_type: what the router judges the number-type policy against, without parsing the target per call.
@@ -152,7 +170,15 @@ export function createSession(db: Db, input: CreateSessionInput): CreateResult {
   if (input.ttlMs !== undefined && !(Number.isInteger(input.ttlMs) && input.ttlMs > 0 && input.ttlMs <= MAX_TTL_MS)) {
     throw new VnumError(ErrorCode.InvalidArgument, `the TTL must be longer than zero and at most ${formatDuration(MAX_TTL_MS)}`);
   }
-  if (!isRepresentableTime(now + (input.ttlMs ?? 0))) throw clockOutOfRange(now);
+  if (input.pinGuessBound !== undefined) pinDigits(0, input.pinGuessBound);
+  if (input.idleMs !== undefined && !(Number.isInteger(input.idleMs) && input.idleMs >= IDLE_LIMITS.min && input.idleMs <= IDLE_LIMITS.max)) {
+    throw new VnumError(ErrorCode.InvalidArgument, `the idle timeout must be ${durationRange(IDLE_LIMITS.min, IDLE_LIMITS.max)}`);
+  }
+  if (input.idleMs !== undefined && input.ttlMs !== undefined && input.idleMs > input.ttlMs) {
+    throw new VnumError(ErrorCode.InvalidArgument, 'the idle timeout must not be longer than the TTL (its hard maximum)');
+  }
+  const callSettings = storedCallSettings(input.callSettings);
+  if (!isRepresentableTime(now + Math.max(input.ttlMs ?? 0, input.idleMs ?? 0))) throw clockOutOfRange(now);
   const policy = input.policy ?? DEFAULT_POLICY;
   for (const party of [first, second]) assertPartyAllowed(policy, party.number, party.type);
   const s = statements(db);
@@ -172,21 +198,29 @@ export function createSession(db: Db, input: CreateSessionInput): CreateResult {
     const firstMaskedAs = allocate(s, pool, { dialler: second, target: first.number, requested: first.maskedAs, now });
     const secondMaskedAs = allocate(s, pool, { dialler: first, target: second.number, requested: second.maskedAs, now });
     const expiresAt = input.ttlMs === undefined ? null : now + input.ttlMs;
+    const idleMs = input.idleMs ?? null;
+    const endsAt = idleMs === null ? expiresAt : slidEnd(expiresAt, idleMs, now);
     const { lastInsertRowid: sid } = s.insertSession.run(
-      input.id, first.number, firstMaskedAs, second.number, secondMaskedAs, now, expiresAt, expiresAt,
+      input.id, first.number, firstMaskedAs, second.number, secondMaskedAs, now, expiresAt, endsAt, idleMs, callSettings,
     );
-    lend(s, second.number, firstMaskedAs, sid, first, now, expiresAt);
-    lend(s, first.number, secondMaskedAs, sid, second, now, expiresAt);
+    lend(s, second.number, firstMaskedAs, sid, first, now, endsAt);
+    lend(s, first.number, secondMaskedAs, sid, second, now, endsAt);
+    // Each party's PIN is for the number it dials: the other party's masked number.
+    const bound = input.pinGuessBound ?? DEFAULT_PIN_GUESS_BOUND;
+    const firstPin = issuePin(db, { dialled: secondMaskedAs, caller: first.number, sid, now, bound });
+    const secondPin = issuePin(db, { dialled: firstMaskedAs, caller: second.number, sid, now, bound });
     const session: Session = {
       id: input.id,
       state: 'active',
       createdAt: now,
       expiresAt,
       releasedAt: null,
-      endsAt: expiresAt,
+      endsAt,
+      idleMs,
+      callSettings: parseCallSettings(callSettings) ?? {},
       parties: [
-        { number: first.number, maskedAs: firstMaskedAs },
-        { number: second.number, maskedAs: secondMaskedAs },
+        { number: first.number, maskedAs: firstMaskedAs, pin: firstPin },
+        { number: second.number, maskedAs: secondMaskedAs, pin: secondPin },
       ],
     };
     recordSessionCreated(db, session, now);
@@ -211,6 +245,8 @@ function retried(row: SessionRow, input: CreateSessionInput): CreateResult {
   }
   const ttlMs = row.expires_at === null ? undefined : row.expires_at - row.created_at;
   if (ttlMs !== input.ttlMs) differs.push('ttl');
+  if ((row.idle_ms ?? undefined) !== input.idleMs) differs.push('idle');
+  if (row.call_settings !== storedCallSettings(input.callSettings)) differs.push('calls');
   if (first.maskedAs !== undefined && first.maskedAs !== row.first_masked_as) differs.push('firstMaskedAs');
   if (second.maskedAs !== undefined && second.maskedAs !== row.second_masked_as) differs.push('secondMaskedAs');
   if (differs.length > 0) {
@@ -218,6 +254,8 @@ function retried(row: SessionRow, input: CreateSessionInput): CreateResult {
       parties: 'other parties',
       'party order': 'these parties in the other order',
       ttl: `another TTL (${ttlMs === undefined ? 'none' : formatDuration(ttlMs)})`,
+      idle: `another idle timeout (${row.idle_ms === null ? 'none' : formatDuration(row.idle_ms)})`,
+      calls: 'other call settings',
       firstMaskedAs: 'another number lent to the first party',
       secondMaskedAs: 'another number lent to the second party',
     };
@@ -373,4 +411,40 @@ export function listSessions(db: Db, filter: SessionFilter): SessionPage {
   const more = rows.length > filter.limit;
   const page = rows.slice(0, filter.limit);
   return { sessions: page.map((r) => toSession(r, filter.now)), more, next: more ? page.at(-1)!.sid : undefined };
+}
+
+/**
+ * Sliding TTL: a bridged call's activity (routed, ended, or still in
+ * progress) pushes a sliding session's end to `at` + its idle timeout, never
+ * past its TTL (the hard maximum), never backwards. Called on the write path
+ * (`vnum serve`'s call log), never by the routing decision. A released
+ * session is never pushed: release wins over activity. An ended one is never
+ * revived: expiry stays what the router judged at lookup time. With
+ * `keepAlive` (a call still in progress, checked every half second), it
+ * writes only once the end is less than half an idle timeout away. True when
+ * it pushed.
+ */
+export function touchSession(db: Db, id: string, at: number, keepAlive = false): boolean {
+  const s = statements(db);
+  const due = (row: SessionRow | undefined): row is SessionRow & { idle_ms: number } => {
+    if (!row || row.idle_ms === null || row.released_at !== null || !isLive(row.ends_at, at)) return false;
+    const step = slidEnd(row.expires_at, row.idle_ms, at) - (row.ends_at ?? -Infinity);
+    return step > (keepAlive ? row.idle_ms / 2 : 0);
+  };
+  // Most sessions are not sliding: a plain read, no write lock.
+  if (!due(s.byId.get(id))) return false;
+  return writeTransaction(db, () => {
+    const row = s.byId.get(id);
+    if (!due(row)) return false;
+    const end = slidEnd(row.expires_at, row.idle_ms, at);
+    if (s.slide.run(end, row.sid, row.ends_at).changes !== 1) return false;
+    s.endBridge.run(end, row.second_party, row.first_masked_as, row.sid);
+    s.endBridge.run(end, row.first_party, row.second_masked_as, row.sid);
+    // The webhook deliverer reports session.ended at the tracked end: move it with the session's.
+    if (isRecording(db)) {
+      if (row.ends_at !== null) untrackSessionEnd(db, row.id, row.ends_at);
+      trackSessionEnd(db, row.id, end);
+    }
+    return true;
+  });
 }

@@ -29,6 +29,11 @@ export function endAfterRelease(times: SessionTimes, now: number, graceMs: numbe
   return times.endsAt === null ? graceEnd : Math.min(times.endsAt, graceEnd);
 }
 
+/** A sliding session's end after activity at \`at\`: \`at\` + idle, never past the TTL's hard end. */
+export function slidEnd(expiresAt: number | null, idleMs: number, at: number): number {
+  return expiresAt === null ? at + idleMs : Math.min(expiresAt, at + idleMs);
+}
+
 /**
  * The same rules in SQL, over a row's `released_at` and `ends_at` (of `table`
  * when given, e.g. `s`) and a `@now` parameter: for queries that filter or

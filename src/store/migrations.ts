@@ -236,4 +236,60 @@ export const MIGRATIONS: readonly string[] = [
 
   INSERT INTO meta (key, value) VALUES ('webhooks_recording_since', 0), ('webhooks_ends_reported_to', 0);
   `,
+  // 8: PINs and out-of-session handling (issue 14, src/session/pin.ts, src/routing/out-of-session.ts).
+  // `pin` holds one row per party of a session: the party that may type it
+  // (`caller`) and the number it dials (`dialled`), keyed by (dialled, digest)
+  // so that a PIN typed on a number is one point read. `digest` is an HMAC of
+  // the PIN under `pin_key` (one random key per database): the PIN itself is
+  // never stored, and the B-tree compares digests, not digits. A row is the
+  // PIN of a live session only while the bridge (caller, dialled) still
+  // belongs to its `sid`; rows of ended sessions are purged as new PINs are
+  // issued on their number. `pool_number` gets each number's handling of
+  // callers without a bridge (NULL: the router's default), `call` whether
+  // a PIN bridged it, `refusal` a counter per pool number and reason.
+  `
+  CREATE TABLE pin_key (
+    id   INTEGER PRIMARY KEY CHECK (id = 1),
+    key  BLOB NOT NULL
+  );
+  INSERT INTO pin_key (id, key) VALUES (1, randomblob(32));
+
+  CREATE TABLE pin (
+    dialled  TEXT NOT NULL,
+    digest   BLOB NOT NULL,
+    caller   TEXT NOT NULL,
+    sid      INTEGER NOT NULL REFERENCES session (sid),
+    PRIMARY KEY (dialled, digest)
+  ) WITHOUT ROWID;
+
+  ALTER TABLE pool_number ADD COLUMN pin_mode TEXT CHECK (pin_mode IN ('off', 'withheld', 'all'));
+  ALTER TABLE pool_number ADD COLUMN out_of_session TEXT CHECK (out_of_session IN ('announce', 'fallback'));
+  ALTER TABLE pool_number ADD COLUMN fallback TEXT;
+
+  ALTER TABLE call ADD COLUMN via TEXT CHECK (via IN ('pin'));
+
+  CREATE TABLE refusal (
+    dialled  TEXT NOT NULL,
+    reason   TEXT NOT NULL,
+    count    INTEGER NOT NULL,
+    last_at  INTEGER NOT NULL,
+    PRIMARY KEY (dialled, reason)
+  ) WITHOUT ROWID;
+  `,
+  // 9: sliding TTL, call shaping, recordings (issue 14). `idle_ms`: a session
+  // that ends after this long without a call (its ends_at pushed forward by
+  // each bridged call, never past expires_at, never after a release).
+  // `call_settings`: the session's announcements, limits and recording choice
+  // as JSON (src/session/call-settings.ts), NULL for none. On the call log,
+  // the recording's path as vnum sees it (named by the call's Uniqueid, never
+  // by a number), its size once the call has ended, and when vnum deleted it;
+  // the partial index holds only the recordings still on disk.
+  `
+  ALTER TABLE session ADD COLUMN idle_ms INTEGER;
+  ALTER TABLE session ADD COLUMN call_settings TEXT;
+  ALTER TABLE call ADD COLUMN recording_path TEXT;
+  ALTER TABLE call ADD COLUMN recording_bytes INTEGER;
+  ALTER TABLE call ADD COLUMN recording_deleted_at INTEGER;
+  CREATE INDEX call_recording ON call (coalesce(ended_at, lost_at)) WHERE recording_path IS NOT NULL AND recording_deleted_at IS NULL;
+  `,
 ];

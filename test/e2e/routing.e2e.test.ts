@@ -14,7 +14,7 @@ import Database from 'better-sqlite3';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { startAgiStub, type AgiStub } from '../support/asterisk/agi-stub.js';
-import { Asterisk, leakyTrunkIdentity, type AsteriskOptions } from '../support/asterisk/asterisk.js';
+import { Asterisk, carrierPjsipConf, leakyTrunkIdentity, type AsteriskOptions } from '../support/asterisk/asterisk.js';
 import { ports } from '../support/asterisk/paths.js';
 import { VnumDb, type SessionJson } from '../support/cli.js';
 import { repoRoot } from '../support/repo.js';
@@ -507,6 +507,31 @@ e2eSuite('VNUM_NUMBER_FORMAT: the trunk\'s number format for the dialled number 
       expectBridged(outcome, { target: shape(DEV), presented: shape(aliceMasked), callerReal: ALICE, calleeReal: DEV });
     }, CALL_TIMEOUT_MS);
   }
+
+  // FILTER() reads a trailing `-` in its set as a range with nothing after it
+  // and drops every `-`: the trunk check once refused a trunk whose name has
+  // one. The leg to the callee goes out through `carrier-out`, a second
+  // endpoint to the same test carrier.
+  it('a trunk whose name contains - routes (VNUM_TRUNK=carrier-out)', async () => {
+    const extra = `
+[carrier-out]
+type = endpoint
+transport = transport-udp
+context = vnum-inbound
+disallow = all
+allow = ulaw,alaw
+aors = carrier-out
+direct_media = no
+
+[carrier-out]
+type = aor
+contact = sip:127.0.0.1:${ports.carrierOut}
+`;
+    world = await startWorld({ pjsipConf: carrierPjsipConf({ extra }), globals: { VNUM_TRUNK: 'carrier-out' } });
+    const { first: aliceMasked, second: devMasked } = masks(world.order);
+    const outcome = await call(world.asterisk, { dialled: devMasked, callerUser: ALICE });
+    expectBridged(outcome, { target: DEV, presented: aliceMasked, callerReal: ALICE, calleeReal: DEV });
+  }, CALL_TIMEOUT_MS);
 
   // Each alone: one bad value must be enough. `carrier:x` and `60,5` would
   // pass as `carrier` and `60` if a value ever reached IF() or an argument

@@ -23,7 +23,9 @@ export interface Answer {
   session: string;
 }
 
-const MSET = /^EXEC MSet "VNUM_STATUS=(BRIDGE|NO_SESSION|ENDED|NOT_ALLOWED|NOT_POOL|INVALID|ERROR),VNUM_TARGET=([A-Za-z0-9+._:-]{0,64}),VNUM_CLI=([A-Za-z0-9+._:-]{0,64}),VNUM_SESSION=([A-Za-z0-9+._:-]{0,64})"$/;
+// A refusal also names its announcement (VNUM_SOUND, a sound name: src/routing/answer.ts, SOUND_NAME).
+const MSET =
+  /^EXEC MSet "VNUM_STATUS=(BRIDGE|NO_SESSION|ENDED|NOT_ALLOWED|NOT_POOL|INVALID|ERROR|PIN_FAILED|FALLBACK),VNUM_TARGET=([A-Za-z0-9+._:-]{0,64}),VNUM_CLI=([A-Za-z0-9+._:-]{0,64}),VNUM_SESSION=([A-Za-z0-9+._:-]{0,64})(?:,VNUM_SOUND=[A-Za-z0-9_][A-Za-z0-9_/-]{0,63})?"$/;
 
 /** The answer in one line the router wrote, or undefined if the line is not a well-formed answer. */
 export function parseAnswer(line: string): Answer | undefined {

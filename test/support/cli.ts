@@ -79,6 +79,8 @@ export interface Party {
   number: string;
   /** The virtual number the other party sees for this one and dials to reach it. */
   maskedAs: string;
+  /** What this party types from another phone: only in the answer to the create that issued it. */
+  pin?: string;
 }
 
 /** `session create --json`, as the CLI prints it. */
@@ -113,8 +115,14 @@ export class VnumDb {
     this.ok(['pool', 'add', ...numbers]);
   }
 
-  createSession(id: string, first: string, second: string): SessionJson {
-    return JSON.parse(this.ok(['session', 'create', id, first, second, '--json'])) as SessionJson;
+  /** `args`: more flags of `session create` (--idle-timeout, --call-limit, ...). */
+  createSession(id: string, first: string, second: string, args: string[] = []): SessionJson {
+    return JSON.parse(this.ok(['session', 'create', id, first, second, ...args, '--json'])) as SessionJson;
+  }
+
+  /** `pool set <number> ...` */
+  poolSet(number: string, ...args: string[]): void {
+    this.ok(['pool', 'set', number, ...args]);
   }
 
   release(id: string, grace: string): void {

@@ -22,7 +22,7 @@ afterEach(() => rmSync(dir, { recursive: true, force: true }));
 // its smoke run is an end-to-end test (test/e2e/bench-asterisk.e2e.test.ts);
 // the second needs PostgreSQL, so its smoke run is a cluster test
 // (test/cluster/bench-replication.test.ts).
-const UNIT_BENCHMARKS = ['store', 'pool-size', 'routing', 'api', 'webhooks'];
+const UNIT_BENCHMARKS = ['store', 'pool-size', 'routing', 'pin', 'api', 'webhooks'];
 
 it('runs the benchmarks at smoke size and appends rows with numbers beside their baselines', () => {
   const report = join(dir, 'benchmarks.md');
@@ -80,5 +80,5 @@ for (const tmp of ['the test\'s TMPDIR', 'a TMPDIR only root can enter']) {
 it('refuses an unknown benchmark by name, listing the known ones', () => {
   const run = spawnSync(process.execPath, [RUNNER, 'nope', '--smoke'], { encoding: 'utf8', timeout: 30_000 });
   expect(run.status).toBe(1);
-  expect(run.stderr).toMatch(/unknown benchmark nope: choose from store, pool-size, routing, api, webhooks, asterisk, replication/);
+  expect(run.stderr).toMatch(/unknown benchmark nope: choose from store, pool-size, routing, pin, api, webhooks, asterisk, replication/);
 });

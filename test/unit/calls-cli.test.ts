@@ -23,7 +23,7 @@ const A = '+447911000001';
 const D = '+447911000002';
 const CALL_FIELDS = [
   'id', 'uniqueid', 'session', 'caller', 'state', 'startedAt', 'ringingAt', 'answeredAt', 'endedAt', 'lostAt',
-  'durationMs', 'dialStatus', 'hangupCause', 'hangupCauseText', 'hangupRequestedAt', 'hangupReason',
+  'durationMs', 'dialStatus', 'hangupCause', 'hangupCauseText', 'hangupRequestedAt', 'hangupReason', 'via', 'recording',
 ];
 
 let dir: string;

@@ -35,7 +35,7 @@ describe('usage errors (commander) are one line with VNUM_USAGE, exit 1', () => 
     [['session', 'create', 'o1', A, D, '--ttl'], /option '--ttl <duration>' argument missing/],
     [['session', 'show', 'o1', 'extra'], /too many arguments/],
     [[], /missing command: one of pool, session, route, stats, serve, calls, health, api, apikey, webhooks, replica, cluster \(see "vnum --help"\)/],
-    [['pool'], /missing command: one of add, import, sync, list, retire \(see "vnum pool --help"\)/],
+    [['pool'], /missing command: one of add, import, sync, list, set, retire \(see "vnum pool --help"\)/],
   ])('vnum %j', (args, message) => {
     const result = run(...args);
     expect(result.stdout).toBe('');

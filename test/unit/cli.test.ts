@@ -40,9 +40,9 @@ describe('vnum CLI (built executable)', () => {
       ['+442079460002', 'retired'],
       ['+442079460003', 'reserved'],
     ]);
-    expect(Object.keys(list[0])).toEqual(['number', 'country', 'state', 'addedAt']);
+    expect(Object.keys(list[0])).toEqual(['number', 'country', 'state', 'addedAt', 'pin', 'outOfSession', 'fallback']);
     const table = run('pool', 'list').stdout.split('\n');
-    expect(table[0]).toMatch(/^NUMBER\s+COUNTRY\s+STATE\s+ADDED$/);
+    expect(table[0]).toMatch(/^NUMBER\s+COUNTRY\s+STATE\s+ADDED\s+PIN\s+OUT OF SESSION\s+DESK$/);
     expect(table[1]!.indexOf('GB')).toBe(table[0]!.indexOf('COUNTRY'));
   });
 
@@ -65,12 +65,14 @@ describe('vnum CLI (built executable)', () => {
   it('creates, shows, lists and releases sessions; route answers from the same decision as the router', () => {
     run('pool', 'add', '+442079460001', '+442079460002');
     const created = json('session', 'create', 'order-7', A, D, '--ttl', '2h');
-    expect(Object.keys(created)).toEqual(['id', 'state', 'expiresAt', 'parties', 'createdAt', 'releasedAt', 'endsAt', 'created']);
+    expect(Object.keys(created)).toEqual(['id', 'state', 'expiresAt', 'parties', 'createdAt', 'releasedAt', 'endsAt', 'idleTimeoutMs', 'calls', 'created']);
     expect(created).toMatchObject({ id: 'order-7', state: 'active', created: true });
     expect(Date.parse(created.expiresAt) - Date.parse(created.createdAt)).toBe(2 * 3_600_000);
     const [a, d] = created.parties;
-    expect(Object.keys(a)).toEqual(['number', 'maskedAs']);
-    expect(json('session', 'show', 'order-7')).toEqual(Object.fromEntries(Object.entries(created).filter(([k]) => k !== 'created')));
+    expect(Object.keys(a)).toEqual(['number', 'maskedAs', 'pin']);
+    // show: the same session, without the PINs (shown once, at create).
+    const shown = { ...created, parties: created.parties.map(({ pin: _pin, ...p }: { pin: string }) => p) };
+    expect(json('session', 'show', 'order-7')).toEqual(Object.fromEntries(Object.entries(shown).filter(([k]) => k !== 'created')));
     expect(json('route', A, d.maskedAs)).toEqual({ status: 'BRIDGE', target: D, cli: a.maskedAs, session: 'order-7', reason: null });
     expect(json('route', '07911000002', d.maskedAs.slice(1), '--country', 'GB')).toEqual({
       status: 'BRIDGE',
@@ -96,7 +98,8 @@ describe('vnum CLI (built executable)', () => {
     run('pool', 'add', '+442079460001');
     const first = json('session', 'create', 'o1', A, D);
     const retry = json('session', 'create', 'o1', A, D);
-    expect(retry).toEqual({ ...first, created: false });
+    // The PINs are shown to the create that issued them only.
+    expect(retry).toEqual({ ...first, parties: first.parties.map(({ pin: _pin, ...p }: { pin: string }) => p), created: false });
     expectUserError(run('session', 'create', 'o1', A, '+447911000003'), /already exists with other parties \[VNUM_SESSION_CONFLICT\]/);
   });
 

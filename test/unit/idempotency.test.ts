@@ -32,7 +32,9 @@ describe('session create under an id that exists (domain)', () => {
   it('the same request, a minute later: the same session, created false', () => {
     const first = create({ ttlMs: 2 * HOUR });
     const again = create({ ttlMs: 2 * HOUR, now: 60_000 });
-    expect(again).toEqual({ session: first.session, created: false });
+    // The PINs are shown once, to the create that issued them: the store keeps only their digests.
+    const shownOnce = { ...first.session, parties: first.session.parties.map(({ pin: _pin, ...p }) => p) };
+    expect(again).toEqual({ session: shownOnce, created: false });
     expect(sessionRows()).toBe(1);
   });
 
@@ -94,7 +96,10 @@ describe('session create retries (built CLI): the exit code and the JSON say wha
     const first = JSON.parse(run('session', 'create', 'r1', A, D, '--ttl', '2h', '--json').stdout);
     const retry = run('session', 'create', 'r1', A, D, '--ttl', '2h', '--json');
     expect(retry.code).toBe(0);
-    expect(JSON.parse(retry.stdout)).toEqual({ ...first, created: false });
+    // The PINs were shown to the first create only.
+    expect(first.parties.map((p: { pin?: string }) => p.pin)).toEqual([expect.stringMatching(/^\d{6,12}$/), expect.stringMatching(/^\d{6,12}$/)]);
+    const parties = first.parties.map(({ pin: _pin, ...p }: { pin?: string }) => p);
+    expect(JSON.parse(retry.stdout)).toEqual({ ...first, parties, created: false });
     expect(run('session', 'create', 'r1', A, D, '--ttl', '2h').stdout).toMatch(/^session r1 already exists for this request: unchanged\n/);
     for (const args of [['--ttl', '3h'], [], ['--ttl', '2h', '--first-masked-as', first.parties[0].maskedAs === N1 ? N2 : N1]]) {
       const conflict = run('session', 'create', 'r1', A, D, ...args, '--json');

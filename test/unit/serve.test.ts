@@ -42,13 +42,13 @@ describe('vnum serve (built executable)', () => {
     const national = await placeCall(port, { agi_callerid: '07911000001', agi_extension: dMasked.slice(1) });
     expect(national.command).toBe(bridge.command);
     const stranger = await placeCall(port, { agi_callerid: '+447911000099', agi_extension: dMasked });
-    expect(stranger.command).toBe('EXEC MSet "VNUM_STATUS=NO_SESSION,VNUM_TARGET=,VNUM_CLI=,VNUM_SESSION="');
+    expect(stranger.command).toBe('EXEC MSet "VNUM_STATUS=NO_SESSION,VNUM_TARGET=,VNUM_CLI=,VNUM_SESSION=,VNUM_SOUND=ss-noservice"');
     const hostile = await placeCall(port, { agi_callerid: `${A}&PJSIP/evil`, agi_extension: dMasked });
-    expect(hostile.command).toBe('EXEC MSet "VNUM_STATUS=INVALID,VNUM_TARGET=,VNUM_CLI=,VNUM_SESSION="');
+    expect(hostile.command).toBe('EXEC MSet "VNUM_STATUS=INVALID,VNUM_TARGET=,VNUM_CLI=,VNUM_SESSION=,VNUM_SOUND=cannot-complete-as-dialed"');
     // The router sees a release made by another process at once.
     expect(vnum(['--db', db, 'session', 'release', 'o1', '--grace', '0s']).code).toBe(0);
     const ended = await placeCall(port, { agi_callerid: A, agi_extension: dMasked });
-    expect(ended.command).toBe('EXEC MSet "VNUM_STATUS=ENDED,VNUM_TARGET=,VNUM_CLI=,VNUM_SESSION=o1"');
+    expect(ended.command).toBe('EXEC MSet "VNUM_STATUS=ENDED,VNUM_TARGET=,VNUM_CLI=,VNUM_SESSION=o1,VNUM_SOUND=vm-goodbye"');
 
     expect(await server.stop()).toBe(0);
     const log = server.lines().join('\n');

@@ -76,6 +76,10 @@ export interface AsteriskOptions {
   operatorDialplan?: string;
   /** Modules loaded beside the ones vnum.conf needs (e.g. app_dumpchan.so for the operator's context). */
   extraModules?: string[];
+  /** More configuration files, by name (e.g. musiconhold.conf with the operator's classes). */
+  extraConfigs?: Record<string, string>;
+  /** Asterisk's umask, as a systemd drop-in's UMask= sets it (default: the harness's own, 022). */
+  umask?: string;
 }
 
 const CONF_DIR = '/etc/vnum-e2e';
@@ -112,6 +116,7 @@ const MODULES = [
   'res_agi.so',
   'app_dial.so',
   'app_playback.so',
+  'app_read.so',
   'app_verbose.so',
   'app_stack.so',
   'func_callerid.so',
@@ -120,6 +125,11 @@ const MODULES = [
   'func_timeout.so',
   'func_global.so',
   'func_channel.so',
+  // announcements, limits, recording (vnum.conf's Requires:)
+  'app_mixmonitor.so',
+  'format_wav.so',
+  'res_musiconhold.so',
+  'bridge_builtin_interval_features.so',
 ];
 
 function modulesOf(options: AsteriskOptions): string[] {
@@ -236,6 +246,7 @@ rtpstart = 20000
 rtpend = 20999
 `,
     'pjsip.conf': options.pjsipConf ?? carrierPjsipConf({ trunk }),
+    ...(options.extraConfigs ?? {}),
     'extensions.conf': `[general]
 static = yes
 writeprotect = yes
@@ -366,8 +377,8 @@ export class Asterisk {
       'unshare',
       [
         '--mount', '--propagation', 'private', '--',
-        'sh', '-c', 'mount -t proc proc "$1/proc" && exec chroot "$1" /usr/sbin/asterisk -f -U asterisk -G asterisk -C "$2"',
-        'sh', this.root, CONF_FILE,
+        'sh', '-c', 'umask "$3" && mount -t proc proc "$1/proc" && exec chroot "$1" /usr/sbin/asterisk -f -U asterisk -G asterisk -C "$2"',
+        'sh', this.root, CONF_FILE, this.options.umask ?? '022',
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );

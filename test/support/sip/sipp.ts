@@ -56,6 +56,8 @@ export interface UasOptions {
   rejectWith?: (typeof REJECTIONS)[number];
   /** After the answer (and any re-INVITE), hang up with a BYE after this long (ms): the callee ends the call. */
   hangupAfterMs?: number;
+  /** Answer with PCMA and speak (sip-tester's g711a.pcap): a call with sound in it, for recordings. */
+  audio?: boolean;
 }
 
 /** The final statuses carrier-out.xml can reject with (a status is written out in a scenario). */
@@ -99,6 +101,7 @@ export function carrierOutArgs(options: UasOptions, dir: string): string[] {
     options.rejectWith ?? 0,
     options.reinviteHeaders ? 1 : 0,
     options.hangupAfterMs ?? -1,
+    options.audio ? 1 : 0,
   ].join(';');
   const file = path.join(dir, 'far-end.csv');
   writeFileSync(file, `SEQUENTIAL\n${line}\n`);
@@ -182,6 +185,8 @@ export interface Uas {
   received(): SipMessage[];
   /** INVITEs that opened a dialog (re-INVITEs excluded). */
   invites(): SipMessage[];
+  /** Everything carrier-out sent and received so far, in order. */
+  messages(): SipMessage[];
   stop(): Promise<void>;
 }
 
@@ -205,10 +210,11 @@ export async function startUas(options: UasOptions = {}): Promise<Uas> {
     await new Promise((r) => setTimeout(r, 20));
   }
   let final: SipMessage[] | null = null;
-  const read = (): SipMessage[] =>
-    final ?? parseMessageFile(readFileSync(messageFile, 'utf8')).filter((m) => m.direction === 'received');
+  const all = (): SipMessage[] => final ?? parseMessageFile(readFileSync(messageFile, 'utf8'));
+  const read = (): SipMessage[] => all().filter((m) => m.direction === 'received');
   return {
     received: read,
+    messages: all,
     invites: () =>
       read().filter((m) => m.kind === 'request' && m.method === 'INVITE' && !/;\s*tag=/i.test(m.header('To') ?? '')),
     stop: async () => {
@@ -221,7 +227,7 @@ export async function startUas(options: UasOptions = {}): Promise<Uas> {
         }
       }
       if (final === null) {
-        final = read();
+        final = all();
         if (!process.env.VNUM_E2E_KEEP) rmSync(dir, { recursive: true, force: true });
       }
     },
@@ -235,6 +241,8 @@ export interface CallOutcome {
   callee: SipMessage[];
   /** The dialog-opening INVITEs carrier-out received. */
   invites: SipMessage[];
+  /** Everything carrier-out sent and received. */
+  calleeMessages: SipMessage[];
 }
 
 /** One call from carrier-in, with carrier-out answering as `uas` says; returns once Asterisk has torn down both legs. */
@@ -248,5 +256,5 @@ export async function callThrough(asterisk: { waitIdle(): Promise<void> }, uac: 
   } finally {
     await far.stop();
   }
-  return { caller, callee: far.received(), invites: far.invites() };
+  return { caller, callee: far.received(), invites: far.invites(), calleeMessages: far.messages() };
 }
