@@ -84,11 +84,26 @@ const sessionProperties: Record<string, Schema> = {
     items: object({
       number: { ...e164, description: "The party's real number." },
       maskedAs: { ...e164, description: 'The virtual number the other party sees for this one, and dials to reach it.' },
-    }),
+      pin: { type: 'string', pattern: '^[0-9]+$', description: 'Only in the answer to the create that issued it: what this party types calling from another phone.' },
+    }, ['number', 'maskedAs']),
   },
   createdAt: time,
   releasedAt: nullable(time),
   endsAt: { ...nullable(time), description: 'When calls stop connecting; null: open-ended until released.' },
+  idleTimeoutMs: { ...nullable({ type: 'integer', minimum: 0 }), description: 'Sliding TTL: the session ends this long after its last call (never past expiresAt); null: fixed.' },
+  calls: {
+    type: 'object',
+    description: 'Call shaping this session sets ({} for all defaults).',
+    properties: {
+      calleeAnnouncement: { type: 'string' },
+      callerAnnouncement: { type: 'string' },
+      callLimitMs: { type: 'integer' },
+      limitWarningMs: { type: 'integer' },
+      ringTimeoutMs: { type: 'integer' },
+      record: { type: 'boolean' },
+    },
+    additionalProperties: false,
+  },
 };
 
 const problemProperties: Record<string, Schema> = {
@@ -254,6 +269,12 @@ const schemas: Record<string, Schema> = {
     hangupCauseText: nullable({ type: 'string' }),
     hangupRequestedAt: nullable(time),
     hangupReason: nullable({ type: 'string', enum: ['release', 'session-ended', null] }),
+    via: { type: ['string', 'null'], enum: ['pin', null], description: "'pin': the caller reached the party by typing its PIN." },
+    recording: {
+      ...object({ path: { type: 'string' }, bytes: nullable({ type: 'integer', minimum: 0 }), deletedAt: nullable(time) }),
+      type: ['object', 'null'],
+      description: "The call's recording, or null: the file (named by the Uniqueid), its size once the call ended, when the retention sweep deleted it.",
+    },
   }),
   CallPage: object({
     calls: { type: 'array', items: ref('Call') },
