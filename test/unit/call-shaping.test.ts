@@ -7,7 +7,10 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createSession, getSession, releaseSession, touchSession } from '../../src/session/sessions.js';
+import { createSession, findSession, getSession, releaseSession, touchSession } from '../../src/session/sessions.js';
+import { reportSessionEnds } from '../../src/session/events.js';
+import { setRecording } from '../../src/webhooks/outbox.js';
+import { writeTransaction } from '../../src/store/db.js';
 import { parseCallSettings, storedCallSettings, validateCallSettings } from '../../src/session/call-settings.js';
 import { decideRoute } from '../../src/routing/decide.js';
 import { storeBridgeLookup } from '../../src/routing/lookup.js';
@@ -53,6 +56,24 @@ describe('sliding TTL', () => {
     expect(getSession(store.db, 'slide', 15 * S).endsAt).toBe(18 * S);
     // Silence: ended at lookup time, whether or not anything swept.
     expect(route(A, s.parties[1].maskedAs, 18 * S)).toMatchObject({ status: 'ENDED', session: 'slide' });
+  });
+
+  it('a push moves the webhook end with the session: session.ended comes at the pushed end, cause idle', () => {
+    writeTransaction(store.db, () => setRecording(store.db, true, 1));
+    sliding(10 * S);
+    const tracked = () => store.db.prepare('SELECT ends_at AS endsAt, session_id AS session FROM webhook_session_end').all();
+    expect(tracked()).toEqual([{ endsAt: 10 * S, session: 'slide' }]);
+    expect(touchSession(store.db, 'slide', 8 * S)).toBe(true);
+    expect(tracked()).toEqual([{ endsAt: 18 * S, session: 'slide' }]);
+    const ended = () =>
+      store.db.prepare<[], { occurred_at: number; data: string }>("SELECT occurred_at, data FROM webhook_event WHERE type = 'session.ended'").all();
+    const sweep = (now: number) => reportSessionEnds(store.db, now, (id) => findSession(store.db, id, now));
+    expect(sweep(10 * S)).toBe(0);
+    expect(ended()).toEqual([]);
+    expect(sweep(18 * S)).toBe(1);
+    expect(ended()).toHaveLength(1);
+    expect(ended()[0]!.occurred_at).toBe(18 * S);
+    expect(JSON.parse(ended()[0]!.data).cause).toBe('idle');
   });
 
   it('never past the hard maximum (the TTL), never backwards', () => {
