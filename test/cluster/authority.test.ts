@@ -21,12 +21,15 @@ import { openPostgresAuthority } from '../../src/authority/postgres.js';
 import { openSqliteAuthority } from '../../src/authority/sqlite.js';
 import { ErrorCode, VnumError } from '../../src/errors.js';
 import type { PgTarget } from '../../src/replica/stream.js';
+import { storeBridgeLookup } from '../../src/routing/lookup.js';
+import { openDb } from '../../src/store/db.js';
 import { pinDigest } from '../../src/session/pin.js';
 import { partyInput, type CreateSessionInput } from '../../src/session/sessions.js';
 import { migratePg } from '../../src/store/pg/migrate.js';
 import { ApiClient, expectProblem, startApi, type ApiProcess } from '../support/api.js';
 import { vnum } from '../support/cli.js';
-import { sleep } from '../support/cluster/checks.js';
+import { audit, barrier, routeFrom, sleep } from '../support/cluster/checks.js';
+import { startNode } from '../support/cluster/node.js';
 import { clusterSuite } from '../support/cluster/suite.js';
 import { DIDS, partyNumber } from '../support/cluster/writer.js';
 
@@ -194,7 +197,6 @@ clusterSuite('the authority on PostgreSQL (cluster mode)', (env) => {
     const sqlite = openSqliteAuthority(join(dir, 'vnum.db'));
     const postgres = await openPostgresAuthority(target);
     try {
-      const { openDb } = await import('../../src/store/db.js');
       const file = openDb(join(dir, 'vnum.db'), { mode: 'write' });
       const onSqlite = await contract(
         sqlite,
@@ -220,6 +222,38 @@ clusterSuite('the authority on PostgreSQL (cluster mode)', (env) => {
       await postgres.close();
       await client.end();
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('what the authority writes reaches a node: its replica equals PostgreSQL, routes the session, and a PIN typed there opens it (the key is replicated)', async () => {
+    const { target, client } = await env.authority();
+    const authority = await openPostgresAuthority(target);
+    const config = { db: join(env.dir, 'node-a.db'), target, node: 'a', statusEveryMs: 100 };
+    const node = startNode(config);
+    try {
+      const now = Date.now();
+      const made = await authority.createSession(input('pinned', partyNumber(400), partyNumber(401), now, { ttlMs: 3_600_000 }));
+      await authority.createSession(input('released', partyNumber(402), partyNumber(403), now));
+      await authority.releaseSession('released', 0, now + 1, { hangup: false });
+      await barrier(client, [config.db]);
+      const report = await audit(target, config.db);
+      expect(report.equal, report.text).toBe(true);
+      expect(report.tables.map((t) => t.table)).toEqual(['bridge', 'meta', 'pin', 'pin_key', 'pool_number', 'session']);
+      const [first, second] = made.session.parties;
+      expect(routeFrom(config.db, second.number, first.maskedAs)).toMatchObject({ status: 'BRIDGE', target: first.number, session: 'pinned' });
+      const file = openDb(config.db, { readonly: true });
+      try {
+        const lookup = storeBridgeLookup(file);
+        // The first party calls from another phone and types its PIN on the number it dials.
+        expect(lookup.byPin(second.maskedAs, first.pin!)).toMatchObject({ target: second.number, session: 'pinned' });
+        expect(lookup.byPin(second.maskedAs, '000000' === first.pin ? '000001' : '000000')).toBeUndefined();
+      } finally {
+        file.close();
+      }
+    } finally {
+      await node.stop();
+      await authority.close();
+      await client.end();
     }
   });
 
