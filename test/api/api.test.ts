@@ -13,7 +13,7 @@ import { applyCallFact, recordRoutedCall, writeRouterStatus } from '../../src/ca
 import { invariantViolations } from '../../src/session/invariant.js';
 import { openDb, type Db } from '../../src/store/db.js';
 import { ApiClient, DOCUMENT, expectProblem, startApi, type ApiProcess } from '../support/api.js';
-import { vnum } from '../support/cli.js';
+import { cliOnDb } from '../support/cli.js';
 
 const POOL = ['+442079460001', '+442079460002', '+442079460003', '+442079460011', '+442079460012', '+442079460013'];
 const CUSTOMER = '+447911123456';
@@ -25,14 +25,7 @@ let api: ApiProcess;
 let client: ApiClient;
 const keys: Record<'admin' | 'orders' | 'support' | 'pool', string> = { admin: '', orders: '', support: '', pool: '' };
 
-function cli(...args: string[]) {
-  return vnum(['--db', db, ...args], { VNUM_DEFAULT_COUNTRY: 'GB' });
-}
-function cliJson(...args: string[]): any {
-  const r = cli(...args, '--json');
-  expect(r.code, r.stderr).toBe(0);
-  return JSON.parse(r.stdout);
-}
+const { run: cli, json: cliJson } = cliOnDb(() => db);
 function withDb<T>(work: (handle: Db) => T): T {
   const handle = openDb(db);
   try {

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pinDigits } from '../../src/session/pin.js';
 import { ApiClient, expectProblem, startApi, type ApiProcess } from '../support/api.js';
-import { vnum } from '../support/cli.js';
+import { cliOnDb } from '../support/cli.js';
 
 const POOL = ['+442079460001', '+442079460002', '+442079460003', '+442079460004'];
 const DESK = '+442079460999';
@@ -27,14 +27,7 @@ let client: ApiClient;
 let poolKey: string;
 let ordersKey: string;
 
-function cli(...args: string[]) {
-  return vnum(['--db', db, ...args], { VNUM_DEFAULT_COUNTRY: 'GB' });
-}
-function cliJson(...args: string[]): any {
-  const r = cli(...args, '--json');
-  expect(r.code, r.stderr).toBe(0);
-  return JSON.parse(r.stdout);
-}
+const { run: cli, json: cliJson } = cliOnDb(() => db);
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'vnum-api-14-'));
