@@ -75,6 +75,11 @@ async function dtmfCall(call: DtmfCall, uas: UasOptions = {}): Promise<{ caller:
   return { caller, callee: far.received(), invites: far.invites() };
 }
 
+/** A call that types `pin` and # once, at the first prompt, then holds for `holdMs` unless Asterisk hangs up first. */
+function typingPin(dialled: string, callerUser: string, pin: string, holdMs: number): Promise<{ caller: DtmfResult; callee: SipMessage[]; invites: SipMessage[] }> {
+  return dtmfCall({ dialled, callerUser, steps: [{ pauseMs: FIRST_TRY_AFTER_MS }, { dtmf: `${pin}#`, toneMs: TONE_MS }], holdMs });
+}
+
 /** The From and To the caller sent: SIP echoes them back, and they are the caller's own. */
 function ownHeaders(caller: UacResult): string[] {
   const invite = caller.messages.find((m) => m.direction === 'sent' && m.method === 'INVITE');
@@ -124,12 +129,7 @@ e2eSuite('callers without a bridge: PINs, announcements, the desk, through Aster
     const [alice, dev] = w.order.parties;
     expect(alice.pin).toMatch(/^\d{6,12}$/);
     expect(alice.maskedAs).not.toBe(dev.maskedAs);
-    const outcome = await dtmfCall({
-      dialled: dev.maskedAs,
-      callerUser: 'anonymous',
-      steps: [{ pauseMs: FIRST_TRY_AFTER_MS }, { dtmf: `${alice.pin}#`, toneMs: TONE_MS }],
-      holdMs: 4_000,
-    });
+    const outcome = await typingPin(dev.maskedAs, 'anonymous', alice.pin!, 4_000);
     expect(outcome.invites, detail(outcome)).toHaveLength(1);
     const invite = outcome.invites[0]!;
     expect(uriUser(invite.requestUri)).toBe(DEV);
@@ -151,12 +151,7 @@ e2eSuite('callers without a bridge: PINs, announcements, the desk, through Aster
     const [carol, erin] = session.parties;
     const endsAt = () => Date.parse((JSON.parse(w.db.run(['session', 'show', 'order-carol', '--json']).stdout) as { endsAt: string }).endsAt);
     const before = endsAt();
-    const outcome = await dtmfCall({
-      dialled: erin.maskedAs,
-      callerUser: 'anonymous',
-      steps: [{ pauseMs: FIRST_TRY_AFTER_MS }, { dtmf: `${carol.pin}#`, toneMs: TONE_MS }],
-      holdMs: 12_000,
-    });
+    const outcome = await typingPin(erin.maskedAs, 'anonymous', carol.pin!, 12_000);
     expect(outcome.invites, detail(outcome)).toHaveLength(1);
     expect(uriUser(outcome.invites[0]!.requestUri)).toBe(ERIN);
     expect(uriUser(outcome.invites[0]!.header('From'))).toBe(carol.maskedAs);
@@ -207,12 +202,7 @@ e2eSuite('callers without a bridge: PINs, announcements, the desk, through Aster
     const [alice, dev] = w.order.parties;
     w.db.poolSet(dev.maskedAs, '--pin', 'all');
     try {
-      const outcome = await dtmfCall({
-        dialled: dev.maskedAs,
-        callerUser: RELATIVE,
-        steps: [{ pauseMs: FIRST_TRY_AFTER_MS }, { dtmf: `${alice.pin}#`, toneMs: TONE_MS }],
-        holdMs: 4_000,
-      });
+      const outcome = await typingPin(dev.maskedAs, RELATIVE, alice.pin!, 4_000);
       expect(outcome.invites, detail(outcome)).toHaveLength(1);
       expect(uriUser(outcome.invites[0]!.requestUri)).toBe(DEV);
       expect(uriUser(outcome.invites[0]!.header('From'))).toBe(alice.maskedAs);
