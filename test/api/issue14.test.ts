@@ -7,13 +7,13 @@
  * callers without a bridge shown and set as `vnum pool list --json` and
  * `vnum pool set` do. Every answer is checked against the OpenAPI document.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pinDigits } from '../../src/session/pin.js';
 import { ApiClient, expectProblem, startApi, type ApiProcess } from '../support/api.js';
-import { cliOnDb } from '../support/cli.js';
+import { cliOnDb, vnum } from '../support/cli.js';
 
 const POOL = ['+442079460001', '+442079460002', '+442079460003', '+442079460004'];
 const DESK = '+442079460999';
@@ -93,6 +93,14 @@ describe('POST /v1/sessions takes what vnum session create takes for issue 14', 
     expect(read.parties.every((p: any) => !('pin' in p))).toBe(true);
     const listed = (await client.get('/v1/sessions', { query: { party: '+447911000011' } })).body as any;
     expect(JSON.stringify(listed)).not.toContain(first.pin);
+  });
+
+  it('vnum api refuses a PIN guess bound no PIN could meet before it opens anything, naming it', () => {
+    const file = join(dir, 'never.db');
+    const r = vnum(['--db', file, 'api', '--host', '127.0.0.1', '--port', '1'], { VNUM_PIN_GUESS_BOUND: '0.5' });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/invalid PIN guess bound "0.5".*VNUM_INVALID_ARGUMENT/);
+    expect(existsSync(file)).toBe(false);
   });
 
   const BAD: Array<[string, Record<string, unknown>, number, string, RegExp]> = [
