@@ -256,6 +256,35 @@ clusterSuite('the authority on PostgreSQL (cluster mode)', (env) => {
     }
   });
 
+  it('a real number never becomes a pool number while a session is made for it, nor the other way round, across two authorities', async () => {
+    const { target, client } = await env.authority();
+    const [one, two] = [await openPostgresAuthority(target), await openPostgresAuthority(target)];
+    try {
+      let both = 0;
+      const outcomes = new Map<string, number>();
+      for (let i = 0; i < 60; i++) {
+        const party = partyNumber(700 + i);
+        const now = Date.now();
+        const [created, added] = await Promise.allSettled([
+          one.createSession(input(`race-${i}`, party, partyNumber(900 + i), now)),
+          two.addToPool([{ number: party }], { defaultCountry: 'GB', now, rule: 'operator' }),
+        ]);
+        if (created.status === 'fulfilled' && added.status === 'fulfilled') both++;
+        const key = `${created.status === 'fulfilled' ? 'created' : (created.reason as VnumError).code}/${added.status === 'fulfilled' ? 'added' : (added.reason as VnumError).code}`;
+        outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
+      }
+      // Exactly one of each pair stands: the other is refused as VNUM_POOL_CONFLICT.
+      expect(both, JSON.stringify([...outcomes])).toBe(0);
+      expect([...outcomes.keys()].every((k) => k === 'created/VNUM_POOL_CONFLICT' || k === 'VNUM_POOL_CONFLICT/added'), JSON.stringify([...outcomes])).toBe(true);
+      const { rows } = await client.query('SELECT p.number FROM pool_number p JOIN bridge b ON b.caller = p.number');
+      expect(rows).toEqual([]);
+    } finally {
+      await one.close();
+      await two.close();
+      await client.end();
+    }
+  });
+
   it('refuses to open a database without vnum\'s schema, or an address with no server, naming the fix', async () => {
     const bare = await env.cluster.createDatabase();
     const unmigrated = await failure(openPostgresAuthority(bare));
