@@ -242,10 +242,6 @@ export async function openPostgresAuthority(target: PgTarget, options: PgStoreOp
   };
 }
 
-function numberTypeCodeOf(party: CreateSessionInput['first']): number {
-  return numberTypeCode(party.type);
-}
-
 function callLogElsewhere(): VnumError {
   return new VnumError(
     ErrorCode.UnsupportedInCluster,
