@@ -14,7 +14,7 @@ import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import { afterAll, beforeAll, expect } from 'vitest';
 import { freePort } from './net.js';
-import { VNUM_BIN, vnum, type CliResult } from './cli.js';
+import { cliOnDb, VNUM_BIN, type CliResult } from './cli.js';
 
 export { freePort };
 
@@ -254,6 +254,8 @@ export interface UseApiOptions<K extends string> {
   keys: Record<K, readonly [name: string, scope: string]>;
   /** The key the client sends. */
   as: NoInfer<K>;
+  /** More of the server's environment (startApi's `env`). */
+  env?: Record<string, string | undefined>;
 }
 
 export interface UseApi<K extends string> {
@@ -266,7 +268,7 @@ export interface UseApi<K extends string> {
   readonly keys: Record<K, string>;
   /** The built CLI on the database (VNUM_DEFAULT_COUNTRY GB, as the server's). */
   cli(...args: string[]): CliResult;
-  /** `cli` with --json, which must exit 0: what it printed, parsed. */
+  /** `cli` with --json: what it printed, parsed (a non-zero exit throws, naming stderr). */
   cliJson(...args: string[]): any;
 }
 
@@ -285,12 +287,7 @@ export function useApi<K extends string>(options: UseApiOptions<K>): UseApi<K> {
     return value;
   };
   const db = (): string => join(ready(dir), 'vnum.db');
-  const cli = (...args: string[]): CliResult => vnum(['--db', db(), ...args], { VNUM_DEFAULT_COUNTRY: 'GB' });
-  const cliJson = (...args: string[]): any => {
-    const r = cli(...args, '--json');
-    expect(r.code, r.stderr).toBe(0);
-    return JSON.parse(r.stdout);
-  };
+  const { run: cli, json: cliJson } = cliOnDb(db);
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), options.prefix));
     const added = cli('pool', 'add', ...options.pool);
@@ -298,7 +295,7 @@ export function useApi<K extends string>(options: UseApiOptions<K>): UseApi<K> {
     for (const [as, [name, scope]] of Object.entries(options.keys) as Array<[K, readonly [string, string]]>) {
       keys[as] = cliJson('apikey', 'create', '--name', name, '--scope', scope).key;
     }
-    server = await startApi({ db: db() });
+    server = await startApi({ db: db(), env: options.env });
     client = new ApiClient(server.url, keys[options.as]);
   });
   afterAll(async () => {
