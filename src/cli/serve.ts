@@ -31,6 +31,7 @@ import { openDb, resolveDbPath } from '../store/db.js';
 import { amiSettings, type AmiSettings } from './ami-settings.js';
 import { addOutOfSessionSettings, outOfSessionSettings, type OutOfSessionSettings } from './out-of-session-settings.js';
 import { ALLOWED_NUMBER_TYPES_OPTION, defaultCountry, globalOptions, numberPolicy } from './context.js';
+import { listenError } from './failure.js';
 import { stopSignal } from './stop-signal.js';
 import { addSetting, allowSetting, boundedDuration, boundedInteger, configurationError, formatMs, hostSetting, portOrOff, SETTING_LIMITS, span, tcpPort } from './settings.js';
 
@@ -320,15 +321,6 @@ function whenStaleSetting(name: string, text: string): WhenStale {
   throw configurationError(name, text, `one of ${WHEN_STALE.join(', ')}`);
 }
 
-/** A failure to bind (taken, not a local address, not permitted, no such host) as ours; anything else as it is. */
-function listenError(e: unknown, where: string): unknown {
-  const error = e as NodeJS.ErrnoException;
-  if (error.syscall === 'listen' || error.syscall === 'bind' || error.syscall === 'getaddrinfo') {
-    return new VnumError(ErrorCode.ListenFailed, `cannot listen on ${where}: ${error.message}`);
-  }
-  return e;
-}
-
 /** Wire everything, serve until SIGTERM or SIGINT, then stop it all in order. */
 async function runRouter(dbPath: string, settings: ServeSettings, logger: Logger): Promise<void> {
   const { host, port, ami } = settings;
@@ -401,6 +393,7 @@ async function runRouter(dbPath: string, settings: ServeSettings, logger: Logger
       agi: { connections: () => agi.connections(), counts: () => agi.counts(), maxConnections: settings.maxConnections },
       amiConnected: amiClient ? () => amiClient.loggedIn : undefined,
       figures,
+      freshness: () => gate.freshness(),
     });
     // The first scrape finds figures already read.
     void figures.refresh();
