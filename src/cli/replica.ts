@@ -201,6 +201,8 @@ export function registerReplica(program: Command): void {
       };
       writeHealth();
       const healthTimer = setInterval(writeHealth, settings.pingIntervalMs);
+      // How old a node's report may be before it is stale, and how old this node's view of the cluster may be before /metrics leaves it out.
+      const viewBoundMs = Math.max(NODE_STALE_AFTER_MS, 3 * settings.reportEveryMs);
       const reports = startAuthorityReports({
         target: settings.target,
         status: () => replica.status(),
@@ -209,9 +211,9 @@ export function registerReplica(program: Command): void {
         connectTimeoutMs: settings.connectTimeoutMs,
         onError: (message) => logger.warn({ error: message }, 'cannot report to the authority (retrying)'),
         // The cluster's slots for /metrics, read on the report's connection; nothing more without metrics.
-        clusterView: metrics ? { staleAfterMs: Math.max(NODE_STALE_AFTER_MS, 3 * settings.reportEveryMs) } : undefined,
+        clusterView: metrics ? { staleAfterMs: viewBoundMs } : undefined,
       });
-      metrics?.attach({ status: () => replica.status(), cluster: () => reports.clusterView(), reportFailures: () => reports.failures });
+      metrics?.attach({ status: () => replica.status(), cluster: () => reports.clusterView(), reportFailures: () => reports.failures, viewMaxAgeMs: viewBoundMs });
       logger.info(
         {
           node: settings.node,

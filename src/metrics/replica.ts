@@ -27,6 +27,12 @@ export interface ReplicaSources {
   cluster: () => ClusterView | undefined;
   /** Reports or cluster reads that failed. */
   reportFailures: () => number;
+  /**
+   * A cluster view older than this is left out of the cluster_* series: a
+   * node cut off from the authority would otherwise go on showing its last
+   * view (its own slot active, say) beside the living nodes' current one.
+   */
+  viewMaxAgeMs: number;
   now?: () => number;
 }
 
@@ -40,7 +46,11 @@ export class ReplicaMetrics {
     const r = this.registry;
     const now = (): number => (this.sources?.now ?? Date.now)();
     const status = (): ReplicaStatus | undefined => this.sources?.status();
-    const nodes = (): NodeView[] => this.sources?.cluster()?.nodes ?? [];
+    const view = (): ClusterView | undefined => {
+      const v = this.sources?.cluster();
+      return v && now() - v.at <= this.sources!.viewMaxAgeMs ? v : undefined;
+    };
+    const nodes = (): NodeView[] => view()?.nodes ?? [];
 
     // This node.
     r.single(
@@ -79,7 +89,7 @@ export class ReplicaMetrics {
     );
     r.single(
       'vnum_cluster_view_age_seconds',
-      'How old the cluster view below (slots, node reports) is: it is read with each report to the authority.',
+      'How old the cluster view below (slots, node reports) is: it is read with each report to the authority; past the view bound (three reports, at least 10 s) the cluster series are left out.',
       'gauge',
       () => {
         const at = this.sources?.cluster()?.at;
@@ -141,7 +151,13 @@ export class ReplicaMetrics {
       "Since the authority last heard each node: its walsender's last reply while connected, else its last report.",
       'gauge',
       ['node'],
-      perNode((n) => seconds(n.lastContactAgoMs)),
+      // As old as at the read, plus the view's own age: the age at this scrape.
+      function* () {
+        const v = view();
+        for (const n of v?.nodes ?? []) {
+          if (n.lastContactAgoMs !== null) yield { labels: { node: n.node }, value: (n.lastContactAgoMs + Math.max(0, now() - v!.at)) / 1000 };
+        }
+      },
     );
     r.labelled('vnum_cluster_node_lag_seconds', "How old each node's view was at its last report (that node's own clock).", 'gauge', ['node'], perNode((n) => seconds(n.lagMs)));
     r.labelled(

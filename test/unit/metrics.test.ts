@@ -404,6 +404,7 @@ describe('ReplicaMetrics (vnum replica --metrics-port)', () => {
         ],
       }),
       reportFailures: () => 4,
+      viewMaxAgeMs: 10_000,
       now: () => 10_000,
     });
     const s = samples((await metrics.registry.exposition()).body);
@@ -434,7 +435,8 @@ describe('ReplicaMetrics (vnum replica --metrics-port)', () => {
     expect(s.get('vnum_cluster_node_state{node="pbx_c",state="no-slot"}')).toBe(1);
     expect(s.get('vnum_cluster_node_state{node="pbx_b",state="inactive"}')).toBe(1);
     expect(s.get('vnum_cluster_node_state{node="pbx_b",state="ok"}')).toBe(0);
-    expect(s.get('vnum_cluster_node_last_contact_age_seconds{node="pbx_b"}')).toBe(600);
+    // Its age at the read (600 s) and the view's since (2 s).
+    expect(s.get('vnum_cluster_node_last_contact_age_seconds{node="pbx_b"}')).toBe(602);
     expect(s.get('vnum_cluster_node_lag_seconds{node="pbx_a"}')).toBe(0.12);
     expect(s.has('process_cpu_seconds_total')).toBe(true);
   });
@@ -445,6 +447,7 @@ describe('ReplicaMetrics (vnum replica --metrics-port)', () => {
       status: () => status({ phase: 'connecting', lastContactAt: null, caughtUpAt: null, lagMs: null, lagBytes: null }),
       cluster: () => ({ at: 10_000, nodes: [view({ node: 'pbx_a', safeWalBytes: null })] }),
       reportFailures: () => 0,
+      viewMaxAgeMs: 10_000,
       now: () => 10_000,
     });
     const s = samples((await metrics.registry.exposition()).body);
@@ -452,5 +455,24 @@ describe('ReplicaMetrics (vnum replica --metrics-port)', () => {
     expect(s.get('vnum_replica_phase{phase="connecting"}')).toBe(1);
     expect([...s.keys()].some((k) => k.startsWith('vnum_cluster_slot_safe_wal_bytes'))).toBe(false);
     expect(s.get('vnum_cluster_slot_active{node="pbx_a",slot="vnum_pbx_a"}')).toBe(1);
+  });
+
+  it("leaves the cluster series out once its view is older than the bound (a node cut off from the authority), and says how old it is", async () => {
+    const metrics = new ReplicaMetrics();
+    let t = 10_000;
+    metrics.attach({
+      status: () => status(),
+      cluster: () => ({ at: 10_000, nodes: [view({ node: 'pbx_a' }), view({ node: 'pbx_b' })] }),
+      reportFailures: () => 0,
+      viewMaxAgeMs: 10_000,
+      now: () => t,
+    });
+    const clusterSeries = async () => [...samples((await metrics.registry.exposition()).body).keys()].filter((k) => k.startsWith('vnum_cluster_') && !k.startsWith('vnum_cluster_view'));
+    expect((await clusterSeries()).length).toBeGreaterThan(10);
+    t = 20_000;
+    expect((await clusterSeries()).length).toBeGreaterThan(10);
+    t = 20_001;
+    expect(await clusterSeries()).toEqual([]);
+    expect(samples((await metrics.registry.exposition()).body).get('vnum_cluster_view_age_seconds')).toBe(10.001);
   });
 });
