@@ -69,6 +69,7 @@ export const TITLE_OF: Readonly<Record<ErrorCode, string>> = {
   VNUM_DISK_FULL: 'Disk full',
   VNUM_DATABASE: 'Database unusable',
   VNUM_AUTHORITY_UNAVAILABLE: 'Authority unavailable',
+  VNUM_REPLICA_READ_ONLY: 'Replica is read-only',
 };
 
 export const PROBLEM_TYPE = 'application/problem+json';

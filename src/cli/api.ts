@@ -11,7 +11,7 @@ import { ErrorCode, VnumError } from '../errors.js';
 import { createLogger } from '../log.js';
 import type { NumberPolicy } from '../numbers/policy.js';
 import { resolveDbPath } from '../store/db.js';
-import { ALLOWED_NUMBER_TYPES_OPTION, defaultCountry, globalOptions, numberPolicy } from './context.js';
+import { ALLOWED_NUMBER_TYPES_OPTION, defaultCountry, globalOptions, numberPolicy, refuseReplicaFile } from './context.js';
 import { printLine } from './output.js';
 import { secretFileModeProblem } from './secret-file.js';
 import { addSetting, boundedDuration, boundedInteger, configurationError, hostSetting, portOrOff, SETTING_LIMITS, span, tcpPort } from './settings.js';
@@ -210,6 +210,8 @@ export function registerApi(program: Command): void {
         return;
       }
       const dbPath = resolveDbPath(globalOptions(command).db);
+      // A cluster node's replica file is the authority's copy: the API writes on the authority itself.
+      refuseReplicaFile(command, dbPath);
       const authority = openSqliteAuthority(dbPath, { mode: 'create' });
       const metrics = settings.metrics ? new HttpMetrics('vnum_api', 'HTTP API') : undefined;
       const app = await buildApi({

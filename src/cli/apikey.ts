@@ -4,11 +4,13 @@ import type { Authority } from '../authority/authority.js';
 import { openSqliteAuthority } from '../authority/sqlite.js';
 import { apiKeyJson } from '../json.js';
 import { resolveDbPath, type OpenMode } from '../store/db.js';
-import { globalOptions } from './context.js';
+import { globalOptions, refuseReplicaFile } from './context.js';
 import { printJson, printLine, printNotice, printTable, shortTime } from './output.js';
 
 async function withAuthority<T>(command: Command, mode: OpenMode, work: (authority: Authority) => Promise<T>): Promise<T> {
-  const authority = openSqliteAuthority(resolveDbPath(globalOptions(command).db), { mode });
+  const path = resolveDbPath(globalOptions(command).db);
+  if (mode !== 'read') refuseReplicaFile(command, path);
+  const authority = openSqliteAuthority(path, { mode });
   try {
     return await work(authority);
   } finally {
