@@ -285,6 +285,7 @@ describe("a node's replica file refuses every local write, and still reads", () 
     ['webhooks disable', ['webhooks', 'disable']],
     ['webhooks retry', ['webhooks', 'retry', '--all']],
     ['webhooks discard', ['webhooks', 'discard', '--all']],
+    ['webhooks deliver', ['webhooks', 'deliver', '--allow-local']],
     // Refused before it listens (a bug here would start it: the 30 s timeout of vnum() would then fail the test).
     ['api', ['api', '--host', '127.0.0.1', '--port', '47999']],
   ];
@@ -294,7 +295,8 @@ describe("a node's replica file refuses every local write, and still reads", () 
     const csv = join(dir, 'numbers.csv');
     writeFileSync(csv, 'number\n+442079460008\n');
     const before = contents(db);
-    const r = vnum(['--db', db, ...args.map((a) => (a === '<csv>' ? csv : a))], { VNUM_DEFAULT_COUNTRY: 'GB' });
+    const receiver = { VNUM_WEBHOOK_URL: 'http://127.0.0.1:9/hooks', VNUM_WEBHOOK_SECRET: '0123456789abcdef0123456789abcdef' };
+    const r = vnum(['--db', db, ...args.map((a) => (a === '<csv>' ? csv : a))], { VNUM_DEFAULT_COUNTRY: 'GB', ...receiver });
     expect(r.code, r.stderr).toBe(1);
     expect(r.stdout).toBe('');
     const lines = r.stderr.split('\n').filter(Boolean);
