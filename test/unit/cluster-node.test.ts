@@ -2,9 +2,9 @@
  * A cluster node's faces without PostgreSQL (test/cluster/ has them with
  * one): `vnum replica`'s and `vnum cluster`'s settings, judged before a file
  * is opened; serve's freshness settings; the freshness judgement; the health
- * row the replica process writes and serve's gate reads; the systemd unit.
+ * row the replica process writes and serve's gate reads; a replica file
+ * refusing local writes (the unit: ship-systemd-replica.test.ts).
  */
-import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -196,23 +196,6 @@ describe("serve's freshness gate", () => {
     expect(gate.freshness()).toMatchObject({ replica: false, stale: false });
     gate.close();
     expect(lines.map((l) => l.msg)).toEqual(['single box: no replica process reports into this file']);
-  });
-});
-
-describe('deploy/systemd/vnum-replica.service', () => {
-  const analyze = spawnSync('sh', ['-c', 'command -v systemd-analyze'], { encoding: 'utf8' }).stdout.trim();
-  it.skipIf(!analyze && process.env.CI !== 'true')('systemd-analyze verify says nothing, and its exposure is 1.5 or lower', async () => {
-    const { readFileSync } = await import('node:fs');
-    const unit = readFileSync(new URL('../../deploy/systemd/vnum-replica.service', import.meta.url), 'utf8');
-    expect(unit).toMatch(/^ExecStart=\/usr\/local\/bin\/vnum replica$/m);
-    const file = join(dir, 'vnum-replica.service');
-    writeFileSync(file, unit.replace('/usr/local/bin/vnum replica', '/bin/true'));
-    const verify = spawnSync(analyze, ['verify', file], { encoding: 'utf8' });
-    expect(verify.status, verify.stderr).toBe(0);
-    expect(verify.stderr + verify.stdout).toBe('');
-    const security = spawnSync(analyze, ['security', '--offline=true', file], { encoding: 'utf8' });
-    const level = Number(/Overall exposure level for vnum-replica\.service: ([\d.]+)/.exec(security.stdout)?.[1]);
-    expect(level).toBeLessThanOrEqual(1.5);
   });
 });
 
