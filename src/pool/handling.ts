@@ -29,7 +29,8 @@ export interface NumberHandling {
 /** A change: a value sets it, null returns it to the router's default, undefined leaves it. */
 export type HandlingChange = { [K in keyof NumberHandling]?: NumberHandling[K] };
 
-interface HandlingRow {
+/** The columns of pool_number that hold it. */
+export interface HandlingRow {
   pin_mode: PinMode | null;
   out_of_session: OutOfSessionMode | null;
   fallback: E164 | null;
@@ -43,14 +44,14 @@ const statements = perConnection((db: Db) => ({
   ),
 }));
 
-function fromRow(row: HandlingRow): NumberHandling {
+export function handlingOf(row: HandlingRow): NumberHandling {
   return { pin: row.pin_mode, outOfSession: row.out_of_session, fallback: row.fallback };
 }
 
 /** A pool number's handling; undefined when it is not in the pool. */
 export function numberHandling(db: Db, number: E164): NumberHandling | undefined {
   const row = statements(db).read.get(number);
-  return row === undefined ? undefined : fromRow(row);
+  return row === undefined ? undefined : handlingOf(row);
 }
 
 /**
@@ -71,7 +72,7 @@ export function setNumberHandling(db: Db, number: E164, change: HandlingChange):
     if (change.fallback != null && s.inPool.get(change.fallback) !== undefined) {
       throw new VnumError(ErrorCode.PoolConflict, `the desk ${change.fallback} is a pool number: the trunk would hand its calls back to vnum`);
     }
-    const before = fromRow(row);
+    const before = handlingOf(row);
     const after: NumberHandling = {
       pin: change.pin === undefined ? before.pin : change.pin,
       outOfSession: change.outOfSession === undefined ? before.outOfSession : change.outOfSession,
