@@ -15,20 +15,10 @@ import { createSession, releaseSession } from '../../src/session/sessions.js';
 import { collectStats } from '../../src/stats.js';
 import { placeCall } from '../support/fake-asterisk.js';
 import { londonDids, mobile, party, seedPool, tempDb } from '../support/store.js';
+import { samples } from '../support/exposition.js';
 import { until } from '../support/wait.js';
 
 const silent = pino({ level: 'silent' });
-
-/** Sample lines of an exposition, `name{labels} value`, by name and labels. */
-function samples(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const at = line.lastIndexOf(' ');
-    out.set(line.slice(0, at), Number(line.slice(at + 1)));
-  }
-  return out;
-}
 
 describe('Histogram', () => {
   it('counts each observation in the first bucket at or above it, cumulative on export, with sum and count', () => {
