@@ -1,10 +1,10 @@
+import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { isVnumError, VnumError } from '../errors.js';
 import { openDb, resolveDbPath, storeError, type Db, type OpenMode } from '../store/db.js';
 import { parseCountry } from '../numbers/normalise.js';
 import { parseNumberPolicy, POLICY_ENV, type NumberPolicy } from '../numbers/policy.js';
 import { refuseReplicaWrites } from '../replica/read-only.js';
-import { existsSync } from 'node:fs';
 
 /** Options every command understands, whichever level they were given at. */
 export interface GlobalOptions {

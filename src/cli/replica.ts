@@ -7,12 +7,12 @@ import { REPLICA_DEFAULTS, slotForNode } from '../replica/names.js';
 import type { PgTarget } from '../replica/stream.js';
 import { ErrorCode, VnumError } from '../errors.js';
 import { openDb, resolveDbPath } from '../store/db.js';
-import { addAuthoritySetting, authorityName, requireAuthority } from './authority.js';
 import { ReplicaMetrics } from '../metrics/replica.js';
 import { startMetricsServer, type MetricsServer } from '../metrics/server.js';
+import { NODE_STALE_AFTER_MS } from '../replica/cluster.js';
+import { addAuthoritySetting, authorityName, requireAuthority } from './authority.js';
 import { globalOptions } from './context.js';
 import { listenError } from './failure.js';
-import { NODE_STALE_AFTER_MS } from '../replica/cluster.js';
 import { addSetting, boundedDuration, configurationError, formatMs, hostSetting, portOrOff, span } from './settings.js';
 
 const { version } = createRequire(import.meta.url)('../../../package.json') as { version: string };

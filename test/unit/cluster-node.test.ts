@@ -48,11 +48,31 @@ describe('vnum replica judges every setting before it opens or creates the file'
     ['a link timeout past its bound', ['--link-timeout', '1h'], ok, /^invalid --link-timeout "1h": from 1s to 120s/],
     ['a command timeout of a day', ['--command-timeout', '1d'], ok, /^invalid --command-timeout "1d"/],
     ['a report interval in no unit', ['--report-every', '5'], ok, /^invalid --report-every "5": use a whole number and a unit/],
+    ['a metrics port of 0', ['--metrics-port', '0'], ok, /^invalid --metrics-port "0": a whole number from 1 to 65535/],
+    ['a metrics host from the environment that is no address', [], { ...ok, VNUM_REPLICA_METRICS_PORT: '9476', VNUM_REPLICA_METRICS_HOST: 'a b' }, /^invalid VNUM_REPLICA_METRICS_HOST "a b"/],
   ];
   it.each(cases)('%s: exit 1, one line, VNUM_CONFIGURATION, no file', (_what, args, env, message) => {
     const nested = join(dir, 'not-yet', 'vnum.db');
     oneConfigurationLine(vnum(['--db', nested, 'replica', ...args], env), message);
     expect(existsSync(join(dir, 'not-yet'))).toBe(false);
+  });
+});
+
+describe('vnum replica --metrics-port', () => {
+  it('a taken port stops the start with VNUM_LISTEN_FAILED before the file is created or the authority reached', async () => {
+    const { createServer } = await import('node:net');
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (taken.address() as { port: number }).port;
+      const db = join(dir, 'vnum.db');
+      const r = vnum(['--db', db, 'replica', '--metrics-port', String(port)], { VNUM_NODE: 'pbx_a', VNUM_AUTHORITY: 'postgres://vnum@127.0.0.1:1/vnum' });
+      expect(r.code, r.stderr).toBe(1);
+      expect(r.stderr).toMatch(new RegExp(`^vnum: cannot listen on 127\\.0\\.0\\.1:${port}: .*EADDRINUSE.* \\[VNUM_LISTEN_FAILED\\]\\n$`));
+      expect(existsSync(db)).toBe(false);
+    } finally {
+      taken.close();
+    }
   });
 });
 
