@@ -1,0 +1,381 @@
+/**
+ * Issue 15, end to end on the write side: two PBX nodes, each a netns host
+ * with its replica (`vnum replica`, its own slot) and its own `vnum api
+ * --authority postgres://...` (stateless: PostgreSQL is the store), keys
+ * made on the authority by the CLI, the pool added through the API.
+ *
+ * - Sessions created through either API route on both nodes (the router's
+ *   own decision code on each replica file, then `vnum serve` over FastAGI);
+ *   the delay from the API's 201 to routable on each node is measured and
+ *   printed (a figure for the report, not an assertion: these machines are
+ *   shared and noisy).
+ * - One API instance SIGKILLed during a burst of concurrent creates through
+ *   both, parties shared so allocations contend: every acknowledged create
+ *   is in PostgreSQL whole and on both replicas, no (caller, dialled) key
+ *   belongs to two live sessions anywhere, and an unacknowledged create is
+ *   either whole or absent, and a retry on the other instance settles it.
+ * - PostgreSQL stopped: both nodes' routers go on routing existing sessions
+ *   from their (stale) replicas; creates through both APIs fail at once
+ *   with a 503 problem VNUM_AUTHORITY_UNAVAILABLE, writing nothing; when
+ *   it returns, creates succeed again and route on both nodes.
+ */
+import { performance } from 'node:perf_hooks';
+import type pg from 'pg';
+import { expect, it } from 'vitest';
+import { openDb } from '../../src/store/db.js';
+import { routeCall } from '../reliability/lib.js';
+import type { ApiClient, ApiResponse } from '../support/api.js';
+import { callsOf, deploy, percentile, poolNumber, routableOn, RoutableWatch, type CreatedJson, type Deployment } from '../support/cluster/api.js';
+import { audit, sleep } from '../support/cluster/checks.js';
+import { clusterSuite } from '../support/cluster/suite.js';
+import { partyNumber } from '../support/cluster/writer.js';
+import { startServe, type Serve } from '../support/serve.js';
+
+const pool = (count: number): string[] => Array.from({ length: count }, (_, i) => poolNumber(100 + i));
+const customer = (i: number): string => partyNumber(100_000 + i);
+const agent = (i: number): string => partyNumber(900_000 + i);
+
+/** A create through one API: its answer, or the error the client saw (no answer at all). */
+async function create(client: ApiClient, id: string, parties: [string, string], timeoutMs = 15_000): Promise<ApiResponse<CreatedJson & { created: boolean }> | Error> {
+  try {
+    return await client.post<CreatedJson & { created: boolean }>('/v1/sessions', { id, parties: [{ number: parties[0] }, { number: parties[1] }], ttl: '2h' }, { timeoutMs });
+  } catch (error) {
+    // A response the OpenAPI document does not allow is a failure of the test, not a lost answer.
+    if ((error as Error).message.startsWith('contract:')) throw error;
+    return error as Error;
+  }
+}
+
+/** Both calls of the session through `vnum serve` (FastAGI, the router itself) on a node. */
+async function expectRoutesThrough(serve: Serve, session: CreatedJson, node: string): Promise<void> {
+  for (const call of callsOf(session)) {
+    const { answer } = await routeCall(serve.port, call.caller, call.dialled);
+    expect(answer, `${node}: ${session.id} ${call.caller} -> ${call.dialled}`).toMatchObject({
+      status: 'BRIDGE', target: call.target, presentedCallerId: call.presented, session: session.id,
+    });
+  }
+}
+
+interface LiveKeyProblems {
+  /** A (caller, dialled) key that two live sessions both claim. */
+  shared: string[];
+  /** A live session whose bridge row is missing or belongs to another session. */
+  unbridged: string[];
+}
+
+const LIVE_KEYS = (now: number): string => `
+  WITH live AS (SELECT * FROM session WHERE ends_at IS NULL OR ends_at > ${now}),
+       keys AS (SELECT sid, id, second_party AS caller, first_masked_as AS dialled FROM live
+                UNION ALL SELECT sid, id, first_party, second_masked_as FROM live)`;
+
+/** The invariant, judged from the sessions themselves (not from bridge's primary key, which holds it by construction). */
+async function liveKeyProblemsPg(client: pg.Client, now: number): Promise<LiveKeyProblems> {
+  const shared = await client.query<{ k: string }>(`${LIVE_KEYS(now)} SELECT caller || ' ' || dialled AS k FROM keys GROUP BY caller, dialled HAVING count(*) > 1`);
+  const unbridged = await client.query<{ id: string }>(
+    `${LIVE_KEYS(now)} SELECT k.id FROM keys k WHERE NOT EXISTS (SELECT 1 FROM bridge b WHERE b.caller = k.caller AND b.dialled = k.dialled AND b.sid = k.sid)`,
+  );
+  return { shared: shared.rows.map((r) => r.k), unbridged: unbridged.rows.map((r) => r.id) };
+}
+
+function liveKeyProblemsFile(path: string, now: number): LiveKeyProblems {
+  const db = openDb(path, { readonly: true });
+  try {
+    return {
+      shared: db.prepare<[], string>(`${LIVE_KEYS(now)} SELECT caller || ' ' || dialled FROM keys GROUP BY caller, dialled HAVING count(*) > 1`).pluck().all(),
+      unbridged: db
+        .prepare<[], string>(`${LIVE_KEYS(now)} SELECT k.id FROM keys k WHERE NOT EXISTS (SELECT 1 FROM bridge b WHERE b.caller = k.caller AND b.dialled = k.dialled AND b.sid = k.sid)`)
+        .pluck()
+        .all(),
+    };
+  } finally {
+    db.close();
+  }
+}
+
+/** The session as PostgreSQL holds it, with its two bridges, or undefined. */
+async function inAuthority(client: pg.Client, id: string): Promise<{ parties: Array<{ number: string; maskedAs: string }>; bridges: number } | undefined> {
+  const { rows } = await client.query<{ sid: string; first_party: string; first_masked_as: string; second_party: string; second_masked_as: string }>(
+    'SELECT sid, first_party, first_masked_as, second_party, second_masked_as FROM session WHERE id = $1',
+    [id],
+  );
+  const s = rows[0];
+  if (!s) return undefined;
+  const bridges = await client.query(
+    `SELECT 1 FROM bridge WHERE sid = $1 AND ((caller = $2 AND dialled = $3 AND target = $4) OR (caller = $4 AND dialled = $5 AND target = $2))`,
+    [s.sid, s.second_party, s.first_masked_as, s.first_party, s.second_masked_as],
+  );
+  return {
+    parties: [
+      { number: s.first_party, maskedAs: s.first_masked_as },
+      { number: s.second_party, maskedAs: s.second_masked_as },
+    ],
+    bridges: bridges.rowCount ?? 0,
+  };
+}
+
+async function expectReplicasEqual(d: Deployment): Promise<void> {
+  await d.settle();
+  for (const p of d.pbxs) {
+    const report = await audit(d.target, p.db);
+    expect(report.equal, `${p.name}: ${report.text}`).toBe(true);
+  }
+}
+
+clusterSuite('two PBX nodes and two vnum api instances on PostgreSQL', (env) => {
+  it('sessions created through either API route on both nodes; the delay from the 201 to routable is measured on each', async () => {
+    const d = await deploy(env, { name: 'spread', pool: pool(40) });
+    const serves: Serve[] = [];
+    const watch = new RoutableWatch(d.pbxs.map((p) => p.db));
+    try {
+      for (const p of d.pbxs) serves.push(await startServe({ db: p.db }));
+      const COUNT = 300;
+      const PER_SECOND = 50;
+      const delays: number[][] = d.pbxs.map(() => []);
+      const sessions: CreatedJson[] = [];
+      const started = performance.now();
+      // Open loop: each create leaves on its schedule whatever the earlier ones are doing, alternating between the APIs.
+      await Promise.all(
+        Array.from({ length: COUNT }, async (_, i) => {
+          await sleep(Math.max(0, started + (i * 1000) / PER_SECOND - performance.now()));
+          const through = d.pbxs[i % d.pbxs.length]!;
+          const answer = await create(through.client!, `spread-${i}`, [customer(i), agent(i % 30)]);
+          if (answer instanceof Error) throw new Error(`spread-${i} through ${through.name}: ${answer.message}`);
+          expect(answer.status, JSON.stringify(answer.body)).toBe(201);
+          const ackedAt = performance.now();
+          sessions.push(answer.body);
+          const seen = await Promise.race([
+            watch.track(answer.body),
+            sleep(20_000).then(() => {
+              throw new Error(`spread-${i} (created through ${through.name}) not routable on every node 20 s after its 201`);
+            }),
+          ]);
+          seen.forEach((at, node) => delays[node]!.push(at - ackedAt));
+        }),
+      );
+      const tookMs = performance.now() - started;
+
+      // The routers themselves, over FastAGI, on both nodes: every session, both directions.
+      for (const [n, p] of d.pbxs.entries()) for (const s of sessions) await expectRoutesThrough(serves[n]!, s, p.name);
+      // Stateless instances: each reads what the other created.
+      for (const s of sessions.slice(0, 10)) {
+        for (const p of d.pbxs) {
+          const read = await p.client!.get<CreatedJson>(`/v1/sessions/${s.id}`);
+          expect(read.status).toBe(200);
+          expect(read.body.parties.map((x) => x.maskedAs)).toEqual(s.parties.map((x) => x.maskedAs));
+        }
+      }
+      await expectReplicasEqual(d);
+      const figures = d.pbxs.map((p, n) => {
+        const v = delays[n]!;
+        return `${p.name}: p50 ${percentile(v, 50).toFixed(1)} ms, p99 ${percentile(v, 99).toFixed(1)} ms, max ${percentile(v, 100).toFixed(1)} ms`;
+      });
+      console.log(
+        `API 201 -> routable (${COUNT} creates at ${PER_SECOND}/s through two vnum api --authority, ${(COUNT / (tookMs / 1000)).toFixed(0)}/s achieved; ` +
+          `replica files polled every 2 ms by the router's decision code): ${figures.join('; ')}`,
+      );
+    } finally {
+      watch.close();
+      for (const s of serves) await s.stop();
+      await d.stop();
+    }
+  }, 180_000);
+
+  it('one API instance SIGKILLed during a burst of concurrent creates through both: every acknowledged create is whole in PostgreSQL and on both replicas, no key shared by two live sessions', async () => {
+    const d = await deploy(env, { name: 'burst', pool: pool(60) });
+    try {
+      const [victim, survivor] = d.pbxs as [Deployment['pbxs'][0], Deployment['pbxs'][0]];
+      const COUNT = 400;
+      const IN_FLIGHT = 8; // per instance
+      // 20 agents shared by 400 customers: each agent gets ~20 sessions at once, so allocation contends for its keys
+      // across both instances. Every tenth order is sent to both instances at the same moment (an order system's retry).
+      const orders = Array.from({ length: COUNT }, (_, i) => ({ id: `burst-${i}`, parties: [customer(i), agent(i % 20)] as [string, string], twin: i % 10 === 0 }));
+      const acked = new Map<string, Array<{ via: string; status: number; body: CreatedJson & { created: boolean } }>>();
+      const failed = new Map<string, string[]>();
+      const refused: string[] = [];
+      let killedAt: number | undefined;
+      let victimAcks = 0;
+      let survivorAcksAfterKill = 0;
+      const send = async (p: Deployment['pbxs'][0], order: (typeof orders)[0]): Promise<void> => {
+        const answer = await create(p.client!, order.id, order.parties);
+        if (answer instanceof Error) {
+          failed.set(order.id, [...(failed.get(order.id) ?? []), `${p.name}: ${answer.message}`]);
+          return;
+        }
+        if (answer.status !== 201 && answer.status !== 200) {
+          refused.push(`${order.id} via ${p.name}: ${answer.status} ${JSON.stringify(answer.body)}`);
+          return;
+        }
+        acked.set(order.id, [...(acked.get(order.id) ?? []), { via: p.name, status: answer.status, body: answer.body }]);
+        if (p === survivor && killedAt !== undefined) survivorAcksAfterKill++;
+        if (p === victim && ++victimAcks === 60) {
+          killedAt = performance.now();
+          void victim.api!.kill();
+        }
+      };
+      const queues = d.pbxs.map((_, n) => orders.filter((o, i) => o.twin || i % 2 === n));
+      const started = performance.now();
+      await Promise.all(
+        d.pbxs.flatMap((p, n) =>
+          Array.from({ length: IN_FLIGHT }, async () => {
+            for (let order = queues[n]!.shift(); order; order = queues[n]!.shift()) {
+              await send(p, order);
+            }
+          }),
+        ),
+      );
+      const tookMs = performance.now() - started;
+      expect(refused).toEqual([]);
+      expect(killedAt, 'the victim was killed during the burst').toBeDefined();
+      expect((await victim.api!.exited).signal).toBe('SIGKILL');
+      expect([...failed.values()].flat().some((e) => e.startsWith(victim.name)), 'some creates through the victim went unanswered').toBe(true);
+      expect(survivorAcksAfterKill, 'the survivor went on acknowledging after the kill').toBeGreaterThan(0);
+      expect([...failed.values()].flat().filter((e) => e.startsWith(survivor.name))).toEqual([]);
+
+      // Every acknowledged create: whole in PostgreSQL, as acknowledged; twins agree and at most one of them created it.
+      for (const [id, answers] of acked) {
+        const held = await inAuthority(d.pg, id);
+        expect(held, `${id} acknowledged but not in PostgreSQL`).toBeDefined();
+        expect(held!.bridges, `${id}: its two bridges`).toBe(2);
+        for (const a of answers) expect(a.body.parties.map((x) => [x.number, x.maskedAs]), id).toEqual(held!.parties.map((x) => [x.number, x.maskedAs]));
+        expect(answers.filter((a) => a.status === 201).length, `${id}: created once`).toBeLessThanOrEqual(1);
+      }
+      // Unacknowledged: whole or absent, never half; the order system's retry on the survivor settles each.
+      let committedUnacked = 0;
+      const unacked = [...failed.keys()].filter((id) => !acked.has(id));
+      for (const id of unacked) {
+        const held = await inAuthority(d.pg, id);
+        if (held) {
+          committedUnacked++;
+          expect(held.bridges, `${id}: committed without its bridges`).toBe(2);
+        }
+        const order = orders.find((o) => o.id === id)!;
+        const retry = await create(survivor.client!, id, order.parties);
+        if (retry instanceof Error) throw retry;
+        expect(retry.status, `${id}: retry ${JSON.stringify(retry.body)}`).toBe(held ? 200 : 201);
+        if (held) expect(retry.body.parties.map((x) => x.maskedAs)).toEqual(held.parties.map((x) => x.maskedAs));
+        acked.set(id, [{ via: survivor.name, status: retry.status, body: retry.body }]);
+      }
+      expect(acked.size).toBe(COUNT);
+      expect((await d.pg.query('SELECT count(*)::int AS n FROM session')).rows[0].n).toBe(COUNT);
+
+      // No key of two live sessions, on the authority and on each replica, and each replica equal to it row by row.
+      const now = Date.now();
+      expect(await liveKeyProblemsPg(d.pg, now)).toEqual({ shared: [], unbridged: [] });
+      await expectReplicasEqual(d);
+      for (const p of d.pbxs) {
+        expect(liveKeyProblemsFile(p.db, now), p.name).toEqual({ shared: [], unbridged: [] });
+        const db = openDb(p.db, { readonly: true });
+        try {
+          const missing = [...acked.entries()].filter(([, answers]) => !routableOn(db, answers[0]!.body)).map(([id]) => id);
+          expect(missing, `${p.name}: acknowledged but not routable`).toEqual([]);
+        } finally {
+          db.close();
+        }
+      }
+      console.log(
+        `burst: ${COUNT} orders (${orders.filter((o) => o.twin).length} sent to both instances at once), ${IN_FLIGHT} in flight per instance, ` +
+          `${(tookMs / 1000).toFixed(1)} s; ${victim.name}'s API SIGKILLed after its 60th acknowledgement at ${((killedAt! - started) / 1000).toFixed(2)} s; ` +
+          `${unacked.length} unanswered (${committedUnacked} of them committed before the kill, answered 200 on retry); ${survivorAcksAfterKill} acknowledged by ${survivor.name} after the kill`,
+      );
+    } finally {
+      await d.stop();
+    }
+  }, 240_000);
+
+  it('PostgreSQL stopped: routing goes on from both replicas; creates fail at once with a 503 problem naming the authority; all resumes when it returns', async () => {
+    const d = await deploy(env, { name: 'down', pool: pool(20) });
+    const serves: Serve[] = [];
+    try {
+      // Stale after 1 s, the default policy (keep-routing): the outage is long enough for both routers to judge their replica stale.
+      for (const p of d.pbxs) serves.push(await startServe({ db: p.db, args: ['--stale-after', '1s'] }));
+      const before: CreatedJson[] = [];
+      for (let i = 0; i < 10; i++) {
+        const answer = await create(d.pbxs[i % 2]!.client!, `down-${i}`, [customer(i), agent(i % 3)]);
+        if (answer instanceof Error) throw answer;
+        expect(answer.status).toBe(201);
+        before.push(answer.body);
+      }
+      await d.settle();
+      await d.pg.end();
+
+      env.cluster.stopServer('fast');
+      const stoppedAt = Date.now();
+      await sleep(2_500);
+      // Routing from the replicas, through each node's own router.
+      for (const [n, p] of d.pbxs.entries()) {
+        for (const s of before) await expectRoutesThrough(serves[n]!, s, p.name);
+        expect(serves[n]!.lines().some((l) => l.includes('replica stale: routing the sessions it has (keep-routing)')), `${p.name}'s router judged its replica stale`).toBe(true);
+      }
+      // Creates: a clear refusal, at once, from both instances; their readiness says so too.
+      const during: string[] = [];
+      const refusalMs: number[] = [];
+      for (const [n, p] of d.pbxs.entries()) {
+        for (let i = 0; i < 3; i++) {
+          const id = `down-during-${n}-${i}`;
+          during.push(id);
+          const t0 = performance.now();
+          const answer = await create(p.client!, id, [customer(100 + 10 * n + i), agent(0)]);
+          refusalMs.push(performance.now() - t0);
+          if (answer instanceof Error) throw new Error(`${id} through ${p.name}: no answer while PostgreSQL is down: ${answer.message}`);
+          expect(answer.status, JSON.stringify(answer.body)).toBe(503);
+          expect(answer.contentType).toMatch(/^application\/problem\+json/);
+          expect(answer.body).toMatchObject({ code: 'VNUM_AUTHORITY_UNAVAILABLE', status: 503 });
+          expect((answer.body as unknown as { detail: string }).detail).toMatch(/authority/i);
+        }
+        const ready = await p.client!.get('/v1/ready', { key: null });
+        expect(ready.status).toBe(503);
+      }
+      const outageMs = Date.now() - stoppedAt;
+
+      await env.cluster.startServer();
+      const back = env.cluster.client(d.target);
+      await back.connect();
+      try {
+        // Resumed: a create through each instance (the first may still find its pool reconnecting), routed on both nodes.
+        const returned = Date.now();
+        const after: CreatedJson[] = [];
+        let resumedAfterMs = 0;
+        for (const [n, p] of d.pbxs.entries()) {
+          const id = `down-after-${n}`;
+          for (;;) {
+            const answer = await create(p.client!, id, [customer(200 + n), agent(1)]);
+            if (!(answer instanceof Error) && answer.status === 201) {
+              after.push(answer.body);
+              break;
+            }
+            if (Date.now() - returned > 15_000) throw new Error(`${p.name}: creates not back 15 s after PostgreSQL returned: ${answer instanceof Error ? answer.message : JSON.stringify(answer.body)}`);
+            await sleep(200);
+          }
+          resumedAfterMs = Math.max(resumedAfterMs, Date.now() - returned);
+        }
+        const watch = new RoutableWatch(d.pbxs.map((p) => p.db), 10);
+        try {
+          await Promise.race([
+            Promise.all(after.map((s) => watch.track(s))),
+            sleep(30_000).then(() => {
+              throw new Error('sessions created after PostgreSQL returned not routable on both nodes within 30 s');
+            }),
+          ]);
+        } finally {
+          watch.close();
+        }
+        for (const [n, p] of d.pbxs.entries()) for (const s of [...before, ...after]) await expectRoutesThrough(serves[n]!, s, p.name);
+        // Nothing of the refused creates was written.
+        const { rows } = await back.query<{ id: string }>('SELECT id FROM session WHERE id = ANY($1)', [during]);
+        expect(rows).toEqual([]);
+        for (const p of d.pbxs) expect((await p.client!.get('/v1/ready', { key: null })).status).toBe(200);
+        d.pg = back;
+        await expectReplicasEqual(d);
+        console.log(
+          `PostgreSQL down ${outageMs} ms: routing from both replicas went on; creates refused in ${refusalMs.map((t) => t.toFixed(0)).join('/')} ms (503 VNUM_AUTHORITY_UNAVAILABLE); ` +
+            `creates back ${resumedAfterMs} ms after it returned`,
+        );
+      } finally {
+        await back.end().catch(() => {});
+      }
+    } finally {
+      for (const s of serves) await s.stop();
+      await d.stop();
+    }
+  }, 180_000);
+}, { hosts: 2 });
