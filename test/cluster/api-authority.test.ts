@@ -51,7 +51,7 @@ async function expectRoutesThrough(serve: Serve, session: CreatedJson, node: str
   for (const call of callsOf(session)) {
     const { answer } = await routeCall(serve.port, call.caller, call.dialled);
     expect(answer, `${node}: ${session.id} ${call.caller} -> ${call.dialled}`).toMatchObject({
-      status: 'BRIDGE', target: call.target, presentedCallerId: call.presented, session: session.id,
+      status: 'BRIDGE', target: call.target, cli: call.presented, session: session.id,
     });
   }
 }

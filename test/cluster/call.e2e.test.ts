@@ -12,7 +12,7 @@
  * replica process runs in its own host and fills the file the router reads.
  * Node A has no API of its own: nothing reaches its file but replication.
  */
-import { expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Asterisk } from '../support/asterisk/asterisk.js';
 import { ports } from '../support/asterisk/paths.js';
 import { deploy, routableOn, RoutableWatch, type CreatedJson } from '../support/cluster/api.js';
@@ -50,15 +50,21 @@ function expectBridged(outcome: CallOutcome, expected: { target: string; present
 }
 
 clusterSuite('a real call on node A for a session created through node B\'s API', (env) => {
+  let asterisk: Asterisk;
+  // Asterisk first, in a hook (it may wait for another run's turn with the machine-wide lock on the fixed ports, the router's among them).
+  beforeAll(async () => {
+    asterisk = await Asterisk.start();
+  });
+  afterAll(async () => {
+    await asterisk?.stop();
+  });
+
   it('bridged by Asterisk on A with the masked caller ID, no real number leaked; released through B, refused on A', async () => {
     const d = await deploy(env, { name: 'call', pool: POOL, apis: [1] });
     const [a, b] = d.pbxs as [typeof d.pbxs[0], typeof d.pbxs[0]];
-    let asterisk: Asterisk | undefined;
     let router: Serve | undefined;
     try {
       expect(a.api).toBeUndefined();
-      // Asterisk first: it takes the machine-wide lock for the fixed ports the router's port is one of.
-      asterisk = await Asterisk.start();
       router = await startServe({ db: a.db, port: ports.router });
 
       const created = await b.client!.post<CreatedJson>('/v1/sessions', { id: 'order-15001', parties: [{ number: CUSTOMER }, { number: AGENT }], ttl: '2h' });
@@ -111,7 +117,6 @@ clusterSuite('a real call on node A for a session created through node B\'s API'
     } finally {
       try {
         await router?.stop();
-        await asterisk?.stop();
       } finally {
         await d.stop();
       }
