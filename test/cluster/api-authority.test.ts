@@ -331,6 +331,7 @@ clusterSuite('two PBX nodes and two vnum api instances on PostgreSQL', (env) => 
           expect(answer.status, JSON.stringify(answer.body)).toBe(503);
           expect(answer.contentType).toMatch(/^application\/problem\+json/);
           expect(answer.body).toMatchObject({ code: 'VNUM_AUTHORITY_UNAVAILABLE', status: 503 });
+          expect(answer.headers.get('retry-after'), 'a 503 says when to try again').toMatch(/^\d+$/);
           expect((answer.body as unknown as { detail: string }).detail).toMatch(/authority/i);
         }
         const ready = await p.client!.get('/v1/ready', { key: null });
