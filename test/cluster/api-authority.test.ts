@@ -24,8 +24,8 @@ import type pg from 'pg';
 import { expect, it } from 'vitest';
 import { openDb } from '../../src/store/db.js';
 import { routeCall } from '../reliability/lib.js';
-import type { ApiClient, ApiResponse } from '../support/api.js';
-import { callsOf, deploy, percentile, poolNumber, routableOn, RoutableWatch, type CreatedJson, type Deployment } from '../support/cluster/api.js';
+import { ApiClient, type ApiResponse } from '../support/api.js';
+import { authorityUrl, callsOf, deploy, startAuthorityApi, percentile, poolNumber, routableOn, RoutableWatch, type CreatedJson, type Deployment } from '../support/cluster/api.js';
 import { audit, sleep } from '../support/cluster/checks.js';
 import { clusterSuite } from '../support/cluster/suite.js';
 import { partyNumber } from '../support/cluster/writer.js';
@@ -283,6 +283,26 @@ clusterSuite('two PBX nodes and two vnum api instances on PostgreSQL', (env) => 
           db.close();
         }
       }
+      // Stateless: the killed instance started again reads what the survivor acknowledged after the kill, and creates again.
+      victim.api = await startAuthorityApi(victim.host, authorityUrl(d.target, victim.host.gateway));
+      victim.client = new ApiClient(victim.api.url, d.key);
+      for (const [id, answers] of [...acked.entries()].filter(([, answers]) => answers.some((a) => a.via === survivor.name)).slice(-5)) {
+        const read = await victim.client.get<CreatedJson>(`/v1/sessions/${id}`);
+        expect(read.status).toBe(200);
+        expect(read.body.parties).toEqual(answers[0]!.body.parties);
+      }
+      const again = await create(victim.client, 'burst-again', [customer(COUNT), agent(0)]);
+      if (again instanceof Error) throw again;
+      expect(again.status, JSON.stringify(again.body)).toBe(201);
+      await d.settle();
+      for (const p of d.pbxs) {
+        const db = openDb(p.db, { readonly: true });
+        try {
+          expect(routableOn(db, again.body), p.name).toBe(true);
+        } finally {
+          db.close();
+        }
+      }
       console.log(
         `burst: ${COUNT} orders (${orders.filter((o) => o.twin).length} sent to both instances at once), ${IN_FLIGHT} in flight per instance, ` +
           `${(tookMs / 1000).toFixed(1)} s; ${victim.name}'s API SIGKILLed after its 60th acknowledgement at ${((killedAt! - started) / 1000).toFixed(2)} s; ` +
@@ -293,101 +313,103 @@ clusterSuite('two PBX nodes and two vnum api instances on PostgreSQL', (env) => 
     }
   }, 240_000);
 
-  it('PostgreSQL stopped: routing goes on from both replicas; creates fail at once with a 503 problem naming the authority; all resumes when it returns', async () => {
-    const d = await deploy(env, { name: 'down', pool: pool(20) });
-    const serves: Serve[] = [];
-    try {
-      // Stale after 1 s, the default policy (keep-routing): the outage is long enough for both routers to judge their replica stale.
-      for (const p of d.pbxs) serves.push(await startServe({ db: p.db, args: ['--stale-after', '1s'] }));
-      const before: CreatedJson[] = [];
-      for (let i = 0; i < 10; i++) {
-        const answer = await create(d.pbxs[i % 2]!.client!, `down-${i}`, [customer(i), agent(i % 3)]);
-        if (answer instanceof Error) throw answer;
-        expect(answer.status).toBe(201);
-        before.push(answer.body);
-      }
-      await d.settle();
-      await d.pg.end();
-
-      env.cluster.stopServer('fast');
-      const stoppedAt = Date.now();
-      await sleep(2_500);
-      // Routing from the replicas, through each node's own router.
-      for (const [n, p] of d.pbxs.entries()) {
-        for (const s of before) await expectRoutesThrough(serves[n]!, s, p.name);
-        expect(serves[n]!.lines().some((l) => l.includes('replica stale: routing the sessions it has (keep-routing)')), `${p.name}'s router judged its replica stale`).toBe(true);
-      }
-      // Creates: a clear refusal, at once, from both instances; their readiness says so too.
-      const during: string[] = [];
-      const refusalMs: number[] = [];
-      for (const [n, p] of d.pbxs.entries()) {
-        for (let i = 0; i < 3; i++) {
-          const id = `down-during-${n}-${i}`;
-          during.push(id);
-          const t0 = performance.now();
-          const answer = await create(p.client!, id, [customer(100 + 10 * n + i), agent(0)]);
-          refusalMs.push(performance.now() - t0);
-          if (answer instanceof Error) throw new Error(`${id} through ${p.name}: no answer while PostgreSQL is down: ${answer.message}`);
-          expect(answer.status, JSON.stringify(answer.body)).toBe(503);
-          expect(answer.contentType).toMatch(/^application\/problem\+json/);
-          expect(answer.body).toMatchObject({ code: 'VNUM_AUTHORITY_UNAVAILABLE', status: 503 });
-          expect(answer.headers.get('retry-after'), 'a 503 says when to try again').toMatch(/^\d+$/);
-          expect((answer.body as unknown as { detail: string }).detail).toMatch(/authority/i);
-        }
-        const ready = await p.client!.get('/v1/ready', { key: null });
-        expect(ready.status).toBe(503);
-      }
-      const outageMs = Date.now() - stoppedAt;
-
-      await env.cluster.startServer();
-      const back = env.cluster.client(d.target);
-      await back.connect();
+  for (const mode of ['fast', 'immediate'] as const) {
+    it(`PostgreSQL stopped (${mode === 'fast' ? 'cleanly' : 'crashed'}): routing goes on from both replicas; creates fail at once with a 503 problem naming the authority; all resumes when it returns`, async () => {
+      const d = await deploy(env, { name: `down_${mode}`, pool: pool(20) });
+      const serves: Serve[] = [];
       try {
-        // Resumed: a create through each instance (the first may still find its pool reconnecting), routed on both nodes.
-        const returned = Date.now();
-        const after: CreatedJson[] = [];
-        let resumedAfterMs = 0;
+        // Stale after 1 s, the default policy (keep-routing): the outage is long enough for both routers to judge their replica stale.
+        for (const p of d.pbxs) serves.push(await startServe({ db: p.db, args: ['--stale-after', '1s'] }));
+        const before: CreatedJson[] = [];
+        for (let i = 0; i < 10; i++) {
+          const answer = await create(d.pbxs[i % 2]!.client!, `down-${i}`, [customer(i), agent(i % 3)]);
+          if (answer instanceof Error) throw answer;
+          expect(answer.status).toBe(201);
+          before.push(answer.body);
+        }
+        await d.settle();
+        await d.pg.end();
+
+        env.cluster.stopServer(mode);
+        const stoppedAt = Date.now();
+        await sleep(2_500);
+        // Routing from the replicas, through each node's own router.
         for (const [n, p] of d.pbxs.entries()) {
-          const id = `down-after-${n}`;
-          for (;;) {
-            const answer = await create(p.client!, id, [customer(200 + n), agent(1)]);
-            if (!(answer instanceof Error) && answer.status === 201) {
-              after.push(answer.body);
-              break;
-            }
-            if (Date.now() - returned > 15_000) throw new Error(`${p.name}: creates not back 15 s after PostgreSQL returned: ${answer instanceof Error ? answer.message : JSON.stringify(answer.body)}`);
-            await sleep(200);
+          for (const s of before) await expectRoutesThrough(serves[n]!, s, p.name);
+          expect(serves[n]!.lines().some((l) => l.includes('replica stale: routing the sessions it has (keep-routing)')), `${p.name}'s router judged its replica stale`).toBe(true);
+        }
+        // Creates: a clear refusal, at once, from both instances; their readiness says so too.
+        const during: string[] = [];
+        const refusalMs: number[] = [];
+        for (const [n, p] of d.pbxs.entries()) {
+          for (let i = 0; i < 3; i++) {
+            const id = `down-during-${n}-${i}`;
+            during.push(id);
+            const t0 = performance.now();
+            const answer = await create(p.client!, id, [customer(100 + 10 * n + i), agent(0)]);
+            refusalMs.push(performance.now() - t0);
+            if (answer instanceof Error) throw new Error(`${id} through ${p.name}: no answer while PostgreSQL is down: ${answer.message}`);
+            expect(answer.status, JSON.stringify(answer.body)).toBe(503);
+            expect(answer.contentType).toMatch(/^application\/problem\+json/);
+            expect(answer.body).toMatchObject({ code: 'VNUM_AUTHORITY_UNAVAILABLE', status: 503 });
+            expect(answer.headers.get('retry-after'), 'a 503 says when to try again').toMatch(/^\d+$/);
+            expect((answer.body as unknown as { detail: string }).detail).toMatch(/authority/i);
           }
-          resumedAfterMs = Math.max(resumedAfterMs, Date.now() - returned);
+          const ready = await p.client!.get('/v1/ready', { key: null });
+          expect(ready.status).toBe(503);
         }
-        const watch = new RoutableWatch(d.pbxs.map((p) => p.db), 10);
+        const outageMs = Date.now() - stoppedAt;
+
+        await env.cluster.startServer();
+        const back = env.cluster.client(d.target);
+        await back.connect();
         try {
-          await Promise.race([
-            Promise.all(after.map((s) => watch.track(s))),
-            sleep(30_000).then(() => {
-              throw new Error('sessions created after PostgreSQL returned not routable on both nodes within 30 s');
-            }),
-          ]);
+          // Resumed: a create through each instance (the first may still find its pool reconnecting), routed on both nodes.
+          const returned = Date.now();
+          const after: CreatedJson[] = [];
+          let resumedAfterMs = 0;
+          for (const [n, p] of d.pbxs.entries()) {
+            const id = `down-after-${n}`;
+            for (;;) {
+              const answer = await create(p.client!, id, [customer(200 + n), agent(1)]);
+              if (!(answer instanceof Error) && answer.status === 201) {
+                after.push(answer.body);
+                break;
+              }
+              if (Date.now() - returned > 15_000) throw new Error(`${p.name}: creates not back 15 s after PostgreSQL returned: ${answer instanceof Error ? answer.message : JSON.stringify(answer.body)}`);
+              await sleep(200);
+            }
+            resumedAfterMs = Math.max(resumedAfterMs, Date.now() - returned);
+          }
+          const watch = new RoutableWatch(d.pbxs.map((p) => p.db), 10);
+          try {
+            await Promise.race([
+              Promise.all(after.map((s) => watch.track(s))),
+              sleep(30_000).then(() => {
+                throw new Error('sessions created after PostgreSQL returned not routable on both nodes within 30 s');
+              }),
+            ]);
+          } finally {
+            watch.close();
+          }
+          for (const [n, p] of d.pbxs.entries()) for (const s of [...before, ...after]) await expectRoutesThrough(serves[n]!, s, p.name);
+          // Nothing of the refused creates was written.
+          const { rows } = await back.query<{ id: string }>('SELECT id FROM session WHERE id = ANY($1)', [during]);
+          expect(rows).toEqual([]);
+          for (const p of d.pbxs) expect((await p.client!.get('/v1/ready', { key: null })).status).toBe(200);
+          d.pg = back;
+          await expectReplicasEqual(d);
+          console.log(
+            `PostgreSQL ${mode === 'fast' ? 'stopped' : 'crashed'}, down ${outageMs} ms: routing from both replicas went on; creates refused in ${refusalMs.map((t) => t.toFixed(0)).join('/')} ms (503 VNUM_AUTHORITY_UNAVAILABLE); ` +
+              `creates back ${resumedAfterMs} ms after it returned`,
+          );
         } finally {
-          watch.close();
+          await back.end().catch(() => {});
         }
-        for (const [n, p] of d.pbxs.entries()) for (const s of [...before, ...after]) await expectRoutesThrough(serves[n]!, s, p.name);
-        // Nothing of the refused creates was written.
-        const { rows } = await back.query<{ id: string }>('SELECT id FROM session WHERE id = ANY($1)', [during]);
-        expect(rows).toEqual([]);
-        for (const p of d.pbxs) expect((await p.client!.get('/v1/ready', { key: null })).status).toBe(200);
-        d.pg = back;
-        await expectReplicasEqual(d);
-        console.log(
-          `PostgreSQL down ${outageMs} ms: routing from both replicas went on; creates refused in ${refusalMs.map((t) => t.toFixed(0)).join('/')} ms (503 VNUM_AUTHORITY_UNAVAILABLE); ` +
-            `creates back ${resumedAfterMs} ms after it returned`,
-        );
       } finally {
-        await back.end().catch(() => {});
+        for (const s of serves) await s.stop();
+        await d.stop();
       }
-    } finally {
-      for (const s of serves) await s.stop();
-      await d.stop();
-    }
-  }, 180_000);
+    }, 180_000);
+  }
 }, { hosts: 2 });
