@@ -130,9 +130,11 @@ clusterSuite('two PBX nodes and two vnum api instances on PostgreSQL', (env) => 
     try {
       for (const p of d.pbxs) serves.push(await startServe({ db: p.db }));
       const COUNT = 300;
-      const PER_SECOND = 50;
+      // Under what two instances sustain on this shared machine (the burst test's figure), so the 201s are not queued.
+      const PER_SECOND = 25;
       const delays: number[][] = d.pbxs.map(() => []);
       const fromSend: number[][] = d.pbxs.map(() => []);
+      const atFirstLook: number[] = d.pbxs.map(() => 0);
       const answerMs: number[] = [];
       const sessions: CreatedJson[] = [];
       const started = performance.now();
@@ -154,9 +156,10 @@ clusterSuite('two PBX nodes and two vnum api instances on PostgreSQL', (env) => 
               throw new Error(`spread-${i} (created through ${through.name}) not routable on every node 20 s after its 201`);
             }),
           ]);
-          seen.forEach((at, node) => {
+          seen.at.forEach((at, node) => {
             delays[node]!.push(at - ackedAt);
             fromSend[node]!.push(at - sentAt);
+            if (seen.atFirstLook[node]) atFirstLook[node]!++;
           });
         }),
       );
@@ -177,7 +180,7 @@ clusterSuite('two PBX nodes and two vnum api instances on PostgreSQL', (env) => 
         `p50 ${percentile(v, 50).toFixed(1)} ms, p99 ${percentile(v, 99).toFixed(1)} ms, max ${percentile(v, 100).toFixed(1)} ms`;
       const figures = d.pbxs.map(
         (p, n) =>
-          `${p.name}: 201 -> routable ${spread(delays[n]!)} (already routable when the 201 arrived: ${delays[n]!.filter((t) => t === 0).length}/${COUNT}); ` +
+          `${p.name}: 201 -> routable ${spread(delays[n]!)} (already routable at the first look after the 201: ${atFirstLook[n]}/${COUNT}); ` +
           `request sent -> routable ${spread(fromSend[n]!)}`,
       );
       console.log(
@@ -272,6 +275,21 @@ clusterSuite('two PBX nodes and two vnum api instances on PostgreSQL', (env) => 
       // No key of two live sessions, on the authority and on each replica, and each replica equal to it row by row.
       const now = Date.now();
       expect(await liveKeyProblemsPg(d.pg, now)).toEqual({ shared: [], unbridged: [] });
+      // The check can fail: a session crossing an acknowledged one's key, written and rolled back.
+      const crossed = acked.get('burst-1')![0]!.body;
+      await d.pg.query('BEGIN');
+      try {
+        await d.pg.query(
+          `INSERT INTO session (id, first_party, first_masked_as, second_party, second_masked_as, created_at, ends_at) VALUES ('control', $1, $2, $3, $4, $5, NULL)`,
+          [customer(COUNT + 1), crossed.parties[0]!.maskedAs, crossed.parties[1]!.number, crossed.parties[1]!.maskedAs, now],
+        );
+        expect(await liveKeyProblemsPg(d.pg, now)).toEqual({
+          shared: [`${crossed.parties[1]!.number} ${crossed.parties[0]!.maskedAs}`],
+          unbridged: ['control', 'control'],
+        });
+      } finally {
+        await d.pg.query('ROLLBACK');
+      }
       await expectReplicasEqual(d);
       for (const p of d.pbxs) {
         expect(liveKeyProblemsFile(p.db, now), p.name).toEqual({ shared: [], unbridged: [] });
@@ -289,7 +307,7 @@ clusterSuite('two PBX nodes and two vnum api instances on PostgreSQL', (env) => 
       for (const [id, answers] of [...acked.entries()].filter(([, answers]) => answers.some((a) => a.via === survivor.name)).slice(-5)) {
         const read = await victim.client.get<CreatedJson>(`/v1/sessions/${id}`);
         expect(read.status).toBe(200);
-        expect(read.body.parties).toEqual(answers[0]!.body.parties);
+        expect(read.body.parties.map((x) => [x.number, x.maskedAs])).toEqual(answers[0]!.body.parties.map((x) => [x.number, x.maskedAs]));
       }
       const again = await create(victim.client, 'burst-again', [customer(COUNT), agent(0)]);
       if (again instanceof Error) throw again;
@@ -306,7 +324,7 @@ clusterSuite('two PBX nodes and two vnum api instances on PostgreSQL', (env) => 
       console.log(
         `burst: ${COUNT} orders (${orders.filter((o) => o.twin).length} sent to both instances at once), ${IN_FLIGHT} in flight per instance, ` +
           `${(tookMs / 1000).toFixed(1)} s; ${victim.name}'s API SIGKILLed after its 60th acknowledgement at ${((killedAt! - started) / 1000).toFixed(2)} s; ` +
-          `${unacked.length} unanswered (${committedUnacked} of them committed before the kill, answered 200 on retry); ${survivorAcksAfterKill} acknowledged by ${survivor.name} after the kill`,
+          `${unacked.length} never answered (in flight at the kill, or sent to the dead instance after it; ${committedUnacked} of them committed, answered 200 on retry, the rest 201); ${survivorAcksAfterKill} acknowledged by ${survivor.name} after the kill`,
       );
     } finally {
       await d.stop();

@@ -157,16 +157,24 @@ export function routableOn(db: Db, session: CreatedJson, lookup = storeBridgeLoo
   });
 }
 
+/** When a watched session became routable on each file, in file order. */
+export interface Seen {
+  /** performance.now() of the first look that found it routable. */
+  at: number[];
+  /** Already routable at the first look, made when it was handed over (right after the API's 201). */
+  atFirstLook: boolean[];
+}
+
 /**
  * Watches replica files (each opened read-only, as `vnum serve` reads its
- * own) every `everyMs` for the sessions handed to it: `track` resolves with
- * the moment (performance.now()) each file first routed the session, in
- * file order. The resolution is the poll interval.
+ * own) every `everyMs` for the sessions handed to it: `track` looks at once,
+ * then on every tick, and resolves when every file routes the session. The
+ * resolution is the poll interval.
  */
 export class RoutableWatch {
   private readonly dbs: Db[];
   private readonly lookups: ReturnType<typeof storeBridgeLookup>[];
-  private readonly pending = new Set<{ session: CreatedJson; seen: (number | undefined)[]; done: (seen: number[]) => void }>();
+  private readonly pending = new Set<{ session: CreatedJson; at: (number | undefined)[]; first: boolean[]; done: (seen: Seen) => void }>();
   private timer: NodeJS.Timeout | undefined;
 
   constructor(dbPaths: readonly string[], private readonly everyMs = 2) {
@@ -174,25 +182,32 @@ export class RoutableWatch {
     this.lookups = this.dbs.map((db) => storeBridgeLookup(db));
   }
 
-  track(session: CreatedJson): Promise<number[]> {
+  track(session: CreatedJson): Promise<Seen> {
     return new Promise((done) => {
-      this.pending.add({ session, seen: this.dbs.map(() => undefined), done: done as (seen: number[]) => void });
+      const entry = { session, at: this.dbs.map(() => undefined), first: this.dbs.map(() => false), done };
+      this.look(entry, true);
+      if (entry.at.every((t) => t !== undefined)) return;
+      this.pending.add(entry);
       this.timer ??= setInterval(() => this.poll(), this.everyMs);
-      this.poll();
     });
   }
 
-  private poll(): void {
+  private look(entry: { session: CreatedJson; at: (number | undefined)[]; first: boolean[]; done: (seen: Seen) => void }, first: boolean): void {
     const at = performance.now();
-    for (const entry of this.pending) {
-      this.dbs.forEach((db, i) => {
-        if (entry.seen[i] === undefined && routableOn(db, entry.session, this.lookups[i])) entry.seen[i] = at;
-      });
-      if (entry.seen.every((t) => t !== undefined)) {
-        this.pending.delete(entry);
-        entry.done(entry.seen as number[]);
+    this.dbs.forEach((db, i) => {
+      if (entry.at[i] === undefined && routableOn(db, entry.session, this.lookups[i])) {
+        entry.at[i] = at;
+        entry.first[i] = first;
       }
+    });
+    if (entry.at.every((t) => t !== undefined)) {
+      this.pending.delete(entry);
+      entry.done({ at: entry.at as number[], atFirstLook: entry.first });
     }
+  }
+
+  private poll(): void {
+    for (const entry of this.pending) this.look(entry, false);
     if (this.pending.size === 0 && this.timer) {
       clearInterval(this.timer);
       this.timer = undefined;
