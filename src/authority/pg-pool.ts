@@ -31,7 +31,8 @@ export function pgPoolFaces(store: PgStore, poolLock: number): Pick<Authority, '
         [query.after ?? null, query.state ?? null, query.limit + 1],
       );
       const numbers: PoolNumber[] = rows.slice(0, query.limit).map((r) => ({ number: r.number, country: r.country, state: r.state, addedAt: r.added_at }));
-      return { numbers, next: rows.length > query.limit ? numbers.at(-1)!.number : undefined };
+      const more = rows.length > query.limit;
+      return { numbers, more, next: more ? numbers.at(-1)!.number : undefined };
     },
 
     addToPool: async (entries, { defaultCountry, now, rule }) => {
@@ -50,11 +51,12 @@ export function pgPoolFaces(store: PgStore, poolLock: number): Pick<Authority, '
         const held = (await heldNumbers(c, [{ number }])).get(number);
         if (!held) throw new VnumError(ErrorCode.NotInPool, `${number} is not in the pool`);
         // The operator's retirement is final for a sync (src/pool/pool.ts, retireNumber).
-        if (held.retiredBy === 'sync') await c.query('DELETE FROM pool_retired_by_sync WHERE number = $1', [number]);
-        if (held.state === 'retired') return { changed: false };
+        const tookOverFromSync = held.retiredBy === 'sync';
+        if (tookOverFromSync) await c.query('DELETE FROM pool_retired_by_sync WHERE number = $1', [number]);
+        if (held.state === 'retired') return { changed: false, tookOverFromSync };
         await c.query("UPDATE pool_number SET state = 'retired' WHERE number = $1", [number]);
         await c.query("UPDATE meta SET value = value + 1 WHERE key = 'pool_revision'");
-        return { changed: true };
+        return { changed: true, tookOverFromSync };
       }),
 
     syncPool: async (entries, options) => {

@@ -85,7 +85,7 @@ export class PgStore {
    * (RetryTransaction), MAX_ATTEMPTS in all; then VNUM_DATABASE_BUSY. A
    * connection that failed is discarded, not returned to the pool.
    */
-  async transaction<T>(work: (client: pg.PoolClient) => Promise<T>, options: { readOnly?: boolean } = {}): Promise<T> {
+  async transaction<T>(work: (client: pg.PoolClient) => Promise<T>, options: { readOnly?: boolean; begin?: string } = {}): Promise<T> {
     let last: unknown;
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
       let client: pg.PoolClient;
@@ -96,7 +96,8 @@ export class PgStore {
       }
       let broken: Error | undefined;
       try {
-        await client.query(options.readOnly ? 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY' : 'BEGIN');
+        // `begin`: BEGIN and constant statements after it, in one round trip (the simple protocol takes several).
+        await client.query(options.begin ?? (options.readOnly ? 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY' : 'BEGIN'));
         const result = await work(client);
         await client.query('COMMIT');
         return result;
