@@ -19,6 +19,11 @@
  *   from their (stale) replicas; creates through both APIs fail at once
  *   with a 503 problem VNUM_AUTHORITY_UNAVAILABLE, writing nothing; when
  *   it returns, creates succeed again and route on both nodes.
+ * - A PBX cut off from the network (its link down): its router routes what
+ *   it had, its own API (asked from inside the host) refuses creates with a
+ *   503 once its timeouts pass instead of hanging, the other PBX creates and
+ *   releases; healed, the cut node catches up and both replicas equal
+ *   PostgreSQL.
  */
 import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
@@ -27,7 +32,7 @@ import { invariantViolations } from '../../src/session/invariant.js';
 import { openDb } from '../../src/store/db.js';
 import { routeCall } from '../reliability/lib.js';
 import { ApiClient, type ApiResponse } from '../support/api.js';
-import { authorityUrl, callsOf, deploy, startAuthorityApi, percentile, poolNumber, routableOn, RoutableWatch, type CreatedJson, type Deployment } from '../support/cluster/api.js';
+import { authorityUrl, callsOf, deploy, postFromInside, startAuthorityApi, percentile, poolNumber, routableOn, RoutableWatch, type CreatedJson, type Deployment } from '../support/cluster/api.js';
 import { audit, sleep } from '../support/cluster/checks.js';
 import { clusterSuite } from '../support/cluster/suite.js';
 import { partyNumber } from '../support/cluster/writer.js';
@@ -282,6 +287,82 @@ clusterSuite('two PBX nodes and two vnum api instances on PostgreSQL', (env) => 
       await d.stop();
     }
   }, 240_000);
+
+  it('a PBX cut off from the network: its router routes what it has, its own API refuses creates with a 503 within its timeouts instead of hanging, the other PBX creates, releases and routes; healed, the cut node catches up, nothing lost or doubled', async () => {
+    const d = await deploy(env, { name: 'cut', pool: pool(20) });
+    const [a, b] = d.pbxs as [Deployment['pbxs'][0], Deployment['pbxs'][0]];
+    const serves: Serve[] = [];
+    try {
+      for (const p of d.pbxs) serves.push(await startServe({ db: p.db }));
+      const before: CreatedJson[] = [];
+      for (let i = 0; i < 4; i++) {
+        const answer = await create(d.pbxs[i % 2]!.client!, `cut-${i}`, [customer(i), agent(i % 2)]);
+        if (answer instanceof Error) throw answer;
+        expect(answer.status).toBe(201);
+        before.push(answer.body);
+      }
+      await d.settle();
+      const [kept, released] = before as [CreatedJson, CreatedJson];
+
+      const cutAt = Date.now();
+      a.host.cut();
+      // Through B, during the cut: a new session, and a release.
+      const made = await create(b.client!, 'cut-during', [customer(10), agent(0)]);
+      if (made instanceof Error) throw made;
+      expect(made.status, JSON.stringify(made.body)).toBe(201);
+      const ended = await b.client!.post<{ state: string }>(`/v1/sessions/${released.id}/release`, { grace: '0s' });
+      expect(ended.body.state).toBe('ended');
+      const onB = new RoutableWatch([b.db], 10);
+      try {
+        await Promise.race([onB.track(made.body), sleep(20_000).then(() => Promise.reject(new Error('cut-during not routable on B')))]);
+      } finally {
+        onB.close();
+      }
+      const [serveA, serveB] = serves as [Serve, Serve];
+      // B: the new session routes, the released one no longer does.
+      await expectRoutesThrough(serveB, made.body, b.name);
+      expect((await routeCall(serveB.port, callsOf(released)[0]!.caller, callsOf(released)[0]!.dialled)).answer?.status).toBe('ENDED');
+      // A, cut off: it routes what it had, the released session included (keep-routing's documented cost), not the new one.
+      await expectRoutesThrough(serveA, kept, a.name);
+      await expectRoutesThrough(serveA, released, a.name);
+      expect((await routeCall(serveA.port, callsOf(made.body)[0]!.caller, callsOf(made.body)[0]!.dialled)).answer?.status).toBe('NO_SESSION');
+      // A's own API, asked by an order system on the PBX itself: a 503 naming the authority, not a hang.
+      const refused = await postFromInside(a.host, a.api!.url + '/v1/sessions', d.key, { id: 'cut-on-a', parties: [{ number: customer(11) }, { number: agent(1) }] }, 60_000);
+      expect(refused.status, JSON.stringify(refused)).toBe(503);
+      expect(refused.body?.code).toBe('VNUM_AUTHORITY_UNAVAILABLE');
+      expect(refused.retryAfter).toMatch(/^\d+$/);
+
+      const cutMs = Date.now() - cutAt;
+      const healedAt = Date.now();
+      a.host.heal();
+      const onA = new RoutableWatch([a.db], 10);
+      try {
+        await Promise.race([onA.track(made.body), sleep(30_000).then(() => Promise.reject(new Error('cut-during not routable on A 30 s after healing')))]);
+      } finally {
+        onA.close();
+      }
+      const caughtUpMs = Date.now() - healedAt;
+      await expectRoutesThrough(serveA, made.body, a.name);
+      expect((await routeCall(serveA.port, callsOf(released)[0]!.caller, callsOf(released)[0]!.dialled)).answer?.status).toBe('ENDED');
+      // A's API creates again, and the refused create left nothing.
+      let again: Awaited<ReturnType<typeof create>> | undefined;
+      for (const deadline = Date.now() + 20_000; Date.now() < deadline; await sleep(200)) {
+        again = await create(a.client!, 'cut-after', [customer(12), agent(1)]);
+        if (!(again instanceof Error) && again.status === 201) break;
+      }
+      expect(again instanceof Error ? again.message : again?.status).toBe(201);
+      expect(await inAuthority(d.pg, 'cut-on-a')).toBeUndefined();
+      await expectReplicasEqual(d);
+      console.log(
+        `cut: ${a.name} off the network ${cutMs} ms; its API refused a create in ${refused.ms.toFixed(0)} ms (503 VNUM_AUTHORITY_UNAVAILABLE: ${refused.body?.detail}); ` +
+          `${a.name} routed the session created through ${b.name} ${caughtUpMs} ms after healing`,
+      );
+    } finally {
+      a.host.heal();
+      for (const s of serves) await s.stop();
+      await d.stop();
+    }
+  }, 180_000);
 
   for (const mode of ['fast', 'immediate'] as const) {
     it(`PostgreSQL stopped (${mode === 'fast' ? 'cleanly' : 'crashed'}): routing goes on from both replicas; creates fail at once with a 503 problem naming the authority; all resumes when it returns`, async () => {

@@ -313,3 +313,40 @@ export async function deploy(env: ClusterEnv, options: { name: string; pool: rea
     throw error;
   }
 }
+
+/** What a client inside a host got: the answer, or the error, and how long it took by its own clock. */
+export interface InsideAnswer {
+  status?: number;
+  retryAfter?: string | null;
+  body?: { code?: string; detail?: string } & Partial<CreatedJson>;
+  error?: string;
+  ms: number;
+}
+
+/**
+ * POST a JSON body from inside `host` (an order system on the PBX itself):
+ * the only client that still reaches a host's API once its link is cut. The
+ * key travels in the environment, never on a command line.
+ */
+export async function postFromInside(host: Host, url: string, key: string, body: unknown, timeoutMs: number): Promise<InsideAnswer> {
+  const script = `
+    const t = performance.now();
+    fetch(process.env.URL, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer ' + process.env.KEY },
+                             body: process.env.BODY, signal: AbortSignal.timeout(Number(process.env.TIMEOUT)) })
+      .then(async (r) => ({ status: r.status, retryAfter: r.headers.get('retry-after'), body: await r.json() }), (e) => ({ error: String(e) }))
+      .then((a) => process.stdout.write(JSON.stringify({ ...a, ms: performance.now() - t })));`;
+  const child = host.spawn(process.execPath, ['-e', script], {
+    env: { ...process.env, URL: url, KEY: key, BODY: JSON.stringify(body), TIMEOUT: String(timeoutMs) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stdout!.setEncoding('utf8').on('data', (c: string) => (out += c));
+  child.stderr!.setEncoding('utf8').on('data', (c: string) => (err += c));
+  await new Promise((resolve) => child.once('close', resolve));
+  try {
+    return JSON.parse(out) as InsideAnswer;
+  } catch {
+    throw new Error(`the client inside ${host.netns} printed no answer: ${out} ${err}`);
+  }
+}
