@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Authority } from '../../src/authority/authority.js';
+import { positional } from '../../src/authority/pg-store.js';
 import { openPostgresAuthority } from '../../src/authority/postgres.js';
 import { openSqliteAuthority } from '../../src/authority/sqlite.js';
 import { ErrorCode, VnumError } from '../../src/errors.js';
@@ -24,6 +25,7 @@ import type { E164 } from '../../src/numbers/normalise.js';
 import type { PgTarget } from '../../src/replica/stream.js';
 import { storeBridgeLookup } from '../../src/routing/lookup.js';
 import { openDb } from '../../src/store/db.js';
+import { invariantSql, type InvariantViolation } from '../../src/session/invariant.js';
 import { pinDigest } from '../../src/session/pin.js';
 import { partyInput, type CreateSessionInput } from '../../src/session/sessions.js';
 import { migratePg } from '../../src/store/pg/migrate.js';
@@ -53,25 +55,9 @@ async function failure(promise: Promise<unknown>): Promise<VnumError> {
 }
 
 /** The invariant on PostgreSQL, from the sessions themselves (src/session/invariant.ts's audit, in PostgreSQL's SQL). */
-async function violations(client: pg.Client, now: number): Promise<Array<{ kind: string; caller: string; dialled: string }>> {
-  const { rows } = await client.query<{ kind: string; caller: string; dialled: string }>(
-    `WITH live AS (
-       SELECT sid, ends_at, first_party, first_masked_as, second_party, second_masked_as FROM session WHERE ends_at IS NULL OR ends_at > $1
-     ),
-     dials AS (
-       SELECT sid, ends_at, second_party AS caller, first_masked_as AS dialled FROM live
-       UNION ALL
-       SELECT sid, ends_at, first_party, second_masked_as FROM live
-     )
-     SELECT 'shared' AS kind, caller, dialled FROM dials GROUP BY caller, dialled HAVING count(*) > 1
-     UNION ALL
-     SELECT 'unrouted', d.caller, d.dialled FROM dials d
-      WHERE NOT EXISTS (SELECT 1 FROM bridge b WHERE b.caller = d.caller AND b.dialled = d.dialled AND b.sid = d.sid AND b.ends_at IS NOT DISTINCT FROM d.ends_at)
-     UNION ALL
-     SELECT 'stale', b.caller, b.dialled FROM bridge b JOIN session s ON s.sid = b.sid WHERE b.ends_at IS DISTINCT FROM s.ends_at`,
-    [now],
-  );
-  return rows;
+async function violations(client: pg.Client, now: number): Promise<InvariantViolation[]> {
+  const query = positional(invariantSql('postgres'), { now });
+  return (await client.query<InvariantViolation>(query.text, query.values)).rows;
 }
 
 /**
@@ -147,6 +133,18 @@ async function contract(authority: Authority, readPin: (dialled: string, digest:
   const sticky = await authority.createSession(input('s6', A, B, later));
   expect(sticky.session.parties.map((p) => p.maskedAs)).toEqual(first.session.parties.map((p) => p.maskedAs));
   seen.push(sticky.session.parties.map((p) => p.maskedAs));
+
+  // A sliding session with call settings, and its retry with other settings.
+  const shaped = await authority.createSession(input('s7', partyNumber(6), partyNumber(7), later, { ttlMs: 7_200_000, idleMs: 600_000, callSettings: { ringTimeoutMs: 30_000, record: true } }));
+  seen.push({ ...shaped.session, parties: shaped.session.parties.map(({ number, maskedAs }) => ({ number, maskedAs })) });
+  const otherSettings = await failure(authority.createSession(input('s7', partyNumber(6), partyNumber(7), later, { ttlMs: 7_200_000, idleMs: 600_000 })));
+  seen.push([otherSettings.code, otherSettings.details]);
+  // A pool number's handling of callers without a bridge.
+  seen.push(await authority.setNumberHandling(pool[0]! as E164, { pin: 'all', outOfSession: 'fallback', fallback: '+442071234567' as E164 }));
+  seen.push(await authority.setNumberHandling(pool[0]! as E164, { pin: 'all' }));
+  seen.push(await authority.setNumberHandling(pool[0]! as E164, { fallback: null }));
+  expect(await code(authority.setNumberHandling(DIDS[8]! as E164, { pin: 'off' }))).toBe(ErrorCode.NotInPool);
+  expect(await code(authority.setNumberHandling(pool[0]! as E164, { fallback: pool[1]! as E164 }))).toBe(ErrorCode.PoolConflict);
 
   // Routing from the store, and the figures.
   const [a6, b6] = sticky.session.parties;
