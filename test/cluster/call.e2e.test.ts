@@ -15,14 +15,13 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Asterisk } from '../support/asterisk/asterisk.js';
 import { ports } from '../support/asterisk/paths.js';
-import { deploy, routableOn, RoutableWatch, type CreatedJson } from '../support/cluster/api.js';
-import { audit, sleep } from '../support/cluster/checks.js';
+import { deploy, routableOnFile, routableWithin, type CreatedJson } from '../support/cluster/api.js';
+import { audit } from '../support/cluster/checks.js';
 import { clusterSuite } from '../support/cluster/suite.js';
 import { findLeaks, numberPattern } from '../support/leaks.js';
 import { startServe, type Serve } from '../support/serve.js';
 import { describeMessages, uriUser } from '../support/sip/messages.js';
 import { callThrough, type CallOutcome, type UacResult } from '../support/sip/sipp.js';
-import { openDb } from '../../src/store/db.js';
 
 const POOL = ['+442079460001', '+442079460002', '+442079460003', '+442079460004'];
 const CUSTOMER = '+441134960123';
@@ -71,17 +70,7 @@ clusterSuite('a real call on node A for a session created through node B\'s API'
       expect(created.status, JSON.stringify(created.body)).toBe(201);
       const session = created.body;
       const [customer, agent] = session.parties as [CreatedJson['parties'][0], CreatedJson['parties'][0]];
-      const watch = new RoutableWatch([a.db], 5);
-      try {
-        await Promise.race([
-          watch.track(session),
-          sleep(20_000).then(() => {
-            throw new Error('the session created through B did not reach A\'s replica within 20 s');
-          }),
-        ]);
-      } finally {
-        watch.close();
-      }
+      await routableWithin([a.db], [session], 20_000);
 
       // The customer calls the agent's masked number on A: the agent's real number rings, shown the customer's masked number.
       const toAgent = await callThrough(asterisk, { dialled: agent.maskedAs, callerUser: CUSTOMER, callerName: 'Customer Real' });
@@ -96,12 +85,7 @@ clusterSuite('a real call on node A for a session created through node B\'s API'
       expect(released.status).toBe(200);
       expect(released.body.state).toBe('ended');
       await d.settle();
-      const file = openDb(a.db, { readonly: true });
-      try {
-        expect(routableOn(file, session)).toBe(false);
-      } finally {
-        file.close();
-      }
+      expect(routableOnFile(a.db, session)).toBe(false);
       const refused = await callThrough(asterisk, { dialled: agent.maskedAs, callerUser: CUSTOMER });
       expect(refused.callee).toEqual([]);
       expect(refused.caller.finalStatus).toBe(404);

@@ -165,6 +165,26 @@ export interface Seen {
   atFirstLook: boolean[];
 }
 
+/** Whether the replica file at `path`, read now, routes the session (see routableOn). */
+export function routableOnFile(path: string, session: CreatedJson): boolean {
+  const db = openDb(path, { readonly: true });
+  try {
+    return routableOn(db, session);
+  } finally {
+    db.close();
+  }
+}
+
+/** Wait until every file routes every session (polled every 10 ms), or fail naming what is missing. */
+export async function routableWithin(paths: readonly string[], sessions: readonly CreatedJson[], timeoutMs: number): Promise<void> {
+  const watch = new RoutableWatch(paths, 10);
+  try {
+    await Promise.all(sessions.map((s) => watch.track(s, timeoutMs)));
+  } finally {
+    watch.close();
+  }
+}
+
 /**
  * Watches replica files (each opened read-only, as `vnum serve` reads its
  * own) every `everyMs` for the sessions handed to it: `track` looks at once,
@@ -177,14 +197,28 @@ export class RoutableWatch {
   private readonly pending = new Set<{ session: CreatedJson; at: (number | undefined)[]; first: boolean[]; done: (seen: Seen) => void }>();
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(dbPaths: readonly string[], private readonly everyMs = 2) {
-    this.dbs = dbPaths.map((p) => openDb(p, { readonly: true }));
+  constructor(private readonly paths: readonly string[], private readonly everyMs = 2) {
+    this.dbs = paths.map((p) => openDb(p, { readonly: true }));
     this.lookups = this.dbs.map((db) => storeBridgeLookup(db));
   }
 
-  track(session: CreatedJson): Promise<Seen> {
-    return new Promise((done) => {
-      const entry = { session, at: this.dbs.map(() => undefined), first: this.dbs.map(() => false), done };
+  /** Resolves when every file routes the session; rejects, naming the files that do not, after `timeoutMs`. */
+  track(session: CreatedJson, timeoutMs = 20_000): Promise<Seen> {
+    return new Promise((resolve, reject) => {
+      const entry = {
+        session,
+        at: this.dbs.map((): number | undefined => undefined),
+        first: this.dbs.map(() => false),
+        done: (seen: Seen) => {
+          clearTimeout(timer);
+          resolve(seen);
+        },
+      };
+      const timer = setTimeout(() => {
+        this.pending.delete(entry);
+        const missing = this.paths.filter((_, i) => entry.at[i] === undefined);
+        reject(new Error(`${session.id} not routable within ${timeoutMs} ms on ${missing.join(', ')}`));
+      }, timeoutMs);
       this.look(entry, true);
       if (entry.at.every((t) => t !== undefined)) return;
       this.pending.add(entry);
