@@ -165,26 +165,6 @@ export interface Seen {
   atFirstLook: boolean[];
 }
 
-/** Whether the replica file at `path`, read now, routes the session (see routableOn). */
-export function routableOnFile(path: string, session: CreatedJson): boolean {
-  const db = openDb(path, { readonly: true });
-  try {
-    return routableOn(db, session);
-  } finally {
-    db.close();
-  }
-}
-
-/** Wait until every file routes every session (polled every 10 ms), or fail naming what is missing. */
-export async function routableWithin(paths: readonly string[], sessions: readonly CreatedJson[], timeoutMs: number): Promise<void> {
-  const watch = new RoutableWatch(paths, 10);
-  try {
-    await Promise.all(sessions.map((s) => watch.track(s, timeoutMs)));
-  } finally {
-    watch.close();
-  }
-}
-
 /**
  * Watches replica files (each opened read-only, as `vnum serve` reads its
  * own) every `everyMs` for the sessions handed to it: `track` looks at once,
@@ -254,15 +234,24 @@ export class RoutableWatch {
   }
 }
 
-/** p-th percentile (nearest rank) of `values`. */
-export function percentile(values: readonly number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+/** Whether the replica file at `path`, read now, routes the session (see routableOn). */
+export function routableOnFile(path: string, session: CreatedJson): boolean {
+  const db = openDb(path, { readonly: true });
+  try {
+    return routableOn(db, session);
+  } finally {
+    db.close();
+  }
 }
 
-/** An API client (every answer checked against docs/openapi.json) with a key, for one instance. */
-export function clientFor(api: AuthorityApi, key: string): ApiClient {
-  return new ApiClient(api.url, key);
+/** Wait until every file routes every session (polled every 10 ms), or fail naming what is missing. */
+export async function routableWithin(paths: readonly string[], sessions: readonly CreatedJson[], timeoutMs: number): Promise<void> {
+  const watch = new RoutableWatch(paths, 10);
+  try {
+    await Promise.all(sessions.map((s) => watch.track(s, timeoutMs)));
+  } finally {
+    watch.close();
+  }
 }
 
 /** A pool number: the UK drama range 020 7946 0000-0999 (valid to libphonenumber-js, never a real line). */
