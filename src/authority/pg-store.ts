@@ -60,10 +60,14 @@ export class PgStore {
       application_name: options.applicationName ?? 'vnum api',
       types: TYPES,
       connectionTimeoutMillis: timeoutMs,
-      // The server's own bounds, and the client's for a link that went silent.
+      // The server's own bounds, and the client's for a link that went silent. A transaction left
+      // open by an API cut off mid-way is ended by the server, so its row and pool locks do not
+      // hold other instances up for longer than that.
       statement_timeout: 2 * timeoutMs,
       lock_timeout: timeoutMs,
+      idle_in_transaction_session_timeout: 2 * timeoutMs,
       query_timeout: 3 * timeoutMs,
+      keepAlive: true,
       idleTimeoutMillis: 30_000,
     });
     // An idle connection the server dropped: the pool discards it; the next checkout connects again.

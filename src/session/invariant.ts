@@ -19,7 +19,7 @@ export function invariantViolations(db: Db, now: number): InvariantViolation[] {
 }
 
 /**
- * The audit's query, with an \`@now\` parameter, in SQLite's SQL or
+ * The audit's query, with an `@now` parameter, in SQLite's SQL or
  * PostgreSQL's (cluster mode's authority holds the same tables): they differ
  * only in how NULL-safe equality is written.
  */
