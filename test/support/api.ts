@@ -112,6 +112,8 @@ export interface RequestOptions {
   /** The API key; null: send no Authorization header; undefined: the client's own. */
   key?: string | null;
   headers?: Record<string, string>;
+  /** Give up (the fetch rejects with a TimeoutError) after this long; default: wait as long as it takes. */
+  timeoutMs?: number;
 }
 
 /** The OpenAPI path template a concrete path matches, if any. */
@@ -215,7 +217,7 @@ export class ApiClient {
       body = typeof options.raw === 'string' ? options.raw : new Blob([new Uint8Array(options.raw)]);
       if (options.contentType !== undefined) headers['content-type'] = options.contentType;
     }
-    const response = await fetch(url, { method, headers, body });
+    const response = await fetch(url, { method, headers, body, ...(options.timeoutMs !== undefined ? { signal: AbortSignal.timeout(options.timeoutMs) } : {}) });
     const text = await response.text();
     const contentType = response.headers.get('content-type') ?? '';
     let parsed: unknown;
