@@ -6,6 +6,7 @@ import { asteriskBenchmark } from './asterisk.js';
 import { pinBenchmark } from './pin.js';
 import { apiBenchmark } from './api.js';
 import { replicationBenchmark } from './replication.js';
+import { replicaRoutingBenchmark } from './replica-routing.js';
 import { webhooksBenchmark } from './webhooks.js';
 
 /** Every benchmark, in the order `npm run bench` runs them. A new one is a module in bench/ added here. */
@@ -18,4 +19,5 @@ export const BENCHMARKS: readonly Benchmark[] = [
   webhooksBenchmark,
   asteriskBenchmark,
   replicationBenchmark,
+  replicaRoutingBenchmark,
 ];

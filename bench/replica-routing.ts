@@ -1,0 +1,441 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, statSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { openDb, type Db } from '../src/store/db.js';
+import { migratePg } from '../src/store/pg/migrate.js';
+import { readReplicaHealth, type ReplicaHealth } from '../src/replica/health.js';
+import { storeBridgeLookup } from '../src/routing/lookup.js';
+import type { E164 } from '../src/numbers/normalise.js';
+import { PgCluster, pgBlocker } from '../test/support/cluster/pg.js';
+import { VNUM_BIN } from '../test/support/cli.js';
+import { cpuSecondsOf } from '../test/support/proc.js';
+import { elapsedMicros, formatCount, percentile, type Benchmark, type BenchContext, type Figure } from './benchmark.js';
+import { sampleBridgeKeys, seedStore, type SeededStore } from './seed.js';
+import type { RunResult } from './agi-load.js';
+import { check, concatenate, median, startGenerator, writeKeys, type Generator, type KeyMix } from './routing.js';
+import { startVnum, stopProcess, takeDecisions } from './processes.js';
+
+/**
+ * Issue 15: routing on a cluster node against routing on a single box, over
+ * the same 1,000,000 sessions, in one run.
+ *
+ * The single box's file is the routing benchmark's store (bench/seed.ts).
+ * The node's file is built the real way from the same rows: they are copied
+ * into a private PostgreSQL 15 (the authority, cluster mode's schema from
+ * src/store/pg/migrations.ts, in creation order, as an authority's heap
+ * holds them), and the real `vnum replica` (the built CLI, its own process)
+ * builds its file from the slot's snapshot and then follows the slot, writing
+ * its health row every ping, throughout the measurement. Both files are then
+ * served by the real `vnum serve`, the node's with `--when-stale
+ * fail-closed`, so a call answered while the gate judged the replica stale
+ * would be an ERROR, and the benchmark fails on any ERROR.
+ *
+ * One load generator (bench/agi-load.ts, the routing benchmark's workload and
+ * keys, every answer checked) drives the two servers in alternating rounds
+ * (single, node; node, single; ...), so a neighbour's burst lands on both and
+ * neither always goes first. Measured per run: the decision inside each
+ * vnum serve (the router's `vnum:route` trace, bench/decision-timing.ts:
+ * route(), not the gate in front of it, whose cost is in the CPU figure),
+ * user+system CPU of each server per FastAGI session, of the generator and
+ * of `vnum replica`. Then the store lookup alone on each file, in one
+ * process, call by call in turn, which tells a difference of the files apart
+ * from a difference of the processes.
+ */
+
+const POOL_SIZE = 1000;
+const CONCURRENCY = 50;
+const HANGUP_EVERY = 20;
+const P99_TARGET_RATIO = 1.1;
+
+const SIZES = {
+  full: { sessions: 1_000_000, keys: 50_000, rounds: 6, roundMs: 5_000, warmupMs: 3_000, lookups: 100_000, copyBatch: 20_000 },
+  smoke: { sessions: 10_000, keys: 2_000, rounds: 2, roundMs: 1_000, warmupMs: 300, lookups: 2_000, copyBatch: 2_000 },
+};
+type Sizes = (typeof SIZES)['full'];
+
+export const replicaRoutingBenchmark: Benchmark = {
+  name: 'replica-routing',
+  description: 'routing decision and CPU of vnum serve on a node replica (built and followed by vnum replica, gate on) against a single box, same 1,000,000 sessions',
+  async run(context) {
+    const blocker = pgBlocker();
+    if (blocker) return { figures: [], skipped: blocker };
+    const sizes = context.smoke ? SIZES.smoke : SIZES.full;
+    const load = [loadavg()[0]!];
+    context.log(`seeding ${formatCount(sizes.sessions)} sessions (the single box's file); load average ${load[0]!.toFixed(2)}`);
+    const store = seedStore(join(context.workDir, 'single.db'), { sessions: sizes.sessions, poolSize: POOL_SIZE, log: context.log });
+    context.log(`seeded in ${(store.seedMs / 1000).toFixed(1)} s`);
+    const cluster = await PgCluster.start({ settings: { fsync: 'on', full_page_writes: 'on', max_slot_wal_keep_size: '1GB', wal_sender_timeout: '60s' } });
+    try {
+      return { figures: await measure(context, sizes, store, cluster, load) };
+    } finally {
+      cluster.remove();
+    }
+  },
+};
+
+async function measure(context: BenchContext, sizes: Sizes, store: SeededStore, cluster: PgCluster, load: number[]): Promise<Figure[]> {
+  const target = await cluster.createDatabase('bench');
+  const client = new pg.Client({ ...target });
+  await client.connect();
+  const children: ChildProcess[] = [];
+  try {
+    await migratePg(client);
+    let started = performance.now();
+    await copyToAuthority(store.path, client, sizes.copyBatch, context.log);
+    context.log(`authority holds the same rows (${((performance.now() - started) / 1000).toFixed(1)} s)`);
+
+    const replicaPath = join(context.workDir, 'node.db');
+    started = performance.now();
+    const replica = startReplica(replicaPath, target);
+    children.push(replica.child);
+    const health = await waitFresh(replicaPath, replica, 30 * 60_000);
+    const buildSeconds = (performance.now() - started) / 1000;
+    context.log(`vnum replica built its file and follows the slot (${buildSeconds.toFixed(1)} s); phase ${health.phase}`);
+    const files = compareFiles(store.path, replicaPath);
+    context.log(`files: ${files.text}`);
+
+    const keysFile = join(context.workDir, 'keys.json');
+    const mix = writeKeys(store, sizes.keys, keysFile);
+    const generator = await startGenerator(keysFile);
+    children.push(generator.child);
+    const single = await startVnum(store.path, { timeDecisions: true });
+    children.push(single.child);
+    const node = await startVnum(replicaPath, { timeDecisions: true, serveArgs: ['--when-stale', 'fail-closed'] });
+    children.push(node.child);
+    const settings = { concurrency: CONCURRENCY, hangupEvery: HANGUP_EVERY };
+    const servers = { single, node };
+
+    for (const server of [single, node]) await generator.run({ type: 'run', port: server.port, durationMs: sizes.warmupMs, ...settings });
+    await takeDecisions(single.child);
+    await takeDecisions(node.child);
+
+    const runs: Record<Side, Run[]> = { single: [], node: [] };
+    const replicaCpu = { seconds: 0, wallSeconds: 0 };
+    for (let round = 0; round < sizes.rounds; round++) {
+      const order: Side[] = round % 2 === 0 ? ['single', 'node'] : ['node', 'single'];
+      for (const side of order) {
+        const run = await oneRun(generator, servers[side].child, servers[side].port, sizes.roundMs, settings, replica.child, replicaCpu);
+        check(run.result, mix, side === 'node' ? 'vnum serve on the replica' : 'vnum serve on the single box');
+        runs[side].push(run);
+      }
+      const [s, n] = [runs.single[round]!, runs.node[round]!];
+      context.log(
+        `round ${round + 1} (${order.join(', ')}): decision p50/p99 single ${p(s.decisions, 50)}/${p(s.decisions, 99)} µs, node ${p(n.decisions, 50)}/${p(n.decisions, 99)} µs; ` +
+          `CPU/session single ${s.serverUs.toFixed(0)} µs, node ${n.serverUs.toFixed(0)} µs; sessions/s single ${formatCount(s.result.perSecond)}, node ${formatCount(n.result.perSecond)}; ` +
+          `load ${loadavg()[0]!.toFixed(2)}`,
+      );
+      load.push(loadavg()[0]!);
+    }
+    const stillFresh = readHealth(replicaPath);
+    await stopProcess(single.child, 'SIGTERM');
+    await stopProcess(node.child, 'SIGTERM');
+    generator.child.send({ type: 'exit' });
+
+    const lookups = timeLookups(store, replicaPath, sizes.lookups);
+    load.push(loadavg()[0]!);
+    const replicaShare = replicaCpu.seconds / replicaCpu.wallSeconds;
+    context.log(
+      `vnum replica meanwhile: ${(replicaShare * 100).toFixed(1)}% of a core; last health ${stillFresh ? `${stillFresh.phase}, fresh ${Date.now() - (stillFresh.freshAt ?? 0)} ms ago` : 'none'}`,
+    );
+    return figuresOf(store, sizes, mix, runs, lookups, { files: files.text, buildSeconds, replicaShare, load });
+  } finally {
+    for (const child of children) {
+      if (child.exitCode === null && child.signalCode === null) await stopProcess(child, 'SIGTERM');
+    }
+    await client.end();
+  }
+}
+
+type Side = 'single' | 'node';
+
+interface Run {
+  result: RunResult;
+  decisions: Float64Array;
+  /** User + system CPU of the serving process per FastAGI session, µs. */
+  serverUs: number;
+  generatorUs: number;
+}
+
+function p(sorted: Float64Array, q: number): string {
+  return percentile(sorted, q).toFixed(1);
+}
+
+async function oneRun(
+  generator: Generator,
+  server: ChildProcess,
+  port: number,
+  durationMs: number,
+  settings: { concurrency: number; hangupEvery: number },
+  replica: ChildProcess,
+  replicaCpu: { seconds: number; wallSeconds: number },
+): Promise<Run> {
+  const before = [cpuSecondsOf(server.pid!)!, cpuSecondsOf(generator.child.pid!)!, cpuSecondsOf(replica.pid!)!];
+  const t0 = performance.now();
+  const result = await generator.run({ type: 'run', port, durationMs, ...settings });
+  const wall = (performance.now() - t0) / 1000;
+  const after = [cpuSecondsOf(server.pid!)!, cpuSecondsOf(generator.child.pid!)!, cpuSecondsOf(replica.pid!)];
+  if (after[2] === undefined) throw new Error('vnum replica exited during the measurement');
+  replicaCpu.seconds += after[2] - before[2]!;
+  replicaCpu.wallSeconds += wall;
+  const per = (seconds: number): number => (result.sessions > 0 ? (seconds * 1e6) / result.sessions : Number.NaN);
+  const decisions = (await takeDecisions(server)).sort();
+  if (decisions.length === 0) throw new Error('vnum serve timed no decision: the preload heard nothing on the route trace');
+  return { result, decisions, serverUs: per(after[0]! - before[0]!), generatorUs: per(after[1]! - before[1]!) };
+}
+
+// ---------------------------------------------------------------------------
+// The authority: the single box's rows, in creation order
+
+/**
+ * pool_number, session (with its sid: COPY-like, OVERRIDING SYSTEM VALUE),
+ * bridge and meta's pool_revision from the SQLite file into PostgreSQL, in
+ * batches of unnest()ed arrays. Bridges go in with their session, in sid
+ * order, as creates would have written them: the snapshot reads the heap in
+ * that order, so the replica's B-trees grow as a real node's would.
+ */
+async function copyToAuthority(path: string, client: pg.Client, batch: number, log: (line: string) => void): Promise<void> {
+  const db = openDb(path, { readonly: true });
+  try {
+    await client.query('SET synchronous_commit = off');
+    const pool = db.prepare<[], { number: string; country: string; state: string; added_at: number }>('SELECT number, country, state, added_at FROM pool_number').all();
+    await client.query(
+      `INSERT INTO pool_number (number, country, state, added_at) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])`,
+      [pool.map((r) => r.number), pool.map((r) => r.country), pool.map((r) => r.state), pool.map((r) => r.added_at)],
+    );
+    const revision = db.prepare<[], number>(`SELECT value FROM meta WHERE key = 'pool_revision'`).pluck().get()!;
+    await client.query(`UPDATE meta SET value = $1 WHERE key = 'pool_revision'`, [revision]);
+
+    const sessions = db.prepare<[number, number], SessionRow>(
+      `SELECT sid, id, first_party, first_masked_as, second_party, second_masked_as, created_at, expires_at, released_at, ends_at
+         FROM session WHERE sid > ? ORDER BY sid LIMIT ?`,
+    );
+    const bridge = db.prepare<[string, string], BridgeRow>('SELECT caller, dialled, sid, target, target_type, lent_at, ends_at FROM bridge WHERE caller = ? AND dialled = ?');
+    let last = 0;
+    let copied = 0;
+    for (;;) {
+      const rows = sessions.all(last, batch);
+      if (rows.length === 0) break;
+      last = rows[rows.length - 1]!.sid;
+      const bridges: BridgeRow[] = [];
+      for (const s of rows) {
+        // A session's two bridges: each party dials the other's masked number.
+        for (const [caller, dialled] of [[s.second_party, s.first_masked_as], [s.first_party, s.second_masked_as]] as const) {
+          const b = bridge.get(caller, dialled);
+          if (b && b.sid === s.sid) bridges.push(b);
+        }
+      }
+      await client.query('BEGIN');
+      await client.query(
+        `INSERT INTO session (sid, id, first_party, first_masked_as, second_party, second_masked_as, created_at, expires_at, released_at, ends_at)
+         OVERRIDING SYSTEM VALUE
+         SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[])`,
+        columns(rows, ['sid', 'id', 'first_party', 'first_masked_as', 'second_party', 'second_masked_as', 'created_at', 'expires_at', 'released_at', 'ends_at']),
+      );
+      await client.query(
+        `INSERT INTO bridge (caller, dialled, sid, target, target_type, lent_at, ends_at)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::int[], $6::bigint[], $7::bigint[])`,
+        columns(bridges, ['caller', 'dialled', 'sid', 'target', 'target_type', 'lent_at', 'ends_at']),
+      );
+      await client.query('COMMIT');
+      copied += rows.length;
+      if (copied % (batch * 10) === 0) log(`copied ${formatCount(copied)} sessions to the authority`);
+    }
+    await client.query(`SELECT setval(pg_get_serial_sequence('session', 'sid'), (SELECT max(sid) FROM session))`);
+    const counts = await client.query<{ sessions: string; bridges: string }>('SELECT (SELECT count(*) FROM session) AS sessions, (SELECT count(*) FROM bridge) AS bridges');
+    const local = db.prepare<[], { sessions: number; bridges: number }>('SELECT (SELECT count(*) FROM session) AS sessions, (SELECT count(*) FROM bridge) AS bridges').get()!;
+    if (Number(counts.rows[0]!.sessions) !== local.sessions || Number(counts.rows[0]!.bridges) !== local.bridges) {
+      throw new Error(`the authority holds ${JSON.stringify(counts.rows[0])}, the single box ${JSON.stringify(local)}`);
+    }
+    await client.query('ANALYZE');
+  } finally {
+    db.close();
+  }
+}
+
+interface SessionRow {
+  sid: number;
+  id: string;
+  first_party: string;
+  first_masked_as: string;
+  second_party: string;
+  second_masked_as: string;
+  created_at: number;
+  expires_at: number | null;
+  released_at: number | null;
+  ends_at: number | null;
+}
+
+interface BridgeRow {
+  caller: string;
+  dialled: string;
+  sid: number;
+  target: string;
+  target_type: number | null;
+  lent_at: number;
+  ends_at: number | null;
+}
+
+function columns<T>(rows: T[], names: (keyof T)[]): unknown[][] {
+  return names.map((name) => rows.map((row) => row[name]));
+}
+
+// ---------------------------------------------------------------------------
+// vnum replica
+
+interface ReplicaProcess {
+  child: ChildProcess;
+  stderr(): string;
+}
+
+/** The built `vnum replica` as an operator runs it, settings from the environment. */
+function startReplica(dbPath: string, target: { host: string; port: number; user: string; database: string }): ReplicaProcess {
+  const env: NodeJS.ProcessEnv = { ...process.env, VNUM_AUTHORITY: `postgres://${target.user}@${target.host}:${target.port}/${target.database}`, VNUM_NODE: 'bench', VNUM_LOG_LEVEL: 'info' };
+  delete env.VNUM_DB;
+  const child = spawn(process.execPath, [VNUM_BIN, '--db', dbPath, 'replica'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+    err += chunk;
+    if (err.length > 200_000) err = err.slice(-20_000);
+  });
+  return { child, stderr: () => err };
+}
+
+function readHealth(path: string): ReplicaHealth | undefined {
+  if (!existsSync(path)) return undefined;
+  let db: Db | undefined;
+  try {
+    db = openDb(path, { readonly: true });
+    return readReplicaHealth(db);
+  } catch {
+    return undefined; // not made yet, or its schema not yet written
+  } finally {
+    db?.close();
+  }
+}
+
+/** Until the replica process has built its file, follows the slot and says it is fresh. */
+async function waitFresh(path: string, replica: ReplicaProcess, timeoutMs: number): Promise<ReplicaHealth> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (replica.child.exitCode !== null) throw new Error(`vnum replica exited (${replica.child.exitCode}): ${replica.stderr().slice(-3000)}`);
+    const health = readHealth(path);
+    if (health?.phase === 'streaming' && health.freshAt !== null && Date.now() - health.freshAt < 2_000) return health;
+    if (Date.now() > deadline) throw new Error(`vnum replica was not fresh in ${timeoutMs} ms (last health ${JSON.stringify(health)}): ${replica.stderr().slice(-3000)}`);
+    await new Promise((r) => setTimeout(r, 1_000));
+  }
+}
+
+/** Rows, pages and WAL of both files: the same rows, however each was written. */
+function compareFiles(singlePath: string, replicaPath: string): { text: string } {
+  const describe = (path: string): { sessions: number; bridges: number; pages: number; freelist: number; walMb: number } => {
+    const db = openDb(path, { readonly: true });
+    try {
+      const counts = db.prepare<[], { sessions: number; bridges: number }>('SELECT (SELECT count(*) FROM session) AS sessions, (SELECT count(*) FROM bridge) AS bridges').get()!;
+      const pages = db.pragma('page_count', { simple: true }) as number;
+      const freelist = db.pragma('freelist_count', { simple: true }) as number;
+      const wal = existsSync(`${path}-wal`) ? statSync(`${path}-wal`).size / 2 ** 20 : 0;
+      return { ...counts, pages, freelist, walMb: wal };
+    } finally {
+      db.close();
+    }
+  };
+  const [s, r] = [describe(singlePath), describe(replicaPath)];
+  if (s.sessions !== r.sessions || s.bridges !== r.bridges) {
+    throw new Error(`the replica holds ${r.sessions} sessions and ${r.bridges} bridges, the single box ${s.sessions} and ${s.bridges}`);
+  }
+  const one = (x: typeof s): string => `${formatCount(x.pages)} pages (${formatCount(x.freelist)} free), WAL ${x.walMb.toFixed(1)} MB`;
+  return { text: `${formatCount(s.sessions)} sessions and ${formatCount(s.bridges)} bridges in both; single box ${one(s)}, replica ${one(r)}` };
+}
+
+// ---------------------------------------------------------------------------
+// The store lookup alone, both files, one process, call by call in turn
+
+function timeLookups(store: SeededStore, replicaPath: string, count: number): { single: Float64Array; node: Float64Array } {
+  const single = openDb(store.path, { mode: 'read' });
+  const node = openDb(replicaPath, { mode: 'read' });
+  try {
+    const keys = sampleBridgeKeys(single, count, 19);
+    const lookups = { single: storeBridgeLookup(single), node: storeBridgeLookup(node) };
+    const times = { single: new Float64Array(count), node: new Float64Array(count) };
+    const warmUp = Math.ceil(count / 20);
+    for (let i = -warmUp; i < count; i++) {
+      const k = keys[(i + count) % count]!;
+      // Alternate which file goes first, so neither always reads after the other.
+      const order: Side[] = i % 2 === 0 ? ['single', 'node'] : ['node', 'single'];
+      for (const side of order) {
+        let found = true;
+        const took = elapsedMicros(() => (found = lookups[side].live(k.caller as E164, k.dialled as E164) !== undefined));
+        if (!found) throw new Error(`the ${side} file has no bridge for ${k.caller} -> ${k.dialled}`);
+        if (i >= 0) times[side][i] = took;
+      }
+    }
+    times.single.sort();
+    times.node.sort();
+    return times;
+  } finally {
+    single.close();
+    node.close();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Figures
+
+function figuresOf(
+  store: SeededStore,
+  sizes: Sizes,
+  mix: KeyMix,
+  runs: Record<Side, Run[]>,
+  lookups: { single: Float64Array; node: Float64Array },
+  notes: { files: string; buildSeconds: number; replicaShare: number; load: number[] },
+): Figure[] {
+  const fmt = (values: number[], digits = 0): string => values.map((v) => v.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })).join(' · ');
+  const loadText = `load average (1 min) ${fmt(notes.load, 1)} over the run`;
+  const setting =
+    `${formatCount(store.sessions)} live sessions, ${formatCount(store.poolSize)} numbers, the same rows in both files (node's built by vnum replica from PostgreSQL in ${notes.buildSeconds.toFixed(0)} s, then following; vnum replica used ${(notes.replicaShare * 100).toFixed(1)}% of a core meanwhile); ` +
+    `${CONCURRENCY} concurrent FastAGI sessions, one generator, ${sizes.rounds} × ${sizes.roundMs / 1000} s per file, alternating single/node then node/single; ` +
+    `${Math.round((mix.bridge / (mix.bridge + mix.noSession)) * 100)}% BRIDGE keys; node serve --when-stale fail-closed (every answer checked); ${loadText}`;
+  const decisions = { single: concatenate(runs.single.map((r) => r.decisions)), node: concatenate(runs.node.map((r) => r.decisions)) };
+  const figures: Figure[] = [];
+  for (const q of [50, 99, 99.9]) {
+    const value = percentile(decisions.node, q);
+    const baseline = percentile(decisions.single, q);
+    const perRound = `per run node ${fmt(runs.node.map((r) => percentile(r.decisions, q)))} µs, single ${fmt(runs.single.map((r) => percentile(r.decisions, q)))} µs`;
+    figures.push({
+      name: `routing decision p${q} inside vnum serve on a cluster node's replica (route(): numbers, lookup)`,
+      unit: 'µs',
+      value,
+      baseline: { name: `the same on the single box's file, same rounds`, value: baseline },
+      ...(q === 99 ? { target: { text: `≤ ${P99_TARGET_RATIO}× single box`, met: value <= P99_TARGET_RATIO * baseline } } : {}),
+      size: `${setting}; ${formatCount(decisions.node.length)} + ${formatCount(decisions.single.length)} decisions; ${perRound}`,
+    });
+  }
+  const cpu = { node: runs.node.map((r) => r.serverUs), single: runs.single.map((r) => r.serverUs) };
+  figures.push({
+    name: 'CPU (user + system) of vnum serve per FastAGI session on a cluster node (gate on, replica following), median of runs',
+    unit: 'µs',
+    value: median(cpu.node),
+    baseline: { name: 'the same, vnum serve on the single box', value: median(cpu.single) },
+    size: `${setting}; per run node ${fmt(cpu.node)} µs, single ${fmt(cpu.single)} µs; generator ${fmt(runs.node.map((r) => r.generatorUs))} / ${fmt(runs.single.map((r) => r.generatorUs))} µs per session (node / single)`,
+  });
+  const rates = { node: runs.node.map((r) => r.result.perSecond), single: runs.single.map((r) => r.result.perSecond) };
+  figures.push({
+    name: 'FastAGI sessions/s of vnum serve on a cluster node, median of runs',
+    unit: '/s',
+    value: median(rates.node),
+    baseline: { name: 'the same, vnum serve on the single box', value: median(rates.single) },
+    size: `${setting}; per run node ${fmt(rates.node)}/s, single ${fmt(rates.single)}/s`,
+  });
+  for (const q of [50, 99]) {
+    figures.push({
+      name: `store lookup (bridge join session) p${q} on the replica file, in-process`,
+      unit: 'µs',
+      value: percentile(lookups.node, q),
+      baseline: { name: "the same on the single box's file, call by call in turn", value: percentile(lookups.single, q) },
+      size: `${formatCount(lookups.node.length)} random live pairs each; ${notes.files}; ${loadText}`,
+    });
+  }
+  return figures;
+}
