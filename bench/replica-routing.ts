@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -129,6 +129,7 @@ async function measure(context: BenchContext, sizes: Sizes, store: SeededStore, 
       load.push(loadavg()[0]!);
     }
     const stillFresh = readHealth(replicaPath);
+    const freshAge = stillFresh?.freshAt ? Date.now() - stillFresh.freshAt : null;
     await stopProcess(single.child, 'SIGTERM');
     await stopProcess(node.child, 'SIGTERM');
     generator.child.send({ type: 'exit' });
@@ -137,7 +138,8 @@ async function measure(context: BenchContext, sizes: Sizes, store: SeededStore, 
     load.push(loadavg()[0]!);
     const replicaShare = replicaCpu.seconds / replicaCpu.wallSeconds;
     context.log(
-      `vnum replica meanwhile: ${(replicaShare * 100).toFixed(1)}% of a core; last health ${stillFresh ? `${stillFresh.phase}, fresh ${Date.now() - (stillFresh.freshAt ?? 0)} ms ago` : 'none'}`,
+      `vnum replica meanwhile: ${(replicaShare * 100).toFixed(1)}% of a core; health after the rounds ${stillFresh ? `${stillFresh.phase}, fresh ${freshAge} ms before` : 'none'}; ` +
+        `files after the lookups: ${compareFiles(store.path, replicaPath).text}`,
     );
     return figuresOf(store, sizes, mix, runs, lookups, { files: files.text, buildSeconds, replicaShare, load });
   } finally {
@@ -329,14 +331,14 @@ async function waitFresh(path: string, replica: ReplicaProcess, timeoutMs: numbe
 
 /** Rows, pages and WAL of both files: the same rows, however each was written. */
 function compareFiles(singlePath: string, replicaPath: string): { text: string } {
-  const describe = (path: string): { sessions: number; bridges: number; pages: number; freelist: number; walMb: number } => {
+  const describe = (path: string): { sessions: number; bridges: number; pages: number; freelist: number; walMb: number; walFrames: number; backfilled: number } => {
     const db = openDb(path, { readonly: true });
     try {
       const counts = db.prepare<[], { sessions: number; bridges: number }>('SELECT (SELECT count(*) FROM session) AS sessions, (SELECT count(*) FROM bridge) AS bridges').get()!;
       const pages = db.pragma('page_count', { simple: true }) as number;
       const freelist = db.pragma('freelist_count', { simple: true }) as number;
       const wal = existsSync(`${path}-wal`) ? statSync(`${path}-wal`).size / 2 ** 20 : 0;
-      return { ...counts, pages, freelist, walMb: wal };
+      return { ...counts, pages, freelist, walMb: wal, ...walIndex(path) };
     } finally {
       db.close();
     }
@@ -345,8 +347,24 @@ function compareFiles(singlePath: string, replicaPath: string): { text: string }
   if (s.sessions !== r.sessions || s.bridges !== r.bridges) {
     throw new Error(`the replica holds ${r.sessions} sessions and ${r.bridges} bridges, the single box ${s.sessions} and ${s.bridges}`);
   }
-  const one = (x: typeof s): string => `${formatCount(x.pages)} pages (${formatCount(x.freelist)} free), WAL ${x.walMb.toFixed(1)} MB`;
+  const one = (x: typeof s): string =>
+    `${formatCount(x.pages)} pages (${formatCount(x.freelist)} free), WAL ${x.walMb.toFixed(1)} MB (${formatCount(x.walFrames)} frames, ${formatCount(x.walFrames - x.backfilled)} not yet checkpointed)`;
   return { text: `${formatCount(s.sessions)} sessions and ${formatCount(s.bridges)} bridges in both; single box ${one(s)}, replica ${one(r)}` };
+}
+
+/**
+ * How many frames the WAL holds and how many of them a checkpoint has copied
+ * back into the database file, read from the -shm file's header without
+ * taking a lock or running a checkpoint (SQLite's wal.c: WalIndexHdr.mxFrame
+ * at byte 16, WalCkptInfo.nBackfill at byte 96, native byte order). A reader
+ * looks every page up in the WAL's index first, and reads it from the WAL
+ * while it is there.
+ */
+export function walIndex(path: string): { walFrames: number; backfilled: number } {
+  if (!existsSync(`${path}-shm`)) return { walFrames: 0, backfilled: 0 };
+  const header = readFileSync(`${path}-shm`).subarray(0, 136);
+  if (header.length < 100) return { walFrames: 0, backfilled: 0 };
+  return { walFrames: header.readUInt32LE(16), backfilled: header.readUInt32LE(96) };
 }
 
 // ---------------------------------------------------------------------------
