@@ -18,6 +18,7 @@ export { CodedError };
  * - `conflict`: it clashes with what exists (the pool, another session, an exhausted pool);
  * - `setup`: the installation needs the operator (the database file, a setting, an address);
  * - `unavailable`: a passing condition (a lock, a full disk, Asterisk away): try again;
+ * - `not-implemented`: this installation cannot do it (cluster mode's API has no call log): asking again will not help;
  * - `internal`: a fault of vnum or of a damaged store.
  */
 export type ErrorCategory =
@@ -32,6 +33,7 @@ export type ErrorCategory =
   | 'conflict'
   | 'setup'
   | 'unavailable'
+  | 'not-implemented'
   | 'internal';
 
 export const ErrorCode = {
@@ -69,6 +71,8 @@ export const ErrorCode = {
   ListenFailed: 'VNUM_LISTEN_FAILED',
   /** Cluster mode: the authority (PostgreSQL) cannot be reached or refused the connection. */
   AuthorityUnavailable: 'VNUM_AUTHORITY_UNAVAILABLE',
+  /** Cluster mode: what lives on each node, not on the authority (the call log, hang-up requests, webhooks), asked of the API. */
+  UnsupportedInCluster: 'VNUM_UNSUPPORTED_IN_CLUSTER',
   /** `vnum apikey revoke` names no key. */
   ApiKeyNotFound: 'VNUM_API_KEY_NOT_FOUND',
   // The HTTP API's own (src/api/problem.ts maps every category to a status).
@@ -133,6 +137,7 @@ const CATEGORIES: Readonly<Record<ErrorCode | AmiErrorCode | AgiErrorCode, Error
   VNUM_DATABASE_BUSY: 'unavailable',
   VNUM_DISK_FULL: 'unavailable',
   VNUM_AUTHORITY_UNAVAILABLE: 'unavailable',
+  VNUM_UNSUPPORTED_IN_CLUSTER: 'not-implemented',
   // The provider's server away, slow, refusing or answering wrongly: the next sync may do.
   VNUM_FETCH_FAILED: 'unavailable',
   VNUM_DATABASE: 'internal',

@@ -69,7 +69,8 @@ export function validateKeyName(name: string): string {
   return name;
 }
 
-interface KeyRow {
+/** A key's row, as both stores keep it. */
+export interface KeyRow {
   id: string;
   name: string;
   scopes: string;
@@ -79,7 +80,7 @@ interface KeyRow {
   last_used_at: number | null;
 }
 
-function toKey(row: KeyRow): ApiKey {
+export function toKey(row: KeyRow): ApiKey {
   return {
     id: row.id,
     name: row.name,
@@ -92,23 +93,36 @@ function toKey(row: KeyRow): ApiKey {
 
 const sha256 = (text: string): Buffer => createHash('sha256').update(text).digest();
 
-/** A new key; `token` is the only copy of its secret. A name is unique among keys not revoked. */
-export function createApiKey(db: Db, input: { name: string; scopes: Scope[]; now: number }): { key: ApiKey; token: string } {
+/**
+ * A new key, judged and made but not stored: the row to store (only the
+ * secret's hash) and `token`, the only copy of its secret.
+ */
+export function newApiKey(input: { name: string; scopes: Scope[]; now: number }): { row: KeyRow; key: ApiKey; token: string } {
   validateKeyName(input.name);
   if (input.scopes.length === 0) throw new VnumError(ErrorCode.InvalidArgument, `no scope given: name at least one of ${SCOPES.join(', ')}`);
   const id = randomBytes(8).toString('hex');
   const secret = randomBytes(32).toString('base64url');
+  const row: KeyRow = { id, name: input.name, scopes: input.scopes.join(','), secret_sha256: sha256(secret), created_at: input.now, revoked_at: null, last_used_at: null };
+  return { row, key: toKey(row), token: `vnum_${id}_${secret}` };
+}
+
+export function keyNameTaken(name: string): VnumError {
+  return new VnumError(ErrorCode.InvalidArgument, `an API key named "${name}" exists: revoke it first, or choose another name`);
+}
+
+export function noSuchKey(idOrName: string): VnumError {
+  return new VnumError(ErrorCode.ApiKeyNotFound, `no API key "${idOrName.slice(0, 70)}" (give its id or the name of a key not revoked; see vnum apikey list)`);
+}
+
+/** A new key; `token` is the only copy of its secret. A name is unique among keys not revoked. */
+export function createApiKey(db: Db, input: { name: string; scopes: Scope[]; now: number }): { key: ApiKey; token: string } {
+  const { row, key, token } = newApiKey(input);
   return writeTransaction(db, () => {
-    if (db.prepare('SELECT 1 FROM api_key WHERE name = ? AND revoked_at IS NULL').get(input.name)) {
-      throw new VnumError(ErrorCode.InvalidArgument, `an API key named "${input.name}" exists: revoke it first, or choose another name`);
-    }
+    if (db.prepare('SELECT 1 FROM api_key WHERE name = ? AND revoked_at IS NULL').get(input.name)) throw keyNameTaken(input.name);
     db.prepare('INSERT INTO api_key (id, name, scopes, secret_sha256, created_at) VALUES (?, ?, ?, ?, ?)').run(
-      id, input.name, input.scopes.join(','), sha256(secret), input.now,
+      row.id, row.name, row.scopes, row.secret_sha256, row.created_at,
     );
-    return {
-      key: { id, name: input.name, scopes: [...input.scopes], createdAt: input.now, revokedAt: null, lastUsedAt: null },
-      token: `vnum_${id}_${secret}`,
-    };
+    return { key, token };
   });
 }
 
@@ -123,7 +137,7 @@ export function revokeApiKey(db: Db, idOrName: string, now: number): { key: ApiK
     const row =
       db.prepare<[string], KeyRow>('SELECT * FROM api_key WHERE id = ?').get(idOrName) ??
       db.prepare<[string], KeyRow>('SELECT * FROM api_key WHERE name = ? AND revoked_at IS NULL').get(idOrName);
-    if (!row) throw new VnumError(ErrorCode.ApiKeyNotFound, `no API key "${idOrName.slice(0, 70)}" (give its id or the name of a key not revoked; see vnum apikey list)`);
+    if (!row) throw noSuchKey(idOrName);
     if (row.revoked_at !== null) return { key: toKey(row), changed: false };
     db.prepare('UPDATE api_key SET revoked_at = ? WHERE id = ?').run(now, row.id);
     return { key: toKey({ ...row, revoked_at: now }), changed: true };
@@ -144,19 +158,37 @@ const statements = new WeakMap<Db, ReturnType<typeof prepareVerify>>();
  * that passes has its lastUsedAt moved when it is older than a minute.
  */
 export function verifyApiKey(db: Db, token: string, now: number): KeyCheck {
-  const match = TOKEN.exec(token);
-  if (!match) return { ok: false, reason: 'malformed' };
+  const parsed = parseToken(token);
+  if (!parsed) return { ok: false, reason: 'malformed' };
   let s = statements.get(db);
   if (!s) {
     s = prepareVerify(db);
     statements.set(db, s);
   }
-  const row = s.byId.get(match[1]!);
-  if (!row || !timingSafeEqual(row.secret_sha256, sha256(match[2]!))) return { ok: false, reason: 'unknown' };
-  if (row.revoked_at !== null) return { ok: false, reason: 'revoked' };
-  if (row.last_used_at === null || now - row.last_used_at >= LAST_USED_RESOLUTION_MS) {
-    s.used.run(now, row.id);
-    row.last_used_at = now;
+  const row = s.byId.get(parsed.id);
+  const check = checkKey(row, parsed.secret);
+  if (check.ok && lastUseDue(row!, now)) {
+    s.used.run(now, row!.id);
+    row!.last_used_at = now;
+    return { ok: true, key: toKey(row!) };
   }
+  return check;
+}
+
+/** A token's id and secret, or undefined when it is not shaped as a key. */
+export function parseToken(token: string): { id: string; secret: string } | undefined {
+  const match = TOKEN.exec(token);
+  return match ? { id: match[1]!, secret: match[2]! } : undefined;
+}
+
+/** The key a token's secret opens, judged against its row (a constant-time comparison of hashes). */
+export function checkKey(row: KeyRow | undefined, secret: string): KeyCheck {
+  if (!row || !timingSafeEqual(row.secret_sha256, sha256(secret))) return { ok: false, reason: 'unknown' };
+  if (row.revoked_at !== null) return { ok: false, reason: 'revoked' };
   return { ok: true, key: toKey(row) };
+}
+
+/** Whether a use at `now` moves the key's lastUsedAt (at most once a minute). */
+export function lastUseDue(row: KeyRow, now: number): boolean {
+  return row.last_used_at === null || now - row.last_used_at >= LAST_USED_RESOLUTION_MS;
 }

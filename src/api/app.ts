@@ -176,7 +176,7 @@ function bodyCheck(definition: RouteDefinition) {
 function sendProblem(request: FastifyRequest, reply: FastifyReply, error: VnumError, cause: unknown = error): void {
   const problem = problemOf(error, request.id);
   if (problem.status >= 500) request.log.error({ err: cause, code: error.code, req: request.id }, 'request failed');
-  if (error.code === ErrorCode.DatabaseBusy) reply.header('retry-after', '1');
+  if (error.code === ErrorCode.DatabaseBusy || error.code === ErrorCode.AuthorityUnavailable) reply.header('retry-after', '1');
   if (error.code === ErrorCode.Unauthorized) reply.header('www-authenticate', 'Bearer realm="vnum"');
   reply.problemCode = error.code;
   reply.code(STATUS_OF[error.code]).type(PROBLEM_TYPE).send(problem);

@@ -328,7 +328,7 @@ const schemas: Record<string, Schema> = {
   Problem: object(problemProperties, ['type', 'title', 'status', 'detail', 'code']),
 };
 
-type Status = 200 | 201 | 400 | 401 | 403 | 404 | 409 | 413 | 415 | 422 | 429 | 500 | 503;
+type Status = 200 | 201 | 400 | 401 | 403 | 404 | 409 | 413 | 415 | 422 | 429 | 500 | 501 | 503;
 
 /** Every status a problem can have, with what it means here. */
 const PROBLEM_RESPONSES: Record<Exclude<Status, 200 | 201>, string> = {
@@ -342,7 +342,8 @@ const PROBLEM_RESPONSES: Record<Exclude<Status, 200 | 201>, string> = {
   422: 'Well-formed but not usable: an invalid number, country or CSV row, a number type the policy refuses.',
   429: 'Too many requests from this address, or too many with bad keys (`Retry-After`).',
   500: 'A fault in vnum itself, or a damaged database.',
-  503: 'The database is busy, full or cannot be opened, or the installation needs the operator (`Retry-After` when busy).',
+  501: "Cluster mode (the API on PostgreSQL): the call log, hang-up requests and what routers report live on each PBX node, not on the authority; ask the node's own `vnum` (`vnum calls`, `vnum health`).",
+  503: 'The database is busy, full or cannot be opened, the authority (PostgreSQL) cannot be reached, or the installation needs the operator (`Retry-After` when busy or unreachable).',
 };
 
 const AUTHENTICATED: Status[] = [400, 401, 403, 429, 500, 503];
@@ -431,7 +432,7 @@ const OPERATIONS: Record<string, Partial<Record<'get' | 'post', Operation>>> = {
       parameters: [sessionIdParameter],
       requestBody: jsonBody(ref('ReleaseSession'), false),
       success: { status: 200, schema: ref('SessionReleased'), description: 'The session after the release.' },
-      problems: [...WITH_BODY, 404],
+      problems: [...WITH_BODY, 404, 501],
     },
   },
   '/v1/pool': {
@@ -537,6 +538,7 @@ const OPERATIONS: Record<string, Partial<Record<'get' | 'post', Operation>>> = {
         cursorParameter,
       ],
       success: { status: 200, schema: ref('CallPage'), description: 'A page of calls.' },
+      problems: [501],
     },
   },
   '/v1/stats': {
@@ -557,6 +559,7 @@ const OPERATIONS: Record<string, Partial<Record<'get' | 'post', Operation>>> = {
       scope: 'read',
       parameters: [query('requireAmi', { type: 'boolean' }, 'Unhealthy when a vnum serve runs without AMI.')],
       success: { status: 200, schema: ref('Health'), description: 'Healthy (503 with the same body: unhealthy).' },
+      problems: [501],
     },
   },
   '/v1/ready': {

@@ -9,7 +9,8 @@ import type { Session } from '../session/sessions.js';
  * never codes, to HTTP statuses, as the CLI maps them to exit codes: 400 the
  * request is malformed (its JSON, a type, an unknown field, a bound); 422
  * well-formed but unusable (a number, a country, a CSV row, a number type the
- * policy refuses); 409 it conflicts with what exists; 503 the store cannot
+ * policy refuses); 409 it conflicts with what exists; 501 this installation
+ * cannot do it (cluster mode's API has no call log); 503 the store cannot
  * answer now, or the installation needs the operator.
  */
 export const STATUS_OF_CATEGORY: Readonly<Record<ErrorCategory, number>> = {
@@ -23,6 +24,7 @@ export const STATUS_OF_CATEGORY: Readonly<Record<ErrorCategory, number>> = {
   invalid: 422,
   'rate-limited': 429,
   internal: 500,
+  'not-implemented': 501,
   setup: 503,
   unavailable: 503,
 };
@@ -69,6 +71,7 @@ export const TITLE_OF: Readonly<Record<ErrorCode, string>> = {
   VNUM_DISK_FULL: 'Disk full',
   VNUM_DATABASE: 'Database unusable',
   VNUM_AUTHORITY_UNAVAILABLE: 'Authority unavailable',
+  VNUM_UNSUPPORTED_IN_CLUSTER: 'Not available in cluster mode',
 };
 
 export const PROBLEM_TYPE = 'application/problem+json';

@@ -41,6 +41,12 @@ const health: Handler = async (request, reply, context) => {
   const { query } = parts<{ requireAmi?: boolean }>(request);
   const now = context.now();
   const store = await context.authority.checkStore(now - ROUTER_REPORTS_KEPT_MS);
+  if (store.routers === undefined) {
+    throw new VnumError(
+      ErrorCode.UnsupportedInCluster,
+      "cluster mode: each PBX node's vnum serve reports to its own file, not to the authority; ask each node (vnum health) and see the replicas with vnum cluster status. GET /v1/ready says whether this API reaches the authority",
+    );
+  }
   const report = installationHealth({
     database: { ok: store.ok, path: store.location, schemaVersion: store.schemaVersion, error: store.error },
     routers: store.routers,
@@ -54,7 +60,7 @@ const health: Handler = async (request, reply, context) => {
 /** Public: says nothing about the store but whether it answers. */
 const ready: Handler = async (_request, _reply, context) => {
   const store = await context.authority.checkStore(context.now());
-  if (!store.ok) throw new VnumError(ErrorCode.Database, 'the database cannot be read');
+  if (!store.ok) throw new VnumError(store.code ?? ErrorCode.Database, store.code === undefined ? 'the database cannot be read' : store.error ?? 'the store cannot be read');
   return { ready: true };
 };
 

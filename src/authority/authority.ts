@@ -7,6 +7,7 @@ import type { SyncOptions, SyncSummary } from '../pool/sync.js';
 import type { CallKey, RouteDecision, RouteOptions } from '../routing/decide.js';
 import type { CreateResult, CreateSessionInput, ReleaseResult, Session, SessionFilter, SessionPage } from '../session/sessions.js';
 import type { Stats } from '../stats.js';
+import type { ErrorCode } from '../errors.js';
 
 /**
  * The authority: the store of record for the pool, sessions, the call log
@@ -65,6 +66,11 @@ export interface StoreCheck {
   location: string;
   schemaVersion: number | null;
   error: string | null;
-  /** Every `vnum serve` that reported to this store (each writes its state every 5 s), by address. */
-  routers: RouterStatus[];
+  /** The error code a face reports when the store cannot answer (VNUM_DATABASE when absent). */
+  code?: ErrorCode;
+  /**
+   * Every `vnum serve` that reported to this store (each writes its state every 5 s), by address;
+   * undefined where routers report elsewhere (cluster mode: each node's own file).
+   */
+  routers: RouterStatus[] | undefined;
 }

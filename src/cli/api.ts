@@ -6,7 +6,10 @@ import { createSecureContext } from 'node:tls';
 import type { Command } from 'commander';
 import { AllowList } from '../../agi/allow-list.js';
 import { buildApi } from '../api/app.js';
+import type { Authority } from '../authority/authority.js';
 import { openSqliteAuthority } from '../authority/sqlite.js';
+import type { PgTarget } from '../replica/stream.js';
+import { addAuthoritySetting, authorityName } from './authority.js';
 import { ErrorCode, VnumError } from '../errors.js';
 import { createLogger } from '../log.js';
 import type { NumberPolicy } from '../numbers/policy.js';
@@ -34,6 +37,7 @@ interface ApiFlags {
   metricsPort: number | null;
   metricsHost: string;
   probe?: boolean;
+  authority?: PgTarget;
 }
 
 export interface ApiSettings {
@@ -47,6 +51,8 @@ export interface ApiSettings {
   policy: NumberPolicy;
   /** The Prometheus endpoint, on a port of its own; null: off. */
   metrics: { host: string; port: number } | null;
+  /** Cluster mode: the authority (PostgreSQL) the API runs on; undefined: the SQLite file (--db). */
+  authority: PgTarget | undefined;
 }
 
 interface PemFile {
@@ -113,7 +119,22 @@ export function apiSettings(options: ApiFlags, command: Command): ApiSettings {
     metrics: options.metricsPort === null ? null : { host: options.metricsHost, port: options.metricsPort },
     defaultCountry: defaultCountry(command),
     policy: numberPolicy(command),
+    authority: options.authority,
   };
+}
+
+/**
+ * The store the API runs on: the SQLite file (--db, made and migrated if
+ * new), or with --authority PostgreSQL (cluster mode; its schema made by
+ * vnum cluster migrate). pg is loaded only then.
+ */
+export async function openApiAuthority(settings: Pick<ApiSettings, 'authority'>, command: Command): Promise<{ authority: Authority; where: string }> {
+  if (settings.authority === undefined) {
+    const dbPath = resolveDbPath(globalOptions(command).db);
+    return { authority: openSqliteAuthority(dbPath, { mode: 'create' }), where: dbPath };
+  }
+  const { openPostgresAuthority } = await import('../authority/postgres.js');
+  return { authority: await openPostgresAuthority(settings.authority, { applicationName: 'vnum api' }), where: `postgres://${authorityName(settings.authority)}` };
 }
 
 const isLoopback = (host: string): boolean => host === 'localhost' || host === '::1' || /^127\./.test(host);
@@ -150,7 +171,10 @@ function probe(settings: ApiSettings): Promise<{ ok: boolean; text: string }> {
 }
 
 export function registerApi(program: Command): void {
-  const api = program.command('api').description('run the HTTP API (sessions, pool, route, calls, stats, health) on the same database as vnum serve');
+  const api = program
+    .command('api')
+    .description('run the HTTP API (sessions, pool, route, calls, stats, health) on the same database as vnum serve, or with --authority on PostgreSQL (cluster mode)');
+  addAuthoritySetting(api);
   addSetting(api, { flags: '--host <address>', description: 'address to listen on', judge: hostSetting, default: { value: API_DEFAULTS.host }, env: 'VNUM_API_HOST' });
   addSetting(api, { flags: '--port <port>', description: 'TCP port', judge: tcpPort, default: { value: API_DEFAULTS.port }, env: 'VNUM_API_PORT' });
   addSetting(api, {
@@ -209,8 +233,7 @@ export function registerApi(program: Command): void {
         process.exitCode = answer.ok ? 0 : 1;
         return;
       }
-      const dbPath = resolveDbPath(globalOptions(command).db);
-      const authority = openSqliteAuthority(dbPath, { mode: 'create' });
+      const { authority, where } = await openApiAuthority(settings, command);
       const metrics = settings.metrics ? new HttpMetrics('vnum_api', 'HTTP API') : undefined;
       const app = await buildApi({
         metrics,
@@ -242,7 +265,7 @@ export function registerApi(program: Command): void {
       }
       logger.info(
         {
-          db: dbPath,
+          store: where,
           address: `${isIP(settings.host) === 6 ? `[${settings.host}]` : settings.host}:${settings.port}`,
           tls: settings.tls !== undefined,
           rateLimit: settings.rateLimit,

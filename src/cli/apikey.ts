@@ -2,13 +2,20 @@ import type { Command } from 'commander';
 import { parseScopes, SCOPES, validateKeyName } from '../access/api-keys.js';
 import type { Authority } from '../authority/authority.js';
 import { openSqliteAuthority } from '../authority/sqlite.js';
+import type { PgTarget } from '../replica/stream.js';
+import { addAuthoritySetting } from './authority.js';
 import { apiKeyJson } from '../json.js';
 import { resolveDbPath, type OpenMode } from '../store/db.js';
 import { globalOptions } from './context.js';
 import { printJson, printLine, printNotice, printTable, shortTime } from './output.js';
 
+/** The SQLite file (--db), or with --authority (VNUM_AUTHORITY) cluster mode's PostgreSQL, where `vnum api --authority` reads keys. */
 async function withAuthority<T>(command: Command, mode: OpenMode, work: (authority: Authority) => Promise<T>): Promise<T> {
-  const authority = openSqliteAuthority(resolveDbPath(globalOptions(command).db), { mode });
+  const target = command.opts<{ authority?: PgTarget }>().authority;
+  const authority =
+    target === undefined
+      ? openSqliteAuthority(resolveDbPath(globalOptions(command).db), { mode })
+      : await (await import('../authority/postgres.js')).openPostgresAuthority(target, { applicationName: 'vnum apikey', connections: 1 });
   try {
     return await work(authority);
   } finally {
@@ -19,8 +26,9 @@ async function withAuthority<T>(command: Command, mode: OpenMode, work: (authori
 export function registerApiKey(program: Command): void {
   const apikey = program.command('apikey').description('keys for the HTTP API (vnum api): created here, shown once, stored only as a hash');
 
-  apikey
-    .command('create')
+  const create = apikey.command('create');
+  addAuthoritySetting(create);
+  create
     .description('make a key and print it once: it cannot be shown again')
     .requiredOption('--name <name>', 'what it is for, e.g. orders (A-Z a-z 0-9 . _ : -, up to 64; unique among keys not revoked)')
     .requiredOption('--scope <scopes>', `what it may do, comma-separated: ${SCOPES.join(', ')} (read: every GET; sessions, pool: read and those writes; admin: everything)`)
@@ -38,8 +46,9 @@ export function registerApiKey(program: Command): void {
       printNotice('store it now: only its hash is kept, it cannot be shown again. Send it as "Authorization: Bearer <key>"');
     });
 
-  apikey
-    .command('list')
+  const list = apikey.command('list');
+  addAuthoritySetting(list);
+  list
     .description('every key, revoked ones too (never their secrets, which are not stored)')
     .option('--json', 'JSON: [{"id","name","scopes","createdAt","revokedAt","lastUsedAt"}]')
     .action(async (options: { json?: boolean }, command: Command) => {
@@ -51,8 +60,9 @@ export function registerApiKey(program: Command): void {
       );
     });
 
-  apikey
-    .command('revoke')
+  const revoke = apikey.command('revoke');
+  addAuthoritySetting(revoke);
+  revoke
     .description('revoke a key: the next request with it is refused (401)')
     .argument('<key>', 'its id, or the name of a key not revoked')
     .option('--json', 'JSON: the key, plus "changed"')

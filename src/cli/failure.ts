@@ -22,6 +22,8 @@ const EXIT_CODES: Readonly<Record<ErrorCategory, number>> = {
   conflict: EXIT_USER_ERROR,
   setup: EXIT_USER_ERROR,
   unavailable: EXIT_INTERNAL_ERROR,
+  // Asking again will not help: the operator's to route elsewhere (each node's own CLI).
+  'not-implemented': EXIT_USER_ERROR,
   internal: EXIT_INTERNAL_ERROR,
 };
 

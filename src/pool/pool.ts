@@ -73,17 +73,18 @@ export function refuseParties(db: Db, valid: readonly ValidEntry[]): void {
   }
 }
 
-interface HeldRow {
+/** A pool number's row with whether a sync retired it, as HELD_SQL reads it (both stores). */
+export interface HeldRow {
   number: string;
   country: string;
   state: PoolState;
-  by_sync: number;
+  by_sync: number | boolean;
 }
 
-const HELD_SQL = `SELECT p.number, p.country, p.state, s.number IS NOT NULL AS by_sync
+export const HELD_SQL = `SELECT p.number, p.country, p.state, s.number IS NOT NULL AS by_sync
   FROM pool_number p LEFT JOIN pool_retired_by_sync s ON s.number = p.number`;
 
-function heldNumber(row: HeldRow): HeldNumber {
+export function heldNumber(row: HeldRow): HeldNumber {
   return { country: row.country, state: row.state, retiredBy: row.state !== 'retired' ? null : row.by_sync ? 'sync' : 'operator' };
 }
 

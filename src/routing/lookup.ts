@@ -12,7 +12,8 @@ export interface RouterLookup extends BridgeLookup, PinLookup {
   handling(number: E164): NumberHandling | undefined;
 }
 
-interface BridgeRow {
+/** A pair's bridge joined with its session, as the router reads it (both stores: the authority's decideRoute too). */
+export interface RouteBridgeRow {
   target: E164;
   presentedCallerId: E164;
   session: string;
@@ -31,7 +32,7 @@ interface BridgeRow {
  * target classified here instead (cached: such rows end with their sessions).
  */
 export function storeBridgeLookup(db: Db): RouterLookup {
-  const current = db.prepare<[string, string], BridgeRow>(
+  const current = db.prepare<[string, string], RouteBridgeRow>(
     // The caller ID to present is the caller's own masked number, kept on the session.
     `SELECT b.target, iif(b.caller = s.first_party, s.first_masked_as, s.second_masked_as) AS presentedCallerId, s.id AS session,
             b.ends_at AS endsAt, b.target_type AS targetTypeCode, s.call_settings AS callSettings, s.idle_ms AS idleMs
@@ -39,7 +40,7 @@ export function storeBridgeLookup(db: Db): RouterLookup {
       WHERE b.caller = ? AND b.dialled = ?`,
   );
   // The PIN's row names its party's bridge, still its session's: a point read, then the same join as above.
-  const pinned = db.prepare<[string, Buffer], BridgeRow>(
+  const pinned = db.prepare<[string, Buffer], RouteBridgeRow>(
     `SELECT b.target, iif(b.caller = s.first_party, s.first_masked_as, s.second_masked_as) AS presentedCallerId, s.id AS session,
             b.ends_at AS endsAt, b.target_type AS targetTypeCode
        FROM pin p JOIN bridge b ON b.caller = p.caller AND b.dialled = p.dialled AND b.sid = p.sid
@@ -47,25 +48,27 @@ export function storeBridgeLookup(db: Db): RouterLookup {
       WHERE p.dialled = ? AND p.digest = ?`,
   );
   const inPool = db.prepare<[string], number>('SELECT 1 FROM pool_number WHERE number = ?').pluck();
-  const toBridge = (row: BridgeRow | undefined): LiveBridge | undefined => {
-    if (!row) return undefined;
-    return {
-      target: row.target,
-      presentedCallerId: row.presentedCallerId,
-      session: row.session,
-      endsAt: row.endsAt,
-      targetType: row.targetTypeCode === null ? numberTypeCached(row.target) : numberTypeFromCode(row.targetTypeCode),
-      callSettings: row.callSettings,
-      idleMs: row.idleMs,
-    };
-  };
-  const live = (caller: E164, dialled: E164): LiveBridge | undefined => toBridge(current.get(caller, dialled));
+  const live = (caller: E164, dialled: E164): LiveBridge | undefined => liveBridgeOf(current.get(caller, dialled));
   return {
     live,
-    byPin: (dialled: E164, pin: string) => toBridge(pinned.get(dialled, pinDigestFor(db, pin))),
+    byPin: (dialled: E164, pin: string) => liveBridgeOf(pinned.get(dialled, pinDigestFor(db, pin))),
     handling: (number: E164) => numberHandling(db, number),
     latestSession: (caller: E164, dialled: E164) => current.get(caller, dialled)?.session,
     liveReturnsLatest: true,
     isPoolNumber: (number: E164) => inPool.get(number) !== undefined,
+  };
+}
+
+/** A bridge row as the decision takes it (its target's type from the row, or classified when the row predates it). */
+export function liveBridgeOf(row: RouteBridgeRow | undefined): LiveBridge | undefined {
+  if (!row) return undefined;
+  return {
+    target: row.target,
+    presentedCallerId: row.presentedCallerId,
+    session: row.session,
+    endsAt: row.endsAt,
+    targetType: row.targetTypeCode === null ? numberTypeCached(row.target) : numberTypeFromCode(row.targetTypeCode),
+    callSettings: row.callSettings,
+    idleMs: row.idleMs,
   };
 }

@@ -89,9 +89,21 @@ export function issuePin(db: Db, request: { dialled: E164; caller: E164; sid: nu
   s.purge.run({ dialled: request.dialled, now: request.now });
   const digits = pinDigits(s.count.get(request.dialled)!, request.bound);
   // A clash with a live PIN is as likely as a guess (at most the bound): a handful of tries always suffices.
-  for (let attempt = 0; attempt < 32; attempt++) {
-    const pin = String(randomInt(0, 10 ** digits)).padStart(digits, '0');
+  for (let attempt = 0; attempt < PIN_TRIES; attempt++) {
+    const pin = randomPin(digits);
     if (s.insert.run(request.dialled, pinDigest(key, pin), request.caller, request.sid).changes === 1) return pin;
   }
-  throw new VnumError(ErrorCode.Internal, `no free PIN of ${digits} digits on ${request.dialled} after 32 tries`);
+  throw noFreePin(digits, request.dialled);
+}
+
+/** How many random PINs an issue tries before giving up (a clash is as likely as a guess). */
+export const PIN_TRIES = 32;
+
+/** A uniformly random PIN of `digits` digits (leading zeros kept). */
+export function randomPin(digits: number): string {
+  return String(randomInt(0, 10 ** digits)).padStart(digits, '0');
+}
+
+export function noFreePin(digits: number, dialled: string): VnumError {
+  return new VnumError(ErrorCode.Internal, `no free PIN of ${digits} digits on ${dialled} after ${PIN_TRIES} tries`);
 }

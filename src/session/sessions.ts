@@ -72,7 +72,8 @@ export function validateSessionId(id: string): string {
   return id;
 }
 
-interface SessionRow {
+/** A session's row, as both stores keep it (SQLite here, PostgreSQL in src/authority/postgres.ts). */
+export interface SessionRow {
   sid: number;
   id: string;
   first_party: E164;
@@ -87,7 +88,7 @@ interface SessionRow {
   call_settings: string | null;
 }
 
-function toSession(row: SessionRow, now: number): Session {
+export function toSession(row: SessionRow, now: number): Session {
   const times = { expiresAt: row.expires_at, releasedAt: row.released_at, endsAt: row.ends_at };
   return {
     id: row.id,
@@ -115,7 +116,8 @@ function currentPool(db: Db): PoolView {
   return view;
 }
 
-interface BridgeRow {
+/** A party's bridge row, as allocation reads it: one per number it has dialled. */
+export interface PartyBridgeRow {
   dialled: string;
   target: string;
   lent_at: number;
@@ -127,7 +129,7 @@ function prepareStatements(db: Db) {
   return {
     byId: db.prepare<[string], SessionRow>('SELECT * FROM session WHERE id = ?'),
     // Everything allocation needs to know about a party, in one key range.
-    bridgesOf: db.prepare<[string], BridgeRow>('SELECT dialled, target, lent_at, ends_at FROM bridge WHERE caller = ?'),
+    bridgesOf: db.prepare<[string], PartyBridgeRow>('SELECT dialled, target, lent_at, ends_at FROM bridge WHERE caller = ?'),
     insertSession: db.prepare<[string, string, string, string, string, number, number | null, number | null, number | null, string | null]>(
       `INSERT INTO session (id, first_party, first_masked_as, second_party, second_masked_as, created_at, expires_at, ends_at, idle_ms, call_settings)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -157,11 +159,11 @@ export interface CreateResult {
 }
 
 /**
- * Open a masked session between two real numbers. One IMMEDIATE transaction:
- * the write lock is held from the first read, so concurrent creates in other
- * processes see each other's bridges and the invariant holds across processes.
+ * A create's input judged before any store is touched (the rules both stores
+ * share): the id, the parties, the TTL, the idle timeout, the call settings
+ * and the number-type policy. Returns the call settings as stored.
  */
-export function createSession(db: Db, input: CreateSessionInput): CreateResult {
+export function checkCreate(input: CreateSessionInput): string | null {
   validateSessionId(input.id);
   const { first, second, now } = input;
   if (first.number === second.number) {
@@ -181,6 +183,53 @@ export function createSession(db: Db, input: CreateSessionInput): CreateResult {
   if (!isRepresentableTime(now + Math.max(input.ttlMs ?? 0, input.idleMs ?? 0))) throw clockOutOfRange(now);
   const policy = input.policy ?? DEFAULT_POLICY;
   for (const party of [first, second]) assertPartyAllowed(policy, party.number, party.type);
+  return callSettings;
+}
+
+/** A party's real number must not be a pool number (it would be lent to strangers as a masked number). */
+export function refusePoolParties(pool: PoolView, input: CreateSessionInput): void {
+  for (const party of [input.first, input.second]) {
+    if (pool.byNumber.has(party.number)) {
+      throw new VnumError(ErrorCode.PoolConflict, `${party.number} is a virtual number in the pool, not a party's real number`);
+    }
+  }
+}
+
+/** The session a create made, as its answer shows it (with the PINs it issued: shown once). */
+export function createdSession(
+  input: CreateSessionInput,
+  made: { firstMaskedAs: E164; secondMaskedAs: E164; expiresAt: number | null; endsAt: number | null; callSettings: string | null; pins: [string, string] },
+): Session {
+  return {
+    id: input.id,
+    state: 'active',
+    createdAt: input.now,
+    expiresAt: made.expiresAt,
+    releasedAt: null,
+    endsAt: made.endsAt,
+    idleMs: input.idleMs ?? null,
+    callSettings: parseCallSettings(made.callSettings) ?? {},
+    parties: [
+      { number: input.first.number, maskedAs: made.firstMaskedAs, pin: made.pins[0] },
+      { number: input.second.number, maskedAs: made.secondMaskedAs, pin: made.pins[1] },
+    ],
+  };
+}
+
+/** When a new session ends: its TTL, or with an idle timeout the first idle end (never past the TTL). */
+export function sessionEnds(input: CreateSessionInput): { expiresAt: number | null; endsAt: number | null } {
+  const expiresAt = input.ttlMs === undefined ? null : input.now + input.ttlMs;
+  return { expiresAt, endsAt: input.idleMs === undefined ? expiresAt : slidEnd(expiresAt, input.idleMs, input.now) };
+}
+
+/**
+ * Open a masked session between two real numbers. One IMMEDIATE transaction:
+ * the write lock is held from the first read, so concurrent creates in other
+ * processes see each other's bridges and the invariant holds across processes.
+ */
+export function createSession(db: Db, input: CreateSessionInput): CreateResult {
+  const { first, second, now } = input;
+  const callSettings = checkCreate(input);
   const s = statements(db);
   return writeTransaction(db, () => {
     const existing = s.byId.get(input.id);
@@ -189,19 +238,13 @@ export function createSession(db: Db, input: CreateSessionInput): CreateResult {
     // process added to the pool a moment ago is seen (the view is cached by
     // the pool's revision, read in this transaction).
     const pool = currentPool(db);
-    for (const party of [first, second]) {
-      if (pool.byNumber.has(party.number)) {
-        throw new VnumError(ErrorCode.PoolConflict, `${party.number} is a virtual number in the pool, not a party's real number`);
-      }
-    }
+    refusePoolParties(pool, input);
     // first is masked as what second dials to reach first, and the other way round.
-    const firstMaskedAs = allocate(s, pool, { dialler: second, target: first.number, requested: first.maskedAs, now });
-    const secondMaskedAs = allocate(s, pool, { dialler: first, target: second.number, requested: second.maskedAs, now });
-    const expiresAt = input.ttlMs === undefined ? null : now + input.ttlMs;
-    const idleMs = input.idleMs ?? null;
-    const endsAt = idleMs === null ? expiresAt : slidEnd(expiresAt, idleMs, now);
+    const firstMaskedAs = allocate(s.bridgesOf.all(second.number), pool, { dialler: second, target: first.number, requested: first.maskedAs, now });
+    const secondMaskedAs = allocate(s.bridgesOf.all(first.number), pool, { dialler: first, target: second.number, requested: second.maskedAs, now });
+    const { expiresAt, endsAt } = sessionEnds(input);
     const { lastInsertRowid: sid } = s.insertSession.run(
-      input.id, first.number, firstMaskedAs, second.number, secondMaskedAs, now, expiresAt, endsAt, idleMs, callSettings,
+      input.id, first.number, firstMaskedAs, second.number, secondMaskedAs, now, expiresAt, endsAt, input.idleMs ?? null, callSettings,
     );
     lend(s, second.number, firstMaskedAs, sid, first, now, endsAt);
     lend(s, first.number, secondMaskedAs, sid, second, now, endsAt);
@@ -209,20 +252,7 @@ export function createSession(db: Db, input: CreateSessionInput): CreateResult {
     const bound = input.pinGuessBound ?? DEFAULT_PIN_GUESS_BOUND;
     const firstPin = issuePin(db, { dialled: secondMaskedAs, caller: first.number, sid, now, bound });
     const secondPin = issuePin(db, { dialled: firstMaskedAs, caller: second.number, sid, now, bound });
-    const session: Session = {
-      id: input.id,
-      state: 'active',
-      createdAt: now,
-      expiresAt,
-      releasedAt: null,
-      endsAt,
-      idleMs,
-      callSettings: parseCallSettings(callSettings) ?? {},
-      parties: [
-        { number: first.number, maskedAs: firstMaskedAs, pin: firstPin },
-        { number: second.number, maskedAs: secondMaskedAs, pin: secondPin },
-      ],
-    };
+    const session = createdSession(input, { firstMaskedAs, secondMaskedAs, expiresAt, endsAt, callSettings, pins: [firstPin, secondPin] });
     recordSessionCreated(db, session, now);
     return { session, created: true };
   });
@@ -237,7 +267,7 @@ export function createSession(db: Db, input: CreateSessionInput): CreateResult {
  * Anything else under that id is a conflict (SessionConflict, what differs in
  * details; never the other request's numbers).
  */
-function retried(row: SessionRow, input: CreateSessionInput): CreateResult {
+export function retried(row: SessionRow, input: CreateSessionInput): CreateResult {
   const { first, second, now } = input;
   const differs: string[] = [];
   if (row.first_party !== first.number || row.second_party !== second.number) {
@@ -294,8 +324,9 @@ function lend(
   }
 }
 
-function allocate(
-  s: Statements,
+/** The number `dialler` will dial to reach `target`, from the dialler's bridge rows (all of them, live or not) and the pool. */
+export function allocate(
+  rows: Iterable<PartyBridgeRow>,
   pool: PoolView,
   request: { dialler: PartyInput; target: E164; requested: E164 | undefined; now: number },
 ): E164 {
@@ -304,7 +335,7 @@ function allocate(
   const lastUsed = new Map<string, number>();
   let sticky: string | undefined;
   let stickyAt = -Infinity;
-  for (const row of s.bridgesOf.all(dialler.number)) {
+  for (const row of rows) {
     if (isLive(row.ends_at, now)) busy.add(row.dialled);
     lastUsed.set(row.dialled, row.lent_at);
     if (row.target === target && row.lent_at > stickyAt) {
@@ -337,27 +368,47 @@ export interface ReleaseResult {
 
 /** Start the grace period: calls still connect until it is over; a grace of 0 ends the session now. */
 export function releaseSession(db: Db, id: string, graceMs: number, now: number): ReleaseResult {
+  checkRelease(id, graceMs, now);
+  const s = statements(db);
+  return writeTransaction(db, () => {
+    const row = s.byId.get(id);
+    const plan = releasePlan(id, row, graceMs, now);
+    if (!plan.changed) return plan;
+    s.release.run(plan.session.releasedAt!, plan.session.endsAt!, row!.sid);
+    // The pair rows still belong to this session: a live session's rows cannot pass to another.
+    s.endBridge.run(plan.session.endsAt!, row!.second_party, row!.first_masked_as, row!.sid);
+    s.endBridge.run(plan.session.endsAt!, row!.first_party, row!.second_masked_as, row!.sid);
+    recordSessionReleased(db, plan.before, plan.session, now);
+    return { session: plan.session, changed: true };
+  });
+}
+
+/** A release's arguments judged before any store is touched. */
+export function checkRelease(id: string, graceMs: number, now: number): void {
   validateSessionId(id);
   if (!(Number.isInteger(graceMs) && graceMs >= 0 && graceMs <= MAX_GRACE_MS)) {
     throw new VnumError(ErrorCode.InvalidArgument, `grace must be from zero to ${formatDuration(MAX_GRACE_MS)}`);
   }
   if (!isRepresentableTime(now + graceMs)) throw clockOutOfRange(now);
-  const s = statements(db);
-  return writeTransaction(db, () => {
-    const row = s.byId.get(id);
-    if (!row) throw new VnumError(ErrorCode.SessionNotFound, `no session "${id}"`);
-    const session = toSession(row, now);
-    if (session.state === 'ended') return { session, changed: false };
-    const endsAt = endAfterRelease(session, now, graceMs);
-    if (session.releasedAt !== null && endsAt === session.endsAt) return { session, changed: false };
-    s.release.run(session.releasedAt ?? now, endsAt, row.sid);
-    // The pair rows still belong to this session: a live session's rows cannot pass to another.
-    s.endBridge.run(endsAt, row.second_party, row.first_masked_as, row.sid);
-    s.endBridge.run(endsAt, row.first_party, row.second_masked_as, row.sid);
-    const released = toSession({ ...row, released_at: session.releasedAt ?? now, ends_at: endsAt }, now);
-    recordSessionReleased(db, session, released, now);
-    return { session: released, changed: true };
-  });
+}
+
+/**
+ * What a release does to the session as read in its transaction (pure): nothing (it has ended, or an
+ * earlier release ends it no later), or the session released, with its end and the same end for its two bridges.
+ */
+export function releasePlan(
+  id: string,
+  row: SessionRow | undefined,
+  graceMs: number,
+  now: number,
+): { changed: false; session: Session } | { changed: true; session: Session; before: Session } {
+  if (!row) throw new VnumError(ErrorCode.SessionNotFound, `no session "${id}"`);
+  const session = toSession(row, now);
+  if (session.state === 'ended') return { session, changed: false };
+  const endsAt = endAfterRelease(session, now, graceMs);
+  if (session.releasedAt !== null && endsAt === session.endsAt) return { session, changed: false };
+  const released = toSession({ ...row, released_at: session.releasedAt ?? now, ends_at: endsAt }, now);
+  return { session: released, changed: true, before: session };
 }
 
 /** The session, or undefined when there is none (a reader for the session.ended sweep, src/session/events.ts). */

@@ -88,4 +88,62 @@ export const PG_MIGRATIONS: readonly string[] = [
     reported_at      bigint NOT NULL
   );
   `,
+  // 4: what the single box gained in issues 13 and 14 (SQLite migrations 5,
+  // 6, 8 and 9), so the HTTP API runs on the authority (src/authority/postgres.ts).
+  // Published, because a node routes from them: the session's idle timeout and
+  // call settings (columns of a published table travel with its rows), each
+  // pool number's out-of-session handling, the PINs and the PIN key. The key
+  // must be on the node: its router computes the HMAC of a PIN typed there.
+  // It is therefore in every node's replica file, which is owner-only (0600)
+  // like the single box's and already holds every real number; it is made
+  // here, before any node copies the publication, so a node only ever gets it
+  // with its snapshot (the node's own SQLite migration made a key of its own,
+  // which the copy replaces). 32 bytes from two gen_random_uuid() (PostgreSQL's
+  // strong random source; 244 random bits; pgcrypto is not needed).
+  // Kept on the authority: API keys (only their SHA-256 is stored) and the
+  // numbers a sync retired (only a sync reads them). The party indexes serve
+  // the API's list by party, as SQLite migration 5's do.
+  `
+  ALTER TABLE session ADD COLUMN idle_ms bigint;
+  ALTER TABLE session ADD COLUMN call_settings text;
+  CREATE INDEX session_first_party ON session (first_party, sid);
+  CREATE INDEX session_second_party ON session (second_party, sid);
+
+  ALTER TABLE pool_number ADD COLUMN pin_mode text CHECK (pin_mode IN ('off', 'withheld', 'all'));
+  ALTER TABLE pool_number ADD COLUMN out_of_session text CHECK (out_of_session IN ('announce', 'fallback'));
+  ALTER TABLE pool_number ADD COLUMN fallback text;
+
+  CREATE TABLE pin_key (
+    id   integer PRIMARY KEY CHECK (id = 1),
+    key  bytea NOT NULL CHECK (length(key) = 32)
+  );
+  INSERT INTO pin_key (id, key)
+    VALUES (1, decode(replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 'hex'));
+
+  CREATE TABLE pin (
+    dialled  text NOT NULL,
+    digest   bytea NOT NULL,
+    caller   text NOT NULL,
+    sid      bigint NOT NULL REFERENCES session (sid),
+    PRIMARY KEY (dialled, digest)
+  );
+
+  CREATE TABLE pool_retired_by_sync (
+    number      text PRIMARY KEY REFERENCES pool_number (number),
+    retired_at  bigint NOT NULL
+  );
+
+  CREATE TABLE api_key (
+    id             text PRIMARY KEY,
+    name           text NOT NULL,
+    scopes         text NOT NULL,
+    secret_sha256  bytea NOT NULL,
+    created_at     bigint NOT NULL,
+    revoked_at     bigint,
+    last_used_at   bigint
+  );
+  CREATE UNIQUE INDEX api_key_name ON api_key (name) WHERE revoked_at IS NULL;
+
+  ALTER PUBLICATION vnum_replica ADD TABLE pin_key, pin;
+  `,
 ];

@@ -1,0 +1,368 @@
+import type pg from 'pg';
+import { checkKey, keyNameTaken, lastUseDue, newApiKey, noSuchKey, parseToken, toKey, type KeyRow } from '../access/api-keys.js';
+import { ErrorCode, VnumError } from '../errors.js';
+import { redactNumber } from '../log.js';
+import type { E164 } from '../numbers/normalise.js';
+import { numberTypeCode } from '../numbers/type.js';
+import type { PoolState } from '../pool/pool.js';
+import type { PgTarget } from '../replica/stream.js';
+import { decideRoute, type BridgeLookup } from '../routing/decide.js';
+import { liveBridgeOf, type RouteBridgeRow } from '../routing/lookup.js';
+import { poolView, type PoolCandidate, type PoolView } from '../session/allocate.js';
+import { DEFAULT_PIN_GUESS_BOUND, noFreePin, PIN_TRIES, pinDigest, pinDigits, randomPin } from '../session/pin.js';
+import {
+  allocate,
+  checkCreate,
+  checkRelease,
+  createdSession,
+  refusePoolParties,
+  releasePlan,
+  retried,
+  sessionEnds,
+  toSession,
+  validateSessionId,
+  type CreateResult,
+  type CreateSessionInput,
+  type PartyBridgeRow,
+  type SessionRow,
+} from '../session/sessions.js';
+import { liveSql, SESSION_STATES, stateSql } from '../session/state.js';
+import type { Stats } from '../stats.js';
+import type { Authority, StoreCheck } from './authority.js';
+import { PgStore, positional, RetryTransaction, type PgStoreOptions } from './pg-store.js';
+import { pgPoolFaces } from './pg-pool.js';
+
+/**
+ * The authority on PostgreSQL (cluster mode): what `vnum api --authority`
+ * and `vnum apikey --authority` run on. Stateless: every fact is in the
+ * database, so any number of API processes share one, and one killed loses
+ * nothing that was acknowledged (a create answers only after its COMMIT).
+ *
+ * The allocation invariant (no caller with two live bridges on one dialled
+ * number) is held by PostgreSQL, not by this process: the bridge's primary
+ * key is the pair (caller, dialled), and a create takes a pair's row only by
+ *   INSERT ... ON CONFLICT (caller, dialled) DO UPDATE ... WHERE bridge.ends_at <= lent_at
+ * which, under READ COMMITTED, waits for any transaction holding that row
+ * and judges the condition on the row as committed. Zero rows: the pair is
+ * live in a session another create committed since this one read the
+ * party's bridges; the transaction is rolled back and run again from its
+ * reads (PgStore.transaction), so it allocates around it, or finds the pool
+ * exhausted. Creates of one id race to the session's unique id: the loser's
+ * INSERT fails (23505), runs again, and finds the session (idempotency).
+ *
+ * Pool changes and creates: a create holds a shared transaction-level
+ * advisory lock, a pool change (add, retire, sync) the exclusive one, so a
+ * create never lends a number retired while it ran and a party's real
+ * number never enters the pool while a session is made for it, as under
+ * SQLite's write lock; creates do not wait for each other.
+ *
+ * On each PBX node (`vnum serve`, `vnum replica`) and not here: the call
+ * log, hang-up requests, the routers' reports, the sliding TTL's pushes and
+ * the webhook outbox. Asked for those, this authority answers
+ * VNUM_UNSUPPORTED_IN_CLUSTER (the API: 501) rather than an empty answer.
+ */
+
+/** The advisory lock key pool changes take exclusively and creates shared. */
+export const POOL_LOCK = 0x766e756d; // 'vnum'
+
+export async function openPostgresAuthority(target: PgTarget, options: PgStoreOptions = {}): Promise<Authority> {
+  const store = new PgStore(target, options);
+  try {
+    await store.checkSchema();
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+  let creates = 0;
+  let poolCache: { revision: number; view: PoolView } | undefined;
+  let pinKey: Buffer | undefined;
+
+  const currentPool = async (c: pg.ClientBase, revision: number): Promise<PoolView> => {
+    if (poolCache?.revision === revision) return poolCache.view;
+    const { rows } = await c.query<PoolCandidate>('SELECT number, state FROM pool_number');
+    poolCache = { revision, view: poolView(rows) };
+    return poolCache.view;
+  };
+  const key = async (c: pg.ClientBase): Promise<Buffer> => {
+    if (pinKey) return pinKey;
+    const { rows } = await c.query<{ key: Buffer }>('SELECT key FROM pin_key WHERE id = 1');
+    if (!rows[0]) throw new VnumError(ErrorCode.DatabaseVersion, `the authority ${store.name} has no PIN key: run vnum cluster migrate`);
+    return (pinKey = rows[0].key);
+  };
+
+  const createSession = async (input: CreateSessionInput): Promise<CreateResult> => {
+    const callSettings = checkCreate(input);
+    return store.transaction(async (c) => {
+      const { first, second, now } = input;
+      const { rows: locked } = await c.query<{ revision: number }>({
+        name: 'vnum_create_lock',
+        text: "SELECT pg_advisory_xact_lock_shared($1), (SELECT value FROM meta WHERE key = 'pool_revision') AS revision",
+        values: [POOL_LOCK],
+      });
+      const existing = await c.query<SessionRow>({ name: 'vnum_session_by_id', text: 'SELECT * FROM session WHERE id = $1', values: [input.id] });
+      if (existing.rows[0]) return retried(existing.rows[0], input);
+      const pool = await currentPool(c, locked[0]!.revision);
+      refusePoolParties(pool, input);
+      const { rows: bridges } = await c.query<PartyBridgeRow & { caller: string }>({
+        name: 'vnum_party_bridges',
+        text: 'SELECT caller, dialled, target, lent_at, ends_at FROM bridge WHERE caller = ANY($1)',
+        values: [[first.number, second.number]],
+      });
+      const of = (party: E164) => bridges.filter((b) => b.caller === party);
+      // first is masked as what second dials to reach first, and the other way round.
+      const firstMaskedAs = allocate(of(second.number), pool, { dialler: second, target: first.number, requested: first.maskedAs, now });
+      const secondMaskedAs = allocate(of(first.number), pool, { dialler: first, target: second.number, requested: second.maskedAs, now });
+      const { expiresAt, endsAt } = sessionEnds(input);
+      const { rows: made } = await c.query<{ sid: number }>({
+        name: 'vnum_insert_session',
+        text: `INSERT INTO session (id, first_party, first_masked_as, second_party, second_masked_as, created_at, expires_at, ends_at, idle_ms, call_settings)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING sid`,
+        values: [input.id, first.number, firstMaskedAs, second.number, secondMaskedAs, now, expiresAt, endsAt, input.idleMs ?? null, callSettings],
+      });
+      const sid = made[0]!.sid;
+      // The invariant's guard: a pair's row passes to this session only if its old session has ended.
+      const lent = await c.query({
+        name: 'vnum_lend_bridges',
+        text: `INSERT INTO bridge (caller, dialled, sid, target, target_type, lent_at, ends_at)
+               VALUES ($1, $2, $5, $3, $6, $8, $9), ($3, $4, $5, $1, $7, $8, $9)
+               ON CONFLICT (caller, dialled) DO UPDATE
+                 SET sid = excluded.sid, target = excluded.target, target_type = excluded.target_type,
+                     lent_at = excluded.lent_at, ends_at = excluded.ends_at
+                 WHERE bridge.ends_at <= excluded.lent_at`,
+        values: [
+          second.number, firstMaskedAs, first.number, secondMaskedAs, sid,
+          numberTypeCodeOf(first), numberTypeCodeOf(second), now, endsAt,
+        ],
+      });
+      if (lent.rowCount !== 2) throw new RetryTransaction('a number was lent to the same caller by a concurrent create');
+      // Each party's PIN is for the number it dials: the other party's masked number.
+      const bound = input.pinGuessBound ?? DEFAULT_PIN_GUESS_BOUND;
+      const pinKeyNow = await key(c);
+      const firstPin = await issuePin(c, pinKeyNow, { dialled: secondMaskedAs, caller: first.number, sid, now, bound });
+      const secondPin = await issuePin(c, pinKeyNow, { dialled: firstMaskedAs, caller: second.number, sid, now, bound });
+      creates++;
+      return { session: createdSession(input, { firstMaskedAs, secondMaskedAs, expiresAt, endsAt, callSettings, pins: [firstPin, secondPin] }), created: true };
+    });
+  };
+
+  const sessionById = async (id: string, now: number) => {
+    const { rows } = await store.query<SessionRow>({ name: 'vnum_session_by_id', text: 'SELECT * FROM session WHERE id = $1', values: [id] });
+    return rows[0] ? toSession(rows[0], now) : undefined;
+  };
+
+  return {
+    createSession,
+    getSession: async (id, now) => {
+      const session = await sessionById(validateSessionId(id), now);
+      if (!session) throw new VnumError(ErrorCode.SessionNotFound, `no session "${id}"`);
+      return session;
+    },
+    listSessions: async (filter) => {
+      const where = `sid < @after${filter.state ? ` AND ${stateSql(filter.state)}` : ''}`;
+      const side = (column: string) => `(SELECT * FROM session WHERE ${column} = @party AND ${where} ORDER BY sid DESC LIMIT @limit)`;
+      const sql = filter.party
+        ? `${side('first_party')} UNION ALL ${side('second_party')} ORDER BY sid DESC LIMIT @limit`
+        : `SELECT * FROM session WHERE ${where} ORDER BY sid DESC LIMIT @limit`;
+      const query = positional(sql, { party: filter.party ?? null, now: filter.now, after: filter.after ?? Number.MAX_SAFE_INTEGER, limit: filter.limit + 1 });
+      const { rows } = await store.query<SessionRow>(query.text, query.values);
+      const more = rows.length > filter.limit;
+      const page = rows.slice(0, filter.limit);
+      return { sessions: page.map((r) => toSession(r, filter.now)), more, next: more ? page.at(-1)!.sid : undefined };
+    },
+    releaseSession: async (id, graceMs, now, { hangup }) => {
+      checkRelease(id, graceMs, now);
+      if (hangup) {
+        throw new VnumError(
+          ErrorCode.UnsupportedInCluster,
+          "cluster mode: hang-up on release is not available through the authority (calls in progress are known to each PBX node's vnum serve, not here); nothing was released: release without hangup (calls end with their grace)",
+        );
+      }
+      return store.transaction(async (c) => {
+        const { rows } = await c.query<SessionRow>('SELECT * FROM session WHERE id = $1 FOR UPDATE', [id]);
+        const row = rows[0];
+        const plan = releasePlan(id, row, graceMs, now);
+        if (!plan.changed) return { ...plan, hangupCalls: [] };
+        const endsAt = plan.session.endsAt!;
+        await c.query('UPDATE session SET released_at = $1, ends_at = $2 WHERE sid = $3', [plan.session.releasedAt, endsAt, row!.sid]);
+        // The pair rows still belong to this session: a live session's rows cannot pass to another.
+        await c.query(
+          `UPDATE bridge SET ends_at = $1 WHERE sid = $2 AND ((caller = $3 AND dialled = $4) OR (caller = $5 AND dialled = $6))`,
+          [endsAt, row!.sid, row!.second_party, row!.first_masked_as, row!.first_party, row!.second_masked_as],
+        );
+        return { session: plan.session, changed: true, hangupCalls: [] };
+      });
+    },
+
+    ...pgPoolFaces(store, POOL_LOCK),
+
+    decideRoute: (call, now, routeOptions) => decideOnAuthority(store, call, now, routeOptions),
+
+    listCalls: () => Promise.reject(callLogElsewhere()),
+    openCallCount: () => Promise.reject(callLogElsewhere()),
+
+    collectStats: (now) => collectStats(store, now),
+    checkStore: async () => {
+      const check: StoreCheck = { ok: false, location: `postgres://${store.name}`, schemaVersion: null, error: null, routers: undefined };
+      try {
+        const { rows } = await store.query<{ version: number }>('SELECT version FROM vnum_schema');
+        check.schemaVersion = rows[0]?.version ?? null;
+        check.ok = true;
+      } catch (error) {
+        check.error = (error as Error).message;
+        check.code = error instanceof VnumError ? error.code : ErrorCode.Database;
+      }
+      return check;
+    },
+
+    createApiKey: async (input) => {
+      const made = newApiKey(input);
+      return store.transaction(async (c) => {
+        const { rows } = await c.query('SELECT 1 FROM api_key WHERE name = $1 AND revoked_at IS NULL', [input.name]);
+        if (rows.length > 0) throw keyNameTaken(input.name);
+        const r = made.row;
+        await c.query('INSERT INTO api_key (id, name, scopes, secret_sha256, created_at) VALUES ($1, $2, $3, $4, $5)', [r.id, r.name, r.scopes, r.secret_sha256, r.created_at]);
+        return { key: made.key, token: made.token };
+      });
+    },
+    listApiKeys: async () => (await store.query<KeyRow>('SELECT * FROM api_key ORDER BY created_at, id')).rows.map(toKey),
+    revokeApiKey: (idOrName, now) =>
+      store.transaction(async (c) => {
+        const row =
+          (await c.query<KeyRow>('SELECT * FROM api_key WHERE id = $1 FOR UPDATE', [idOrName])).rows[0] ??
+          (await c.query<KeyRow>('SELECT * FROM api_key WHERE name = $1 AND revoked_at IS NULL FOR UPDATE', [idOrName])).rows[0];
+        if (!row) throw noSuchKey(idOrName);
+        if (row.revoked_at !== null) return { key: toKey(row), changed: false };
+        await c.query('UPDATE api_key SET revoked_at = $1 WHERE id = $2', [now, row.id]);
+        return { key: toKey({ ...row, revoked_at: now }), changed: true };
+      }),
+    verifyApiKey: async (token, now) => {
+      const parsed = parseToken(token);
+      if (!parsed) return { ok: false, reason: 'malformed' };
+      const { rows } = await store.query<KeyRow>({ name: 'vnum_api_key', text: 'SELECT * FROM api_key WHERE id = $1', values: [parsed.id] });
+      const row = rows[0];
+      const check = checkKey(row, parsed.secret);
+      if (check.ok && lastUseDue(row!, now)) {
+        // At most once a minute per key, and never racing backwards.
+        await store.query('UPDATE api_key SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)', [now, row!.id]);
+        return { ok: true, key: toKey({ ...row!, last_used_at: now }) };
+      }
+      return check;
+    },
+
+    close: () => store.close(),
+    commitStats: () => ({ creates, transactions: creates }),
+  };
+}
+
+function numberTypeCodeOf(party: CreateSessionInput['first']): number {
+  return numberTypeCode(party.type);
+}
+
+function callLogElsewhere(): VnumError {
+  return new VnumError(
+    ErrorCode.UnsupportedInCluster,
+    "cluster mode: the call log is kept by each PBX node's vnum serve in its own file, not by the authority; read it on the node (vnum calls)",
+  );
+}
+
+/** A new PIN for `caller` on `dialled` (src/session/pin.ts's rules), inside the create's transaction. */
+async function issuePin(c: pg.ClientBase, key: Buffer, request: { dialled: E164; caller: E164; sid: number; now: number; bound: number }): Promise<string> {
+  // PINs of ended sessions on this number go first; the count left sets the length.
+  const { rows } = await c.query<{ live: number }>({
+    name: 'vnum_pin_purge',
+    text: `WITH gone AS (
+             DELETE FROM pin WHERE dialled = $1 AND NOT EXISTS (
+               SELECT 1 FROM bridge b WHERE b.caller = pin.caller AND b.dialled = pin.dialled AND b.sid = pin.sid
+                                        AND (b.ends_at IS NULL OR b.ends_at > $2))
+             RETURNING 1)
+           SELECT ((SELECT count(*) FROM pin WHERE dialled = $1) - (SELECT count(*) FROM gone))::int AS live`,
+    values: [request.dialled, request.now],
+  });
+  const digits = pinDigits(rows[0]!.live, request.bound);
+  for (let attempt = 0; attempt < PIN_TRIES; attempt++) {
+    const pin = randomPin(digits);
+    const inserted = await c.query({
+      name: 'vnum_pin_insert',
+      text: 'INSERT INTO pin (dialled, digest, caller, sid) VALUES ($1, $2, $3, $4) ON CONFLICT (dialled, digest) DO NOTHING',
+      values: [request.dialled, pinDigest(key, pin), request.caller, request.sid],
+    });
+    if (inserted.rowCount === 1) return pin;
+  }
+  throw noFreePin(digits, request.dialled);
+}
+
+/** A pair's bridge with its session, as the router reads it (src/routing/lookup.ts), on PostgreSQL. */
+const ROUTE_ROW_SQL = `SELECT b.target, CASE WHEN b.caller = s.first_party THEN s.first_masked_as ELSE s.second_masked_as END AS "presentedCallerId",
+         s.id AS session, b.ends_at AS "endsAt", b.target_type AS "targetTypeCode", s.call_settings AS "callSettings", s.idle_ms AS "idleMs"
+    FROM bridge b JOIN session s ON s.sid = b.sid WHERE b.caller = $1 AND b.dialled = $2`;
+
+class NotRead {
+  constructor(readonly bridges: Array<[E164, E164]>, readonly numbers: E164[]) {}
+}
+
+/**
+ * The router's decision from the authority's rows: src/routing/decide.ts
+ * runs unchanged over what was read; a key it asks for that was not read yet
+ * stops it, the key is read, and it runs again (it is pure). Two rounds for
+ * a typical call (the pair, then the pool number). PINs and out-of-session
+ * handling are the node's (its call path), as with a single box's API.
+ */
+async function decideOnAuthority(store: PgStore, call: Parameters<Authority['decideRoute']>[0], now: number, options: Parameters<Authority['decideRoute']>[2]) {
+  const rows = new Map<string, RouteBridgeRow | undefined>();
+  const inPool = new Map<string, boolean>();
+  for (let round = 0; round < 8; round++) {
+    const lookup: BridgeLookup = {
+      live: (caller, dialled) => {
+        const k = `${caller} ${dialled}`;
+        if (!rows.has(k)) throw new NotRead([[caller, dialled]], []);
+        return liveBridgeOf(rows.get(k));
+      },
+      latestSession: (caller, dialled) => lookup.live(caller, dialled)?.session,
+      liveReturnsLatest: true,
+      isPoolNumber: (number) => {
+        if (!inPool.has(number)) throw new NotRead([], [number]);
+        return inPool.get(number)!;
+      },
+    };
+    try {
+      return decideRoute(call, now, lookup, options);
+    } catch (error) {
+      if (!(error instanceof NotRead)) throw error;
+      for (const [caller, dialled] of error.bridges) {
+        rows.set(`${caller} ${dialled}`, (await store.query<RouteBridgeRow>(ROUTE_ROW_SQL, [caller, dialled])).rows[0]);
+      }
+      for (const number of error.numbers) {
+        inPool.set(number, (await store.query('SELECT 1 FROM pool_number WHERE number = $1', [number])).rows.length > 0);
+      }
+    }
+  }
+  throw new VnumError(ErrorCode.Internal, 'the routing decision kept asking for rows');
+}
+
+/** src/stats.ts's figures, in PostgreSQL's SQL. */
+async function collectStats(store: PgStore, now: number): Promise<Stats> {
+  const pool = { available: 0, reserved: 0, retired: 0, total: 0 };
+  for (const row of (await store.query<{ state: PoolState; n: number }>('SELECT state, count(*)::int AS n FROM pool_number GROUP BY state')).rows) {
+    pool[row.state] = row.n;
+    pool.total += row.n;
+  }
+  const counts = positional(
+    `SELECT ${SESSION_STATES.map((state) => `count(*) FILTER (WHERE ${stateSql(state)})::int AS ${state}`).join(', ')} FROM session`,
+    { now },
+  );
+  const sessions = (await store.query<Stats['sessions']>(counts.text, counts.values)).rows[0]!;
+  const busiest = positional(
+    `SELECT party, count(*)::int AS n FROM (
+       SELECT first_party AS party FROM session WHERE ${liveSql()}
+       UNION ALL
+       SELECT second_party FROM session WHERE ${liveSql()}
+     ) parties GROUP BY party ORDER BY n DESC, party COLLATE "C" LIMIT 1`,
+    { now },
+  );
+  const top = (await store.query<{ party: string; n: number }>(busiest.text, busiest.values)).rows[0];
+  return {
+    pool,
+    sessions,
+    busiestParty: { number: top ? redactNumber(top.party) : null, liveSessions: top?.n ?? 0, poolAvailable: pool.available },
+  };
+}
