@@ -41,7 +41,8 @@ import { startVnum, stopProcess, takeDecisions } from './processes.js';
  * user+system CPU of each server per FastAGI session, of the generator and
  * of `vnum replica`. Then the store lookup alone on each file, in one
  * process, call by call in turn, which tells a difference of the files apart
- * from a difference of the processes.
+ * from a difference of the processes: first with `vnum replica` following
+ * into the node's file, then again once it has stopped.
  */
 
 const POOL_SIZE = 1000;
@@ -134,14 +135,23 @@ async function measure(context: BenchContext, sizes: Sizes, store: SeededStore, 
     await stopProcess(node.child, 'SIGTERM');
     generator.child.send({ type: 'exit' });
 
-    const lookups = timeLookups(store, replicaPath, sizes.lookups);
+    const following = timeLookups(store, replicaPath, sizes.lookups);
+    const filesThen = compareFiles(store.path, replicaPath).text;
     load.push(loadavg()[0]!);
     const replicaShare = replicaCpu.seconds / replicaCpu.wallSeconds;
     context.log(
       `vnum replica meanwhile: ${(replicaShare * 100).toFixed(1)}% of a core; health after the rounds ${stillFresh ? `${stillFresh.phase}, fresh ${freshAge} ms before` : 'none'}; ` +
-        `files after the lookups: ${compareFiles(store.path, replicaPath).text}`,
+        `files after the lookups: ${filesThen}`,
     );
-    return figuresOf(store, sizes, mix, runs, lookups, { files: files.text, buildSeconds, replicaShare, load });
+    // The same lookups once the replica process has stopped: the file alone, without a process following into it.
+    await stopProcess(replica.child, 'SIGTERM');
+    const stopped = timeLookups(store, replicaPath, sizes.lookups);
+    load.push(loadavg()[0]!);
+    context.log(
+      `store lookup p50/p99: replica following ${p(following.node, 50)}/${p(following.node, 99)} µs against single ${p(following.single, 50)}/${p(following.single, 99)} µs; ` +
+        `replica stopped ${p(stopped.node, 50)}/${p(stopped.node, 99)} µs against single ${p(stopped.single, 50)}/${p(stopped.single, 99)} µs`,
+    );
+    return figuresOf(store, sizes, mix, runs, { following, stopped }, { files: files.text, buildSeconds, replicaShare, load });
   } finally {
     for (const child of children) {
       if (child.exitCode === null && child.signalCode === null) await stopProcess(child, 'SIGTERM');
@@ -406,7 +416,7 @@ function figuresOf(
   sizes: Sizes,
   mix: KeyMix,
   runs: Record<Side, Run[]>,
-  lookups: { single: Float64Array; node: Float64Array },
+  lookups: Record<'following' | 'stopped', { single: Float64Array; node: Float64Array }>,
   notes: { files: string; buildSeconds: number; replicaShare: number; load: number[] },
 ): Figure[] {
   const fmt = (values: number[], digits = 0): string => values.map((v) => v.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })).join(' · ');
@@ -446,14 +456,17 @@ function figuresOf(
     baseline: { name: 'the same, vnum serve on the single box', value: median(rates.single) },
     size: `${setting}; per run node ${fmt(rates.node)}/s, single ${fmt(rates.single)}/s`,
   });
-  for (const q of [50, 99]) {
-    figures.push({
-      name: `store lookup (bridge join session) p${q} on the replica file, in-process`,
-      unit: 'µs',
-      value: percentile(lookups.node, q),
-      baseline: { name: "the same on the single box's file, call by call in turn", value: percentile(lookups.single, q) },
-      size: `${formatCount(lookups.node.length)} random live pairs each; ${notes.files}; ${loadText}`,
-    });
+  for (const state of ['following', 'stopped'] as const) {
+    const { node, single } = lookups[state];
+    for (const q of [50, 99]) {
+      figures.push({
+        name: `store lookup (bridge join session) p${q} on the replica file, in-process, vnum replica ${state === 'following' ? 'following into it' : 'stopped'}`,
+        unit: 'µs',
+        value: percentile(node, q),
+        baseline: { name: "the same on the single box's file, call by call in turn", value: percentile(single, q) },
+        size: `${formatCount(node.length)} random live pairs each; ${notes.files}; ${loadText}`,
+      });
+    }
   }
   return figures;
 }

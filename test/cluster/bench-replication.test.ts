@@ -44,8 +44,10 @@ describeWhen(pgBlocker(), 'npm run bench -- replication --smoke', () => {
       "routing decision p99.9 inside vnum serve on a cluster node's replica (route(): numbers, lookup)",
       'CPU (user + system) of vnum serve per FastAGI session on a cluster node (gate on, replica following), median of runs',
       'FastAGI sessions/s of vnum serve on a cluster node, median of runs',
-      'store lookup (bridge join session) p50 on the replica file, in-process',
-      'store lookup (bridge join session) p99 on the replica file, in-process',
+      'store lookup (bridge join session) p50 on the replica file, in-process, vnum replica following into it',
+      'store lookup (bridge join session) p99 on the replica file, in-process, vnum replica following into it',
+      'store lookup (bridge join session) p50 on the replica file, in-process, vnum replica stopped',
+      'store lookup (bridge join session) p99 on the replica file, in-process, vnum replica stopped',
     ]);
     expect(rows[1]).toMatch(/\| [\d.,]+ µs \| the same on the single box's file, same rounds \| [\d.,]+ µs \|.*\| ≤ 1.1× single box \|/);
   }, 300_000);
