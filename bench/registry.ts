@@ -7,6 +7,7 @@ import { pinBenchmark } from './pin.js';
 import { apiBenchmark } from './api.js';
 import { replicationBenchmark } from './replication.js';
 import { replicaRoutingBenchmark } from './replica-routing.js';
+import { apiClusterBenchmark } from './api-cluster.js';
 import { webhooksBenchmark } from './webhooks.js';
 
 /** Every benchmark, in the order `npm run bench` runs them. A new one is a module in bench/ added here. */
@@ -20,4 +21,5 @@ export const BENCHMARKS: readonly Benchmark[] = [
   asteriskBenchmark,
   replicationBenchmark,
   replicaRoutingBenchmark,
+  apiClusterBenchmark,
 ];
