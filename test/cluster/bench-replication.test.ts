@@ -1,5 +1,5 @@
 /**
- * The benchmarks that need PostgreSQL (replication, replica-routing) at smoke
+ * The benchmarks that need PostgreSQL (replication, replica-routing, api-cluster) at smoke
  * size, here rather than in test/unit/bench-smoke.test.ts: they keep working
  * and write their figures beside their baselines. Figures are read by people
  * from docs/benchmarks.md, never asserted.
@@ -50,5 +50,16 @@ describeWhen(pgBlocker(), 'npm run bench -- replication --smoke', () => {
       'store lookup (bridge join session) p99 on the replica file, in-process, vnum replica stopped',
     ]);
     expect(rows[1]).toMatch(/\| [\d.,]+ µs \| the same on the single box's file, same rounds \| [\d.,]+ µs \|.*\| ≤ 1.1× single box \|/);
+  }, 300_000);
+
+  it('creates through two vnum api --authority on PostgreSQL beside the single box API, and appends the rows', () => {
+    const report = join(dir, 'api-cluster.md');
+    const run = spawnSync(process.execPath, [RUNNER, 'api-cluster', '--smoke', '--report', report], { encoding: 'utf8', timeout: 300_000 });
+    expect(run.stderr).not.toMatch(/failed/);
+    expect(run.status, run.stderr).toBe(0);
+    const rows = readFileSync(report, 'utf8').split('\n').filter((l) => l.startsWith('| ') && l.includes('api-cluster (smoke)'));
+    expect(rows).toHaveLength(2);
+    expect(rows[0]).toMatch(/session creates\/s through two vnum api --authority on PostgreSQL.* \| [\d.,]+ \/s \| the single box's vnum api on SQLite.* \| [\d.,]+ \/s \|.*\| ≥ 1× the single box \|/);
+    expect(rows[1]).toMatch(/CPU per create in cluster mode \(both API processes \+ PostgreSQL\).* \| [\d.,]+ µs \|/);
   }, 300_000);
 });
