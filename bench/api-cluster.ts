@@ -3,20 +3,18 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
 import { createApiKey } from '../src/access/api-keys.js';
 import { openDb, type Db } from '../src/store/db.js';
-import { migratePg } from '../src/store/pg/migrate.js';
 import type { PgTarget } from '../src/replica/stream.js';
-import { PgCluster, pgBlocker } from '../test/support/cluster/pg.js';
+import { pgBlocker } from '../test/support/cluster/pg.js';
 import { VNUM_BIN } from '../test/support/cli.js';
 import { cpuSecondsOf } from '../test/support/proc.js';
 import { medianRound, startApi, startHttpLoad, type HttpLoad } from './api.js';
-import { copyToAuthority } from './authority-seed.js';
+import { withSeededAuthority, type SeededAuthority } from './authority-seed.js';
 import { formatCount, type Benchmark, type BenchContext, type Figure } from './benchmark.js';
 import type { HttpRunResult } from './http-load.js';
 import { median } from './routing.js';
-import { seedStore, type SeededStore } from './seed.js';
+import type { SeededStore } from './seed.js';
 import { stopProcess } from './processes.js';
 
 /**
@@ -58,17 +56,11 @@ export const apiClusterBenchmark: Benchmark = {
     const blocker = pgBlocker();
     if (blocker) return { figures: [], skipped: blocker };
     const sizes = context.smoke ? SIZES.smoke : SIZES.full;
-    const load = [loadavg()[0]!];
-    context.log(`seeding ${formatCount(sizes.sessions)} sessions (the single box's file); load average ${load[0]!.toFixed(2)}`);
-    const store = seedStore(join(context.workDir, 'single.db'), { sessions: sizes.sessions, poolSize: POOL_SIZE, log: context.log });
-    const cluster = await PgCluster.start({
-      settings: { fsync: 'on', full_page_writes: 'on', synchronous_commit: 'on', checkpoint_timeout: '5min', max_wal_size: '1GB' },
-    });
-    try {
-      return { figures: await measure(context, sizes, store, cluster, load) };
-    } finally {
-      cluster.remove();
-    }
+    const settings = { fsync: 'on', full_page_writes: 'on', synchronous_commit: 'on', checkpoint_timeout: '5min', max_wal_size: '1GB' };
+    const figures = await withSeededAuthority(context, { sessions: sizes.sessions, poolSize: POOL_SIZE, copyBatch: sizes.copyBatch, settings }, (seeded) =>
+      measure(context, sizes, seeded),
+    );
+    return { figures };
   },
 };
 
@@ -90,17 +82,10 @@ interface Run {
   generatorUs: number;
 }
 
-async function measure(context: BenchContext, sizes: Sizes, store: SeededStore, cluster: PgCluster, load: number[]): Promise<Figure[]> {
-  const target = await cluster.createDatabase('bench');
-  const client = new pg.Client({ ...target });
-  await client.connect();
+async function measure(context: BenchContext, sizes: Sizes, { store, cluster, target, client, load }: SeededAuthority): Promise<Figure[]> {
   const db = openDb(store.path);
   const children: ChildProcess[] = [];
   try {
-    await migratePg(client);
-    const started = performance.now();
-    await copyToAuthority(store.path, client, sizes.copyBatch, context.log);
-    context.log(`authority holds the same rows (${((performance.now() - started) / 1000).toFixed(1)} s)`);
     await client.query('CHECKPOINT');
 
     const generators: HttpLoad[] = [];
@@ -136,11 +121,16 @@ async function measure(context: BenchContext, sizes: Sizes, store: SeededStore, 
       context.log(`round ${round + 1} (${order.map((s) => s.name).join(', ')}): single box ${one(r.single)}; cluster ${one(r.cluster)}; ratio ${(r.cluster.rate / r.single.rate).toFixed(2)}; load ${load.at(-1)!.toFixed(2)}`);
     }
     for (const child of children) await stopProcess(child);
-    return figuresOf(store, sizes, rounds, load);
+    // What each create's PIN purge walks: the PINs stored on a pool number (docs/benchmarks.md, api-cluster).
+    const pinsSql = 'SELECT count(*) AS pins, count(DISTINCT dialled) AS numbers, coalesce(max(n), 0) AS busiest FROM (SELECT dialled, count(*) OVER (PARTITION BY dialled) AS n FROM pin) p';
+    const local = db.prepare<[], PinSpread>(pinsSql).get()!;
+    const remote = (await client.query<Record<keyof PinSpread, string>>(pinsSql)).rows[0]!;
+    const pins = { single: local, cluster: { pins: Number(remote.pins), numbers: Number(remote.numbers), busiest: Number(remote.busiest) } };
+    context.log(`PINs stored: single box ${JSON.stringify(pins.single)}, authority ${JSON.stringify(pins.cluster)}`);
+    return figuresOf(store, sizes, rounds, load, pins);
   } finally {
     for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     db.close();
-    await client.end();
   }
 }
 
@@ -228,7 +218,19 @@ function assertCreates(side: Side, result: HttpRunResult): void {
   }
 }
 
-function figuresOf(store: SeededStore, sizes: Sizes, rounds: Array<Record<'single' | 'cluster', Run>>, load: number[]): Figure[] {
+interface PinSpread {
+  pins: number;
+  numbers: number;
+  busiest: number;
+}
+
+function figuresOf(
+  store: SeededStore,
+  sizes: Sizes,
+  rounds: Array<Record<'single' | 'cluster', Run>>,
+  load: number[],
+  pins: Record<'single' | 'cluster', PinSpread>,
+): Figure[] {
   const list = (pick: (r: Record<'single' | 'cluster', Run>) => number, digits = 0): string =>
     rounds.map((r) => pick(r).toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })).join(' · ');
   const middle = medianRound(rounds, (r) => r.cluster.rate / r.single.rate);
@@ -236,7 +238,9 @@ function figuresOf(store: SeededStore, sizes: Sizes, rounds: Array<Record<'singl
   const setting =
     `${formatCount(store.sessions)} live sessions, ${formatCount(POOL_SIZE)} numbers, the same rows on both; ${sizes.connections} keep-alive connections from 2 generators, ` +
     `${rounds.length} × ${sizes.roundMs / 1000} s per side alternating; PostgreSQL 15 on the same 2 cores (fsync, synchronous_commit on); ` +
-    `load average (1 min) ${load.map((l) => l.toFixed(1)).join(' · ')}`;
+    `load average (1 min) ${load.map((l) => l.toFixed(1)).join(' · ')}; ` +
+    `PINs stored at the end, single box ${formatCount(pins.single.pins)} on ${pins.single.numbers} numbers (busiest ${formatCount(pins.single.busiest)}), ` +
+    `authority ${formatCount(pins.cluster.pins)} on ${pins.cluster.numbers} (busiest ${formatCount(pins.cluster.busiest)})`;
   const total = (r: Run): number => r.apiUs + r.pgUs;
   return [
     {

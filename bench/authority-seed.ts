@@ -1,6 +1,56 @@
-import type pg from 'pg';
+import { loadavg } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import type { PgTarget } from '../src/replica/stream.js';
 import { openDb } from '../src/store/db.js';
-import { formatCount } from './benchmark.js';
+import { migratePg } from '../src/store/pg/migrate.js';
+import { PgCluster } from '../test/support/cluster/pg.js';
+import { formatCount, type BenchContext } from './benchmark.js';
+import { seedStore, type SeededStore } from './seed.js';
+
+/** What a cluster benchmark measures on: the single box's store and an authority holding the same rows. */
+export interface SeededAuthority {
+  store: SeededStore;
+  cluster: PgCluster;
+  target: PgTarget;
+  /** A connection to the authority's database (closed afterwards). */
+  client: pg.Client;
+  /** The 1-minute load average, from the start on; the benchmark pushes more as it goes. */
+  load: number[];
+}
+
+/**
+ * Seeds the single box's file (bench/seed.ts), starts a private PostgreSQL 15
+ * with `settings`, makes cluster mode's schema and copies the file's rows
+ * into it, then runs `body`; the cluster is stopped and removed afterwards.
+ */
+export async function withSeededAuthority<T>(
+  context: BenchContext,
+  options: { sessions: number; poolSize: number; copyBatch: number; settings: Record<string, string> },
+  body: (seeded: SeededAuthority) => Promise<T>,
+): Promise<T> {
+  const load = [loadavg()[0]!];
+  context.log(`seeding ${formatCount(options.sessions)} sessions (the single box's file); load average ${load[0]!.toFixed(2)}`);
+  const store = seedStore(join(context.workDir, 'single.db'), { sessions: options.sessions, poolSize: options.poolSize, log: context.log });
+  context.log(`seeded in ${(store.seedMs / 1000).toFixed(1)} s`);
+  const cluster = await PgCluster.start({ settings: options.settings });
+  try {
+    const target = await cluster.createDatabase('bench');
+    const client = new pg.Client({ ...target });
+    await client.connect();
+    try {
+      await migratePg(client);
+      const started = performance.now();
+      await copyToAuthority(store.path, client, options.copyBatch, context.log);
+      context.log(`authority holds the same rows (${((performance.now() - started) / 1000).toFixed(1)} s)`);
+      return await body({ store, cluster, target, client, load });
+    } finally {
+      await client.end();
+    }
+  } finally {
+    cluster.remove();
+  }
+}
 
 /**
  * pool_number, session (with its sid: COPY-like, OVERRIDING SYSTEM VALUE),
