@@ -37,9 +37,11 @@ export function replicaMark(db: Db): ReplicaMark | undefined {
 export function replicaReadOnlyError(mark: ReplicaMark, shownPath: string, what: string): VnumError {
   const node = mark.node === null ? 'a cluster node' : `cluster node ${mark.node}`;
   const authority = mark.database === null ? 'the authority (PostgreSQL)' : `the authority (PostgreSQL database ${mark.database})`;
+  // API keys are made on the authority by vnum apikey itself; everything else goes through the API.
+  const through = what.startsWith('vnum apikey') ? 'vnum apikey --authority' : 'vnum api --authority';
   return new VnumError(
     ErrorCode.ReplicaReadOnly,
-    `${shownPath} is the replica of ${node}, written only by vnum replica: ${what} writes on ${authority}, through vnum api --authority, not in this file (reading it still works)`,
+    `${shownPath} is the replica of ${node}, written only by vnum replica: ${what} writes on ${authority}, through ${through}, not in this file (reading it still works)`,
   );
 }
 
