@@ -229,7 +229,7 @@ export function registerApi(program: Command): void {
   api
     .option('--country <XX>', 'default country for numbers without + (VNUM_DEFAULT_COUNTRY); a request may name its own')
     .option(...ALLOWED_NUMBER_TYPES_OPTION)
-    .addOption(pinGuessBoundOption())
+    .addOption(pinGuessBoundOption(ErrorCode.Configuration))
     .option('--probe', 'do not serve: ask the API these settings describe whether it is ready (GET /v1/ready); exit 0 if so, 1 if not')
     .action(async (options: ApiFlags, command: Command) => {
       // Judge every setting, the logger's included, before a database is opened, created or migrated.

@@ -83,7 +83,7 @@ describe('POST /v1/sessions takes what vnum session create takes for issue 14', 
     const file = join(api.dir, 'never.db');
     const r = vnum(['--db', file, 'api', '--host', '127.0.0.1', '--port', '1'], { VNUM_PIN_GUESS_BOUND: '0.5' });
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/invalid PIN guess bound "0.5".*VNUM_INVALID_ARGUMENT/);
+    expect(r.stderr).toMatch(/invalid PIN guess bound "0.5".*VNUM_CONFIGURATION/);
     expect(existsSync(file)).toBe(false);
   });
 
