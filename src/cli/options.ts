@@ -32,7 +32,7 @@ function pinGuessBound(text: string, code: ErrorCode): number {
  * bad one is an invalid argument of a command (`session create`), and a
  * configuration error of a service (`vnum api`), like its other settings.
  */
-export function pinGuessBoundOption(code: ErrorCode.InvalidArgument | ErrorCode.Configuration = ErrorCode.InvalidArgument): Option {
+export function pinGuessBoundOption(code: typeof ErrorCode.InvalidArgument | typeof ErrorCode.Configuration = ErrorCode.InvalidArgument): Option {
   return new Option('--pin-guess-bound <p>', `the most one random PIN guess may succeed, ${PIN_GUESS_BOUND_LIMITS.min} to ${PIN_GUESS_BOUND_LIMITS.max}; sizes the PINs`)
     .default(DEFAULT_PIN_GUESS_BOUND)
     .env('VNUM_PIN_GUESS_BOUND')
