@@ -12,8 +12,9 @@ import { answerFor, ERROR_ANSWER } from './routing/answer.js';
 import type { RouteDecision } from './routing/decide.js';
 import { isoTime } from './time.js';
 
+/** A pool number, with how it handles callers without a bridge (each null: vnum serve's default). */
 export function poolNumberJson(n: PoolNumber) {
-  return { number: n.number, country: n.country, state: n.state, addedAt: isoTime(n.addedAt) };
+  return { number: n.number, country: n.country, state: n.state, addedAt: isoTime(n.addedAt), ...n.handling };
 }
 
 export function poolChangeJson(change: PoolChange) {

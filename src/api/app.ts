@@ -8,6 +8,7 @@ import type { Authority } from '../authority/authority.js';
 import { ErrorCode, VnumError } from '../errors.js';
 import type { HttpMetrics } from '../metrics/http.js';
 import type { NumberPolicy } from '../numbers/policy.js';
+import { DEFAULT_PIN_GUESS_BOUND } from '../session/pin.js';
 import { checkApiKey, type BadKeyLimit } from './access.js';
 import type { ApiContext, Handler } from './context.js';
 import { API_LIMITS } from './limits.js';
@@ -24,6 +25,8 @@ export interface ApiOptions {
   logger: Logger;
   defaultCountry: string | undefined;
   policy: NumberPolicy;
+  /** VNUM_PIN_GUESS_BOUND: sizes the PINs a create issues (DEFAULT_PIN_GUESS_BOUND when absent). */
+  pinGuessBound?: number | undefined;
   /** Requests per second per client address, before any key is looked at; 0: no limit. */
   rateLimit: number;
   /** Requests without a valid key an address may make before it is refused outright. */
@@ -52,7 +55,14 @@ export const HANDLERS: Readonly<Record<string, Handler>> = { ...SESSION_HANDLERS
 export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   const document = openApiDocument();
   const now = options.now ?? Date.now;
-  const context: ApiContext = { authority: options.authority, defaultCountry: options.defaultCountry, policy: options.policy, now, document };
+  const context: ApiContext = {
+    authority: options.authority,
+    defaultCountry: options.defaultCountry,
+    policy: options.policy,
+    pinGuessBound: options.pinGuessBound ?? DEFAULT_PIN_GUESS_BOUND,
+    now,
+    document,
+  };
   const { logger } = options;
 
   const app = Fastify({

@@ -9,6 +9,8 @@ export interface ApiContext {
   defaultCountry: string | undefined;
   /** VNUM_ALLOWED_NUMBER_TYPES: the operator's; no request can widen it. */
   policy: NumberPolicy;
+  /** VNUM_PIN_GUESS_BOUND: the operator's bound on one random PIN guess, which sizes the PINs a create issues; no request sets it. */
+  pinGuessBound: number;
   now: () => number;
   /** The OpenAPI document, as served. */
   document: Record<string, unknown>;

@@ -12,10 +12,14 @@ import { createRequire } from 'node:module';
 import { SCOPES } from '../access/api-keys.js';
 import { CALL_STATES } from '../calls/store.js';
 import { ErrorCode } from '../errors.js';
+import { OUT_OF_SESSION_MODES, PIN_MODES } from '../pool/handling.js';
 import { POOL_STATES } from '../pool/pool.js';
 import { DEFAULT_MAX_RETIRE_PERCENT } from '../pool/sync.js';
 import { ROUTE_STATUSES } from '../routing/decide.js';
+import { CALL_LIMITS } from '../session/call-settings.js';
+import { IDLE_LIMITS, MAX_TTL_MS } from '../session/sessions.js';
 import { SESSION_STATES } from '../session/state.js';
+import { formatDuration } from '../duration.js';
 import { API_LIMITS } from './limits.js';
 import { STATUS_OF } from './problem.js';
 
@@ -106,6 +110,17 @@ const sessionProperties: Record<string, Schema> = {
   },
 };
 
+/** How a pool number handles callers without a bridge (`vnum pool set`); null: vnum serve's default (--pin, --out-of-session, --fallback). */
+const handlingProperties: Record<string, Schema> = {
+  pin: { type: ['string', 'null'], enum: [...PIN_MODES, null], description: "Who is asked for a PIN: off, withheld (withheld or invalid callers), all (every caller without a bridge); null: vnum serve's --pin." },
+  outOfSession: {
+    type: ['string', 'null'],
+    enum: [...OUT_OF_SESSION_MODES, null],
+    description: "What a refused caller gets: announce (an announcement, then a hang-up) or fallback (the desk); null: vnum serve's --out-of-session.",
+  },
+  fallback: { ...nullable(e164), description: "The desk a refused caller is put through to (never a pool number); null: vnum serve's --fallback." },
+};
+
 const problemProperties: Record<string, Schema> = {
   type: { type: 'string', format: 'uri', description: '`urn:vnum:problem:<code>`' },
   title: { type: 'string' },
@@ -174,7 +189,22 @@ const schemas: Record<string, Schema> = {
           ['number'],
         ),
       },
-      ttl: duration('End the session this long after creation, at most 365d.', '2h'),
+      ttl: duration(`End the session this long after creation, at most ${formatDuration(MAX_TTL_MS)}; with idleTimeout, its hard maximum.`, '2h'),
+      idleTimeout: duration(
+        `Sliding TTL: end the session this long after its last bridged call (each call pushes the end, never past ttl), ${formatDuration(IDLE_LIMITS.min)} to ${formatDuration(IDLE_LIMITS.max)}; no longer than ttl.`,
+        '30m',
+      ),
+      calleeAnnouncement: {
+        type: 'string',
+        maxLength: 160,
+        description: 'An Asterisk sound played to the callee on answer, before the call connects: 1-4 parts of A-Z a-z 0-9 _ - separated by / (no extension).',
+        examples: ['followme/call-from'],
+      },
+      callerAnnouncement: { type: 'string', maxLength: 64, description: 'A music-on-hold class (musiconhold.conf) the caller hears while the callee rings.', examples: ['vnumwait'] },
+      callLimit: duration(`The longest an answered call may last, whole seconds, 1s to ${formatDuration(CALL_LIMITS.callLimitMs.max)}.`, '30m'),
+      limitWarning: duration(`Play vnum serve's warning sound to the caller this long before the call limit, whole seconds, shorter than callLimit.`, '1m'),
+      ringTimeout: duration(`How long the callee may ring, whole seconds, 1s to ${formatDuration(CALL_LIMITS.ringTimeoutMs.max)}.`, '45s'),
+      record: { type: 'boolean', description: "Record this session's calls (true, with the consent notice vnum serve plays) or never (false); absent: vnum serve's --record." },
       country,
     },
     ['id', 'parties'],
@@ -192,7 +222,23 @@ const schemas: Record<string, Schema> = {
     country: { type: 'string', examples: ['GB'] },
     state: { type: 'string', enum: [...POOL_STATES] },
     addedAt: time,
+    ...handlingProperties,
   }),
+  NumberHandling: object({ number: e164, ...handlingProperties, changed: { type: 'boolean', description: 'false: it was already so.' } }),
+  SetNumberHandling: {
+    ...object(
+      {
+        pin: { ...handlingProperties.pin, description: `${handlingProperties.pin!.description as string} Absent: left as it is.` },
+        outOfSession: { ...handlingProperties.outOfSession, description: `${handlingProperties.outOfSession!.description as string} Absent: left as it is.` },
+        fallback: {
+          ...nullable(numberText('The desk: +E.164, or national with `country`.')),
+          description: "The desk a refused caller is put through to: +E.164, or national with `country`; never a pool number. null: vnum serve's --fallback. Absent: left as it is.",
+        },
+      },
+      [],
+    ),
+    minProperties: 1,
+  },
   PoolPage: object({ numbers: { type: 'array', items: ref('PoolNumber') }, next }),
   AddToPool: object(
     {
@@ -508,6 +554,23 @@ const OPERATIONS: Record<string, Partial<Record<'get' | 'post', Operation>>> = {
       ],
       success: { status: 200, schema: ref('Retired'), description: '`changed: false`: it was already retired.' },
       problems: [404, 422],
+    },
+  },
+  '/v1/pool/{number}/handling': {
+    post: {
+      operationId: 'setNumberHandling',
+      summary: 'How a pool number handles callers without a bridge: PIN mode, out-of-session handling, desk (as `vnum pool set`).',
+      description:
+        "A value sets it, null returns it to vnum serve's default, an absent field leaves it. The desk must not be a pool number (409 VNUM_POOL_CONFLICT). " +
+        'vnum serve reads it on the next call without a bridge.',
+      scope: 'pool',
+      parameters: [
+        { name: 'number', in: 'path', required: true, schema: numberText('The virtual number (URL-encode the +: %2B).'), description: 'The virtual number.' },
+        countryParameter,
+      ],
+      requestBody: jsonBody(ref('SetNumberHandling')),
+      success: { status: 200, schema: ref('NumberHandling'), description: "The number's handling after the change." },
+      problems: [...WITH_BODY, 404, 409, 422],
     },
   },
   '/v1/route': {

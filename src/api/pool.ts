@@ -4,6 +4,7 @@ import { normaliseNumber } from '../numbers/normalise.js';
 import { parsePoolCsv } from '../pool/csv.js';
 import { readExport } from '../pool/export.js';
 import { parseRetireShare } from '../pool/sync.js';
+import type { HandlingChange } from '../pool/handling.js';
 import type { PoolState } from '../pool/pool.js';
 import { parts, type Handler } from './context.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
@@ -46,6 +47,20 @@ const retireNumber: Handler = async (request, _reply, context) => {
   return { number, state: 'retired', changed };
 };
 
+/** As `vnum pool set`: a value sets it, null returns it to vnum serve's default, absent leaves it. */
+const setNumberHandling: Handler = async (request, _reply, context) => {
+  const { query, params, body } = parts<{ country?: string }, HandlingChange & { fallback?: string | null }, { number: string }>(request);
+  const country = countryOf(query.country, context);
+  const number = normaliseNumber(params.number, country);
+  const change: HandlingChange = {
+    pin: body.pin,
+    outOfSession: body.outOfSession,
+    fallback: body.fallback == null ? body.fallback : normaliseNumber(body.fallback, country),
+  };
+  const { handling, changed } = await context.authority.setNumberHandling(number, change);
+  return { number, ...handling, changed };
+};
+
 /** As `vnum pool sync`: the export in the body (CSV, or JSON as the provider wrote it), the options in the query. */
 const syncPool: Handler = async (request, _reply, context) => {
   const { query, body } = parts<{ retireMissing: boolean; maxRetire: string; dryRun: boolean; country?: string }, unknown>(request);
@@ -62,4 +77,4 @@ const syncPool: Handler = async (request, _reply, context) => {
   });
 };
 
-export const POOL_HANDLERS = { listPool, addToPool, importPool, retireNumber, syncPool };
+export const POOL_HANDLERS = { listPool, addToPool, importPool, retireNumber, setNumberHandling, syncPool };

@@ -1,17 +1,20 @@
 import { parseDuration } from '../duration.js';
 import { sessionJson } from '../session/json.js';
 import { normaliseNumber, parseCountry } from '../numbers/normalise.js';
-import { DEFAULT_GRACE_MS, MAX_GRACE_MS, MAX_TTL_MS, partyInput, validateSessionId } from '../session/sessions.js';
+import { DEFAULT_GRACE_MS, IDLE_LIMITS, MAX_GRACE_MS, MAX_TTL_MS, partyInput, validateSessionId } from '../session/sessions.js';
+import { callSettingsFromText, type CallSettingsText } from '../session/call-settings.js';
 import type { SessionState } from '../session/state.js';
 import type { Authority } from '../authority/authority.js';
 import { parts, type ApiContext, type Handler } from './context.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
 import { API_LIMITS } from './limits.js';
 
-interface CreateBody {
+/** As `vnum session create`'s flags, camelCased: the same settings, bounds and error codes (errors name the field). */
+interface CreateBody extends CallSettingsText {
   id: string;
   parties: [PartyBody, PartyBody];
   ttl?: string;
+  idleTimeout?: string;
   country?: string;
 }
 interface PartyBody {
@@ -33,8 +36,11 @@ const createSession: Handler = async (request, reply, context) => {
     first: partyInput(first.number, first.maskedAs, country),
     second: partyInput(second.number, second.maskedAs, country),
     ttlMs: body.ttl === undefined ? undefined : parseDuration(body.ttl, 'ttl', { min: 1, max: MAX_TTL_MS }),
+    idleMs: body.idleTimeout === undefined ? undefined : parseDuration(body.idleTimeout, 'idleTimeout', IDLE_LIMITS),
+    callSettings: callSettingsFromText(body, (field) => field),
     now: context.now(),
     policy: context.policy,
+    pinGuessBound: context.pinGuessBound,
   });
   reply.code(created ? 201 : 200).header('location', `/v1/sessions/${encodeURIComponent(session.id)}`);
   return { ...sessionJson(session), created };

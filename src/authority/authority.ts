@@ -4,6 +4,7 @@ import type { RouterStatus } from '../calls/store.js';
 import type { E164 } from '../numbers/normalise.js';
 import type { PoolChange, PoolEntryInput, PoolNumber, PoolQuery } from '../pool/pool.js';
 import type { SyncOptions, SyncSummary } from '../pool/sync.js';
+import type { HandlingChange, NumberHandling } from '../pool/handling.js';
 import type { CallKey, RouteDecision, RouteOptions } from '../routing/decide.js';
 import type { CreateResult, CreateSessionInput, ReleaseResult, Session, SessionFilter, SessionPage } from '../session/sessions.js';
 import type { Stats } from '../stats.js';
@@ -34,6 +35,8 @@ export interface Authority {
   listPool(query: PoolQuery & { limit: number }): Promise<{ numbers: PoolNumber[]; next: string | undefined }>;
   addToPool(entries: PoolEntryInput[], options: { defaultCountry: string | undefined; now: number; rule: 'operator' | 'import' }): Promise<PoolChange>;
   retireNumber(number: E164): Promise<{ changed: boolean }>;
+  /** How a pool number handles callers without a bridge, as `vnum pool set` (src/pool/handling.ts). */
+  setNumberHandling(number: E164, change: HandlingChange): Promise<{ handling: NumberHandling; changed: boolean }>;
   /** A provider's export, as `vnum pool sync` (src/pool/sync.ts): all or nothing, VNUM_RETIRE_LIMIT over the limit. */
   syncPool(entries: PoolEntryInput[], options: SyncOptions): Promise<SyncSummary>;
 

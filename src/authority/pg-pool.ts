@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { ErrorCode, VnumError } from '../errors.js';
 import type { E164 } from '../numbers/normalise.js';
 import { HELD_SQL, heldNumber, validateEntries, type HeldRow, type PoolNumber, type PoolState } from '../pool/pool.js';
+import { changedHandling, checkHandlingChange, handlingOf, type HandlingRow } from '../pool/handling.js';
 import { planPoolChange, type HeldNumber, type PoolPlan, type ValidEntry } from '../pool/plan.js';
 import { retireLimit, retireLimitError, syncSummary } from '../pool/sync.js';
 import type { Authority } from './authority.js';
@@ -15,7 +16,7 @@ import type { PgStore } from './pg-store.js';
  * every node's replica follow. Numbers sort as SQLite sorts them (bytes:
  * COLLATE "C"), so pages and cursors are the single box's.
  */
-export function pgPoolFaces(store: PgStore, poolLock: number): Pick<Authority, 'listPool' | 'addToPool' | 'retireNumber' | 'syncPool'> {
+export function pgPoolFaces(store: PgStore, poolLock: number): Pick<Authority, 'listPool' | 'addToPool' | 'retireNumber' | 'syncPool' | 'setNumberHandling'> {
   const changing = <T>(work: (c: pg.PoolClient) => Promise<T>): Promise<T> =>
     store.transaction(async (c) => {
       await c.query('SELECT pg_advisory_xact_lock($1)', [poolLock]);
@@ -24,13 +25,15 @@ export function pgPoolFaces(store: PgStore, poolLock: number): Pick<Authority, '
 
   return {
     listPool: async (query) => {
-      const { rows } = await store.query<{ number: E164; country: string; state: PoolState; added_at: number }>(
-        `SELECT number, country, state, added_at FROM pool_number
+      const { rows } = await store.query<{ number: E164; country: string; state: PoolState; added_at: number } & HandlingRow>(
+        `SELECT number, country, state, added_at, pin_mode, out_of_session, fallback FROM pool_number
           WHERE ($1::text IS NULL OR number COLLATE "C" > $1) AND ($2::text IS NULL OR state = $2)
           ORDER BY number COLLATE "C" LIMIT $3`,
         [query.after ?? null, query.state ?? null, query.limit + 1],
       );
-      const numbers: PoolNumber[] = rows.slice(0, query.limit).map((r) => ({ number: r.number, country: r.country, state: r.state, addedAt: r.added_at }));
+      const numbers: PoolNumber[] = rows
+        .slice(0, query.limit)
+        .map((r) => ({ number: r.number, country: r.country, state: r.state, addedAt: r.added_at, handling: handlingOf(r) }));
       const more = rows.length > query.limit;
       return { numbers, more, next: more ? numbers.at(-1)!.number : undefined };
     },
@@ -58,6 +61,21 @@ export function pgPoolFaces(store: PgStore, poolLock: number): Pick<Authority, '
         await c.query("UPDATE meta SET value = value + 1 WHERE key = 'pool_revision'");
         return { changed: true, tookOverFromSync };
       }),
+
+    setNumberHandling: async (number, change) => {
+      checkHandlingChange(change);
+      return store.transaction(async (c) => {
+        const { rows } = await c.query<HandlingRow>('SELECT pin_mode, out_of_session, fallback FROM pool_number WHERE number = $1 FOR UPDATE', [number]);
+        const desk = change.fallback == null ? [] : (await c.query('SELECT 1 FROM pool_number WHERE number = $1', [change.fallback])).rows;
+        const result = changedHandling(number, rows[0] && handlingOf(rows[0]), change, desk.length > 0);
+        if (result.changed) {
+          await c.query('UPDATE pool_number SET pin_mode = $1, out_of_session = $2, fallback = $3 WHERE number = $4', [
+            result.handling.pin, result.handling.outOfSession, result.handling.fallback, number,
+          ]);
+        }
+        return result;
+      });
+    },
 
     syncPool: async (entries, options) => {
       if (entries.length === 0) throw new VnumError(ErrorCode.InvalidExport, 'the export lists no numbers: a sync never empties the pool');

@@ -60,10 +60,14 @@ export class PgStore {
       application_name: options.applicationName ?? 'vnum api',
       types: TYPES,
       connectionTimeoutMillis: timeoutMs,
-      // The server's own bounds, and the client's for a link that went silent.
+      // The server's own bounds, and the client's for a link that went silent. A transaction left
+      // open by an API cut off mid-way is ended by the server, so its row and pool locks do not
+      // hold other instances up for longer than that.
       statement_timeout: 2 * timeoutMs,
       lock_timeout: timeoutMs,
+      idle_in_transaction_session_timeout: 2 * timeoutMs,
       query_timeout: 3 * timeoutMs,
+      keepAlive: true,
       idleTimeoutMillis: 30_000,
     });
     // An idle connection the server dropped: the pool discards it; the next checkout connects again.
@@ -85,7 +89,7 @@ export class PgStore {
    * (RetryTransaction), MAX_ATTEMPTS in all; then VNUM_DATABASE_BUSY. A
    * connection that failed is discarded, not returned to the pool.
    */
-  async transaction<T>(work: (client: pg.PoolClient) => Promise<T>, options: { readOnly?: boolean } = {}): Promise<T> {
+  async transaction<T>(work: (client: pg.PoolClient) => Promise<T>, options: { readOnly?: boolean; begin?: string } = {}): Promise<T> {
     let last: unknown;
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
       let client: pg.PoolClient;
@@ -96,7 +100,8 @@ export class PgStore {
       }
       let broken: Error | undefined;
       try {
-        await client.query(options.readOnly ? 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY' : 'BEGIN');
+        // `begin`: BEGIN and constant statements after it, in one round trip (the simple protocol takes several).
+        await client.query(options.begin ?? (options.readOnly ? 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY' : 'BEGIN'));
         const result = await work(client);
         await client.query('COMMIT');
         return result;

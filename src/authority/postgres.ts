@@ -9,7 +9,7 @@ import type { PgTarget } from '../replica/stream.js';
 import { decideRoute, type BridgeLookup } from '../routing/decide.js';
 import { liveBridgeOf, type RouteBridgeRow } from '../routing/lookup.js';
 import { poolView, type PoolCandidate, type PoolView } from '../session/allocate.js';
-import { DEFAULT_PIN_GUESS_BOUND, noFreePin, PIN_TRIES, pinDigest, pinDigits, randomPin } from '../session/pin.js';
+import { DEFAULT_PIN_GUESS_BOUND, noFreePin, PIN_SWEEP, PIN_TRIES, pinDigest, pinDigits, randomPin } from '../session/pin.js';
 import {
   allocate,
   checkCreate,
@@ -92,57 +92,46 @@ export async function openPostgresAuthority(target: PgTarget, options: PgStoreOp
 
   const createSession = async (input: CreateSessionInput): Promise<CreateResult> => {
     const callSettings = checkCreate(input);
-    return store.transaction(async (c) => {
-      const { first, second, now } = input;
-      const { rows: locked } = await c.query<{ revision: number }>({
-        name: 'vnum_create_lock',
-        text: "SELECT pg_advisory_xact_lock_shared($1), (SELECT value FROM meta WHERE key = 'pool_revision') AS revision",
-        values: [POOL_LOCK],
-      });
-      const existing = await c.query<SessionRow>({ name: 'vnum_session_by_id', text: 'SELECT * FROM session WHERE id = $1', values: [input.id] });
-      if (existing.rows[0]) return retried(existing.rows[0], input);
-      const pool = await currentPool(c, locked[0]!.revision);
-      refusePoolParties(pool, input);
-      const { rows: bridges } = await c.query<PartyBridgeRow & { caller: string }>({
-        name: 'vnum_party_bridges',
-        text: 'SELECT caller, dialled, target, lent_at, ends_at FROM bridge WHERE caller = ANY($1)',
-        values: [[first.number, second.number]],
-      });
-      const of = (party: E164) => bridges.filter((b) => b.caller === party);
-      // first is masked as what second dials to reach first, and the other way round.
-      const firstMaskedAs = allocate(of(second.number), pool, { dialler: second, target: first.number, requested: first.maskedAs, now });
-      const secondMaskedAs = allocate(of(first.number), pool, { dialler: first, target: second.number, requested: second.maskedAs, now });
-      const { expiresAt, endsAt } = sessionEnds(input);
-      const { rows: made } = await c.query<{ sid: number }>({
-        name: 'vnum_insert_session',
-        text: `INSERT INTO session (id, first_party, first_masked_as, second_party, second_masked_as, created_at, expires_at, ends_at, idle_ms, call_settings)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING sid`,
-        values: [input.id, first.number, firstMaskedAs, second.number, secondMaskedAs, now, expiresAt, endsAt, input.idleMs ?? null, callSettings],
-      });
-      const sid = made[0]!.sid;
-      // The invariant's guard: a pair's row passes to this session only if its old session has ended.
-      const lent = await c.query({
-        name: 'vnum_lend_bridges',
-        text: `INSERT INTO bridge (caller, dialled, sid, target, target_type, lent_at, ends_at)
-               VALUES ($1, $2, $5, $3, $6, $8, $9), ($3, $4, $5, $1, $7, $8, $9)
-               ON CONFLICT (caller, dialled) DO UPDATE
-                 SET sid = excluded.sid, target = excluded.target, target_type = excluded.target_type,
-                     lent_at = excluded.lent_at, ends_at = excluded.ends_at
-                 WHERE bridge.ends_at <= excluded.lent_at`,
-        values: [
-          second.number, firstMaskedAs, first.number, secondMaskedAs, sid,
-          numberTypeCodeOf(first), numberTypeCodeOf(second), now, endsAt,
-        ],
-      });
-      if (lent.rowCount !== 2) throw new RetryTransaction('a number was lent to the same caller by a concurrent create');
-      // Each party's PIN is for the number it dials: the other party's masked number.
-      const bound = input.pinGuessBound ?? DEFAULT_PIN_GUESS_BOUND;
-      const pinKeyNow = await key(c);
-      const firstPin = await issuePin(c, pinKeyNow, { dialled: secondMaskedAs, caller: first.number, sid, now, bound });
-      const secondPin = await issuePin(c, pinKeyNow, { dialled: firstMaskedAs, caller: second.number, sid, now, bound });
-      creates++;
-      return { session: createdSession(input, { firstMaskedAs, secondMaskedAs, expiresAt, endsAt, callSettings, pins: [firstPin, secondPin] }), created: true };
-    });
+    return store.transaction(
+      async (c) => {
+        const { first, second, now } = input;
+        // After the pool lock (its own statement: a statement reads what was committed when it began).
+        const { rows: read } = await c.query<{ revision: number; existing: SessionRow | null; bridges: Array<PartyBridgeRow & { caller: string }> }>({
+          name: 'vnum_create_read',
+          text: CREATE_READ_SQL,
+          values: [input.id, [first.number, second.number]],
+        });
+        const { revision, existing, bridges } = read[0]!;
+        if (existing) return retried(existing, input);
+        const pool = await currentPool(c, revision);
+        refusePoolParties(pool, input);
+        const of = (party: E164) => bridges.filter((b) => b.caller === party);
+        // first is masked as what second dials to reach first, and the other way round.
+        const firstMaskedAs = allocate(of(second.number), pool, { dialler: second, target: first.number, requested: first.maskedAs, now });
+        const secondMaskedAs = allocate(of(first.number), pool, { dialler: first, target: second.number, requested: second.maskedAs, now });
+        const { expiresAt, endsAt } = sessionEnds(input);
+        const { rows: wrote } = await c.query<{ sid: number; lent: number; pins_first: number; pins_second: number }>({
+          name: 'vnum_create_write',
+          text: CREATE_WRITE_SQL,
+          values: [
+            input.id, first.number, firstMaskedAs, second.number, secondMaskedAs, now, expiresAt, endsAt, input.idleMs ?? null, callSettings,
+            numberTypeCode(first.type), numberTypeCode(second.type),
+          ],
+        });
+        const { sid, lent, pins_first: pinsOnFirstMasked, pins_second: pinsOnSecondMasked } = wrote[0]!;
+        if (lent !== 2) throw new RetryTransaction('a number was lent to the same caller by a concurrent create');
+        // Each party's PIN is for the number it dials: the other party's masked number. The tally already counts
+        // this create's PINs; as on the single box, the first is judged without the second when both are on one number.
+        const bound = input.pinGuessBound ?? DEFAULT_PIN_GUESS_BOUND;
+        const pins = await issuePins(c, await key(c), sid, [
+          { dialled: secondMaskedAs, caller: first.number, digits: pinDigits(pinsOnSecondMasked - (firstMaskedAs === secondMaskedAs ? 2 : 1), bound) },
+          { dialled: firstMaskedAs, caller: second.number, digits: pinDigits(pinsOnFirstMasked - 1, bound) },
+        ]);
+        creates++;
+        return { session: createdSession(input, { firstMaskedAs, secondMaskedAs, expiresAt, endsAt, callSettings, pins }), created: true };
+      },
+      { begin: `BEGIN; SELECT pg_advisory_xact_lock_shared(${POOL_LOCK})` },
+    );
   };
 
   const sessionById = async (id: string, now: number) => {
@@ -254,10 +243,6 @@ export async function openPostgresAuthority(target: PgTarget, options: PgStoreOp
   };
 }
 
-function numberTypeCodeOf(party: CreateSessionInput['first']): number {
-  return numberTypeCode(party.type);
-}
-
 function callLogElsewhere(): VnumError {
   return new VnumError(
     ErrorCode.UnsupportedInCluster,
@@ -265,31 +250,82 @@ function callLogElsewhere(): VnumError {
   );
 }
 
-/** A new PIN for `caller` on `dialled` (src/session/pin.ts's rules), inside the create's transaction. */
-async function issuePin(c: pg.ClientBase, key: Buffer, request: { dialled: E164; caller: E164; sid: number; now: number; bound: number }): Promise<string> {
-  // PINs of ended sessions on this number go first; the count left sets the length.
-  const { rows } = await c.query<{ live: number }>({
-    name: 'vnum_pin_purge',
-    text: `WITH gone AS (
-             DELETE FROM pin WHERE dialled = $1 AND NOT EXISTS (
-               SELECT 1 FROM bridge b WHERE b.caller = pin.caller AND b.dialled = pin.dialled AND b.sid = pin.sid
-                                        AND (b.ends_at IS NULL OR b.ends_at > $2))
-             RETURNING 1)
-           SELECT ((SELECT count(*) FROM pin WHERE dialled = $1) - (SELECT count(*) FROM gone))::int AS live`,
-    values: [request.dialled, request.now],
-  });
-  const digits = pinDigits(rows[0]!.live, request.bound);
+/** The two PINs of a new session, unique on their numbers (src/session/pin.ts's rules), in one statement (again for a clash). */
+async function issuePins(c: pg.ClientBase, key: Buffer, sid: number, wanted: Array<{ dialled: E164; caller: E164; digits: number }>): Promise<[string, string]> {
+  const pins: Array<string | undefined> = [undefined, undefined];
   for (let attempt = 0; attempt < PIN_TRIES; attempt++) {
-    const pin = randomPin(digits);
-    const inserted = await c.query({
-      name: 'vnum_pin_insert',
-      text: 'INSERT INTO pin (dialled, digest, caller, sid) VALUES ($1, $2, $3, $4) ON CONFLICT (dialled, digest) DO NOTHING',
-      values: [request.dialled, pinDigest(key, pin), request.caller, request.sid],
+    const todo = wanted.map((w, i) => ({ ...w, i, pin: randomPin(w.digits) })).filter((w) => pins[w.i] === undefined);
+    if (todo.length === 0) break;
+    const digests = todo.map((w) => pinDigest(key, w.pin));
+    const { rows } = await c.query<{ dialled: string; digest: Buffer }>(
+      `INSERT INTO pin (dialled, digest, caller, sid) SELECT * FROM unnest($1::text[], $2::bytea[], $3::text[], $4::bigint[])
+       ON CONFLICT (dialled, digest) DO NOTHING RETURNING dialled, digest`,
+      [todo.map((w) => w.dialled), digests, todo.map((w) => w.caller), todo.map(() => sid)],
+    );
+    todo.forEach((w, j) => {
+      if (rows.some((r) => r.dialled === w.dialled && r.digest.equals(digests[j]!))) pins[w.i] = w.pin;
     });
-    if (inserted.rowCount === 1) return pin;
   }
-  throw noFreePin(digits, request.dialled);
+  const missing = pins.findIndex((p) => p === undefined);
+  if (missing !== -1) throw noFreePin(wanted[missing]!.digits, wanted[missing]!.dialled);
+  return pins as [string, string];
 }
+
+/** A create's reads, after the pool lock: the pool's revision, a session under the id, both parties' bridge rows. */
+const CREATE_READ_SQL = `SELECT (SELECT value FROM meta WHERE key = 'pool_revision') AS revision,
+         (SELECT to_jsonb(s) FROM session s WHERE id = $1) AS existing,
+         (SELECT coalesce(jsonb_agg(jsonb_build_object('caller', caller, 'dialled', dialled, 'target', target, 'lent_at', lent_at, 'ends_at', ends_at)), '[]')
+            FROM bridge WHERE caller = ANY($2)) AS bridges`;
+
+/**
+ * A create's writes in one statement: the session, its two bridges (the
+ * invariant's guard: a pair's row passes to this session only if its old
+ * session has ended; \`lent\` counts the rows taken), and the sweep of each
+ * masked number's PINs (src/session/pin.ts: the next PIN_SWEEP rows after
+ * the tally's cursor, those of ended sessions deleted), with the tally
+ * moved by what was deleted and the PINs this create will issue on it
+ * (one per party; a create that cannot issue them rolls back). \`pins\` is
+ * what a new PIN's length is judged by. The sweep sees the bridges as they
+ * were before this statement, which is the same for it: a bridge this
+ * create takes over had ended. Two creates on one number queue on its tally
+ * row (read committed: the second adds to what the first committed).
+ */
+const CREATE_WRITE_SQL = `WITH s AS (
+    INSERT INTO session (id, first_party, first_masked_as, second_party, second_masked_as, created_at, expires_at, ends_at, idle_ms, call_settings)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING sid
+  ), b AS (
+    INSERT INTO bridge (caller, dialled, sid, target, target_type, lent_at, ends_at)
+    SELECT v.caller, v.dialled, s.sid, v.target, v.target_type, $6, $8
+      FROM s, (VALUES ($4::text, $3::text, $2::text, $11::integer), ($2::text, $5::text, $4::text, $12::integer)) AS v (caller, dialled, target, target_type)
+    ON CONFLICT (caller, dialled) DO UPDATE
+      SET sid = excluded.sid, target = excluded.target, target_type = excluded.target_type, lent_at = excluded.lent_at, ends_at = excluded.ends_at
+      WHERE bridge.ends_at <= excluded.lent_at
+    RETURNING 1
+  ), numbers AS (
+    SELECT n.dialled, count(*)::int AS issuing, t.pins, t.swept_to
+      FROM (VALUES ($3::text), ($5::text)) AS n (dialled) LEFT JOIN pin_tally t ON t.dialled = n.dialled
+     GROUP BY n.dialled, t.pins, t.swept_to
+  ), look AS (
+    SELECT n.dialled, l.digest, l.caller, l.sid, l.ord
+      FROM numbers n CROSS JOIN LATERAL (
+        SELECT p.digest, p.caller, p.sid, row_number() OVER (ORDER BY p.digest) AS ord
+          FROM pin p WHERE p.dialled = n.dialled AND p.digest > coalesce(n.swept_to, '\\x'::bytea)
+         ORDER BY p.digest LIMIT ${PIN_SWEEP}) AS l
+  ), gone AS (
+    DELETE FROM pin USING look
+     WHERE pin.dialled = look.dialled AND pin.digest = look.digest AND NOT EXISTS (
+       SELECT 1 FROM bridge g WHERE g.caller = pin.caller AND g.dialled = pin.dialled AND g.sid = pin.sid AND (g.ends_at IS NULL OR g.ends_at > $6))
+    RETURNING pin.dialled
+  ), tally AS (
+    INSERT INTO pin_tally AS t (dialled, pins, swept_to)
+    SELECT n.dialled, n.issuing, (SELECT l.digest FROM look l WHERE l.dialled = n.dialled AND l.ord = ${PIN_SWEEP})
+      FROM numbers n ORDER BY n.dialled
+    ON CONFLICT (dialled) DO UPDATE
+      SET pins = t.pins + excluded.pins - (SELECT count(*) FROM gone WHERE gone.dialled = t.dialled), swept_to = excluded.swept_to
+    RETURNING t.dialled, t.pins
+  )
+  SELECT (SELECT sid FROM s) AS sid, (SELECT count(*) FROM b)::int AS lent,
+         (SELECT pins FROM tally WHERE dialled = $3) AS pins_first, (SELECT pins FROM tally WHERE dialled = $5) AS pins_second`;
 
 /** A pair's bridge with its session, as the router reads it (src/routing/lookup.ts), on PostgreSQL. */
 const ROUTE_ROW_SQL = `SELECT b.target, CASE WHEN b.caller = s.first_party THEN s.first_masked_as ELSE s.second_masked_as END AS "presentedCallerId",

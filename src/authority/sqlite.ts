@@ -2,6 +2,7 @@ import { createApiKey, listApiKeys, revokeApiKey, verifyApiKey } from '../access
 import { amiWatching, listCalls, listRouterStatus, openCallCount, requestSessionHangup } from '../calls/store.js';
 import { addToPool, poolPage, retireNumber } from '../pool/pool.js';
 import { syncPool } from '../pool/sync.js';
+import { setNumberHandling } from '../pool/handling.js';
 import { decideRoute, type BridgeLookup } from '../routing/decide.js';
 import { storeBridgeLookup } from '../routing/lookup.js';
 import { createSession, getSession, listSessions, releaseSession, type CreateResult, type CreateSessionInput } from '../session/sessions.js';
@@ -58,6 +59,7 @@ export function openSqliteAuthority(path: string, options: { mode?: OpenMode } =
     listPool: (query) => run(() => poolPage(db, query)),
     addToPool: (entries, { defaultCountry, now, rule }) => run(() => addToPool(db, entries, { defaultCountry, now, writer: rule })),
     retireNumber: (number) => run(() => retireNumber(db, number)),
+    setNumberHandling: (number, change) => run(() => setNumberHandling(db, number, change)),
     syncPool: (entries, options) => run(() => syncPool(db, entries, options)),
 
     decideRoute: (call, now, routeOptions) =>

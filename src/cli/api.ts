@@ -15,6 +15,7 @@ import { createLogger } from '../log.js';
 import type { NumberPolicy } from '../numbers/policy.js';
 import { resolveDbPath } from '../store/db.js';
 import { ALLOWED_NUMBER_TYPES_OPTION, defaultCountry, globalOptions, numberPolicy } from './context.js';
+import { pinGuessBoundOption } from './options.js';
 import { printLine } from './output.js';
 import { secretFileModeProblem } from './secret-file.js';
 import { addSetting, boundedDuration, boundedInteger, configurationError, hostSetting, portOrOff, SETTING_LIMITS, span, tcpPort } from './settings.js';
@@ -36,6 +37,7 @@ interface ApiFlags {
   drain: number;
   metricsPort: number | null;
   metricsHost: string;
+  pinGuessBound: number;
   probe?: boolean;
   authority?: PgTarget;
 }
@@ -49,6 +51,8 @@ export interface ApiSettings {
   drainMs: number;
   defaultCountry: string | undefined;
   policy: NumberPolicy;
+  /** VNUM_PIN_GUESS_BOUND, as `vnum session create` takes it: sizes the PINs the API's creates issue. */
+  pinGuessBound: number;
   /** The Prometheus endpoint, on a port of its own; null: off. */
   metrics: { host: string; port: number } | null;
   /** Cluster mode: the authority (PostgreSQL) the API runs on; undefined: the SQLite file (--db). */
@@ -119,6 +123,7 @@ export function apiSettings(options: ApiFlags, command: Command): ApiSettings {
     metrics: options.metricsPort === null ? null : { host: options.metricsHost, port: options.metricsPort },
     defaultCountry: defaultCountry(command),
     policy: numberPolicy(command),
+    pinGuessBound: options.pinGuessBound,
     authority: options.authority,
   };
 }
@@ -222,6 +227,7 @@ export function registerApi(program: Command): void {
   api
     .option('--country <XX>', 'default country for numbers without + (VNUM_DEFAULT_COUNTRY); a request may name its own')
     .option(...ALLOWED_NUMBER_TYPES_OPTION)
+    .addOption(pinGuessBoundOption())
     .option('--probe', 'do not serve: ask the API these settings describe whether it is ready (GET /v1/ready); exit 0 if so, 1 if not')
     .action(async (options: ApiFlags, command: Command) => {
       // Judge every setting, the logger's included, before a database is opened, created or migrated.
@@ -241,6 +247,7 @@ export function registerApi(program: Command): void {
         logger,
         defaultCountry: settings.defaultCountry,
         policy: settings.policy,
+        pinGuessBound: settings.pinGuessBound,
         rateLimit: settings.rateLimit,
         trustProxy: settings.trustProxy,
         tls: settings.tls,

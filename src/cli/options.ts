@@ -1,4 +1,6 @@
+import { Option } from 'commander';
 import { ErrorCode, VnumError } from '../errors.js';
+import { DEFAULT_PIN_GUESS_BOUND, PIN_GUESS_BOUND_LIMITS } from '../session/pin.js';
 
 /** The most rows a list command prints: far beyond any screen, well inside what SQLite and JSON carry. */
 export const MAX_LIMIT = 10_000_000;
@@ -10,4 +12,24 @@ export function parseLimit(text: string): number {
     throw new VnumError(ErrorCode.InvalidArgument, `invalid limit "${text}": a whole number from 1 to ${MAX_LIMIT}`);
   }
   return limit;
+}
+
+/** `1e-6`, `0.000001`: a probability within PIN_GUESS_BOUND_LIMITS. */
+function pinGuessBound(text: string): number {
+  const value = /^[0-9.eE+-]{1,24}$/.test(text) ? Number(text) : NaN;
+  if (!(value >= PIN_GUESS_BOUND_LIMITS.min && value <= PIN_GUESS_BOUND_LIMITS.max)) {
+    throw new VnumError(
+      ErrorCode.InvalidArgument,
+      `invalid PIN guess bound "${text.slice(0, 30)}": a probability from ${PIN_GUESS_BOUND_LIMITS.min} to ${PIN_GUESS_BOUND_LIMITS.max}, e.g. 1e-6`,
+    );
+  }
+  return value;
+}
+
+/** `--pin-guess-bound <p>` (VNUM_PIN_GUESS_BOUND): the operator's bound that sizes the PINs a create issues, for every face that creates sessions. */
+export function pinGuessBoundOption(): Option {
+  return new Option('--pin-guess-bound <p>', `the most one random PIN guess may succeed, ${PIN_GUESS_BOUND_LIMITS.min} to ${PIN_GUESS_BOUND_LIMITS.max}; sizes the PINs`)
+    .default(DEFAULT_PIN_GUESS_BOUND)
+    .env('VNUM_PIN_GUESS_BOUND')
+    .argParser(pinGuessBound);
 }

@@ -4,7 +4,7 @@ import { ErrorCode, VnumError } from '../errors.js';
 import { normaliseNumber } from '../numbers/normalise.js';
 import { addToPool, listPool, retireNumber, type PoolChange } from '../pool/pool.js';
 import { parsePoolCsv } from '../pool/csv.js';
-import { numberHandling, OUT_OF_SESSION_MODES, PIN_MODES, setNumberHandling, type HandlingChange } from '../pool/handling.js';
+import { OUT_OF_SESSION_MODES, PIN_MODES, setNumberHandling, type HandlingChange } from '../pool/handling.js';
 import { defaultCountry, withDb } from './context.js';
 import { poolChangeJson, poolNumberJson } from '../json.js';
 import { registerPoolSync } from './pool-sync.js';
@@ -90,9 +90,9 @@ export function registerPool(program: Command): void {
     .description('list the pool')
     .option('--json', 'JSON: [{"number","country","state","addedAt","pin","outOfSession","fallback"}] (the last three null: vnum serve\'s default)')
     .action((options: { json?: boolean }, command: Command) => {
-      const numbers = withDb(command, (db) => listPool(db).map((n) => ({ ...n, handling: numberHandling(db, n.number)! })), 'read');
+      const numbers = withDb(command, (db) => listPool(db), 'read');
       if (options.json) {
-        printJson(numbers.map((n) => ({ ...poolNumberJson(n), ...n.handling })));
+        printJson(numbers.map(poolNumberJson));
       } else {
         printTable(
           ['NUMBER', 'COUNTRY', 'STATE', 'ADDED', 'PIN', 'OUT OF SESSION', 'DESK'],

@@ -1,4 +1,4 @@
-import { Option, type Command } from 'commander';
+import type { Command } from 'commander';
 import { ErrorCode, isVnumError, VnumError } from '../errors.js';
 import { formatDuration, parseDuration } from '../duration.js';
 import { normaliseNumber } from '../numbers/normalise.js';
@@ -16,43 +16,24 @@ import {
   type Session,
 } from '../session/sessions.js';
 import { sessionJson } from '../session/json.js';
-import { DEFAULT_PIN_GUESS_BOUND, PIN_GUESS_BOUND_LIMITS } from '../session/pin.js';
 import { SESSION_STATES, type SessionState } from '../session/state.js';
-import { CALL_LIMITS, checkClassName, checkSoundName, validateCallSettings, type CallSettings } from '../session/call-settings.js';
+import { CALL_LIMITS, callSettingsFromText, type CallSettings, type CallSettingsText } from '../session/call-settings.js';
 import { openCallCount, requestSessionHangup } from '../calls/store.js';
 import { writeTransaction } from '../store/db.js';
 import { ALLOWED_NUMBER_TYPES_OPTION, defaultCountry, numberPolicy, withDb } from './context.js';
-import { parseLimit } from './options.js';
+import { parseLimit, pinGuessBoundOption } from './options.js';
 import { printJson, printLine, printNotice, printTable, shortTime } from './output.js';
 
 /** `release --hangup --wait`: the hang-ups are vnum serve's every half second; minutes is plenty. */
 const MAX_HANGUP_WAIT_MS = 10 * 60_000;
 
-interface CallOptions {
+interface CallOptions extends CallSettingsText {
   idleTimeout?: string;
-  calleeAnnouncement?: string;
-  callerAnnouncement?: string;
-  callLimit?: string;
-  limitWarning?: string;
-  ringTimeout?: string;
-  record?: boolean;
 }
 
-/** The call-shaping flags of \`session create\`, judged before anything is opened. */
+/** The call-shaping flags of \`session create\`, judged before anything is opened; errors name the flag. */
 function callSettings(options: CallOptions): CallSettings | undefined {
-  const out: CallSettings = {};
-  if (options.calleeAnnouncement !== undefined) out.calleeAnnouncement = checkSoundName(options.calleeAnnouncement, '--callee-announcement');
-  if (options.callerAnnouncement !== undefined) out.callerAnnouncement = checkClassName(options.callerAnnouncement, '--caller-announcement');
-  const seconds = (text: string | undefined, what: string, limits: { min: number; max: number }) =>
-    text === undefined ? undefined : parseDuration(text, what, limits);
-  const ring = seconds(options.ringTimeout, '--ring-timeout', CALL_LIMITS.ringTimeoutMs);
-  const limit = seconds(options.callLimit, '--call-limit', CALL_LIMITS.callLimitMs);
-  const warning = seconds(options.limitWarning, '--limit-warning', CALL_LIMITS.limitWarningMs);
-  if (ring !== undefined) out.ringTimeoutMs = ring;
-  if (limit !== undefined) out.callLimitMs = limit;
-  if (warning !== undefined) out.limitWarningMs = warning;
-  if (options.record !== undefined) out.record = options.record;
-  return Object.keys(out).length === 0 ? undefined : validateCallSettings(out);
+  return callSettingsFromText(options, (field) => `--${field.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
 }
 
 function printSession(session: Session): void {
@@ -80,18 +61,6 @@ async function waitForHangup(command: Command, ids: number[], waitMs: number): P
   return { requested: ids.length, ended: ids.length - open };
 }
 
-/** `1e-6`, `0.000001`: a probability within PIN_GUESS_BOUND_LIMITS. */
-function pinGuessBound(text: string): number {
-  const value = /^[0-9.eE+-]{1,24}$/.test(text) ? Number(text) : NaN;
-  if (!(value >= PIN_GUESS_BOUND_LIMITS.min && value <= PIN_GUESS_BOUND_LIMITS.max)) {
-    throw new VnumError(
-      ErrorCode.InvalidArgument,
-      `invalid PIN guess bound "${text.slice(0, 30)}": a probability from ${PIN_GUESS_BOUND_LIMITS.min} to ${PIN_GUESS_BOUND_LIMITS.max}, e.g. 1e-6`,
-    );
-  }
-  return value;
-}
-
 export function registerSession(program: Command): void {
   const session = program.command('session').description('masked sessions between two real numbers');
 
@@ -114,12 +83,7 @@ export function registerSession(program: Command): void {
     .option('--second-masked-as <number>', 'lend this virtual number to the second party')
     .option('--country <XX>', 'default country for numbers without +')
     .option(...ALLOWED_NUMBER_TYPES_OPTION)
-    .addOption(
-      new Option('--pin-guess-bound <p>', `the most one random PIN guess may succeed, ${PIN_GUESS_BOUND_LIMITS.min} to ${PIN_GUESS_BOUND_LIMITS.max}; sizes the PINs`)
-        .default(DEFAULT_PIN_GUESS_BOUND)
-        .env('VNUM_PIN_GUESS_BOUND')
-        .argParser(pinGuessBound),
-    )
+    .addOption(pinGuessBoundOption())
     .option('--json', 'JSON: the session with each party\'s "pin", plus "created": false when this request had already created it (no PINs then)')
     .action(
       (

@@ -29,7 +29,8 @@ export interface NumberHandling {
 /** A change: a value sets it, null returns it to the router's default, undefined leaves it. */
 export type HandlingChange = { [K in keyof NumberHandling]?: NumberHandling[K] };
 
-interface HandlingRow {
+/** The columns of pool_number that hold it. */
+export interface HandlingRow {
   pin_mode: PinMode | null;
   out_of_session: OutOfSessionMode | null;
   fallback: E164 | null;
@@ -43,14 +44,14 @@ const statements = perConnection((db: Db) => ({
   ),
 }));
 
-function fromRow(row: HandlingRow): NumberHandling {
+export function handlingOf(row: HandlingRow): NumberHandling {
   return { pin: row.pin_mode, outOfSession: row.out_of_session, fallback: row.fallback };
 }
 
 /** A pool number's handling; undefined when it is not in the pool. */
 export function numberHandling(db: Db, number: E164): NumberHandling | undefined {
   const row = statements(db).read.get(number);
-  return row === undefined ? undefined : fromRow(row);
+  return row === undefined ? undefined : handlingOf(row);
 }
 
 /**
@@ -58,27 +59,45 @@ export function numberHandling(db: Db, number: E164): NumberHandling | undefined
  * trunk would hand the call straight back to vnum.
  */
 export function setNumberHandling(db: Db, number: E164, change: HandlingChange): { handling: NumberHandling; changed: boolean } {
+  checkHandlingChange(change);
+  const s = statements(db);
+  return writeTransaction(db, () => {
+    const row = s.read.get(number);
+    const result = changedHandling(number, row === undefined ? undefined : handlingOf(row), change, change.fallback != null && s.inPool.get(change.fallback) !== undefined);
+    if (result.changed) s.write.run(result.handling.pin, result.handling.outOfSession, result.handling.fallback, number);
+    return result;
+  });
+}
+
+/** A change's modes judged before any store is touched. */
+export function checkHandlingChange(change: HandlingChange): void {
   if (change.pin != null && !PIN_MODES.includes(change.pin)) {
     throw new VnumError(ErrorCode.InvalidArgument, `unknown PIN mode "${String(change.pin).slice(0, 20)}": use ${PIN_MODES.join(', ')}`);
   }
   if (change.outOfSession != null && !OUT_OF_SESSION_MODES.includes(change.outOfSession)) {
     throw new VnumError(ErrorCode.InvalidArgument, `unknown out-of-session handling "${String(change.outOfSession).slice(0, 20)}": use ${OUT_OF_SESSION_MODES.join(', ')}`);
   }
-  const s = statements(db);
-  return writeTransaction(db, () => {
-    const row = s.read.get(number);
-    if (row === undefined) throw new VnumError(ErrorCode.NotInPool, `${number} is not in the pool`);
-    if (change.fallback != null && s.inPool.get(change.fallback) !== undefined) {
-      throw new VnumError(ErrorCode.PoolConflict, `the desk ${change.fallback} is a pool number: the trunk would hand its calls back to vnum`);
-    }
-    const before = fromRow(row);
-    const after: NumberHandling = {
-      pin: change.pin === undefined ? before.pin : change.pin,
-      outOfSession: change.outOfSession === undefined ? before.outOfSession : change.outOfSession,
-      fallback: change.fallback === undefined ? before.fallback : change.fallback,
-    };
-    const changed = after.pin !== before.pin || after.outOfSession !== before.outOfSession || after.fallback !== before.fallback;
-    if (changed) s.write.run(after.pin, after.outOfSession, after.fallback, number);
-    return { handling: after, changed };
-  });
+}
+
+/**
+ * What a change makes of a number's handling (pure): `before` is undefined when the number is not in the
+ * pool; `deskInPool` whether the desk it names is a pool number.
+ */
+export function changedHandling(
+  number: E164,
+  before: NumberHandling | undefined,
+  change: HandlingChange,
+  deskInPool: boolean,
+): { handling: NumberHandling; changed: boolean } {
+  if (before === undefined) throw new VnumError(ErrorCode.NotInPool, `${number} is not in the pool`);
+  if (deskInPool) {
+    throw new VnumError(ErrorCode.PoolConflict, `the desk ${change.fallback} is a pool number: the trunk would hand its calls back to vnum`);
+  }
+  const after: NumberHandling = {
+    pin: change.pin === undefined ? before.pin : change.pin,
+    outOfSession: change.outOfSession === undefined ? before.outOfSession : change.outOfSession,
+    fallback: change.fallback === undefined ? before.fallback : change.fallback,
+  };
+  const changed = after.pin !== before.pin || after.outOfSession !== before.outOfSession || after.fallback !== before.fallback;
+  return { handling: after, changed };
 }

@@ -6,6 +6,7 @@ import { parseCountry, parseNumber, type E164 } from '../numbers/normalise.js';
 import { countryCallingCode } from '../numbers/plan.js';
 import { planPoolChange, type HeldNumber, type PoolPlan, type PoolWriter, type ValidEntry } from './plan.js';
 import type { KeptState, PoolState } from './states.js';
+import { handlingOf, type HandlingRow, type NumberHandling } from './handling.js';
 
 export { POOL_STATES, type KeptState, type PoolState } from './states.js';
 
@@ -14,6 +15,8 @@ export interface PoolNumber {
   country: string;
   state: PoolState;
   addedAt: number;
+  /** How it handles callers without a bridge (./handling.ts); each null: the router's default. */
+  handling: NumberHandling;
 }
 
 export interface PoolEntryInput {
@@ -167,13 +170,13 @@ export interface PoolQuery {
 /** The pool in number order (the primary key's): all of it, or a page. */
 export function listPool(db: Db, query: PoolQuery = {}): PoolNumber[] {
   return db
-    .prepare<Record<string, unknown>, { number: E164; country: string; state: PoolState; added_at: number }>(
-      `SELECT number, country, state, added_at FROM pool_number
+    .prepare<Record<string, unknown>, { number: E164; country: string; state: PoolState; added_at: number } & HandlingRow>(
+      `SELECT number, country, state, added_at, pin_mode, out_of_session, fallback FROM pool_number
         WHERE (@after IS NULL OR number > @after) AND (@state IS NULL OR state = @state)
         ORDER BY number LIMIT @limit`,
     )
     .all({ after: query.after ?? null, state: query.state ?? null, limit: query.limit ?? -1 })
-    .map((row) => ({ number: row.number, country: row.country, state: row.state, addedAt: row.added_at }));
+    .map((row) => ({ number: row.number, country: row.country, state: row.state, addedAt: row.added_at, handling: handlingOf(row) }));
 }
 
 /** A page of the pool; `next` is where the following one starts (undefined on the last). */

@@ -39,10 +39,11 @@ export function storeBridgeLookup(db: Db): RouterLookup {
        FROM bridge b JOIN session s ON s.sid = b.sid
       WHERE b.caller = ? AND b.dialled = ?`,
   );
-  // The PIN's row names its party's bridge, still its session's: a point read, then the same join as above.
+  // The PIN's row names its party's bridge, still its session's: a point read, then the same join and the same
+  // columns as above, so that a PIN-bridged call is shaped and slides its session exactly as that party's own call.
   const pinned = db.prepare<[string, Buffer], RouteBridgeRow>(
     `SELECT b.target, iif(b.caller = s.first_party, s.first_masked_as, s.second_masked_as) AS presentedCallerId, s.id AS session,
-            b.ends_at AS endsAt, b.target_type AS targetTypeCode
+            b.ends_at AS endsAt, b.target_type AS targetTypeCode, s.call_settings AS callSettings, s.idle_ms AS idleMs
        FROM pin p JOIN bridge b ON b.caller = p.caller AND b.dialled = p.dialled AND b.sid = p.sid
                   JOIN session s ON s.sid = b.sid
       WHERE p.dialled = ? AND p.digest = ?`,

@@ -6,7 +6,7 @@
  * m()), so they are held to a safe alphabet here, at create, and again by
  * src/routing/answer.ts before they reach the dialplan.
  */
-import { durationRange, formatDuration } from '../duration.js';
+import { durationRange, formatDuration, parseDuration } from '../duration.js';
 import { ErrorCode, VnumError } from '../errors.js';
 
 export interface CallSettings {
@@ -86,6 +86,36 @@ export function validateCallSettings(input: CallSettings): CallSettings {
     out.record = input.record;
   }
   return out;
+}
+
+/**
+ * The settings as a face takes them (`vnum session create`'s flags, POST
+ * /v1/sessions' fields): durations as text (45s, 30m), each named in errors as
+ * that face names it (`name`). Undefined when nothing is set.
+ */
+export interface CallSettingsText {
+  calleeAnnouncement?: string | undefined;
+  callerAnnouncement?: string | undefined;
+  ringTimeout?: string | undefined;
+  callLimit?: string | undefined;
+  limitWarning?: string | undefined;
+  record?: boolean | undefined;
+}
+
+export function callSettingsFromText(text: CallSettingsText, name: (field: keyof CallSettingsText) => string): CallSettings | undefined {
+  const out: CallSettings = {};
+  if (text.calleeAnnouncement !== undefined) out.calleeAnnouncement = checkSoundName(text.calleeAnnouncement, name('calleeAnnouncement'));
+  if (text.callerAnnouncement !== undefined) out.callerAnnouncement = checkClassName(text.callerAnnouncement, name('callerAnnouncement'));
+  const seconds = (field: 'ringTimeout' | 'callLimit' | 'limitWarning', limits: { min: number; max: number }) =>
+    text[field] === undefined ? undefined : parseDuration(text[field], name(field), limits);
+  const ring = seconds('ringTimeout', CALL_LIMITS.ringTimeoutMs);
+  const limit = seconds('callLimit', CALL_LIMITS.callLimitMs);
+  const warning = seconds('limitWarning', CALL_LIMITS.limitWarningMs);
+  if (ring !== undefined) out.ringTimeoutMs = ring;
+  if (limit !== undefined) out.callLimitMs = limit;
+  if (warning !== undefined) out.limitWarningMs = warning;
+  if (text.record !== undefined) out.record = text.record;
+  return Object.keys(out).length === 0 ? undefined : validateCallSettings(out);
 }
 
 /** As stored in session.call_settings: null when nothing is set (the common case costs no parse). */

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest';
 import { ApiClient, expectProblem, startApi, type ApiProcess } from '../support/api.js';
-import { vnum } from '../support/cli.js';
+import { cliOnDb } from '../support/cli.js';
 
 const POOL = Array.from({ length: 10 }, (_, i) => `+4420794600${String(i + 1).padStart(2, '0')}`);
 
@@ -18,14 +18,7 @@ let api: ApiProcess;
 let client: ApiClient;
 const keys = { pool: '', sessions: '', read: '' };
 
-function cli(...args: string[]) {
-  return vnum(['--db', db, ...args], { VNUM_DEFAULT_COUNTRY: 'GB' });
-}
-function cliJson(...args: string[]): any {
-  const r = cli(...args, '--json');
-  expect(r.code, r.stderr).toBe(0);
-  return JSON.parse(r.stdout);
-}
+const { run: cli, json: cliJson } = cliOnDb(() => db);
 const states = (): Record<string, string> => Object.fromEntries((cliJson('pool', 'list') as Array<{ number: string; state: string }>).map((n) => [n.number, n.state]));
 
 beforeAll(async () => {

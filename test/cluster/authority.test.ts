@@ -17,17 +17,24 @@ import { join } from 'node:path';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Authority } from '../../src/authority/authority.js';
+import { positional } from '../../src/authority/pg-store.js';
 import { openPostgresAuthority } from '../../src/authority/postgres.js';
 import { openSqliteAuthority } from '../../src/authority/sqlite.js';
 import { ErrorCode, VnumError } from '../../src/errors.js';
+import type { E164 } from '../../src/numbers/normalise.js';
 import type { PgTarget } from '../../src/replica/stream.js';
+import { storeBridgeLookup } from '../../src/routing/lookup.js';
+import { openDb } from '../../src/store/db.js';
+import { invariantSql, type InvariantViolation } from '../../src/session/invariant.js';
 import { pinDigest } from '../../src/session/pin.js';
 import { partyInput, type CreateSessionInput } from '../../src/session/sessions.js';
 import { migratePg } from '../../src/store/pg/migrate.js';
 import { ApiClient, expectProblem, startApi, type ApiProcess } from '../support/api.js';
 import { vnum } from '../support/cli.js';
-import { sleep } from '../support/cluster/checks.js';
+import { audit, barrier, routeFrom, sleep } from '../support/cluster/checks.js';
+import { startNode } from '../support/cluster/node.js';
 import { clusterSuite } from '../support/cluster/suite.js';
+import { pinSweepScenario } from '../support/pin-sweep.js';
 import { DIDS, partyNumber } from '../support/cluster/writer.js';
 
 const T0 = Date.UTC(2026, 10, 30, 12);
@@ -49,25 +56,9 @@ async function failure(promise: Promise<unknown>): Promise<VnumError> {
 }
 
 /** The invariant on PostgreSQL, from the sessions themselves (src/session/invariant.ts's audit, in PostgreSQL's SQL). */
-async function violations(client: pg.Client, now: number): Promise<Array<{ kind: string; caller: string; dialled: string }>> {
-  const { rows } = await client.query<{ kind: string; caller: string; dialled: string }>(
-    `WITH live AS (
-       SELECT sid, ends_at, first_party, first_masked_as, second_party, second_masked_as FROM session WHERE ends_at IS NULL OR ends_at > $1
-     ),
-     dials AS (
-       SELECT sid, ends_at, second_party AS caller, first_masked_as AS dialled FROM live
-       UNION ALL
-       SELECT sid, ends_at, first_party, second_masked_as FROM live
-     )
-     SELECT 'shared' AS kind, caller, dialled FROM dials GROUP BY caller, dialled HAVING count(*) > 1
-     UNION ALL
-     SELECT 'unrouted', d.caller, d.dialled FROM dials d
-      WHERE NOT EXISTS (SELECT 1 FROM bridge b WHERE b.caller = d.caller AND b.dialled = d.dialled AND b.sid = d.sid AND b.ends_at IS NOT DISTINCT FROM d.ends_at)
-     UNION ALL
-     SELECT 'stale', b.caller, b.dialled FROM bridge b JOIN session s ON s.sid = b.sid WHERE b.ends_at IS DISTINCT FROM s.ends_at`,
-    [now],
-  );
-  return rows;
+async function violations(client: pg.Client, now: number): Promise<InvariantViolation[]> {
+  const query = positional(invariantSql('postgres'), { now });
+  return (await client.query<InvariantViolation>(query.text, query.values)).rows;
 }
 
 /**
@@ -124,9 +115,9 @@ async function contract(authority: Authority, readPin: (dialled: string, digest:
   // Reads: one session, a party's pages, a state.
   seen.push(await authority.getSession('s2', T0 + 5_000));
   expect(await code(authority.getSession('nope', T0))).toBe(ErrorCode.SessionNotFound);
-  const page1 = await authority.listSessions({ party: A, limit: 2, now: T0 + 5_000 });
+  const page1 = await authority.listSessions({ party: A as E164, limit: 2, now: T0 + 5_000 });
   expect(page1.sessions.map((s) => s.id)).toEqual(['s3', 's2']);
-  const page2 = await authority.listSessions({ party: A, limit: 2, now: T0 + 5_000, after: page1.next });
+  const page2 = await authority.listSessions({ party: A as E164, limit: 2, now: T0 + 5_000, after: page1.next });
   expect(page2.sessions.map((s) => s.id)).toEqual(['s1']);
   expect(page2.next).toBeUndefined();
   seen.push((await authority.listSessions({ state: 'active', limit: 10, now: T0 + 5_000 })).sessions.map((s) => s.id));
@@ -144,6 +135,18 @@ async function contract(authority: Authority, readPin: (dialled: string, digest:
   expect(sticky.session.parties.map((p) => p.maskedAs)).toEqual(first.session.parties.map((p) => p.maskedAs));
   seen.push(sticky.session.parties.map((p) => p.maskedAs));
 
+  // A sliding session with call settings, and its retry with other settings.
+  const shaped = await authority.createSession(input('s7', partyNumber(6), partyNumber(7), later, { ttlMs: 7_200_000, idleMs: 600_000, callSettings: { ringTimeoutMs: 30_000, record: true } }));
+  seen.push({ ...shaped.session, parties: shaped.session.parties.map(({ number, maskedAs }) => ({ number, maskedAs })) });
+  const otherSettings = await failure(authority.createSession(input('s7', partyNumber(6), partyNumber(7), later, { ttlMs: 7_200_000, idleMs: 600_000 })));
+  seen.push([otherSettings.code, otherSettings.details]);
+  // A pool number's handling of callers without a bridge.
+  seen.push(await authority.setNumberHandling(pool[0]! as E164, { pin: 'all', outOfSession: 'fallback', fallback: '+442071234567' as E164 }));
+  seen.push(await authority.setNumberHandling(pool[0]! as E164, { pin: 'all' }));
+  seen.push(await authority.setNumberHandling(pool[0]! as E164, { fallback: null }));
+  expect(await code(authority.setNumberHandling(DIDS[8]! as E164, { pin: 'off' }))).toBe(ErrorCode.NotInPool);
+  expect(await code(authority.setNumberHandling(pool[0]! as E164, { fallback: pool[1]! as E164 }))).toBe(ErrorCode.PoolConflict);
+
   // Routing from the store, and the figures.
   const [a6, b6] = sticky.session.parties;
   seen.push(await authority.decideRoute({ caller: B, dialled: a6.maskedAs }, later + 1, { defaultCountry: 'GB' }));
@@ -153,9 +156,9 @@ async function contract(authority: Authority, readPin: (dialled: string, digest:
   seen.push(await authority.collectStats(later + 1));
 
   // The pool: retire, a page, a sync over its limit refused whole, a dry run.
-  seen.push(await authority.retireNumber(pool[2]! as never));
-  seen.push(await authority.retireNumber(pool[2]! as never));
-  expect(await code(authority.retireNumber(DIDS[8]! as never))).toBe(ErrorCode.NotInPool);
+  seen.push(await authority.retireNumber(pool[2]! as E164));
+  seen.push(await authority.retireNumber(pool[2]! as E164));
+  expect(await code(authority.retireNumber(DIDS[8]! as E164))).toBe(ErrorCode.NotInPool);
   seen.push(await authority.listPool({ limit: 2 }));
   seen.push(await authority.listPool({ limit: 2, after: pool[1] }));
   const limited = await failure(authority.syncPool([{ number: DIDS[5]! }], { retireMissing: true, maxRetirePercent: 10, dryRun: false, now: later, defaultCountry: 'GB' }));
@@ -194,7 +197,6 @@ clusterSuite('the authority on PostgreSQL (cluster mode)', (env) => {
     const sqlite = openSqliteAuthority(join(dir, 'vnum.db'));
     const postgres = await openPostgresAuthority(target);
     try {
-      const { openDb } = await import('../../src/store/db.js');
       const file = openDb(join(dir, 'vnum.db'), { mode: 'write' });
       const onSqlite = await contract(
         sqlite,
@@ -223,6 +225,84 @@ clusterSuite('the authority on PostgreSQL (cluster mode)', (env) => {
     }
   });
 
+  it('a create\'s PIN purge is a bounded sweep on PostgreSQL too, and the tally stays the number\'s rows', async () => {
+    const target = await env.cluster.createDatabase();
+    const client = env.cluster.client(target);
+    await client.connect();
+    await migratePg(client);
+    const postgres = await openPostgresAuthority(target);
+    try {
+      await pinSweepScenario(postgres, async (dialled) => ({
+        rows: Number((await client.query('SELECT count(*) AS n FROM pin WHERE dialled = $1', [dialled])).rows[0].n),
+        tally: (await client.query<{ pins: number }>('SELECT pins FROM pin_tally WHERE dialled = $1', [dialled])).rows[0]?.pins,
+      }));
+    } finally {
+      await postgres.close();
+      await client.end();
+    }
+  });
+
+  it('what the authority writes reaches a node: its replica equals PostgreSQL, routes the session, and a PIN typed there opens it (the key is replicated)', async () => {
+    const { target, client } = await env.authority();
+    const authority = await openPostgresAuthority(target);
+    const config = { db: join(env.dir, 'node-a.db'), target, node: 'a', statusEveryMs: 100 };
+    const node = startNode(config);
+    try {
+      const now = Date.now();
+      const made = await authority.createSession(input('pinned', partyNumber(400), partyNumber(401), now, { ttlMs: 3_600_000 }));
+      await authority.createSession(input('released', partyNumber(402), partyNumber(403), now));
+      await authority.releaseSession('released', 0, now + 1, { hangup: false });
+      await barrier(client, [config.db]);
+      const report = await audit(target, config.db);
+      expect(report.equal, report.text).toBe(true);
+      expect(report.tables.map((t) => t.table)).toEqual(['bridge', 'meta', 'pin', 'pin_key', 'pool_number', 'session']);
+      const [first, second] = made.session.parties;
+      expect(routeFrom(config.db, second.number, first.maskedAs)).toMatchObject({ status: 'BRIDGE', target: first.number, session: 'pinned' });
+      const file = openDb(config.db, { readonly: true });
+      try {
+        const lookup = storeBridgeLookup(file);
+        // The first party calls from another phone and types its PIN on the number it dials.
+        expect(lookup.byPin(second.maskedAs, first.pin!)).toMatchObject({ target: second.number, session: 'pinned' });
+        expect(lookup.byPin(second.maskedAs, '000000' === first.pin ? '000001' : '000000')).toBeUndefined();
+      } finally {
+        file.close();
+      }
+    } finally {
+      await node.stop();
+      await authority.close();
+      await client.end();
+    }
+  });
+
+  it('a real number never becomes a pool number while a session is made for it, nor the other way round, across two authorities', async () => {
+    const { target, client } = await env.authority();
+    const [one, two] = [await openPostgresAuthority(target), await openPostgresAuthority(target)];
+    try {
+      let both = 0;
+      const outcomes = new Map<string, number>();
+      for (let i = 0; i < 60; i++) {
+        const party = partyNumber(700 + i);
+        const now = Date.now();
+        const [created, added] = await Promise.allSettled([
+          one.createSession(input(`race-${i}`, party, partyNumber(900 + i), now)),
+          two.addToPool([{ number: party }], { defaultCountry: 'GB', now, rule: 'operator' }),
+        ]);
+        if (created.status === 'fulfilled' && added.status === 'fulfilled') both++;
+        const key = `${created.status === 'fulfilled' ? 'created' : (created.reason as VnumError).code}/${added.status === 'fulfilled' ? 'added' : (added.reason as VnumError).code}`;
+        outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
+      }
+      // Exactly one of each pair stands: the other is refused as VNUM_POOL_CONFLICT.
+      expect(both, JSON.stringify([...outcomes])).toBe(0);
+      expect([...outcomes.keys()].every((k) => k === 'created/VNUM_POOL_CONFLICT' || k === 'VNUM_POOL_CONFLICT/added'), JSON.stringify([...outcomes])).toBe(true);
+      const { rows } = await client.query('SELECT p.number FROM pool_number p JOIN bridge b ON b.caller = p.number');
+      expect(rows).toEqual([]);
+    } finally {
+      await one.close();
+      await two.close();
+      await client.end();
+    }
+  });
+
   it('refuses to open a database without vnum\'s schema, or an address with no server, naming the fix', async () => {
     const bare = await env.cluster.createDatabase();
     const unmigrated = await failure(openPostgresAuthority(bare));
@@ -234,6 +314,13 @@ clusterSuite('the authority on PostgreSQL (cluster mode)', (env) => {
     const r = vnum(['api', '--authority', url(bare), '--port', '1'], quietEnv);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/run vnum cluster migrate.*\[VNUM_DATABASE_VERSION\]/);
+    const down = vnum(['api', '--port', '1'], { ...quietEnv, VNUM_AUTHORITY: url({ ...bare, port: 1 }) });
+    expect(down.code).toBe(2);
+    expect(down.stderr).toMatch(/the authority postgres@127\.0\.0\.1:1\/\w+ cannot be reached.*\[VNUM_AUTHORITY_UNAVAILABLE\]/);
+    const password = vnum(['api', '--authority', 'postgres://vnum:secret@127.0.0.1/vnum'], quietEnv);
+    expect(password.code).toBe(1);
+    expect(password.stderr).toMatch(/invalid --authority .*:\*\*\*@.*a password in the URL.*\[VNUM_CONFIGURATION\]/);
+    expect(password.stderr).not.toMatch(/secret/);
   });
 
   describe('vnum api --authority, as processes', () => {
@@ -298,14 +385,18 @@ clusterSuite('the authority on PostgreSQL (cluster mode)', (env) => {
           const other = i % 3 === 0 ? hubs[(w + i + 1) % hubs.length]! : partyNumber(1_000 + (n++ % 25));
           const response = await http.post('/v1/sessions', { id, parties: [{ number: hub }, { number: other }], ttl: '1h' });
           statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1);
-          if (response.status === 201) answered.set(id, (response.body as { parties: Array<{ maskedAs: string }> }).parties.map((p) => p.maskedAs));
-          else expect([409, 503], JSON.stringify(response.body)).toContain(response.status);
+          if (response.status === 201) {
+            answered.set(id, (response.body as { parties: Array<{ maskedAs: string }> }).parties.map((p) => p.maskedAs));
+            // Every other session ends at once: its pairs' rows pass to later creates, racing each other for them.
+            if (i % 2 === 0) expect((await http.post(`/v1/sessions/${id}/release`, { grace: '0s' })).status).toBe(200);
+          } else expect([409, 503], JSON.stringify(response.body)).toContain(response.status);
         }
       };
       await Promise.all(Array.from({ length: 12 }, (_, w) => worker(clients[w % 2]!, w)));
-      // Each hub is in at most ten live sessions (one per pool number it dials), so about sixty creates can succeed.
-      expect(statuses.get(201) ?? 0).toBeGreaterThan(20);
-      expect(statuses.get(409) ?? 0).toBeGreaterThan(0); // the hubs ran out of numbers: the pool is small
+      // Each hub is in at most ten live sessions at once (one per pool number it dials); half the sessions end at once.
+      const seen = JSON.stringify([...statuses]);
+      expect(statuses.get(201) ?? 0, seen).toBeGreaterThan(40);
+      expect(statuses.get(409) ?? 0, seen).toBeGreaterThan(0); // the hubs ran out of numbers: the pool is small
       const { rows } = await client.query<{ id: string; first_masked_as: string; second_masked_as: string }>(
         "SELECT id, first_masked_as, second_masked_as FROM session WHERE id LIKE 'c-%'",
       );
@@ -313,6 +404,10 @@ clusterSuite('the authority on PostgreSQL (cluster mode)', (env) => {
       for (const [id, masked] of answered) expect(stored.get(id), id).toEqual(masked);
       expect(stored.size).toBe(answered.size);
       expect(await violations(client, Date.now())).toEqual([]);
+      // Concurrent creates on one number queue on its PIN tally: it still equals the number's rows, none lost or counted twice.
+      const tallies = await client.query('SELECT t.dialled, t.pins, (SELECT count(*)::int FROM pin p WHERE p.dialled = t.dialled) AS rows FROM pin_tally t');
+      expect(tallies.rows.length).toBeGreaterThan(0);
+      for (const t of tallies.rows) expect(t.pins, t.dialled).toBe(t.rows);
     }, 120_000);
 
     it('one API process killed with SIGKILL mid-burst: every acknowledged create is in PostgreSQL, the other goes on, no violation', async () => {

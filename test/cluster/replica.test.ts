@@ -46,7 +46,7 @@ clusterSuite('a node replica fed by logical replication', (env) => {
 
       const report = await audit(target, config.db);
       expect(report.equal, report.text).toBe(true);
-      expect(report.tables.map((t) => t.table)).toEqual(['bridge', 'meta', 'pool_number', 'session']);
+      expect(report.tables.map((t) => t.table)).toEqual(['bridge', 'meta', 'pin', 'pin_key', 'pool_number', 'session']);
       expect(report.tables.find((t) => t.table === 'session')!.authority).toBeGreaterThan(200);
 
       const history = counterHistoryProblems(config.db);
@@ -130,8 +130,8 @@ clusterSuite('a node replica fed by logical replication', (env) => {
       const next = [
         ...PG_MIGRATIONS,
         `ALTER TABLE session ADD COLUMN note text;
-         CREATE TABLE pin (sid bigint PRIMARY KEY REFERENCES session (sid), pin text NOT NULL, tries integer NOT NULL DEFAULT 0, locked boolean NOT NULL DEFAULT false);
-         ALTER PUBLICATION vnum_replica ADD TABLE pin;`,
+         CREATE TABLE tag (sid bigint PRIMARY KEY REFERENCES session (sid), tag text NOT NULL, tries integer NOT NULL DEFAULT 0, locked boolean NOT NULL DEFAULT false);
+         ALTER PUBLICATION vnum_replica ADD TABLE tag;`,
       ];
       await migratePg(client, next);
       await client.query(`UPDATE session SET note = 'vip' WHERE id = $1`, [before.id]);
@@ -147,25 +147,25 @@ clusterSuite('a node replica fed by logical replication', (env) => {
       // The node is upgraded (its SQLite migrations gain the same column and table) and restarted.
       const db = openDb(config.db);
       db.exec(`ALTER TABLE session ADD COLUMN note TEXT;
-               CREATE TABLE pin (sid INTEGER PRIMARY KEY REFERENCES session (sid), pin TEXT NOT NULL, tries INTEGER NOT NULL DEFAULT 0, locked INTEGER NOT NULL DEFAULT 0);`);
+               CREATE TABLE tag (sid INTEGER PRIMARY KEY REFERENCES session (sid), tag TEXT NOT NULL, tries INTEGER NOT NULL DEFAULT 0, locked INTEGER NOT NULL DEFAULT 0);`);
       db.close();
-      await client.query(`INSERT INTO pin (sid, pin, tries, locked) SELECT sid, '4711', 2, true FROM session WHERE id = $1`, [before.id]);
+      await client.query(`INSERT INTO tag (sid, tag, tries, locked) SELECT sid, '4711', 2, true FROM session WHERE id = $1`, [before.id]);
       const again = startNode(config);
       try {
         await barrier(client, [config.db]);
         const later = await writer.createOne();
-        await client.query(`INSERT INTO pin (sid, pin) SELECT sid, '0042' FROM session WHERE id = $1`, [later.id]);
+        await client.query(`INSERT INTO tag (sid, tag) SELECT sid, '0042' FROM session WHERE id = $1`, [later.id]);
         await barrier(client, [config.db]);
         // The table joined the publication with rows the slot never sent: the node rebuilt once.
-        expect(again.events.find((e) => e.type === 'rebuilding')).toMatchObject({ reason: expect.stringMatching(/publication now has pin/) });
+        expect(again.events.find((e) => e.type === 'rebuilding')).toMatchObject({ reason: expect.stringMatching(/publication now has tag/) });
         const report = await audit(target, config.db);
         expect(report.equal, report.text).toBe(true);
-        expect(report.tables.map((t) => t.table)).toContain('pin');
+        expect(report.tables.map((t) => t.table)).toContain('tag');
         const check = openDb(config.db, { readonly: true });
         expect(check.prepare('SELECT note FROM session WHERE id = ?').pluck().get(before.id)).toBe('vip');
-        expect(check.prepare('SELECT pin, tries, locked FROM pin ORDER BY pin').all()).toEqual([
-          { pin: '0042', tries: 0, locked: 0 },
-          { pin: '4711', tries: 2, locked: 1 },
+        expect(check.prepare('SELECT tag, tries, locked FROM tag ORDER BY tag').all()).toEqual([
+          { tag: '0042', tries: 0, locked: 0 },
+          { tag: '4711', tries: 2, locked: 1 },
         ]);
         check.close();
       } finally {

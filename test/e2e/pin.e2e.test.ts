@@ -29,7 +29,9 @@ const BOB = '+441184960555'; // a customer whose order has ended
 const STRANGER = '+441314960999';
 const RELATIVE = '+441514960321'; // the phone Alice borrows
 const DESK = '+442079460999'; // the operator's support desk: not a real number of any party
-const REAL = [ALICE, DEV, ZOE, BOB, STRANGER, RELATIVE];
+const CAROL = '+441214960222'; // a customer on a sliding session whose calls are limited
+const ERIN = '+441914960333'; // Carol's agent
+const REAL = [ALICE, DEV, ZOE, BOB, STRANGER, RELATIVE, CAROL, ERIN];
 
 const CALL_TIMEOUT_MS = 60_000;
 /** PINs end with #; 100 ms tones: a 7-digit PIN takes 1.6 s to send. */
@@ -71,6 +73,11 @@ async function dtmfCall(call: DtmfCall, uas: UasOptions = {}): Promise<{ caller:
     await far.stop();
   }
   return { caller, callee: far.received(), invites: far.invites() };
+}
+
+/** A call that types `pin` and # once, at the first prompt, then holds for `holdMs` unless Asterisk hangs up first. */
+function typingPin(dialled: string, callerUser: string, pin: string, holdMs: number): Promise<{ caller: DtmfResult; callee: SipMessage[]; invites: SipMessage[] }> {
+  return dtmfCall({ dialled, callerUser, steps: [{ pauseMs: FIRST_TRY_AFTER_MS }, { dtmf: `${pin}#`, toneMs: TONE_MS }], holdMs });
 }
 
 /** The From and To the caller sent: SIP echoes them back, and they are the caller's own. */
@@ -122,12 +129,7 @@ e2eSuite('callers without a bridge: PINs, announcements, the desk, through Aster
     const [alice, dev] = w.order.parties;
     expect(alice.pin).toMatch(/^\d{6,12}$/);
     expect(alice.maskedAs).not.toBe(dev.maskedAs);
-    const outcome = await dtmfCall({
-      dialled: dev.maskedAs,
-      callerUser: 'anonymous',
-      steps: [{ pauseMs: FIRST_TRY_AFTER_MS }, { dtmf: `${alice.pin}#`, toneMs: TONE_MS }],
-      holdMs: 4_000,
-    });
+    const outcome = await typingPin(dev.maskedAs, 'anonymous', alice.pin!, 4_000);
     expect(outcome.invites, detail(outcome)).toHaveLength(1);
     const invite = outcome.invites[0]!;
     expect(uriUser(invite.requestUri)).toBe(DEV);
@@ -141,6 +143,31 @@ e2eSuite('callers without a bridge: PINs, announcements, the desk, through Aster
     const log = w.router.lines().join('\n');
     expect(log).toContain('call bridged by PIN');
     expect(log).not.toContain(alice.pin!);
+  }, CALL_TIMEOUT_MS);
+
+  it('a PIN-bridged call is shaped and slides like its party\'s own: the call limit cuts it, and it pushes the sliding session\'s end', async () => {
+    const w = world!;
+    const session = w.db.createSession('order-carol', CAROL, ERIN, ['--idle-timeout', '1h', '--call-limit', '3s', '--limit-warning', '1s']);
+    const [carol, erin] = session.parties;
+    const endsAt = () => Date.parse((JSON.parse(w.db.run(['session', 'show', 'order-carol', '--json']).stdout) as { endsAt: string }).endsAt);
+    const before = endsAt();
+    const outcome = await typingPin(erin.maskedAs, 'anonymous', carol.pin!, 12_000);
+    expect(outcome.invites, detail(outcome)).toHaveLength(1);
+    expect(uriUser(outcome.invites[0]!.requestUri)).toBe(ERIN);
+    expect(uriUser(outcome.invites[0]!.header('From'))).toBe(carol.maskedAs);
+    // Asterisk hung up, the limit's length after Erin answered (the ACK of her 200), not the caller after 12 s.
+    expect(outcome.caller.hungUpBy, detail(outcome)).toBe('asterisk');
+    const ack = outcome.callee.find((m) => m.kind === 'request' && m.method === 'ACK');
+    const bye = outcome.callee.find((m) => m.kind === 'request' && m.method === 'BYE');
+    expect(ack && bye, detail(outcome)).toBeTruthy();
+    const heldMs = bye!.at! - ack!.at!;
+    console.info(`PIN-bridged call, 3 s limit: answer -> BYE ${heldMs} ms`);
+    expect(heldMs).toBeGreaterThanOrEqual(2_900);
+    expect(heldMs).toBeLessThan(4_500);
+    // The sliding session's end moved forward (the push is on the router's write path: wait for it).
+    await until(() => endsAt() > before, 5_000);
+    expect(findLeaks(outcome.callee, REAL.filter((n) => n !== ERIN)), detail(outcome)).toEqual([]);
+    expect(findLeaks(outcome.caller.received, REAL), detail(outcome)).toEqual([]);
   }, CALL_TIMEOUT_MS);
 
   it('three wrong PINs (one of them Dev\'s own, valid on another number; one of an ended session): refused, Dev never rings', async () => {
@@ -175,12 +202,7 @@ e2eSuite('callers without a bridge: PINs, announcements, the desk, through Aster
     const [alice, dev] = w.order.parties;
     w.db.poolSet(dev.maskedAs, '--pin', 'all');
     try {
-      const outcome = await dtmfCall({
-        dialled: dev.maskedAs,
-        callerUser: RELATIVE,
-        steps: [{ pauseMs: FIRST_TRY_AFTER_MS }, { dtmf: `${alice.pin}#`, toneMs: TONE_MS }],
-        holdMs: 4_000,
-      });
+      const outcome = await typingPin(dev.maskedAs, RELATIVE, alice.pin!, 4_000);
       expect(outcome.invites, detail(outcome)).toHaveLength(1);
       expect(uriUser(outcome.invites[0]!.requestUri)).toBe(DEV);
       expect(uriUser(outcome.invites[0]!.header('From'))).toBe(alice.maskedAs);

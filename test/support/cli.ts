@@ -45,6 +45,22 @@ export function vnum(args: string[], env: Record<string, string | undefined> = {
 }
 
 /** The CLI started without waiting for it (e.g. while this process holds a lock): its pid, and its result when it ends. */
+/**
+ * The built CLI on one database file, numbers without + read as British:
+ * `run` answers as the command did, `json` adds --json and parses its answer
+ * (a non-zero exit throws, naming stderr). `db` is read at each call: a suite
+ * may make its file in beforeAll.
+ */
+export function cliOnDb(db: () => string, env: Record<string, string> = { VNUM_DEFAULT_COUNTRY: 'GB' }) {
+  const run = (...args: string[]): CliResult => vnum(['--db', db(), ...args], env);
+  const json = (...args: string[]): any => {
+    const r = run(...args, '--json');
+    if (r.code !== 0) throw new Error(`vnum ${args.join(' ')} --json exited ${r.code}: ${r.stderr}`);
+    return JSON.parse(r.stdout);
+  };
+  return { run, json };
+}
+
 export function startVnum(args: string[], env: Record<string, string | undefined> = {}): { pid: number; done: Promise<CliResult> } {
   const child = spawn(process.execPath, [VNUM_BIN, ...args], { env: cliEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';

@@ -13,6 +13,8 @@ import { setRecording } from '../../src/webhooks/outbox.js';
 import { writeTransaction } from '../../src/store/db.js';
 import { parseCallSettings, storedCallSettings, validateCallSettings } from '../../src/session/call-settings.js';
 import { decideRoute } from '../../src/routing/decide.js';
+import { decidePin } from '../../src/routing/pin.js';
+import { CallTracker } from '../../src/calls/tracker.js';
 import { storeBridgeLookup } from '../../src/routing/lookup.js';
 import { answerFor, channelVariables, CALL_VARIABLES } from '../../src/routing/answer.js';
 import { listCalls, recordRoutedCall, applyCallFact } from '../../src/calls/store.js';
@@ -23,6 +25,7 @@ import { errorOf } from '../support/errors.js';
 import { captureLog } from '../support/log.js';
 import { useCliDatabase } from '../support/cli.js';
 import { readRepo } from '../support/repo.js';
+import { until } from '../support/wait.js';
 
 let store: ReturnType<typeof tempDb>;
 beforeEach(() => {
@@ -175,6 +178,36 @@ describe('call settings', () => {
       expect(conf, name).toContain(`\${${name}}`);
       expect(readme, name).toContain(`\`${name}\``);
     }
+  });
+});
+
+describe('a PIN-bridged call', () => {
+  it('is shaped and slides its session exactly as the bridged call of the party whose PIN it is', async () => {
+    const s = createSession(store.db, {
+      id: 'pinned', first: party(A), second: party(D), now: 0, idleMs: 10 * S,
+      callSettings: { calleeAnnouncement: 'followme/call-from', callLimitMs: 600 * S, limitWarningMs: 30 * S, ringTimeoutMs: 20 * S },
+    }).session;
+    const [a, d] = s.parties;
+    // A's own call on D's masked number, and a stranger typing A's PIN there: the same decision, only marked via pin.
+    const own = route(A, d.maskedAs, S);
+    const pinned = decidePin({ dialled: d.maskedAs, pin: a.pin! }, S, storeBridgeLookup(store.db), { defaultCountry: 'GB' });
+    expect(own).toMatchObject({ status: 'BRIDGE', idleMs: 10 * S, callSettings: expect.stringContaining('followme/call-from') });
+    expect(pinned).toEqual({ ...own, via: 'pin', dialled: d.maskedAs });
+    const pinnedAnswer = answerFor(pinned)!;
+    expect(channelVariables(pinnedAnswer)).toEqual(channelVariables(answerFor(own)!));
+    expect(channelVariables(pinnedAnswer)).toContainEqual(['VNUM_CALL_LIMIT_S', '600']);
+
+    // Through vnum serve's write path: the PIN-bridged call at 8 s pushes the end from 10 s to 18 s.
+    const log = captureLog();
+    const tracker = new CallTracker({ dbPath: store.path, ami: null, router: 'r:1', logger: log.logger, now: () => 8 * S });
+    tracker.start();
+    try {
+      tracker.routed({ uniqueId: '1700000000.1', channel: 'PJSIP/carrier-1', callerId: 'anonymous' }, pinnedAnswer, pinned);
+      await until(() => getSession(store.db, 'pinned', 8 * S).endsAt === 18 * S, 3_000);
+    } finally {
+      await tracker.stop();
+    }
+    expect(getSession(store.db, 'pinned', 8 * S).endsAt).toBe(18 * S);
   });
 });
 

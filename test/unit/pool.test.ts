@@ -19,8 +19,9 @@ describe('pool', () => {
     const change = addToPool(store.db, [{ number: '020 7946 0001', country: 'GB' }, { number: '+14155550199' }], { now: 5 });
     expect(change).toEqual({ added: 2, updated: 0, unchanged: 0, kept: [] });
     expect(listPool(store.db)).toEqual([
-      { number: '+14155550199', country: 'US', state: 'available', addedAt: 5 },
-      { number: '+442079460001', country: 'GB', state: 'available', addedAt: 5 },
+      // A new number handles callers without a bridge as vnum serve's defaults say (null each).
+      { number: '+14155550199', country: 'US', state: 'available', addedAt: 5, handling: { pin: null, outOfSession: null, fallback: null } },
+      { number: '+442079460001', country: 'GB', state: 'available', addedAt: 5, handling: { pin: null, outOfSession: null, fallback: null } },
     ]);
   });
 

@@ -178,7 +178,7 @@ describe('the SQLite applier', () => {
 
   it('names what the authority publishes and this schema lacks', () => {
     expect(store.schemaGaps(new Map([['session', ['sid', 'id']], ['bridge', ['caller']]]))).toEqual([]);
-    expect(store.schemaGaps(new Map([['session', ['sid', 'note']], ['pin', ['sid']]]))).toEqual(['session.note', 'table pin']);
+    expect(store.schemaGaps(new Map([['session', ['sid', 'note']], ['tag', ['sid']]]))).toEqual(['session.note', 'table tag']);
     let error: unknown;
     try {
       store.applyTransaction([{ kind: 'insert', table: 'session', row: { ...session(3, 's3'), note: 'x' } }], parseLsn('0/500'), 3);
