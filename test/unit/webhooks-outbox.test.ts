@@ -106,6 +106,8 @@ describe('session events', () => {
         expiresAt: new Date(T0 + 3_600_000).toISOString(),
         releasedAt: null,
         endsAt: new Date(T0 + 3_600_000).toISOString(),
+        idleTimeoutMs: null,
+        calls: {},
         parties: [{ maskedAs: session.parties[0].maskedAs }, { maskedAs: session.parties[1].maskedAs }],
       },
     });
