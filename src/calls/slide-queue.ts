@@ -63,6 +63,7 @@ export class SlideQueue {
   private droppedSinceLog = 0;
   private loggedAt = -Infinity;
   private lastError: string | undefined;
+  private readonly dropListeners: Array<(push: SlidePush) => void> = [];
 
   constructor(private readonly options: SlideQueueOptions) {
     this.settings = { ...SLIDE_QUEUE_DEFAULTS, ...stripUndefined(options) };
@@ -88,6 +89,11 @@ export class SlideQueue {
       this.pending.set(push.session, { ...push });
     }
     this.running ??= this.drain().finally(() => (this.running = undefined));
+  }
+
+  /** Called with each push dropped (so its sender can offer it again at the next activity). */
+  onDrop(listener: (push: SlidePush) => void): void {
+    this.dropListeners.push(listener);
   }
 
   /** Resolves once everything queued has been sent or dropped. */
@@ -158,6 +164,7 @@ export class SlideQueue {
 
   private dropped(push: SlidePush, why: string): void {
     this.counts.failed++;
+    for (const listener of this.dropListeners) listener(push);
     this.droppedSinceLog++;
     const t = this.now();
     if (t - this.loggedAt < this.settings.logEveryMs) return;

@@ -49,6 +49,8 @@ export class SlidingSessions {
 
   constructor(private readonly options: SlidingOptions) {
     this.counts = options.queue?.counts ?? { pushed: 0, unchanged: 0, failed: 0, skipped: 0 };
+    // A push that was dropped moved nothing: the next activity (a keep-alive half a second later) is judged without it.
+    options.queue?.onDrop((push) => this.sent.delete(push.session));
   }
 
   /** The file's mark, read again while it is not a replica (at most every second); logs what that means, once. */

@@ -24,7 +24,7 @@ import type { PgTarget } from '../../src/replica/stream.js';
 import { partyInput, type CreateSessionInput } from '../../src/session/sessions.js';
 import { openDb } from '../../src/store/db.js';
 import { routeCall } from '../reliability/lib.js';
-import { audit, barrier, sleep } from '../support/cluster/checks.js';
+import { audit, barrier, eventually, sleep } from '../support/cluster/checks.js';
 import { startNode, type NodeConfig, type NodeProcess } from '../support/cluster/node.js';
 import { clusterSuite } from '../support/cluster/suite.js';
 import { partyNumber } from '../support/cluster/writer.js';
@@ -72,16 +72,6 @@ async function scrape(port: number): Promise<Record<string, number>> {
   const counts: Record<string, number> = {};
   for (const m of text.matchAll(/^vnum_sliding_pushes_total\{outcome="([a-z]+)"\} (\d+)$/gm)) counts[m[1]!] = Number(m[2]);
   return counts;
-}
-
-async function eventually<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined> | T | undefined): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`no ${what} within ${timeoutMs} ms`);
-    await sleep(50);
-  }
 }
 
 clusterSuite('sliding sessions on a cluster node', (env) => {

@@ -7,6 +7,8 @@
  * warned about once). test/cluster/sliding.test.ts does the same against a
  * real PostgreSQL and two replicas.
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SlideQueue, type PushResult, type SlidePush } from '../../src/calls/slide-queue.js';
 import { SlidingSessions } from '../../src/calls/sliding.js';
@@ -15,7 +17,9 @@ import { answerFor } from '../../src/routing/answer.js';
 import { decideRoute } from '../../src/routing/decide.js';
 import { storeBridgeLookup } from '../../src/routing/lookup.js';
 import { createSession, getSession, releaseSession, slidePlan, type SlideRow } from '../../src/session/sessions.js';
+import { vnum } from '../support/cli.js';
 import { captureLog } from '../support/log.js';
+import { startServe } from '../support/serve.js';
 import { londonDids, mobile, party, seedPool, tempDb } from '../support/store.js';
 import { until } from '../support/wait.js';
 
@@ -232,6 +236,23 @@ describe("vnum serve's call log and a sliding session", () => {
     void queue.close(0);
   });
 
+  it('a push the authority did not take is forgotten: the next keep-alive offers it again', async () => {
+    createSession(store.db, { id: 'slide', first: party(A), second: party(D), now: 0, idleMs: 10 * S });
+    claim();
+    const log = captureLog();
+    const sender = heldSender();
+    const queue = new SlideQueue({ send: sender.send, logger: log.logger, attempts: 1 });
+    const sliding = new SlidingSessions({ queue, authority: 'x', logger: log.logger });
+    expect(sliding.touch(store.db, 'slide', 6 * S, true)).toBe('queued');
+    expect(sliding.touch(store.db, 'slide', 6.5 * S, true)).toBe('none');
+    await sender.answer(new Error('connect ECONNREFUSED'));
+    await queue.idle();
+    expect(queue.counts.failed).toBe(1);
+    expect(sliding.touch(store.db, 'slide', 7 * S, true)).toBe('queued');
+    await sender.answer('pushed');
+    await queue.idle();
+  });
+
   it('a replica file and no authority: never written, each due push counted as skipped, one warning', async () => {
     const s = createSession(store.db, { id: 'slide', first: party(A), second: party(D), now: 0, idleMs: 10 * S }).session;
     claim();
@@ -262,5 +283,39 @@ describe("vnum serve's call log and a sliding session", () => {
     expect(sliding.replica(store.db, 1_000)).toMatchObject({ node: 'pbx_a' });
     expect(sliding.touch(store.db, 'slide', 8 * S)).toBe('skipped');
     expect(getSession(store.db, 'slide', 0).endsAt).toBe(10 * S);
+  });
+});
+
+describe('vnum serve --authority', () => {
+  let store: ReturnType<typeof tempDb>;
+  beforeEach(() => {
+    store = tempDb();
+  });
+  afterEach(() => store.cleanup());
+
+  const cases: Array<[string, string[], Record<string, string>, RegExp]> = [
+    ['a password in the URL', ['--authority', 'postgres://vnum:secret@10.0.0.5/vnum'], {}, /^invalid --authority "postgres:\/\/vnum:\*\*\*@10\.0\.0\.5\/vnum": a password in the URL/],
+    ['not postgres', [], { VNUM_AUTHORITY: 'mysql://vnum@10.0.0.5/vnum' }, /^invalid VNUM_AUTHORITY "mysql:\/\/vnum@10\.0\.0\.5\/vnum": the scheme must be postgres:\/\//],
+    ['no database', ['--authority', 'postgres://vnum@10.0.0.5'], {}, /^invalid --authority "postgres:\/\/vnum@10\.0\.0\.5": no database/],
+  ];
+  it.each(cases)('%s: exit 1, one line, VNUM_CONFIGURATION, no database', (_what, args, env, message) => {
+    const nested = join(store.dir, 'not-yet', 'vnum.db');
+    const r = vnum(['--db', nested, 'serve', '--port', '45731', ...args], env);
+    expect(r.code, r.stderr).toBe(1);
+    const lines = r.stderr.trimEnd().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/ \[VNUM_CONFIGURATION\]$/);
+    expect(lines[0]!.replace(/^vnum: /, '')).toMatch(message);
+    expect(r.stderr).not.toContain('secret');
+    expect(existsSync(join(store.dir, 'not-yet'))).toBe(false);
+  });
+
+  it('an authority nobody answers at does not stop the start (nothing connects until a push); on a single box it says pushes stay in the file', async () => {
+    const serve = await startServe({ db: store.path, args: ['--authority', 'postgres://vnum@127.0.0.1:1/vnum'] });
+    try {
+      expect(serve.lines().some((l) => l.includes('--authority is for a cluster node: this file is not (yet) a replica'))).toBe(true);
+    } finally {
+      expect(await serve.stop()).toBe(0);
+    }
   });
 });
