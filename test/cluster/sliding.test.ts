@@ -16,7 +16,13 @@
  * (A's row says active) and refused by the authority's rule. With
  * PostgreSQL stopped, calls still route at once and the push is dropped
  * after its bounded retries, counted and logged.
+ *
+ * A call in progress (AMI: the fake in test/support/fake-ami.ts, which
+ * speaks Asterisk 22's manager protocol, tells serve's call log of the
+ * call's answer and hang-up) keeps its session alive on the authority with
+ * one push per half idle timeout, and its hang-up pushes once more.
  */
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
 import { openPostgresAuthority } from '../../src/authority/postgres.js';
@@ -28,6 +34,8 @@ import { audit, barrier, eventually, sleep } from '../support/cluster/checks.js'
 import { startNode, type NodeConfig, type NodeProcess } from '../support/cluster/node.js';
 import { clusterSuite } from '../support/cluster/suite.js';
 import { partyNumber } from '../support/cluster/writer.js';
+import { FakeAmi } from '../support/fake-ami.js';
+import { placeCall } from '../support/fake-asterisk.js';
 import { freePort } from '../support/net.js';
 import { startServe, type Serve } from '../support/serve.js';
 
@@ -65,6 +73,12 @@ function fileRows(db: string, id: string): string {
   } finally {
     file.close();
   }
+}
+
+/** One call through FastAGI with its own Uniqueid (AMI's events name the call by it); the router's command line. */
+async function routeCallWith(port: number, caller: string, dialled: string, uniqueid: string): Promise<string> {
+  const { command } = await placeCall(port, { agi_callerid: caller, agi_calleridname: 'unknown', agi_dnid: dialled, agi_extension: dialled, agi_uniqueid: uniqueid, agi_channel: 'PJSIP/carrier-00000042' });
+  return command;
 }
 
 async function scrape(port: number): Promise<Record<string, number>> {
@@ -190,6 +204,73 @@ clusterSuite('sliding sessions on a cluster node', (env) => {
       await serveB?.stop();
       await nodeA.stop();
       await nodeB.stop();
+      await authority.close();
+      await client.end();
+    }
+  });
+  it('a call in progress on a node keeps its sliding session alive on the authority, one push per half idle timeout, and its hang-up pushes once more', async () => {
+    const idleMs = 6_000;
+    const { target, client } = await env.authority();
+    const authority = await openPostgresAuthority(target);
+    const a = { db: join(env.dir, 'talk.db'), target, node: 'slide_talk', pingIntervalMs: 200 };
+    const node = startNode(a);
+    const fake = new FakeAmi({ secret: 'talk-secret' });
+    await fake.listen();
+    writeFileSync(join(env.dir, 'ami-secret'), 'talk-secret\n', { mode: 0o600 });
+    let serve: Serve | undefined;
+    try {
+      await node.waitForStatus((s) => s.phase === 'streaming', 20_000, 'streaming');
+      const t0 = Date.now();
+      const made = (await authority.createSession(input('talk', partyNumber(11), partyNumber(12), t0, { idleMs }))).session;
+      await barrier(client, [a.db]);
+      const metricsPort = await freePort();
+      serve = await startServe({
+        db: a.db,
+        args: ['--authority', url(target), '--metrics-port', String(metricsPort)],
+        env: { VNUM_AMI_USER: 'vnum', VNUM_AMI_SECRET_FILE: join(env.dir, 'ami-secret'), VNUM_AMI_PORT: String(fake.port) },
+      });
+      await eventually('AMI logged in', 10_000, () => (fake.authenticatedSessions() > 0 ? true : undefined));
+      const endOnAuthority = async (): Promise<number> =>
+        Number((await client.query<{ ends_at: string }>("SELECT ends_at FROM session WHERE id = 'talk'")).rows[0]!.ends_at);
+
+      const [first, second] = made.parties;
+      const uniqueid = `${Math.floor(Date.now() / 1000)}.42`;
+      const stamp = (ms: number) => (ms / 1000).toFixed(3);
+      // The channel is up as Asterisk would list it (serve's reconcile after login marks calls it does not list lost).
+      fake.channels.push({ channel: 'PJSIP/carrier-00000042', uniqueid, state: 'Up' });
+      await eventually('the reconcile after login', 10_000, () => (fake.actions('coreshowchannels').length > 0 ? true : undefined));
+      const routed = await routeCallWith(serve.port, second.number, first.maskedAs, uniqueid);
+      expect(routed).toContain('VNUM_STATUS=BRIDGE');
+      fake.event('DialBegin', 'call', [['Timestamp', stamp(Date.now())], ['Uniqueid', uniqueid], ['DestUniqueid', `${uniqueid}1`]]);
+      fake.event('DialEnd', 'call', [['Timestamp', stamp(Date.now())], ['Uniqueid', uniqueid], ['DialStatus', 'ANSWER']]);
+
+      // Three idle timeouts of talking: the session's end on the authority stays ahead of the clock throughout.
+      const talkUntil = Date.now() + 3 * idleMs;
+      let lowestMargin = Infinity;
+      while (Date.now() < talkUntil) {
+        lowestMargin = Math.min(lowestMargin, (await endOnAuthority()) - Date.now());
+        await sleep(100);
+      }
+      expect(lowestMargin, serve.lines().slice(-10).join('\n')).toBeGreaterThan(0);
+      const duringCall = await scrape(metricsPort);
+      // The routed call's push, then keep-alives: one per half idle timeout (3 s) over 18 s, about 6; never one per check (every 0.5 s: 36).
+      expect(duringCall.pushed).toBeGreaterThanOrEqual(5);
+      expect(duringCall.pushed).toBeLessThanOrEqual(9);
+
+      // The hang-up: its own push, to the hang-up's time + idle.
+      const hungUpAt = Date.now();
+      fake.event('Hangup', 'call', [['Timestamp', stamp(hungUpAt)], ['Uniqueid', uniqueid], ['Cause', '16'], ['Cause-txt', 'Normal Clearing']]);
+      await eventually('the hang-up pushed', 10_000, async () => ((await endOnAuthority()) === hungUpAt + idleMs ? true : undefined));
+      const { rows: bridgeEnds } = await client.query<{ ends_at: string }>("SELECT b.ends_at FROM bridge b JOIN session s ON s.sid = b.sid WHERE s.id = 'talk'");
+      expect(bridgeEnds.map((r) => Number(r.ends_at))).toEqual([hungUpAt + idleMs, hungUpAt + idleMs]);
+      // And it comes back to the node's own file by replication.
+      await barrier(client, [a.db]);
+      expect(fileEnds(a.db, 'talk')).toEqual({ released_at: null, ends_at: hungUpAt + idleMs, bridges: [hungUpAt + idleMs, hungUpAt + idleMs] });
+      console.log(`sliding: ${duringCall.pushed} pushes during an 18 s call with a 6 s idle timeout; lowest margin of the end ahead of the clock ${lowestMargin} ms`);
+    } finally {
+      await serve?.stop();
+      await fake.stop();
+      await node.stop();
       await authority.close();
       await client.end();
     }
