@@ -110,7 +110,7 @@ export const apiBenchmark: Benchmark = {
   },
 };
 
-interface HttpLoad {
+export interface HttpLoad {
   child: ChildProcess;
   run(request: Omit<HttpRunRequest, 'type'>): Promise<HttpRunResult>;
 }
@@ -132,7 +132,7 @@ interface Bench {
   runs: number;
 }
 
-async function startHttpLoad(): Promise<HttpLoad> {
+export async function startHttpLoad(): Promise<HttpLoad> {
   const child = fork(HTTP_LOAD, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   await nextMessage<{ type: 'ready' }>(child, 'the HTTP load generator');
   return {
@@ -147,10 +147,10 @@ async function startHttpLoad(): Promise<HttpLoad> {
   };
 }
 
-/** The built CLI's `vnum api`, as an operator runs it, once its log says it serves. */
-async function startApi(dbPath: string): Promise<{ child: ChildProcess; port: number }> {
+/** The built CLI's `vnum api`, as an operator runs it, once its log says it serves; `args`: more of its settings (e.g. --authority). */
+export async function startApi(dbPath: string, args: string[] = []): Promise<{ child: ChildProcess; port: number }> {
   const port = await freePort();
-  const child = spawn(process.execPath, [VNUM_BIN, '--db', dbPath, 'api', '--host', '127.0.0.1', '--port', String(port), '--rate-limit', '1000000'], {
+  const child = spawn(process.execPath, [VNUM_BIN, '--db', dbPath, 'api', '--host', '127.0.0.1', '--port', String(port), '--rate-limit', '1000000', ...args], {
     env: { ...process.env, VNUM_DEFAULT_COUNTRY: 'GB', VNUM_LOG_LEVEL: 'info' },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
@@ -270,7 +270,7 @@ async function measureCreates(b: Bench): Promise<Figure[]> {
 }
 
 /** The round whose ratio is the median (an odd number of rounds makes it a real round). */
-function medianRound<T>(rounds: T[], ratio: (r: T) => number): T {
+export function medianRound<T>(rounds: T[], ratio: (r: T) => number): T {
   return [...rounds].sort((a, c) => ratio(a) - ratio(c))[Math.floor((rounds.length - 1) / 2)]!;
 }
 

@@ -14,17 +14,18 @@ export function profileArgs(dir: string | undefined, name: string): string[] {
  * The built CLI, exactly as an operator runs it, on a free port; the port is
  * read from its log. `timeDecisions`: with bench/decision-timing.ts preloaded
  * and an IPC channel to take the durations with (takeDecisions()).
+ * `serveArgs`: more of serve's settings (e.g. a node's --when-stale).
  */
 export async function startVnum(
   dbPath: string,
-  options: { timeDecisions?: boolean; profileDir?: string | undefined } = {},
+  options: { timeDecisions?: boolean; profileDir?: string | undefined; serveArgs?: string[] } = {},
 ): Promise<{ child: ChildProcess; port: number }> {
   // Metrics on, as an operator who monitors runs it: the decision path measured with its timing and counting.
   const env: NodeJS.ProcessEnv = { ...process.env, VNUM_DEFAULT_COUNTRY: 'GB', VNUM_LOG_LEVEL: 'info', VNUM_METRICS_PORT: String(await freePort()) };
   const preload = options.timeDecisions ? ['--import', DECISION_TIMING] : [];
   const child = spawn(
     process.execPath,
-    [...profileArgs(options.profileDir, 'vnum-serve'), ...preload, VNUM_BIN, '--db', dbPath, 'serve', '--host', '127.0.0.1', '--port', String(await freePort())],
+    [...profileArgs(options.profileDir, 'vnum-serve'), ...preload, VNUM_BIN, '--db', dbPath, 'serve', '--host', '127.0.0.1', '--port', String(await freePort()), ...(options.serveArgs ?? [])],
     {
       env,
       stdio: ['ignore', 'ignore', 'pipe', ...(options.timeDecisions ? (['ipc'] as const) : [])],

@@ -6,6 +6,8 @@ import { asteriskBenchmark } from './asterisk.js';
 import { pinBenchmark } from './pin.js';
 import { apiBenchmark } from './api.js';
 import { replicationBenchmark } from './replication.js';
+import { replicaRoutingBenchmark } from './replica-routing.js';
+import { apiClusterBenchmark } from './api-cluster.js';
 import { webhooksBenchmark } from './webhooks.js';
 
 /** Every benchmark, in the order `npm run bench` runs them. A new one is a module in bench/ added here. */
@@ -18,4 +20,6 @@ export const BENCHMARKS: readonly Benchmark[] = [
   webhooksBenchmark,
   asteriskBenchmark,
   replicationBenchmark,
+  replicaRoutingBenchmark,
+  apiClusterBenchmark,
 ];

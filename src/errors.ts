@@ -73,6 +73,8 @@ export const ErrorCode = {
   AuthorityUnavailable: 'VNUM_AUTHORITY_UNAVAILABLE',
   /** Cluster mode: what lives on each node, not on the authority (the call log, hang-up requests, webhooks), asked of the API. */
   UnsupportedInCluster: 'VNUM_UNSUPPORTED_IN_CLUSTER',
+  /** Cluster mode: a command would write a node's replica file, which only `vnum replica` writes (src/replica/read-only.ts). */
+  ReplicaReadOnly: 'VNUM_REPLICA_READ_ONLY',
   /** `vnum apikey revoke` names no key. */
   ApiKeyNotFound: 'VNUM_API_KEY_NOT_FOUND',
   // The HTTP API's own (src/api/problem.ts maps every category to a status).
@@ -129,6 +131,8 @@ const CATEGORIES: Readonly<Record<ErrorCode | AmiErrorCode | AgiErrorCode, Error
   VNUM_SESSION_ENDED: 'conflict',
   // More to retire than --max-retire allows: the export clashes with the pool as it is.
   VNUM_RETIRE_LIMIT: 'conflict',
+  // A write aimed at a node's replica: it clashes with what the file is (the authority's copy); the same write on the authority may succeed.
+  VNUM_REPLICA_READ_ONLY: 'conflict',
   VNUM_DATABASE_NOT_FOUND: 'setup',
   VNUM_DATABASE_PERMISSIONS: 'setup',
   VNUM_DATABASE_VERSION: 'setup',

@@ -72,6 +72,7 @@ export const TITLE_OF: Readonly<Record<ErrorCode, string>> = {
   VNUM_DATABASE: 'Database unusable',
   VNUM_AUTHORITY_UNAVAILABLE: 'Authority unavailable',
   VNUM_UNSUPPORTED_IN_CLUSTER: 'Not available in cluster mode',
+  VNUM_REPLICA_READ_ONLY: 'Replica is read-only',
 };
 
 export const PROBLEM_TYPE = 'application/problem+json';

@@ -9,7 +9,7 @@ import type { PgTarget } from '../replica/stream.js';
 import { decideRoute, type BridgeLookup } from '../routing/decide.js';
 import { liveBridgeOf, type RouteBridgeRow } from '../routing/lookup.js';
 import { poolView, type PoolCandidate, type PoolView } from '../session/allocate.js';
-import { DEFAULT_PIN_GUESS_BOUND, noFreePin, PIN_TRIES, pinDigest, pinDigits, randomPin } from '../session/pin.js';
+import { DEFAULT_PIN_GUESS_BOUND, noFreePin, PIN_SWEEP, PIN_TRIES, pinDigest, pinDigits, randomPin } from '../session/pin.js';
 import {
   allocate,
   checkCreate,
@@ -110,7 +110,7 @@ export async function openPostgresAuthority(target: PgTarget, options: PgStoreOp
         const firstMaskedAs = allocate(of(second.number), pool, { dialler: second, target: first.number, requested: first.maskedAs, now });
         const secondMaskedAs = allocate(of(first.number), pool, { dialler: first, target: second.number, requested: second.maskedAs, now });
         const { expiresAt, endsAt } = sessionEnds(input);
-        const { rows: wrote } = await c.query<{ sid: number; lent: number; live_first: number; live_second: number }>({
+        const { rows: wrote } = await c.query<{ sid: number; lent: number; pins_first: number; pins_second: number }>({
           name: 'vnum_create_write',
           text: CREATE_WRITE_SQL,
           values: [
@@ -118,13 +118,14 @@ export async function openPostgresAuthority(target: PgTarget, options: PgStoreOp
             numberTypeCode(first.type), numberTypeCode(second.type),
           ],
         });
-        const { sid, lent, live_first: liveOnFirstMasked, live_second: liveOnSecondMasked } = wrote[0]!;
+        const { sid, lent, pins_first: pinsOnFirstMasked, pins_second: pinsOnSecondMasked } = wrote[0]!;
         if (lent !== 2) throw new RetryTransaction('a number was lent to the same caller by a concurrent create');
-        // Each party's PIN is for the number it dials: the other party's masked number (the second counts the first when both are on one number).
+        // Each party's PIN is for the number it dials: the other party's masked number. The tally already counts
+        // this create's PINs; as on the single box, the first is judged without the second when both are on one number.
         const bound = input.pinGuessBound ?? DEFAULT_PIN_GUESS_BOUND;
         const pins = await issuePins(c, await key(c), sid, [
-          { dialled: secondMaskedAs, caller: first.number, digits: pinDigits(liveOnSecondMasked, bound) },
-          { dialled: firstMaskedAs, caller: second.number, digits: pinDigits(liveOnFirstMasked + (firstMaskedAs === secondMaskedAs ? 1 : 0), bound) },
+          { dialled: secondMaskedAs, caller: first.number, digits: pinDigits(pinsOnSecondMasked - (firstMaskedAs === secondMaskedAs ? 2 : 1), bound) },
+          { dialled: firstMaskedAs, caller: second.number, digits: pinDigits(pinsOnFirstMasked - 1, bound) },
         ]);
         creates++;
         return { session: createdSession(input, { firstMaskedAs, secondMaskedAs, expiresAt, endsAt, callSettings, pins }), created: true };
@@ -279,11 +280,15 @@ const CREATE_READ_SQL = `SELECT (SELECT value FROM meta WHERE key = 'pool_revisi
 /**
  * A create's writes in one statement: the session, its two bridges (the
  * invariant's guard: a pair's row passes to this session only if its old
- * session has ended; \`lent\` counts the rows taken), and the PINs of ended
- * sessions purged from the two masked numbers, with the live PINs left on
- * each (what a new PIN's length is judged by). The purge sees the bridges
- * as they were before this statement, which is the same for it: a bridge
- * this create takes over had ended.
+ * session has ended; \`lent\` counts the rows taken), and the sweep of each
+ * masked number's PINs (src/session/pin.ts: the next PIN_SWEEP rows after
+ * the tally's cursor, those of ended sessions deleted), with the tally
+ * moved by what was deleted and the PINs this create will issue on it
+ * (one per party; a create that cannot issue them rolls back). \`pins\` is
+ * what a new PIN's length is judged by. The sweep sees the bridges as they
+ * were before this statement, which is the same for it: a bridge this
+ * create takes over had ended. Two creates on one number queue on its tally
+ * row (read committed: the second adds to what the first committed).
  */
 const CREATE_WRITE_SQL = `WITH s AS (
     INSERT INTO session (id, first_party, first_masked_as, second_party, second_masked_as, created_at, expires_at, ends_at, idle_ms, call_settings)
@@ -296,14 +301,31 @@ const CREATE_WRITE_SQL = `WITH s AS (
       SET sid = excluded.sid, target = excluded.target, target_type = excluded.target_type, lent_at = excluded.lent_at, ends_at = excluded.ends_at
       WHERE bridge.ends_at <= excluded.lent_at
     RETURNING 1
+  ), numbers AS (
+    SELECT n.dialled, count(*)::int AS issuing, t.pins, t.swept_to
+      FROM (VALUES ($3::text), ($5::text)) AS n (dialled) LEFT JOIN pin_tally t ON t.dialled = n.dialled
+     GROUP BY n.dialled, t.pins, t.swept_to
+  ), look AS (
+    SELECT n.dialled, l.digest, l.caller, l.sid, l.ord
+      FROM numbers n CROSS JOIN LATERAL (
+        SELECT p.digest, p.caller, p.sid, row_number() OVER (ORDER BY p.digest) AS ord
+          FROM pin p WHERE p.dialled = n.dialled AND p.digest > coalesce(n.swept_to, '\\x'::bytea)
+         ORDER BY p.digest LIMIT ${PIN_SWEEP}) AS l
   ), gone AS (
-    DELETE FROM pin WHERE dialled IN ($3, $5) AND NOT EXISTS (
-      SELECT 1 FROM bridge g WHERE g.caller = pin.caller AND g.dialled = pin.dialled AND g.sid = pin.sid AND (g.ends_at IS NULL OR g.ends_at > $6))
-    RETURNING dialled
+    DELETE FROM pin USING look
+     WHERE pin.dialled = look.dialled AND pin.digest = look.digest AND NOT EXISTS (
+       SELECT 1 FROM bridge g WHERE g.caller = pin.caller AND g.dialled = pin.dialled AND g.sid = pin.sid AND (g.ends_at IS NULL OR g.ends_at > $6))
+    RETURNING pin.dialled
+  ), tally AS (
+    INSERT INTO pin_tally AS t (dialled, pins, swept_to)
+    SELECT n.dialled, n.issuing, (SELECT l.digest FROM look l WHERE l.dialled = n.dialled AND l.ord = ${PIN_SWEEP})
+      FROM numbers n ORDER BY n.dialled
+    ON CONFLICT (dialled) DO UPDATE
+      SET pins = t.pins + excluded.pins - (SELECT count(*) FROM gone WHERE gone.dialled = t.dialled), swept_to = excluded.swept_to
+    RETURNING t.dialled, t.pins
   )
   SELECT (SELECT sid FROM s) AS sid, (SELECT count(*) FROM b)::int AS lent,
-         ((SELECT count(*) FROM pin WHERE dialled = $3) - (SELECT count(*) FROM gone WHERE dialled = $3))::int AS live_first,
-         ((SELECT count(*) FROM pin WHERE dialled = $5) - (SELECT count(*) FROM gone WHERE dialled = $5))::int AS live_second`;
+         (SELECT pins FROM tally WHERE dialled = $3) AS pins_first, (SELECT pins FROM tally WHERE dialled = $5) AS pins_second`;
 
 /** A pair's bridge with its session, as the router reads it (src/routing/lookup.ts), on PostgreSQL. */
 const ROUTE_ROW_SQL = `SELECT b.target, CASE WHEN b.caller = s.first_party THEN s.first_masked_as ELSE s.second_masked_as END AS "presentedCallerId",

@@ -14,7 +14,7 @@ import { ErrorCode, VnumError } from '../errors.js';
 import { createLogger } from '../log.js';
 import type { NumberPolicy } from '../numbers/policy.js';
 import { resolveDbPath } from '../store/db.js';
-import { ALLOWED_NUMBER_TYPES_OPTION, defaultCountry, globalOptions, numberPolicy } from './context.js';
+import { ALLOWED_NUMBER_TYPES_OPTION, defaultCountry, globalOptions, numberPolicy, refuseReplicaFile } from './context.js';
 import { pinGuessBoundOption } from './options.js';
 import { printLine } from './output.js';
 import { secretFileModeProblem } from './secret-file.js';
@@ -136,6 +136,8 @@ export function apiSettings(options: ApiFlags, command: Command): ApiSettings {
 export async function openApiAuthority(settings: Pick<ApiSettings, 'authority'>, command: Command): Promise<{ authority: Authority; where: string }> {
   if (settings.authority === undefined) {
     const dbPath = resolveDbPath(globalOptions(command).db);
+    // A cluster node's replica file is the authority's copy: the API writes on the authority itself.
+    refuseReplicaFile(command, dbPath);
     return { authority: openSqliteAuthority(dbPath, { mode: 'create' }), where: dbPath };
   }
   const { openPostgresAuthority } = await import('../authority/postgres.js');
@@ -227,7 +229,7 @@ export function registerApi(program: Command): void {
   api
     .option('--country <XX>', 'default country for numbers without + (VNUM_DEFAULT_COUNTRY); a request may name its own')
     .option(...ALLOWED_NUMBER_TYPES_OPTION)
-    .addOption(pinGuessBoundOption())
+    .addOption(pinGuessBoundOption(ErrorCode.Configuration))
     .option('--probe', 'do not serve: ask the API these settings describe whether it is ready (GET /v1/ready); exit 0 if so, 1 if not')
     .action(async (options: ApiFlags, command: Command) => {
       // Judge every setting, the logger's included, before a database is opened, created or migrated.

@@ -6,15 +6,22 @@ import type { PgTarget } from '../replica/stream.js';
 import { addAuthoritySetting } from './authority.js';
 import { apiKeyJson } from '../json.js';
 import { resolveDbPath, type OpenMode } from '../store/db.js';
-import { globalOptions } from './context.js';
+import { globalOptions, refuseReplicaFile } from './context.js';
 import { printJson, printLine, printNotice, printTable, shortTime } from './output.js';
+
+/** The SQLite file (--db); a node's replica file is refused before anything writes to it (the keys live on the authority). */
+function openSqliteFile(command: Command, mode: OpenMode): Authority {
+  const path = resolveDbPath(globalOptions(command).db);
+  if (mode !== 'read') refuseReplicaFile(command, path);
+  return openSqliteAuthority(path, { mode });
+}
 
 /** The SQLite file (--db), or with --authority (VNUM_AUTHORITY) cluster mode's PostgreSQL, where `vnum api --authority` reads keys. */
 async function withAuthority<T>(command: Command, mode: OpenMode, work: (authority: Authority) => Promise<T>): Promise<T> {
   const target = command.opts<{ authority?: PgTarget }>().authority;
   const authority =
     target === undefined
-      ? openSqliteAuthority(resolveDbPath(globalOptions(command).db), { mode })
+      ? openSqliteFile(command, mode)
       : await (await import('../authority/postgres.js')).openPostgresAuthority(target, { applicationName: 'vnum apikey', connections: 1 });
   try {
     return await work(authority);

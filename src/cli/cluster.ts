@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { ErrorCode, VnumError } from '../errors.js';
-import type { NodeView } from '../replica/cluster.js';
+import { NODE_STALE_AFTER_MS, type NodeView } from '../replica/cluster.js';
 import type { PgTarget } from '../replica/stream.js';
 import { addAuthoritySetting, authorityName, connectAuthority, requireAuthority } from './authority.js';
 import { printJson, printLine, printTable } from './output.js';
@@ -78,7 +78,7 @@ export function registerCluster(program: Command): void {
     flags: '--stale-after <duration>',
     description: `a node whose view or report is older than this is stale, ${span(STALE_LIMITS)}`,
     judge: boundedDuration(STALE_LIMITS),
-    default: { value: 10_000, shown: formatMs(10_000) },
+    default: { value: NODE_STALE_AFTER_MS, shown: formatMs(NODE_STALE_AFTER_MS) },
   });
   status
     .option('--json', 'print JSON (stable field names)')

@@ -1,5 +1,5 @@
 import { CommanderError } from 'commander';
-import { CodedError, errorCategory, ErrorCode, type ErrorCategory } from '../errors.js';
+import { CodedError, errorCategory, ErrorCode, VnumError, type ErrorCategory } from '../errors.js';
 import { printError } from './output.js';
 
 export const EXIT_OK = 0;
@@ -40,4 +40,13 @@ export function fail(error: unknown): number {
   }
   printError(ErrorCode.Internal, `internal error: ${error instanceof Error ? error.message : String(error)}`);
   return EXIT_INTERNAL_ERROR;
+}
+
+/** A failure to bind (taken, not a local address, not permitted, no such host) as ours; anything else as it is. */
+export function listenError(e: unknown, where: string): unknown {
+  const error = e as NodeJS.ErrnoException;
+  if (error.syscall === 'listen' || error.syscall === 'bind' || error.syscall === 'getaddrinfo') {
+    return new VnumError(ErrorCode.ListenFailed, `cannot listen on ${where}: ${error.message}`);
+  }
+  return e;
 }

@@ -14,22 +14,27 @@ export function parseLimit(text: string): number {
   return limit;
 }
 
-/** `1e-6`, `0.000001`: a probability within PIN_GUESS_BOUND_LIMITS. */
-function pinGuessBound(text: string): number {
+/** `1e-6`, `0.000001`: a probability within PIN_GUESS_BOUND_LIMITS; refused with `code`. */
+function pinGuessBound(text: string, code: ErrorCode): number {
   const value = /^[0-9.eE+-]{1,24}$/.test(text) ? Number(text) : NaN;
   if (!(value >= PIN_GUESS_BOUND_LIMITS.min && value <= PIN_GUESS_BOUND_LIMITS.max)) {
     throw new VnumError(
-      ErrorCode.InvalidArgument,
+      code,
       `invalid PIN guess bound "${text.slice(0, 30)}": a probability from ${PIN_GUESS_BOUND_LIMITS.min} to ${PIN_GUESS_BOUND_LIMITS.max}, e.g. 1e-6`,
     );
   }
   return value;
 }
 
-/** `--pin-guess-bound <p>` (VNUM_PIN_GUESS_BOUND): the operator's bound that sizes the PINs a create issues, for every face that creates sessions. */
-export function pinGuessBoundOption(): Option {
+/**
+ * `--pin-guess-bound <p>` (VNUM_PIN_GUESS_BOUND): the operator's bound that
+ * sizes the PINs a create issues, for every face that creates sessions. A
+ * bad one is an invalid argument of a command (`session create`), and a
+ * configuration error of a service (`vnum api`), like its other settings.
+ */
+export function pinGuessBoundOption(code: typeof ErrorCode.InvalidArgument | typeof ErrorCode.Configuration = ErrorCode.InvalidArgument): Option {
   return new Option('--pin-guess-bound <p>', `the most one random PIN guess may succeed, ${PIN_GUESS_BOUND_LIMITS.min} to ${PIN_GUESS_BOUND_LIMITS.max}; sizes the PINs`)
     .default(DEFAULT_PIN_GUESS_BOUND)
     .env('VNUM_PIN_GUESS_BOUND')
-    .argParser(pinGuessBound);
+    .argParser((text) => pinGuessBound(text, code));
 }

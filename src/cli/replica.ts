@@ -7,9 +7,13 @@ import { REPLICA_DEFAULTS, slotForNode } from '../replica/names.js';
 import type { PgTarget } from '../replica/stream.js';
 import { ErrorCode, VnumError } from '../errors.js';
 import { openDb, resolveDbPath } from '../store/db.js';
+import { ReplicaMetrics } from '../metrics/replica.js';
+import { startMetricsServer, type MetricsServer } from '../metrics/server.js';
+import { NODE_STALE_AFTER_MS } from '../replica/cluster.js';
 import { addAuthoritySetting, authorityName, requireAuthority } from './authority.js';
 import { globalOptions } from './context.js';
-import { addSetting, boundedDuration, configurationError, formatMs, span } from './settings.js';
+import { listenError } from './failure.js';
+import { addSetting, boundedDuration, configurationError, formatMs, hostSetting, portOrOff, span } from './settings.js';
 
 const { version } = createRequire(import.meta.url)('../../../package.json') as { version: string };
 
@@ -34,6 +38,8 @@ interface ReplicaOptions {
   commandTimeout: number;
   retryMax: number;
   reportEvery: number;
+  metricsPort: number | null;
+  metricsHost: string;
 }
 
 export interface ReplicaSettings {
@@ -45,6 +51,8 @@ export interface ReplicaSettings {
   commandTimeoutMs: number;
   retryMaxMs: number;
   reportEveryMs: number;
+  /** The Prometheus endpoint; null: off. */
+  metrics: { host: string; port: number } | null;
 }
 
 /** A node's name: it names the node's slot. */
@@ -75,6 +83,7 @@ function replicaSettings(options: ReplicaOptions): ReplicaSettings {
     commandTimeoutMs: options.commandTimeout,
     retryMaxMs: options.retryMax,
     reportEveryMs: options.reportEvery,
+    metrics: options.metricsPort === null ? null : { host: options.metricsHost, port: options.metricsPort },
   };
 }
 
@@ -132,6 +141,20 @@ export function registerReplica(program: Command): void {
   durationSetting(replica, '--command-timeout <duration>', 'longest replication command or snapshot-copy query', REPLICA_LIMITS.commandTimeoutMs, REPLICA_DEFAULTS.commandTimeoutMs);
   durationSetting(replica, '--retry-max <duration>', 'longest wait between reconnects', REPLICA_LIMITS.retryMaxMs, REPLICA_DEFAULTS.retryMaxMs);
   durationSetting(replica, '--report-every <duration>', "how often to report to the authority's node_report", REPLICA_LIMITS.reportEveryMs, REPORT_EVERY_MS);
+  addSetting(replica, {
+    flags: '--metrics-port <port>',
+    description: "serve Prometheus metrics at http://<metrics-host>:<port>/metrics (this node's lag, and every node's slot as the authority sees it), or off",
+    judge: portOrOff,
+    default: { value: null, shown: 'off' },
+    env: 'VNUM_REPLICA_METRICS_PORT',
+  });
+  addSetting(replica, {
+    flags: '--metrics-host <address>',
+    description: 'address the metrics endpoint listens on (keep it on loopback or a monitoring network)',
+    judge: hostSetting,
+    default: { value: '127.0.0.1' },
+    env: 'VNUM_REPLICA_METRICS_HOST',
+  });
   replica
     .action(async (options: ReplicaOptions, command: Command) => {
       const logger = createLogger();
@@ -139,7 +162,23 @@ export function registerReplica(program: Command): void {
       // The replication code (pg, pg-logical-replication) loads only for this command.
       const [{ startReplica }, { startAuthorityReports }] = await Promise.all([import('../replica/consumer.js'), import('../replica/report.js')]);
       const dbPath = resolveDbPath(globalOptions(command).db);
-      const db = openDb(dbPath, { mode: 'create' });
+      // The metrics endpoint binds first: a taken port stops the start before the file is opened or the slot touched.
+      let metricsServer: MetricsServer | undefined;
+      const metrics = settings.metrics ? new ReplicaMetrics() : undefined;
+      if (metrics && settings.metrics) {
+        try {
+          metricsServer = await startMetricsServer({ host: settings.metrics.host, port: settings.metrics.port, registry: metrics.registry, logger });
+        } catch (e) {
+          throw listenError(e, `${settings.metrics.host}:${settings.metrics.port}`);
+        }
+      }
+      let db: ReturnType<typeof openDb>;
+      try {
+        db = openDb(dbPath, { mode: 'create' });
+      } catch (e) {
+        await metricsServer?.close();
+        throw e;
+      }
       const health = new HealthWriter(db);
       const replica = startReplica({
         db,
@@ -162,6 +201,8 @@ export function registerReplica(program: Command): void {
       };
       writeHealth();
       const healthTimer = setInterval(writeHealth, settings.pingIntervalMs);
+      // How old a node's report may be before it is stale, and how old this node's view of the cluster may be before /metrics leaves it out.
+      const viewBoundMs = Math.max(NODE_STALE_AFTER_MS, 3 * settings.reportEveryMs);
       const reports = startAuthorityReports({
         target: settings.target,
         status: () => replica.status(),
@@ -169,9 +210,18 @@ export function registerReplica(program: Command): void {
         everyMs: settings.reportEveryMs,
         connectTimeoutMs: settings.connectTimeoutMs,
         onError: (message) => logger.warn({ error: message }, 'cannot report to the authority (retrying)'),
+        // The cluster's slots for /metrics, read on the report's connection; nothing more without metrics.
+        clusterView: metrics ? { staleAfterMs: viewBoundMs } : undefined,
       });
+      metrics?.attach({ status: () => replica.status(), cluster: () => reports.clusterView(), reportFailures: () => reports.failures, viewMaxAgeMs: viewBoundMs });
       logger.info(
-        { node: settings.node, slot: replica.status().slot, authority: authorityName(settings.target), db: dbPath },
+        {
+          node: settings.node,
+          slot: replica.status().slot,
+          authority: authorityName(settings.target),
+          db: dbPath,
+          metrics: metricsServer ? `${metricsServer.address().host}:${metricsServer.address().port}` : 'off',
+        },
         'vnum replica following the authority into this file',
       );
       await new Promise<void>((resolve) => {
@@ -184,6 +234,7 @@ export function registerReplica(program: Command): void {
             .stop()
             .then(() => writeHealth())
             .then(() => reports.stop())
+            .then(() => metricsServer?.close())
             .catch((error: unknown) => logger.error({ err: error }, 'error while stopping'))
             .finally(() => {
               db.close();

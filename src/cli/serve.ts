@@ -35,6 +35,7 @@ import { addAuthoritySetting, authorityName } from './authority.js';
 import { amiSettings, type AmiSettings } from './ami-settings.js';
 import { addOutOfSessionSettings, outOfSessionSettings, type OutOfSessionSettings } from './out-of-session-settings.js';
 import { ALLOWED_NUMBER_TYPES_OPTION, defaultCountry, globalOptions, numberPolicy } from './context.js';
+import { listenError } from './failure.js';
 import { stopSignal } from './stop-signal.js';
 import { addSetting, allowSetting, boundedDuration, boundedInteger, configurationError, formatMs, hostSetting, portOrOff, SETTING_LIMITS, span, tcpPort } from './settings.js';
 
@@ -276,13 +277,11 @@ export function registerServe(program: Command): void {
     .addOption(new Option('--ami-port <port>', 'AMI port (default 5038)').env('VNUM_AMI_PORT'))
     .addOption(new Option('--ami-secret-file <file>', 'file holding the AMI secret, owner-only (or VNUM_AMI_SECRET)').env('VNUM_AMI_SECRET_FILE'))
     .addOption(new Option('--record', "record every session's calls unless the session says --no-record (needs --recordings-dir)").env('VNUM_RECORD'));
-  const optional = <T>(flags: string, description: string, judge: (name: string, text: string) => T, env: string) =>
-    addSetting(serve, { flags, description, judge, env });
-  optional('--callee-announcement <sound>', 'default sound played to the callee on answer, before the call connects', soundSetting, 'VNUM_CALLEE_ANNOUNCEMENT');
-  optional('--caller-announcement <class>', 'default music-on-hold class the caller hears while the callee rings', classSetting, 'VNUM_CALLER_ANNOUNCEMENT');
-  optional('--limit-warning <duration>', `default warning this long before the call limit, ${span(CALL_LIMITS.limitWarningMs)}`, boundedDuration(CALL_LIMITS.limitWarningMs), 'VNUM_LIMIT_WARNING');
-  optional('--recordings-dir <folder>', 'the folder Asterisk records into, as this host sees it (turns recording on)', recordingsDir, 'VNUM_RECORDINGS_DIR');
-  optional('--recording-notice <sound>', 'the consent prompt played to the caller before a recorded call connects', soundSetting, 'VNUM_RECORDING_NOTICE');
+  addSetting(serve, { flags: '--callee-announcement <sound>', description: 'default sound played to the callee on answer, before the call connects', judge: soundSetting, env: 'VNUM_CALLEE_ANNOUNCEMENT' });
+  addSetting(serve, { flags: '--caller-announcement <class>', description: 'default music-on-hold class the caller hears while the callee rings', judge: classSetting, env: 'VNUM_CALLER_ANNOUNCEMENT' });
+  addSetting(serve, { flags: '--limit-warning <duration>', description: `default warning this long before the call limit, ${span(CALL_LIMITS.limitWarningMs)}`, judge: boundedDuration(CALL_LIMITS.limitWarningMs), env: 'VNUM_LIMIT_WARNING' });
+  addSetting(serve, { flags: '--recordings-dir <folder>', description: 'the folder Asterisk records into, as this host sees it (turns recording on)', judge: recordingsDir, env: 'VNUM_RECORDINGS_DIR' });
+  addSetting(serve, { flags: '--recording-notice <sound>', description: 'the consent prompt played to the caller before a recorded call connects', judge: soundSetting, env: 'VNUM_RECORDING_NOTICE' });
   addSetting(serve, {
     flags: '--limit-warning-sound <sound>',
     description: 'the sound of the limit warning',
@@ -327,15 +326,6 @@ export function registerServe(program: Command): void {
 function whenStaleSetting(name: string, text: string): WhenStale {
   if ((WHEN_STALE as readonly string[]).includes(text)) return text as WhenStale;
   throw configurationError(name, text, `one of ${WHEN_STALE.join(', ')}`);
-}
-
-/** A failure to bind (taken, not a local address, not permitted, no such host) as ours; anything else as it is. */
-function listenError(e: unknown, where: string): unknown {
-  const error = e as NodeJS.ErrnoException;
-  if (error.syscall === 'listen' || error.syscall === 'bind' || error.syscall === 'getaddrinfo') {
-    return new VnumError(ErrorCode.ListenFailed, `cannot listen on ${where}: ${error.message}`);
-  }
-  return e;
 }
 
 /** Wire everything, serve until SIGTERM or SIGINT, then stop it all in order. */
@@ -428,6 +418,7 @@ async function runRouter(dbPath: string, settings: ServeSettings, logger: Logger
       amiConnected: amiClient ? () => amiClient.loggedIn : undefined,
       figures,
       slidingPushes: () => sliding.counts,
+      freshness: () => gate.freshness(),
     });
     // The first scrape finds figures already read.
     void figures.refresh();

@@ -11,7 +11,8 @@ import { setRecording, type CounterName } from '../webhooks/outbox.js';
 import { checkReceiver, WEBHOOK_DEFAULTS, WEBHOOK_LIMITS, webhookSettings, type WebhookFlags } from './webhook-settings.js';
 import { discardParked, retryParked, webhookStatus, type WebhookStatus } from '../webhooks/status.js';
 import { formatMs, span } from './settings.js';
-import { globalOptions, withDb } from './context.js';
+import { commandName, globalOptions, withDb } from './context.js';
+import { refuseReplicaWrites } from '../replica/read-only.js';
 import { isoTime } from '../time.js';
 import { printJson, printLine, printTable, shortTime } from './output.js';
 import { stopSignal } from './stop-signal.js';
@@ -131,6 +132,12 @@ export function registerWebhooks(program: Command): void {
       const warning = await checkReceiver(settings, command.getOptionValueSource('url') === 'cli' ? '--url' : 'VNUM_WEBHOOK_URL');
       const dbPath = resolveDbPath(globalOptions(command).db);
       const db = openDb(dbPath, { mode: 'write' });
+      try {
+        refuseReplicaWrites(db, dbPath, commandName(command));
+      } catch (e) {
+        db.close();
+        throw e;
+      }
       const deliverer = new WebhookDeliverer({
         store: sqliteDeliveryStore(db),
         settings,

@@ -7,6 +7,7 @@
  */
 import type { FastAgiCounts } from '../../agi/server.js';
 import type { PushOutcome } from '../calls/slide-queue.js';
+import type { Freshness } from '../replica/freshness.js';
 import { ROUTE_STATUSES, type RouteStatus } from '../routing/decide.js';
 import type { CachedFigures } from './cached-figures.js';
 import { DECISION_BUCKETS, Histogram, MetricsRegistry } from './prom.js';
@@ -19,6 +20,8 @@ export interface RouterSources {
   figures: CachedFigures;
   /** A cluster node's sliding pushes to the authority, by outcome (src/calls/sliding.ts). */
   slidingPushes?: () => Record<PushOutcome, number>;
+  /** The freshness gate's judgement (cluster node); the freshness metrics are left out on a single box. */
+  freshness?: () => Freshness;
   now?: () => number;
 }
 
@@ -57,6 +60,28 @@ export class RouterMetrics {
       'gauge',
       from((s) => (s.amiConnected ? Number(s.amiConnected()) : undefined)),
     );
+    // A cluster node's freshness gate: left out on a single box (no replica process ever reported into the file, keep-routing).
+    const node = (): Freshness | undefined => {
+      const f = this.sources?.freshness?.();
+      return f && (f.replica || f.stale) ? f : undefined;
+    };
+    r.single('vnum_freshness_stale', "Cluster node: whether its replica is older than --stale-after (1) or fresh (0).", 'gauge', () => {
+      const f = node();
+      return f && Number(f.stale);
+    });
+    r.single(
+      'vnum_freshness_failing_closed',
+      'Cluster node: 1 while it refuses every call because its replica is stale and --when-stale is fail-closed, else 0.',
+      'gauge',
+      () => {
+        const f = node();
+        return f && Number(f.refusal !== undefined);
+      },
+    );
+    r.single("vnum_freshness_age_seconds", "Cluster node: how old its replica's view is, as vnum serve judges it (absent until it was first fresh).", 'gauge', () => {
+      const f = node();
+      return f?.ageMs === null || f?.ageMs === undefined ? undefined : f.ageMs / 1000;
+    });
     const figures = from((s) => s.figures.latest());
     r.byLabel('vnum_sessions', 'Sessions by state: active, grace (released, still routing), ended.', 'gauge', 'state', () => figures()?.sessions);
     r.byLabel('vnum_pool_numbers', 'Pool numbers by state: available, reserved, retired.', 'gauge', 'state', () => {

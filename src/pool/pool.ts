@@ -2,6 +2,7 @@ import type { Db } from '../store/db.js';
 import { writeTransaction } from '../store/db.js';
 import { perConnection } from '../store/statements.js';
 import { ErrorCode, VnumError } from '../errors.js';
+import { redactNumber } from '../log.js';
 import { parseCountry, parseNumber, type E164 } from '../numbers/normalise.js';
 import { countryCallingCode } from '../numbers/plan.js';
 import { planPoolChange, type HeldNumber, type PoolPlan, type PoolWriter, type ValidEntry } from './plan.js';
@@ -66,12 +67,20 @@ export function addToPool(
  * lent to strangers as someone's masked number. Called inside the write
  * transaction, so that a session another process creates meanwhile is seen
  * (its create refuses a pool number the same way).
+ *
+ * The refusal names the number only by its last 4 digits (as the log does)
+ * and where it stands (a line, an item): it goes back to whoever offered it,
+ * over the API a key that may only manage the pool, and to their logs, and it
+ * tells that this number belongs to a party; the full number is not repeated.
  */
 export function refuseParties(db: Db, valid: readonly ValidEntry[]): void {
   const isParty = db.prepare<[string], number>('SELECT 1 FROM bridge WHERE caller = ? LIMIT 1').pluck();
   for (const entry of valid) {
     if (isParty.get(entry.number)) {
-      throw new VnumError(ErrorCode.PoolConflict, `${entry.where}${entry.number} is a party's real number in a session; it cannot be a virtual number`);
+      throw new VnumError(
+        ErrorCode.PoolConflict,
+        `${entry.where}${redactNumber(entry.number)} is a party's real number in a session; it cannot be a virtual number`,
+      );
     }
   }
 }

@@ -54,6 +54,9 @@ interface ReportRow {
   reported_ago_ms: string;
 }
 
+/** How old a node's report or view may be before cluster status (and /metrics' node state) calls it stale, by default. */
+export const NODE_STALE_AFTER_MS = 10_000;
+
 const num = (v: string | null): number | null => (v === null ? null : Number(v));
 
 export async function clusterStatus(client: pg.Client, staleAfterMs: number): Promise<NodeView[]> {

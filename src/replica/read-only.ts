@@ -1,3 +1,4 @@
+import { ErrorCode, VnumError } from '../errors.js';
 import type { Db } from '../store/db.js';
 
 /**
@@ -7,7 +8,8 @@ import type { Db } from '../store/db.js';
  * and every other node, and overwritten or refused by the next change the
  * slot brings. A file is a replica once `vnum replica` has claimed it: it has
  * built it from a snapshot (replica_state) or reported into it
- * (replica_health). `vnum serve` sends a sliding session's pushes to the
+ * (replica_health). The CLI's writing commands refuse such a file; reads go
+ * on as on any file. `vnum serve` sends a sliding session's pushes to the
  * authority instead of writing them into such a file (src/calls/sliding.ts);
  * it still writes its own call log into it (a local table the authority
  * never sends).
@@ -33,3 +35,20 @@ export function replicaMark(db: Db): ReplicaMark | undefined {
   return { node: health?.node ?? null, database: state?.database ?? null };
 }
 
+/** Why `what` may not write this replica, naming the authority as the place to write. */
+export function replicaReadOnlyError(mark: ReplicaMark, shownPath: string, what: string): VnumError {
+  const node = mark.node === null ? 'a cluster node' : `cluster node ${mark.node}`;
+  const authority = mark.database === null ? 'the authority (PostgreSQL)' : `the authority (PostgreSQL database ${mark.database})`;
+  // API keys are made on the authority by vnum apikey itself; everything else goes through the API.
+  const through = what.startsWith('vnum apikey') ? 'vnum apikey --authority' : 'vnum api --authority';
+  return new VnumError(
+    ErrorCode.ReplicaReadOnly,
+    `${shownPath} is the replica of ${node}, written only by vnum replica: ${what} writes on ${authority}, through ${through}, not in this file (reading it still works)`,
+  );
+}
+
+/** Throws when `db` is a replica: `what` (e.g. "vnum session create") may not write it. */
+export function refuseReplicaWrites(db: Db, shownPath: string, what: string): void {
+  const mark = replicaMark(db);
+  if (mark) throw replicaReadOnlyError(mark, shownPath, what);
+}

@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import pg from 'pg';
+import { clusterStatus, type NodeView } from './cluster.js';
 import type { ReplicaStatus } from './consumer.js';
 import type { PgTarget } from './stream.js';
 
@@ -9,11 +10,27 @@ import type { PgTarget } from './stream.js';
  * node's phase, how old its view is, its last error). Best effort on a
  * connection of its own: a report that fails is retried at the next tick and
  * never touches the replica. No row values, only positions and times.
+ *
+ * With `clusterView`, each tick then reads the whole cluster as `vnum cluster
+ * status` does (every vnum_* slot beside every node's report) on the same
+ * connection, for this node's /metrics: a dead node's slot growing without a
+ * consumer is then visible from any living node.
  */
+
+/** The cluster as the authority saw it at one tick. */
+export interface ClusterView {
+  nodes: NodeView[];
+  /** When it was read (ms, this host's clock). */
+  at: number;
+}
 
 export interface AuthorityReporter {
   /** Report now (the next tick otherwise). Resolves when done or failed; never rejects. */
   report(): Promise<void>;
+  /** The last cluster view read (with `clusterView`); undefined before the first or without it. */
+  clusterView(): ClusterView | undefined;
+  /** Ticks whose report or cluster read failed, since the start. */
+  readonly failures: number;
   stop(): Promise<void>;
 }
 
@@ -25,6 +42,8 @@ export interface ReporterOptions {
   connectTimeoutMs: number;
   /** A failure, once per run of failures (then silence until one succeeds). */
   onError?: (message: string) => void;
+  /** Also read the cluster's slots and reports each tick (cluster.ts), judging staleness by this bound. */
+  clusterView?: { staleAfterMs: number };
 }
 
 const UPSERT = `
@@ -39,6 +58,8 @@ export function startAuthorityReports(options: ReporterOptions): AuthorityReport
   let failing = false;
   let running: Promise<void> | undefined;
   let stopped = false;
+  let view: ClusterView | undefined;
+  let failures = 0;
 
   const drop = (): void => {
     const c = client;
@@ -71,8 +92,10 @@ export function startAuthorityReports(options: ReporterOptions): AuthorityReport
         s.lagBytes,
         s.lastError === null ? null : s.lastError.slice(0, 500),
       ]);
+      if (options.clusterView) view = { nodes: await clusterStatus(client, options.clusterView.staleAfterMs), at: Date.now() };
       failing = false;
     } catch (error) {
+      failures++;
       drop();
       if (!failing) options.onError?.(error instanceof Error ? error.message : String(error));
       failing = true;
@@ -90,6 +113,10 @@ export function startAuthorityReports(options: ReporterOptions): AuthorityReport
 
   return {
     report,
+    clusterView: () => view,
+    get failures() {
+      return failures;
+    },
     async stop() {
       stopped = true;
       clearInterval(timer);

@@ -7,7 +7,9 @@
  * Length from the guessing arithmetic (README, "PINs"): with N live PINs on a
  * number and L digits, one random guess hits one of them with probability
  * N / 10^L. A new PIN takes the shortest L with (N + 1) / 10^L at most the
- * operator's bound, never under PIN_MIN_DIGITS or over PIN_MAX_DIGITS.
+ * operator's bound, never under PIN_MIN_DIGITS or over PIN_MAX_DIGITS. N is
+ * read from the number's tally (`pin_tally`), kept at every issue and sweep:
+ * its rows, live or ended but not yet swept, so never fewer than the live.
  *
  * Stored as an HMAC under a random key of the database's own (pin_key), never
  * as digits: a PIN is not in any dump or query result, and the lookup compares
@@ -41,19 +43,38 @@ export function pinDigits(live: number, bound: number): number {
   return digits;
 }
 
+/**
+ * How many PINs of a number one issue looks at for ended sessions. The purge
+ * is a sweep, not a scan: each issue reads the next PIN_SWEEP rows after the
+ * number's cursor (`pin_tally.swept_to`, in digest order) and deletes those
+ * whose session has ended, so an issue costs the same at 10 or 100,000 live
+ * PINs on the number. One issue adds one row and looks at PIN_SWEEP, so the
+ * cursor passes every row within (rows / (PIN_SWEEP - 1)) issues: an ended
+ * PIN lingers for about that long, counted as live (its PIN length errs long,
+ * never short).
+ */
+export const PIN_SWEEP = 16;
+
 const statements = perConnection((db: Db) => ({
   key: db.prepare<[], Buffer>('SELECT key FROM pin_key WHERE id = 1').pluck(),
-  // Rows whose bridge no longer belongs to their session, or has ended: PINs of ended sessions.
-  purge: db.prepare<{ dialled: string; now: number }>(
-    `DELETE FROM pin WHERE dialled = @dialled AND NOT EXISTS (
+  tally: db.prepare<[string], { pins: number; swept_to: Buffer | null }>('SELECT pins, swept_to FROM pin_tally WHERE dialled = ?'),
+  look: db.prepare<[string, Buffer], Buffer>(`SELECT digest FROM pin WHERE dialled = ? AND digest > ? ORDER BY digest LIMIT ${PIN_SWEEP}`).pluck(),
+  // A row of the sweep whose bridge no longer belongs to its session, or has ended: the PIN of an ended session.
+  purge: db.prepare<{ dialled: string; digest: Buffer; now: number }>(
+    `DELETE FROM pin WHERE dialled = @dialled AND digest = @digest AND NOT EXISTS (
        SELECT 1 FROM bridge b WHERE b.caller = pin.caller AND b.dialled = pin.dialled AND b.sid = pin.sid
                                 AND (b.ends_at IS NULL OR b.ends_at > @now))`,
   ),
-  count: db.prepare<[string], number>('SELECT count(*) FROM pin WHERE dialled = ?').pluck(),
+  setTally: db.prepare<[string, number, Buffer | null]>(
+    'INSERT INTO pin_tally (dialled, pins, swept_to) VALUES (?, ?, ?) ON CONFLICT (dialled) DO UPDATE SET pins = excluded.pins, swept_to = excluded.swept_to',
+  ),
   insert: db.prepare<[string, Buffer, string, number | bigint]>(
     'INSERT INTO pin (dialled, digest, caller, sid) VALUES (?, ?, ?, ?) ON CONFLICT (dialled, digest) DO NOTHING',
   ),
 }));
+
+/** The start of a sweep: before every digest. */
+export const SWEEP_START = Buffer.alloc(0);
 
 const keys = new WeakMap<Db, Buffer>();
 
@@ -86,12 +107,20 @@ export function pinDigestFor(db: Db, pin: string): Buffer {
 export function issuePin(db: Db, request: { dialled: E164; caller: E164; sid: number | bigint; now: number; bound: number }): string {
   const s = statements(db);
   const key = pinKey(db);
-  s.purge.run({ dialled: request.dialled, now: request.now });
-  const digits = pinDigits(s.count.get(request.dialled)!, request.bound);
+  // The sweep: the next PIN_SWEEP rows after the cursor, ended ones deleted; fewer than that means the end, start over.
+  const tally = s.tally.get(request.dialled);
+  const looked = s.look.all(request.dialled, tally?.swept_to ?? SWEEP_START);
+  let gone = 0;
+  for (const digest of looked) gone += s.purge.run({ dialled: request.dialled, digest, now: request.now }).changes;
+  const pins = (tally?.pins ?? 0) - gone;
+  const digits = pinDigits(pins, request.bound);
   // A clash with a live PIN is as likely as a guess (at most the bound): a handful of tries always suffices.
   for (let attempt = 0; attempt < PIN_TRIES; attempt++) {
     const pin = randomPin(digits);
-    if (s.insert.run(request.dialled, pinDigest(key, pin), request.caller, request.sid).changes === 1) return pin;
+    if (s.insert.run(request.dialled, pinDigest(key, pin), request.caller, request.sid).changes === 1) {
+      s.setTally.run(request.dialled, pins + 1, looked.length === PIN_SWEEP ? looked[looked.length - 1]! : null);
+      return pin;
+    }
   }
   throw noFreePin(digits, request.dialled);
 }

@@ -292,4 +292,17 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE call ADD COLUMN recording_deleted_at INTEGER;
   CREATE INDEX call_recording ON call (coalesce(ended_at, lost_at)) WHERE recording_path IS NOT NULL AND recording_deleted_at IS NULL;
   `,
+  // 10: a tally of each number's PIN rows and the cursor of its sweep
+  // (src/session/pin.ts): a new PIN's length is judged by `pins` and the PINs
+  // of ended sessions are purged a few at a time from `swept_to` on, instead
+  // of visiting every PIN of the number at each create. `pins` counts the
+  // number's rows, live or ended but not yet swept: at least its live PINs.
+  `
+  CREATE TABLE pin_tally (
+    dialled   TEXT PRIMARY KEY,
+    pins      INTEGER NOT NULL CHECK (pins >= 0),
+    swept_to  BLOB
+  ) WITHOUT ROWID;
+  INSERT INTO pin_tally (dialled, pins) SELECT dialled, count(*) FROM pin GROUP BY dialled;
+  `,
 ];

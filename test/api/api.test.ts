@@ -1,33 +1,30 @@
 /**
  * The HTTP API over real HTTP: the built `vnum api` in its own process on a
  * real database file, every answer checked against the OpenAPI document
- * (test/helpers/api.ts). The seed's flow, the CLI's idempotency rule, lists
+ * (test/support/api.ts). The seed's flow, the CLI's idempotency rule, lists
  * and their cursors, the pool, the call log, stats and health, each beside
  * what the CLI says of the same file.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { applyCallFact, recordRoutedCall, writeRouterStatus } from '../../src/calls/store.js';
 import { invariantViolations } from '../../src/session/invariant.js';
 import { openDb, type Db } from '../../src/store/db.js';
-import { ApiClient, DOCUMENT, expectProblem, startApi, type ApiProcess } from '../support/api.js';
-import { cliOnDb } from '../support/cli.js';
+import { DOCUMENT, expectProblem, useApi } from '../support/api.js';
 
 const POOL = ['+442079460001', '+442079460002', '+442079460003', '+442079460011', '+442079460012', '+442079460013'];
 const CUSTOMER = '+447911123456';
 const AGENT = '+447400123456';
 
-let dir: string;
-let db: string;
-let api: ApiProcess;
-let client: ApiClient;
-const keys: Record<'admin' | 'orders' | 'support' | 'pool', string> = { admin: '', orders: '', support: '', pool: '' };
+const api = useApi({
+  prefix: 'vnum-api-',
+  pool: POOL,
+  keys: { admin: ['ops', 'admin'], orders: ['orders', 'sessions'], support: ['support', 'read'], pool: ['provisioning', 'pool'] },
+  as: 'admin',
+});
+const { keys, cli, cliJson } = api;
 
-const { run: cli, json: cliJson } = cliOnDb(() => db);
 function withDb<T>(work: (handle: Db) => T): T {
-  const handle = openDb(db);
+  const handle = openDb(api.db);
   try {
     return work(handle);
   } finally {
@@ -35,25 +32,9 @@ function withDb<T>(work: (handle: Db) => T): T {
   }
 }
 
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'vnum-api-'));
-  db = join(dir, 'vnum.db');
-  expect(cli('pool', 'add', ...POOL).code).toBe(0);
-  keys.admin = cliJson('apikey', 'create', '--name', 'ops', '--scope', 'admin').key;
-  keys.orders = cliJson('apikey', 'create', '--name', 'orders', '--scope', 'sessions').key;
-  keys.support = cliJson('apikey', 'create', '--name', 'support', '--scope', 'read').key;
-  keys.pool = cliJson('apikey', 'create', '--name', 'provisioning', '--scope', 'pool').key;
-  api = await startApi({ db });
-  client = new ApiClient(api.url, keys.admin);
-});
-afterAll(async () => {
-  await api?.stop();
-  rmSync(dir, { recursive: true, force: true });
-});
-
 describe("the seed's flow: DriverAssigned creates the session, the apps show the masked numbers, delivery releases it", () => {
   it('creates, routes both ways, releases with grace, then routes nowhere', async () => {
-    const orders = client.withKey(keys.orders);
+    const orders = api.client.withKey(keys.orders);
     const created = await orders.post('/v1/sessions', { id: 'order-1001', parties: [{ number: CUSTOMER }, { number: '07400123456' }], ttl: '2h' });
     expect(created.status).toBe(201);
     expect(created.headers.get('location')).toBe('/v1/sessions/order-1001');
@@ -66,7 +47,7 @@ describe("the seed's flow: DriverAssigned creates the session, the apps show the
     expect(Date.parse(session.expiresAt) - Date.parse(session.createdAt)).toBe(7_200_000);
 
     // Support staff ask what the router decides: the customer dials the agent's masked number.
-    const support = client.withKey(keys.support);
+    const support = api.client.withKey(keys.support);
     const there = await support.get('/v1/route', { query: { caller: CUSTOMER, dialled: agentMaskedAs } });
     expect(there.body).toEqual({ status: 'BRIDGE', target: AGENT, cli: customerMaskedAs, session: 'order-1001', reason: null });
     // as carriers deliver numbers: national, and digits without +
@@ -85,8 +66,8 @@ describe("the seed's flow: DriverAssigned creates the session, the apps show the
   });
 
   it('a release with no body at all takes the CLI defaults: 30 minutes of grace', async () => {
-    await client.post('/v1/sessions', { id: 'order-defaults', parties: [{ number: '+447911000101' }, { number: '+447911000102' }] });
-    const released = await client.post('/v1/sessions/order-defaults/release');
+    await api.client.post('/v1/sessions', { id: 'order-defaults', parties: [{ number: '+447911000101' }, { number: '+447911000102' }] });
+    const released = await api.client.post('/v1/sessions/order-defaults/release');
     const body = released.body as any;
     expect(Date.parse(body.endsAt) - Date.parse(body.releasedAt)).toBe(30 * 60_000);
     expect(body.hangup).toBeUndefined();
@@ -97,46 +78,46 @@ describe('retries: the same idempotency rule as the CLI', () => {
   const parties = [{ number: '+447911000201' }, { number: '+447911000202' }];
 
   it('the same request again gets the session back (200, created false); another request is a conflict saying what differs', async () => {
-    const first = await client.post('/v1/sessions', { id: 'retry-1', parties, ttl: '1h' });
+    const first = await api.client.post('/v1/sessions', { id: 'retry-1', parties, ttl: '1h' });
     expect(first.status).toBe(201);
-    const again = await client.post('/v1/sessions', { id: 'retry-1', parties, ttl: '1h' });
+    const again = await api.client.post('/v1/sessions', { id: 'retry-1', parties, ttl: '1h' });
     expect(again.status).toBe(200);
     // The same session, without the PINs: only the create that issued them could show them (README, "Retries").
     const { parties: issued, ...rest } = first.body as any;
     expect(issued.every((p: any) => /^[0-9]{6,12}$/.test(p.pin))).toBe(true);
     expect(again.body).toEqual({ ...rest, parties: issued.map(({ pin: _pin, ...p }: any) => p), created: false });
     // naming the masked number it got is the same request too
-    const named = await client.post('/v1/sessions', {
+    const named = await api.client.post('/v1/sessions', {
       id: 'retry-1',
       parties: [{ ...parties[0], maskedAs: (first.body as any).parties[0].maskedAs }, parties[1]],
       ttl: '1h',
     });
     expect(named.status).toBe(200);
 
-    const other = await client.post('/v1/sessions', { id: 'retry-1', parties: [parties[0], { number: '+447911000299' }], ttl: '1h' });
+    const other = await api.client.post('/v1/sessions', { id: 'retry-1', parties: [parties[0], { number: '+447911000299' }], ttl: '1h' });
     expectProblem(other, 409, 'VNUM_SESSION_CONFLICT');
     expect((other.body as any).differs).toEqual(['parties']);
     expect((other.body as any).detail).not.toContain('447911000299');
-    const swapped = await client.post('/v1/sessions', { id: 'retry-1', parties: [parties[1], parties[0]], ttl: '1h' });
+    const swapped = await api.client.post('/v1/sessions', { id: 'retry-1', parties: [parties[1], parties[0]], ttl: '1h' });
     expect((swapped.body as any).differs).toEqual(['party order']);
-    const ttl = await client.post('/v1/sessions', { id: 'retry-1', parties, ttl: '2h' });
+    const ttl = await api.client.post('/v1/sessions', { id: 'retry-1', parties, ttl: '2h' });
     expect((ttl.body as any).differs).toEqual(['ttl']);
   });
 
   it('a released session is never reopened: 409 VNUM_SESSION_ENDED carrying that session', async () => {
-    await client.post('/v1/sessions', { id: 'retry-2', parties });
-    await client.post('/v1/sessions/retry-2/release', { grace: '5m' });
-    const retried = await client.post('/v1/sessions', { id: 'retry-2', parties });
+    await api.client.post('/v1/sessions', { id: 'retry-2', parties });
+    await api.client.post('/v1/sessions/retry-2/release', { grace: '5m' });
+    const retried = await api.client.post('/v1/sessions', { id: 'retry-2', parties });
     expectProblem(retried, 409, 'VNUM_SESSION_ENDED');
     expect((retried.body as any).session).toMatchObject({ id: 'retry-2', state: 'grace' });
   });
 
   it('the rule is shared with the CLI: a session made by the CLI is found again by the API and the other way round', async () => {
     expect(cli('session', 'create', 'cli-made', '+447911000301', '+447911000302', '--ttl', '3h').code).toBe(0);
-    const retried = await client.post('/v1/sessions', { id: 'cli-made', parties: [{ number: '+447911000301' }, { number: '+447911000302' }], ttl: '3h' });
+    const retried = await api.client.post('/v1/sessions', { id: 'cli-made', parties: [{ number: '+447911000301' }, { number: '+447911000302' }], ttl: '3h' });
     expect(retried.status).toBe(200);
     expect((retried.body as any).created).toBe(false);
-    await client.post('/v1/sessions', { id: 'api-made', parties: [{ number: '+447911000303' }, { number: '+447911000304' }] });
+    await api.client.post('/v1/sessions', { id: 'api-made', parties: [{ number: '+447911000303' }, { number: '+447911000304' }] });
     expect(cliJson('session', 'create', 'api-made', '+447911000303', '+447911000304').created).toBe(false);
   });
 });
@@ -144,14 +125,14 @@ describe('retries: the same idempotency rule as the CLI', () => {
 describe('lists: filters and opaque cursors', () => {
   it('walks every session newest first in pages, each once', async () => {
     for (let i = 0; i < 5; i++) {
-      const created = await client.post('/v1/sessions', { id: `page-${i}`, parties: [{ number: `+4479110004${String(i).padStart(2, '0')}` }, { number: '+447911000499' }] });
+      const created = await api.client.post('/v1/sessions', { id: `page-${i}`, parties: [{ number: `+4479110004${String(i).padStart(2, '0')}` }, { number: '+447911000499' }] });
       expect(created.status).toBe(201);
     }
     const seen: string[] = [];
     let cursor: string | undefined;
     let pages = 0;
     do {
-      const page = await client.get('/v1/sessions', { query: { party: '+447911000499', limit: 2, cursor } });
+      const page = await api.client.get('/v1/sessions', { query: { party: '+447911000499', limit: 2, cursor } });
       seen.push(...(page.body as any).sessions.map((s: any) => s.id));
       cursor = (page.body as any).next ?? undefined;
       pages++;
@@ -159,39 +140,39 @@ describe('lists: filters and opaque cursors', () => {
     expect(seen).toEqual(['page-4', 'page-3', 'page-2', 'page-1', 'page-0']);
     expect(pages).toBe(3);
     // the whole list, unfiltered, is the CLI's
-    const all = await client.get('/v1/sessions', { query: { limit: 1000 } });
+    const all = await api.client.get('/v1/sessions', { query: { limit: 1000 } });
     expect((all.body as any).sessions).toEqual(cliJson('session', 'list'));
   });
 
   it('filters by party (either side, as the carrier writes it) and by state', async () => {
-    const byAgent = await client.get('/v1/sessions', { query: { party: '07911000499' } });
+    const byAgent = await api.client.get('/v1/sessions', { query: { party: '07911000499' } });
     expect((byAgent.body as any).sessions).toHaveLength(5);
-    const asFirst = await client.get('/v1/sessions', { query: { party: '+447911000402' } });
+    const asFirst = await api.client.get('/v1/sessions', { query: { party: '+447911000402' } });
     expect((asFirst.body as any).sessions.map((s: any) => s.id)).toEqual(['page-2']);
-    const ended = await client.get('/v1/sessions', { query: { state: 'ended' } });
+    const ended = await api.client.get('/v1/sessions', { query: { state: 'ended' } });
     expect((ended.body as any).sessions.map((s: any) => s.id)).toContain('order-1001');
     expect((ended.body as any).sessions.every((s: any) => s.state === 'ended')).toBe(true);
   });
 
   it('a cursor from another list, or made up, is refused', async () => {
-    const pool = await client.get('/v1/pool', { query: { limit: 1 } });
+    const pool = await api.client.get('/v1/pool', { query: { limit: 1 } });
     const poolCursor = (pool.body as any).next as string;
     expect(poolCursor).toMatch(/^[A-Za-z0-9_-]+$/);
-    expectProblem(await client.get('/v1/sessions', { query: { cursor: poolCursor } }), 400, 'VNUM_INVALID_ARGUMENT');
-    expectProblem(await client.get('/v1/sessions', { query: { cursor: 'bm9wZQ' } }), 400, 'VNUM_INVALID_ARGUMENT');
+    expectProblem(await api.client.get('/v1/sessions', { query: { cursor: poolCursor } }), 400, 'VNUM_INVALID_ARGUMENT');
+    expectProblem(await api.client.get('/v1/sessions', { query: { cursor: 'bm9wZQ' } }), 400, 'VNUM_INVALID_ARGUMENT');
   });
 });
 
 describe('the pool', () => {
   it('lists in number order a page at a time, with the CLI\'s fields', async () => {
-    const first = await client.get('/v1/pool', { query: { limit: 4 } });
-    const second = await client.get('/v1/pool', { query: { limit: 4, cursor: (first.body as any).next } });
+    const first = await api.client.get('/v1/pool', { query: { limit: 4 } });
+    const second = await api.client.get('/v1/pool', { query: { limit: 4, cursor: (first.body as any).next } });
     expect([...(first.body as any).numbers, ...(second.body as any).numbers]).toEqual(cliJson('pool', 'list'));
     expect((second.body as any).next).toBeNull();
   });
 
   it('adds, reserves (as pool add --reserved), retires; a pool key may, an orders key may not', async () => {
-    const pool = client.withKey(keys.pool);
+    const pool = api.client.withKey(keys.pool);
     const added = await pool.post('/v1/pool', { numbers: ['+442079460004', '020 7946 0005'], country: 'GB' });
     expect(added.body).toEqual({ added: 2, updated: 0, unchanged: 0, kept: [] });
     const reserved = await pool.post('/v1/pool', { numbers: ['+442079460005'], reserved: true });
@@ -201,36 +182,36 @@ describe('the pool', () => {
     expect(retired.body).toEqual({ number: '+442079460004', state: 'retired', changed: true });
     expect((await pool.post('/v1/pool/%2B442079460004/retire')).body).toEqual({ number: '+442079460004', state: 'retired', changed: false });
     expectProblem(await pool.post('/v1/pool/+442079460099/retire'), 404, 'VNUM_NOT_IN_POOL');
-    expectProblem(await client.withKey(keys.orders).post('/v1/pool', { numbers: ['+442079460006'] }), 403, 'VNUM_FORBIDDEN');
+    expectProblem(await api.client.withKey(keys.orders).post('/v1/pool', { numbers: ['+442079460006'] }), 403, 'VNUM_FORBIDDEN');
   });
 
   it('imports a provider export as CSV, never undoing the operator, and a re-import changes nothing', async () => {
     const csv = 'number,country,state\n+442079460004,GB,available\n+442079460006,GB,\n+442079460007,GB,reserved\n';
-    const imported = await client.withKey(keys.pool).request('POST', '/v1/pool/import', { raw: csv, contentType: 'text/csv; charset=utf-8' });
+    const imported = await api.client.withKey(keys.pool).request('POST', '/v1/pool/import', { raw: csv, contentType: 'text/csv; charset=utf-8' });
     expect(imported.body).toEqual({
       added: 2,
       updated: 0,
       unchanged: 1,
       kept: [{ number: '+442079460004', state: 'retired', reason: 'an import never puts a retired number back in service; "vnum pool add" does' }],
     });
-    const again = await client.request('POST', '/v1/pool/import', { raw: csv, contentType: 'text/csv' });
+    const again = await api.client.request('POST', '/v1/pool/import', { raw: csv, contentType: 'text/csv' });
     expect(again.body).toMatchObject({ added: 0, updated: 0, unchanged: 3 });
   });
 
   it('a reserved number is lent only when a session asks for it; an unknown one is 404, none left is 409', async () => {
-    const asked = await client.post('/v1/sessions', { id: 'reserved-1', parties: [{ number: '+447911000601', maskedAs: '+442079460005' }, { number: '+447911000602' }] });
+    const asked = await api.client.post('/v1/sessions', { id: 'reserved-1', parties: [{ number: '+447911000601', maskedAs: '+442079460005' }, { number: '+447911000602' }] });
     expect((asked.body as any).parties[0].maskedAs).toBe('+442079460005');
     expectProblem(
-      await client.post('/v1/sessions', { id: 'reserved-2', parties: [{ number: '+447911000603', maskedAs: '+442079460098' }, { number: '+447911000604' }] }),
+      await api.client.post('/v1/sessions', { id: 'reserved-2', parties: [{ number: '+447911000603', maskedAs: '+442079460098' }, { number: '+447911000604' }] }),
       404,
       'VNUM_NOT_IN_POOL',
     );
     // one party in more live sessions than there are available numbers
-    const available = (await client.get('/v1/stats')).body as any;
+    const available = (await api.client.get('/v1/stats')).body as any;
     for (let i = 0; i < available.pool.available; i++) {
-      expect((await client.post('/v1/sessions', { id: `busy-${i}`, parties: [{ number: '+447911000700' }, { number: `+4479110007${String(i + 1).padStart(2, '0')}` }] })).status).toBe(201);
+      expect((await api.client.post('/v1/sessions', { id: `busy-${i}`, parties: [{ number: '+447911000700' }, { number: `+4479110007${String(i + 1).padStart(2, '0')}` }] })).status).toBe(201);
     }
-    expectProblem(await client.post('/v1/sessions', { id: 'busy-x', parties: [{ number: '+447911000700' }, { number: '+447911000799' }] }), 409, 'VNUM_POOL_EXHAUSTED');
+    expectProblem(await api.client.post('/v1/sessions', { id: 'busy-x', parties: [{ number: '+447911000700' }, { number: '+447911000799' }] }), 409, 'VNUM_POOL_EXHAUSTED');
     expect(withDb((handle) => invariantViolations(handle, Date.now()))).toEqual([]);
   });
 });
@@ -244,57 +225,57 @@ describe('the call log, stats and health', () => {
       }
       applyCallFact(handle, { kind: 'hangup', uniqueid: '1700000000.0', at: now, cause: 16, causeText: 'Normal Clearing' });
     });
-    const all = await client.get('/v1/calls', { query: { session: 'busy-0' } });
+    const all = await api.client.get('/v1/calls', { query: { session: 'busy-0' } });
     expect((all.body as any).calls).toEqual(cliJson('calls', '--session', 'busy-0'));
     expect((all.body as any).calls.map((c: any) => c.caller)).toEqual(['second', 'second', 'second']);
     expect((all.body as any).watching).toBe(false);
-    const live = await client.get('/v1/calls', { query: { live: true } });
+    const live = await api.client.get('/v1/calls', { query: { live: true } });
     expect((live.body as any).calls.map((c: any) => c.uniqueid)).toEqual(['1700000000.2', '1700000000.1']);
-    const paged = await client.get('/v1/calls', { query: { limit: 2 } });
-    const rest = await client.get('/v1/calls', { query: { limit: 2, cursor: (paged.body as any).next } });
+    const paged = await api.client.get('/v1/calls', { query: { limit: 2 } });
+    const rest = await api.client.get('/v1/calls', { query: { limit: 2, cursor: (paged.body as any).next } });
     expect((rest.body as any).calls.map((c: any) => c.uniqueid)).toEqual(['1700000000.0']);
-    expect((await client.get('/v1/calls', { query: { since: '1m' } })).body).toMatchObject({ calls: expect.any(Array) });
-    expect(((await client.get('/v1/calls', { query: { since: '2000-01-01' } })).body as any).calls).toHaveLength(3);
+    expect((await api.client.get('/v1/calls', { query: { since: '1m' } })).body).toMatchObject({ calls: expect.any(Array) });
+    expect(((await api.client.get('/v1/calls', { query: { since: '2000-01-01' } })).body as any).calls).toHaveLength(3);
   });
 
   it('a release with hangup asks vnum serve to hang up its calls in progress, and says how many ended within wait', async () => {
-    const released = await client.post('/v1/sessions/busy-0/release', { grace: '0s', hangup: true, wait: '300ms' });
+    const released = await api.client.post('/v1/sessions/busy-0/release', { grace: '0s', hangup: true, wait: '300ms' });
     expect((released.body as any).hangup).toEqual({ requested: 2, ended: 0 });
     const marked = withDb((handle) => handle.prepare("SELECT count(*) AS n FROM call WHERE session_id = 'busy-0' AND hangup_reason = 'release'").get() as { n: number });
     expect(marked.n).toBe(2);
   });
 
   it('stats are the CLI\'s, the busiest party redacted', async () => {
-    const stats = await client.withKey(keys.support).get('/v1/stats');
+    const stats = await api.client.withKey(keys.support).get('/v1/stats');
     expect(stats.body).toEqual(cliJson('stats'));
     expect((stats.body as any).busiestParty.number).toMatch(/^\+\*+\d{4}$/);
   });
 
   it('health: 503 while no router reports, 200 once one reports fresh; a stale or stopped one counts as the issue says', async () => {
-    const none = await client.get('/v1/health');
+    const none = await api.client.get('/v1/health');
     expect(none.status).toBe(503);
-    expect(none.body).toMatchObject({ healthy: false, database: { ok: true, path: db }, routers: [] });
+    expect(none.body).toMatchObject({ healthy: false, database: { ok: true, path: api.db }, routers: [] });
     const report = (router: string, amiState: string, updatedAt: number) =>
       withDb((handle) =>
         writeRouterStatus(handle, { router, pid: 1, startedAt: 0, updatedAt, amiState: amiState as never, amiSince: 0, amiError: null, asteriskVersion: '22.5.0' }),
       );
     report('127.0.0.1:4573', 'logged-in', Date.now());
-    const healthy = await client.get('/v1/health');
+    const healthy = await api.client.get('/v1/health');
     expect(healthy.status).toBe(200);
     expect(healthy.body).toMatchObject({ healthy: true, routers: [{ address: '127.0.0.1:4573', ok: true, ami: { state: 'logged-in' }, asterisk: { version: '22.5.0' } }] });
     report('127.0.0.1:4574', 'stopped', Date.now() - 60_000);
-    expect((await client.get('/v1/health')).status).toBe(200);
+    expect((await api.client.get('/v1/health')).status).toBe(200);
     report('127.0.0.1:4575', 'logged-in', Date.now() - 60_000);
-    const stale = await client.get('/v1/health');
+    const stale = await api.client.get('/v1/health');
     expect(stale.status).toBe(503);
     expect((stale.body as any).routers.find((r: any) => r.address === '127.0.0.1:4575').ami.error).toMatch(/gone or stuck/);
     report('127.0.0.1:4575', 'disabled', Date.now());
-    expect((await client.get('/v1/health')).status).toBe(200);
-    expect((await client.get('/v1/health', { query: { requireAmi: true } })).status).toBe(503);
+    expect((await api.client.get('/v1/health')).status).toBe(200);
+    expect((await api.client.get('/v1/health', { query: { requireAmi: true } })).status).toBe(503);
   });
 
   it('ready and the document need no key; the document served is docs/openapi.json', async () => {
-    const anonymous = client.withKey(null);
+    const anonymous = api.client.withKey(null);
     expect((await anonymous.get('/v1/ready')).body).toEqual({ ready: true });
     expect((await anonymous.get('/v1/openapi.json')).body).toEqual(DOCUMENT);
     expectProblem(await anonymous.get('/v1/stats'), 401, 'VNUM_UNAUTHORIZED');

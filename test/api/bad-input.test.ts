@@ -14,6 +14,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { openDb } from '../../src/store/db.js';
 import { ApiClient, expectProblem, startApi, type ApiProcess, type ApiResponse } from '../support/api.js';
 import { vnum } from '../support/cli.js';
+import { numberPattern } from '../support/leaks.js';
 
 const A = '+447911000001';
 const D = '+447911000002';
@@ -241,6 +242,22 @@ describe('a CSV upload of garbage: 422 VNUM_INVALID_CSV or the row\'s own code, 
     const response = await upload(raw);
     refused(response, code === 'VNUM_POOL_CONFLICT' ? 409 : 422, code);
     expect((response.body as any).detail).toMatch(detail);
+  });
+
+  it('a party\'s real number offered to the pool (add, import, sync as CSV and JSON): 409, named by where it stands and its last 4 digits, never in full', async () => {
+    const offers: Array<[() => Promise<ApiResponse>, RegExp]> = [
+      [() => client.post('/v1/pool', { numbers: ['+442079460009', A] }), /^\+\*{8}0001 is a party's real number in a session/],
+      [() => client.post('/v1/pool', { numbers: ['07911 000001'], country: 'GB' }), /^\+\*{8}0001 is a party's real number/],
+      [() => upload(`number\n+442079460009\n${A}\n`), /^line 3: \+\*{8}0001 is a party's real number/],
+      [() => client.request('POST', '/v1/pool/sync', { raw: `number\n+442079460001\n${A}\n`, contentType: 'text/csv' }), /^line 3: \+\*{8}0001 is a party's real number/],
+      [() => client.request('POST', '/v1/pool/sync', { json: { numbers: [{ number: '+442079460001' }, { number: A }] } }), /^item numbers\[1\]: \+\*{8}0001 is a party's real number/],
+    ];
+    for (const [offer, detail] of offers) {
+      const response = await offer();
+      refused(response, 409, 'VNUM_POOL_CONFLICT');
+      expect((response.body as { detail: string }).detail).toMatch(detail);
+      expect(JSON.stringify(response.body)).not.toMatch(numberPattern(A));
+    }
   });
 
   it('binary noise', async () => {

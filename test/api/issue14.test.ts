@@ -7,42 +7,26 @@
  * callers without a bridge shown and set as `vnum pool list --json` and
  * `vnum pool set` do. Every answer is checked against the OpenAPI document.
  */
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { pinDigits } from '../../src/session/pin.js';
-import { ApiClient, expectProblem, startApi, type ApiProcess } from '../support/api.js';
-import { cliOnDb, vnum } from '../support/cli.js';
+import { expectProblem, useApi } from '../support/api.js';
+import { vnum } from '../support/cli.js';
 
 const POOL = ['+442079460001', '+442079460002', '+442079460003', '+442079460004'];
 const DESK = '+442079460999';
 /** Stricter than the default (1e-6): PINs one digit longer than the CLI's default would issue on an empty number. */
 const BOUND = '1e-7';
 
-let dir: string;
-let db: string;
-let api: ApiProcess;
-let client: ApiClient;
-let poolKey: string;
-let ordersKey: string;
-
-const { run: cli, json: cliJson } = cliOnDb(() => db);
-
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'vnum-api-14-'));
-  db = join(dir, 'vnum.db');
-  expect(cli('pool', 'add', ...POOL).code).toBe(0);
-  const admin = cliJson('apikey', 'create', '--name', 'ops', '--scope', 'admin').key;
-  poolKey = cliJson('apikey', 'create', '--name', 'provisioning', '--scope', 'pool').key;
-  ordersKey = cliJson('apikey', 'create', '--name', 'orders', '--scope', 'sessions').key;
-  api = await startApi({ db, env: { VNUM_PIN_GUESS_BOUND: BOUND } });
-  client = new ApiClient(api.url, admin);
+const api = useApi({
+  prefix: 'vnum-api-14-',
+  pool: POOL,
+  keys: { admin: ['ops', 'admin'], pool: ['provisioning', 'pool'], orders: ['orders', 'sessions'] },
+  as: 'admin',
+  env: { VNUM_PIN_GUESS_BOUND: BOUND },
 });
-afterAll(async () => {
-  await api?.stop();
-  rmSync(dir, { recursive: true, force: true });
-});
+const { keys, cli, cliJson } = api;
 
 describe('POST /v1/sessions takes what vnum session create takes for issue 14', () => {
   it('a sliding TTL and call settings: stored, shown as the CLI shows them, and the same request again is a safe retry', async () => {
@@ -58,7 +42,7 @@ describe('POST /v1/sessions takes what vnum session create takes for issue 14', 
       ringTimeout: '45s',
       record: false,
     };
-    const created = await client.withKey(ordersKey).post('/v1/sessions', request);
+    const created = await api.client.withKey(keys.orders).post('/v1/sessions', request);
     expect(created.status).toBe(201);
     const body = created.body as any;
     const calls = { calleeAnnouncement: 'followme/call-from', callerAnnouncement: 'vnumwait', callLimitMs: 1_800_000, limitWarningMs: 60_000, ringTimeoutMs: 45_000, record: false };
@@ -71,17 +55,17 @@ describe('POST /v1/sessions takes what vnum session create takes for issue 14', 
     expect(cliJson('session', 'show', 'shaped-1')).toEqual({ ...rest, parties: parties.map(({ pin: _p, ...p }: any) => p) });
 
     // The same request again: 200, the same session, no PINs (they are stored as digests; see README, "Retries").
-    const again = await client.post('/v1/sessions', request);
+    const again = await api.client.post('/v1/sessions', request);
     expect(again.status).toBe(200);
     expect(again.body).toEqual({ ...rest, parties: parties.map(({ pin: _p, ...p }: any) => p), created: false });
     // Other settings under that id: a conflict naming what differs, as the CLI's.
-    const other = await client.post('/v1/sessions', { ...request, idleTimeout: '20m', callLimit: '10m' });
+    const other = await api.client.post('/v1/sessions', { ...request, idleTimeout: '20m', callLimit: '10m' });
     expectProblem(other, 409, 'VNUM_SESSION_CONFLICT');
     expect((other.body as any).differs).toEqual(['idle', 'calls']);
   });
 
   it('each party\'s PIN is in the create\'s answer, sized by the operator\'s VNUM_PIN_GUESS_BOUND, and never in a read', async () => {
-    const created = await client.post('/v1/sessions', { id: 'pins-1', parties: [{ number: '+447911000011' }, { number: '+447911000012' }] });
+    const created = await api.client.post('/v1/sessions', { id: 'pins-1', parties: [{ number: '+447911000011' }, { number: '+447911000012' }] });
     expect(created.status).toBe(201);
     const [first, second] = (created.body as any).parties;
     // Each PIN is for the number its party dials; at most one other live session there so far.
@@ -89,17 +73,17 @@ describe('POST /v1/sessions takes what vnum session create takes for issue 14', 
     expect(shortest).toBeGreaterThan(pinDigits(0, 1e-6));
     for (const party of [first, second]) expect(party.pin).toMatch(new RegExp(`^[0-9]{${shortest},${pinDigits(1, Number(BOUND))}}$`));
     expect(first.pin).not.toBe(second.pin);
-    const read = (await client.get('/v1/sessions/pins-1')).body as any;
+    const read = (await api.client.get('/v1/sessions/pins-1')).body as any;
     expect(read.parties.every((p: any) => !('pin' in p))).toBe(true);
-    const listed = (await client.get('/v1/sessions', { query: { party: '+447911000011' } })).body as any;
+    const listed = (await api.client.get('/v1/sessions', { query: { party: '+447911000011' } })).body as any;
     expect(JSON.stringify(listed)).not.toContain(first.pin);
   });
 
   it('vnum api refuses a PIN guess bound no PIN could meet before it opens anything, naming it', () => {
-    const file = join(dir, 'never.db');
+    const file = join(api.dir, 'never.db');
     const r = vnum(['--db', file, 'api', '--host', '127.0.0.1', '--port', '1'], { VNUM_PIN_GUESS_BOUND: '0.5' });
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/invalid PIN guess bound "0.5".*VNUM_INVALID_ARGUMENT/);
+    expect(r.stderr).toMatch(/invalid PIN guess bound "0.5".*VNUM_CONFIGURATION/);
     expect(existsSync(file)).toBe(false);
   });
 
@@ -122,25 +106,25 @@ describe('POST /v1/sessions takes what vnum session create takes for issue 14', 
     ['a field the CLI has no flag for', { pinGuessBound: 0.5 }, 400, 'VNUM_INVALID_ARGUMENT', /pinGuessBound/],
   ];
   it.each(BAD)('%s: a problem with the CLI\'s code naming the cause, nothing written', async (_what, fields, status, code, cause) => {
-    const response = await client.post('/v1/sessions', { id: 'bad-1', parties: [{ number: '+447911000021' }, { number: '+447911000022' }], ...fields });
+    const response = await api.client.post('/v1/sessions', { id: 'bad-1', parties: [{ number: '+447911000021' }, { number: '+447911000022' }], ...fields });
     expectProblem(response, status, code);
     const problem = response.body as { detail: string; errors?: Array<{ pointer: string; detail: string }> };
     expect([problem.detail, ...(problem.errors ?? []).map((e) => `${e.pointer} ${e.detail}`)].join('\n')).toMatch(cause);
-    expectProblem(await client.get('/v1/sessions/bad-1'), 404, 'VNUM_SESSION_NOT_FOUND');
+    expectProblem(await api.client.get('/v1/sessions/bad-1'), 404, 'VNUM_SESSION_NOT_FOUND');
   });
 });
 
 describe('the pool\'s handling of callers without a bridge', () => {
   it('GET /v1/pool shows each number\'s PIN mode, out-of-session handling and desk, as vnum pool list --json', async () => {
     expect(cli('pool', 'set', POOL[0]!, '--pin', 'all', '--out-of-session', 'fallback', '--fallback', DESK).code).toBe(0);
-    const page = (await client.get('/v1/pool', { query: { limit: 100 } })).body as any;
+    const page = (await api.client.get('/v1/pool', { query: { limit: 100 } })).body as any;
     expect(page.numbers).toEqual(cliJson('pool', 'list'));
     expect(page.numbers[0]).toMatchObject({ number: POOL[0], pin: 'all', outOfSession: 'fallback', fallback: DESK });
     expect(page.numbers[1]).toMatchObject({ number: POOL[1], pin: null, outOfSession: null, fallback: null });
   });
 
   it('POST /v1/pool/{number}/handling sets them as vnum pool set does: a value sets, null returns to the default, absent leaves', async () => {
-    const pool = client.withKey(poolKey);
+    const pool = api.client.withKey(keys.pool);
     const set = await pool.post(`/v1/pool/${encodeURIComponent(POOL[1]!)}/handling`, { pin: 'withheld', fallback: '020 7946 0998' });
     expect(set.body).toEqual({ number: POOL[1], pin: 'withheld', outOfSession: null, fallback: '+442079460998', changed: true });
     const same = await pool.post(`/v1/pool/${encodeURIComponent(POOL[1]!)}/handling`, { pin: 'withheld' });
@@ -153,14 +137,14 @@ describe('the pool\'s handling of callers without a bridge', () => {
   it('refuses what vnum pool set refuses, writing nothing; an orders key may not', async () => {
     const before = cliJson('pool', 'list');
     const url = `/v1/pool/${encodeURIComponent(POOL[2]!)}/handling`;
-    expectProblem(await client.post(url, { pin: 'sometimes' }), 400, 'VNUM_INVALID_ARGUMENT');
-    expectProblem(await client.post(url, { outOfSession: 'hangup' }), 400, 'VNUM_INVALID_ARGUMENT');
-    expectProblem(await client.post(url, {}), 400, 'VNUM_INVALID_ARGUMENT');
-    expectProblem(await client.post(url, { pin: 'all', desk: DESK }), 400, 'VNUM_INVALID_ARGUMENT');
-    expectProblem(await client.post(url, { pin: 'all', fallback: POOL[3] }), 409, 'VNUM_POOL_CONFLICT');
-    expectProblem(await client.post(url, { fallback: 'not a number' }), 422, 'VNUM_INVALID_NUMBER');
-    expectProblem(await client.post('/v1/pool/%2B442079460098/handling', { pin: 'all' }), 404, 'VNUM_NOT_IN_POOL');
-    expectProblem(await client.withKey(ordersKey).post(url, { pin: 'all' }), 403, 'VNUM_FORBIDDEN');
+    expectProblem(await api.client.post(url, { pin: 'sometimes' }), 400, 'VNUM_INVALID_ARGUMENT');
+    expectProblem(await api.client.post(url, { outOfSession: 'hangup' }), 400, 'VNUM_INVALID_ARGUMENT');
+    expectProblem(await api.client.post(url, {}), 400, 'VNUM_INVALID_ARGUMENT');
+    expectProblem(await api.client.post(url, { pin: 'all', desk: DESK }), 400, 'VNUM_INVALID_ARGUMENT');
+    expectProblem(await api.client.post(url, { pin: 'all', fallback: POOL[3] }), 409, 'VNUM_POOL_CONFLICT');
+    expectProblem(await api.client.post(url, { fallback: 'not a number' }), 422, 'VNUM_INVALID_NUMBER');
+    expectProblem(await api.client.post('/v1/pool/%2B442079460098/handling', { pin: 'all' }), 404, 'VNUM_NOT_IN_POOL');
+    expectProblem(await api.client.withKey(keys.orders).post(url, { pin: 'all' }), 403, 'VNUM_FORBIDDEN');
     expect(cliJson('pool', 'list')).toEqual(before);
   });
 });

@@ -22,8 +22,8 @@ describe('the status table', () => {
     }
   });
 
-  it('uses exactly the statuses the issue names, plus 415 for a content type the API does not take', () => {
-    expect(new Set(Object.values(STATUS_OF))).toEqual(new Set([400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503]));
+  it('uses exactly the statuses the issue names, plus 415 for a content type the API does not take and 501 for what cluster mode cannot do', () => {
+    expect(new Set(Object.values(STATUS_OF))).toEqual(new Set([400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 501, 503]));
   });
 
   it('is RFC 9457 with our code: type, title, status, detail, code, instance', () => {

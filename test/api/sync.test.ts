@@ -3,38 +3,20 @@
  * sync` (src/pool/sync.ts), the export in the body (CSV or JSON), the
  * options in the query; every answer checked against the OpenAPI document.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest';
-import { ApiClient, expectProblem, startApi, type ApiProcess } from '../support/api.js';
-import { cliOnDb } from '../support/cli.js';
+import { beforeEach, expect, it } from 'vitest';
+import { expectProblem, useApi } from '../support/api.js';
 
 const POOL = Array.from({ length: 10 }, (_, i) => `+4420794600${String(i + 1).padStart(2, '0')}`);
 
-let dir: string;
-let db: string;
-let api: ApiProcess;
-let client: ApiClient;
-const keys = { pool: '', sessions: '', read: '' };
-
-const { run: cli, json: cliJson } = cliOnDb(() => db);
+const api = useApi({
+  prefix: 'vnum-api-sync-',
+  pool: POOL,
+  keys: { pool: ['provisioning', 'pool'], sessions: ['orders', 'sessions'], read: ['support', 'read'] },
+  as: 'pool',
+});
+const { keys, cli, cliJson } = api;
 const states = (): Record<string, string> => Object.fromEntries((cliJson('pool', 'list') as Array<{ number: string; state: string }>).map((n) => [n.number, n.state]));
 
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'vnum-api-sync-'));
-  db = join(dir, 'vnum.db');
-  expect(cli('pool', 'add', ...POOL).code).toBe(0);
-  keys.pool = cliJson('apikey', 'create', '--name', 'provisioning', '--scope', 'pool').key;
-  keys.sessions = cliJson('apikey', 'create', '--name', 'orders', '--scope', 'sessions').key;
-  keys.read = cliJson('apikey', 'create', '--name', 'support', '--scope', 'read').key;
-  api = await startApi({ db });
-  client = new ApiClient(api.url, keys.pool);
-});
-afterAll(async () => {
-  await api?.stop();
-  rmSync(dir, { recursive: true, force: true });
-});
 beforeEach(() => {
   // every test starts from the ten numbers available
   expect(cli('pool', 'add', ...POOL).code).toBe(0);
@@ -42,7 +24,7 @@ beforeEach(() => {
 
 const csv = (numbers: string[]) => `number\n${numbers.join('\n')}\n`;
 const sync = (body: string | unknown, query: Record<string, string | boolean> = {}, contentType = 'text/csv') =>
-  typeof body === 'string' ? client.request('POST', '/v1/pool/sync', { raw: body, contentType, query }) : client.request('POST', '/v1/pool/sync', { json: body, query });
+  typeof body === 'string' ? api.client.request('POST', '/v1/pool/sync', { raw: body, contentType, query }) : api.client.request('POST', '/v1/pool/sync', { json: body, query });
 
 it('a dry run plans and reports, and writes nothing', async () => {
   const before = states();
@@ -95,15 +77,15 @@ it('bad input: an empty export, garbage, a share that is no percentage, an unkno
   expectProblem(await sync(csv(POOL), { maxRetire: '150%' }), 400, 'VNUM_INVALID_ARGUMENT');
   expectProblem(await sync(csv(POOL), { maxRetire: 'ten' }), 400, 'VNUM_INVALID_ARGUMENT');
   expectProblem(await sync(csv(POOL), { retireEverything: true }), 400, 'VNUM_INVALID_ARGUMENT');
-  expectProblem(await client.request('POST', '/v1/pool/sync', {}), 400, 'VNUM_INVALID_ARGUMENT');
+  expectProblem(await api.client.request('POST', '/v1/pool/sync', {}), 400, 'VNUM_INVALID_ARGUMENT');
   expect(states()).toEqual(before);
 });
 
 it('needs the pool scope (or admin): a read or sessions key is 403, no key 401, and nothing is done', async () => {
   const before = states();
   for (const key of [keys.read, keys.sessions]) {
-    expectProblem(await client.request('POST', '/v1/pool/sync', { raw: csv(POOL.slice(0, 9)), contentType: 'text/csv', key, query: { retireMissing: true } }), 403, 'VNUM_FORBIDDEN');
+    expectProblem(await api.client.request('POST', '/v1/pool/sync', { raw: csv(POOL.slice(0, 9)), contentType: 'text/csv', key, query: { retireMissing: true } }), 403, 'VNUM_FORBIDDEN');
   }
-  expectProblem(await client.request('POST', '/v1/pool/sync', { raw: csv(POOL), contentType: 'text/csv', key: null }), 401, 'VNUM_UNAUTHORIZED');
+  expectProblem(await api.client.request('POST', '/v1/pool/sync', { raw: csv(POOL), contentType: 'text/csv', key: null }), 401, 'VNUM_UNAUTHORIZED');
   expect(states()).toEqual(before);
 });

@@ -34,6 +34,7 @@ import { vnum } from '../support/cli.js';
 import { audit, barrier, routeFrom, sleep } from '../support/cluster/checks.js';
 import { startNode } from '../support/cluster/node.js';
 import { clusterSuite } from '../support/cluster/suite.js';
+import { pinSweepScenario } from '../support/pin-sweep.js';
 import { DIDS, partyNumber } from '../support/cluster/writer.js';
 
 const T0 = Date.UTC(2026, 10, 30, 12);
@@ -224,6 +225,23 @@ clusterSuite('the authority on PostgreSQL (cluster mode)', (env) => {
     }
   });
 
+  it('a create\'s PIN purge is a bounded sweep on PostgreSQL too, and the tally stays the number\'s rows', async () => {
+    const target = await env.cluster.createDatabase();
+    const client = env.cluster.client(target);
+    await client.connect();
+    await migratePg(client);
+    const postgres = await openPostgresAuthority(target);
+    try {
+      await pinSweepScenario(postgres, async (dialled) => ({
+        rows: Number((await client.query('SELECT count(*) AS n FROM pin WHERE dialled = $1', [dialled])).rows[0].n),
+        tally: (await client.query<{ pins: number }>('SELECT pins FROM pin_tally WHERE dialled = $1', [dialled])).rows[0]?.pins,
+      }));
+    } finally {
+      await postgres.close();
+      await client.end();
+    }
+  });
+
   it('what the authority writes reaches a node: its replica equals PostgreSQL, routes the session, and a PIN typed there opens it (the key is replicated)', async () => {
     const { target, client } = await env.authority();
     const authority = await openPostgresAuthority(target);
@@ -386,6 +404,10 @@ clusterSuite('the authority on PostgreSQL (cluster mode)', (env) => {
       for (const [id, masked] of answered) expect(stored.get(id), id).toEqual(masked);
       expect(stored.size).toBe(answered.size);
       expect(await violations(client, Date.now())).toEqual([]);
+      // Concurrent creates on one number queue on its PIN tally: it still equals the number's rows, none lost or counted twice.
+      const tallies = await client.query('SELECT t.dialled, t.pins, (SELECT count(*)::int FROM pin p WHERE p.dialled = t.dialled) AS rows FROM pin_tally t');
+      expect(tallies.rows.length).toBeGreaterThan(0);
+      for (const t of tallies.rows) expect(t.pins, t.dialled).toBe(t.rows);
     }, 120_000);
 
     it('one API process killed with SIGKILL mid-burst: every acknowledged create is in PostgreSQL, the other goes on, no violation', async () => {

@@ -5,7 +5,8 @@
  * its slot, and ends equal to the authority row by row; a wiped file, a file
  * from another cluster and a table that joins the publication rebuild; a
  * column the node's schema lacks stops the replica with a clear error until
- * the node is upgraded; the router's own decision code reads the replica.
+ * the node is upgraded; the router's own decision code reads the replica;
+ * `vnum serve` routes from the old rows while a lost slot's node rebuilds.
  */
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,7 +18,9 @@ import type { PgTarget } from '../../src/replica/stream.js';
 import { audit, barrier, counterHistoryProblems, routeFrom, sleep } from '../support/cluster/checks.js';
 import { startNode, type NodeConfig } from '../support/cluster/node.js';
 import { clusterSuite } from '../support/cluster/suite.js';
-import { BIG, Writer } from '../support/cluster/writer.js';
+import { BIG, seedSessions, Writer } from '../support/cluster/writer.js';
+import { routeCall } from '../reliability/lib.js';
+import { startServe } from '../support/serve.js';
 
 clusterSuite('a node replica fed by logical replication', (env) => {
   const authority = env.authority;
@@ -176,4 +179,51 @@ clusterSuite('a node replica fed by logical replication', (env) => {
       await client.end();
     }
   });
+  it("a node whose slot was lost rebuilds in place while vnum serve, on the same file, goes on routing every call from the old rows", async () => {
+    const { target, client } = await authority();
+    // Enough rows for the copy to take a while: 100,000 sessions, 200,000 bridges.
+    await seedSessions(client, 100_000);
+    const config = node(target, 'rebuild');
+    const first = startNode(config);
+    await first.waitForStatus((s) => s.phase === 'streaming', 120_000, 'the first build');
+    await first.stop();
+    const serve = await startServe({ db: config.db, env: { VNUM_WHEN_STALE: 'keep-routing' } });
+    try {
+      // The slot is lost (as past max_slot_wal_keep_size; here dropped while the node is away): the node must rebuild.
+      await client.query("SELECT pg_drop_replication_slot('vnum_rebuild')");
+      const again = startNode(config);
+      try {
+        const call = (i: number) => ({ caller: `+4478${String(i).padStart(8, '0')}`, target: `+4479${String(i).padStart(8, '0')}`, session: `seed-${i}` });
+        let during = 0;
+        const answers: string[] = [];
+        let slowestMs = 0;
+        let i = 0;
+        // Route calls until the rebuild is over; count those answered while the node was copying.
+        await again.waitForStatus((s) => s.phase === 'copying', 60_000, 'the rebuild to start');
+        while (again.status()?.phase !== 'streaming') {
+          const c = call((i++ % 100_000) + 1);
+          const started = performance.now();
+          const { answer } = await routeCall(serve.port, c.caller, '+442079460001');
+          slowestMs = Math.max(slowestMs, performance.now() - started);
+          if (again.status()?.phase === 'copying') {
+            during++;
+            if (answer?.status !== 'BRIDGE' || answer.target !== c.target || answer.session !== c.session) answers.push(JSON.stringify(answer));
+          }
+          if (i > 200_000) throw new Error('the rebuild never ended');
+        }
+        expect(answers, 'answers during the copy that were not the old bridge').toEqual([]);
+        expect(during).toBeGreaterThan(10);
+        expect(again.status()).toMatchObject({ rebuilds: 1, phase: 'streaming' });
+        expect(again.events.find((e) => e.type === 'rebuilding')).toMatchObject({ reason: 'slot vnum_rebuild does not exist' });
+        await barrier(client, [config.db]);
+        expect((await audit(target, config.db)).equal).toBe(true);
+        console.log(`rebuild of 300,000 rows in place: ${during} calls routed from the old rows during the copy, every one bridged; slowest answer ${slowestMs.toFixed(1)} ms`);
+      } finally {
+        await again.stop();
+      }
+    } finally {
+      await serve.stop();
+      await client.end();
+    }
+  }, 240_000);
 });

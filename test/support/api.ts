@@ -7,11 +7,14 @@
  * without the suite saying where.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
+import { afterAll, beforeAll, expect } from 'vitest';
 import { freePort } from './net.js';
-import { VNUM_BIN } from './cli.js';
+import { cliOnDb, VNUM_BIN, type CliResult } from './cli.js';
 
 export { freePort };
 
@@ -109,6 +112,8 @@ export interface RequestOptions {
   /** The API key; null: send no Authorization header; undefined: the client's own. */
   key?: string | null;
   headers?: Record<string, string>;
+  /** Give up (the fetch rejects with a TimeoutError) after this long; default: wait as long as it takes. */
+  timeoutMs?: number;
 }
 
 /** The OpenAPI path template a concrete path matches, if any. */
@@ -212,7 +217,7 @@ export class ApiClient {
       body = typeof options.raw === 'string' ? options.raw : new Blob([new Uint8Array(options.raw)]);
       if (options.contentType !== undefined) headers['content-type'] = options.contentType;
     }
-    const response = await fetch(url, { method, headers, body });
+    const response = await fetch(url, { method, headers, body, ...(options.timeoutMs !== undefined ? { signal: AbortSignal.timeout(options.timeoutMs) } : {}) });
     const text = await response.text();
     const contentType = response.headers.get('content-type') ?? '';
     let parsed: unknown;
@@ -240,4 +245,80 @@ export function expectProblem(response: ApiResponse, status: number, code: strin
   if (response.status !== status || body.code !== code || !response.contentType.startsWith('application/problem+json')) {
     throw new Error(`expected ${status} ${code} problem, got ${response.status} ${response.contentType} ${JSON.stringify(body)}`);
   }
+}
+
+export interface UseApiOptions<K extends string> {
+  /** The temporary folder's prefix (`vnum-api-sync-`). */
+  prefix: string;
+  /** Numbers `vnum pool add` puts in the pool first. */
+  pool: readonly string[];
+  /** The API keys `vnum apikey create` makes, by the name the test calls them: [--name, --scope]. */
+  keys: Record<K, readonly [name: string, scope: string]>;
+  /** The key the client sends. */
+  as: NoInfer<K>;
+  /** More of the server's environment (startApi's `env`). */
+  env?: Record<string, string | undefined>;
+}
+
+export interface UseApi<K extends string> {
+  readonly dir: string;
+  readonly db: string;
+  readonly server: ApiProcess;
+  /** A client of the server with the key `as`. */
+  readonly client: ApiClient;
+  /** The secrets of the keys made, filled in before the file's tests run. */
+  readonly keys: Record<K, string>;
+  /** The built CLI on the database (VNUM_DEFAULT_COUNTRY GB, as the server's). */
+  cli(...args: string[]): CliResult;
+  /** `cli` with --json: what it printed, parsed (a non-zero exit throws, naming stderr). */
+  cliJson(...args: string[]): any;
+}
+
+/**
+ * For an API test file: once before its tests, a database in a fresh folder
+ * with `pool` in it and `keys` made by the CLI, then `vnum api` on it; after
+ * them, the server stopped and the folder removed.
+ */
+export function useApi<K extends string>(options: UseApiOptions<K>): UseApi<K> {
+  let dir: string | undefined;
+  let server: ApiProcess | undefined;
+  let client: ApiClient | undefined;
+  const keys = {} as Record<K, string>;
+  const ready = <T>(value: T | undefined): T => {
+    if (value === undefined) throw new Error('useApi: only inside the tests and hooks of the file');
+    return value;
+  };
+  const db = (): string => join(ready(dir), 'vnum.db');
+  const { run: cli, json: cliJson } = cliOnDb(db);
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), options.prefix));
+    const added = cli('pool', 'add', ...options.pool);
+    expect(added.code, added.stderr).toBe(0);
+    for (const [as, [name, scope]] of Object.entries(options.keys) as Array<[K, readonly [string, string]]>) {
+      keys[as] = cliJson('apikey', 'create', '--name', name, '--scope', scope).key;
+    }
+    server = await startApi({ db: db(), env: options.env });
+    client = new ApiClient(server.url, keys[options.as]);
+  });
+  afterAll(async () => {
+    await server?.stop();
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  });
+  return {
+    get dir() {
+      return ready(dir);
+    },
+    get db() {
+      return db();
+    },
+    get server() {
+      return ready(server);
+    },
+    get client() {
+      return ready(client);
+    },
+    keys,
+    cli,
+    cliJson,
+  };
 }

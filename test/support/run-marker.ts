@@ -9,31 +9,61 @@ import { readdirSync, readFileSync } from 'node:fs';
  */
 export const RUN_ENV = 'VNUM_TEST_RUN';
 
-/** The live processes (not zombies) whose VNUM_TEST_RUN holds `token`, this process excepted. */
-export function processesOfRun(token: string): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
+export interface RunProcess {
+  pid: number;
+  /** Its command line, read just after its environment (never empty: see runProcesses). */
+  command: string;
+}
+
+/**
+ * The live processes whose VNUM_TEST_RUN holds `token`, this process
+ * excepted, each with its command line. A process on its way out is not
+ * one: once the kernel has taken its memory its environment and command line
+ * read empty, and between the two reads it may get there; such a process
+ * (vitest's own workers end just as the run's teardown looks: vitest starts
+ * stopping them and waits for them only after the global teardown) would
+ * otherwise be listed with no command line, so that nothing could tell it
+ * for a vitest worker, and be reported as a process a test left running.
+ * `proc`: where the process table is (a test's made-up one).
+ */
+export function runProcesses(token: string, proc = '/proc'): RunProcess[] {
+  const found: RunProcess[] = [];
+  for (const entry of readdirSync(proc)) {
     if (!/^\d+$/.test(entry)) continue;
     const pid = Number(entry);
     if (pid === process.pid) continue;
     let environ: string;
     try {
-      environ = readFileSync(`/proc/${pid}/environ`, 'latin1');
+      environ = readFileSync(`${proc}/${pid}/environ`, 'latin1');
     } catch {
       continue; // gone, or another user's
     }
     const value = environ.split('\0').find((v) => v.startsWith(`${RUN_ENV}=`));
-    if (value !== undefined && value.slice(RUN_ENV.length + 1).split(' ').includes(token)) pids.push(pid);
+    if (value === undefined || !value.slice(RUN_ENV.length + 1).split(' ').includes(token)) continue;
+    const command = commandIn(proc, pid);
+    if (command === '' || command === GONE) continue; // exiting, or gone since
+    found.push({ pid, command });
   }
-  return pids;
+  return found;
 }
 
-/** A process's command line, for a report. */
+/** The pids of runProcesses. */
+export function processesOfRun(token: string): number[] {
+  return runProcesses(token).map((p) => p.pid);
+}
+
+const GONE = '(gone)';
+
+/** A process's command line, for a report ('' once the process is exiting). */
 export function commandOf(pid: number): string {
+  return commandIn('/proc', pid);
+}
+
+function commandIn(proc: string, pid: number): string {
   try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0').join(' ').trim();
+    return readFileSync(`${proc}/${pid}/cmdline`, 'latin1').split('\0').join(' ').trim();
   } catch {
-    return '(gone)';
+    return GONE;
   }
 }
 
@@ -61,12 +91,12 @@ export function stopRun(token: string, options: { graceMs?: number; spare?: (com
   const found = new Map<number, string>();
   const deadline = Date.now() + (options.graceMs ?? 5_000);
   for (;;) {
-    const pids = processesOfRun(token).filter((pid) => !options.spare?.(commandOf(pid)));
-    if (pids.length === 0) break;
+    const left = runProcesses(token).filter(({ command }) => !options.spare?.(command));
+    if (left.length === 0) break;
     const late = Date.now() > deadline;
-    for (const pid of pids) {
+    for (const { pid, command } of left) {
       if (!found.has(pid)) {
-        found.set(pid, commandOf(pid));
+        found.set(pid, command);
         signal(pid, 'SIGTERM');
       } else if (late) {
         signal(pid, 'SIGKILL');

@@ -17,10 +17,10 @@ beforeEach(() => {
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-// Every benchmark but `asterisk` and `replication`: the first needs root and
+// Every benchmark but `asterisk`, `replication`, `replica-routing` and `api-cluster`: the first needs root and
 // the provisioned Asterisk root, and takes its turn on the shared instance, so
 // its smoke run is an end-to-end test (test/e2e/bench-asterisk.e2e.test.ts);
-// the second needs PostgreSQL, so its smoke run is a cluster test
+// the others need PostgreSQL, so their smoke runs are cluster tests
 // (test/cluster/bench-replication.test.ts).
 const UNIT_BENCHMARKS = ['store', 'pool-size', 'routing', 'pin', 'api', 'webhooks'];
 
@@ -80,5 +80,5 @@ for (const tmp of ['the test\'s TMPDIR', 'a TMPDIR only root can enter']) {
 it('refuses an unknown benchmark by name, listing the known ones', () => {
   const run = spawnSync(process.execPath, [RUNNER, 'nope', '--smoke'], { encoding: 'utf8', timeout: 30_000 });
   expect(run.status).toBe(1);
-  expect(run.stderr).toMatch(/unknown benchmark nope: choose from store, pool-size, routing, pin, api, webhooks, asterisk, replication/);
+  expect(run.stderr).toMatch(/unknown benchmark nope: choose from store, pool-size, routing, pin, api, webhooks, asterisk, replication, replica-routing, api-cluster/);
 });

@@ -92,7 +92,8 @@ describe('the CLI refuses an unrepresentable duration or date before writing any
   });
 
   it('health --timeout: at most a minute (Node would fire a longer timer after 1 ms)', () => {
-    // A setting of vnum health, judged like vnum serve's (src/settings.ts): VNUM_CONFIGURATION, 100ms to 60s.
+    // A setting of vnum health, judged like vnum serve's (src/cli/settings.ts: boundedDuration over
+    // SETTING_LIMITS.healthTimeoutMs): VNUM_CONFIGURATION, 100ms to 60s.
     for (const timeout of ['25d', '0s', '61s']) {
       const result = run('health', '--timeout', timeout);
       expect(result.stdout).toBe('');

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { startVnum as startCli, useCliDatabase, VNUM_BIN, vnum, type CliResult } from '../support/cli.js';
+import { numberPattern } from '../support/leaks.js';
 
 const A = '+447911000001';
 const D = '+447911000002';
@@ -114,7 +115,9 @@ describe('numbers, limits and routes', () => {
     expect(run('session', 'create', 'o1', A, D, '--first-masked-as', '+442079460001').code).toBe(0);
     expectOneLine(run('session', 'create', 'o2', '+447911000003', D, '--first-masked-as', '+442079460001'), 'VNUM_NUMBER_UNAVAILABLE', 1, /already dialled by that party/);
     expectOneLine(run('session', 'create', 'o3', '+442079460001', D), 'VNUM_POOL_CONFLICT', 1, /is a virtual number in the pool/);
-    expectOneLine(run('pool', 'add', A), 'VNUM_POOL_CONFLICT', 1, /is a party's real number/);
+    const party = run('pool', 'add', A);
+    expectOneLine(party, 'VNUM_POOL_CONFLICT', 1, /^vnum: \+\*{8}0001 is a party's real number/);
+    expect(party.stderr).not.toMatch(numberPattern(A));
   });
 
   it('a reader that stops early (| head) is not an error: no stack trace', () => {

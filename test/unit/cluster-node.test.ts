@@ -2,14 +2,14 @@
  * A cluster node's faces without PostgreSQL (test/cluster/ has them with
  * one): `vnum replica`'s and `vnum cluster`'s settings, judged before a file
  * is opened; serve's freshness settings; the freshness judgement; the health
- * row the replica process writes and serve's gate reads; the systemd unit.
+ * row the replica process writes and serve's gate reads; a replica file
+ * refusing local writes (the unit: ship-systemd-replica.test.ts).
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { vnum } from '../support/cli.js';
 import { judgeFreshness, type FreshnessPolicy } from '../../src/replica/freshness.js';
 import { createFreshnessGate } from '../../src/replica/gate.js';
@@ -48,11 +48,31 @@ describe('vnum replica judges every setting before it opens or creates the file'
     ['a link timeout past its bound', ['--link-timeout', '1h'], ok, /^invalid --link-timeout "1h": from 1s to 120s/],
     ['a command timeout of a day', ['--command-timeout', '1d'], ok, /^invalid --command-timeout "1d"/],
     ['a report interval in no unit', ['--report-every', '5'], ok, /^invalid --report-every "5": use a whole number and a unit/],
+    ['a metrics port of 0', ['--metrics-port', '0'], ok, /^invalid --metrics-port "0": a whole number from 1 to 65535/],
+    ['a metrics host from the environment that is no address', [], { ...ok, VNUM_REPLICA_METRICS_PORT: '9476', VNUM_REPLICA_METRICS_HOST: 'a b' }, /^invalid VNUM_REPLICA_METRICS_HOST "a b"/],
   ];
   it.each(cases)('%s: exit 1, one line, VNUM_CONFIGURATION, no file', (_what, args, env, message) => {
     const nested = join(dir, 'not-yet', 'vnum.db');
     oneConfigurationLine(vnum(['--db', nested, 'replica', ...args], env), message);
     expect(existsSync(join(dir, 'not-yet'))).toBe(false);
+  });
+});
+
+describe('vnum replica --metrics-port', () => {
+  it('a taken port stops the start with VNUM_LISTEN_FAILED before the file is created or the authority reached', async () => {
+    const { createServer } = await import('node:net');
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (taken.address() as { port: number }).port;
+      const db = join(dir, 'vnum.db');
+      const r = vnum(['--db', db, 'replica', '--metrics-port', String(port)], { VNUM_NODE: 'pbx_a', VNUM_AUTHORITY: 'postgres://vnum@127.0.0.1:1/vnum' });
+      expect(r.code, r.stderr).toBe(1);
+      expect(r.stderr).toMatch(new RegExp(`^vnum: cannot listen on 127\\.0\\.0\\.1:${port}: .*EADDRINUSE.* \\[VNUM_LISTEN_FAILED\\]\\n$`));
+      expect(existsSync(db)).toBe(false);
+    } finally {
+      taken.close();
+    }
   });
 });
 
@@ -199,19 +219,149 @@ describe("serve's freshness gate", () => {
   });
 });
 
-describe('deploy/systemd/vnum-replica.service', () => {
-  const analyze = spawnSync('sh', ['-c', 'command -v systemd-analyze'], { encoding: 'utf8' }).stdout.trim();
-  it.skipIf(!analyze && process.env.CI !== 'true')('systemd-analyze verify says nothing, and its exposure is 1.5 or lower', async () => {
-    const { readFileSync } = await import('node:fs');
-    const unit = readFileSync(new URL('../../deploy/systemd/vnum-replica.service', import.meta.url), 'utf8');
-    expect(unit).toMatch(/^ExecStart=\/usr\/local\/bin\/vnum replica$/m);
-    const file = join(dir, 'vnum-replica.service');
-    writeFileSync(file, unit.replace('/usr/local/bin/vnum replica', '/bin/true'));
-    const verify = spawnSync(analyze, ['verify', file], { encoding: 'utf8' });
-    expect(verify.status, verify.stderr).toBe(0);
-    expect(verify.stderr + verify.stdout).toBe('');
-    const security = spawnSync(analyze, ['security', '--offline=true', file], { encoding: 'utf8' });
-    const level = Number(/Overall exposure level for vnum-replica\.service: ([\d.]+)/.exec(security.stdout)?.[1]);
-    expect(level).toBeLessThanOrEqual(1.5);
+describe("a node's replica file refuses every local write, and still reads", () => {
+  const A = '+447911000001';
+  const D = '+447911000002';
+  const POOL = ['+442079460001', '+442079460002', '+442079460003'];
+
+  /** Every row of every table, but the health row (written by the replica process, never by these commands). */
+  function contents(db: string): string {
+    const file = openDb(db, { readonly: true });
+    try {
+      const tables = file.prepare<[], { name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name").all();
+      return JSON.stringify(tables.filter((t) => t.name !== 'replica_health').map((t) => [t.name, file.prepare(`SELECT * FROM "${t.name}"`).raw().all()]), (_k, v: unknown) =>
+        Buffer.isBuffer(v) ? v.toString('hex') : typeof v === 'bigint' ? String(v) : v,
+      );
+    } finally {
+      file.close();
+    }
+  }
+
+  // A file with a pool, a session and a key, made once through the CLI; each test claims a copy of it.
+  let template = '';
+  let templateDir = '';
+  beforeAll(() => {
+    templateDir = mkdtempSync(join(tmpdir(), 'vnum-replica-template-'));
+    template = join(templateDir, 'vnum.db');
+    const run = (...args: string[]) => {
+      const r = vnum(['--db', template, ...args], { VNUM_DEFAULT_COUNTRY: 'GB' });
+      expect(r.code, r.stderr).toBe(0);
+    };
+    run('pool', 'add', ...POOL);
+    run('session', 'create', 'o1', A, D);
+    run('apikey', 'create', '--name', 'orders', '--scope', 'read');
+  }, 60_000);
+  afterAll(() => rmSync(templateDir, { recursive: true, force: true }));
+
+  /** A copy of the template claimed by a replica process: reported into, and/or built. */
+  function replicaFile(claim: 'reported' | 'built' | 'both'): string {
+    const db = join(dir, `${claim}.db`);
+    copyFileSync(template, db);
+    const file = openDb(db);
+    try {
+      if (claim !== 'built') new HealthWriter(file).write({ node: 'pbx_a', phase: 'streaming', caughtUpAt: Date.now(), lastContactAt: Date.now(), lagBytes: 0, lastError: null } as ReplicaStatus);
+      if (claim !== 'reported') {
+        file
+          .prepare(
+            `INSERT INTO replica_state (id, system_id, database, slot, publication, tables, built_lsn, built_at, applied_lsn)
+             VALUES (1, '7300000000000000001', 'vnum', 'vnum_pbx_a', 'vnum_replica', '["pool_number","session","bridge","meta"]', '0/1000000', 1, '0/1000000')`,
+          )
+          .run();
+      }
+    } finally {
+      file.close();
+    }
+    return db;
+  }
+
+  const writes: Array<[string, string[]]> = [
+    ['session create', ['session', 'create', 'o2', '+447911000003', '+447911000004']],
+    ['session release', ['session', 'release', 'o1']],
+    ['pool add', ['pool', 'add', '+442079460009']],
+    ['pool import', ['pool', 'import', '<csv>']],
+    ['pool set', ['pool', 'set', POOL[0]!, '--pin', 'off']],
+    ['pool retire', ['pool', 'retire', POOL[2]!]],
+    ['pool sync', ['pool', 'sync', '<csv>', '--retire-missing']],
+    ['apikey create', ['apikey', 'create', '--name', 'other', '--scope', 'read']],
+    ['apikey revoke', ['apikey', 'revoke', 'orders']],
+    ['webhooks enable', ['webhooks', 'enable']],
+    ['webhooks disable', ['webhooks', 'disable']],
+    ['webhooks retry', ['webhooks', 'retry', '--all']],
+    ['webhooks discard', ['webhooks', 'discard', '--all']],
+    ['webhooks deliver', ['webhooks', 'deliver', '--allow-local']],
+    // Refused before it listens (a bug here would start it: the 30 s timeout of vnum() would then fail the test).
+    ['api', ['api', '--host', '127.0.0.1', '--port', '47999']],
+  ];
+
+  it.each(writes)('vnum %s: VNUM_REPLICA_READ_ONLY, exit 1, one line naming the node and the authority, nothing written', (what, args) => {
+    const db = replicaFile('both');
+    const csv = join(dir, 'numbers.csv');
+    writeFileSync(csv, 'number\n+442079460008\n');
+    const before = contents(db);
+    const receiver = { VNUM_WEBHOOK_URL: 'http://127.0.0.1:9/hooks', VNUM_WEBHOOK_SECRET: '0123456789abcdef0123456789abcdef' };
+    const r = vnum(['--db', db, ...args.map((a) => (a === '<csv>' ? csv : a))], { VNUM_DEFAULT_COUNTRY: 'GB', ...receiver });
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stdout).toBe('');
+    const lines = r.stderr.split('\n').filter(Boolean);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toBe(
+      `vnum: ${db} is the replica of cluster node pbx_a, written only by vnum replica: vnum ${what} writes on the authority (PostgreSQL database vnum), ` +
+        `through vnum ${what.startsWith('apikey') ? 'apikey' : 'api'} --authority, not in this file (reading it still works) [VNUM_REPLICA_READ_ONLY]`,
+    );
+    expect(contents(db)).toBe(before);
+  });
+
+  it('with --authority, vnum api and vnum apikey write on PostgreSQL: a replica file at --db is not theirs to refuse', () => {
+    const db = replicaFile('both');
+    const before = contents(db);
+    const authority = 'postgres://vnum@127.0.0.1:1/vnum'; // nothing listens there: each gets as far as reaching for it
+    for (const args of [
+      ['api', '--authority', authority, '--host', '127.0.0.1', '--port', '47999'],
+      ['apikey', 'create', '--authority', authority, '--name', 'other', '--scope', 'read'],
+      ['apikey', 'revoke', '--authority', authority, 'orders'],
+    ]) {
+      const r = vnum(['--db', db, ...args]);
+      expect(r.stderr, args.join(' ')).toMatch(/the authority vnum@127\.0\.0\.1:1\/vnum cannot be reached: .*\[VNUM_AUTHORITY_UNAVAILABLE\]/);
+      expect(r.code, args.join(' ')).toBe(2);
+    }
+    expect(contents(db)).toBe(before);
+  });
+
+  it('a file only reported into (never built), or only built, is a replica too; a single box is not', () => {
+    for (const [claim, node, authority] of [
+      ['reported', 'cluster node pbx_a', 'the authority (PostgreSQL)'],
+      ['built', 'a cluster node', 'the authority (PostgreSQL database vnum)'],
+    ] as const) {
+      const db = replicaFile(claim);
+      const r = vnum(['--db', db, 'pool', 'add', '+442079460009']);
+      expect(r.code, r.stderr).toBe(1);
+      expect(r.stderr).toContain(`is the replica of ${node}, written only by vnum replica: vnum pool add writes on ${authority},`);
+    }
+    const single = join(dir, 'single.db');
+    expect(vnum(['--db', single, 'pool', 'add', '+442079460009']).code).toBe(0);
+  });
+
+  it('reads work on it: pool list, session show and list, route, stats, apikey list, webhooks status, calls', () => {
+    const db = replicaFile('both');
+    const before = contents(db);
+    const read = (...args: string[]) => {
+      const r = vnum(['--db', db, ...args], { VNUM_DEFAULT_COUNTRY: 'GB' });
+      expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0);
+      return r.stdout;
+    };
+    expect(JSON.parse(read('pool', 'list', '--json'))).toHaveLength(3);
+    const session = JSON.parse(read('session', 'show', 'o1', '--json')) as { id: string; parties: Array<{ maskedAs: string }> };
+    expect(session.id).toBe('o1');
+    expect(read('session', 'list')).toContain('o1');
+    expect(JSON.parse(read('route', A, session.parties[0]!.maskedAs, '--json'))).toMatchObject({ status: 'BRIDGE', target: D });
+    expect(JSON.parse(read('stats', '--json'))).toMatchObject({ sessions: { active: 1 } });
+    expect(read('apikey', 'list')).toContain('orders');
+    read('webhooks', 'status');
+    read('calls');
+    // A sync's dry run writes nothing: allowed.
+    const csv = join(dir, 'numbers.csv');
+    writeFileSync(csv, `number\n${POOL.join('\n')}\n`);
+    read('pool', 'sync', csv, '--dry-run');
+    expect(contents(db)).toBe(before);
   });
 });

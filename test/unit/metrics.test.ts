@@ -5,26 +5,20 @@ import { FALLBACK_ANSWER, routeCalls } from '../../src/cli/serve.js';
 import { CachedFigures, type FiguresReader } from '../../src/metrics/cached-figures.js';
 import { HttpMetrics } from '../../src/metrics/http.js';
 import { DECISION_BUCKETS, Histogram, MetricsRegistry } from '../../src/metrics/prom.js';
+import { ReplicaMetrics } from '../../src/metrics/replica.js';
 import { RouterMetrics } from '../../src/metrics/router.js';
+import type { NodeView } from '../../src/replica/cluster.js';
+import type { ReplicaStatus } from '../../src/replica/consumer.js';
+import type { Freshness } from '../../src/replica/freshness.js';
 import { storeFigures, type StoreFigures } from '../../src/metrics/store-figures.js';
 import { createSession, releaseSession } from '../../src/session/sessions.js';
 import { collectStats } from '../../src/stats.js';
 import { placeCall } from '../support/fake-asterisk.js';
 import { londonDids, mobile, party, seedPool, tempDb } from '../support/store.js';
+import { samples } from '../support/exposition.js';
 import { until } from '../support/wait.js';
 
 const silent = pino({ level: 'silent' });
-
-/** Sample lines of an exposition, `name{labels} value`, by name and labels. */
-function samples(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const at = line.lastIndexOf(' ');
-    out.set(line.slice(0, at), Number(line.slice(at + 1)));
-  }
-  return out;
-}
 
 describe('Histogram', () => {
   it('counts each observation in the first bucket at or above it, cumulative on export, with sum and count', () => {
@@ -305,5 +299,170 @@ describe('RouterMetrics around a real FastAGI server', () => {
     } finally {
       await strict.close(0);
     }
+  });
+});
+
+describe('the freshness metrics of vnum serve on a cluster node', () => {
+  const reader: FiguresReader = { read: async () => figures({ at: 1_000 }), close: async () => {} };
+  const agiStub = { connections: () => 0, counts: () => ({ refused: {}, ended: {} }) as never, maxConnections: 1 };
+
+  it('say fresh or stale, how old the view is, and whether every call is refused; absent on a single box', async () => {
+    const metrics = new RouterMetrics();
+    let freshness: Freshness = { replica: false, ageMs: null, stale: false, refusal: undefined };
+    metrics.attach({ agi: agiStub, figures: new CachedFigures({ reader, maxAgeMs: 60_000, logger: silent }), freshness: () => freshness });
+    const read = async () => samples((await metrics.registry.exposition()).body);
+    const single = await read();
+    for (const name of ['vnum_freshness_stale', 'vnum_freshness_failing_closed', 'vnum_freshness_age_seconds']) expect(single.has(name), name).toBe(false);
+
+    freshness = { replica: true, ageMs: 400, stale: false, refusal: undefined };
+    expect(Object.fromEntries([...(await read())].filter(([k]) => k.startsWith('vnum_freshness')))).toEqual({
+      vnum_freshness_stale: 0,
+      vnum_freshness_failing_closed: 0,
+      vnum_freshness_age_seconds: 0.4,
+    });
+    // keep-routing past the bound: stale, still routing.
+    freshness = { replica: true, ageMs: 12_500, stale: true, refusal: undefined };
+    let s = await read();
+    expect([s.get('vnum_freshness_stale'), s.get('vnum_freshness_failing_closed'), s.get('vnum_freshness_age_seconds')]).toEqual([1, 0, 12.5]);
+    // fail-closed past the bound: refusing every call.
+    freshness = { replica: true, ageMs: 12_500, stale: true, refusal: 'stale and fail-closed' };
+    s = await read();
+    expect([s.get('vnum_freshness_stale'), s.get('vnum_freshness_failing_closed')]).toEqual([1, 1]);
+    // fail-closed on a file no replica ever reported into: refusing, never fresh (no age).
+    freshness = { replica: false, ageMs: null, stale: true, refusal: 'no replica process' };
+    s = await read();
+    expect([s.get('vnum_freshness_stale'), s.get('vnum_freshness_failing_closed'), s.has('vnum_freshness_age_seconds')]).toEqual([1, 1, false]);
+  });
+});
+
+describe('ReplicaMetrics (vnum replica --metrics-port)', () => {
+  const status = (over: Partial<ReplicaStatus> = {}): ReplicaStatus => ({
+    node: 'pbx_a',
+    slot: 'vnum_pbx_a',
+    phase: 'streaming',
+    appliedLsn: '0/16B3748',
+    appliedCommitAt: 9_000,
+    builtAt: 1_000,
+    serverWalEnd: '0/16B3800',
+    lagBytes: 184,
+    lastContactAt: 9_700,
+    caughtUpAt: 9_250,
+    lagMs: 750,
+    stale: false,
+    lastError: null,
+    lastErrorAt: null,
+    transactions: 42,
+    changes: 126,
+    skipped: 3,
+    connects: 2,
+    rebuilds: 1,
+    ...over,
+  });
+  const view = (over: Partial<NodeView> & { node: string }): NodeView => ({
+    slot: `vnum_${over.node}`,
+    state: 'ok',
+    lagMs: 120,
+    behindBytes: 0,
+    slotBytes: 56,
+    walStatus: 'reserved',
+    safeWalBytes: 1_048_576,
+    active: true,
+    clientAddress: '10.0.1.10',
+    lastContactAgoMs: 200,
+    reportedAgoMs: 1_000,
+    phase: 'streaming',
+    host: 'pbx-a',
+    version: '0.0.0',
+    lastError: null,
+    ...over,
+  });
+
+  it("exports this node's lag, contact, phase and counts, and every node's slot and report as the authority sees them", async () => {
+    const metrics = new ReplicaMetrics();
+    const before = samples((await metrics.registry.exposition()).body);
+    expect([...before.keys()].filter((k) => k.startsWith('vnum_'))).toEqual([]);
+    metrics.attach({
+      status: () => status(),
+      cluster: () => ({
+        at: 8_000,
+        nodes: [
+          view({ node: 'pbx_a' }),
+          // A dead node: no consumer, its slot keeps 3 GB and is past max_slot_wal_keep_size.
+          view({ node: 'pbx_b', state: 'inactive', active: false, slotBytes: 3e9, behindBytes: 3e9, walStatus: 'unreserved', safeWalBytes: -5_000, lastContactAgoMs: 600_000, lagMs: 90 }),
+          // A node that reports but whose slot was dropped.
+          view({ node: 'pbx_c', slot: null, state: 'no-slot', active: false, slotBytes: null, behindBytes: null, walStatus: null, safeWalBytes: null }),
+        ],
+      }),
+      reportFailures: () => 4,
+      viewMaxAgeMs: 10_000,
+      now: () => 10_000,
+    });
+    const s = samples((await metrics.registry.exposition()).body);
+    expect(s.get('vnum_replica_lag_seconds')).toBe(0.75);
+    expect(s.get('vnum_replica_behind_bytes')).toBe(184);
+    expect(s.get('vnum_replica_last_contact_age_seconds')).toBe(0.3);
+    expect(s.get('vnum_replica_phase{phase="streaming"}')).toBe(1);
+    expect(s.get('vnum_replica_phase{phase="copying"}')).toBe(0);
+    expect(s.get('vnum_replica_transactions_applied_total')).toBe(42);
+    expect(s.get('vnum_replica_changes_applied_total')).toBe(126);
+    expect(s.get('vnum_replica_transactions_skipped_total')).toBe(3);
+    expect(s.get('vnum_replica_connects_total')).toBe(2);
+    expect(s.get('vnum_replica_rebuilds_total')).toBe(1);
+    expect(s.get('vnum_replica_report_failures_total')).toBe(4);
+    expect(s.get('vnum_cluster_view_age_seconds')).toBe(2);
+
+    expect(s.get('vnum_cluster_slot_retained_wal_bytes{node="pbx_a",slot="vnum_pbx_a"}')).toBe(56);
+    expect(s.get('vnum_cluster_slot_retained_wal_bytes{node="pbx_b",slot="vnum_pbx_b"}')).toBe(3e9);
+    expect(s.get('vnum_cluster_slot_behind_bytes{node="pbx_b",slot="vnum_pbx_b"}')).toBe(3e9);
+    expect(s.get('vnum_cluster_slot_active{node="pbx_a",slot="vnum_pbx_a"}')).toBe(1);
+    expect(s.get('vnum_cluster_slot_active{node="pbx_b",slot="vnum_pbx_b"}')).toBe(0);
+    expect(s.get('vnum_cluster_slot_safe_wal_bytes{node="pbx_b",slot="vnum_pbx_b"}')).toBe(-5_000);
+    expect(s.get('vnum_cluster_slot_wal_status{node="pbx_b",slot="vnum_pbx_b",wal_status="unreserved"}')).toBe(1);
+    expect(s.get('vnum_cluster_slot_wal_status{node="pbx_b",slot="vnum_pbx_b",wal_status="reserved"}')).toBe(0);
+    expect(s.get('vnum_cluster_slot_wal_status{node="pbx_a",slot="vnum_pbx_a",wal_status="reserved"}')).toBe(1);
+    // No slot, no slot series; its report still shows.
+    expect([...s.keys()].filter((k) => k.startsWith('vnum_cluster_slot') && k.includes('pbx_c'))).toEqual([]);
+    expect(s.get('vnum_cluster_node_state{node="pbx_c",state="no-slot"}')).toBe(1);
+    expect(s.get('vnum_cluster_node_state{node="pbx_b",state="inactive"}')).toBe(1);
+    expect(s.get('vnum_cluster_node_state{node="pbx_b",state="ok"}')).toBe(0);
+    // Its age at the read (600 s) and the view's since (2 s).
+    expect(s.get('vnum_cluster_node_last_contact_age_seconds{node="pbx_b"}')).toBe(602);
+    expect(s.get('vnum_cluster_node_lag_seconds{node="pbx_a"}')).toBe(0.12);
+    expect(s.has('process_cpu_seconds_total')).toBe(true);
+  });
+
+  it('leaves out what is not known yet: no contact, never caught up, no cluster view, an unlimited slot', async () => {
+    const metrics = new ReplicaMetrics();
+    metrics.attach({
+      status: () => status({ phase: 'connecting', lastContactAt: null, caughtUpAt: null, lagMs: null, lagBytes: null }),
+      cluster: () => ({ at: 10_000, nodes: [view({ node: 'pbx_a', safeWalBytes: null })] }),
+      reportFailures: () => 0,
+      viewMaxAgeMs: 10_000,
+      now: () => 10_000,
+    });
+    const s = samples((await metrics.registry.exposition()).body);
+    for (const name of ['vnum_replica_lag_seconds', 'vnum_replica_behind_bytes', 'vnum_replica_last_contact_age_seconds']) expect(s.has(name), name).toBe(false);
+    expect(s.get('vnum_replica_phase{phase="connecting"}')).toBe(1);
+    expect([...s.keys()].some((k) => k.startsWith('vnum_cluster_slot_safe_wal_bytes'))).toBe(false);
+    expect(s.get('vnum_cluster_slot_active{node="pbx_a",slot="vnum_pbx_a"}')).toBe(1);
+  });
+
+  it("leaves the cluster series out once its view is older than the bound (a node cut off from the authority), and says how old it is", async () => {
+    const metrics = new ReplicaMetrics();
+    let t = 10_000;
+    metrics.attach({
+      status: () => status(),
+      cluster: () => ({ at: 10_000, nodes: [view({ node: 'pbx_a' }), view({ node: 'pbx_b' })] }),
+      reportFailures: () => 0,
+      viewMaxAgeMs: 10_000,
+      now: () => t,
+    });
+    const clusterSeries = async () => [...samples((await metrics.registry.exposition()).body).keys()].filter((k) => k.startsWith('vnum_cluster_') && !k.startsWith('vnum_cluster_view'));
+    expect((await clusterSeries()).length).toBeGreaterThan(10);
+    t = 20_000;
+    expect((await clusterSeries()).length).toBeGreaterThan(10);
+    t = 20_001;
+    expect(await clusterSeries()).toEqual([]);
+    expect(samples((await metrics.registry.exposition()).body).get('vnum_cluster_view_age_seconds')).toBe(10.001);
   });
 });

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { HttpMetrics } from '../../src/metrics/http.js';
+import { ReplicaMetrics } from '../../src/metrics/replica.js';
 import { RouterMetrics } from '../../src/metrics/router.js';
 import { installPrometheus, prometheusBlocker } from '../support/prometheus/prometheus.js';
 import { repoPath } from '../support/repo.js';
@@ -24,8 +25,12 @@ const DASHBOARD = repoPath('deploy/grafana/vnum-dashboard.json');
 /** Every metric name a scrape of each process shows (its # TYPE lines), series suffixes included. */
 async function exportedNames(): Promise<Set<string>> {
   const names = new Set<string>(['up']);
-  // vnum serve's, and vnum api's (HttpMetrics, wired by vnum api --metrics-port).
-  const bodies = [(await new RouterMetrics().registry.exposition()).body, (await new HttpMetrics('vnum_api', 'HTTP API').registry.exposition()).body];
+  // vnum serve's, vnum api's (HttpMetrics, wired by vnum api --metrics-port) and vnum replica's.
+  const bodies = [
+    (await new RouterMetrics().registry.exposition()).body,
+    (await new HttpMetrics('vnum_api', 'HTTP API').registry.exposition()).body,
+    (await new ReplicaMetrics().registry.exposition()).body,
+  ];
   for (const [, name, type] of bodies.join('\n').matchAll(/^# TYPE (\S+) (\S+)$/gm)) {
     names.add(name!);
     if (type === 'histogram' || type === 'summary') for (const suffix of ['_bucket', '_sum', '_count']) names.add(`${name}${suffix}`);
@@ -76,6 +81,10 @@ describe('alert rules and dashboard name only metrics the product exports', () =
     expect(alerts.map((r) => r.alert)).toEqual(
       expect.arrayContaining(['VnumRouterDown', 'VnumAmiDown', 'VnumPoolHeadroomLow', 'VnumPoolExhausted', 'VnumWebhookBacklogGrowing', 'VnumApiDown']),
     );
+    // Issue 15's: a lagging replica, a node not heard from, a slot without a consumer, a slot about to be or already lost.
+    expect(alerts.map((r) => r.alert)).toEqual(
+      expect.arrayContaining(['VnumReplicaLagging', 'VnumNodeNotHeardFrom', 'VnumSlotInactive', 'VnumSlotUnreserved', 'VnumSlotLost', 'VnumNodeFailingClosed']),
+    );
     for (const rule of alerts) {
       const used = metricsIn(rule.expr);
       expect(used.length, rule.alert).toBeGreaterThan(0);
@@ -117,6 +126,11 @@ describe('alert rules and dashboard name only metrics the product exports', () =
       'vnum_webhook_events',
       'vnum_webhook_failed_attempts_total',
       'vnum_api_requests_total',
+      'vnum_replica_lag_seconds',
+      'vnum_cluster_slot_retained_wal_bytes',
+      'vnum_cluster_slot_active',
+      'vnum_cluster_slot_wal_status',
+      'vnum_freshness_failing_closed',
     ]) {
       expect(read.has(name), name).toBe(true);
     }
@@ -156,6 +170,15 @@ describeWhen(prometheusBlocker(), 'promtool (Debian prometheus)', () => {
       const weakened = spawnSync('promtool', ['test', 'rules', 'vnum-alerts.test.yml'], { encoding: 'utf8', cwd: dir });
       expect(weakened.status).not.toBe(0);
       expect(weakened.stdout + weakened.stderr).toMatch(/VnumPoolExhausted/);
+      // A slot rule that asks whether any slot has a consumer, not whether this one has, no longer fires for the dead node's.
+      writeFileSync(
+        join(dir, 'vnum-alerts.yml'),
+        text.replace('(max by (node, slot) (vnum_cluster_slot_active) == 0)', '(max(vnum_cluster_slot_active) == 0)'),
+      );
+      expect(readFileSync(join(dir, 'vnum-alerts.yml'), 'utf8')).not.toBe(text);
+      const blind = spawnSync('promtool', ['test', 'rules', 'vnum-alerts.test.yml'], { encoding: 'utf8', cwd: dir });
+      expect(blind.status).not.toBe(0);
+      expect(blind.stdout + blind.stderr).toMatch(/VnumSlotInactive/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -14,6 +14,8 @@ import { answerFor, channelVariables, SOUND_NAME, type Prompts } from '../../src
 import { PinGuard } from '../../src/routing/pin-guard.js';
 import { addOutOfSessionSettings, DEFAULT_SOUNDS, outOfSessionSettings } from '../../src/cli/out-of-session-settings.js';
 import { captureLog } from '../support/log.js';
+import { pinSweepScenario } from '../support/pin-sweep.js';
+import { openSqliteAuthority } from '../../src/authority/sqlite.js';
 import { useCliDatabase } from '../support/cli.js';
 import { londonDids, mobile, party, seedPool, tempDb } from '../support/store.js';
 import type { E164 } from '../../src/numbers/normalise.js';
@@ -82,6 +84,20 @@ describe('PINs issued at create', () => {
       // 300 live PINs on the number at a bound of 1e-3: the last ones need (300)/10^L <= 1e-3, L = 6.
       expect(pinDigits(299, 1e-3)).toBe(6);
     } finally {
+      store.cleanup();
+    }
+  });
+
+  it('a create purges at most PIN_SWEEP ended PINs per PIN it issues, the sweep reaches them all, the tally stays the rows', async () => {
+    const store = tempDb();
+    const authority = openSqliteAuthority(store.path, { mode: 'write' });
+    try {
+      await pinSweepScenario(authority, async (dialled) => ({
+        rows: store.db.prepare('SELECT count(*) FROM pin WHERE dialled = ?').pluck().get(dialled) as number,
+        tally: store.db.prepare('SELECT pins FROM pin_tally WHERE dialled = ?').pluck().get(dialled) as number | undefined,
+      }));
+    } finally {
+      await authority.close();
       store.cleanup();
     }
   });

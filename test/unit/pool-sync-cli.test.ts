@@ -10,11 +10,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startVnum, vnum, type CliResult } from '../support/cli.js';
+import { numberPattern } from '../support/leaks.js';
 import { UNPRIVILEGED } from '../support/nobody.js';
 import { makeTestPki, send, startProviderServer, type ProviderServer, type TestPki } from '../support/provider-server.js';
 import { londonDids } from '../support/store.js';
 
 const TOKEN = 'tok-5d1e8a90c3f2b647';
+const PARTY = '+447911000001';
 let pki: TestPki;
 let provider: ProviderServer;
 /** What the provider's export lists now; the server reads it on every request. */
@@ -228,6 +230,17 @@ describe('vnum pool sync from a file', () => {
     const big = join(dir, 'big.csv');
     writeFileSync(big, `number\n${'+442079460001\n'.repeat(100_000)}`);
     expectRefused(await sync([big, '--max-size', '1MiB']), 'VNUM_INVALID_EXPORT', /big\.csv holds 1400007 bytes, more than --max-size \(1048576 bytes\): refused/);
+    expect(vnum(['--db', db, 'pool', 'list', '--json']).stdout).toBe(before);
+  });
+
+  it('refuses a party\'s real number in the export, naming its line and its last 4 digits, never the whole number, and writes nothing', async () => {
+    const dids = londonDids(3);
+    await sync([file('all.csv', dids.join('\n'))]);
+    expect(vnum(['--db', db, 'session', 'create', 'o1', PARTY, '+447911000002']).code).toBe(0);
+    const before = vnum(['--db', db, 'pool', 'list', '--json']).stdout;
+    const party = await sync([file('party.csv', `number\n${dids[0]}\n${PARTY}\n`), '--retire-missing', '--max-retire', '100%']);
+    expectRefused(party, 'VNUM_POOL_CONFLICT', /^vnum: line 3: \+\*{8}0001 is a party's real number in a session; it cannot be a virtual number/);
+    expect(party.stderr).not.toMatch(numberPattern(PARTY));
     expect(vnum(['--db', db, 'pool', 'list', '--json']).stdout).toBe(before);
   });
 

@@ -7,6 +7,7 @@ import { ErrorCode } from '../../src/errors.js';
 import type { E164 } from '../../src/numbers/normalise.js';
 import { party, tempDb } from '../support/store.js';
 import { errorOf } from '../support/errors.js';
+import { numberPattern } from '../support/leaks.js';
 
 let store: ReturnType<typeof tempDb>;
 beforeEach(() => {
@@ -76,10 +77,16 @@ describe('pool', () => {
     }
   });
 
-  it('refuses a number that is a party in a session', () => {
+  it('refuses a number that is a party in a session, naming it by its last 4 digits only (the refusal tells whoever offered it that it is a party)', () => {
     addToPool(store.db, [{ number: '+442079460001' }], { now: 1 });
     createSession(store.db, { id: 'o1', first: party('+447911000001'), second: party('+447911000002'), now: 1 });
-    expect(errorOf(() => addToPool(store.db, [{ number: '+447911000001' }], { now: 2 })).code).toBe(ErrorCode.PoolConflict);
+    const given = errorOf(() => addToPool(store.db, [{ number: '+442079460009' }, { number: '+447911000001' }], { now: 2 }));
+    expect(given.code).toBe(ErrorCode.PoolConflict);
+    expect(given.message).toBe("+********0001 is a party's real number in a session; it cannot be a virtual number");
+    const national = errorOf(() => addToPool(store.db, [{ number: '07911 000001', line: 4 }], { defaultCountry: 'GB', now: 2 }));
+    expect(national.message).toBe("line 4: +********0001 is a party's real number in a session; it cannot be a virtual number");
+    for (const error of [given, national]) expect(error.message).not.toMatch(numberPattern('+447911000001'));
+    expect(listPool(store.db).map((n) => n.number)).toEqual(['+442079460001']);
   });
 
   it('retires a number; retiring again is a no-op; unknown numbers are an error', () => {

@@ -146,4 +146,16 @@ export const PG_MIGRATIONS: readonly string[] = [
 
   ALTER PUBLICATION vnum_replica ADD TABLE pin_key, pin;
   `,
+  // 5: each number's PIN tally and sweep cursor (SQLite migration 10,
+  // src/session/pin.ts): a create reads and moves one row per masked number
+  // instead of visiting every PIN of the number. Kept on the authority: only
+  // creates use it, and a node never issues a PIN.
+  `
+  CREATE TABLE pin_tally (
+    dialled   text PRIMARY KEY,
+    pins      integer NOT NULL CHECK (pins >= 0),
+    swept_to  bytea
+  );
+  INSERT INTO pin_tally (dialled, pins) SELECT dialled, count(*) FROM pin GROUP BY dialled;
+  `,
 ];

@@ -6,6 +6,7 @@ import { afterAll, beforeAll } from 'vitest';
 import type { PgTarget } from '../../../src/replica/stream.js';
 import { migratePg } from '../../../src/store/pg/migrate.js';
 import { PG_MIGRATIONS } from '../../../src/store/pg/migrations.js';
+import { asteriskBlocker, provision } from '../asterisk/provision.js';
 import { createHosts, netnsBlocker, type Hosts } from './netns.js';
 import { describeWhen, type Blocker } from '../suite.js';
 import { PgCluster, pgBlocker, type PgClusterOptions } from './pg.js';
@@ -28,14 +29,15 @@ export interface ClusterEnv {
   authority(migrations?: readonly string[]): Promise<{ target: PgTarget; client: pg.Client }>;
 }
 
-/** Why these tests cannot run here (PostgreSQL, or with hosts, network namespaces), or null. */
-export function clusterBlocker(options: { hosts?: number } = {}): Blocker {
-  const blocker = pgBlocker();
-  return options.hosts ? (blocker ?? netnsBlocker()) : blocker;
+/** Why these tests cannot run here (PostgreSQL, or with hosts, network namespaces, or with asterisk, the e2e Asterisk), or null. */
+export function clusterBlocker(options: { hosts?: number; asterisk?: boolean } = {}): Blocker {
+  return pgBlocker() ?? (options.hosts ? netnsBlocker() : null) ?? (options.asterisk ? asteriskBlocker() : null);
 }
 
-export function clusterSuite(title: string, body: (env: ClusterEnv) => void, options: { hosts?: number; cluster?: PgClusterOptions } = {}): void {
+/** `asterisk`: the file also calls through the e2e harness's real Asterisk 22 (provisioned first, as e2eSuite does). */
+export function clusterSuite(title: string, body: (env: ClusterEnv) => void, options: { hosts?: number; cluster?: PgClusterOptions; asterisk?: boolean } = {}): void {
   describeWhen(clusterBlocker(options), title, () => {
+    if (options.asterisk) beforeAll(() => provision(), 15 * 60_000);
     let cluster: PgCluster | undefined;
     let dir: string | undefined;
     let hosts: Hosts | undefined;
