@@ -34,6 +34,7 @@ import { audit, barrier, eventually, sleep } from '../support/cluster/checks.js'
 import { startNode, type NodeConfig, type NodeProcess } from '../support/cluster/node.js';
 import { clusterSuite } from '../support/cluster/suite.js';
 import { partyNumber } from '../support/cluster/writer.js';
+import { scrape } from '../support/exposition.js';
 import { FakeAmi } from '../support/fake-ami.js';
 import { placeCall } from '../support/fake-asterisk.js';
 import { freePort } from '../support/net.js';
@@ -81,10 +82,13 @@ async function routeCallWith(port: number, caller: string, dialled: string, uniq
   return command;
 }
 
-async function scrape(port: number): Promise<Record<string, number>> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+/** vnum_sliding_pushes_total by outcome, from a router's /metrics. */
+async function pushCounts(port: number): Promise<Record<string, number>> {
   const counts: Record<string, number> = {};
-  for (const m of text.matchAll(/^vnum_sliding_pushes_total\{outcome="([a-z]+)"\} (\d+)$/gm)) counts[m[1]!] = Number(m[2]);
+  for (const [key, value] of await scrape(`http://127.0.0.1:${port}/metrics`)) {
+    const outcome = /^vnum_sliding_pushes_total\{outcome="([a-z]+)"\}$/.exec(key)?.[1];
+    if (outcome) counts[outcome] = value;
+  }
   return counts;
 }
 
@@ -143,7 +147,7 @@ clusterSuite('sliding sessions on a cluster node', (env) => {
       const { rows: bridgeEnds } = await client.query<{ ends_at: string }>("SELECT b.ends_at FROM bridge b JOIN session s ON s.sid = b.sid WHERE s.id = 'slide'");
       expect(bridgeEnds.map((r) => Number(r.ends_at))).toEqual([pushed, pushed]);
       const counts = await eventually('both pushes counted', 10_000, async () => {
-        const c = await scrape(metricsPort);
+        const c = await pushCounts(metricsPort);
         return c.pushed === 1 && c.unchanged === 1 ? c : undefined;
       });
       expect(counts).toEqual({ pushed: 1, unchanged: 1, failed: 0, skipped: 0 });
@@ -173,7 +177,7 @@ clusterSuite('sliding sessions on a cluster node', (env) => {
       serveB = await startServe({ db: b.db, args: ['--metrics-port', String(bPort)], env: { VNUM_AUTHORITY: undefined } });
       const onB = fileRows(b.db, 'slide');
       expect((await routeCall(serveB.port, first.number, second.maskedAs)).answer).toMatchObject({ status: 'BRIDGE', session: 'slide' });
-      await eventually('a skipped push', 5_000, async () => ((await scrape(bPort)).skipped === 1 ? true : undefined));
+      await eventually('a skipped push', 5_000, async () => ((await pushCounts(bPort)).skipped === 1 ? true : undefined));
       expect(serveB.lines().filter((l) => l.includes("sliding sessions do not slide from this node's calls"))).toHaveLength(1);
       await barrier(client, [b.db]);
       expect(fileRows(b.db, 'slide')).toBe(onB);
@@ -188,7 +192,7 @@ clusterSuite('sliding sessions on a cluster node', (env) => {
         // Another call while the push is still being retried: answered the same way.
         expect((await routeCall(serve.port, first.number, second.maskedAs)).answer).toMatchObject({ status: 'BRIDGE', session: 'slide' });
         const failed = await eventually('the push dropped', 20_000, async () => {
-          const c = await scrape(metricsPort);
+          const c = await pushCounts(metricsPort);
           return c.failed! >= 1 ? c : undefined;
         });
         expect(failed).toMatchObject({ pushed: 1, unchanged: 1 });
@@ -252,7 +256,7 @@ clusterSuite('sliding sessions on a cluster node', (env) => {
         await sleep(100);
       }
       expect(lowestMargin, serve.lines().slice(-10).join('\n')).toBeGreaterThan(0);
-      const duringCall = await scrape(metricsPort);
+      const duringCall = await pushCounts(metricsPort);
       // The routed call's push, then keep-alives: one per half idle timeout (3 s) over 18 s, about 6; never one per check (every 0.5 s: 36).
       expect(duringCall.pushed).toBeGreaterThanOrEqual(5);
       expect(duringCall.pushed).toBeLessThanOrEqual(9);
