@@ -224,6 +224,9 @@ clusterSuite('sliding sessions on a cluster node', (env) => {
       const made = (await authority.createSession(input('talk', partyNumber(11), partyNumber(12), t0, { idleMs }))).session;
       await barrier(client, [a.db]);
       const metricsPort = await freePort();
+      // The call's channel is up as Asterisk would list it, before serve logs in: its reconcile after login marks open calls it does not list as lost.
+      const uniqueid = `${Math.floor(Date.now() / 1000)}.42`;
+      fake.channels.push({ channel: 'PJSIP/carrier-00000042', uniqueid, state: 'Up' });
       serve = await startServe({
         db: a.db,
         args: ['--authority', url(target), '--metrics-port', String(metricsPort)],
@@ -234,11 +237,7 @@ clusterSuite('sliding sessions on a cluster node', (env) => {
         Number((await client.query<{ ends_at: string }>("SELECT ends_at FROM session WHERE id = 'talk'")).rows[0]!.ends_at);
 
       const [first, second] = made.parties;
-      const uniqueid = `${Math.floor(Date.now() / 1000)}.42`;
       const stamp = (ms: number) => (ms / 1000).toFixed(3);
-      // The channel is up as Asterisk would list it (serve's reconcile after login marks calls it does not list lost).
-      fake.channels.push({ channel: 'PJSIP/carrier-00000042', uniqueid, state: 'Up' });
-      await eventually('the reconcile after login', 10_000, () => (fake.actions('coreshowchannels').length > 0 ? true : undefined));
       const routed = await routeCallWith(serve.port, second.number, first.maskedAs, uniqueid);
       expect(routed).toContain('VNUM_STATUS=BRIDGE');
       fake.event('DialBegin', 'call', [['Timestamp', stamp(Date.now())], ['Uniqueid', uniqueid], ['DestUniqueid', `${uniqueid}1`]]);
