@@ -12,6 +12,7 @@ import { DEFAULT_PIN_GUESS_BOUND } from '../session/pin.js';
 import { checkApiKey, type BadKeyLimit } from './access.js';
 import type { ApiContext, Handler } from './context.js';
 import { API_LIMITS } from './limits.js';
+import { lingerOnRefusedBody } from './linger.js';
 import { observeResponse } from './observe.js';
 import { openApiDocument } from './openapi.js';
 import { POOL_HANDLERS } from './pool.js';
@@ -118,6 +119,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   // Responses carry real numbers: never cached; the request id names the log line.
   app.addHook('onSend', async (request, reply) => {
     if (closing) reply.header('connection', 'close');
+    else lingerOnRefusedBody(request, reply);
     reply.header('x-request-id', request.id);
     reply.header('cache-control', 'no-store');
     reply.header('x-content-type-options', 'nosniff');

@@ -59,11 +59,12 @@ const statements = perConnection((db: Db) => ({
   key: db.prepare<[], Buffer>('SELECT key FROM pin_key WHERE id = 1').pluck(),
   tally: db.prepare<[string], { pins: number; swept_to: Buffer | null }>('SELECT pins, swept_to FROM pin_tally WHERE dialled = ?'),
   look: db.prepare<[string, Buffer], Buffer>(`SELECT digest FROM pin WHERE dialled = ? AND digest > ? ORDER BY digest LIMIT ${PIN_SWEEP}`).pluck(),
-  // A row of the sweep whose bridge no longer belongs to its session, or has ended: the PIN of an ended session.
-  purge: db.prepare<{ dialled: string; digest: Buffer; now: number }>(
-    `DELETE FROM pin WHERE dialled = @dialled AND digest = @digest AND NOT EXISTS (
-       SELECT 1 FROM bridge b WHERE b.caller = pin.caller AND b.dialled = pin.dialled AND b.sid = pin.sid
-                                AND (b.ends_at IS NULL OR b.ends_at > @now))`,
+  // The rows of the sweep whose bridge no longer belongs to their session, or has ended: PINs of ended sessions.
+  purge: db.prepare<{ dialled: string; from: Buffer; now: number }>(
+    `DELETE FROM pin WHERE dialled = @dialled
+        AND digest IN (SELECT digest FROM pin WHERE dialled = @dialled AND digest > @from ORDER BY digest LIMIT ${PIN_SWEEP})
+        AND NOT EXISTS (SELECT 1 FROM bridge b WHERE b.caller = pin.caller AND b.dialled = pin.dialled AND b.sid = pin.sid
+                                                 AND (b.ends_at IS NULL OR b.ends_at > @now))`,
   ),
   setTally: db.prepare<[string, number, Buffer | null]>(
     'INSERT INTO pin_tally (dialled, pins, swept_to) VALUES (?, ?, ?) ON CONFLICT (dialled) DO UPDATE SET pins = excluded.pins, swept_to = excluded.swept_to',
@@ -109,9 +110,9 @@ export function issuePin(db: Db, request: { dialled: E164; caller: E164; sid: nu
   const key = pinKey(db);
   // The sweep: the next PIN_SWEEP rows after the cursor, ended ones deleted; fewer than that means the end, start over.
   const tally = s.tally.get(request.dialled);
-  const looked = s.look.all(request.dialled, tally?.swept_to ?? SWEEP_START);
-  let gone = 0;
-  for (const digest of looked) gone += s.purge.run({ dialled: request.dialled, digest, now: request.now }).changes;
+  const from = tally?.swept_to ?? SWEEP_START;
+  const looked = s.look.all(request.dialled, from);
+  const gone = looked.length === 0 ? 0 : s.purge.run({ dialled: request.dialled, from, now: request.now }).changes;
   const pins = (tally?.pins ?? 0) - gone;
   const digits = pinDigits(pins, request.bound);
   // A clash with a live PIN is as likely as a guess (at most the bound): a handful of tries always suffices.

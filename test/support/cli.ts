@@ -44,7 +44,6 @@ export function vnum(args: string[], env: Record<string, string | undefined> = {
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
-/** The CLI started without waiting for it (e.g. while this process holds a lock): its pid, and its result when it ends. */
 /**
  * The built CLI on one database file, numbers without + read as British:
  * `run` answers as the command did, `json` adds --json and parses its answer
@@ -61,6 +60,7 @@ export function cliOnDb(db: () => string, env: Record<string, string> = { VNUM_D
   return { run, json };
 }
 
+/** The CLI started without waiting for it (e.g. while this process holds a lock): its pid, and its result when it ends. */
 export function startVnum(args: string[], env: Record<string, string | undefined> = {}): { pid: number; done: Promise<CliResult> } {
   const child = spawn(process.execPath, [VNUM_BIN, ...args], { env: cliEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
