@@ -57,8 +57,8 @@ import { pgPoolFaces } from './pg-pool.js';
  * SQLite's write lock; creates do not wait for each other.
  *
  * On each PBX node (`vnum serve`, `vnum replica`) and not here: the call
- * log, hang-up requests, the routers' reports, the sliding TTL's pushes and
- * the webhook outbox. Asked for those, this authority answers
+ * log, hang-up requests, the routers' reports and the webhook outbox (a
+ * node's sliding pushes come here, through ./pg-slide.ts). Asked for those, this authority answers
  * VNUM_UNSUPPORTED_IN_CLUSTER (the API: 501) rather than an empty answer.
  */
 

@@ -3,13 +3,13 @@ import type { AmiClient } from '../ami/client.js';
 import type { AmiError } from '../ami/errors.js';
 import type { RouteAnswer } from '../routing/answer.js';
 import type { RouteDecision } from '../routing/decide.js';
-import { touchSession } from '../session/sessions.js';
 import { recordingPath, sweepRecordings, type RecordingSettings } from './recordings.js';
 import type { Db } from '../store/db.js';
 import { FollowedDatabase } from '../store/followed-db.js';
 import { addToCounter } from '../webhooks/outbox.js';
 import { callFact, isUniqueid, liveUniqueids } from './facts.js';
 import { recordRefusal, RefusalGate } from './refusals.js';
+import { SlidingSessions } from './sliding.js';
 import {
   applyCallFact,
   countRefusal,
@@ -69,6 +69,11 @@ export interface CallTrackerOptions {
   recordings?: RecordingSettings | null;
   /** How often recordings are measured and pruned. */
   recordingSweepMs?: number;
+  /**
+   * Where sliding sessions' activity goes (./sliding.ts): the file on a single box, the
+   * authority on a cluster node. Absent: a node's pushes are skipped (no authority to send to).
+   */
+  sliding?: SlidingSessions;
 }
 
 /** Which call Asterisk routed: what AMI's events and Hangup name it by, and who called (for call.refused). */
@@ -114,9 +119,11 @@ export class CallTracker {
   /** Refusals per pool number and reason, counted into the refusal table every flush. */
   private readonly poolRefusals = new Map<string, { dialled: string; reason: string; count: number; at: number }>();
   private poolRefusalsDropped = 0;
+  private readonly sliding: SlidingSessions;
 
   constructor(private readonly options: CallTrackerOptions) {
     this.log = options.logger.child({ component: 'calls' });
+    this.sliding = options.sliding ?? new SlidingSessions({ queue: null, authority: null, logger: this.log });
     this.now = options.now ?? Date.now;
     this.startedAt = this.now();
     this.refusals = new RefusalGate({ defaultCountry: options.defaultCountry }, this.startedAt);
@@ -346,11 +353,15 @@ export class CallTracker {
     for (const id of this.hangupTried.keys()) if (!dueIds.has(id)) this.hangupTried.delete(id);
   }
 
-  /** A sliding session's activity (a no-op for any other session); `keepAlive` writes only once per half idle timeout. */
+  /**
+   * A sliding session's activity (a no-op for any other session): written into the file on a
+   * single box, sent to the authority from a cluster node (./sliding.ts); `keepAlive` moves the end
+   * only once per half idle timeout.
+   */
   private touch(db: Db, session: string | undefined, at: number, keepAlive = false): void {
     if (session === undefined) return;
-    const pushed = touchSession(db, session, at, keepAlive);
-    if (pushed && !keepAlive) this.log.debug({ session }, 'sliding session pushed forward');
+    const done = this.sliding.touch(db, session, at, keepAlive);
+    if (done === 'written' && !keepAlive) this.log.debug({ session }, 'sliding session pushed forward');
   }
 
   private enqueue(what: string, run: (db: Db) => void): void {

@@ -28,6 +28,10 @@ import { startMetricsServer, type MetricsServer } from '../metrics/server.js';
 import { FRESHNESS_DEFAULTS, WHEN_STALE, type FreshnessPolicy, type WhenStale } from '../replica/freshness.js';
 import { createFreshnessGate } from '../replica/gate.js';
 import { openDb, resolveDbPath } from '../store/db.js';
+import { SlideQueue } from '../calls/slide-queue.js';
+import { SlidingSessions } from '../calls/sliding.js';
+import type { PgTarget } from '../replica/stream.js';
+import { addAuthoritySetting, authorityName } from './authority.js';
 import { amiSettings, type AmiSettings } from './ami-settings.js';
 import { addOutOfSessionSettings, outOfSessionSettings, type OutOfSessionSettings } from './out-of-session-settings.js';
 import { ALLOWED_NUMBER_TYPES_OPTION, defaultCountry, globalOptions, numberPolicy } from './context.js';
@@ -116,9 +120,12 @@ export interface ServeSettings {
   /** Announcements, warning and recording for sessions that do not set their own. */
   calls: CallDefaults;
   recordings: RecordingSettings | null;
+  /** Cluster node: where sliding sessions' pushes go (docs/cluster.md, "Sliding sessions on a node"); undefined: none. */
+  authority?: PgTarget | undefined;
 }
 
 interface ServeOptions {
+  authority: PgTarget | undefined;
   host: string;
   port: number;
   allow: string[];
@@ -261,6 +268,7 @@ export function registerServe(program: Command): void {
     env: 'VNUM_METRICS_STORE_AGE',
   });
   addOutOfSessionSettings(serve);
+  addAuthoritySetting(serve);
   serve
     .option('--country <XX>', 'default country for numbers without + (VNUM_DEFAULT_COUNTRY)')
     .option(...ALLOWED_NUMBER_TYPES_OPTION)
@@ -309,6 +317,7 @@ export function registerServe(program: Command): void {
           options.metricsPort === null ? null : { host: options.metricsHost, port: options.metricsPort, storeAgeMs: options.metricsStoreAge },
         outOfSession: outOfSessionSettings(options as unknown as Record<string, unknown>),
         ...callSettingsOf(options, ami),
+        authority: options.authority,
       };
       await runRouter(resolveDbPath(globalOptions(command).db), settings, logger);
     });
@@ -322,8 +331,24 @@ function whenStaleSetting(name: string, text: string): WhenStale {
 /** Wire everything, serve until SIGTERM or SIGINT, then stop it all in order. */
 async function runRouter(dbPath: string, settings: ServeSettings, logger: Logger): Promise<void> {
   const { host, port, ami } = settings;
-  // Open once now so a wrong path or a broken file stops the start, not the first call.
-  openDb(dbPath, { mode: 'create' }).close();
+  // Sliding sessions on a cluster node: pushed to the authority off the call path (src/calls/sliding.ts).
+  // pg is loaded only when there is an authority; nothing here connects: an authority that is down
+  // costs pushes, never the start or a call.
+  const slider = settings.authority ? (await import('../authority/pg-slide.js')).pgSlider(settings.authority) : null;
+  const slideQueue = slider ? new SlideQueue({ send: slider.send, logger: logger.child({ component: 'sliding' }) }) : null;
+  const sliding = new SlidingSessions({
+    queue: slideQueue,
+    authority: settings.authority ? authorityName(settings.authority) : null,
+    logger: logger.child({ component: 'sliding' }),
+  });
+  // Open once now so a wrong path or a broken file stops the start, not the first call;
+  // and say now whether this file is a replica whose sliding sessions slide from here.
+  const opened = openDb(dbPath, { mode: 'create' });
+  try {
+    if (!sliding.replica(opened) && slider) logger.warn({ authority: authorityName(settings.authority!) }, '--authority is for a cluster node: this file is not (yet) a replica, so sliding pushes are written into it until vnum replica claims it');
+  } finally {
+    opened.close();
+  }
   const { handling, pinLimits, prompts } = settings.outOfSession;
   const callRouter = createCallRouter({ dbPath, defaultCountry: settings.defaultCountry, policy: settings.policy, logger, handling, pinLimits });
   const amiClient = ami ? new AmiClient({ ...ami, eventClasses: CALL_EVENT_CLASSES, events: CALL_EVENTS, logger }) : null;
@@ -334,6 +359,7 @@ async function runRouter(dbPath: string, settings: ServeSettings, logger: Logger
     logger,
     defaultCountry: settings.defaultCountry,
     recordings: settings.recordings,
+    sliding,
   });
   // A cluster node past its bound under fail-closed: ERROR for every call, as for a store that cannot be read.
   const gate = createFreshnessGate({ dbPath, policy: settings.freshness, logger });
@@ -391,6 +417,7 @@ async function runRouter(dbPath: string, settings: ServeSettings, logger: Logger
       agi: { connections: () => agi.connections(), counts: () => agi.counts(), maxConnections: settings.maxConnections },
       amiConnected: amiClient ? () => amiClient.loggedIn : undefined,
       figures,
+      slidingPushes: () => sliding.counts,
       freshness: () => gate.freshness(),
     });
     // The first scrape finds figures already read.
@@ -420,6 +447,13 @@ async function runRouter(dbPath: string, settings: ServeSettings, logger: Logger
     .then(() => amiClient?.stop())
     .then(() => callLog.stop())
     .catch((error: unknown) => logger.error({ err: error }, 'error while stopping AMI'))
+    .then(() => slideQueue?.close())
+    .then(() => slider?.close())
+    .then(() => {
+      const counts = sliding.counts;
+      if (counts.pushed + counts.unchanged + counts.failed + counts.skipped > 0) logger.info({ slidingPushes: counts }, 'sliding pushes from this node');
+    })
+    .catch((error: unknown) => logger.error({ err: error }, 'error while stopping the sliding pushes'))
     .then(() => Promise.all([metricsServer?.close(), figures?.close()]))
     .catch((error: unknown) => logger.error({ err: error }, 'error while stopping metrics'))
     .finally(() => {

@@ -6,6 +6,7 @@
  * a caller or a session: statuses, reasons and states only.
  */
 import type { FastAgiCounts } from '../../agi/server.js';
+import type { PushOutcome } from '../calls/slide-queue.js';
 import type { Freshness } from '../replica/freshness.js';
 import { ROUTE_STATUSES, type RouteStatus } from '../routing/decide.js';
 import type { CachedFigures } from './cached-figures.js';
@@ -17,6 +18,8 @@ export interface RouterSources {
   /** Whether AMI is logged in; absent when AMI is not configured (the metric is then left out). */
   amiConnected?: () => boolean;
   figures: CachedFigures;
+  /** A cluster node's sliding pushes to the authority, by outcome (src/calls/sliding.ts). */
+  slidingPushes?: () => Record<PushOutcome, number>;
   /** The freshness gate's judgement (cluster node); the freshness metrics are left out on a single box. */
   freshness?: () => Freshness;
   now?: () => number;
@@ -135,6 +138,13 @@ export class RouterMetrics {
         const c = webhooks()?.counters;
         return c && { flood: c.refusals_dropped, 'no-session': c.refused_no_session, 'invalid-caller': c.refused_invalid_caller };
       },
+    );
+    r.byLabel(
+      'vnum_sliding_pushes_total',
+      "A cluster node's sliding-session pushes to the authority, by outcome: pushed (the authority moved the end), unchanged (its rule moved nothing: released, ended, not due), failed (dropped after bounded retries, or the queue was full), skipped (a replica file and no --authority). Always 0 on a single box, whose pushes are written into its file.",
+      'counter',
+      'outcome',
+      from((s) => s.slidingPushes?.()),
     );
     r.single('vnum_store_figures_failures_total', 'Reads of the store figures that failed.', 'counter', from((s) => s.figures.failures));
     r.withProcessMetrics();

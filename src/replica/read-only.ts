@@ -9,8 +9,10 @@ import type { Db } from '../store/db.js';
  * slot brings. A file is a replica once `vnum replica` has claimed it: it has
  * built it from a snapshot (replica_state) or reported into it
  * (replica_health). The CLI's writing commands refuse such a file; reads go
- * on as on any file. `vnum serve` still writes its own call log into it (a
- * local table the authority never sends).
+ * on as on any file. `vnum serve` sends a sliding session's pushes to the
+ * authority instead of writing them into such a file (src/calls/sliding.ts);
+ * it still writes its own call log into it (a local table the authority
+ * never sends).
  */
 
 export interface ReplicaMark {

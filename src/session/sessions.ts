@@ -477,17 +477,12 @@ export function listSessions(db: Db, filter: SessionFilter): SessionPage {
  */
 export function touchSession(db: Db, id: string, at: number, keepAlive = false): boolean {
   const s = statements(db);
-  const due = (row: SessionRow | undefined): row is SessionRow & { idle_ms: number } => {
-    if (!row || row.idle_ms === null || row.released_at !== null || !isLive(row.ends_at, at)) return false;
-    const step = slidEnd(row.expires_at, row.idle_ms, at) - (row.ends_at ?? -Infinity);
-    return step > (keepAlive ? row.idle_ms / 2 : 0);
-  };
   // Most sessions are not sliding: a plain read, no write lock.
-  if (!due(s.byId.get(id))) return false;
+  if (slidePlan(s.byId.get(id), at, keepAlive) === undefined) return false;
   return writeTransaction(db, () => {
     const row = s.byId.get(id);
-    if (!due(row)) return false;
-    const end = slidEnd(row.expires_at, row.idle_ms, at);
+    const end = slidePlan(row, at, keepAlive);
+    if (row === undefined || end === undefined) return false;
     if (s.slide.run(end, row.sid, row.ends_at).changes !== 1) return false;
     s.endBridge.run(end, row.second_party, row.first_masked_as, row.sid);
     s.endBridge.run(end, row.first_party, row.second_masked_as, row.sid);
@@ -498,4 +493,23 @@ export function touchSession(db: Db, id: string, at: number, keepAlive = false):
     }
     return true;
   });
+}
+
+/** What the sliding rule reads of a session's row. */
+export type SlideRow = Pick<SessionRow, 'idle_ms' | 'released_at' | 'ends_at' | 'expires_at'>;
+
+/**
+ * The sliding TTL's rule (pure; touchSession on a single box and the push a
+ * cluster node sends to the authority both apply it to the row they hold):
+ * the end a session's activity at \`at\` moves it to, or undefined when it
+ * moves nothing. Only a sliding session (an idle timeout) moves; a released
+ * one never (release wins over activity); an ended one is never revived; the
+ * end goes to \`at\` + idle, never past the TTL, never backwards. With
+ * \`keepAlive\` (a call still in progress), only once the end is less than
+ * half an idle timeout away: a long call writes once per half idle timeout.
+ */
+export function slidePlan(row: SlideRow | undefined, at: number, keepAlive = false): number | undefined {
+  if (!row || row.idle_ms === null || row.released_at !== null || !isLive(row.ends_at, at)) return undefined;
+  const end = slidEnd(row.expires_at, row.idle_ms, at);
+  return end - (row.ends_at ?? -Infinity) > (keepAlive ? row.idle_ms / 2 : 0) ? end : undefined;
 }

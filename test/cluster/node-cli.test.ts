@@ -19,7 +19,7 @@ import { vnum } from '../support/cli.js';
 import { routeCall } from '../reliability/lib.js';
 import { startServe, type Serve } from '../support/serve.js';
 import { startReplicaCommand, type ReplicaCommand } from '../support/cluster/node.js';
-import { audit, barrier, sleep } from '../support/cluster/checks.js';
+import { audit, barrier, eventually as until, sleep } from '../support/cluster/checks.js';
 import type { Host } from '../support/cluster/netns.js';
 import { clusterSuite } from '../support/cluster/suite.js';
 import { Writer } from '../support/cluster/writer.js';
@@ -49,16 +49,6 @@ function health(db: string) {
     }
   } catch {
     return undefined;
-  }
-}
-
-async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined> | T | undefined): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`no ${what} within ${timeoutMs} ms`);
-    await sleep(50);
   }
 }
 

@@ -11,6 +11,17 @@ export { sleep };
 
 /** What the cluster tests check on a replica file, from outside the node's process. */
 
+/** `probe`'s first value other than undefined, asked every 50 ms; fails naming `what` after `timeoutMs`. */
+export async function eventually<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined> | T | undefined): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`no ${what} within ${timeoutMs} ms`);
+    await sleep(50);
+  }
+}
+
 /** The replica file compared with the authority, row by row (src/replica/audit.ts). */
 export async function audit(target: PgTarget, dbPath: string): Promise<AuditReport & { text: string }> {
   const client = await openSqlClient(target, 5_000, 'vnum-test-audit');
