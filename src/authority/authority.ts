@@ -34,7 +34,8 @@ export interface Authority {
   // The pool (src/pool/pool.ts). `import` applies a provider export's rule (importedState).
   listPool(query: PoolQuery & { limit: number }): Promise<{ numbers: PoolNumber[]; next: string | undefined }>;
   addToPool(entries: PoolEntryInput[], options: { defaultCountry: string | undefined; now: number; rule: 'operator' | 'import' }): Promise<PoolChange>;
-  retireNumber(number: E164): Promise<{ changed: boolean }>;
+  /** `tookOverFromSync`: a number a sync had retired is now the operator's (src/pool/pool.ts, retireNumber). */
+  retireNumber(number: E164): Promise<{ changed: boolean; tookOverFromSync: boolean }>;
   /** How a pool number handles callers without a bridge, as `vnum pool set` (src/pool/handling.ts). */
   setNumberHandling(number: E164, change: HandlingChange): Promise<{ handling: NumberHandling; changed: boolean }>;
   /** A provider's export, as `vnum pool sync` (src/pool/sync.ts): all or nothing, VNUM_RETIRE_LIMIT over the limit. */

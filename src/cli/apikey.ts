@@ -2,8 +2,7 @@ import type { Command } from 'commander';
 import { parseScopes, SCOPES, validateKeyName } from '../access/api-keys.js';
 import type { Authority } from '../authority/authority.js';
 import { openSqliteAuthority } from '../authority/sqlite.js';
-import type { PgTarget } from '../replica/stream.js';
-import { addAuthoritySetting } from './authority.js';
+import { addAuthoritySetting, givenAuthority, onAuthority } from './authority.js';
 import { apiKeyJson } from '../json.js';
 import { resolveDbPath, type OpenMode } from '../store/db.js';
 import { globalOptions, refuseReplicaFile } from './context.js';
@@ -18,11 +17,9 @@ function openSqliteFile(command: Command, mode: OpenMode): Authority {
 
 /** The SQLite file (--db), or with --authority (VNUM_AUTHORITY) cluster mode's PostgreSQL, where `vnum api --authority` reads keys. */
 async function withAuthority<T>(command: Command, mode: OpenMode, work: (authority: Authority) => Promise<T>): Promise<T> {
-  const target = command.opts<{ authority?: PgTarget }>().authority;
-  const authority =
-    target === undefined
-      ? openSqliteFile(command, mode)
-      : await (await import('../authority/postgres.js')).openPostgresAuthority(target, { applicationName: 'vnum apikey', connections: 1 });
+  const target = givenAuthority(command);
+  if (target !== undefined) return onAuthority(target, command, work);
+  const authority = openSqliteFile(command, mode);
   try {
     return await work(authority);
   } finally {

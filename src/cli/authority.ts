@@ -1,7 +1,9 @@
 import type { Command } from 'commander';
 import type pg from 'pg';
+import type { Authority } from '../authority/authority.js';
 import type { PgTarget } from '../replica/stream.js';
 import { ErrorCode, VnumError } from '../errors.js';
+import { commandName } from './context.js';
 import { addSetting, configurationError } from './settings.js';
 
 /**
@@ -20,6 +22,26 @@ export function addAuthoritySetting(command: Command): Command {
     default: { value: undefined },
     env: 'VNUM_AUTHORITY',
   });
+}
+
+/** The authority the command was given (--authority or VNUM_AUTHORITY), or undefined: the single box's SQLite file. */
+export function givenAuthority(command: Command): PgTarget | undefined {
+  return command.opts<{ authority?: PgTarget }>().authority;
+}
+
+/**
+ * Runs `work` on cluster mode's PostgreSQL authority, through the same
+ * Authority the HTTP API runs on (its rules, codes and refusals), and closes
+ * it. `pg` is loaded only here: the single box never loads it.
+ */
+export async function onAuthority<T>(target: PgTarget, command: Command, work: (authority: Authority) => Promise<T>): Promise<T> {
+  const { openPostgresAuthority } = await import('../authority/postgres.js');
+  const authority = await openPostgresAuthority(target, { applicationName: commandName(command), connections: 1 });
+  try {
+    return await work(authority);
+  } finally {
+    await authority.close();
+  }
 }
 
 /** The authority a command needs, or the configuration error saying how to give it. */

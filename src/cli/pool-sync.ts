@@ -4,6 +4,7 @@ import { DEFAULT_MAX_RETIRE_PERCENT, parseRetireShare, percent, retireLimitError
 import { fetchPolicy, FETCH_DEFAULTS, type FetchFlags } from './sync-settings.js';
 import { readExportBytes } from '../provider/source.js';
 import { defaultCountry, withDb } from './context.js';
+import { addAuthoritySetting, givenAuthority, onAuthority } from './authority.js';
 import { printJson, printLine, shownLines } from './output.js';
 
 interface SyncFlags extends FetchFlags {
@@ -44,8 +45,7 @@ function describeSync(shown: string, format: ExportFormat, summary: SyncSummary)
 }
 
 export function registerPoolSync(pool: Command): void {
-  pool
-    .command('sync')
+  addAuthoritySetting(pool.command('sync'))
     .description(
       "follow a provider's export (CSV or JSON, a file or an https:// URL): add the numbers it lists; with --retire-missing, " +
         'retire the available numbers it no longer lists (their sessions continue to their end). It never undoes the operator: ' +
@@ -79,7 +79,11 @@ export function registerPoolSync(pool: Command): void {
       const { format, entries } = readExport(fetched.bytes, { format: flags.format, contentType: fetched.contentType, fileName: fetched.fileName });
       const options = { retireMissing: flags.retireMissing === true, maxRetirePercent, dryRun: flags.dryRun === true, defaultCountry: country, now: Date.now() };
       // A dry run only reads: it works on a read-only database, and creates none.
-      const summary = withDb(command, (db) => syncPool(db, entries, options), options.dryRun ? 'read' : 'create');
+      const target = givenAuthority(command);
+      const summary =
+        target === undefined
+          ? withDb(command, (db) => syncPool(db, entries, options), options.dryRun ? 'read' : 'create')
+          : await onAuthority(target, command, (a) => a.syncPool(entries, options));
       if (flags.json) printJson(summary);
       else for (const line of describeSync(fetched.shown, format, summary)) printLine(line);
       if (summary.retireLimit.exceeded) throw retireLimitError(summary);

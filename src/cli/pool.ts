@@ -2,10 +2,12 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { ErrorCode, VnumError } from '../errors.js';
 import { normaliseNumber } from '../numbers/normalise.js';
-import { addToPool, listPool, retireNumber, type PoolChange } from '../pool/pool.js';
+import { addToPool, listPool, retireNumber, type PoolChange, type PoolEntryInput, type PoolNumber } from '../pool/pool.js';
 import { parsePoolCsv } from '../pool/csv.js';
 import { OUT_OF_SESSION_MODES, PIN_MODES, setNumberHandling, type HandlingChange } from '../pool/handling.js';
 import { defaultCountry, withDb } from './context.js';
+import { addAuthoritySetting, givenAuthority, onAuthority } from './authority.js';
+import type { Authority } from '../authority/authority.js';
 import { poolChangeJson, poolNumberJson } from '../json.js';
 import { registerPoolSync } from './pool-sync.js';
 import { printJson, printLine, printTable, shortTime, shownLines } from './output.js';
@@ -32,11 +34,33 @@ function printChange(command: string, change: PoolChange): void {
   for (const line of rest) printLine(line);
 }
 
+/** Pages read from the authority at a time by `pool list --authority`. */
+const POOL_PAGE = 1000;
+
+/** The whole pool from the authority, in number order, as listPool gives it from a file. */
+async function wholePool(authority: Authority): Promise<PoolNumber[]> {
+  const numbers: PoolNumber[] = [];
+  let after: string | undefined;
+  do {
+    const page = await authority.listPool({ after, limit: POOL_PAGE });
+    numbers.push(...page.numbers);
+    after = page.next;
+  } while (after !== undefined);
+  return numbers;
+}
+
+/** Adds to the pool on the file, or with --authority on PostgreSQL: `operator` for pool add, `import` for a provider's export. */
+async function addNumbers(command: Command, entries: PoolEntryInput[], rule: 'operator' | 'import'): Promise<PoolChange> {
+  const options = { defaultCountry: defaultCountry(command), now: Date.now() };
+  const target = givenAuthority(command);
+  if (target !== undefined) return onAuthority(target, command, (a) => a.addToPool(entries, { ...options, rule }));
+  return withDb(command, (db) => addToPool(db, entries, { ...options, writer: rule }));
+}
+
 export function registerPool(program: Command): void {
   const pool = program.command('pool').description('the virtual numbers (DIDs) sessions are masked with');
 
-  pool
-    .command('add')
+  addAuthoritySetting(pool.command('add'))
     .description(
       'add virtual numbers, or set their state: available, or reserved with --reserved (this puts a retired number back in service); ' +
         'adding one that is there with the same country and state changes nothing',
@@ -45,21 +69,14 @@ export function registerPool(program: Command): void {
     .option('--country <XX>', 'country of the numbers (ISO code; any country sharing their calling code, e.g. GB for +447911…); also the default for numbers without +')
     .option('--reserved', 'never picked automatically, only when a session asks for it by number')
     .option('--json', 'JSON: {"added","updated","unchanged","kept"}')
-    .action((numbers: string[], options: { country?: string; reserved?: boolean; json?: boolean }, command: Command) => {
-      const country = defaultCountry(command);
-      const change = withDb(command, (db) =>
-        addToPool(
-          db,
-          numbers.map((number) => ({ number, country: options.country, state: options.reserved ? 'reserved' : 'available' })),
-          { defaultCountry: country, now: Date.now() },
-        ),
-      );
+    .action(async (numbers: string[], options: { country?: string; reserved?: boolean; json?: boolean }, command: Command) => {
+      const entries = numbers.map((number): PoolEntryInput => ({ number, country: options.country, state: options.reserved ? 'reserved' : 'available' }));
+      const change = await addNumbers(command, entries, 'operator');
       if (options.json) printJson(poolChangeJson(change));
       else printChange('pool', change);
     });
 
-  pool
-    .command('import')
+  addAuthoritySetting(pool.command('import'))
     .description(
       'import a provider export: CSV of number, optional country, optional state. It never undoes the operator: ' +
         'a row without a state leaves a number\'s state as it is, and no row puts a retired number back in service ' +
@@ -68,7 +85,7 @@ export function registerPool(program: Command): void {
     .argument('<file.csv>', 'CSV file; a header row may name the columns number, country, state')
     .option('--country <XX>', 'default country for rows without one')
     .option('--json', 'JSON: {"added","updated","unchanged","kept":[{"number","state","reason"}]}')
-    .action((file: string, options: { json?: boolean }, command: Command) => {
+    .action(async (file: string, options: { json?: boolean }, command: Command) => {
       let text: string;
       try {
         text = readFileSync(file, 'utf8');
@@ -77,20 +94,19 @@ export function registerPool(program: Command): void {
       }
       const entries = parsePoolCsv(text);
       if (entries.length === 0) throw new VnumError(ErrorCode.InvalidCsv, `${file} has no numbers`);
-      const country = defaultCountry(command);
-      const change = withDb(command, (db) => addToPool(db, entries, { defaultCountry: country, now: Date.now(), writer: 'import' }));
+      const change = await addNumbers(command, entries, 'import');
       if (options.json) printJson(poolChangeJson(change));
       else printChange('pool import', change);
     });
 
   registerPoolSync(pool);
 
-  pool
-    .command('list')
+  addAuthoritySetting(pool.command('list'))
     .description('list the pool')
     .option('--json', 'JSON: [{"number","country","state","addedAt","pin","outOfSession","fallback"}] (the last three null: vnum serve\'s default)')
-    .action((options: { json?: boolean }, command: Command) => {
-      const numbers = withDb(command, (db) => listPool(db), 'read');
+    .action(async (options: { json?: boolean }, command: Command) => {
+      const target = givenAuthority(command);
+      const numbers = target === undefined ? withDb(command, (db) => listPool(db), 'read') : await onAuthority(target, command, wholePool);
       if (options.json) {
         printJson(numbers.map(poolNumberJson));
       } else {
@@ -104,8 +120,7 @@ export function registerPool(program: Command): void {
       }
     });
 
-  pool
-    .command('set')
+  addAuthoritySetting(pool.command('set'))
     .description(
       'how a pool number handles callers without a bridge on it: whether they are asked for a PIN, and what a refused caller gets; ' +
         '"default" returns a setting to vnum serve\'s (--pin, --out-of-session, --fallback)',
@@ -116,7 +131,7 @@ export function registerPool(program: Command): void {
     .option('--fallback <number>', 'the desk for this number\'s refused callers, or default')
     .option('--country <XX>', 'default country for numbers without +')
     .option('--json', 'JSON: {"number","pin","outOfSession","fallback","changed"} (null: vnum serve\'s default)')
-    .action((number: string, options: { pin?: string; outOfSession?: string; fallback?: string; json?: boolean }, command: Command) => {
+    .action(async (number: string, options: { pin?: string; outOfSession?: string; fallback?: string; json?: boolean }, command: Command) => {
       const country = defaultCountry(command);
       const e164 = normaliseNumber(number, country);
       if (options.pin === undefined && options.outOfSession === undefined && options.fallback === undefined) {
@@ -127,7 +142,11 @@ export function registerPool(program: Command): void {
         outOfSession: choice(options.outOfSession, OUT_OF_SESSION_MODES, '--out-of-session'),
         fallback: options.fallback === undefined ? undefined : options.fallback === 'default' ? null : normaliseNumber(options.fallback, country),
       };
-      const { handling, changed } = withDb(command, (db) => setNumberHandling(db, e164, change), 'write');
+      const target = givenAuthority(command);
+      const { handling, changed } =
+        target === undefined
+          ? withDb(command, (db) => setNumberHandling(db, e164, change), 'write')
+          : await onAuthority(target, command, (a) => a.setNumberHandling(e164, change));
       if (options.json) {
         printJson({ number: e164, ...handling, changed });
         return;
@@ -137,14 +156,15 @@ export function registerPool(program: Command): void {
       );
     });
 
-  pool
-    .command('retire')
+  addAuthoritySetting(pool.command('retire'))
     .description('take a number out of service: no new sessions; running ones continue until they end. Only pool add puts it back (a sync never does)')
     .argument('<number>', 'the virtual number')
     .option('--country <XX>', 'default country for a number without +')
-    .action((number: string, _options: unknown, command: Command) => {
+    .action(async (number: string, _options: unknown, command: Command) => {
       const e164 = normaliseNumber(number, defaultCountry(command));
-      const { changed, tookOverFromSync } = withDb(command, (db) => retireNumber(db, e164), 'write');
+      const target = givenAuthority(command);
+      const { changed, tookOverFromSync } =
+        target === undefined ? withDb(command, (db) => retireNumber(db, e164), 'write') : await onAuthority(target, command, (a) => a.retireNumber(e164));
       if (changed) printLine(`${e164} retired`);
       else if (tookOverFromSync) printLine(`${e164} was retired by a sync; it is now retired by the operator, and no sync puts it back in service`);
       else printLine(`${e164} was already retired`);

@@ -22,6 +22,7 @@ import { openCallCount, requestSessionHangup } from '../calls/store.js';
 import { writeTransaction } from '../store/db.js';
 import { ALLOWED_NUMBER_TYPES_OPTION, defaultCountry, numberPolicy, withDb } from './context.js';
 import { parseLimit, pinGuessBoundOption } from './options.js';
+import { addAuthoritySetting, givenAuthority, onAuthority } from './authority.js';
 import { printJson, printLine, printNotice, printTable, shortTime } from './output.js';
 
 /** `release --hangup --wait`: the hang-ups are vnum serve's every half second; minutes is plenty. */
@@ -64,8 +65,7 @@ async function waitForHangup(command: Command, ids: number[], waitMs: number): P
 export function registerSession(program: Command): void {
   const session = program.command('session').description('masked sessions between two real numbers');
 
-  session
-    .command('create')
+  addAuthoritySetting(session.command('create'))
     .description('open a session; each party is lent the virtual number the other party sees and dials')
     .argument('<id>', 'your id for it, e.g. the order id (A-Z a-z 0-9 . _ : -, up to 64)')
     .argument('<first-party>', 'real number of the first party')
@@ -86,7 +86,7 @@ export function registerSession(program: Command): void {
     .addOption(pinGuessBoundOption())
     .option('--json', 'JSON: the session with each party\'s "pin", plus "created": false when this request had already created it (no PINs then)')
     .action(
-      (
+      async (
         id: string,
         first: string,
         second: string,
@@ -105,9 +105,10 @@ export function registerSession(program: Command): void {
           policy,
           pinGuessBound: options.pinGuessBound,
         };
+        const target = givenAuthority(command);
         let result;
         try {
-          result = withDb(command, (db) => createSession(db, input));
+          result = target === undefined ? withDb(command, (db) => createSession(db, input)) : await onAuthority(target, command, (a) => a.createSession(input));
         } catch (e) {
           // A retry of a released or ended session: scripts reading JSON see that session and the refusal.
           if (options.json && isVnumError(e, ErrorCode.SessionEnded)) {
@@ -124,12 +125,11 @@ export function registerSession(program: Command): void {
       },
     );
 
-  session
-    .command('release')
+  addAuthoritySetting(session.command('release'))
     .description('end a session after a grace period in which calls still connect')
     .argument('<id>', 'session id')
     .option('--grace <duration>', `how long calls still connect, e.g. 30m, at most ${formatDuration(MAX_GRACE_MS)}; 0s ends it now`, '30m')
-    .option('--hangup', 'also hang up its calls in progress now (vnum serve does it through AMI)')
+    .option('--hangup', 'also hang up its calls in progress now (vnum serve does it through AMI; not with --authority: VNUM_UNSUPPORTED_IN_CLUSTER)')
     .option('--wait <duration>', `with --hangup: how long to wait for those calls to end, at most ${formatDuration(MAX_HANGUP_WAIT_MS)}`, '5s')
     .option('--json', 'JSON: the session, plus "changed" (and "hangup" with --hangup)')
     .action(async (id: string, options: { grace: string; hangup?: boolean; wait: string; json?: boolean }, command: Command) => {
@@ -137,16 +137,24 @@ export function registerSession(program: Command): void {
       const graceMs = parseDuration(options.grace, 'grace', { max: MAX_GRACE_MS });
       const waitMs = parseDuration(options.wait, 'wait', { max: MAX_HANGUP_WAIT_MS });
       const now = Date.now();
-      const { session: released, changed, hangupIds } = withDb(
-        command,
-        (db) => {
-          const result = releaseSession(db, id, graceMs, now);
-          // Written for vnum serve, which hangs these calls up through its AMI connection.
-          const ids = options.hangup ? writeTransaction(db, () => requestSessionHangup(db, id, now)) : [];
-          return { ...result, hangupIds: ids };
-        },
-        'write',
-      );
+      const target = givenAuthority(command);
+      // Cluster mode: the authority refuses --hangup (the calls are on the nodes) before it writes anything.
+      const { session: released, changed, hangupIds } =
+        target !== undefined
+          ? await onAuthority(target, command, async (a) => {
+              const result = await a.releaseSession(id, graceMs, now, { hangup: options.hangup === true });
+              return { ...result, hangupIds: result.hangupCalls };
+            })
+          : withDb(
+              command,
+              (db) => {
+                const result = releaseSession(db, id, graceMs, now);
+                // Written for vnum serve, which hangs these calls up through its AMI connection.
+                const ids = options.hangup ? writeTransaction(db, () => requestSessionHangup(db, id, now)) : [];
+                return { ...result, hangupIds: ids };
+              },
+              'write',
+            );
       const hangup = options.hangup ? await waitForHangup(command, hangupIds, waitMs) : undefined;
       if (options.json) {
         printJson({ ...sessionJson(released), changed, ...(hangup ? { hangup } : {}) });
@@ -164,37 +172,36 @@ export function registerSession(program: Command): void {
       }
     });
 
-  session
-    .command('show')
+  addAuthoritySetting(session.command('show'))
     .description('show one session')
     .argument('<id>', 'session id')
     .option('--json', 'JSON: {"id","state","expiresAt","parties":[{"number","maskedAs"},{"number","maskedAs"}],"createdAt","releasedAt","endsAt"}')
-    .action((id: string, options: { json?: boolean }, command: Command) => {
+    .action(async (id: string, options: { json?: boolean }, command: Command) => {
       validateSessionId(id);
-      const found = withDb(command, (db) => getSession(db, id, Date.now()), 'read');
+      const target = givenAuthority(command);
+      const found =
+        target === undefined ? withDb(command, (db) => getSession(db, id, Date.now()), 'read') : await onAuthority(target, command, (a) => a.getSession(id, Date.now()));
       if (options.json) printJson(sessionJson(found));
       else printSession(found);
     });
 
-  session
-    .command('list')
+  addAuthoritySetting(session.command('list'))
     .description('list sessions, newest first')
     .option('--party <number>', 'only sessions with this party')
     .option('--state <state>', `only sessions in this state: ${SESSION_STATES.join(', ')}`)
     .option('--limit <n>', 'at most this many', '1000')
     .option('--country <XX>', 'default country for a number without +')
     .option('--json', 'JSON: an array of sessions as in "session show --json"')
-    .action((options: { party?: string; state?: string; limit: string; json?: boolean }, command: Command) => {
+    .action(async (options: { party?: string; state?: string; limit: string; json?: boolean }, command: Command) => {
       if (options.state !== undefined && !SESSION_STATES.includes(options.state as SessionState)) {
         throw new VnumError(ErrorCode.InvalidArgument, `unknown state "${options.state}": use ${SESSION_STATES.join(', ')}`);
       }
       const limit = parseLimit(options.limit);
       const partyNumber = options.party === undefined ? undefined : normaliseNumber(options.party, defaultCountry(command));
-      const { sessions, more } = withDb(
-        command,
-        (db) => listSessions(db, { party: partyNumber, state: options.state as SessionState | undefined, limit, now: Date.now() }),
-        'read',
-      );
+      const filter = { party: partyNumber, state: options.state as SessionState | undefined, limit, now: Date.now() };
+      const target = givenAuthority(command);
+      const { sessions, more } =
+        target === undefined ? withDb(command, (db) => listSessions(db, filter), 'read') : await onAuthority(target, command, (a) => a.listSessions(filter));
       if (more) printNotice(`showing the newest ${limit} sessions; use --limit for more`);
       if (options.json) printJson(sessions.map(sessionJson));
       else {

@@ -35,12 +35,15 @@ export function replicaMark(db: Db): ReplicaMark | undefined {
   return { node: health?.node ?? null, database: state?.database ?? null };
 }
 
+/** The writing commands that also run on the authority with --authority (src/cli/apikey.ts, session.ts, pool.ts). */
+const AUTHORITY_COMMANDS = /^vnum (apikey|session|pool (add|import|set|retire|sync))\b/;
+
 /** Why `what` may not write this replica, naming the authority as the place to write. */
 export function replicaReadOnlyError(mark: ReplicaMark, shownPath: string, what: string): VnumError {
   const node = mark.node === null ? 'a cluster node' : `cluster node ${mark.node}`;
   const authority = mark.database === null ? 'the authority (PostgreSQL)' : `the authority (PostgreSQL database ${mark.database})`;
-  // API keys are made on the authority by vnum apikey itself; everything else goes through the API.
-  const through = what.startsWith('vnum apikey') ? 'vnum apikey --authority' : 'vnum api --authority';
+  // Keys, sessions and the pool's changes are made on the authority by the same command with --authority; the rest through the API.
+  const through = AUTHORITY_COMMANDS.test(what) ? `${what} --authority` : 'vnum api --authority';
   return new VnumError(
     ErrorCode.ReplicaReadOnly,
     `${shownPath} is the replica of ${node}, written only by vnum replica: ${what} writes on ${authority}, through ${through}, not in this file (reading it still works)`,
