@@ -4,7 +4,7 @@
  * router makes of them, recordings measured and pruned, and the CLI's and
  * `vnum serve`'s refusals of bad settings (nothing written).
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createSession, findSession, getSession, releaseSession, touchSession } from '../../src/session/sessions.js';
@@ -20,19 +20,15 @@ import { answerFor, channelVariables, CALL_VARIABLES } from '../../src/routing/a
 import { listCalls, recordRoutedCall, applyCallFact } from '../../src/calls/store.js';
 import { sweepRecordings, SETTLE_MS } from '../../src/calls/recordings.js';
 import { ErrorCode } from '../../src/errors.js';
-import { londonDids, mobile, party, seedPool, tempDb } from '../support/store.js';
+import { mobile, party } from '../support/store.js';
+import { useStore } from '../support/use-store.js';
 import { errorOf } from '../support/errors.js';
 import { captureLog } from '../support/log.js';
 import { useCliDatabase } from '../support/cli.js';
 import { readRepo } from '../support/repo.js';
 import { until } from '../support/wait.js';
 
-let store: ReturnType<typeof tempDb>;
-beforeEach(() => {
-  store = tempDb();
-  seedPool(store.db, londonDids(4));
-});
-afterEach(() => store.cleanup());
+const store = useStore({ dids: 4 });
 
 const A = mobile(1);
 const D = mobile(2);

@@ -9,7 +9,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SlideQueue, type PushResult, type SlidePush } from '../../src/calls/slide-queue.js';
 import { SlidingSessions } from '../../src/calls/sliding.js';
 import { CallTracker } from '../../src/calls/tracker.js';
@@ -20,7 +20,8 @@ import { createSession, getSession, releaseSession, slidePlan, type SlideRow } f
 import { vnum } from '../support/cli.js';
 import { captureLog } from '../support/log.js';
 import { startServe } from '../support/serve.js';
-import { londonDids, mobile, party, seedPool, tempDb } from '../support/store.js';
+import { mobile, party } from '../support/store.js';
+import { useStore } from '../support/use-store.js';
 import { until } from '../support/wait.js';
 
 const S = 1_000;
@@ -143,12 +144,7 @@ describe('the queue to the authority', () => {
 });
 
 describe("vnum serve's call log and a sliding session", () => {
-  let store: ReturnType<typeof tempDb>;
-  beforeEach(() => {
-    store = tempDb();
-    seedPool(store.db, londonDids(4));
-  });
-  afterEach(() => store.cleanup());
+  const store = useStore({ dids: 4 });
 
   const A = mobile(1);
   const D = mobile(2);
@@ -287,11 +283,7 @@ describe("vnum serve's call log and a sliding session", () => {
 });
 
 describe('vnum serve --authority', () => {
-  let store: ReturnType<typeof tempDb>;
-  beforeEach(() => {
-    store = tempDb();
-  });
-  afterEach(() => store.cleanup());
+  const store = useStore();
 
   const cases: Array<[string, string[], Record<string, string>, RegExp]> = [
     ['a password in the URL', ['--authority', 'postgres://vnum:secret@10.0.0.5/vnum'], {}, /^invalid --authority "postgres:\/\/vnum:\*\*\*@10\.0\.0\.5\/vnum": a password in the URL/],
