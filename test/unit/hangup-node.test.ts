@@ -9,15 +9,13 @@
  * channel's Hangup event when it hangs one up, as Asterisk does.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { AmiClient } from '../../src/ami/client.js';
-import { CALL_EVENT_CLASSES, CALL_EVENTS } from '../../src/calls/facts.js';
 import { callsToHangUp, listCalls, recordRoutedCall } from '../../src/calls/store.js';
 import { CallTracker } from '../../src/calls/tracker.js';
 import type { RouteAnswer } from '../../src/routing/answer.js';
 import { createSession, releaseSession } from '../../src/session/sessions.js';
-import { captureLog } from '../support/log.js';
-import { FakeAmi } from '../support/fake-ami.js';
+import type { FakeAmi } from '../support/fake-ami.js';
 import { londonDids, mobile, party, seedPool, tempDb } from '../support/store.js';
+import { trackerOnFakeAmi } from '../support/tracker.js';
 import { sleep, until } from '../support/wait.js';
 
 let store: ReturnType<typeof tempDb>;
@@ -108,36 +106,10 @@ describe("a node's vnum serve (the call tracker) against a fake AMI", () => {
   });
 
   async function node() {
-    const fake = new FakeAmi({ hangupEvents: true });
-    await fake.listen();
-    const log = captureLog();
-    const ami = new AmiClient({
-      host: '127.0.0.1',
-      port: fake.port,
-      username: 'vnum',
-      secret: 'secret',
-      eventClasses: CALL_EVENT_CLASSES,
-      events: CALL_EVENTS,
-      logger: log.logger,
-      actionTimeoutMs: 500,
-      reconnectInitialMs: 20,
-      pingIntervalMs: 0,
-    });
     // A short retry: a second Hangup for a call already hung up would show within the test.
-    const tracker = new CallTracker({ dbPath: store.path, ami, router: '127.0.0.1:4573', logger: log.logger, hangupCheckMs: 30, hangupRetryMs: 100, heartbeatMs: 50 });
-    tracker.start();
-    ami.start();
-    stops.push(async () => {
-      await ami.stop();
-      await tracker.stop();
-      await fake.stop();
-    });
-    await until(() => ami.loggedIn, 3_000);
-    // The reconcile at login marks open calls Asterisk does not list as lost: let it pass before any call.
-    await until(() => fake.actions('coreshowchannels').length > 0, 3_000);
-    await ami.action('Ping', {}, 3_000);
-    await new Promise((r) => setImmediate(r));
-    return { fake, tracker };
+    const side = await trackerOnFakeAmi(store.path, { fake: { hangupEvents: true }, tracker: { hangupRetryMs: 100 } });
+    stops.push(side.stop);
+    return side;
   }
 
   const answer = (session: string, target: string): RouteAnswer => ({ status: 'BRIDGE', target, presentedCallerId: '+442079460002', session });
