@@ -23,13 +23,11 @@ export interface HangupRequest {
   calls: number[] | undefined;
 }
 
-export interface HangupAnswer {
-  requestedAt: string;
-  /** Calls in progress asked to hang up; null where the calls are not known here (cluster mode). */
-  requested: number | null;
-  /** How many of them ended within the wait; null where the calls are not known here. */
-  ended: number | null;
-}
+/**
+ * `requested`: calls in progress asked to hang up; `ended`: how many of them
+ * ended within the wait. Both null where the calls are not known here (cluster mode).
+ */
+export type HangupAnswer = { requestedAt: string } & ({ requested: number; ended: number } | { requested: null; ended: null });
 
 /** Polls `openCount` until the calls asked to hang up have ended, or `waitMs` passes (no wait where the calls are not known). */
 export async function awaitHangup(request: HangupRequest, waitMs: number, openCount: (ids: number[]) => number | Promise<number>): Promise<HangupAnswer> {

@@ -155,9 +155,9 @@ export function registerSession(program: Command): void {
           printLine(`calls in progress: ${answer.requested}, ended since: ${answer.ended}`);
         }
       }
-      if (answer?.requested != null && answer.ended! < answer.requested) {
+      if (answer && answer.requested !== null && answer.ended < answer.requested) {
         printNotice(
-          `${answer.requested - answer.ended!} call(s) still up after ${options.wait}; vnum serve hangs them up once its AMI connection allows (see vnum health)`,
+          `${answer.requested - answer.ended} call(s) still up after ${options.wait}; vnum serve hangs them up once its AMI connection allows (see vnum health)`,
         );
       }
     });
