@@ -221,6 +221,11 @@ clusterSuite('the authority on PostgreSQL (cluster mode)', (env) => {
       expect(withHangup).toMatchObject({ changed: true, hangup: { at: T0 + 3_600_002, calls: undefined } });
       const { rows: asked } = await client.query<{ released_at: string; hangup_requested_at: string }>("SELECT released_at, hangup_requested_at FROM session WHERE id = 's6'");
       expect(asked.map((r) => [Number(r.released_at), Number(r.hangup_requested_at)])).toEqual([[T0 + 3_600_002, T0 + 3_600_002]]);
+      // Asked again on the ended session: written again, forward only (an API host whose clock is behind never moves it back).
+      expect(await postgres.releaseSession('s6', 0, T0 + 3_600_009, { hangup: true })).toMatchObject({ changed: false, hangup: { at: T0 + 3_600_009 } });
+      await postgres.releaseSession('s6', 0, T0 + 3_600_005, { hangup: true });
+      const { rows: again } = await client.query<{ hangup_requested_at: string }>("SELECT hangup_requested_at FROM session WHERE id = 's6'");
+      expect(Number(again[0]!.hangup_requested_at)).toBe(T0 + 3_600_009);
       expect((await postgres.checkStore(T0)).routers).toBeUndefined();
     } finally {
       await sqlite.close();
