@@ -159,8 +159,16 @@ const schemas: Record<string, Schema> = {
       changed: { type: 'boolean', description: 'false: already ended, or an earlier release ends it sooner.' },
       hangup: {
         ...object({
-          requested: { type: 'integer', minimum: 0, description: 'Calls in progress asked to hang up.' },
-          ended: { type: 'integer', minimum: 0, description: 'How many of them had ended within `wait`.' },
+          requestedAt: { ...time, description: "When the hang-up was asked: the release's time. In cluster mode each PBX node hangs up its calls of the session that started at or before it." },
+          requested: {
+            ...nullable({ type: 'integer', minimum: 0 }),
+            description:
+              "Calls in progress asked to hang up. null in cluster mode (the API on PostgreSQL): the calls are in each PBX node's own call log, not on the authority, so the count is not known here; each node applies the request as its replica receives it (milliseconds on a healthy link; a node cut off, when it heals).",
+          },
+          ended: {
+            ...nullable({ type: 'integer', minimum: 0 }),
+            description: 'How many of them had ended within `wait`. null in cluster mode, for the same reason (the answer does not wait).',
+          },
         }),
         description: 'With `"hangup": true` only.',
       },
@@ -212,8 +220,15 @@ const schemas: Record<string, Schema> = {
   ReleaseSession: object(
     {
       grace: duration('How long calls still connect; 0s ends it now. Default 30m, at most 30d.', '10m'),
-      hangup: { type: 'boolean', description: 'Also hang up its calls in progress now (vnum serve does it through AMI).' },
-      wait: duration(`With hangup: how long to wait for those calls to end, at most ${API_LIMITS.releaseWaitMaxMs / 1000}s. Default 5s.`, '5s'),
+      hangup: {
+        type: 'boolean',
+        description:
+          "Also hang up its calls in progress now (vnum serve does it through AMI). In cluster mode the request is written on the session and each PBX node's vnum serve hangs up its own calls of the session that started at or before it, as its replica receives it.",
+      },
+      wait: duration(
+        `With hangup: how long to wait for those calls to end, at most ${API_LIMITS.releaseWaitMaxMs / 1000}s. Default 5s. Not used in cluster mode (the calls are on the nodes: the answer does not wait).`,
+        '5s',
+      ),
     },
     [],
   ),
@@ -388,7 +403,7 @@ const PROBLEM_RESPONSES: Record<Exclude<Status, 200 | 201>, string> = {
   422: 'Well-formed but not usable: an invalid number, country or CSV row, a number type the policy refuses.',
   429: 'Too many requests from this address, or too many with bad keys (`Retry-After`).',
   500: 'A fault in vnum itself, or a damaged database.',
-  501: "Cluster mode (the API on PostgreSQL): the call log, hang-up requests and what routers report live on each PBX node, not on the authority; ask the node's own `vnum` (`vnum calls`, `vnum health`).",
+  501: "Cluster mode (the API on PostgreSQL): the call log and what routers report live on each PBX node, not on the authority; ask the node's own `vnum` (`vnum calls`, `vnum health`).",
   503: 'The database is busy, full or cannot be opened, the authority (PostgreSQL) cannot be reached, or the installation needs the operator (`Retry-After` when busy or unreachable).',
 };
 
@@ -473,12 +488,13 @@ const OPERATIONS: Record<string, Partial<Record<'get' | 'post', Operation>>> = {
     post: {
       operationId: 'releaseSession',
       summary: 'End a session after a grace period in which calls still connect.',
-      description: 'Never extends a session. With `hangup`, its calls in progress are hung up now by vnum serve (through AMI).',
+      description:
+        "Never extends a session. With `hangup`, its calls in progress are hung up now by vnum serve (through AMI); in cluster mode by each PBX node's vnum serve, as its replica receives the request (the answer's `hangup.requested` and `hangup.ended` are then null: the authority does not know the nodes' calls).",
       scope: 'sessions',
       parameters: [sessionIdParameter],
       requestBody: jsonBody(ref('ReleaseSession'), false),
       success: { status: 200, schema: ref('SessionReleased'), description: 'The session after the release.' },
-      problems: [...WITH_BODY, 404, 501],
+      problems: [...WITH_BODY, 404],
     },
   },
   '/v1/pool': {

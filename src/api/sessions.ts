@@ -4,7 +4,7 @@ import { normaliseNumber, parseCountry } from '../numbers/normalise.js';
 import { DEFAULT_GRACE_MS, IDLE_LIMITS, MAX_GRACE_MS, MAX_TTL_MS, partyInput, validateSessionId } from '../session/sessions.js';
 import { callSettingsFromText, type CallSettingsText } from '../session/call-settings.js';
 import type { SessionState } from '../session/state.js';
-import type { Authority } from '../authority/authority.js';
+import { awaitHangup } from '../calls/hangup.js';
 import { parts, type ApiContext, type Handler } from './context.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
 import { API_LIMITS } from './limits.js';
@@ -64,28 +64,17 @@ const listSessions: Handler = async (request, _reply, context) => {
   return { sessions: page.sessions.map(sessionJson), next: page.next === undefined ? null : encodeCursor('sessions', page.next) };
 };
 
-/** Polls the call log until the calls asked to hang up have ended, or `waitMs` passes (as `vnum session release --wait`). */
-async function waitForHangup(authority: Authority, ids: number[], waitMs: number): Promise<{ requested: number; ended: number }> {
-  const deadline = Date.now() + waitMs;
-  let open = await authority.openCallCount(ids);
-  while (open > 0 && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    open = await authority.openCallCount(ids);
-  }
-  return { requested: ids.length, ended: ids.length - open };
-}
-
 const releaseSession: Handler = async (request, _reply, context) => {
   const { params, body } = parts<never, { grace?: string; hangup?: boolean; wait?: string }, { id: string }>(request);
   const id = validateSessionId(params.id);
   const graceMs = body.grace === undefined ? DEFAULT_GRACE_MS : parseDuration(body.grace, 'grace', { max: MAX_GRACE_MS });
   const waitMs = parseDuration(body.wait ?? '5s', 'wait', { max: API_LIMITS.releaseWaitMaxMs });
   const hangup = body.hangup ?? false;
-  const { session, changed, hangupCalls } = await context.authority.releaseSession(id, graceMs, context.now(), { hangup });
+  const { session, changed, hangup: asked } = await context.authority.releaseSession(id, graceMs, context.now(), { hangup });
   return {
     ...sessionJson(session),
     changed,
-    ...(hangup ? { hangup: await waitForHangup(context.authority, hangupCalls, waitMs) } : {}),
+    ...(asked ? { hangup: await awaitHangup(asked, waitMs, (ids) => context.authority.openCallCount(ids)) } : {}),
   };
 };
 

@@ -1,4 +1,5 @@
 import type { ApiKey, KeyCheck, Scope } from '../access/api-keys.js';
+import type { HangupRequest } from '../calls/hangup.js';
 import type { Call, CallFilter } from '../calls/store.js';
 import type { RouterStatus } from '../calls/store.js';
 import type { E164 } from '../numbers/normalise.js';
@@ -28,8 +29,8 @@ export interface Authority {
   createSession(input: CreateSessionInput): Promise<CreateResult>;
   getSession(id: string, now: number): Promise<Session>;
   listSessions(filter: SessionFilter): Promise<SessionPage>;
-  /** Release, and with `hangup` ask `vnum serve` to hang up the session's calls in progress (their ids). */
-  releaseSession(id: string, graceMs: number, now: number, options: { hangup: boolean }): Promise<ReleaseResult & { hangupCalls: number[] }>;
+  /** Release, and with `hangup` ask `vnum serve` to hang up the session's calls in progress (`hangup`: what was asked, ../calls/hangup.ts; undefined without). */
+  releaseSession(id: string, graceMs: number, now: number, options: { hangup: boolean }): Promise<ReleaseResult & { hangup: HangupRequest | undefined }>;
 
   // The pool (src/pool/pool.ts). `import` applies a provider export's rule (importedState).
   listPool(query: PoolQuery & { limit: number }): Promise<{ numbers: PoolNumber[]; next: string | undefined }>;

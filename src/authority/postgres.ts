@@ -57,9 +57,13 @@ import { pgPoolFaces } from './pg-pool.js';
  * SQLite's write lock; creates do not wait for each other.
  *
  * On each PBX node (`vnum serve`, `vnum replica`) and not here: the call
- * log, hang-up requests, the routers' reports and the webhook outbox (a
- * node's sliding pushes come here, through ./pg-slide.ts). Asked for those, this authority answers
- * VNUM_UNSUPPORTED_IN_CLUSTER (the API: 501) rather than an empty answer.
+ * log, the routers' reports and the webhook outbox (a node's sliding pushes
+ * come here, through ./pg-slide.ts). Asked for those, this authority answers
+ * VNUM_UNSUPPORTED_IN_CLUSTER (the API: 501) rather than an empty answer. A
+ * release with hangup writes its request on the session's row
+ * (`hangup_requested_at`), which replication brings to every node; each
+ * node's `vnum serve` hangs up its own calls of the session that started
+ * at or before it (src/calls/store.ts, callsToHangUp).
  */
 
 /** The advisory lock key pool changes take exclusively and creates shared. */
@@ -160,17 +164,15 @@ export async function openPostgresAuthority(target: PgTarget, options: PgStoreOp
     },
     releaseSession: async (id, graceMs, now, { hangup }) => {
       checkRelease(id, graceMs, now);
-      if (hangup) {
-        throw new VnumError(
-          ErrorCode.UnsupportedInCluster,
-          "cluster mode: hang-up on release is not available through the authority (calls in progress are known to each PBX node's vnum serve, not here); nothing was released: release without hangup (calls end with their grace)",
-        );
-      }
       return store.transaction(async (c) => {
         const { rows } = await c.query<SessionRow>('SELECT * FROM session WHERE id = $1 FOR UPDATE', [id]);
         const row = rows[0];
         const plan = releasePlan(id, row, graceMs, now);
-        if (!plan.changed) return { ...plan, hangupCalls: [] };
+        // The hang-up request goes on the session's row, in the release's transaction, as on a single box it
+        // marks the calls; asked again (a second release with hangup), it moves forward, never back.
+        const request = hangup ? { at: now, calls: undefined } : undefined;
+        if (request) await c.query('UPDATE session SET hangup_requested_at = GREATEST(hangup_requested_at, $1) WHERE sid = $2', [now, row!.sid]);
+        if (!plan.changed) return { ...plan, hangup: request };
         const endsAt = plan.session.endsAt!;
         await c.query('UPDATE session SET released_at = $1, ends_at = $2 WHERE sid = $3', [plan.session.releasedAt, endsAt, row!.sid]);
         // The pair rows still belong to this session: a live session's rows cannot pass to another.
@@ -178,7 +180,7 @@ export async function openPostgresAuthority(target: PgTarget, options: PgStoreOp
           `UPDATE bridge SET ends_at = $1 WHERE sid = $2 AND ((caller = $3 AND dialled = $4) OR (caller = $5 AND dialled = $6))`,
           [endsAt, row!.sid, row!.second_party, row!.first_masked_as, row!.first_party, row!.second_masked_as],
         );
-        return { session: plan.session, changed: true, hangupCalls: [] };
+        return { session: plan.session, changed: true, hangup: request };
       });
     },
 

@@ -52,7 +52,7 @@ export function openSqliteAuthority(path: string, options: { mode?: OpenMode } =
         // One transaction: the release and the request to hang up its calls (release's own becomes a savepoint).
         writeTransaction(db, () => {
           const released = releaseSession(db, id, graceMs, now);
-          return { ...released, hangupCalls: hangup ? requestSessionHangup(db, id, now) : [] };
+          return { ...released, hangup: hangup ? { at: now, calls: requestSessionHangup(db, id, now) } : undefined };
         }),
       ),
 

@@ -110,14 +110,17 @@ function prepare(db: Db) {
       `UPDATE call SET hangup_requested_at = coalesce(hangup_requested_at, @at), hangup_reason = coalesce(hangup_reason, @reason)
         WHERE session_id = @session AND ${OPEN} RETURNING id`,
     ),
-    due: db.prepare<{ now: number }, { id: number; uniqueid: string; session: string; requestedAt: number | null }>(
-      `SELECT c.id, c.uniqueid, c.session_id AS session, c.hangup_requested_at AS requestedAt
+    // Open calls to hang up: asked for on the call (a single box's release), asked for on the session by a
+    // release on the authority (cluster mode: the calls that started at or before the request), or ended.
+    due: db.prepare<{ now: number }, { id: number; uniqueid: string; session: string; requestedAt: number | null; hangupReason: HangupReason | null; sessionRequestedAt: number | null }>(
+      `SELECT c.id, c.uniqueid, c.session_id AS session, c.hangup_requested_at AS requestedAt, c.hangup_reason AS hangupReason,
+              iif(c.started_at <= s.hangup_requested_at, s.hangup_requested_at, NULL) AS sessionRequestedAt
          FROM call c JOIN session s ON s.id = c.session_id
         WHERE c.ended_at IS NULL AND c.lost_at IS NULL
-          AND (c.hangup_requested_at IS NOT NULL OR ${stateSql('ended', 's')})`,
+          AND (c.hangup_requested_at IS NOT NULL OR c.started_at <= s.hangup_requested_at OR ${stateSql('ended', 's')})`,
     ),
-    markDue: db.prepare<[number, number]>(
-      `UPDATE call SET hangup_requested_at = ?, hangup_reason = 'session-ended' WHERE id = ? AND hangup_requested_at IS NULL`,
+    markDue: db.prepare<{ at: number; reason: HangupReason; id: number }>(
+      `UPDATE call SET hangup_requested_at = @at, hangup_reason = @reason WHERE id = @id AND hangup_requested_at IS NULL`,
     ),
     refusal: db.prepare<Refusal>(
       `INSERT INTO refusal (dialled, reason, count, last_at) VALUES (@dialled, @reason, @count, @at)
@@ -301,16 +304,37 @@ export interface DueHangup {
 }
 
 /**
- * Open calls to hang up now: asked for (release --hangup), or their session
- * has ended. The latter are recorded as 'session-ended' on the way.
+ * Open calls to hang up now, each once (vnum serve retries only a Hangup that
+ * did not end its call):
+ *
+ * - asked for on the call: a single box's release --hangup marked it;
+ * - asked for on the session: in cluster mode a release with hangup on the
+ *   authority writes its time on the session's row, and replication brings
+ *   it to this node's file (src/authority/postgres.ts). The calls it covers
+ *   are this node's open calls of that session that started at or before
+ *   it, the calls a single box's release would have marked; a call that
+ *   started later (in the release's grace) is not, and is hung up when the
+ *   session ends, as on a single box. A node that receives the request late
+ *   (cut off, or its replica stopped) applies it when it does, to the calls
+ *   still up. Times are the authority's and this node's clocks: keep them in
+ *   step (NTP), as the sessions' end times already need;
+ * - their session has ended.
+ *
+ * The last two are recorded on the call on the way ('release' with the
+ * request's time, or 'session-ended'), so the call log says why, and each
+ * call is marked once.
  */
 export function callsToHangUp(db: Db, now: number): DueHangup[] {
   const s = statements(db);
   const due = s.due.all({ now });
   const out: DueHangup[] = [];
   for (const row of due) {
-    if (row.requestedAt === null) s.markDue.run(now, row.id);
-    out.push({ id: row.id, uniqueid: row.uniqueid, session: row.session, reason: row.requestedAt === null ? 'session-ended' : 'release' });
+    let reason = row.hangupReason ?? 'release';
+    if (row.requestedAt === null) {
+      reason = row.sessionRequestedAt === null ? 'session-ended' : 'release';
+      s.markDue.run({ at: row.sessionRequestedAt ?? now, reason, id: row.id });
+    }
+    out.push({ id: row.id, uniqueid: row.uniqueid, session: row.session, reason });
   }
   return out;
 }

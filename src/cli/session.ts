@@ -20,6 +20,7 @@ import { SESSION_STATES, type SessionState } from '../session/state.js';
 import { CALL_LIMITS, callSettingsFromText, type CallSettings, type CallSettingsText } from '../session/call-settings.js';
 import { openCallCount, requestSessionHangup } from '../calls/store.js';
 import { writeTransaction } from '../store/db.js';
+import { awaitHangup } from '../calls/hangup.js';
 import { ALLOWED_NUMBER_TYPES_OPTION, defaultCountry, numberPolicy, withDb } from './context.js';
 import { parseLimit, pinGuessBoundOption } from './options.js';
 import { addAuthoritySetting, givenAuthority, onAuthority } from './authority.js';
@@ -48,18 +49,6 @@ function printSession(session: Session): void {
     ['  PARTY', 'MASKED AS (what the other party sees and dials)', ...(pins ? ['PIN (shown once)'] : [])],
     session.parties.map((p) => [`  ${p.number}`, p.maskedAs, ...(pins ? [p.pin!] : [])]),
   );
-}
-
-/** Polls the call log until the calls asked to be hung up have ended, or `waitMs` passes. */
-async function waitForHangup(command: Command, ids: number[], waitMs: number): Promise<{ requested: number; ended: number }> {
-  const deadline = Date.now() + waitMs;
-  let open = ids.length;
-  while (open > 0) {
-    open = withDb(command, (db) => openCallCount(db, ids), 'read');
-    if (open === 0 || Date.now() >= deadline) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return { requested: ids.length, ended: ids.length - open };
 }
 
 export function registerSession(program: Command): void {
@@ -129,45 +118,46 @@ export function registerSession(program: Command): void {
     .description('end a session after a grace period in which calls still connect')
     .argument('<id>', 'session id')
     .option('--grace <duration>', `how long calls still connect, e.g. 30m, at most ${formatDuration(MAX_GRACE_MS)}; 0s ends it now`, '30m')
-    .option('--hangup', 'also hang up its calls in progress now (vnum serve does it through AMI; not with --authority: VNUM_UNSUPPORTED_IN_CLUSTER)')
-    .option('--wait <duration>', `with --hangup: how long to wait for those calls to end, at most ${formatDuration(MAX_HANGUP_WAIT_MS)}`, '5s')
-    .option('--json', 'JSON: the session, plus "changed" (and "hangup" with --hangup)')
+    .option('--hangup', "also hang up its calls in progress now (vnum serve does it through AMI; with --authority, each node's vnum serve, as it receives the request)")
+    .option('--wait <duration>', `with --hangup: how long to wait for those calls to end, at most ${formatDuration(MAX_HANGUP_WAIT_MS)} (not with --authority: the calls are on the nodes)`, '5s')
+    .option('--json', 'JSON: the session, plus "changed" (and "hangup" with --hangup: "requestedAt", "requested", "ended"; the counts null with --authority)')
     .action(async (id: string, options: { grace: string; hangup?: boolean; wait: string; json?: boolean }, command: Command) => {
       validateSessionId(id);
       const graceMs = parseDuration(options.grace, 'grace', { max: MAX_GRACE_MS });
       const waitMs = parseDuration(options.wait, 'wait', { max: MAX_HANGUP_WAIT_MS });
       const now = Date.now();
       const target = givenAuthority(command);
-      // Cluster mode: the authority refuses --hangup (the calls are on the nodes) before it writes anything.
-      const { session: released, changed, hangupIds } =
+      const hangup = options.hangup === true;
+      // Cluster mode: the request goes on the session's row; each node's vnum serve applies it to its own calls.
+      const { session: released, changed, hangup: request } =
         target !== undefined
-          ? await onAuthority(target, command, async (a) => {
-              const result = await a.releaseSession(id, graceMs, now, { hangup: options.hangup === true });
-              return { ...result, hangupIds: result.hangupCalls };
-            })
+          ? await onAuthority(target, command, (a) => a.releaseSession(id, graceMs, now, { hangup }))
           : withDb(
               command,
               (db) => {
                 const result = releaseSession(db, id, graceMs, now);
                 // Written for vnum serve, which hangs these calls up through its AMI connection.
-                const ids = options.hangup ? writeTransaction(db, () => requestSessionHangup(db, id, now)) : [];
-                return { ...result, hangupIds: ids };
+                return { ...result, hangup: hangup ? { at: now, calls: writeTransaction(db, () => requestSessionHangup(db, id, now)) } : undefined };
               },
               'write',
             );
-      const hangup = options.hangup ? await waitForHangup(command, hangupIds, waitMs) : undefined;
+      const answer = request ? await awaitHangup(request, waitMs, (ids) => withDb(command, (db) => openCallCount(db, ids), 'read')) : undefined;
       if (options.json) {
-        printJson({ ...sessionJson(released), changed, ...(hangup ? { hangup } : {}) });
+        printJson({ ...sessionJson(released), changed, ...(answer ? { hangup: answer } : {}) });
       } else {
         if (!changed) printLine(`session ${id} is ${released.state}${released.endsAt ? ` (ends ${shortTime(released.endsAt)})` : ''}: unchanged`);
         else printLine(`session ${id} ${released.state === 'ended' ? 'ended' : `released: calls connect until ${shortTime(released.endsAt)}`}`);
-        if (hangup) {
-          printLine(`calls in progress: ${hangup.requested}, ended since: ${hangup.ended}`);
+        if (answer?.requested === null) {
+          printLine(
+            `hang-up requested at ${shortTime(request!.at)}: each PBX node's vnum serve hangs up its calls of this session that started by then, as its replica receives the request (how many: vnum calls --session ${id} on each node)`,
+          );
+        } else if (answer) {
+          printLine(`calls in progress: ${answer.requested}, ended since: ${answer.ended}`);
         }
       }
-      if (hangup && hangup.ended < hangup.requested) {
+      if (answer && answer.requested !== null && answer.ended < answer.requested) {
         printNotice(
-          `${hangup.requested - hangup.ended} call(s) still up after ${options.wait}; vnum serve hangs them up once its AMI connection allows (see vnum health)`,
+          `${answer.requested - answer.ended} call(s) still up after ${options.wait}; vnum serve hangs them up once its AMI connection allows (see vnum health)`,
         );
       }
     });

@@ -305,4 +305,13 @@ export const MIGRATIONS: readonly string[] = [
   ) WITHOUT ROWID;
   INSERT INTO pin_tally (dialled, pins) SELECT dialled, count(*) FROM pin GROUP BY dialled;
   `,
+  // 11: a hang-up request on the session (cluster mode, issue 15): the
+  // authority's release with hangup writes its time into the session's row,
+  // replication brings it to every node, and each node's vnum serve hangs up
+  // its open calls of that session that started at or before it
+  // (src/calls/store.ts, callsToHangUp). NULL on a single box, whose release
+  // marks the calls themselves (call.hangup_requested_at).
+  `
+  ALTER TABLE session ADD COLUMN hangup_requested_at INTEGER;
+  `,
 ];

@@ -240,7 +240,9 @@ describe('the call log, stats and health', () => {
 
   it('a release with hangup asks vnum serve to hang up its calls in progress, and says how many ended within wait', async () => {
     const released = await api.client.post('/v1/sessions/busy-0/release', { grace: '0s', hangup: true, wait: '300ms' });
-    expect((released.body as any).hangup).toEqual({ requested: 2, ended: 0 });
+    expect((released.body as any).hangup).toEqual({ requestedAt: expect.any(String), requested: 2, ended: 0 });
+    // Asked at the release's time.
+    expect((released.body as any).hangup.requestedAt).toBe((released.body as any).releasedAt);
     const marked = withDb((handle) => handle.prepare("SELECT count(*) AS n FROM call WHERE session_id = 'busy-0' AND hangup_reason = 'release'").get() as { n: number });
     expect(marked.n).toBe(2);
   });

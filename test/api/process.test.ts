@@ -161,7 +161,7 @@ describe('stopping and crashing', () => {
     const exit = api.stop('SIGTERM');
     const answered = await inFlight;
     expect(answered.status).toBe(200);
-    expect((answered.body as any).hangup).toEqual({ requested: 1, ended: 0 });
+    expect((answered.body as any).hangup).toEqual({ requestedAt: expect.any(String), requested: 1, ended: 0 });
     expect(await exit).toEqual({ code: 0, signal: null });
     expect(api.log()).toMatch(/"msg":"stopping: finishing requests in flight"[\s\S]*"msg":"vnum api stopped"/);
   });

@@ -124,7 +124,7 @@ async function contract(authority: Authority, readPin: (dialled: string, digest:
 
   // Release: grace, then a retry of the create is refused; the sticky number comes back for the pair.
   const released = await authority.releaseSession('s1', 60_000, T0 + 6_000, { hangup: false });
-  expect(released).toMatchObject({ changed: true, hangupCalls: [] });
+  expect(released).toMatchObject({ changed: true, hangup: undefined });
   expect(released.session.state).toBe('grace');
   seen.push(released);
   seen.push(await authority.releaseSession('s1', 120_000, T0 + 7_000, { hangup: false }));
@@ -211,11 +211,21 @@ clusterSuite('the authority on PostgreSQL (cluster mode)', (env) => {
       );
       expect(onPostgres).toEqual(onSqlite);
       expect(await violations(client, T0 + 3_600_001)).toEqual([]);
-      // What only cluster mode says: the call log and hang-ups live on the nodes.
-      for (const call of [postgres.listCalls({ limit: 10 }, T0), postgres.openCallCount([1]), postgres.releaseSession('s6', 0, T0, { hangup: true })]) {
+      // What only cluster mode says: the call log lives on the nodes.
+      for (const call of [postgres.listCalls({ limit: 10 }, T0), postgres.openCallCount([1])]) {
         expect((await failure(call)).code).toBe(ErrorCode.UnsupportedInCluster);
       }
+      // A release with hangup: the request on the session's row for the nodes, in the release's transaction; no calls known here.
       expect((await postgres.getSession('s6', T0 + 3_600_001)).releasedAt).toBeNull();
+      const withHangup = await postgres.releaseSession('s6', 0, T0 + 3_600_002, { hangup: true });
+      expect(withHangup).toMatchObject({ changed: true, hangup: { at: T0 + 3_600_002, calls: undefined } });
+      const { rows: asked } = await client.query<{ released_at: string; hangup_requested_at: string }>("SELECT released_at, hangup_requested_at FROM session WHERE id = 's6'");
+      expect(asked.map((r) => [Number(r.released_at), Number(r.hangup_requested_at)])).toEqual([[T0 + 3_600_002, T0 + 3_600_002]]);
+      // Asked again on the ended session: written again, forward only (an API host whose clock is behind never moves it back).
+      expect(await postgres.releaseSession('s6', 0, T0 + 3_600_009, { hangup: true })).toMatchObject({ changed: false, hangup: { at: T0 + 3_600_009 } });
+      await postgres.releaseSession('s6', 0, T0 + 3_600_005, { hangup: true });
+      const { rows: again } = await client.query<{ hangup_requested_at: string }>("SELECT hangup_requested_at FROM session WHERE id = 's6'");
+      expect(Number(again[0]!.hangup_requested_at)).toBe(T0 + 3_600_009);
       expect((await postgres.checkStore(T0)).routers).toBeUndefined();
     } finally {
       await sqlite.close();

@@ -11,9 +11,19 @@
  * e2e harness's fixed ports (taken through its machine-wide lock); node A's
  * replica process runs in its own host and fills the file the router reads.
  * Node A has no API of its own: nothing reaches its file but replication.
+ *
+ * Then release with hang-up: a live call on A (AMI on, the shipped
+ * manager.sample.conf; A's router logged in as its AMI user) is torn down by
+ * a release with `"hangup": true` through B's API, the request reaching A
+ * only through replication: both carriers get a BYE.
  */
+import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { Asterisk } from '../support/asterisk/asterisk.js';
+import { listCalls, readRouterStatus, type Call } from '../../src/calls/store.js';
+import { openDb } from '../../src/store/db.js';
+import { Asterisk, sampleManagerConf } from '../support/asterisk/asterisk.js';
 import { ports } from '../support/asterisk/paths.js';
 import { deploy, routableOnFile, routableWithin, type CreatedJson } from '../support/cluster/api.js';
 import { audit } from '../support/cluster/checks.js';
@@ -21,13 +31,25 @@ import { clusterSuite } from '../support/cluster/suite.js';
 import { findLeaks, numberPattern } from '../support/leaks.js';
 import { startServe, type Serve } from '../support/serve.js';
 import { describeMessages, uriUser } from '../support/sip/messages.js';
-import { callThrough, type CallOutcome, type UacResult } from '../support/sip/sipp.js';
+import { callThrough, placeCall, startUas, type CallOutcome, type UacResult } from '../support/sip/sipp.js';
+import { waitFor } from '../support/wait.js';
 
 const POOL = ['+442079460001', '+442079460002', '+442079460003', '+442079460004'];
 const CUSTOMER = '+441134960123';
 const AGENT = '+441614960456';
 const REAL = [CUSTOMER, AGENT];
 const CALL_TIMEOUT_MS = 60_000;
+const AMI_SECRET = `e2e-${randomBytes(16).toString('hex')}`;
+
+/** A node's call log, read from its file as `vnum calls` does. */
+function callsOn(db: string, session: string): Call[] {
+  const file = openDb(db, { readonly: true });
+  try {
+    return listCalls(file, { session, limit: 10 }).calls;
+  } finally {
+    file.close();
+  }
+}
 
 /** The From and To the caller sent: SIP echoes them back, and they are the caller's own. */
 function ownHeaders(caller: UacResult): string[] {
@@ -52,7 +74,8 @@ clusterSuite('a real call on node A for a session created through node B\'s API'
   let asterisk: Asterisk;
   // Asterisk first, in a hook (it may wait for another run's turn with the machine-wide lock on the fixed ports, the router's among them).
   beforeAll(async () => {
-    asterisk = await Asterisk.start();
+    // AMI on for the hang-up test (the first test's router has no AMI user: it does not use it).
+    asterisk = await Asterisk.start({ managerConf: sampleManagerConf(AMI_SECRET) });
   });
   afterAll(async () => {
     await asterisk?.stop();
@@ -99,6 +122,61 @@ clusterSuite('a real call on node A for a session created through node B\'s API'
         expect(report.equal, `${p.name}: ${report.text}`).toBe(true);
       }
     } finally {
+      try {
+        await router?.stop();
+      } finally {
+        await d.stop();
+      }
+    }
+  }, 180_000);
+
+  it("a live call on A is torn down by a release with hangup through B's API: the request reaches A by replication, A's vnum serve hangs up through AMI, both carriers get a BYE", async () => {
+    const d = await deploy(env, { name: 'hangcall', pool: POOL, apis: [1] });
+    const [a, b] = d.pbxs as [typeof d.pbxs[0], typeof d.pbxs[0]];
+    let router: Serve | undefined;
+    const far = await startUas();
+    try {
+      const secretFile = join(env.dir, 'ami-secret');
+      writeFileSync(secretFile, `${AMI_SECRET}\n`, { mode: 0o600 });
+      router = await startServe({ db: a.db, port: ports.router, env: { VNUM_AMI_USER: 'vnum', VNUM_AMI_SECRET_FILE: secretFile } });
+      const loggedIn = (): boolean => {
+        const file = openDb(a.db, { readonly: true });
+        try {
+          return readRouterStatus(file, `127.0.0.1:${ports.router}`)?.amiState === 'logged-in';
+        } finally {
+          file.close();
+        }
+      };
+      await waitFor("A's router logged in to Asterisk's AMI", () => (loggedIn() ? true : undefined), 15_000);
+
+      const created = await b.client!.post<CreatedJson>('/v1/sessions', { id: 'order-15002', parties: [{ number: CUSTOMER }, { number: AGENT }], ttl: '2h' });
+      expect(created.status, JSON.stringify(created.body)).toBe(201);
+      const session = created.body;
+      await routableWithin([a.db], [session], 20_000);
+
+      // The customer calls the agent on A and they talk (the caller would hold for 25 s).
+      const started = Date.now();
+      const caller = placeCall({ dialled: session.parties[1]!.maskedAs, callerUser: CUSTOMER, holdMs: 25_000, timeoutS: 40 });
+      await waitFor('the call answered in A\'s call log', () => callsOn(a.db, session.id).find((c) => c.state === 'answered'), 20_000);
+
+      const released = await b.client!.post<{ state: string; hangup: { requestedAt: string; requested: number | null; ended: number | null } }>(
+        `/v1/sessions/${session.id}/release`,
+        { grace: '10m', hangup: true },
+      );
+      expect(released.status, JSON.stringify(released.body)).toBe(200);
+      expect(released.body).toMatchObject({ state: 'grace', hangup: { requested: null, ended: null } });
+
+      const result = await caller;
+      const tookMs = Date.now() - started;
+      expect(result.received.some((m) => m.method === 'BYE'), describeMessages(result.received)).toBe(true);
+      expect(tookMs).toBeLessThan(20_000);
+      await asterisk.waitIdle();
+      expect(far.received().some((m) => m.method === 'BYE')).toBe(true);
+      const ended = await waitFor("the end in A's call log", () => callsOn(a.db, session.id).find((c) => c.state === 'ended'), 10_000);
+      expect(ended).toMatchObject({ dialStatus: 'ANSWER', hangupReason: 'release', hangupCause: 16, hangupRequestedAt: Date.parse(released.body.hangup.requestedAt) });
+      console.log(`cluster hang-up: a 25 s call ended ${tookMs} ms after it was placed, by a release through the other node's API`);
+    } finally {
+      await far.stop();
       try {
         await router?.stop();
       } finally {

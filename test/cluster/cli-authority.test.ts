@@ -178,7 +178,7 @@ clusterSuite('vnum session and vnum pool with --authority (cluster mode)', (suit
     expect(both('session', 'release', 'o1').pg.changed).toBe(false);
   });
 
-  it('bad session input is refused alike, with nothing written; release --hangup is refused in cluster mode before anything is released', async () => {
+  it('bad session input is refused alike, with nothing written; release --hangup in cluster mode writes the request on the session and answers without counts', async () => {
     expect(onPg('session', 'create', 'o2', A, C, '--ttl', '1h').code).toBe(0);
     const before = await rows();
     refusedAlike('VNUM_INVALID_NUMBER', 'session', 'create', 'o3', A, 'not-a-number');
@@ -187,11 +187,20 @@ clusterSuite('vnum session and vnum pool with --authority (cluster mode)', (suit
     refusedAlike('VNUM_SESSION_NOT_FOUND', 'session', 'release', 'nope');
     // o1 exists with other parties on both: the same id for another request is a conflict.
     refusedAlike('VNUM_SESSION_CONFLICT', 'session', 'create', 'o1', A, C);
-    const hangup = onPg('session', 'release', 'o2', '--hangup', '--grace', '0s');
-    expect(hangup.code).toBe(1);
-    expect(hangup.stdout).toBe('');
-    expect(hangup.stderr).toMatch(/^vnum: cluster mode: hang-up on release is not available through the authority .*nothing was released.*\[VNUM_UNSUPPORTED_IN_CLUSTER\]\n$/);
     expect(await rows()).toBe(before);
-    expect(JSON.parse(onPg('session', 'show', 'o2', '--json').stdout).state).toBe('active');
+    // --hangup: released, the request on the session's row (the nodes' vnum serve apply it); no counts, no wait.
+    const before2 = Date.now();
+    const hangup = onPg('session', 'release', 'o2', '--hangup', '--grace', '0s', '--json');
+    expect(hangup.code, hangup.stderr).toBe(0);
+    const answer = JSON.parse(hangup.stdout);
+    expect(answer).toMatchObject({ id: 'o2', state: 'ended', changed: true, hangup: { requested: null, ended: null } });
+    expect(Object.keys(answer.hangup).sort()).toEqual(['ended', 'requested', 'requestedAt']);
+    const { rows: asked } = await client.query<{ released_at: string; hangup_requested_at: string }>("SELECT released_at, hangup_requested_at FROM session WHERE id = 'o2'");
+    expect(Number(asked[0]!.hangup_requested_at)).toBe(Date.parse(answer.hangup.requestedAt));
+    expect(Number(asked[0]!.hangup_requested_at)).toBe(Number(asked[0]!.released_at));
+    expect(Number(asked[0]!.hangup_requested_at)).toBeGreaterThanOrEqual(before2);
+    const text = onPg('session', 'release', 'o2', '--hangup');
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(/^session o2 is ended .*: unchanged\nhang-up requested at .*: each PBX node's vnum serve hangs up its calls of this session that started by then/);
   });
 });

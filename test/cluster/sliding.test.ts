@@ -36,7 +36,7 @@ import { clusterSuite } from '../support/cluster/suite.js';
 import { partyNumber } from '../support/cluster/writer.js';
 import { scrape } from '../support/exposition.js';
 import { FakeAmi } from '../support/fake-ami.js';
-import { placeCall } from '../support/fake-asterisk.js';
+import { placeCallAs } from '../support/fake-asterisk.js';
 import { freePort } from '../support/net.js';
 import { startServe, type Serve } from '../support/serve.js';
 
@@ -74,12 +74,6 @@ function fileRows(db: string, id: string): string {
   } finally {
     file.close();
   }
-}
-
-/** One call through FastAGI with its own Uniqueid (AMI's events name the call by it); the router's command line. */
-async function routeCallWith(port: number, caller: string, dialled: string, uniqueid: string): Promise<string> {
-  const { command } = await placeCall(port, { agi_callerid: caller, agi_calleridname: 'unknown', agi_dnid: dialled, agi_extension: dialled, agi_uniqueid: uniqueid, agi_channel: 'PJSIP/carrier-00000042' });
-  return command;
 }
 
 /** vnum_sliding_pushes_total by outcome, from a router's /metrics. */
@@ -242,7 +236,7 @@ clusterSuite('sliding sessions on a cluster node', (env) => {
 
       const [first, second] = made.parties;
       const stamp = (ms: number) => (ms / 1000).toFixed(3);
-      const routed = await routeCallWith(serve.port, second.number, first.maskedAs, uniqueid);
+      const routed = await placeCallAs(serve.port, second.number, first.maskedAs, uniqueid);
       expect(routed).toContain('VNUM_STATUS=BRIDGE');
       fake.event('DialBegin', 'call', [['Timestamp', stamp(Date.now())], ['Uniqueid', uniqueid], ['DestUniqueid', `${uniqueid}1`]]);
       fake.event('DialEnd', 'call', [['Timestamp', stamp(Date.now())], ['Uniqueid', uniqueid], ['DialStatus', 'ANSWER']]);

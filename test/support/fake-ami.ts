@@ -46,6 +46,8 @@ export interface FakeAmiOptions {
   silent?: Set<string>;
   /** Answer Login after this long. */
   loginDelayMs?: number;
+  /** After a Hangup that found its channel, send its Hangup event (cause 16) as Asterisk does when the channel goes. */
+  hangupEvents?: boolean;
 }
 
 function header(headers: Array<[string, string]>, name: string): string | undefined {
@@ -207,8 +209,11 @@ export class FakeAmi {
           this.reply(session, action, [['Response', 'Error'], ['Message', 'No such channel']]);
           return;
         }
-        this.channels.splice(found, 1);
+        const [gone] = this.channels.splice(found, 1);
         this.reply(session, action, [['Response', 'Success'], ['Message', 'Channel Hungup']]);
+        if (this.options.hangupEvents) {
+          this.event('Hangup', 'call', [['Timestamp', (Date.now() / 1000).toFixed(6)], ['Channel', gone!.channel], ['Uniqueid', gone!.uniqueid], ['Cause', '16'], ['Cause-txt', 'Normal Clearing']]);
+        }
         return;
       }
       case 'coreshowchannels': {

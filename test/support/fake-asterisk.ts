@@ -157,6 +157,12 @@ export async function placeCall(
   return { command, closed };
 }
 
+/** A call from `caller` to `dialled` with its own Uniqueid and channel (AMI's events and Hangup name the call by them): the router's command line. */
+export async function placeCallAs(port: number, caller: string, dialled: string, uniqueid: string, channel = 'PJSIP/carrier-00000042'): Promise<string> {
+  const overrides = { agi_callerid: caller, agi_calleridname: 'unknown', agi_dnid: dialled, agi_extension: dialled, agi_uniqueid: uniqueid, agi_channel: channel };
+  return (await placeCall(port, overrides)).command;
+}
+
 /** What a well-behaved Asterisk sends for a call from `caller` to `dialled`. */
 export function callEnvironment(caller: string, dialled: string): string {
   return environmentText({ agi_callerid: caller, agi_calleridname: 'unknown', agi_dnid: dialled, agi_extension: dialled });

@@ -32,6 +32,7 @@ import { openDb } from '../../src/store/db.js';
 import { captureLog } from '../support/log.js';
 import { sleep, until } from '../support/wait.js';
 import { FakeAmi } from '../support/fake-ami.js';
+import { trackerOnFakeAmi } from '../support/tracker.js';
 import { holdLock, londonDids, mobile, party, seedPool, tempDb } from '../support/store.js';
 
 let store: ReturnType<typeof tempDb>;
@@ -269,37 +270,9 @@ describe('the call tracker in vnum serve, against a fake AMI', () => {
   });
 
   async function serveSide(options: { silent?: Set<string> } = {}) {
-    const fake = new FakeAmi({ silent: options.silent });
-    await fake.listen();
-    fakes.push(fake);
-    const log = captureLog();
-    const ami = new AmiClient({
-      host: '127.0.0.1',
-      port: fake.port,
-      username: 'vnum',
-      secret: 'secret',
-      eventClasses: CALL_EVENT_CLASSES,
-      events: CALL_EVENTS,
-      logger: log.logger,
-      actionTimeoutMs: 300,
-      reconnectInitialMs: 20,
-      pingIntervalMs: 0,
-    });
-    const tracker = new CallTracker({ dbPath: store.path, ami, router: '127.0.0.1:4573', logger: log.logger, hangupCheckMs: 30, heartbeatMs: 50 });
-    tracker.start();
-    ami.start();
-    stops.push(async () => {
-      await ami.stop();
-      await tracker.stop();
-    });
-    await until(() => ami.loggedIn, 3_000);
-    // The tracker reconciles its open calls with CoreShowChannels at login; a call routed
-    // before that reply is applied would be marked lost. A Ping on the same connection is
-    // answered after it, and the write it queued runs on the next turn.
-    await until(() => fake.actions('coreshowchannels').length > 0, 3_000);
-    await ami.action('Ping', {}, 3_000);
-    await new Promise((r) => setImmediate(r));
-    return { fake, ami, tracker, log };
+    const side = await trackerOnFakeAmi(store.path, { fake: { silent: options.silent } });
+    stops.push(side.stop);
+    return side;
   }
 
   const inbound = (uniqueId: string) => ({

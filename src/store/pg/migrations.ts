@@ -158,4 +158,12 @@ export const PG_MIGRATIONS: readonly string[] = [
   );
   INSERT INTO pin_tally (dialled, pins) SELECT dialled, count(*) FROM pin GROUP BY dialled;
   `,
+  // 6: a release's hang-up request (SQLite migration 11): the time of the
+  // latest release with hangup, on the session's row, so it reaches every
+  // node through the publication the session is already in; each node's
+  // vnum serve hangs up its own open calls of the session that started at or
+  // before it. No new table, no new network path.
+  `
+  ALTER TABLE session ADD COLUMN hangup_requested_at bigint;
+  `,
 ];

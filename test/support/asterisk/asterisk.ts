@@ -2,6 +2,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chownSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { repoPath } from '../repo.js';
 import { asteriskRoot, dialplanFile, loopback, ports } from './paths.js';
 import { holdPortsLock, releasePortsLock } from './ports-lock.js';
 
@@ -522,4 +523,12 @@ export class Asterisk {
     }
     live.delete(this);
   }
+}
+
+/** The shipped dialplan/manager.sample.conf as an operator installs it: only the secret is theirs (AMI on 127.0.0.1:5038). */
+export function sampleManagerConf(secret: string): string {
+  const sample = readFileSync(repoPath('dialplan/manager.sample.conf'), 'utf8');
+  const conf = sample.replace(/^secret\s*=.*$/m, `secret = ${secret}`);
+  if (conf === sample) throw new Error('dialplan/manager.sample.conf has no "secret =" line to set');
+  return conf;
 }
