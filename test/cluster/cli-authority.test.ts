@@ -127,7 +127,7 @@ clusterSuite('vnum session and vnum pool with --authority (cluster mode)', (suit
     const text = onPg('pool', 'list');
     expect(text.code, text.stderr).toBe(0);
     expect(text.stdout.split('\n')[0]).toMatch(/^NUMBER +COUNTRY +STATE +ADDED +PIN +OUT OF SESSION +DESK$/);
-  });
+  }, 90_000);
 
   it('bad pool input is refused alike, with nothing written to PostgreSQL', async () => {
     const before = await rows();
@@ -137,7 +137,7 @@ clusterSuite('vnum session and vnum pool with --authority (cluster mode)', (suit
     refusedAlike('VNUM_INVALID_ARGUMENT', 'pool', 'set', DIDS[0]!, '--pin', 'sometimes');
     refusedAlike('VNUM_POOL_CONFLICT', 'pool', 'set', DIDS[0]!, '--out-of-session', 'fallback', '--fallback', DIDS[1]!);
     expect(await rows()).toBe(before);
-  });
+  }, 90_000);
 
   it('session create (PINs shown), show, list, release: the same answers as on a file, the rows in PostgreSQL', async () => {
     const created = both('session', 'create', 'o1', A, B, '--ttl', '1h');
@@ -176,7 +176,7 @@ clusterSuite('vnum session and vnum pool with --authority (cluster mode)', (suit
     const { rows: ended } = await client.query('SELECT count(*)::int AS n FROM bridge WHERE ends_at > $1', [Date.now()]);
     expect(ended).toEqual([{ n: 0 }]);
     expect(both('session', 'release', 'o1').pg.changed).toBe(false);
-  });
+  }, 90_000);
 
   it('bad session input is refused alike, with nothing written; release --hangup in cluster mode writes the request on the session and answers without counts', async () => {
     expect(onPg('session', 'create', 'o2', A, C, '--ttl', '1h').code).toBe(0);
@@ -202,5 +202,5 @@ clusterSuite('vnum session and vnum pool with --authority (cluster mode)', (suit
     const text = onPg('session', 'release', 'o2', '--hangup');
     expect(text.code, text.stderr).toBe(0);
     expect(text.stdout).toMatch(/^session o2 is ended .*: unchanged\nhang-up requested at .*: each PBX node's vnum serve hangs up its calls of this session that started by then/);
-  });
+  }, 90_000);
 });

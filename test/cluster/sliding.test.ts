@@ -205,7 +205,7 @@ clusterSuite('sliding sessions on a cluster node', (env) => {
       await authority.close();
       await client.end();
     }
-  });
+  }, 90_000);
   it('a call in progress on a node keeps its sliding session alive on the authority, one push per half idle timeout, and its hang-up pushes once more', async () => {
     const idleMs = 6_000;
     const { target, client } = await env.authority();
@@ -271,5 +271,5 @@ clusterSuite('sliding sessions on a cluster node', (env) => {
       await authority.close();
       await client.end();
     }
-  });
+  }, 90_000);
 });
