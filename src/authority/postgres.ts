@@ -27,6 +27,9 @@ import {
   type SessionRow,
 } from '../session/sessions.js';
 import { liveSql, SESSION_STATES, stateSql } from '../session/state.js';
+import { sessionEvent } from '../session/events.js';
+import { newEventId } from '../webhooks/outbox.js';
+import { pgSessionReleased } from './pg-webhooks.js';
 import type { Stats } from '../stats.js';
 import type { Authority, StoreCheck } from './authority.js';
 import { PgStore, positional, RetryTransaction, type PgStoreOptions } from './pg-store.js';
@@ -56,8 +59,10 @@ import { pgPoolFaces } from './pg-pool.js';
  * number never enters the pool while a session is made for it, as under
  * SQLite's write lock; creates do not wait for each other.
  *
- * On each PBX node (`vnum serve`, `vnum replica`) and not here: the call
- * log, the routers' reports and the webhook outbox (a node's sliding pushes
+ * The webhook outbox is here too (src/authority/pg-webhooks.ts): a create
+ * and a release write their events in their own transactions, as on a
+ * single box. On each PBX node (`vnum serve`, `vnum replica`) and not here:
+ * the call log and the routers' reports (a node's sliding pushes
  * come here, through ./pg-slide.ts). Asked for those, this authority answers
  * VNUM_UNSUPPORTED_IN_CLUSTER (the API: 501) rather than an empty answer. A
  * release with hangup writes its request on the session's row
@@ -114,12 +119,14 @@ export async function openPostgresAuthority(target: PgTarget, options: PgStoreOp
         const firstMaskedAs = allocate(of(second.number), pool, { dialler: second, target: first.number, requested: first.maskedAs, now });
         const secondMaskedAs = allocate(of(first.number), pool, { dialler: first, target: second.number, requested: second.maskedAs, now });
         const { expiresAt, endsAt } = sessionEnds(input);
+        // session.created goes into the write statement (written only while recording is on); its data has no PIN.
+        const created = sessionEvent('session.created', createdSession(input, { firstMaskedAs, secondMaskedAs, expiresAt, endsAt, callSettings, pins: ['', ''] }), now);
         const { rows: wrote } = await c.query<{ sid: number; lent: number; pins_first: number; pins_second: number }>({
           name: 'vnum_create_write',
           text: CREATE_WRITE_SQL,
           values: [
             input.id, first.number, firstMaskedAs, second.number, secondMaskedAs, now, expiresAt, endsAt, input.idleMs ?? null, callSettings,
-            numberTypeCode(first.type), numberTypeCode(second.type),
+            numberTypeCode(first.type), numberTypeCode(second.type), newEventId(), JSON.stringify(created.data),
           ],
         });
         const { sid, lent, pins_first: pinsOnFirstMasked, pins_second: pinsOnSecondMasked } = wrote[0]!;
@@ -180,6 +187,8 @@ export async function openPostgresAuthority(target: PgTarget, options: PgStoreOp
           `UPDATE bridge SET ends_at = $1 WHERE sid = $2 AND ((caller = $3 AND dialled = $4) OR (caller = $5 AND dialled = $6))`,
           [endsAt, row!.sid, row!.second_party, row!.first_masked_as, row!.first_party, row!.second_masked_as],
         );
+        // session.released and the end's tracking, after the session's row lock (the lock order of ./pg-webhooks.ts).
+        await pgSessionReleased(c, plan.before, plan.session, now);
         return { session: plan.session, changed: true, hangup: request };
       });
     },
@@ -291,6 +300,13 @@ const CREATE_READ_SQL = `SELECT (SELECT value FROM meta WHERE key = 'pool_revisi
  * were before this statement, which is the same for it: a bridge this
  * create takes over had ended. Two creates on one number queue on its tally
  * row (read committed: the second adds to what the first committed).
+ * While webhook recording is on (read by this statement: an event is never
+ * lost to a stale cache), session.created ($13 its id, $14 its data) and the
+ * session's end for session.ended (src/authority/pg-webhooks.ts) are written
+ * too. The event is 'pending' without the lane lock or check appends
+ * otherwise take (src/webhooks/pg-outbox.ts): a session id is taken by one
+ * session only (sessions are never deleted) and no other transaction can
+ * append to a session before this one commits it, so its lane is empty.
  */
 const CREATE_WRITE_SQL = `WITH s AS (
     INSERT INTO session (id, first_party, first_masked_as, second_party, second_masked_as, created_at, expires_at, ends_at, idle_ms, call_settings)
@@ -303,6 +319,15 @@ const CREATE_WRITE_SQL = `WITH s AS (
       SET sid = excluded.sid, target = excluded.target, target_type = excluded.target_type, lent_at = excluded.lent_at, ends_at = excluded.ends_at
       WHERE bridge.ends_at <= excluded.lent_at
     RETURNING 1
+  ), recording AS (
+    SELECT 1 FROM webhook_outbox WHERE recording_since > 0
+  ), created_event AS (
+    INSERT INTO webhook_event (id, type, session_id, occurred_at, recorded_at, data, state, next_at)
+    SELECT $13, 'session.created', $1, $6, $6, $14, 'pending', $6 FROM recording
+    RETURNING 1
+  ), tracked_end AS (
+    INSERT INTO webhook_session_end (ends_at, session_id) SELECT $8, $1 FROM recording WHERE $8::bigint IS NOT NULL
+    ON CONFLICT DO NOTHING RETURNING 1
   ), numbers AS (
     SELECT n.dialled, count(*)::int AS issuing, t.pins, t.swept_to
       FROM (VALUES ($3::text), ($5::text)) AS n (dialled) LEFT JOIN pin_tally t ON t.dialled = n.dialled

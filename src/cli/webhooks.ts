@@ -9,13 +9,17 @@ import { WebhookDeliverer } from '../webhooks/deliverer.js';
 import { sqliteDeliveryStore } from '../webhooks/delivery-store.js';
 import { setRecording, type CounterName } from '../webhooks/outbox.js';
 import { checkReceiver, WEBHOOK_DEFAULTS, WEBHOOK_LIMITS, webhookSettings, type WebhookFlags } from './webhook-settings.js';
-import { discardParked, retryParked, webhookStatus, type WebhookStatus } from '../webhooks/status.js';
+import { checkEventId, discardParked, retryParked, webhookStatus, type WebhookStatus } from '../webhooks/status.js';
 import { formatMs, span } from './settings.js';
 import { commandName, globalOptions, withDb } from './context.js';
 import { refuseReplicaWrites } from '../replica/read-only.js';
 import { isoTime } from '../time.js';
 import { printJson, printLine, printTable, shortTime } from './output.js';
 import { stopSignal } from './stop-signal.js';
+import { addAuthoritySetting, authorityName, givenAuthority } from './authority.js';
+import type { PgTarget } from '../replica/stream.js';
+import type { PgStore } from '../authority/pg-store.js';
+import type { DeliveryStore } from '../webhooks/delivery-store.js';
 
 const { version } = createRequire(import.meta.url)('../../../package.json') as { version: string };
 
@@ -89,6 +93,21 @@ interface DeliverOptions extends WebhookFlags {
   realNumbers?: boolean;
 }
 
+/**
+ * Cluster mode: `work` on the authority's outbox (PostgreSQL), through a
+ * store of its own that is closed afterwards. `pg` is loaded only here.
+ */
+async function onOutbox<T>(target: PgTarget, command: Command, work: (store: PgStore) => Promise<T>, connections = 1): Promise<T> {
+  const { PgStore } = await import('../authority/pg-store.js');
+  const store = new PgStore(target, { connections, applicationName: commandName(command) });
+  try {
+    await store.checkSchema();
+    return await work(store);
+  } finally {
+    await store.close();
+  }
+}
+
 function eventIds(ids: string[], all: boolean | undefined): string[] | 'all' {
   if (all && ids.length > 0) throw new VnumError(ErrorCode.Usage, 'give event ids or --all, not both');
   if (!all && ids.length === 0) throw new VnumError(ErrorCode.Usage, 'name the parked events (vnum webhooks status lists them), or --all');
@@ -98,8 +117,7 @@ function eventIds(ids: string[], all: boolean | undefined): string[] | 'all' {
 export function registerWebhooks(program: Command): void {
   const webhooks = program.command('webhooks').description('signed webhooks to the order system: deliver them, see the outbox, retry parked events');
 
-  webhooks
-    .command('deliver')
+  addAuthoritySetting(webhooks.command('deliver'))
     .description('send the outbox\'s events to the receiver, signed, in order per session, retried (turns recording on)')
     .addOption(new Option('--url <url>', 'the receiver: an http(s) URL on another host').env('VNUM_WEBHOOK_URL'))
     .addOption(new Option('--secret-file <file>', 'owner-only file with the signing secret (two lines while rotating), or VNUM_WEBHOOK_SECRET').env('VNUM_WEBHOOK_SECRET_FILE'))
@@ -130,6 +148,11 @@ export function registerWebhooks(program: Command): void {
       );
       if (!settings) throw new VnumError(ErrorCode.Configuration, 'no receiver: set VNUM_WEBHOOK_URL (or --url) and a signing secret');
       const warning = await checkReceiver(settings, command.getOptionValueSource('url') === 'cli' ? '--url' : 'VNUM_WEBHOOK_URL');
+      const target = givenAuthority(command);
+      if (target !== undefined) {
+        await deliverFromAuthority(target, command, settings, logger, warning);
+        return;
+      }
       const dbPath = resolveDbPath(globalOptions(command).db);
       const db = openDb(dbPath, { mode: 'write' });
       try {
@@ -147,7 +170,7 @@ export function registerWebhooks(program: Command): void {
       });
       if (warning) logger.warn(warning);
       if (settings.url.protocol === 'http:') logger.warn({ url: settings.url.origin }, 'the receiver is plain http: payloads and signatures cross the network readable; use https beyond a network you own');
-      deliverer.start();
+      await deliverer.start();
       logger.info(
         { db: dbPath, url: settings.url.href, concurrency: settings.concurrency, realNumbers: settings.realNumbers, secrets: settings.secrets.length },
         'vnum webhooks delivering from this store',
@@ -164,46 +187,111 @@ export function registerWebhooks(program: Command): void {
       }
     });
 
-  webhooks
-    .command('status')
+  addAuthoritySetting(webhooks.command('status'))
     .description('the outbox: recording, deliverers, backlog, parked events, totals')
     .option('--json', 'JSON (README, "Webhooks")')
-    .action((options: { json?: boolean }, command: Command) => {
-      const status = withDb(command, (db) => webhookStatus(db), 'read');
+    .action(async (options: { json?: boolean }, command: Command) => {
+      const target = givenAuthority(command);
+      const status =
+        target === undefined
+          ? withDb(command, (db) => webhookStatus(db), 'read')
+          : await onOutbox(target, command, async (store) => (await import('../webhooks/pg-status.js')).pgWebhookStatus(store));
       if (options.json) printJson(statusJson(status));
       else printStatus(status, Date.now());
     });
 
   const parkedActions = [
-    ['retry', 'retried', 'due again', 'send parked events again, with a fresh retry window; their sessions\' later events follow', retryParked],
-    ['discard', 'discarded', 'discarded', 'give up on parked events: never sent; their sessions\' later events follow', discardParked],
+    ['retry', 'retried', 'due again', 'send parked events again, with a fresh retry window; their sessions\' later events follow', retryParked, 'pgRetryParked'],
+    ['discard', 'discarded', 'discarded', 'give up on parked events: never sent; their sessions\' later events follow', discardParked, 'pgDiscardParked'],
   ] as const;
-  for (const [name, key, done, description, act] of parkedActions) {
-    webhooks
-      .command(name)
+  for (const [name, key, done, description, act, onPg] of parkedActions) {
+    addAuthoritySetting(webhooks.command(name))
       .description(description)
       .argument('[event-ids...]', 'parked events (vnum webhooks status lists them)')
       .option('--all', 'every parked event')
       .option('--json', `JSON: {"${key}": [ids]}`)
-      .action((ids: string[], options: { all?: boolean; json?: boolean }, command: Command) => {
+      .action(async (ids: string[], options: { all?: boolean; json?: boolean }, command: Command) => {
         const which = eventIds(ids, options.all);
-        const changed = withDb(command, (db) => act(db, which, Date.now()), 'write');
+        const target = givenAuthority(command);
+        // On the authority, a malformed id is refused before connecting.
+        if (target !== undefined && which !== 'all') for (const id of which) checkEventId(id);
+        const changed =
+          target === undefined
+            ? withDb(command, (db) => act(db, which, Date.now()), 'write')
+            : await onOutbox(target, command, async (store) => (await import('../webhooks/pg-status.js'))[onPg](store, which, Date.now()));
         if (options.json) printJson({ [key]: changed });
         else printLine(`${changed.length} parked event${changed.length === 1 ? '' : 's'} ${done}`);
       });
   }
 
   for (const [name, on] of [['enable', true], ['disable', false]] as const) {
-    webhooks
-      .command(name)
+    addAuthoritySetting(webhooks.command(name))
       .description(
         on
           ? 'record events from now on, before any deliverer runs (vnum webhooks deliver also does it)'
           : 'stop recording events (the backlog stays; a deliverer started later turns recording on again)',
       )
-      .action((_options: unknown, command: Command) => {
-        withDb(command, (db) => writeTransaction(db, () => setRecording(db, on, Date.now())), 'write');
+      .action(async (_options: unknown, command: Command) => {
+        const target = givenAuthority(command);
+        if (target === undefined) withDb(command, (db) => writeTransaction(db, () => setRecording(db, on, Date.now())), 'write');
+        else {
+          const { setPgRecording } = await import('../webhooks/pg-outbox.js');
+          await onOutbox(target, command, (store) => store.transaction((c) => setPgRecording(c, on, Date.now())));
+        }
         printLine(`webhook events ${on ? 'recorded from now on' : 'no longer recorded'}`);
       });
+  }
+}
+
+/**
+ * `vnum webhooks deliver --authority`: the same deliverer on the authority's
+ * outbox (cluster mode). Any number may run, on any hosts: claims are leases
+ * taken with FOR UPDATE SKIP LOCKED (src/webhooks/pg-delivery-store.ts), and
+ * each runs the session.ended sweep, which one transaction at a time does
+ * (src/authority/pg-webhooks.ts).
+ */
+async function deliverFromAuthority(
+  target: PgTarget,
+  command: Command,
+  settings: NonNullable<ReturnType<typeof webhookSettings>>,
+  logger: ReturnType<typeof createLogger>,
+  warning: string | undefined,
+): Promise<void> {
+  const { PgStore } = await import('../authority/pg-store.js');
+  const { pgDeliveryStore } = await import('../webhooks/pg-delivery-store.js');
+  const { reportPgSessionEnds } = await import('../authority/pg-webhooks.js');
+  // Deliveries record their outcome on connections of their own; the claims and the sweep share the rest.
+  const store = new PgStore(target, { connections: Math.min(settings.concurrency, 16) + 2, applicationName: commandName(command) });
+  let deliverer: WebhookDeliverer | undefined;
+  try {
+    await store.checkSchema();
+    const outbox: DeliveryStore = pgDeliveryStore(store);
+    deliverer = new WebhookDeliverer({
+      store: outbox,
+      settings,
+      logger,
+      tick: (now) => reportPgSessionEnds(store, now),
+      userAgent: `vnum-webhooks/${version}`,
+    });
+    if (warning) logger.warn(warning);
+    if (settings.url.protocol === 'http:') logger.warn({ url: settings.url.origin }, 'the receiver is plain http: payloads and signatures cross the network readable; use https beyond a network you own');
+    await deliverer.start();
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+  logger.info(
+    { authority: authorityName(target), url: settings.url.href, concurrency: settings.concurrency, realNumbers: settings.realNumbers, secrets: settings.secrets.length },
+    'vnum webhooks delivering from the authority',
+  );
+  const signal = await stopSignal();
+  logger.info({ signal, inFlight: deliverer.status().inFlight }, 'stopping: finishing deliveries in flight');
+  try {
+    await deliverer.stop();
+  } catch (error) {
+    logger.error({ err: error }, 'error while stopping');
+  } finally {
+    await store.close();
+    logger.info('vnum webhooks stopped');
   }
 }

@@ -47,7 +47,7 @@ export interface DelivererOptions {
   settings: WebhookSettings;
   logger: Logger;
   /** The clock's work, run every `tickMs` (the session.ended sweep). */
-  tick?: (now: number) => void;
+  tick?: (now: number) => void | Promise<unknown>;
   tickMs?: number;
   /** When nothing is due, look again after this long. */
   pollMs?: number;
@@ -89,7 +89,9 @@ export class WebhookDeliverer {
   private lastTick = 0;
   private lastPrune = 0;
   private running = false;
-  private pumping = false;
+  /** The pump under way (the store is asynchronous): one at a time; a wake-up meanwhile runs it again at once. */
+  private pumping: Promise<void> | undefined;
+  private pumpAgain = false;
   private readonly counts: DelivererStatus = { inFlight: 0, delivered: 0, failedAttempts: 0, parked: 0, lastError: null, lastDeliveredAt: null };
 
   constructor(private readonly options: DelivererOptions) {
@@ -100,13 +102,18 @@ export class WebhookDeliverer {
     this.agent = postAgent(options.settings.url, options.settings.concurrency, options.settings.allowLocal);
   }
 
-  /** Turns recording on and starts sending. */
-  start(): void {
+  /** Turns recording on and starts sending (recording is on when the promise resolves; a store that cannot do it rejects). */
+  async start(): Promise<void> {
     if (this.running) return;
     this.running = true;
-    this.options.store.startRecording(this.now());
-    this.heartbeat();
-    this.heartbeatTimer = setInterval(() => this.heartbeat(), this.options.heartbeatMs ?? 5_000);
+    try {
+      await this.options.store.startRecording(this.now());
+    } catch (error) {
+      this.running = false;
+      throw error;
+    }
+    void this.heartbeat();
+    this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.options.heartbeatMs ?? 5_000);
     this.heartbeatTimer.unref?.();
     this.schedule(0);
   }
@@ -117,9 +124,10 @@ export class WebhookDeliverer {
     this.running = false;
     clearTimeout(this.timer);
     clearInterval(this.heartbeatTimer);
+    await this.pumping;
     await Promise.allSettled([...this.inFlight.values()]);
     this.agent.destroy();
-    this.heartbeat(true);
+    await this.heartbeat(true);
   }
 
   /** What this process has done: for logs and metrics (the outbox's own counts are in webhookStatus). */
@@ -132,26 +140,37 @@ export class WebhookDeliverer {
   private schedule(ms: number): void {
     if (!this.running) return;
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.pump(), ms);
+    this.timer = setTimeout(() => this.wake(), ms);
+  }
+
+  private wake(): void {
+    if (!this.running) return;
+    if (this.pumping) {
+      this.pumpAgain = true;
+      return;
+    }
+    this.pumping = this.pump().finally(() => {
+      this.pumping = undefined;
+      if (this.pumpAgain) {
+        this.pumpAgain = false;
+        this.schedule(0);
+      }
+    });
   }
 
   /** Claim what is due, up to the free slots; called again as each delivery ends. */
-  private pump(): void {
-    if (!this.running || this.pumping) return;
-    this.pumping = true;
+  private async pump(): Promise<void> {
     const { settings, store } = this.options;
     let claimed: ClaimedEvent[] = [];
     let failed = false;
     try {
       const now = this.now();
-      this.clockWork(now);
+      await this.clockWork(now);
       const free = settings.concurrency - this.inFlight.size;
-      if (free > 0) claimed = store.claim(now, free, leaseFor(settings.timeoutMs));
+      if (free > 0) claimed = await store.claim(now, free, leaseFor(settings.timeoutMs));
     } catch (error) {
       failed = true;
       this.fail('the outbox cannot be read', error);
-    } finally {
-      this.pumping = false;
     }
     for (const event of claimed) {
       if (this.inFlight.has(event.seq)) continue;
@@ -166,16 +185,16 @@ export class WebhookDeliverer {
   }
 
   /** The clock's work; a failure here is logged and never stops delivery. */
-  private clockWork(now: number): void {
+  private async clockWork(now: number): Promise<void> {
     const { tick, store } = this.options;
     try {
       if (tick && now - this.lastTick >= (this.options.tickMs ?? 1_000)) {
         this.lastTick = now;
-        tick(now);
+        await tick(now);
       }
       if (now - this.lastPrune >= PRUNE_EVERY_MS) {
         this.lastPrune = now;
-        const removed = store.prune(now, this.options.keepMs ?? KEEP_DONE_MS);
+        const removed = await store.prune(now, this.options.keepMs ?? KEEP_DONE_MS);
         if (removed > 0) this.log.info({ removed }, 'webhook events delivered over a week ago deleted');
       }
     } catch (error) {
@@ -194,14 +213,14 @@ export class WebhookDeliverer {
     try {
       const now = this.now();
       if (outcome === null) {
-        store.delivered(event, now);
+        await store.delivered(event, now);
         this.counts.delivered++;
         this.counts.lastDeliveredAt = now;
         return;
       }
       this.counts.failedAttempts++;
       this.counts.lastError = outcome;
-      const next = store.failed(event, now, outcome, settings.retry, this.options.random);
+      const next = await store.failed(event, now, outcome, settings.retry, this.options.random);
       const context = { event: event.id, type: event.type, session: event.session, attempts: event.attempts, err: outcome };
       if (next.parked) {
         this.counts.parked++;
@@ -220,7 +239,7 @@ export class WebhookDeliverer {
     const { settings, store } = this.options;
     let data = event.data;
     if (settings.realNumbers) {
-      const parties = store.partiesOf(event.session);
+      const parties = await store.partiesOf(event.session);
       if (parties) data = withRealNumbers(event.type, data, parties);
     }
     const body = eventBody(event, data);
@@ -235,9 +254,9 @@ export class WebhookDeliverer {
     return `HTTP ${result.status}${result.excerpt ? `: ${result.excerpt}` : ''}`;
   }
 
-  private heartbeat(stopped = false): void {
+  private async heartbeat(stopped = false): Promise<void> {
     try {
-      this.options.store.heartbeat({
+      await this.options.store.heartbeat({
         instance: this.instance,
         url: this.options.settings.url.href,
         pid: process.pid,

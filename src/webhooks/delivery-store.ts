@@ -7,28 +7,30 @@ import { afterFailure, type AfterFailure, type RetryPolicy } from './retry.js';
 /**
  * What the deliverer needs from the store, and nothing else: the one seam
  * between delivery (HTTP, signing, timing) and the outbox's tables, so the
- * outbox can move to another database (PostgreSQL, issue 15) behind the
- * same interface. Every method is one transaction.
+ * outbox can move to another database (PostgreSQL, issue 15:
+ * ./pg-delivery-store.ts) behind the same interface. Every method is one
+ * transaction; asynchronous, so a network database fits it (the SQLite one
+ * answers at once).
  */
 export interface DeliveryStore {
   /** The deliverer starts: facts write their events from now on. */
-  startRecording(now: number): void;
+  startRecording(now: number): Promise<void>;
   /**
    * Due events (each the oldest open one of its session), at most `limit`,
    * each leased until now + leaseMs: no deliverer takes it again before the
    * lease runs out (then it is due again: a deliverer killed mid-flight
    * loses nothing).
    */
-  claim(now: number, limit: number, leaseMs: number): ClaimedEvent[];
+  claim(now: number, limit: number, leaseMs: number): Promise<ClaimedEvent[]>;
   /** A 2xx came back: done, and the session's next event is due. */
-  delivered(event: ClaimedEvent, now: number): void;
+  delivered(event: ClaimedEvent, now: number): Promise<void>;
   /** Anything else: tried again after a back-off, or parked once the window has closed. */
-  failed(event: ClaimedEvent, now: number, error: string, policy: RetryPolicy, random?: () => number): AfterFailure;
+  failed(event: ClaimedEvent, now: number, error: string, policy: RetryPolicy, random?: () => number): Promise<AfterFailure>;
   /** The session's real numbers, first and second party, for an operator who opted in. */
-  partiesOf(session: string): readonly [string, string] | undefined;
-  heartbeat(report: DelivererReport): void;
+  partiesOf(session: string): Promise<readonly [string, string] | undefined>;
+  heartbeat(report: DelivererReport): Promise<void>;
   /** Delete events done more than keepMs ago. Returns how many. */
-  prune(now: number, keepMs: number): number;
+  prune(now: number, keepMs: number): Promise<number>;
 }
 
 export interface ClaimedEvent extends OutboxEvent {
@@ -96,11 +98,11 @@ const PRUNE_BATCH = 1_000;
 export function sqliteDeliveryStore(db: Db): DeliveryStore {
   const s = statements(db);
   return {
-    startRecording(now) {
+    async startRecording(now) {
       db.transaction(() => setRecording(db, true, now)).immediate();
     },
 
-    claim(now, limit, leaseMs) {
+    async claim(now, limit, leaseMs) {
       return db
         .transaction(() =>
           s.due.all(now, limit).map((row) => {
@@ -112,13 +114,13 @@ export function sqliteDeliveryStore(db: Db): DeliveryStore {
         .immediate();
     },
 
-    delivered(event, now) {
+    async delivered(event, now) {
       db.transaction(() => {
         if (closeEvent(db, event, 'delivered', now)) addToCounter(db, 'delivered', 1);
       }).immediate();
     },
 
-    failed(event, now, error, policy, random) {
+    async failed(event, now, error, policy, random) {
       return db
         .transaction(() => {
           const firstFailedAt = event.firstFailedAt ?? now;
@@ -134,19 +136,19 @@ export function sqliteDeliveryStore(db: Db): DeliveryStore {
         .immediate();
     },
 
-    partiesOf(session) {
+    async partiesOf(session) {
       const row = s.parties.get(session);
       return row ? [row.first, row.second] : undefined;
     },
 
-    heartbeat(report) {
+    async heartbeat(report) {
       db.transaction(() => {
         s.heartbeat.run({ ...report, stoppedFlag: report.stopped ? 1 : 0 });
         s.forgetDeliverers.run(report.updatedAt - 86_400_000);
       }).immediate();
     },
 
-    prune(now, keepMs) {
+    async prune(now, keepMs) {
       const cutoff = now - keepMs;
       let removed = 0;
       let after = 0;

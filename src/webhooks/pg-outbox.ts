@@ -83,3 +83,37 @@ export async function setPgRecording(client: pg.ClientBase | pg.Pool, on: boolea
   if (on) await client.query('UPDATE webhook_outbox SET recording_since = $1 WHERE recording_since = 0', [Math.max(1, now)]);
   else await client.query('UPDATE webhook_outbox SET recording_since = 0');
 }
+
+/** Close an open event and promote the next of its lane, counting it; the lane lock is taken first (see above). */
+const CLOSE_SQL = `WITH closed AS (
+    UPDATE webhook_event SET state = $2, done_at = $3, next_at = NULL
+     WHERE seq = $1 AND done_at IS NULL AND ($5::text IS NULL OR state = $5) RETURNING seq, session_id
+  ), head AS (
+    -- The statement's snapshot still shows the closed event open: it is left out by its seq.
+    SELECT e.seq, e.state FROM webhook_event e, closed c
+     WHERE e.session_id = c.session_id AND e.done_at IS NULL AND e.seq <> c.seq ORDER BY e.seq LIMIT 1
+  ), promoted AS (
+    UPDATE webhook_event SET state = 'pending', next_at = $3 WHERE seq IN (SELECT seq FROM head WHERE state = 'queued') RETURNING seq
+  ), counted AS (
+    UPDATE webhook_counter SET value = value + (SELECT count(*) FROM closed) WHERE name = $4 AND EXISTS (SELECT 1 FROM closed) RETURNING 1
+  )
+  SELECT (SELECT count(*) FROM closed)::int AS closed`;
+
+/**
+ * An event is done (delivered, or discarded by the operator), inside the
+ * caller's transaction: the next event of its session, if any, becomes due
+ * now, and the counter of that outcome moves. False when it was done
+ * already (or, given `only`, is no longer in that state). Two statements:
+ * the lane lock, then the close.
+ */
+export async function closePgEvent(
+  client: pg.ClientBase,
+  event: { seq: number; session: string },
+  state: 'delivered' | 'discarded',
+  now: number,
+  only?: 'parked',
+): Promise<boolean> {
+  await client.query({ name: 'vnum_webhook_lane', text: `SELECT pg_advisory_xact_lock(${LANE_LOCK_SPACE}, hashtext($1))`, values: [event.session] });
+  const { rows } = await client.query<{ closed: number }>({ name: 'vnum_webhook_close', text: CLOSE_SQL, values: [event.seq, state, now, state, only ?? null] });
+  return rows[0]!.closed > 0;
+}

@@ -110,7 +110,7 @@ export function webhookStatus(db: Db, parkedLimit = 100): WebhookStatus {
   })();
 }
 
-interface ParkedRow {
+export interface ParkedRow {
   seq: number;
   id: string;
   session: string;
@@ -118,17 +118,26 @@ interface ParkedRow {
 
 /** The parked events these ids name, all of them or none (VNUM_EVENT_NOT_PARKED naming the first that is not). */
 function parkedEvents(db: Db, ids: readonly string[] | 'all'): ParkedRow[] {
-  const all = db.prepare<[], ParkedRow>("SELECT seq, id, session_id AS session FROM webhook_event WHERE state = 'parked' ORDER BY seq").all();
+  return pickParked(db.prepare<[], ParkedRow>("SELECT seq, id, session_id AS session FROM webhook_event WHERE state = 'parked' ORDER BY seq").all(), ids);
+}
+
+/** Of every parked event (`all`, by seq), those the ids name: all of them or none (also ./pg-status.ts's rule). */
+export function pickParked(all: ParkedRow[], ids: readonly string[] | 'all'): ParkedRow[] {
   if (ids === 'all') return all;
   const byId = new Map(all.map((row) => [row.id, row]));
   return [...new Set(ids)].map((id) => {
-    if (!EVENT_ID.test(id)) {
-      throw new VnumError(ErrorCode.InvalidArgument, `invalid event id "${id.slice(0, 70)}": evt_ and 32 hexadecimal digits, as vnum webhooks status shows it`);
-    }
+    checkEventId(id);
     const row = byId.get(id);
     if (!row) throw new VnumError(ErrorCode.EventNotParked, `no parked event ${id}: vnum webhooks status lists the parked ones`);
     return row;
   });
+}
+
+/** An event id as `vnum webhooks status` shows it, or VNUM_INVALID_ARGUMENT. */
+export function checkEventId(id: string): void {
+  if (!EVENT_ID.test(id)) {
+    throw new VnumError(ErrorCode.InvalidArgument, `invalid event id "${id.slice(0, 70)}": evt_ and 32 hexadecimal digits, as vnum webhooks status shows it`);
+  }
 }
 
 /** Parked events become due now, with a fresh retry window. Returns their ids. */

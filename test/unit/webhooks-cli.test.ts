@@ -104,7 +104,7 @@ describe('vnum webhooks status, enable, disable, retry, discard', { timeout: 90_
     expect(JSON.parse(ok('webhooks', 'status', '--json'))).toMatchObject({ recording: { on: false, since: null }, backlog: 2 });
   });
 
-  it('retry and discard: parked events by id or --all; a wrong id changes nothing and says why', () => {
+  it('retry and discard: parked events by id or --all; a wrong id changes nothing and says why', async () => {
     ok('pool', 'add', '+442079460001');
     ok('webhooks', 'enable');
     ok('session', 'create', 'order-1', '+447911123456', '+447911123457');
@@ -112,8 +112,8 @@ describe('vnum webhooks status, enable, disable, retry, discard', { timeout: 90_
     const db = openDb(cli.db);
     try {
       const outbox = sqliteDeliveryStore(db);
-      const [event] = outbox.claim(Date.now(), 1, 1_000);
-      outbox.failed(event!, Date.now(), 'HTTP 503: try later', { backoffMinMs: 1, backoffMaxMs: 1, retryForMs: 0 });
+      const [event] = await outbox.claim(Date.now(), 1, 1_000);
+      await outbox.failed(event!, Date.now(), 'HTTP 503: try later', { backoffMinMs: 1, backoffMaxMs: 1, retryForMs: 0 });
     } finally {
       db.close();
     }

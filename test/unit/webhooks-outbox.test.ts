@@ -126,7 +126,7 @@ describe('session events', () => {
     expect(types()).toEqual(['session.created']);
   });
 
-  it('later events of a session wait behind the earliest undelivered one; other sessions do not', () => {
+  it('later events of a session wait behind the earliest undelivered one; other sessions do not', async () => {
     createSession(store.db, { id: 'order-1', first: party(A), second: party(D), now: T0 });
     createSession(store.db, { id: 'order-2', first: party(Z), second: party(D), now: T0 });
     releaseSession(store.db, 'order-1', 60_000, T0 + 10);
@@ -137,15 +137,15 @@ describe('session events', () => {
     ]);
     // Delivering the first makes the second due, at once.
     const outbox = sqliteDeliveryStore(store.db);
-    const claimed = outbox.claim(T0 + 20, 10, 5_000);
+    const claimed = await outbox.claim(T0 + 20, 10, 5_000);
     expect(claimed.map((e) => [e.session, e.type, e.attempts])).toEqual([
       ['order-1', 'session.created', 1],
       ['order-2', 'session.created', 1],
     ]);
     // Leased: nobody takes them again meanwhile.
-    expect(outbox.claim(T0 + 21, 10, 5_000)).toEqual([]);
-    outbox.delivered(claimed[0]!, T0 + 30);
-    expect(outbox.claim(T0 + 31, 10, 5_000).map((e) => e.type)).toEqual(['session.released']);
+    expect(await outbox.claim(T0 + 21, 10, 5_000)).toEqual([]);
+    await outbox.delivered(claimed[0]!, T0 + 30);
+    expect((await outbox.claim(T0 + 31, 10, 5_000)).map((e) => e.type)).toEqual(['session.released']);
   });
 
   it('session.ended: by the clock, once, after session.released, with its cause', () => {
@@ -330,40 +330,40 @@ describe('refused calls', () => {
 describe('parked events: retry and discard', () => {
   beforeEach(() => recording());
 
-  it('retry makes a parked event due again; discard gives up on it and lets its session\'s next event go', () => {
+  it('retry makes a parked event due again; discard gives up on it and lets its session\'s next event go', async () => {
     createSession(store.db, { id: 'o', first: party(A), second: party(D), now: T0 });
     releaseSession(store.db, 'o', 1_000, T0 + 1);
     const outbox = sqliteDeliveryStore(store.db);
-    const [first] = outbox.claim(T0 + 2, 10, 1_000);
+    const [first] = await outbox.claim(T0 + 2, 10, 1_000);
     const policy = { backoffMinMs: 10, backoffMaxMs: 10, retryForMs: 0 };
-    expect(outbox.failed(first!, T0 + 3, 'HTTP 500', policy)).toEqual({ parked: true });
+    expect(await outbox.failed(first!, T0 + 3, 'HTTP 500', policy)).toEqual({ parked: true });
     let status = webhookStatus(store.db);
     expect(status.events).toMatchObject({ parked: 1, queued: 1, blocked: 1, pending: 0 });
     expect(status.parked[0]).toMatchObject({ id: first!.id, type: 'session.created', session: 'o', attempts: 1, lastError: 'HTTP 500' });
-    expect(outbox.claim(T0 + 10_000, 10, 1_000)).toEqual([]); // nothing moves behind a parked event
+    expect(await outbox.claim(T0 + 10_000, 10, 1_000)).toEqual([]); // nothing moves behind a parked event
     expect(errorOf(() => retryParked(store.db, ['evt_0123456789abcdef0123456789abcdef'], T0)).code).toBe(ErrorCode.EventNotParked);
     expect(errorOf(() => retryParked(store.db, ['nope'], T0)).code).toBe(ErrorCode.InvalidArgument);
     expect(retryParked(store.db, 'all', T0 + 20)).toEqual([first!.id]);
-    const [again] = outbox.claim(T0 + 21, 10, 1_000);
+    const [again] = await outbox.claim(T0 + 21, 10, 1_000);
     expect(again).toMatchObject({ id: first!.id, attempts: 1, firstFailedAt: null });
-    outbox.failed(again!, T0 + 22, 'HTTP 500', policy);
+    await outbox.failed(again!, T0 + 22, 'HTTP 500', policy);
     expect(discardParked(store.db, [first!.id], T0 + 30)).toEqual([first!.id]);
-    expect(outbox.claim(T0 + 31, 10, 1_000).map((e) => e.type)).toEqual(['session.released']);
+    expect((await outbox.claim(T0 + 31, 10, 1_000)).map((e) => e.type)).toEqual(['session.released']);
     status = webhookStatus(store.db);
     expect(status.counters).toMatchObject({ parked: 2, discarded: 1, failed_attempts: 2 });
   });
 
-  it('the figures metrics read: backlog by state, oldest undelivered, failures and parkings, without the lists', () => {
+  it('the figures metrics read: backlog by state, oldest undelivered, failures and parkings, without the lists', async () => {
     expect(webhookFigures(store.db)).toMatchObject({ backlog: 0, oldestUndeliveredAt: null, counters: { failed_attempts: 0, parked: 0 } });
     createSession(store.db, { id: 'o', first: party(A), second: party(D), now: T0 });
     releaseSession(store.db, 'o', 1_000, T0 + 1);
     createSession(store.db, { id: 'p', first: party(Z), second: party(D), now: T0 + 2 });
     const outbox = sqliteDeliveryStore(store.db);
-    const claimed = outbox.claim(T0 + 3, 10, 1_000);
+    const claimed = await outbox.claim(T0 + 3, 10, 1_000);
     const o = claimed.find((e) => e.session === 'o')!;
     const p = claimed.find((e) => e.session === 'p')!;
-    outbox.failed(o, T0 + 4, 'HTTP 500', { backoffMinMs: 10, backoffMaxMs: 10, retryForMs: 0 });
-    outbox.failed(p, T0 + 4, 'HTTP 502', { backoffMinMs: 10, backoffMaxMs: 10, retryForMs: 60_000 });
+    await outbox.failed(o, T0 + 4, 'HTTP 500', { backoffMinMs: 10, backoffMaxMs: 10, retryForMs: 0 });
+    await outbox.failed(p, T0 + 4, 'HTTP 502', { backoffMinMs: 10, backoffMaxMs: 10, retryForMs: 60_000 });
     const figures = webhookFigures(store.db);
     expect(figures).toEqual({
       recording: { on: true, since: T0 - 1 },
