@@ -10,7 +10,8 @@ import { sqliteDeliveryStore } from '../webhooks/delivery-store.js';
 import { setRecording, type CounterName } from '../webhooks/outbox.js';
 import { checkReceiver, WEBHOOK_DEFAULTS, WEBHOOK_LIMITS, webhookSettings, type WebhookFlags } from './webhook-settings.js';
 import { checkEventId, discardParked, retryParked, webhookStatus, type WebhookStatus } from '../webhooks/status.js';
-import { formatMs, span } from './settings.js';
+import { addSetting, formatMs, hostSetting, portOrOff, span } from './settings.js';
+import { listenError } from './failure.js';
 import { commandName, globalOptions, withDb } from './context.js';
 import { refuseReplicaWrites } from '../replica/read-only.js';
 import { isoTime } from '../time.js';
@@ -20,6 +21,8 @@ import { addAuthoritySetting, authorityName, givenAuthority } from './authority.
 import type { PgTarget } from '../replica/stream.js';
 import type { PgStore } from '../authority/pg-store.js';
 import type { DeliveryStore } from '../webhooks/delivery-store.js';
+import { DelivererMetrics } from '../metrics/webhooks.js';
+import { startMetricsServer, type MetricsServer } from '../metrics/server.js';
 
 const { version } = createRequire(import.meta.url)('../../../package.json') as { version: string };
 
@@ -91,7 +94,12 @@ function printStatus(status: WebhookStatus, now: number): void {
 interface DeliverOptions extends WebhookFlags {
   allowLocal?: boolean;
   realNumbers?: boolean;
+  metricsPort: number | null;
+  metricsHost: string;
 }
+
+/** How often `vnum webhooks deliver --authority --metrics-port` reads the outbox's figures for /metrics. */
+const FIGURES_EVERY_MS = 5_000;
 
 /**
  * Cluster mode: `work` on the authority's outbox (PostgreSQL), through a
@@ -117,7 +125,20 @@ function eventIds(ids: string[], all: boolean | undefined): string[] | 'all' {
 export function registerWebhooks(program: Command): void {
   const webhooks = program.command('webhooks').description('signed webhooks to the order system: deliver them, see the outbox, retry parked events');
 
-  addAuthoritySetting(webhooks.command('deliver'))
+  const deliver = addAuthoritySetting(webhooks.command('deliver'));
+  addSetting(deliver, {
+    flags: '--metrics-port <port>',
+    description: "with --authority: serve the outbox's Prometheus metrics at http://<metrics-host>:<port>/metrics (on a single box vnum serve --metrics-port has them), or off",
+    judge: portOrOff,
+    default: { value: null, shown: 'off' },
+  });
+  addSetting(deliver, {
+    flags: '--metrics-host <address>',
+    description: 'address the metrics endpoint listens on (keep it on loopback or a monitoring network)',
+    judge: hostSetting,
+    default: { value: '127.0.0.1' },
+  });
+  deliver
     .description('send the outbox\'s events to the receiver, signed, in order per session, retried (turns recording on)')
     .addOption(new Option('--url <url>', 'the receiver: an http(s) URL on another host').env('VNUM_WEBHOOK_URL'))
     .addOption(new Option('--secret-file <file>', 'owner-only file with the signing secret (two lines while rotating), or VNUM_WEBHOOK_SECRET').env('VNUM_WEBHOOK_SECRET_FILE'))
@@ -147,10 +168,14 @@ export function registerWebhooks(program: Command): void {
         process.env,
       );
       if (!settings) throw new VnumError(ErrorCode.Configuration, 'no receiver: set VNUM_WEBHOOK_URL (or --url) and a signing secret');
-      const warning = await checkReceiver(settings, command.getOptionValueSource('url') === 'cli' ? '--url' : 'VNUM_WEBHOOK_URL');
       const target = givenAuthority(command);
+      if (options.metricsPort !== null && target === undefined) {
+        throw new VnumError(ErrorCode.Configuration, '--metrics-port is for --authority (cluster mode): on a single box vnum serve --metrics-port exports the outbox\'s metrics');
+      }
+      const metrics = options.metricsPort === null ? null : { host: options.metricsHost, port: options.metricsPort };
+      const warning = await checkReceiver(settings, command.getOptionValueSource('url') === 'cli' ? '--url' : 'VNUM_WEBHOOK_URL');
       if (target !== undefined) {
-        await deliverFromAuthority(target, command, settings, logger, warning);
+        await deliverFromAuthority(target, command, settings, logger, warning, metrics);
         return;
       }
       const dbPath = resolveDbPath(globalOptions(command).db);
@@ -256,10 +281,22 @@ async function deliverFromAuthority(
   settings: NonNullable<ReturnType<typeof webhookSettings>>,
   logger: ReturnType<typeof createLogger>,
   warning: string | undefined,
+  metrics: { host: string; port: number } | null,
 ): Promise<void> {
   const { PgStore } = await import('../authority/pg-store.js');
   const { pgDeliveryStore } = await import('../webhooks/pg-delivery-store.js');
   const { reportPgSessionEnds } = await import('../authority/pg-webhooks.js');
+  const { pgWebhookFigures } = await import('../webhooks/pg-status.js');
+  // The metrics endpoint binds first: a taken port stops the start before anything is recorded.
+  let metricsServer: MetricsServer | undefined;
+  const exported = metrics ? new DelivererMetrics() : undefined;
+  if (exported && metrics) {
+    try {
+      metricsServer = await startMetricsServer({ host: metrics.host, port: metrics.port, registry: exported.registry, logger });
+    } catch (e) {
+      throw listenError(e, `${metrics.host}:${metrics.port}`);
+    }
+  }
   // Deliveries record their outcome on connections of their own; the claims and the sweep share the rest.
   const store = new PgStore(target, { connections: Math.min(settings.concurrency, 16) + 2, applicationName: commandName(command) });
   let deliverer: WebhookDeliverer | undefined;
@@ -277,20 +314,41 @@ async function deliverFromAuthority(
     if (settings.url.protocol === 'http:') logger.warn({ url: settings.url.origin }, 'the receiver is plain http: payloads and signatures cross the network readable; use https beyond a network you own');
     await deliverer.start();
   } catch (error) {
+    await metricsServer?.close();
     await store.close();
     throw error;
   }
+  // The figures for /metrics, read in the background: a scrape never waits on PostgreSQL.
+  let figuresTimer: ReturnType<typeof setInterval> | undefined;
+  if (exported) {
+    const read = () =>
+      pgWebhookFigures(store).then(
+        (figures) => exported.update(figures),
+        (error: unknown) => logger.warn({ err: error }, 'cannot read the outbox figures for /metrics (tried again in 5 s)'),
+      );
+    void read();
+    figuresTimer = setInterval(() => void read(), FIGURES_EVERY_MS);
+  }
   logger.info(
-    { authority: authorityName(target), url: settings.url.href, concurrency: settings.concurrency, realNumbers: settings.realNumbers, secrets: settings.secrets.length },
+    {
+      authority: authorityName(target),
+      metrics: metricsServer ? `${metricsServer.address().host}:${metricsServer.address().port}` : 'off',
+      url: settings.url.href,
+      concurrency: settings.concurrency,
+      realNumbers: settings.realNumbers,
+      secrets: settings.secrets.length,
+    },
     'vnum webhooks delivering from the authority',
   );
   const signal = await stopSignal();
   logger.info({ signal, inFlight: deliverer.status().inFlight }, 'stopping: finishing deliveries in flight');
+  clearInterval(figuresTimer);
   try {
     await deliverer.stop();
   } catch (error) {
     logger.error({ err: error }, 'error while stopping');
   } finally {
+    await metricsServer?.close();
     await store.close();
     logger.info('vnum webhooks stopped');
   }

@@ -11,6 +11,7 @@ import type { Freshness } from '../replica/freshness.js';
 import { ROUTE_STATUSES, type RouteStatus } from '../routing/decide.js';
 import type { CachedFigures } from './cached-figures.js';
 import { DECISION_BUCKETS, Histogram, MetricsRegistry } from './prom.js';
+import { addWebhookMetrics } from './webhooks.js';
 
 /** What the router's metrics read at scrape time. */
 export interface RouterSources {
@@ -108,37 +109,7 @@ export class RouterMetrics {
       const f = figures();
       return f && f.tookMs / 1000;
     });
-    const webhooks = () => figures()?.webhooks;
-    r.byLabel(
-      'vnum_webhook_events',
-      'Webhook events not yet delivered, by state: pending (due, the oldest of its session), retrying (of the pending, after a failure), queued (behind an earlier event of their session), blocked (of the queued, behind a parked one), parked.',
-      'gauge',
-      'state',
-      () => webhooks()?.events,
-    );
-    r.single('vnum_webhook_backlog', 'Webhook events not yet delivered: pending, queued and parked.', 'gauge', () => webhooks()?.backlog);
-    r.single('vnum_webhook_oldest_undelivered_age_seconds', 'How long the oldest undelivered webhook event has waited (0: none).', 'gauge', () => {
-      const w = webhooks();
-      return w && (w.oldestUndeliveredAt === null ? 0 : Math.max(0, ((this.sources?.now ?? Date.now)() - w.oldestUndeliveredAt) / 1000));
-    });
-    r.single('vnum_webhook_recording', 'Whether facts are recorded as webhook events (vnum webhooks enable): 1, else 0.', 'gauge', () => {
-      const w = webhooks();
-      return w && Number(w.recording.on);
-    });
-    r.single('vnum_webhook_deliveries_total', 'Webhook events delivered (a 2xx from the receiver).', 'counter', () => webhooks()?.counters.delivered);
-    r.single('vnum_webhook_failed_attempts_total', 'Webhook deliveries that failed and will be retried or parked.', 'counter', () => webhooks()?.counters.failed_attempts);
-    r.single('vnum_webhook_parked_total', 'Webhook events parked after their retry window.', 'counter', () => webhooks()?.counters.parked);
-    r.single('vnum_webhook_discarded_total', 'Parked webhook events the operator discarded.', 'counter', () => webhooks()?.counters.discarded);
-    r.byLabel(
-      'vnum_webhook_refusals_not_sent_total',
-      'call.refused facts not sent as events, by reason: flood (over the flood bounds), no-session, invalid-caller.',
-      'counter',
-      'reason',
-      () => {
-        const c = webhooks()?.counters;
-        return c && { flood: c.refusals_dropped, 'no-session': c.refused_no_session, 'invalid-caller': c.refused_invalid_caller };
-      },
-    );
+    addWebhookMetrics(r, () => figures()?.webhooks, () => (this.sources?.now ?? Date.now)());
     r.byLabel(
       'vnum_sliding_pushes_total',
       "A cluster node's sliding-session pushes to the authority, by outcome: pushed (the authority moved the end), unchanged (its rule moved nothing: released, ended, not due), failed (dropped after bounded retries, or the queue was full), skipped (a replica file and no --authority). Always 0 on a single box, whose pushes are written into its file.",

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import type pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { PgTarget } from '../../src/replica/stream.js';
-import { ApiClient, startApi, type ApiProcess } from '../support/api.js';
+import { ApiClient, freePort, startApi, type ApiProcess } from '../support/api.js';
 import { startVnum, vnum, type CliResult } from '../support/cli.js';
 import { clusterSuite } from '../support/cluster/suite.js';
 import { DIDS, partyNumber } from '../support/cluster/writer.js';
@@ -138,7 +138,8 @@ clusterSuite('the webhook outbox on the authority (cluster mode)', (env) => {
     expect(await count("SELECT count(*) AS n FROM (SELECT session_id FROM webhook_event WHERE state = 'pending' GROUP BY session_id HAVING count(*) > 1) x")).toBe(0);
 
     const started = Date.now();
-    const two = [deliver('--concurrency', '4'), deliver('--concurrency', '4')];
+    const metricsPort = await freePort();
+    const two = [deliver('--concurrency', '4', '--metrics-port', String(metricsPort)), deliver('--concurrency', '4')];
     await waitFor('two deliverers reporting', async () => ((await liveDeliverers()) === 2 ? true : undefined), 20_000);
     // created + ended for all 40, released for 20.
     await waitFor('100 events delivered', () => (receiver.delivered().length >= 100 ? true : undefined), 30_000);
@@ -170,6 +171,14 @@ clusterSuite('the webhook outbox on the authority (cluster mode)', (env) => {
     const status = JSON.parse(cli('webhooks', 'status', '--json').stdout);
     expect(status).toMatchObject({ backlog: 0, counters: { delivered: 100 } });
     expect(status.deliverers.filter((d: { stopped: boolean }) => !d.stopped)).toHaveLength(2);
+    // The single box's webhook series, from the authority's figures (read every 5 s in the background).
+    const scraped = await waitFor('metrics with 100 delivered', async () => {
+      const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      return /^vnum_webhook_deliveries_total 100$/m.test(text) ? text : undefined;
+    }, 15_000);
+    expect(scraped).toMatch(/^vnum_webhook_recording 1$/m);
+    expect(scraped).toMatch(/^vnum_webhook_backlog 0$/m);
+    expect(scraped).toMatch(/^vnum_webhook_events\{state="parked"\} 0$/m);
     for (const d of two) expect((await stop(d)).code).toBe(0);
     expect(JSON.parse(cli('webhooks', 'status', '--json').stdout).deliverers.every((d: { stopped: boolean }) => d.stopped)).toBe(true);
   }, 90_000);
@@ -253,7 +262,13 @@ clusterSuite('the webhook outbox on the authority (cluster mode)', (env) => {
     expect(await count('SELECT count(*) AS n FROM webhook_event')).toBe(before);
   }, 90_000);
 
-  it('deliver refuses an unreachable authority with a clear error', () => {
+  it('deliver refuses an unreachable authority, and --metrics-port without --authority, with a clear error', () => {
+    const single = vnum(
+      ['--db', join(dir, 'single.db'), 'webhooks', 'deliver', '--url', receiver.url, '--allow-local', '--metrics-port', '9'],
+      { ...quietEnv, VNUM_WEBHOOK_SECRET: SECRET },
+    );
+    expect(single.code).toBe(1);
+    expect(single.stderr).toMatch(/--metrics-port is for --authority .*\[VNUM_CONFIGURATION\]/);
     const r = vnum(
       ['webhooks', 'deliver', '--authority', url({ ...target, port: 1 }), '--url', receiver.url, '--allow-local'],
       { ...quietEnv, VNUM_WEBHOOK_SECRET: SECRET },
