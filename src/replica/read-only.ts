@@ -35,14 +35,14 @@ export function replicaMark(db: Db): ReplicaMark | undefined {
   return { node: health?.node ?? null, database: state?.database ?? null };
 }
 
-/** The writing commands that also run on the authority with --authority (src/cli/apikey.ts, session.ts, pool.ts). */
-const AUTHORITY_COMMANDS = /^vnum (apikey|session|pool (add|import|set|retire|sync))\b/;
+/** The writing commands that also run on the authority with --authority (src/cli/apikey.ts, session.ts, pool.ts, webhooks.ts). */
+const AUTHORITY_COMMANDS = /^vnum (apikey|session|pool (add|import|set|retire|sync)|webhooks)\b/;
 
 /** Why `what` may not write this replica, naming the authority as the place to write. */
 export function replicaReadOnlyError(mark: ReplicaMark, shownPath: string, what: string): VnumError {
   const node = mark.node === null ? 'a cluster node' : `cluster node ${mark.node}`;
   const authority = mark.database === null ? 'the authority (PostgreSQL)' : `the authority (PostgreSQL database ${mark.database})`;
-  // Keys, sessions and the pool's changes are made on the authority by the same command with --authority; the rest through the API.
+  // Keys, sessions, the pool's changes and the webhook outbox are handled on the authority by the same command with --authority; the rest through the API.
   const through = AUTHORITY_COMMANDS.test(what) ? `${what} --authority` : 'vnum api --authority';
   return new VnumError(
     ErrorCode.ReplicaReadOnly,

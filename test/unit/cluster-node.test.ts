@@ -306,12 +306,12 @@ describe("a node's replica file refuses every local write, and still reads", () 
     expect(lines).toHaveLength(1);
     expect(lines[0]).toBe(
       `vnum: ${db} is the replica of cluster node pbx_a, written only by vnum replica: vnum ${what} writes on the authority (PostgreSQL database vnum), ` +
-        `through vnum ${/^(apikey|session|pool)/.test(what) ? what : 'api'} --authority, not in this file (reading it still works) [VNUM_REPLICA_READ_ONLY]`,
+        `through vnum ${/^(apikey|session|pool|webhooks)/.test(what) ? what : 'api'} --authority, not in this file (reading it still works) [VNUM_REPLICA_READ_ONLY]`,
     );
     expect(contents(db)).toBe(before);
   });
 
-  it('with --authority, vnum api, apikey, session and pool write on PostgreSQL: a replica file at --db is not theirs to refuse', () => {
+  it('with --authority, vnum api, apikey, session, pool and webhooks write on PostgreSQL: a replica file at --db is not theirs to refuse', () => {
     const db = replicaFile('both');
     const before = contents(db);
     const authority = 'postgres://vnum@127.0.0.1:1/vnum'; // nothing listens there: each gets as far as reaching for it
@@ -324,6 +324,9 @@ describe("a node's replica file refuses every local write, and still reads", () 
       ['pool', 'add', '--authority', authority, '+442079460009'],
       ['pool', 'set', '--authority', authority, POOL[0]!, '--pin', 'off'],
       ['pool', 'retire', '--authority', authority, POOL[2]!],
+      ['webhooks', 'enable', '--authority', authority],
+      ['webhooks', 'discard', '--authority', authority, '--all'],
+      ['webhooks', 'status', '--authority', authority],
     ]) {
       const r = vnum(['--db', db, ...args], { VNUM_DEFAULT_COUNTRY: 'GB' });
       expect(r.stderr, args.join(' ')).toMatch(/the authority vnum@127\.0\.0\.1:1\/vnum cannot be reached: .*\[VNUM_AUTHORITY_UNAVAILABLE\]/);
