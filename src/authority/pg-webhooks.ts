@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { sessionEvent } from '../session/events.js';
 import { toSession, type SessionRow } from '../session/sessions.js';
 import type { Session } from '../session/session.js';
+import { newEventId } from '../webhooks/outbox.js';
 import { insertPgEvent, LANE_LOCK_SPACE } from '../webhooks/pg-outbox.js';
 import type { PgStore } from './pg-store.js';
 
@@ -49,15 +50,25 @@ export async function pgSessionReleased(c: pg.ClientBase, before: Session, after
   }
 }
 
+/** session.ended for many sessions at once, each 'queued' behind an open event of its session, else due now (their lane locks held). */
+const ENDED_SQL = `INSERT INTO webhook_event (id, type, session_id, occurred_at, recorded_at, data, state, next_at)
+  SELECT v.id, 'session.ended', v.session, v.occurred, $1, v.data,
+         CASE WHEN v.open THEN 'queued' ELSE 'pending' END, CASE WHEN v.open THEN NULL ELSE $1::bigint END
+    FROM (SELECT u.*, EXISTS (SELECT 1 FROM webhook_event e WHERE e.session_id = u.session AND e.done_at IS NULL) AS open
+            FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[]) AS u (id, session, occurred, data)) v`;
+
 /**
  * session.ended for every tracked session whose end has come, once each, in
  * one transaction that holds the webhook_outbox row: whoever runs it (one
  * deliverer or several, on any host), an end is reported once, after
- * anything its release recorded. Returns how many tracked ends were taken.
+ * anything its release recorded. A sweep that finds the row held (another
+ * deliverer sweeping) skips this turn instead of waiting. Returns how many
+ * tracked ends were taken.
  */
 export async function reportPgSessionEnds(store: PgStore, now: number, limit = 1_000): Promise<number> {
   return store.transaction(async (c) => {
-    await c.query('SELECT 1 FROM webhook_outbox FOR UPDATE');
+    const { rows: mine } = await c.query('SELECT 1 FROM webhook_outbox FOR UPDATE SKIP LOCKED');
+    if (mine.length === 0) return 0;
     const { rows: due } = await c.query<{ endsAt: number; session: string }>(
       'SELECT ends_at AS "endsAt", session_id AS session FROM webhook_session_end WHERE ends_at <= $1 ORDER BY ends_at, session_id LIMIT $2',
       [now, limit],
@@ -88,7 +99,8 @@ export async function reportPgSessionEnds(store: PgStore, now: number, limit = 1
         if (Number(on[0]?.since ?? 0) > 0) {
           const lanes = [...new Set(ended.map((s) => s.id))];
           await c.query(`SELECT pg_advisory_xact_lock(${LANE_LOCK_SPACE}, h) FROM (SELECT DISTINCT hashtext(id) AS h FROM unnest($1::text[]) AS id ORDER BY 1) l`, [lanes]);
-          for (const session of ended) await insertPgEvent(c, sessionEvent('session.ended', session, session.endsAt!), now);
+          const events = ended.map((session) => sessionEvent('session.ended', session, session.endsAt!));
+          await c.query(ENDED_SQL, [now, events.map(() => newEventId()), events.map((e) => e.session), events.map((e) => e.occurredAt), events.map((e) => JSON.stringify(e.data))]);
         }
       }
       if (moved.length > 0) {

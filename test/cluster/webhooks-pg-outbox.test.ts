@@ -112,6 +112,44 @@ clusterSuite('the webhook outbox on the authority (cluster mode)', (env) => {
     expect(published).toEqual([]);
   }, 60_000);
 
+  it('appendPgEvent from 8 connections at once to one session: one event due, the rest queued behind it in seq order; closing promotes the next', async () => {
+    const { appendPgEvent } = await import('../../src/webhooks/pg-outbox.js');
+    const { closePgEvent } = await import('../../src/webhooks/pg-outbox.js');
+    const connections = await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        const c = env.cluster.client(target);
+        await c.connect();
+        return c;
+      }),
+    );
+    try {
+      await Promise.all(
+        connections.map(async (c, w) => {
+          for (let i = 0; i < 10; i++) {
+            await c.query('BEGIN');
+            await appendPgEvent(c, { type: 'call.bridged', session: 'lane-1', occurredAt: Date.now(), data: { w, i } }, Date.now());
+            await sleep(Math.random() * 3); // hold the lane a moment: the others' appends wait, not race
+            await c.query('COMMIT');
+          }
+        }),
+      );
+      const { rows } = await client.query("SELECT seq::int, state FROM webhook_event WHERE session_id = 'lane-1' ORDER BY seq");
+      expect(rows).toHaveLength(80);
+      expect(rows.map((r) => r.state)).toEqual(['pending', ...Array(79).fill('queued')]);
+      const c = connections[0]!;
+      await c.query('BEGIN');
+      expect(await closePgEvent(c, { seq: rows[0].seq, session: 'lane-1' }, 'discarded', Date.now())).toBe(true);
+      expect(await closePgEvent(c, { seq: rows[0].seq, session: 'lane-1' }, 'discarded', Date.now())).toBe(false);
+      await c.query('COMMIT');
+      const { rows: after } = await client.query("SELECT seq::int, state FROM webhook_event WHERE session_id = 'lane-1' AND done_at IS NULL ORDER BY seq LIMIT 2");
+      expect(after).toEqual([{ seq: rows[1].seq, state: 'pending' }, { seq: rows[2].seq, state: 'queued' }]);
+    } finally {
+      await client.query("UPDATE webhook_event SET state = 'discarded', done_at = 1, next_at = NULL WHERE session_id = 'lane-1'");
+      await client.query("UPDATE webhook_counter SET value = 0 WHERE name = 'discarded'");
+      await Promise.all(connections.map((c) => c.end()));
+    }
+  }, 60_000);
+
   it('two APIs creating and releasing at once, two deliverers: every event once, signed, in order per session, no real number; session.ended after the TTL', async () => {
     const clients = apis.map((api) => new ApiClient(api.url, key));
     const sessions: string[] = [];
