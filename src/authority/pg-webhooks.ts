@@ -3,7 +3,7 @@ import { sessionEvent } from '../session/events.js';
 import { toSession, type SessionRow } from '../session/sessions.js';
 import type { Session } from '../session/session.js';
 import { newEventId } from '../webhooks/outbox.js';
-import { insertPgEvent, LANE_LOCK_SPACE } from '../webhooks/pg-outbox.js';
+import { insertPgEvent, LANE_LOCK_SPACE, lockPgLanes } from '../webhooks/pg-outbox.js';
 import type { PgStore } from './pg-store.js';
 
 /**
@@ -97,8 +97,7 @@ export async function reportPgSessionEnds(store: PgStore, now: number, limit = 1
       if (ended.length > 0) {
         const { rows: on } = await c.query<{ since: number }>('SELECT recording_since AS since FROM webhook_outbox');
         if (Number(on[0]?.since ?? 0) > 0) {
-          const lanes = [...new Set(ended.map((s) => s.id))];
-          await c.query(`SELECT pg_advisory_xact_lock(${LANE_LOCK_SPACE}, h) FROM (SELECT DISTINCT hashtext(id) AS h FROM unnest($1::text[]) AS id ORDER BY 1) l`, [lanes]);
+          await lockPgLanes(c, ended.map((s) => s.id));
           const events = ended.map((session) => sessionEvent('session.ended', session, session.endsAt!));
           await c.query(ENDED_SQL, [now, events.map(() => newEventId()), events.map((e) => e.session), events.map((e) => e.occurredAt), events.map((e) => JSON.stringify(e.data))]);
         }

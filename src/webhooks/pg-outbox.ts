@@ -45,6 +45,16 @@ export async function lockPgLane(client: pg.ClientBase, session: string): Promis
   return { recording: since > 0, since };
 }
 
+/** Several sessions' lane locks, in one order (hash order): for a transaction that closes or appends in many lanes. */
+export async function lockPgLanes(client: pg.ClientBase, sessions: readonly string[]): Promise<void> {
+  if (sessions.length === 0) return;
+  await client.query({
+    name: 'vnum_webhook_lanes',
+    text: `SELECT pg_advisory_xact_lock(${LANE_LOCK_SPACE}, h) FROM (SELECT DISTINCT hashtext(s) AS h FROM unnest($1::text[]) AS s ORDER BY 1) l`,
+    values: [[...sessions]],
+  });
+}
+
 /** Append with the lane lock already held (lockPgLane said recording). */
 export async function insertPgEvent(client: pg.ClientBase, event: EventRecord, now: number): Promise<void> {
   await client.query({

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { PgStore } from '../authority/pg-store.js';
-import { closePgEvent } from './pg-outbox.js';
+import { closePgEvent, lockPgLanes } from './pg-outbox.js';
 import { COUNTERS, type CounterName } from './outbox.js';
 import { pickParked, type DelivererSeen, type ParkedEvent, type ParkedRow, type WebhookFigures, type WebhookStatus } from './status.js';
 
@@ -89,6 +89,8 @@ export function pgRetryParked(store: PgStore, ids: readonly string[] | 'all', no
 export function pgDiscardParked(store: PgStore, ids: readonly string[] | 'all', now: number): Promise<string[]> {
   return store.transaction(async (c) => {
     const rows = await parkedEvents(c, ids);
+    // Every lane first, in one order: a deliverer closing in one of them (its lane, then the counter's row) never waits on this.
+    await lockPgLanes(c, rows.map((r) => r.session));
     // closePgEvent counts each as discarded.
     for (const row of rows) await closePgEvent(c, row, 'discarded', now, 'parked');
     return rows.map((r) => r.id);

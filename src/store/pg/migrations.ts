@@ -194,7 +194,6 @@ export const PG_MIGRATIONS: readonly string[] = [
     parked_at        bigint,
     done_at          bigint
   );
-  CREATE UNIQUE INDEX webhook_event_id ON webhook_event (id);
   CREATE INDEX webhook_event_open ON webhook_event (session_id, seq) WHERE done_at IS NULL;
   CREATE INDEX webhook_event_due ON webhook_event (next_at) WHERE state = 'pending';
   CREATE INDEX webhook_event_parked ON webhook_event (seq) WHERE state = 'parked';
