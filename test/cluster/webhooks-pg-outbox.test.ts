@@ -6,7 +6,8 @@
  * session, with no real number; two deliverers at once never send one event
  * twice; a receiver that is down gets the events once it is back; a
  * deliverer SIGKILLed mid-flight loses nothing (its leases run out);
- * session.ended arrives after the TTL; recording off writes no row;
+ * session.ended arrives after the TTL, and at a sliding session's end as a
+ * node pushed it; recording off writes no row;
  * status, retry and discard through the CLI with --authority; bad input and
  * an unreachable authority refused with a clear error and a non-zero exit.
  */
@@ -246,6 +247,29 @@ clusterSuite('the webhook outbox on the authority (cluster mode)', (env) => {
     // Not before its lease ran out (timeout 1 s + 1 s).
     expect(copies[1]!.at - killedAt).toBeGreaterThan(500);
     expect(await count("SELECT count(*) AS n FROM webhook_event WHERE session_id = 'kill-1' AND state = 'delivered'")).toBe(1);
+
+    // A sliding session whose end a node pushed (vnum serve --authority: only session.ends_at and the bridges move):
+    // session.ended comes once, at the pushed end, not at the end tracked at its create.
+    const { pgSlider } = await import('../../src/authority/pg-slide.js');
+    const made = await http.post<{ endsAt: string }>('/v1/sessions', { id: 'slide-1', parties: [{ number: partyNumber(504) }, { number: partyNumber(505) }], ttl: '1h', idleTimeout: '5s' });
+    expect(made.status).toBe(201);
+    const firstEnd = Date.parse(made.body.endsAt);
+    await sleep(2_000);
+    const slider = pgSlider(target);
+    try {
+      expect(await slider.send({ session: 'slide-1', at: Date.now(), keepAlive: false })).toBe('pushed');
+    } finally {
+      await slider.close();
+    }
+    const pushedEnd = Number((await client.query("SELECT ends_at FROM session WHERE id = 'slide-1'")).rows[0].ends_at);
+    expect(pushedEnd).toBeGreaterThan(firstEnd + 1_500);
+    await waitFor('slide-1 ended', () => (receiver.delivered().some((r) => r.event.session === 'slide-1' && r.event.type === 'session.ended') ? true : undefined), 15_000);
+    await sleep(1_500);
+    const slid = receiver.received.filter((r) => r.event.session === 'slide-1');
+    expect(slid.map((r) => r.event.type)).toEqual(['session.created', 'session.ended']);
+    expect(Date.parse(slid[1]!.event.data.session.endsAt)).toBe(pushedEnd);
+    expect(slid[1]!.event.data.cause).toBe('idle');
+    expect(slid[1]!.at).toBeGreaterThanOrEqual(pushedEnd);
   }, 90_000);
 
   it('parked events: status, retry and discard with --authority; bad ids and an unreachable authority refused', async () => {
