@@ -1,0 +1,270 @@
+import type { Logger } from 'pino';
+import { replicaMark } from '../replica/read-only.js';
+import type { Db } from '../store/db.js';
+import { FollowedDatabase } from '../store/followed-db.js';
+import { ROUTER_REPORTS_KEPT_MS } from './health.js';
+import { listRouterStatus, type RouterStatus } from './store.js';
+
+/**
+ * A cluster node's call log on its way to the authority (issue 15;
+ * docs/cluster.md, "The call log on the authority"), off the call path:
+ * `vnum serve` keeps writing each call into its own file exactly as a single
+ * box does (the router never waits on the network), and this shipper copies
+ * what changed to PostgreSQL in the background.
+ *
+ * - **What changed.** Every insert or update of a call row takes the next
+ *   number of the file's sequence into its `change_seq` (SQLite migration
+ *   12's triggers); `call_shipping.shipped_seq` is how far the authority has
+ *   it. A shipment is the rows past it, oldest change first, at most
+ *   `batchSize`, each with its current values (a row changed three times
+ *   since ships once).
+ * - **Exactly once, by construction.** The authority takes a shipment in one
+ *   transaction: an upsert keyed by (node, log, call id) that never replaces
+ *   a row by an older change, and the node's position; the file's cursor
+ *   moves only after that COMMIT. A shipper killed, cut off, or failing
+ *   between the two ships the same rows again, which changes nothing.
+ * - **Never in the way.** One shipment at a time, every `intervalMs` (at
+ *   once again while a full batch leaves more behind); a failure is counted,
+ *   logged at most once per `logEveryMs`, and retried after a pause that
+ *   doubles up to `retryMaxMs`. Nothing is dropped: the backlog is the file
+ *   itself, bounded only by its disk.
+ * - **Only a replica ships.** The node's name is the one `vnum replica`
+ *   wrote into the file; a single box's file (no name) ships nothing.
+ *
+ * The routers' reports (`router_status`: AMI's state every 5 s) ride along,
+ * each router's latest row when it changed, so GET /v1/health on the
+ * authority sees every node's router.
+ */
+
+/** A call row as the file holds it (the call table's columns), as shipped. */
+export interface ShippedCall {
+  id: number;
+  change_seq: number;
+  uniqueid: string;
+  channel: string;
+  session_id: string;
+  caller: 'first' | 'second';
+  started_at: number;
+  ringing_at: number | null;
+  answered_at: number | null;
+  ended_at: number | null;
+  lost_at: number | null;
+  dial_status: string | null;
+  hangup_cause: number | null;
+  hangup_cause_text: string | null;
+  callee_uniqueid: string | null;
+  hangup_requested_at: number | null;
+  hangup_reason: string | null;
+  via: string | null;
+  recording_path: string | null;
+  recording_bytes: number | null;
+  recording_deleted_at: number | null;
+}
+
+export interface Shipment {
+  node: string;
+  /** Names this file's log on the authority (call_shipping.log_id). */
+  logId: string;
+  calls: ShippedCall[];
+  /** The change_seq the node's cursor moves to once this is committed (the last call's; the cursor when none). */
+  toSeq: number;
+  /** Changes left after this shipment. */
+  backlogAfter: number;
+  routers: RouterStatus[];
+}
+
+/** Applies a shipment on the authority in one transaction; throws when it did not commit. */
+export type ShipmentSender = (shipment: Shipment, now: number) => Promise<void>;
+
+export interface ShippingPosition {
+  logId: string;
+  lastSeq: number;
+  shippedSeq: number;
+  shippedAt: number | null;
+}
+
+/** Where the file's log stands; undefined on a file older than SQLite migration 12. */
+export function shippingPosition(db: Db): ShippingPosition | undefined {
+  return db
+    .prepare<[], ShippingPosition>('SELECT log_id AS logId, last_seq AS lastSeq, shipped_seq AS shippedSeq, shipped_at AS shippedAt FROM call_shipping WHERE id = 1')
+    .get();
+}
+
+/** Changes not yet shipped. */
+export function shippingBacklog(db: Db): number {
+  const p = shippingPosition(db);
+  return p ? Math.max(0, p.lastSeq - p.shippedSeq) : 0;
+}
+
+/** The next shipment's calls: the rows changed since the cursor, oldest change first. */
+export function callsToShip(db: Db, limit: number): { position: ShippingPosition; calls: ShippedCall[] } {
+  const position = shippingPosition(db);
+  if (!position) throw new Error('this file has no call_shipping (SQLite migration 12): open it with this vnum to migrate it');
+  const calls = db
+    .prepare<[number, number], ShippedCall & { channel: string }>(
+      `SELECT id, change_seq, uniqueid, channel, session_id, caller, started_at, ringing_at, answered_at, ended_at, lost_at,
+              dial_status, hangup_cause, hangup_cause_text, callee_uniqueid, hangup_requested_at, hangup_reason, via,
+              recording_path, recording_bytes, recording_deleted_at
+         FROM call WHERE change_seq > ? ORDER BY change_seq LIMIT ?`,
+    )
+    .all(position.shippedSeq, limit);
+  return { position, calls };
+}
+
+/** The authority has everything up to `toSeq`: the cursor moves there (never back). */
+export function markShipped(db: Db, toSeq: number, at: number): void {
+  db.prepare('UPDATE call_shipping SET shipped_seq = max(shipped_seq, ?), shipped_at = ? WHERE id = 1').run(toSeq, at);
+}
+
+export interface CallShipperOptions {
+  dbPath: string;
+  send: ShipmentSender;
+  logger: Logger;
+  /** Between shipments when there is no backlog. */
+  intervalMs?: number;
+  /** Call changes per shipment (one PostgreSQL transaction). */
+  batchSize?: number;
+  /** The longest pause after failures (from `intervalMs`, doubling). */
+  retryMaxMs?: number;
+  logEveryMs?: number;
+  busyTimeoutMs?: number;
+  now?: () => number;
+}
+
+export const SHIPPER_DEFAULTS = Object.freeze({ intervalMs: 1_000, batchSize: 500, retryMaxMs: 30_000, logEveryMs: 10_000, busyTimeoutMs: 100 });
+
+/** What one step did. */
+export type ShipStep = 'shipped' | 'idle' | 'not-a-replica' | 'failed';
+
+export class CallShipper {
+  /** Call changes the authority committed, shipments that failed. */
+  readonly counts = { shipped: 0, failures: 0 };
+  /** Changes not yet shipped, as last read (null until read). */
+  backlog: number | null = null;
+  private readonly settings: typeof SHIPPER_DEFAULTS;
+  private readonly now: () => number;
+  private readonly store: FollowedDatabase<Db>;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private running: Promise<unknown> | undefined;
+  private stopped = false;
+  private failuresInARow = 0;
+  private failedSinceLog = 0;
+  private loggedAt = -Infinity;
+  /** Each router's report as last shipped (its updated_at), so an unchanged one is not sent again. */
+  private readonly routersShipped = new Map<string, number>();
+  private toldNotReplica = false;
+
+  constructor(private readonly options: CallShipperOptions) {
+    this.settings = { ...SHIPPER_DEFAULTS, ...definedOnly(options) };
+    this.now = options.now ?? Date.now;
+    this.store = new FollowedDatabase({
+      path: options.dbPath,
+      prepare: (db) => db,
+      busyTimeoutMs: this.settings.busyTimeoutMs,
+      reopenDelayMs: 1_000,
+      logger: options.logger,
+      holder: 'call shipping',
+      now: this.now,
+    });
+  }
+
+  start(): void {
+    this.schedule(0);
+  }
+
+  /** Stop: a shipment under way gets up to `graceMs` to finish (whatever it does not finish ships at the next start). */
+  async stop(graceMs = 2_000): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    if (this.running) await Promise.race([this.running, new Promise((resolve) => setTimeout(resolve, graceMs).unref?.())]);
+    this.store.close();
+  }
+
+  /**
+   * One shipment: the calls changed since the cursor (and routers' reports
+   * that changed), sent, then the cursor moved. Exposed for tests; the loop
+   * calls it.
+   */
+  async shipOnce(): Promise<ShipStep> {
+    let db: Db | undefined;
+    let shipment: Shipment;
+    try {
+      db = this.store.get();
+      if (!db) return 'failed';
+      const mark = replicaMark(db);
+      if (!mark?.node) {
+        if (!this.toldNotReplica) {
+          this.toldNotReplica = true;
+          this.options.logger.info('call log not shipped: this file is not (yet) a replica with a node name (vnum replica names it)');
+        }
+        this.backlog = shippingBacklog(db);
+        return 'not-a-replica';
+      }
+      const { position, calls } = callsToShip(db, this.settings.batchSize);
+      const now = this.now();
+      const routers = listRouterStatus(db, now - ROUTER_REPORTS_KEPT_MS).filter((r) => this.routersShipped.get(r.router) !== r.updatedAt);
+      const toSeq = calls.length > 0 ? calls.at(-1)!.change_seq : position.shippedSeq;
+      const backlogAfter = Math.max(0, position.lastSeq - toSeq);
+      shipment = { node: mark.node, logId: position.logId, calls, toSeq, backlogAfter, routers };
+      this.backlog = Math.max(0, position.lastSeq - position.shippedSeq);
+      if (calls.length === 0 && routers.length === 0) return 'idle';
+    } catch (error) {
+      this.store.drop();
+      this.failed(error);
+      return 'failed';
+    }
+    try {
+      await this.options.send(shipment, this.now());
+    } catch (error) {
+      this.failed(error);
+      return 'failed';
+    }
+    // Committed on the authority: now, and only now, the cursor moves. A failure here ships the same rows again.
+    this.counts.shipped += shipment.calls.length;
+    for (const r of shipment.routers) this.routersShipped.set(r.router, r.updatedAt);
+    this.failuresInARow = 0;
+    try {
+      if (shipment.calls.length > 0) markShipped(this.store.get() ?? db, shipment.toSeq, this.now());
+      this.backlog = shippingBacklog(this.store.get() ?? db);
+    } catch (error) {
+      this.options.logger.warn({ err: (error as Error).message }, 'call shipping: the cursor was not moved (the same calls ship again, harmlessly)');
+    }
+    return 'shipped';
+  }
+
+  private schedule(ms: number): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.running = this.shipOnce()
+        .then((step) => {
+          const more = step === 'shipped' && (this.backlog ?? 0) > 0;
+          const pause = step === 'failed' ? Math.min(this.settings.retryMaxMs, this.settings.intervalMs * 2 ** Math.min(this.failuresInARow, 16)) : more ? 0 : this.settings.intervalMs;
+          this.schedule(pause);
+        })
+        .finally(() => (this.running = undefined));
+    }, ms);
+    this.timer.unref?.();
+  }
+
+  private failed(error: unknown): void {
+    this.counts.failures++;
+    this.failuresInARow++;
+    this.failedSinceLog++;
+    const t = this.now();
+    if (t - this.loggedAt < this.settings.logEveryMs) return;
+    this.options.logger.warn(
+      { failures: this.failedSinceLog, backlog: this.backlog, err: (error as Error)?.message ?? String(error) },
+      'call log not shipped to the authority (routing and the local call log are unaffected; it ships when the authority takes it)',
+    );
+    this.failedSinceLog = 0;
+    this.loggedAt = t;
+  }
+}
+
+function definedOnly(options: CallShipperOptions): Partial<typeof SHIPPER_DEFAULTS> {
+  const picked: Record<string, number> = {};
+  for (const key of Object.keys(SHIPPER_DEFAULTS) as Array<keyof typeof SHIPPER_DEFAULTS>) {
+    if (options[key] !== undefined) picked[key] = options[key]!;
+  }
+  return picked as Partial<typeof SHIPPER_DEFAULTS>;
+}
