@@ -166,9 +166,71 @@ export const PG_MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE session ADD COLUMN hangup_requested_at bigint;
   `,
-  // 7: the webhook outbox on the authority (i15-outbox's migration takes this
-  // slot when that branch is merged; until then it changes nothing).
-  `SELECT 1`,
+  // 7: the webhook outbox (issue 15; the single box's SQLite migration 7,
+  // src/webhooks/pg-outbox.ts): the same tables, columns and states, written
+  // in the transaction of the fact (a create, a release, a node's shipped
+  // call log) by whichever process commits it, and read by any number of
+  // `vnum webhooks deliver --authority` (claims are FOR UPDATE SKIP LOCKED
+  // leases). `seq` is the write order; within a session it is also the
+  // commit order, because an append holds the session's lane lock (an
+  // advisory lock) until it commits. What the single box keeps in meta
+  // (recording_since, ends_reported_to) is the one row of webhook_outbox:
+  // meta is published, and nodes have no use for the outbox. None of these
+  // tables joins the publication: the outbox lives on the authority only.
+  `
+  CREATE TABLE webhook_event (
+    seq              bigserial PRIMARY KEY,
+    id               text NOT NULL,
+    type             text NOT NULL,
+    session_id       text,
+    occurred_at      bigint NOT NULL,
+    recorded_at      bigint NOT NULL,
+    data             text NOT NULL,
+    state            text NOT NULL CHECK (state IN ('queued', 'pending', 'parked', 'delivered', 'discarded')),
+    attempts         integer NOT NULL DEFAULT 0,
+    next_at          bigint,
+    first_failed_at  bigint,
+    last_error       text,
+    parked_at        bigint,
+    done_at          bigint
+  );
+  CREATE UNIQUE INDEX webhook_event_id ON webhook_event (id);
+  CREATE INDEX webhook_event_open ON webhook_event (session_id, seq) WHERE done_at IS NULL;
+  CREATE INDEX webhook_event_due ON webhook_event (next_at) WHERE state = 'pending';
+  CREATE INDEX webhook_event_parked ON webhook_event (seq) WHERE state = 'parked';
+
+  CREATE TABLE webhook_session_end (
+    ends_at     bigint NOT NULL,
+    session_id  text NOT NULL,
+    PRIMARY KEY (ends_at, session_id)
+  );
+
+  CREATE TABLE webhook_counter (
+    name   text PRIMARY KEY,
+    value  bigint NOT NULL
+  );
+  INSERT INTO webhook_counter (name, value) VALUES
+    ('delivered', 0), ('failed_attempts', 0), ('parked', 0), ('discarded', 0),
+    ('refusals_dropped', 0), ('refused_no_session', 0), ('refused_invalid_caller', 0);
+
+  CREATE TABLE webhook_outbox (
+    one                boolean PRIMARY KEY DEFAULT true CHECK (one),
+    recording_since    bigint NOT NULL DEFAULT 0,
+    ends_reported_to   bigint NOT NULL DEFAULT 0
+  );
+  INSERT INTO webhook_outbox DEFAULT VALUES;
+
+  CREATE TABLE webhook_deliverer (
+    instance    text PRIMARY KEY,
+    url         text NOT NULL,
+    pid         integer NOT NULL,
+    started_at  bigint NOT NULL,
+    updated_at  bigint NOT NULL,
+    in_flight   integer NOT NULL,
+    last_error  text,
+    stopped     boolean NOT NULL DEFAULT false
+  );
+  `,
   // 8: the nodes' call logs and routers' reports (issue 15; src/calls/shipping.ts
   // ships them from each node's file, src/authority/pg-calls.ts writes and reads
   // them). Kept out of the publication: they come from the nodes, not to them.
