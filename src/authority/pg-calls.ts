@@ -1,7 +1,10 @@
 import type pg from 'pg';
 import type { Call, CallFilter, CallRow, RouterStatus } from '../calls/store.js';
 import { callFromRow, STATUS_FRESH_MS } from '../calls/store.js';
-import type { Shipment, ShipmentSender } from '../calls/shipping.js';
+import type { Shipment, ShipmentSender, ShippedCall } from '../calls/shipping.js';
+import { callJson } from '../calls/json.js';
+import { maskedNumbers } from '../webhooks/events.js';
+import { appendPgEvent, pgRecordingSince } from '../webhooks/pg-outbox.js';
 import type { PgTarget } from '../replica/stream.js';
 import { PgStore, positional } from './pg-store.js';
 
@@ -97,7 +100,58 @@ export async function writeShipment(client: pg.ClientBase, shipment: Shipment, n
     await client.query(UPSERT_ROUTERS_SQL, [shipment.node, JSON.stringify(routers)]);
   }
   await client.query(NODE_SHIPPING_SQL, [shipment.node, shipment.logId, shipment.toSeq, now, shipment.backlogAfter]);
+  await appendCallEvents(client, shipment, changes, now);
   return changes;
+}
+
+/**
+ * The webhook events of what a shipment changed, in its transaction (the
+ * outbox on the authority, src/webhooks/pg-outbox.ts: nothing while
+ * recording is off), as the single box writes them in the call's own
+ * transaction (src/calls/store.ts): call.bridged for a call new to the
+ * authority, call.answered when its answer is new, call.ended when its end
+ * (or its loss) is new and it had neither. Judged against the authority's
+ * row as it was before this shipment, so a change shipped again (the node
+ * killed before it heard the COMMIT) moves no row and emits nothing, and a
+ * call first shipped already over emits all three, once. `data.call` is the
+ * call as GET /v1/calls shows it (the authority's id) with its masked numbers.
+ */
+export function callEventsOf(call: ShippedCall, before: ShippedChange['before']): Array<{ type: CallEventType; occurredAt: number }> {
+  const events: Array<{ type: CallEventType; occurredAt: number }> = [];
+  if (before === null) events.push({ type: 'call.bridged', occurredAt: call.started_at });
+  if ((before === null || before.answered_at === null) && call.answered_at !== null) events.push({ type: 'call.answered', occurredAt: call.answered_at });
+  const wasOver = before !== null && (before.ended_at !== null || before.lost_at !== null);
+  const over = call.ended_at ?? call.lost_at;
+  if (!wasOver && over !== null) events.push({ type: 'call.ended', occurredAt: over });
+  return events;
+}
+
+type CallEventType = 'call.bridged' | 'call.answered' | 'call.ended';
+
+async function appendCallEvents(client: pg.ClientBase, shipment: Shipment, changes: ShippedChange[], now: number): Promise<void> {
+  if (changes.length === 0) return;
+  const byNodeId = new Map(shipment.calls.map((c) => [c.id, c]));
+  const planned = changes
+    .map((change) => ({ change, call: byNodeId.get(change.nodeCallId)! }))
+    .map(({ change, call }) => ({ change, call, events: callEventsOf(call, change.before) }))
+    .filter((p) => p.events.length > 0);
+  if (planned.length === 0) return;
+  // Recording off: nothing to write (appendPgEvent would say so per event; one read says it for the shipment).
+  if ((await pgRecordingSince(client)) === null) return;
+  const sessions = [...new Set(planned.map((p) => p.call.session_id))];
+  const { rows } = await client.query<{ id: string; first_masked_as: string; second_masked_as: string }>(
+    'SELECT id, first_masked_as, second_masked_as FROM session WHERE id = ANY($1::text[])',
+    [sessions],
+  );
+  const masks = new Map(rows.map((r) => [r.id, { first: r.first_masked_as, second: r.second_masked_as }]));
+  // Sessions in one order in every shipment (their lane locks are taken in it); within a session, the changes' order.
+  planned.sort((a, b) => (a.call.session_id < b.call.session_id ? -1 : a.call.session_id > b.call.session_id ? 1 : a.call.change_seq - b.call.change_seq));
+  for (const { change, call, events } of planned) {
+    const mask = masks.get(call.session_id);
+    const shown = callFromRow({ ...call, id: change.id } as unknown as CallRow);
+    const data = { call: { ...callJson(shown), ...(mask ? maskedNumbers(shown.caller, mask) : {}) } };
+    for (const event of events) await appendPgEvent(client, { type: event.type, session: call.session_id, occurredAt: event.occurredAt, data }, now);
+  }
 }
 
 const num = (v: number | string | null): number | null => (v === null ? null : Number(v));

@@ -374,9 +374,13 @@ clusterSuite('the authority on PostgreSQL (cluster mode)', (env) => {
       const local = vnum(['--db', join(dir, 'local.db'), 'apikey', 'list', '--json'], quietEnv);
       expect(local.code).toBe(1);
       expect(local.stderr).toMatch(/no database at .*local\.db.*\[VNUM_DATABASE_NOT_FOUND\]/);
-      // Cluster mode's answers for what lives on the nodes.
-      expectProblem(await http.get('/v1/calls'), 501, 'VNUM_UNSUPPORTED_IN_CLUSTER');
-      expectProblem(await http.get('/v1/health'), 501, 'VNUM_UNSUPPORTED_IN_CLUSTER');
+      // The nodes' call logs and routers' reports as they ship them (test/cluster/calls-authority.test.ts): none here, no node runs.
+      const calls = await http.get('/v1/calls');
+      expect(calls.status).toBe(200);
+      expect(calls.body).toEqual({ calls: [], next: null, watching: false });
+      const health = await http.get<{ healthy: boolean; database: { ok: boolean }; routers: unknown[] }>('/v1/health');
+      expect(health.status).toBe(503);
+      expect(health.body).toMatchObject({ healthy: false, database: { ok: true }, routers: [] });
       expect((await http.get('/v1/ready', { key: null })).body).toEqual({ ready: true });
     });
 
