@@ -111,6 +111,19 @@ export function callsToShip(db: Db, limit: number): { position: ShippingPosition
   return { position, calls };
 }
 
+/**
+ * The node this file belongs to: the name its replica process reports under
+ * (replica_health), else the one its slot is named for (replica_state,
+ * `vnum_<node>`); undefined for a single box's file.
+ */
+export function nodeOf(db: Db): string | undefined {
+  const mark = replicaMark(db);
+  if (!mark) return undefined;
+  if (mark.node) return mark.node;
+  const slot = db.prepare<[], string>('SELECT slot FROM replica_state WHERE id = 1').pluck().get();
+  return slot?.startsWith('vnum_') ? slot.slice('vnum_'.length) : undefined;
+}
+
 /** The authority has everything up to `toSeq`: the cursor moves there (never back). */
 export function markShipped(db: Db, toSeq: number, at: number): void {
   db.prepare('UPDATE call_shipping SET shipped_seq = max(shipped_seq, ?), shipped_at = ? WHERE id = 1').run(toSeq, at);
@@ -191,8 +204,8 @@ export class CallShipper {
     try {
       db = this.store.get();
       if (!db) return 'failed';
-      const mark = replicaMark(db);
-      if (!mark?.node) {
+      const node = nodeOf(db);
+      if (node === undefined) {
         if (!this.toldNotReplica) {
           this.toldNotReplica = true;
           this.options.logger.info('call log not shipped: this file is not (yet) a replica with a node name (vnum replica names it)');
@@ -205,7 +218,7 @@ export class CallShipper {
       const routers = listRouterStatus(db, now - ROUTER_REPORTS_KEPT_MS).filter((r) => this.routersShipped.get(r.router) !== r.updatedAt);
       const toSeq = calls.length > 0 ? calls.at(-1)!.change_seq : position.shippedSeq;
       const backlogAfter = Math.max(0, position.lastSeq - toSeq);
-      shipment = { node: mark.node, logId: position.logId, calls, toSeq, backlogAfter, routers };
+      shipment = { node, logId: position.logId, calls, toSeq, backlogAfter, routers };
       this.backlog = Math.max(0, position.lastSeq - position.shippedSeq);
       if (calls.length === 0 && routers.length === 0) return 'idle';
     } catch (error) {

@@ -161,10 +161,14 @@ clusterSuite('the call log on the authority', (env) => {
       api = await startApi({ db: join(env.dir, 'unused.db'), env: { VNUM_AUTHORITY: url(target), VNUM_LOG_LEVEL: 'info' }, args: ['--rate-limit', '0'] });
       const http = new ApiClient(api.url, JSON.parse(made.stdout).key);
       type Page = { calls: Array<ReturnType<typeof callJson>>; next: string | null; watching: boolean };
+      let last: unknown;
       const page = await eventually('all four calls on the authority, in their states', 15_000, async () => {
         const got = await http.get<Page>('/v1/calls');
+        last = got.body;
         expect(got.status).toBe(200);
         return got.body.calls.length === 4 && got.body.calls.every((c) => c.state === states[c.uniqueid]) ? got.body : undefined;
+      }).catch((error: Error) => {
+        throw new Error(`${error.message}: ${JSON.stringify(last)}\n${sides.map((s) => s.serve.lines().filter((l) => /ship|warn|error/i.test(l)).slice(-5).join('\n')).join('\n')}`);
       });
       // Each call as the node's own log shows it, but for its id: the authority's, unique across the nodes.
       const mine = local();
@@ -193,7 +197,7 @@ clusterSuite('the call log on the authority', (env) => {
       // vnum cluster status: each node's shipping position.
       const status = vnum(['cluster', 'status', '--json', '--authority', url(target)], quietEnv);
       expect(status.code, status.stderr).toBe(0);
-      expect(JSON.parse(status.stdout).map((n: { node: string; callLogBacklog: number }) => [n.node, n.callLogBacklog])).toEqual([['calls_a', 0], ['calls_b', 0]]);
+      expect(JSON.parse(status.stdout).nodes.map((n: { node: string; callLogBacklog: number }) => [n.node, n.callLogBacklog])).toEqual([['calls_a', 0], ['calls_b', 0]]);
 
       // PostgreSQL stopped while calls happen on A: they bridge at once; the backlog grows, failures are counted.
       await client.end();
@@ -251,7 +255,7 @@ clusterSuite('the call log on the authority', (env) => {
 
       // Webhook recording was on: every call's events, each exactly once (the bulk calls too: bridged and ended).
       const { rows: events } = await client.query<{ type: string; uniqueid: string; n: number }>(
-        "SELECT type, data->'call'->>'uniqueid' AS uniqueid, count(*)::int AS n FROM webhook_event GROUP BY 1, 2",
+        "SELECT type, data::jsonb->'call'->>'uniqueid' AS uniqueid, count(*)::int AS n FROM webhook_event GROUP BY 1, 2",
       );
       const doubled = events.filter((e) => e.n !== 1);
       expect(doubled).toEqual([]);
@@ -265,7 +269,7 @@ clusterSuite('the call log on the authority', (env) => {
       expect(events.filter((e) => e.uniqueid.startsWith(`${base + 1}.`)).reduce((n, e) => n + e.n, 0)).toBe(6_000);
       // data.call is the call as GET /v1/calls shows it, with its masked numbers.
       const { rows: sample } = await client.query<{ data: { call: Record<string, unknown> } }>(
-        "SELECT data FROM webhook_event WHERE type = 'call.ended' AND data->'call'->>'uniqueid' = $1",
+        "SELECT data::jsonb AS data FROM webhook_event WHERE type = 'call.ended' AND data::jsonb->'call'->>'uniqueid' = $1",
         [`${base}.1`],
       );
       const shown = page.calls.find((c) => c.uniqueid === `${base}.1`)!;
