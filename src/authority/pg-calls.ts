@@ -1,10 +1,12 @@
 import type pg from 'pg';
 import type { Call, CallFilter, CallRow, RouterStatus } from '../calls/store.js';
 import { callFromRow, STATUS_FRESH_MS } from '../calls/store.js';
-import type { Shipment, ShipmentSender, ShippedCall } from '../calls/shipping.js';
+import type { QueuedEvent, Shipment, ShipmentSender, ShippedCall } from '../calls/shipping.js';
+import type { EventRecord } from '../webhooks/events.js';
+import type { CounterName } from '../webhooks/outbox.js';
 import { callJson } from '../calls/json.js';
 import { maskedNumbers } from '../webhooks/events.js';
-import { appendPgEvent, pgRecordingSince } from '../webhooks/pg-outbox.js';
+import { addToPgCounter, appendPgEvent, pgRecordingSince } from '../webhooks/pg-outbox.js';
 import type { PgTarget } from '../replica/stream.js';
 import { PgStore, positional } from './pg-store.js';
 
@@ -54,9 +56,10 @@ const UPSERT_ROUTERS_SQL = `INSERT INTO router_report (node, router, pid, starte
      ami_state = excluded.ami_state, ami_since = excluded.ami_since, ami_error = excluded.ami_error, asterisk_version = excluded.asterisk_version
    WHERE router_report.updated_at < excluded.updated_at`;
 
-const NODE_SHIPPING_SQL = `INSERT INTO node_shipping (node, log_id, shipped_seq, shipped_at, backlog) VALUES ($1, $2, $3, $4, $5)
+const NODE_SHIPPING_SQL = `INSERT INTO node_shipping (node, log_id, shipped_seq, shipped_at, backlog, event_seq) VALUES ($1, $2, $3, $4, $5, $6)
   ON CONFLICT (node) DO UPDATE SET
     shipped_seq = CASE WHEN node_shipping.log_id = excluded.log_id THEN GREATEST(node_shipping.shipped_seq, excluded.shipped_seq) ELSE excluded.shipped_seq END,
+    event_seq = CASE WHEN node_shipping.log_id = excluded.log_id THEN GREATEST(node_shipping.event_seq, excluded.event_seq) ELSE excluded.event_seq END,
     log_id = excluded.log_id, shipped_at = excluded.shipped_at, backlog = excluded.backlog`;
 
 /** What a shipment changed on the authority: the previous state of each call it touched, for the call events (webhooks). */
@@ -73,6 +76,11 @@ export interface ShippedChange {
  * changes are new (a re-shipped change moves nothing and is not returned).
  */
 export async function writeShipment(client: pg.ClientBase, shipment: Shipment, now: number): Promise<ShippedChange[]> {
+  // The node's position, locked: two shipments of one node (two serves on one file) take turns.
+  const { rows: position } = await client.query<{ log_id: string; event_seq: number | string }>('SELECT log_id, event_seq FROM node_shipping WHERE node = $1 FOR UPDATE', [
+    shipment.node,
+  ]);
+  const tookEvents = position[0]?.log_id === shipment.logId ? Number(position[0].event_seq) : 0;
   let changes: ShippedChange[] = [];
   if (shipment.calls.length > 0) {
     const ids = shipment.calls.map((c) => c.id);
@@ -99,9 +107,32 @@ export async function writeShipment(client: pg.ClientBase, shipment: Shipment, n
     }));
     await client.query(UPSERT_ROUTERS_SQL, [shipment.node, JSON.stringify(routers)]);
   }
-  await client.query(NODE_SHIPPING_SQL, [shipment.node, shipment.logId, shipment.toSeq, now, shipment.backlogAfter]);
+  const events = shipment.events.filter((e) => e.seq > tookEvents);
+  const eventSeq = Math.max(tookEvents, shipment.events.at(-1)?.seq ?? 0);
+  await client.query(NODE_SHIPPING_SQL, [shipment.node, shipment.logId, shipment.toSeq, now, shipment.backlogAfter, eventSeq]);
   await appendCallEvents(client, shipment, changes, now);
+  await appendQueuedEvents(client, events, now);
   return changes;
+}
+
+/**
+ * What a node queued for the outbox (src/calls/shipping.ts, event_to_ship):
+ * call.refused events and the refusal counters' deltas. Each queued entry
+ * is taken once: the node's position (event_seq) says which it already took,
+ * so one shipped again after a kill is skipped.
+ */
+async function appendQueuedEvents(client: pg.ClientBase, events: QueuedEvent[], now: number): Promise<void> {
+  const counters = new Map<CounterName, number>();
+  for (const e of events) {
+    const data = JSON.parse(e.data) as Record<string, unknown>;
+    if (e.type === 'counter') {
+      const name = data.name as CounterName;
+      counters.set(name, (counters.get(name) ?? 0) + Number(data.by));
+    } else if (e.session_id !== null) {
+      await appendPgEvent(client, { type: e.type as EventRecord['type'], session: e.session_id, occurredAt: e.occurred_at, data: data as unknown as EventRecord['data'] }, now);
+    }
+  }
+  for (const [name, by] of counters) await addToPgCounter(client, name, by);
 }
 
 /**

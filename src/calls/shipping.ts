@@ -4,6 +4,8 @@ import type { Db } from '../store/db.js';
 import { FollowedDatabase } from '../store/followed-db.js';
 import { ROUTER_REPORTS_KEPT_MS } from './health.js';
 import { listRouterStatus, type RouterStatus } from './store.js';
+import type { EventRecord } from '../webhooks/events.js';
+import type { CounterName } from '../webhooks/outbox.js';
 
 /**
  * A cluster node's call log on its way to the authority (issue 15;
@@ -61,6 +63,47 @@ export interface ShippedCall {
   recording_deleted_at: number | null;
 }
 
+/** An event (or a counter's delta) the node queued for the authority's outbox (event_to_ship). */
+export interface QueuedEvent {
+  seq: number;
+  /** A webhook event type (call.refused), or 'counter' (data: {name, by}). */
+  type: string;
+  session_id: string | null;
+  occurred_at: number;
+  /** JSON. */
+  data: string;
+}
+
+/** Events queued on a node at most; past it a refusal is counted (refusals_dropped) instead of queued. */
+export const MAX_EVENTS_TO_SHIP = 10_000;
+
+/**
+ * Queue an event for the authority's outbox (a node's call.refused: on a
+ * replica file the outbox is on the authority). Inside the caller's
+ * transaction. False when the queue is full (the event is counted as
+ * refusals_dropped instead, as the single box counts a flood).
+ */
+export function queueEventToShip(db: Db, event: EventRecord): boolean {
+  const queued = db.prepare<[], number>("SELECT count(*) FROM event_to_ship WHERE type <> 'counter'").pluck().get() ?? 0;
+  if (queued >= MAX_EVENTS_TO_SHIP) {
+    queueCounterToShip(db, 'refusals_dropped', 1, event.occurredAt);
+    return false;
+  }
+  db.prepare('INSERT INTO event_to_ship (type, session_id, occurred_at, data) VALUES (?, ?, ?, ?)').run(
+    event.type,
+    event.session,
+    event.occurredAt,
+    JSON.stringify(event.data),
+  );
+  return true;
+}
+
+/** Queue a counter's delta for the authority's outbox counters (webhook_counter). */
+export function queueCounterToShip(db: Db, name: CounterName, by: number, at: number): void {
+  if (by === 0) return;
+  db.prepare("INSERT INTO event_to_ship (type, session_id, occurred_at, data) VALUES ('counter', NULL, ?, ?)").run(at, JSON.stringify({ name, by }));
+}
+
 export interface Shipment {
   node: string;
   /** Names this file's log on the authority (call_shipping.log_id). */
@@ -71,6 +114,8 @@ export interface Shipment {
   /** Changes left after this shipment. */
   backlogAfter: number;
   routers: RouterStatus[];
+  /** Queued events and counter deltas, oldest first (their seq: the authority skips one it already took). */
+  events: QueuedEvent[];
 }
 
 /** Applies a shipment on the authority in one transaction; throws when it did not commit. */
@@ -124,6 +169,16 @@ export function nodeOf(db: Db): string | undefined {
   return slot?.startsWith('vnum_') ? slot.slice('vnum_'.length) : undefined;
 }
 
+/** The next queued events, oldest first. */
+export function eventsToShip(db: Db, limit: number): QueuedEvent[] {
+  return db.prepare<[number], QueuedEvent>('SELECT seq, type, session_id, occurred_at, data FROM event_to_ship ORDER BY seq LIMIT ?').all(limit);
+}
+
+/** The authority has these queued events: they leave the node. */
+export function markEventsShipped(db: Db, toSeq: number): void {
+  db.prepare('DELETE FROM event_to_ship WHERE seq <= ?').run(toSeq);
+}
+
 /** The authority has everything up to `toSeq`: the cursor moves there (never back). */
 export function markShipped(db: Db, toSeq: number, at: number): void {
   db.prepare('UPDATE call_shipping SET shipped_seq = max(shipped_seq, ?), shipped_at = ? WHERE id = 1').run(toSeq, at);
@@ -154,6 +209,8 @@ export class CallShipper {
   readonly counts = { shipped: 0, failures: 0 };
   /** Changes not yet shipped, as last read (null until read). */
   backlog: number | null = null;
+  /** Queued events left after the last shipment. */
+  private eventsLeft = 0;
   private readonly settings: typeof SHIPPER_DEFAULTS;
   private readonly now: () => number;
   private readonly store: FollowedDatabase<Db>;
@@ -218,9 +275,10 @@ export class CallShipper {
       const routers = listRouterStatus(db, now - ROUTER_REPORTS_KEPT_MS).filter((r) => this.routersShipped.get(r.router) !== r.updatedAt);
       const toSeq = calls.length > 0 ? calls.at(-1)!.change_seq : position.shippedSeq;
       const backlogAfter = Math.max(0, position.lastSeq - toSeq);
-      shipment = { node, logId: position.logId, calls, toSeq, backlogAfter, routers };
+      const events = eventsToShip(db, this.settings.batchSize);
+      shipment = { node, logId: position.logId, calls, toSeq, backlogAfter, routers, events };
       this.backlog = Math.max(0, position.lastSeq - position.shippedSeq);
-      if (calls.length === 0 && routers.length === 0) return 'idle';
+      if (calls.length === 0 && routers.length === 0 && events.length === 0) return 'idle';
     } catch (error) {
       this.store.drop();
       this.failed(error);
@@ -237,8 +295,11 @@ export class CallShipper {
     for (const r of shipment.routers) this.routersShipped.set(r.router, r.updatedAt);
     this.failuresInARow = 0;
     try {
-      if (shipment.calls.length > 0) markShipped(this.store.get() ?? db, shipment.toSeq, this.now());
-      this.backlog = shippingBacklog(this.store.get() ?? db);
+      const file = this.store.get() ?? db;
+      if (shipment.calls.length > 0) markShipped(file, shipment.toSeq, this.now());
+      if (shipment.events.length > 0) markEventsShipped(file, shipment.events.at(-1)!.seq);
+      this.backlog = shippingBacklog(file);
+      this.eventsLeft = file.prepare<[], number>('SELECT count(*) FROM event_to_ship').pluck().get() ?? 0;
     } catch (error) {
       this.options.logger.warn({ err: (error as Error).message }, 'call shipping: the cursor was not moved (the same calls ship again, harmlessly)');
     }
@@ -250,7 +311,7 @@ export class CallShipper {
     this.timer = setTimeout(() => {
       this.running = this.shipOnce()
         .then((step) => {
-          const more = step === 'shipped' && (this.backlog ?? 0) > 0;
+          const more = step === 'shipped' && ((this.backlog ?? 0) > 0 || this.eventsLeft > 0);
           const pause = step === 'failed' ? Math.min(this.settings.retryMaxMs, this.settings.intervalMs * 2 ** Math.min(this.failuresInARow, 16)) : more ? 0 : this.settings.intervalMs;
           this.schedule(pause);
         })

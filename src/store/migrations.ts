@@ -324,8 +324,21 @@ export const MIGRATIONS: readonly string[] = [
   // on the authority, so a node whose file is made anew (its call ids start
   // again at 1) never collides with its old rows there. Calls logged before
   // this migration ship too (their change_seq is their id). On a single box
-  // nothing ships and the sequence just counts.
+  // nothing ships and the sequence just counts. `event_to_ship`: what a
+  // node's router records for the webhook outbox outside the call log
+  // (call.refused, and the refusal counters as deltas), queued for the
+  // shipper, deleted once the authority has them; bounded by the writer
+  // (src/calls/shipping.ts, MAX_EVENTS_TO_SHIP). AUTOINCREMENT: a seq is
+  // never used twice, so the authority can tell one it already took.
   `
+  CREATE TABLE event_to_ship (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    type         TEXT NOT NULL,
+    session_id   TEXT,
+    occurred_at  INTEGER NOT NULL,
+    data         TEXT NOT NULL
+  );
+
   CREATE TABLE call_shipping (
     id           INTEGER PRIMARY KEY CHECK (id = 1),
     log_id       TEXT NOT NULL,

@@ -132,6 +132,8 @@ clusterSuite('the call log on the authority', (env) => {
       const t0 = Date.now();
       const one = (await authority.createSession(input('one', partyNumber(1), partyNumber(2), t0))).session;
       const two = (await authority.createSession(input('two', partyNumber(3), partyNumber(4), t0))).session;
+      const three = (await authority.createSession(input('three', partyNumber(5), partyNumber(6), t0))).session;
+      await authority.releaseSession('three', 0, Date.now(), { hangup: false });
       await barrier(client, [a.db, b.db]);
 
       /** A bridged call on a node, answered and ended when asked (the AMI events Asterisk sends). */
@@ -198,6 +200,10 @@ clusterSuite('the call log on the authority', (env) => {
       const status = vnum(['cluster', 'status', '--json', '--authority', url(target)], quietEnv);
       expect(status.code, status.stderr).toBe(0);
       expect(JSON.parse(status.stdout).nodes.map((n: { node: string; callLogBacklog: number }) => [n.node, n.callLogBacklog])).toEqual([['calls_a', 0], ['calls_b', 0]]);
+
+      // A call refused on B (its session released): call.refused, queued on the node, shipped to the authority's outbox.
+      const refused = await placeCallAs(b.serve.port, three.parties[0].number, three.parties[1].maskedAs, `${base}.99`);
+      expect(refused).toContain('VNUM_STATUS=ENDED');
 
       // PostgreSQL stopped while calls happen on A: they bridge at once; the backlog grows, failures are counted.
       await client.end();
@@ -266,6 +272,12 @@ clusterSuite('the call log on the authority', (env) => {
       expect(of(`${base}.12`)).toEqual(['call.answered', 'call.bridged', 'call.ended']);
       for (let i = 0; i < 6; i++) expect(of(`${base}.${20 + i}`)).toEqual(i < 4 ? ['call.answered', 'call.bridged', 'call.ended'] : ['call.answered', 'call.bridged']);
       expect(of(`${base + 1}.0`)).toEqual(['call.bridged', 'call.ended']);
+      const { rows: refusals } = await client.query<{ session_id: string; data: { call: Record<string, unknown> } }>(
+        "SELECT session_id, data::jsonb AS data FROM webhook_event WHERE type = 'call.refused'",
+      );
+      expect(refusals).toEqual([
+        { session_id: 'three', data: { call: { uniqueid: `${base}.99`, caller: 'first', dialled: three.parties[1].maskedAs, reason: 'session-ended' } } },
+      ]);
       expect(events.filter((e) => e.uniqueid.startsWith(`${base + 1}.`)).reduce((n, e) => n + e.n, 0)).toBe(6_000);
       // data.call is the call as GET /v1/calls shows it, with its masked numbers.
       const { rows: sample } = await client.query<{ data: { call: Record<string, unknown> } }>(

@@ -9,7 +9,8 @@
  * test/cluster/calls-authority.test.ts does it against a real PostgreSQL.
  */
 import { describe, expect, it } from 'vitest';
-import { CallShipper, callsToShip, shippingBacklog, shippingPosition, type Shipment, type ShippedCall } from '../../src/calls/shipping.js';
+import { CallShipper, callsToShip, MAX_EVENTS_TO_SHIP, queueCounterToShip, queueEventToShip, shippingBacklog, shippingPosition, type Shipment, type ShippedCall } from '../../src/calls/shipping.js';
+import { callEventsOf } from '../../src/authority/pg-calls.js';
 import { applyCallFact, recordRoutedCall } from '../../src/calls/store.js';
 import { createSession } from '../../src/session/sessions.js';
 import { captureLog } from '../support/log.js';
@@ -158,6 +159,48 @@ describe("a node's call log shipped to the authority", () => {
     expect(authority.shipments).toEqual([]);
     expect(shipper.backlog).toBe(6);
     expect(log.records().filter((r) => String(r.msg).startsWith('call log not shipped')).length).toBe(1);
+  });
+
+  it('queued events (call.refused) and counter deltas ship with the calls and leave the node once the authority has them; the queue is bounded', async () => {
+    claim();
+    const event = (i: number) => ({ type: 'call.refused' as const, session: 's0', occurredAt: i, data: { call: { uniqueid: null, caller: 'first', dialled: '+1', reason: 'session-ended' } } as never });
+    store.db.transaction(() => {
+      for (let i = 0; i < 3; i++) expect(queueEventToShip(store.db, event(i))).toBe(true);
+      queueCounterToShip(store.db, 'refused_no_session', 4, 9);
+    })();
+    const authority = new FakeAuthority();
+    const shipper = new CallShipper({ dbPath: store.path, send: authority.send, logger: captureLog().logger, batchSize: 2 });
+    expect(await shipper.shipOnce()).toBe('shipped');
+    expect(await shipper.shipOnce()).toBe('shipped');
+    expect(await shipper.shipOnce()).toBe('idle');
+    await shipper.stop();
+    expect(authority.shipments.map((s) => s.events.map((e) => e.type))).toEqual([['call.refused', 'call.refused'], ['call.refused', 'counter']]);
+    expect(JSON.parse(authority.shipments[1]!.events[1]!.data)).toEqual({ name: 'refused_no_session', by: 4 });
+    expect(store.db.prepare('SELECT count(*) FROM event_to_ship').pluck().get()).toBe(0);
+    // Full: a refusal past the bound is a counted drop, not a row.
+    store.db.transaction(() => {
+      for (let i = 0; i < MAX_EVENTS_TO_SHIP; i++) queueEventToShip(store.db, event(i));
+      expect(queueEventToShip(store.db, event(0))).toBe(false);
+    })();
+    expect(store.db.prepare("SELECT count(*) FROM event_to_ship WHERE type = 'call.refused'").pluck().get()).toBe(MAX_EVENTS_TO_SHIP);
+    expect(store.db.prepare("SELECT data FROM event_to_ship WHERE type = 'counter'").pluck().all()).toEqual([JSON.stringify({ name: 'refusals_dropped', by: 1 })]);
+  });
+
+  it("a shipped change's webhook events are judged against the authority's row before it: each fact once", () => {
+    const call = (over: Partial<ShippedCall>): ShippedCall =>
+      ({ id: 1, change_seq: 1, started_at: 10, answered_at: null, ended_at: null, lost_at: null, ...over }) as ShippedCall;
+    const none = { answered_at: null, ended_at: null, lost_at: null };
+    const types = (c: ShippedCall, before: Parameters<typeof callEventsOf>[1]) => callEventsOf(c, before).map((e) => `${e.type}@${e.occurredAt}`);
+    expect(types(call({}), null)).toEqual(['call.bridged@10']);
+    // First shipped already over: all three, once.
+    expect(types(call({ answered_at: 20, ended_at: 30 }), null)).toEqual(['call.bridged@10', 'call.answered@20', 'call.ended@30']);
+    expect(types(call({ answered_at: 20 }), none)).toEqual(['call.answered@20']);
+    expect(types(call({ answered_at: 20, ended_at: 30 }), { ...none, answered_at: 20 })).toEqual(['call.ended@30']);
+    // Nothing new: nothing (a recording measured, say).
+    expect(types(call({ answered_at: 20, ended_at: 30 }), { answered_at: 20, ended_at: 30, lost_at: null })).toEqual([]);
+    // Lost, then its exact end: one call.ended, as on a single box.
+    expect(types(call({ lost_at: 40 }), none)).toEqual(['call.ended@40']);
+    expect(types(call({ ended_at: 35 }), { ...none, lost_at: 40 })).toEqual([]);
   });
 
   it("ships each router's report when it changed, and not again while it has not", async () => {

@@ -241,7 +241,8 @@ export const PG_MIGRATIONS: readonly string[] = [
   // --authority` (unique across nodes). A row moves only forward: a shipment
   // carries each call's change_seq and an older one never overwrites a newer.
   // `router_report`: each node's routers' own reports (SQLite router_status),
-  // for GET /v1/health. `node_shipping`: how far each node's log has shipped.
+  // for GET /v1/health. `node_shipping`: how far each node's log has shipped,
+  // and the last of its queued events (event_to_ship.seq) the authority took.
   `
   CREATE TABLE call_log (
     id                   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -293,7 +294,8 @@ export const PG_MIGRATIONS: readonly string[] = [
     log_id       text NOT NULL,
     shipped_seq  bigint NOT NULL,
     shipped_at   bigint NOT NULL,
-    backlog      bigint NOT NULL
+    backlog      bigint NOT NULL,
+    event_seq    bigint NOT NULL DEFAULT 0
   );
   `,
 ];
