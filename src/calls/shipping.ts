@@ -267,7 +267,8 @@ export class CallShipper {
           this.toldNotReplica = true;
           this.options.logger.info('call log not shipped: this file is not (yet) a replica with a node name (vnum replica names it)');
         }
-        this.backlog = shippingBacklog(db);
+        // Nothing here is meant to ship: no backlog to report (its metric stays absent, and no alert fires on a single box).
+        this.backlog = null;
         return 'not-a-replica';
       }
       const { position, calls } = callsToShip(db, this.settings.batchSize);
