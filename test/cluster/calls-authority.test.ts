@@ -11,7 +11,8 @@
  *   nodes' own call logs do (the authority's ids, unique across nodes), with
  *   the single box's filters and pages; GET /v1/health shows both nodes'
  *   routers; webhook recording on, each call's events are in webhook_event
- *   exactly once;
+ *   exactly once (node B's serve connects as a role granted only what
+ *   docs/cluster.md grants a node);
  * - PostgreSQL stopped while calls happen: the calls still bridge at once,
  *   the backlog grows and failures are counted on /metrics; back, every
  *   change ships, once: the authority's rows equal the node's;
@@ -108,10 +109,17 @@ clusterSuite('the call log on the authority', (env) => {
     const authority = await openPostgresAuthority(target);
     const sides: Side[] = [];
     let api: ApiProcess | undefined;
+    // B's serve connects as a role granted what docs/cluster.md grants a node for shipping, and no more.
+    await client.query('CREATE ROLE calls_node LOGIN');
+    await client.query('GRANT SELECT, INSERT, UPDATE ON call_log, router_report, node_shipping TO calls_node');
+    await client.query('GRANT SELECT ON session, bridge, webhook_outbox TO calls_node');
+    await client.query('GRANT SELECT, INSERT ON webhook_event TO calls_node');
+    await client.query('GRANT USAGE ON SEQUENCE webhook_event_seq_seq TO calls_node');
+    await client.query('GRANT SELECT, UPDATE ON webhook_counter TO calls_node');
     const startSide = async (side: Omit<Side, 'serve'>): Promise<Serve> =>
       startServe({
         db: side.db,
-        args: ['--authority', url(target), '--metrics-port', String(side.metricsPort)],
+        args: ['--authority', url(side.name === 'calls_b' ? { ...target, user: 'calls_node' } : target), '--metrics-port', String(side.metricsPort)],
         env: { VNUM_AMI_USER: 'vnum', VNUM_AMI_SECRET_FILE: side.secretFile, VNUM_AMI_PORT: String(side.fake.port) },
       });
     try {
