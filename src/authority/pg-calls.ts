@@ -40,9 +40,12 @@ const RECORD_TYPES =
   'answered_at bigint, ended_at bigint, lost_at bigint, dial_status text, hangup_cause integer, hangup_cause_text text, callee_uniqueid text, ' +
   'hangup_requested_at bigint, hangup_reason text, via text, recording_path text, recording_bytes bigint, recording_deleted_at bigint';
 
+/** The authority's clock in ms: when a shipment arrived, by one clock for every node (`vnum cluster status` shows how long ago). */
+const PG_NOW_MS = '(extract(epoch FROM clock_timestamp()) * 1000)::bigint';
+
 /** The calls of a shipment, each row moved forward only. Returns the authority's rows it wrote (id, node_call_id). */
 const UPSERT_CALLS_SQL = `INSERT INTO call_log (node, log_id, node_call_id, change_seq, ${COLUMNS.join(', ')}, shipped_at)
-  SELECT $1, $2, r.id, r.change_seq, ${COLUMNS.map((c) => `r.${c}`).join(', ')}, $4
+  SELECT $1, $2, r.id, r.change_seq, ${COLUMNS.map((c) => `r.${c}`).join(', ')}, ${PG_NOW_MS}
     FROM jsonb_to_recordset($3::jsonb) AS r(${RECORD_TYPES})
   ON CONFLICT (node, log_id, node_call_id) DO UPDATE SET change_seq = excluded.change_seq, ${COLUMNS.map((c) => `${c} = excluded.${c}`).join(', ')},
      shipped_at = excluded.shipped_at
@@ -56,7 +59,7 @@ const UPSERT_ROUTERS_SQL = `INSERT INTO router_report (node, router, pid, starte
      ami_state = excluded.ami_state, ami_since = excluded.ami_since, ami_error = excluded.ami_error, asterisk_version = excluded.asterisk_version
    WHERE router_report.updated_at < excluded.updated_at`;
 
-const NODE_SHIPPING_SQL = `INSERT INTO node_shipping (node, log_id, shipped_seq, shipped_at, backlog, event_seq) VALUES ($1, $2, $3, $4, $5, $6)
+const NODE_SHIPPING_SQL = `INSERT INTO node_shipping (node, log_id, shipped_seq, shipped_at, backlog, event_seq) VALUES ($1, $2, $3, ${PG_NOW_MS}, $4, $5)
   ON CONFLICT (node) DO UPDATE SET
     shipped_seq = CASE WHEN node_shipping.log_id = excluded.log_id THEN GREATEST(node_shipping.shipped_seq, excluded.shipped_seq) ELSE excluded.shipped_seq END,
     event_seq = CASE WHEN node_shipping.log_id = excluded.log_id THEN GREATEST(node_shipping.event_seq, excluded.event_seq) ELSE excluded.event_seq END,
@@ -90,7 +93,7 @@ export async function writeShipment(client: pg.ClientBase, shipment: Shipment, n
       [shipment.node, shipment.logId, ids],
     );
     const was = new Map(before.map((r) => [Number(r.node_call_id), r]));
-    const { rows } = await client.query<{ id: number; node_call_id: number }>(UPSERT_CALLS_SQL, [shipment.node, shipment.logId, JSON.stringify(shipment.calls), now]);
+    const { rows } = await client.query<{ id: number; node_call_id: number }>(UPSERT_CALLS_SQL, [shipment.node, shipment.logId, JSON.stringify(shipment.calls)]);
     changes = rows.map((r) => {
       const prior = was.get(Number(r.node_call_id));
       return {
@@ -109,7 +112,7 @@ export async function writeShipment(client: pg.ClientBase, shipment: Shipment, n
   }
   const events = shipment.events.filter((e) => e.seq > tookEvents);
   const eventSeq = Math.max(tookEvents, shipment.events.at(-1)?.seq ?? 0);
-  await client.query(NODE_SHIPPING_SQL, [shipment.node, shipment.logId, shipment.toSeq, now, shipment.backlogAfter, eventSeq]);
+  await client.query(NODE_SHIPPING_SQL, [shipment.node, shipment.logId, shipment.toSeq, shipment.backlogAfter, eventSeq]);
   await appendCallEvents(client, shipment, changes, now);
   await appendQueuedEvents(client, events, now);
   return changes;
