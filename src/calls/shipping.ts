@@ -242,11 +242,20 @@ export class CallShipper {
     this.schedule(0);
   }
 
-  /** Stop: a shipment under way gets up to `graceMs` to finish (whatever it does not finish ships at the next start). */
+  /**
+   * Stop: a shipment under way finishes, then one last shipment carries what
+   * the router wrote last (its `stopped` report, the last calls), all within
+   * `graceMs`; whatever does not make it ships at the next start.
+   */
   async stop(graceMs = 2_000): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
-    if (this.running) await Promise.race([this.running, new Promise((resolve) => setTimeout(resolve, graceMs).unref?.())]);
+    const grace = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref?.());
+    const last = (async () => {
+      if (this.running) await this.running;
+      await this.shipOnce();
+    })();
+    await Promise.race([last, grace]);
     this.store.close();
   }
 

@@ -232,6 +232,9 @@ clusterSuite('the call log on the authority', (env) => {
 
       // A's serve SIGKILLed in the middle of shipping a backlog: 3,000 calls its file logged while it was stopped.
       expect(await a.serve.stop()).toBe(0);
+      // Its stop shipped its router's last report: stopped on purpose, as GET /v1/health then says.
+      const { rows: reportA } = await client.query<{ ami_state: string }>("SELECT ami_state FROM router_report WHERE node = 'calls_a'");
+      expect(reportA.map((r) => r.ami_state)).toEqual(['stopped']);
       const file = openDb(a.db);
       try {
         file.transaction(() => {

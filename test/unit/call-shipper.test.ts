@@ -218,7 +218,13 @@ describe("a node's call log shipped to the authority", () => {
     expect(await shipper.shipOnce()).toBe('idle');
     report(now + 5_000);
     expect(await shipper.shipOnce()).toBe('shipped');
+    // The router's last report (its stop) is shipped by the shipper's stop.
+    report(now + 6_000);
     await shipper.stop();
-    expect(authority.shipments.map((s) => s.routers.map((r) => [r.router, r.updatedAt]))).toEqual([[['127.0.0.1:4573', now]], [['127.0.0.1:4573', now + 5_000]]]);
+    expect(authority.shipments.map((s) => s.routers.map((r) => [r.router, r.updatedAt]))).toEqual([
+      [['127.0.0.1:4573', now]],
+      [['127.0.0.1:4573', now + 5_000]],
+      [['127.0.0.1:4573', now + 6_000]],
+    ]);
   });
 });
