@@ -200,13 +200,10 @@ export interface PgCallShipper {
  * connection is enough: one shipment at a time), bounds short enough that a
  * silent link costs seconds, not minutes.
  */
-export function pgCallShipper(target: PgTarget, options: { timeoutMs?: number; afterWrite?: (client: pg.ClientBase, shipment: Shipment, changes: ShippedChange[], now: number) => Promise<void> } = {}): PgCallShipper {
+export function pgCallShipper(target: PgTarget, options: { timeoutMs?: number } = {}): PgCallShipper {
   const store = new PgStore(target, { connections: 1, applicationName: 'vnum serve (call log)', timeoutMs: options.timeoutMs ?? 5_000 });
   const send: ShipmentSender = async (shipment, now) => {
-    await store.transaction(async (c) => {
-      const changes = await writeShipment(c, shipment, now);
-      await options.afterWrite?.(c, shipment, changes, now);
-    });
+    await store.transaction((c) => writeShipment(c, shipment, now));
   };
   return { send, close: () => store.close() };
 }
