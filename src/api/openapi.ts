@@ -403,7 +403,7 @@ const PROBLEM_RESPONSES: Record<Exclude<Status, 200 | 201>, string> = {
   422: 'Well-formed but not usable: an invalid number, country or CSV row, a number type the policy refuses.',
   429: 'Too many requests from this address, or too many with bad keys (`Retry-After`).',
   500: 'A fault in vnum itself, or a damaged database.',
-  501: "Cluster mode (the API on PostgreSQL): the call log and what routers report live on each PBX node, not on the authority; ask the node's own `vnum` (`vnum calls`, `vnum health`).",
+  501: 'Not available on this installation.',
   503: 'The database is busy, full or cannot be opened, the authority (PostgreSQL) cannot be reached, or the installation needs the operator (`Retry-After` when busy or unreachable).',
 };
 
@@ -616,8 +616,7 @@ const OPERATIONS: Record<string, Partial<Record<'get' | 'post', Operation>>> = {
         limit,
         cursorParameter,
       ],
-      success: { status: 200, schema: ref('CallPage'), description: 'A page of calls.' },
-      problems: [501],
+      success: { status: 200, schema: ref('CallPage'), description: 'A page of calls. In cluster mode, every node\'s calls as shipped to the authority (a call\'s id is the authority\'s: unique across nodes).' },
     },
   },
   '/v1/stats': {
@@ -637,8 +636,7 @@ const OPERATIONS: Record<string, Partial<Record<'get' | 'post', Operation>>> = {
         '200 when healthy; 503 with the same body when not.',
       scope: 'read',
       parameters: [query('requireAmi', { type: 'boolean' }, 'Unhealthy when a vnum serve runs without AMI.')],
-      success: { status: 200, schema: ref('Health'), description: 'Healthy (503 with the same body: unhealthy).' },
-      problems: [501],
+      success: { status: 200, schema: ref('Health'), description: 'Healthy (503 with the same body: unhealthy). In cluster mode, every node\'s routers as their nodes report them to the authority, each named `<node>/<host:port>`.' },
     },
   },
   '/v1/ready': {

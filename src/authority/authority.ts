@@ -75,7 +75,7 @@ export interface StoreCheck {
   code?: ErrorCode;
   /**
    * Every `vnum serve` that reported to this store (each writes its state every 5 s), by address;
-   * undefined where routers report elsewhere (cluster mode: each node's own file).
+   * in cluster mode every node's, as the nodes ship them (`<node>/<host:port>`); undefined when not read.
    */
   routers: RouterStatus[] | undefined;
 }

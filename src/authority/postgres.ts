@@ -34,6 +34,7 @@ import type { Stats } from '../stats.js';
 import type { Authority, StoreCheck } from './authority.js';
 import { PgStore, positional, RetryTransaction, type PgStoreOptions } from './pg-store.js';
 import { pgPoolFaces } from './pg-pool.js';
+import { listShippedCalls, openShippedCallCount, routerReports, someRouterWatching } from './pg-calls.js';
 
 /**
  * The authority on PostgreSQL (cluster mode): what `vnum api --authority`
@@ -61,10 +62,12 @@ import { pgPoolFaces } from './pg-pool.js';
  *
  * The webhook outbox is here too (src/authority/pg-webhooks.ts): a create
  * and a release write their events in their own transactions, as on a
- * single box. On each PBX node (`vnum serve`, `vnum replica`) and not here:
- * the call log and the routers' reports (a node's sliding pushes
- * come here, through ./pg-slide.ts). Asked for those, this authority answers
- * VNUM_UNSUPPORTED_IN_CLUSTER (the API: 501) rather than an empty answer. A
+ * single box. Written on each PBX node (`vnum serve`) and shipped here
+ * asynchronously by `vnum serve --authority`: the call log, the routers'
+ * reports and the calls' webhook events (./pg-calls.ts reads them; a node's
+ * sliding pushes come here too, through ./pg-slide.ts). What a node has not
+ * shipped yet (cut off, or PostgreSQL down) is missing from the answers
+ * until it has. A
  * release with hangup writes its request on the session's row
  * (`hangup_requested_at`), which replication brings to every node; each
  * node's `vnum serve` hangs up its own calls of the session that started
@@ -197,15 +200,21 @@ export async function openPostgresAuthority(target: PgTarget, options: PgStoreOp
 
     decideRoute: (call, now, routeOptions) => decideOnAuthority(store, call, now, routeOptions),
 
-    listCalls: () => Promise.reject(callLogElsewhere()),
-    openCallCount: () => Promise.reject(callLogElsewhere()),
+    // The nodes' call logs as they shipped them (./pg-calls.ts): ids are the authority's, unique across nodes.
+    listCalls: async (filter, now) => {
+      const [page, watching] = await Promise.all([listShippedCalls(store, filter), someRouterWatching(store, now)]);
+      return { calls: page.calls, next: page.next, watching };
+    },
+    openCallCount: (ids) => openShippedCallCount(store, ids),
 
     collectStats: (now) => collectStats(store, now),
-    checkStore: async () => {
+    checkStore: async (routersSince) => {
       const check: StoreCheck = { ok: false, location: `postgres://${store.name}`, schemaVersion: null, error: null, routers: undefined };
       try {
         const { rows } = await store.query<{ version: number }>('SELECT version FROM vnum_schema');
         check.schemaVersion = rows[0]?.version ?? null;
+        // Every node's routers, as each node's vnum serve --authority ships their reports.
+        check.routers = await routerReports(store, routersSince);
         check.ok = true;
       } catch (error) {
         check.error = (error as Error).message;
@@ -252,13 +261,6 @@ export async function openPostgresAuthority(target: PgTarget, options: PgStoreOp
     close: () => store.close(),
     commitStats: () => ({ creates, transactions: creates }),
   };
-}
-
-function callLogElsewhere(): VnumError {
-  return new VnumError(
-    ErrorCode.UnsupportedInCluster,
-    "cluster mode: the call log is kept by each PBX node's vnum serve in its own file, not by the authority; read it on the node (vnum calls)",
-  );
 }
 
 /** The two PINs of a new session, unique on their numbers (src/session/pin.ts's rules), in one statement (again for a clash). */

@@ -3,6 +3,7 @@ import { normaliseNumberCached } from '../numbers/cache.js';
 import { perConnection } from '../store/statements.js';
 import { maskedNumbers, type Side } from '../webhooks/events.js';
 import { appendEvent, type CounterName } from '../webhooks/outbox.js';
+import { nodeOf, queueEventToShip } from './shipping.js';
 
 /**
  * call.refused: the router refused a call to a masked number of a session
@@ -164,7 +165,10 @@ export function recordRefusal(db: Db, refusal: Refusal, now: number): boolean {
     if (caller === undefined) return false;
     const { dialled } = maskedNumbers(caller, { first: row.first_masked_as, second: row.second_masked_as });
     const call = { uniqueid: refusal.uniqueid, caller, dialled, reason: refusal.reason };
-    appendEvent(db, { type: 'call.refused', session: refusal.session, occurredAt: refusal.at, data: { call } }, now);
+    const event = { type: 'call.refused' as const, session: refusal.session, occurredAt: refusal.at, data: { call } };
+    // A cluster node's outbox is on the authority: queued for its shipper (./shipping.ts), bounded there.
+    if (nodeOf(db) !== undefined) queueEventToShip(db, event);
+    else appendEvent(db, event, now);
     return true;
   });
 }

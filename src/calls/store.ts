@@ -18,7 +18,7 @@ import type { RouteDecision } from '../routing/decide.js';
 
 export { CALL_STATES, type Call, type CallState, type HangupReason, type Recording } from './call.js';
 
-interface CallRow {
+export interface CallRow {
   id: number;
   uniqueid: string;
   session_id: string;
@@ -47,7 +47,8 @@ export function callState(row: Pick<CallRow, 'ringing_at' | 'answered_at' | 'end
   return 'routed';
 }
 
-function toCall(row: CallRow): Call {
+/** A call log row (the single box's, or the authority's call_log with its own id) as a Call. */
+export function callFromRow(row: CallRow): Call {
   return {
     id: row.id,
     uniqueid: row.uniqueid,
@@ -171,7 +172,7 @@ function recordCallEvent(db: Db, type: CallEventType, id: number, occurredAt: nu
   if (!isRecording(db)) return;
   const row = statements(db).withMasked.get(id);
   if (!row) return;
-  const call = toCall(row);
+  const call = callFromRow(row);
   const masked = maskedNumbers(call.caller, { first: row.first_masked_as, second: row.second_masked_as });
   appendEvent(db, { type, session: call.session, occurredAt, data: { call: { ...callJson(call), ...masked } } }, Date.now());
 }
@@ -369,7 +370,7 @@ export function listCalls(db: Db, filter: CallFilter): { calls: Call[]; more: bo
   });
   const more = rows.length > filter.limit;
   const page = rows.slice(0, filter.limit);
-  return { calls: page.map(toCall), more, next: more ? page.at(-1)!.id : undefined };
+  return { calls: page.map(callFromRow), more, next: more ? page.at(-1)!.id : undefined };
 }
 
 // ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import { FollowedDatabase } from '../store/followed-db.js';
 import { addToCounter } from '../webhooks/outbox.js';
 import { callFact, isUniqueid, liveUniqueids } from './facts.js';
 import { recordRefusal, RefusalGate } from './refusals.js';
+import { nodeOf, queueCounterToShip } from './shipping.js';
 import { SlidingSessions } from './sliding.js';
 import {
   applyCallFact,
@@ -294,7 +295,12 @@ export class CallTracker {
     const counts = this.refusals.takeCounts();
     if (counts.size > 0) {
       this.enqueue('refusal counts', (db) => {
-        for (const [name, by] of counts) addToCounter(db, name, by);
+        // A cluster node's counters go to the authority's outbox with its shipper (./shipping.ts).
+        const node = nodeOf(db) !== undefined;
+        for (const [name, by] of counts) {
+          if (node) queueCounterToShip(db, name, by, this.now());
+          else addToCounter(db, name, by);
+        }
       });
     }
   }

@@ -4,6 +4,7 @@ import { amiWatching, listCalls, type Call } from '../calls/store.js';
 import { ErrorCode, VnumError } from '../errors.js';
 import { validateSessionId } from '../session/sessions.js';
 import { withDb } from './context.js';
+import { addAuthoritySetting, givenAuthority, onAuthority } from './authority.js';
 import { parseLimit } from './options.js';
 import { parseSince } from '../time.js';
 import { printJson, printNotice, printTable, shortTime } from './output.js';
@@ -20,27 +21,28 @@ function duration(ms: number | null): string | null {
 }
 
 export function registerCalls(program: Command): void {
-  program
-    .command('calls')
-    .description('the call log: every call the router bridged, newest first (needs vnum serve with AMI)')
+  addAuthoritySetting(program.command('calls'))
+    .description('the call log: every call the router bridged, newest first (needs vnum serve with AMI); with --authority, every node\'s calls as shipped to the authority')
     .option('--session <id>', 'only calls of this session')
     .option('--since <when>', 'only calls started since: ISO 8601 time, or a duration back from now (2h)')
     .option('--live', 'only calls in progress (routed, ringing, answered)')
     .option('--limit <n>', 'at most this many', '1000')
     .option('--json', 'JSON: an array of {"id","uniqueid","session","caller","state","startedAt",…} (see README)')
-    .action((options: { session?: string; since?: string; live?: boolean; limit: string; json?: boolean }, command: Command) => {
+    .action(async (options: { session?: string; since?: string; live?: boolean; limit: string; json?: boolean }, command: Command) => {
       const now = Date.now();
       const limit = parseLimit(options.limit);
       const session = options.session === undefined ? undefined : validateSessionId(options.session);
       const since = options.since === undefined ? undefined : parseSince(options.since, now);
-      const { calls, more, watching } = withDb(
-        command,
-        (db) => ({
-          ...listCalls(db, { session, since, live: options.live, limit }),
-          watching: amiWatching(db, now),
-        }),
-        'read',
-      );
+      const filter = { session, since, live: options.live, limit };
+      const target = givenAuthority(command);
+      // On the authority: the nodes' call logs as shipped (ids are the authority's, unique across nodes).
+      const { calls, more, watching } =
+        target === undefined
+          ? withDb(command, (db) => ({ ...listCalls(db, filter), watching: amiWatching(db, now) }), 'read')
+          : await onAuthority(target, command, async (a) => {
+              const page = await a.listCalls(filter, now);
+              return { calls: page.calls, more: page.next !== undefined, watching: page.watching };
+            });
       if (more) printNotice(`showing the newest ${limit} calls; use --limit for more`);
       if (!watching && (options.live || calls.some((c) => c.state !== 'ended' && c.state !== 'lost'))) {
         printNotice('no vnum serve reports a live AMI connection: calls in progress may be out of date (see vnum health)');

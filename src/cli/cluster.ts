@@ -31,7 +31,7 @@ function printNodes(nodes: NodeView[]): void {
     return;
   }
   printTable(
-    ['NODE', 'STATE', 'LAG', 'BEHIND', 'SLOT SIZE', 'WAL', 'LAST CONTACT', 'PHASE', 'ADDRESS', 'LAST ERROR'],
+    ['NODE', 'STATE', 'LAG', 'BEHIND', 'SLOT SIZE', 'WAL', 'LAST CONTACT', 'PHASE', 'ADDRESS', 'CALLS UNSHIPPED', 'LAST ERROR'],
     nodes.map((n) => [
       n.node,
       n.state,
@@ -42,6 +42,7 @@ function printNodes(nodes: NodeView[]): void {
       n.lastContactAgoMs === null ? null : `${ago(n.lastContactAgoMs)} ago`,
       n.phase,
       n.clientAddress,
+      n.callLogBacklog === null ? null : `${n.callLogBacklog} (${ago(n.callLogShippedAgoMs)} ago)`,
       n.lastError === null ? null : n.lastError.slice(0, 80),
     ]),
   );

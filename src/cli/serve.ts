@@ -30,6 +30,7 @@ import { createFreshnessGate } from '../replica/gate.js';
 import { openDb, resolveDbPath } from '../store/db.js';
 import { SlideQueue } from '../calls/slide-queue.js';
 import { SlidingSessions } from '../calls/sliding.js';
+import { CallShipper } from '../calls/shipping.js';
 import type { PgTarget } from '../replica/stream.js';
 import { addAuthoritySetting, authorityName } from './authority.js';
 import { amiSettings, type AmiSettings } from './ami-settings.js';
@@ -336,6 +337,10 @@ async function runRouter(dbPath: string, settings: ServeSettings, logger: Logger
   // costs pushes, never the start or a call.
   const slider = settings.authority ? (await import('../authority/pg-slide.js')).pgSlider(settings.authority) : null;
   const slideQueue = slider ? new SlideQueue({ send: slider.send, logger: logger.child({ component: 'sliding' }) }) : null;
+  // The call log shipped to the authority (src/calls/shipping.ts): the file stays the log; a background
+  // loop copies what changed, never in the call's way. Only a replica's file ships (it names the node).
+  const callSender = settings.authority ? (await import('../authority/pg-calls.js')).pgCallShipper(settings.authority) : null;
+  const shipper = callSender ? new CallShipper({ dbPath, send: callSender.send, logger: logger.child({ component: 'call shipping' }) }) : null;
   const sliding = new SlidingSessions({
     queue: slideQueue,
     authority: settings.authority ? authorityName(settings.authority) : null,
@@ -418,12 +423,14 @@ async function runRouter(dbPath: string, settings: ServeSettings, logger: Logger
       amiConnected: amiClient ? () => amiClient.loggedIn : undefined,
       figures,
       slidingPushes: () => sliding.counts,
+      callShipping: shipper ? () => ({ ...shipper.counts, backlog: shipper.backlog }) : undefined,
       freshness: () => gate.freshness(),
     });
     // The first scrape finds figures already read.
     void figures.refresh();
   }
   callLog.start();
+  shipper?.start();
   amiClient?.start();
   logger.info(
     {
@@ -447,6 +454,12 @@ async function runRouter(dbPath: string, settings: ServeSettings, logger: Logger
     .then(() => amiClient?.stop())
     .then(() => callLog.stop())
     .catch((error: unknown) => logger.error({ err: error }, 'error while stopping AMI'))
+    .then(() => shipper?.stop())
+    .then(() => callSender?.close())
+    .then(() => {
+      if (shipper) logger.info({ shipped: shipper.counts.shipped, failures: shipper.counts.failures, backlog: shipper.backlog }, 'call log shipped from this node');
+    })
+    .catch((error: unknown) => logger.error({ err: error }, 'error while stopping the call shipping'))
     .then(() => slideQueue?.close())
     .then(() => slider?.close())
     .then(() => {

@@ -21,6 +21,8 @@ export interface RouterSources {
   figures: CachedFigures;
   /** A cluster node's sliding pushes to the authority, by outcome (src/calls/sliding.ts). */
   slidingPushes?: () => Record<PushOutcome, number>;
+  /** A cluster node's call log shipped to the authority (src/calls/shipping.ts); absent without --authority. */
+  callShipping?: () => { shipped: number; failures: number; backlog: number | null };
   /** The freshness gate's judgement (cluster node); the freshness metrics are left out on a single box. */
   freshness?: () => Freshness;
   now?: () => number;
@@ -116,6 +118,24 @@ export class RouterMetrics {
       'counter',
       'outcome',
       from((s) => s.slidingPushes?.()),
+    );
+    r.single(
+      'vnum_call_log_shipped_total',
+      "Cluster node (vnum serve --authority): call-log changes the authority committed (a call's row each time it changed). Absent without --authority.",
+      'counter',
+      from((s) => s.callShipping?.().shipped),
+    );
+    r.single(
+      'vnum_call_log_ship_failures_total',
+      'Cluster node: shipments of the call log the authority did not take (tried again; nothing is dropped). Absent without --authority.',
+      'counter',
+      from((s) => s.callShipping?.().failures),
+    );
+    r.single(
+      'vnum_call_log_ship_backlog',
+      "Cluster node: call-log changes in this node's file not yet shipped to the authority. Absent without --authority, and until first read.",
+      'gauge',
+      from((s) => s.callShipping?.().backlog ?? undefined),
     );
     r.single('vnum_store_figures_failures_total', 'Reads of the store figures that failed.', 'counter', from((s) => s.figures.failures));
     r.withProcessMetrics();

@@ -31,6 +31,10 @@ export interface NodeView {
   host: string | null;
   version: string | null;
   lastError: string | null;
+  /** Call-log changes the node had not shipped at its last shipment (vnum serve --authority); null: it never shipped. */
+  callLogBacklog: number | null;
+  /** Ms since the node's last shipment of its call log reached the authority. */
+  callLogShippedAgoMs: number | null;
 }
 
 interface SlotRow {
@@ -74,6 +78,13 @@ export async function clusterStatus(client: pg.Client, staleAfterMs: number): Pr
             ((extract(epoch FROM clock_timestamp()) * 1000)::bigint - reported_at)::text AS reported_ago_ms
        FROM node_report`,
   );
+  // Each node's call-log shipping (PostgreSQL migration 8): an authority without the table shows none.
+  const shipping = await client
+    .query<{ node: string; backlog: string; shipped_ago_ms: string }>(
+      `SELECT node, backlog::text, ((extract(epoch FROM clock_timestamp()) * 1000)::bigint - shipped_at)::text AS shipped_ago_ms FROM node_shipping`,
+    )
+    .then((r) => new Map(r.rows.map((row) => [row.node, row])))
+    .catch(() => new Map<string, { backlog: string; shipped_ago_ms: string }>());
   const bySlot = new Map(slots.rows.map((s) => [s.slot_name, s]));
   const nodes = new Map<string, ReportRow | undefined>();
   for (const r of reports.rows) nodes.set(r.node, r);
@@ -103,6 +114,8 @@ export async function clusterStatus(client: pg.Client, staleAfterMs: number): Pr
         host: report?.host ?? null,
         version: report?.version ?? null,
         lastError: report?.last_error ?? null,
+        callLogBacklog: shipping.has(node) ? Number(shipping.get(node)!.backlog) : null,
+        callLogShippedAgoMs: shipping.has(node) ? Math.max(0, Number(shipping.get(node)!.shipped_ago_ms)) : null,
       };
       view.state = nodeState(view, staleAfterMs);
       return view;

@@ -314,4 +314,53 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE session ADD COLUMN hangup_requested_at INTEGER;
   `,
+  // 12: the call log's shipping to the authority (cluster mode, issue 15;
+  // src/calls/shipping.ts). Every insert or update of a call row takes the
+  // next number of `call_shipping.last_seq` into its `change_seq` (the
+  // triggers; a trigger's own write does not fire it again, since it changes
+  // change_seq), so "what changed since the last shipment" is one range of
+  // the index. `shipped_seq` is how far the authority has this file's log
+  // (moved only after PostgreSQL's COMMIT); `log_id` names this file's log
+  // on the authority, so a node whose file is made anew (its call ids start
+  // again at 1) never collides with its old rows there. Calls logged before
+  // this migration ship too (their change_seq is their id). On a single box
+  // nothing ships and the sequence just counts. `event_to_ship`: what a
+  // node's router records for the webhook outbox outside the call log
+  // (call.refused, and the refusal counters as deltas), queued for the
+  // shipper, deleted once the authority has them; bounded by the writer
+  // (src/calls/shipping.ts, MAX_EVENTS_TO_SHIP). AUTOINCREMENT: a seq is
+  // never used twice, so the authority can tell one it already took.
+  `
+  CREATE TABLE event_to_ship (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    type         TEXT NOT NULL,
+    session_id   TEXT,
+    occurred_at  INTEGER NOT NULL,
+    data         TEXT NOT NULL
+  );
+
+  CREATE TABLE call_shipping (
+    id           INTEGER PRIMARY KEY CHECK (id = 1),
+    log_id       TEXT NOT NULL,
+    last_seq     INTEGER NOT NULL,
+    shipped_seq  INTEGER NOT NULL,
+    shipped_at   INTEGER
+  );
+  ALTER TABLE call ADD COLUMN change_seq INTEGER;
+  UPDATE call SET change_seq = id;
+  INSERT INTO call_shipping (id, log_id, last_seq, shipped_seq)
+    VALUES (1, lower(hex(randomblob(8))), coalesce((SELECT max(id) FROM call), 0), 0);
+  CREATE INDEX call_change ON call (change_seq);
+
+  CREATE TRIGGER call_change_insert AFTER INSERT ON call
+  BEGIN
+    UPDATE call_shipping SET last_seq = last_seq + 1 WHERE id = 1;
+    UPDATE call SET change_seq = (SELECT last_seq FROM call_shipping WHERE id = 1) WHERE id = NEW.id;
+  END;
+  CREATE TRIGGER call_change_update AFTER UPDATE ON call WHEN NEW.change_seq IS OLD.change_seq
+  BEGIN
+    UPDATE call_shipping SET last_seq = last_seq + 1 WHERE id = 1;
+    UPDATE call SET change_seq = (SELECT last_seq FROM call_shipping WHERE id = 1) WHERE id = NEW.id;
+  END;
+  `,
 ];

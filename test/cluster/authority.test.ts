@@ -211,10 +211,9 @@ clusterSuite('the authority on PostgreSQL (cluster mode)', (env) => {
       );
       expect(onPostgres).toEqual(onSqlite);
       expect(await violations(client, T0 + 3_600_001)).toEqual([]);
-      // What only cluster mode says: the call log lives on the nodes.
-      for (const call of [postgres.listCalls({ limit: 10 }, T0), postgres.openCallCount([1])]) {
-        expect((await failure(call)).code).toBe(ErrorCode.UnsupportedInCluster);
-      }
+      // The call log on the authority is what the nodes ship (test/cluster/calls-authority.test.ts): none yet here.
+      expect(await postgres.listCalls({ limit: 10 }, T0)).toEqual({ calls: [], next: undefined, watching: false });
+      expect(await postgres.openCallCount([1])).toBe(0);
       // A release with hangup: the request on the session's row for the nodes, in the release's transaction; no calls known here.
       expect((await postgres.getSession('s6', T0 + 3_600_001)).releasedAt).toBeNull();
       const withHangup = await postgres.releaseSession('s6', 0, T0 + 3_600_002, { hangup: true });
@@ -226,7 +225,7 @@ clusterSuite('the authority on PostgreSQL (cluster mode)', (env) => {
       await postgres.releaseSession('s6', 0, T0 + 3_600_005, { hangup: true });
       const { rows: again } = await client.query<{ hangup_requested_at: string }>("SELECT hangup_requested_at FROM session WHERE id = 's6'");
       expect(Number(again[0]!.hangup_requested_at)).toBe(T0 + 3_600_009);
-      expect((await postgres.checkStore(T0)).routers).toBeUndefined();
+      expect((await postgres.checkStore(T0)).routers).toEqual([]);
     } finally {
       await sqlite.close();
       await postgres.close();
@@ -374,9 +373,13 @@ clusterSuite('the authority on PostgreSQL (cluster mode)', (env) => {
       const local = vnum(['--db', join(dir, 'local.db'), 'apikey', 'list', '--json'], quietEnv);
       expect(local.code).toBe(1);
       expect(local.stderr).toMatch(/no database at .*local\.db.*\[VNUM_DATABASE_NOT_FOUND\]/);
-      // Cluster mode's answers for what lives on the nodes.
-      expectProblem(await http.get('/v1/calls'), 501, 'VNUM_UNSUPPORTED_IN_CLUSTER');
-      expectProblem(await http.get('/v1/health'), 501, 'VNUM_UNSUPPORTED_IN_CLUSTER');
+      // The nodes' call logs and routers' reports as they ship them (test/cluster/calls-authority.test.ts): none here, no node runs.
+      const calls = await http.get('/v1/calls');
+      expect(calls.status).toBe(200);
+      expect(calls.body).toEqual({ calls: [], next: null, watching: false });
+      const health = await http.get<{ healthy: boolean; database: { ok: boolean }; routers: unknown[] }>('/v1/health');
+      expect(health.status).toBe(503);
+      expect(health.body).toMatchObject({ healthy: false, database: { ok: true }, routers: [] });
       expect((await http.get('/v1/ready', { key: null })).body).toEqual({ ready: true });
     });
 

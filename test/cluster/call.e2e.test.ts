@@ -25,8 +25,9 @@ import { listCalls, readRouterStatus, type Call } from '../../src/calls/store.js
 import { openDb } from '../../src/store/db.js';
 import { Asterisk, sampleManagerConf } from '../support/asterisk/asterisk.js';
 import { ports } from '../support/asterisk/paths.js';
-import { deploy, routableOnFile, routableWithin, type CreatedJson } from '../support/cluster/api.js';
-import { audit } from '../support/cluster/checks.js';
+import { authorityUrl, deploy, routableOnFile, routableWithin, type CreatedJson } from '../support/cluster/api.js';
+import { audit, eventually } from '../support/cluster/checks.js';
+import { callJson } from '../../src/calls/json.js';
 import { clusterSuite } from '../support/cluster/suite.js';
 import { findLeaks, numberPattern } from '../support/leaks.js';
 import { startServe, type Serve } from '../support/serve.js';
@@ -130,7 +131,7 @@ clusterSuite('a real call on node A for a session created through node B\'s API'
     }
   }, 180_000);
 
-  it("a live call on A is torn down by a release with hangup through B's API: the request reaches A by replication, A's vnum serve hangs up through AMI, both carriers get a BYE", async () => {
+  it("a live call on A is torn down by a release with hangup through B's API: the request reaches A by replication, A's vnum serve hangs up through AMI, both carriers get a BYE; the call, shipped by A, shows through B's API", async () => {
     const d = await deploy(env, { name: 'hangcall', pool: POOL, apis: [1] });
     const [a, b] = d.pbxs as [typeof d.pbxs[0], typeof d.pbxs[0]];
     let router: Serve | undefined;
@@ -138,7 +139,8 @@ clusterSuite('a real call on node A for a session created through node B\'s API'
     try {
       const secretFile = join(env.dir, 'ami-secret');
       writeFileSync(secretFile, `${AMI_SECRET}\n`, { mode: 0o600 });
-      router = await startServe({ db: a.db, port: ports.router, env: { VNUM_AMI_USER: 'vnum', VNUM_AMI_SECRET_FILE: secretFile } });
+      // With the authority: A's call log ships there, so the API on B shows the call too.
+      router = await startServe({ db: a.db, port: ports.router, env: { VNUM_AMI_USER: 'vnum', VNUM_AMI_SECRET_FILE: secretFile, VNUM_AUTHORITY: authorityUrl(d.target) } });
       const loggedIn = (): boolean => {
         const file = openDb(a.db, { readonly: true });
         try {
@@ -174,6 +176,12 @@ clusterSuite('a real call on node A for a session created through node B\'s API'
       expect(far.received().some((m) => m.method === 'BYE')).toBe(true);
       const ended = await waitFor("the end in A's call log", () => callsOn(a.db, session.id).find((c) => c.state === 'ended'), 10_000);
       expect(ended).toMatchObject({ dialStatus: 'ANSWER', hangupReason: 'release', hangupCause: 16, hangupRequestedAt: Date.parse(released.body.hangup.requestedAt) });
+      // The call on the authority, through B's API (B never carried it): as A's log has it, with the authority's id.
+      const onAuthority = await eventually("the ended call through B's API", 15_000, async () => {
+        const page = await b.client!.get<{ calls: Array<ReturnType<typeof callJson>> }>(`/v1/calls?session=${session.id}`);
+        return page.status === 200 && page.body.calls.length === 1 && page.body.calls[0]!.state === 'ended' ? page.body.calls[0]! : undefined;
+      });
+      expect(onAuthority).toEqual({ ...callJson(ended), id: onAuthority.id });
       console.log(`cluster hang-up: a 25 s call ended ${tookMs} ms after it was placed, by a release through the other node's API`);
     } finally {
       await far.stop();

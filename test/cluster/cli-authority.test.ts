@@ -4,8 +4,8 @@
  * command runs twice, on PostgreSQL and on a single box's SQLite file, and
  * their answers must agree (JSON of the same shape, the same error codes,
  * exit codes and messages); what the PostgreSQL commands wrote is read back
- * from PostgreSQL's rows. Bad input writes nothing; release --hangup is
- * refused with VNUM_UNSUPPORTED_IN_CLUSTER before anything is released.
+ * from PostgreSQL's rows. Bad input writes nothing; release --hangup
+ * writes its request on the session's row for the nodes to apply.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';

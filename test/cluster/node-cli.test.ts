@@ -136,7 +136,7 @@ clusterSuite('vnum replica, serve\'s freshness policy and vnum cluster', (env) =
       expect(['stale', 'unreported', 'inactive']).toContain(a.state);
       expect(b.state).toBe('ok');
       const text = vnum(['cluster', 'status', '--stale-after', '3s'], { ...quietEnv, VNUM_AUTHORITY: url(target) });
-      expect(text.stdout.split('\n')[0]).toMatch(/^NODE\s+STATE\s+LAG\s+BEHIND\s+SLOT SIZE\s+WAL\s+LAST CONTACT\s+PHASE\s+ADDRESS\s+LAST ERROR$/);
+      expect(text.stdout.split('\n')[0]).toMatch(/^NODE\s+STATE\s+LAG\s+BEHIND\s+SLOT SIZE\s+WAL\s+LAST CONTACT\s+PHASE\s+ADDRESS\s+CALLS UNSHIPPED\s+LAST ERROR$/);
       expect(text.stdout).toMatch(/^cli_a\s+(stale|unreported|inactive)\s/m);
 
       // Healed.

@@ -374,6 +374,8 @@ describe('ReplicaMetrics (vnum replica --metrics-port)', () => {
     host: 'pbx-a',
     version: '0.0.0',
     lastError: null,
+    callLogBacklog: null,
+    callLogShippedAgoMs: null,
     ...over,
   });
 

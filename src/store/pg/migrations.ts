@@ -230,4 +230,71 @@ export const PG_MIGRATIONS: readonly string[] = [
     stopped     boolean NOT NULL DEFAULT false
   );
   `,
+  // 8: the nodes' call logs and routers' reports (issue 15; src/calls/shipping.ts
+  // ships them from each node's file, src/authority/pg-calls.ts writes and reads
+  // them). Kept out of the publication: they come from the nodes, not to them.
+  // `call_log` has one row per call of a node's log, keyed by (node, log_id,
+  // node_call_id): log_id names the node's file (SQLite call_shipping.log_id),
+  // so a file made anew does not collide with its old rows; `id` is the
+  // authority's own and is the call's id in GET /v1/calls and `vnum calls
+  // --authority` (unique across nodes). A row moves only forward: a shipment
+  // carries each call's change_seq and an older one never overwrites a newer.
+  // `router_report`: each node's routers' own reports (SQLite router_status),
+  // for GET /v1/health. `node_shipping`: how far each node's log has shipped,
+  // and the last of its queued events (event_to_ship.seq) the authority took.
+  `
+  CREATE TABLE call_log (
+    id                   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    node                 text NOT NULL,
+    log_id               text NOT NULL,
+    node_call_id         bigint NOT NULL,
+    change_seq           bigint NOT NULL,
+    uniqueid             text NOT NULL,
+    channel              text NOT NULL,
+    session_id           text NOT NULL,
+    caller               text NOT NULL CHECK (caller IN ('first', 'second')),
+    started_at           bigint NOT NULL,
+    ringing_at           bigint,
+    answered_at          bigint,
+    ended_at             bigint,
+    lost_at              bigint,
+    dial_status          text,
+    hangup_cause         integer,
+    hangup_cause_text    text,
+    callee_uniqueid      text,
+    hangup_requested_at  bigint,
+    hangup_reason        text CHECK (hangup_reason IN ('release', 'session-ended')),
+    via                  text CHECK (via IN ('pin')),
+    recording_path       text,
+    recording_bytes      bigint,
+    recording_deleted_at bigint,
+    shipped_at           bigint NOT NULL,
+    UNIQUE (node, log_id, node_call_id)
+  );
+  CREATE INDEX call_log_session ON call_log (session_id, id);
+  CREATE INDEX call_log_started ON call_log (started_at);
+  CREATE INDEX call_log_open ON call_log (session_id) WHERE ended_at IS NULL AND lost_at IS NULL;
+
+  CREATE TABLE router_report (
+    node              text NOT NULL,
+    router            text NOT NULL,
+    pid               integer NOT NULL,
+    started_at        bigint NOT NULL,
+    updated_at        bigint NOT NULL,
+    ami_state         text NOT NULL,
+    ami_since         bigint,
+    ami_error         text,
+    asterisk_version  text,
+    PRIMARY KEY (node, router)
+  );
+
+  CREATE TABLE node_shipping (
+    node         text PRIMARY KEY,
+    log_id       text NOT NULL,
+    shipped_seq  bigint NOT NULL,
+    shipped_at   bigint NOT NULL,
+    backlog      bigint NOT NULL,
+    event_seq    bigint NOT NULL DEFAULT 0
+  );
+  `,
 ];
