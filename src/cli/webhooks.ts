@@ -220,7 +220,7 @@ export function registerWebhooks(program: Command): void {
       const status =
         target === undefined
           ? withDb(command, (db) => webhookStatus(db), 'read')
-          : await onOutbox(target, command, async (store) => (await import('../webhooks/pg-status.js')).pgWebhookStatus(store));
+          : await onOutbox(target, command, async (store) => (await import('../authority/pg-webhook-status.js')).pgWebhookStatus(store));
       if (options.json) printJson(statusJson(status));
       else printStatus(status, Date.now());
     });
@@ -243,7 +243,7 @@ export function registerWebhooks(program: Command): void {
         const changed =
           target === undefined
             ? withDb(command, (db) => act(db, which, Date.now()), 'write')
-            : await onOutbox(target, command, async (store) => (await import('../webhooks/pg-status.js'))[onPg](store, which, Date.now()));
+            : await onOutbox(target, command, async (store) => (await import('../authority/pg-webhook-status.js'))[onPg](store, which, Date.now()));
         if (options.json) printJson({ [key]: changed });
         else printLine(`${changed.length} parked event${changed.length === 1 ? '' : 's'} ${done}`);
       });
@@ -284,9 +284,9 @@ async function deliverFromAuthority(
   metrics: { host: string; port: number } | null,
 ): Promise<void> {
   const { PgStore } = await import('../authority/pg-store.js');
-  const { pgDeliveryStore } = await import('../webhooks/pg-delivery-store.js');
+  const { pgDeliveryStore } = await import('../authority/pg-delivery-store.js');
   const { reportPgSessionEnds } = await import('../authority/pg-webhooks.js');
-  const { pgWebhookFigures } = await import('../webhooks/pg-status.js');
+  const { pgWebhookFigures } = await import('../authority/pg-webhook-status.js');
   // The metrics endpoint binds first: a taken port stops the start before anything is recorded.
   let metricsServer: MetricsServer | undefined;
   const exported = metrics ? new DelivererMetrics() : undefined;

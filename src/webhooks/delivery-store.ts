@@ -8,7 +8,7 @@ import { afterFailure, type AfterFailure, type RetryPolicy } from './retry.js';
  * What the deliverer needs from the store, and nothing else: the one seam
  * between delivery (HTTP, signing, timing) and the outbox's tables, so the
  * outbox can move to another database (PostgreSQL, issue 15:
- * ./pg-delivery-store.ts) behind the same interface. Every method is one
+ * src/authority/pg-delivery-store.ts) behind the same interface. Every method is one
  * transaction; asynchronous, so a network database fits it (the SQLite one
  * answers at once).
  */

@@ -12,7 +12,7 @@ import { newEventId, type CounterName } from './outbox.js';
  *
  * Lanes: a session's events are delivered one at a time in seq order; only
  * the oldest open one is 'pending', later ones wait 'queued' until the one
- * before is closed (./pg-delivery-store.ts promotes the next). Under READ
+ * before is closed (src/authority/pg-delivery-store.ts promotes the next). Under READ
  * COMMITTED, two processes appending to one session at once could both see
  * an empty lane and both write 'pending'; so an append first takes the
  * session's lane lock (a transaction-level advisory lock, LANE_LOCK_SPACE

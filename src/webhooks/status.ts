@@ -121,7 +121,7 @@ function parkedEvents(db: Db, ids: readonly string[] | 'all'): ParkedRow[] {
   return pickParked(db.prepare<[], ParkedRow>("SELECT seq, id, session_id AS session FROM webhook_event WHERE state = 'parked' ORDER BY seq").all(), ids);
 }
 
-/** Of every parked event (`all`, by seq), those the ids name: all of them or none (also ./pg-status.ts's rule). */
+/** Of every parked event (`all`, by seq), those the ids name: all of them or none (also src/authority/pg-webhook-status.ts's rule). */
 export function pickParked(all: ParkedRow[], ids: readonly string[] | 'all'): ParkedRow[] {
   if (ids === 'all') return all;
   const byId = new Map(all.map((row) => [row.id, row]));

@@ -1,16 +1,16 @@
-import type { PgStore } from '../authority/pg-store.js';
-import type { ClaimedEvent, DeliveryStore } from './delivery-store.js';
-import type { EventType, OutboxEvent } from './events.js';
-import { closePgEvent, setPgRecording } from './pg-outbox.js';
-import { afterFailure } from './retry.js';
+import type { PgStore } from './pg-store.js';
+import type { ClaimedEvent, DeliveryStore } from '../webhooks/delivery-store.js';
+import type { EventType, OutboxEvent } from '../webhooks/events.js';
+import { closePgEvent, setPgRecording } from '../webhooks/pg-outbox.js';
+import { afterFailure } from '../webhooks/retry.js';
 
 /**
- * The deliverer's store on the authority (cluster mode): ./delivery-store.ts's
+ * The deliverer's store on the authority (cluster mode): ../webhooks/delivery-store.ts's
  * contract on PostgreSQL, for any number of `vnum webhooks deliver
  * --authority` on any hosts at once.
  *
  * - A claim is one statement: the due events (each the oldest open one of its
- *   session: the outbox's lane rule, ./pg-outbox.ts) are locked FOR UPDATE
+ *   session: the outbox's lane rule, ../webhooks/pg-outbox.ts) are locked FOR UPDATE
  *   SKIP LOCKED and leased (next_at moved to the lease's end) in the same
  *   statement. A second deliverer claiming at the same time skips the rows
  *   the first holds, and once the first has committed, finds them no longer

@@ -1,11 +1,11 @@
 import type pg from 'pg';
-import type { PgStore } from '../authority/pg-store.js';
-import { closePgEvent, lockPgLanes } from './pg-outbox.js';
-import { COUNTERS, type CounterName } from './outbox.js';
-import { pickParked, type DelivererSeen, type ParkedEvent, type ParkedRow, type WebhookFigures, type WebhookStatus } from './status.js';
+import type { PgStore } from './pg-store.js';
+import { closePgEvent, lockPgLanes } from '../webhooks/pg-outbox.js';
+import { COUNTERS, type CounterName } from '../webhooks/outbox.js';
+import { pickParked, type DelivererSeen, type ParkedEvent, type ParkedRow, type WebhookFigures, type WebhookStatus } from '../webhooks/status.js';
 
 /**
- * ./status.ts on the authority (cluster mode): the outbox's figures and
+ * ../webhooks/status.ts on the authority (cluster mode): the outbox's figures and
  * lists for `vnum webhooks status --authority` and the deliverer's metrics,
  * and what the operator does with parked events. The same shapes, so the
  * faces print and export them with the single box's code.
