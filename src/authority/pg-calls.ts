@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { ErrorCode, VnumError } from '../errors.js';
 import type { Call, CallFilter, CallRow, RouterStatus } from '../calls/store.js';
 import { callFromRow, STATUS_FRESH_MS } from '../calls/store.js';
 import type { QueuedEvent, Shipment, ShipmentSender, ShippedCall } from '../calls/shipping.js';
@@ -88,11 +89,12 @@ export async function writeShipment(client: pg.ClientBase, shipment: Shipment, n
   if (shipment.calls.length > 0) {
     const ids = shipment.calls.map((c) => c.id);
     // The rows as they were, locked: what each change moves from (a call's answer or end is new only once).
-    const { rows: before } = await client.query<{ node_call_id: number; answered_at: number | null; ended_at: number | null; lost_at: number | null }>(
-      'SELECT node_call_id, answered_at, ended_at, lost_at FROM call_log WHERE node = $1 AND log_id = $2 AND node_call_id = ANY($3::bigint[]) FOR UPDATE',
+    const { rows: before } = await client.query<{ node_call_id: number; uniqueid: string; answered_at: number | null; ended_at: number | null; lost_at: number | null }>(
+      'SELECT node_call_id, uniqueid, answered_at, ended_at, lost_at FROM call_log WHERE node = $1 AND log_id = $2 AND node_call_id = ANY($3::bigint[]) FOR UPDATE',
       [shipment.node, shipment.logId, ids],
     );
     const was = new Map(before.map((r) => [Number(r.node_call_id), r]));
+    refuseReusedIds(shipment, was);
     const { rows } = await client.query<{ id: number; node_call_id: number }>(UPSERT_CALLS_SQL, [shipment.node, shipment.logId, JSON.stringify(shipment.calls)]);
     changes = rows.map((r) => {
       const prior = was.get(Number(r.node_call_id));
@@ -116,6 +118,27 @@ export async function writeShipment(client: pg.ClientBase, shipment: Shipment, n
   await appendCallEvents(client, shipment, changes, now);
   await appendQueuedEvents(client, events, now);
   return changes;
+}
+
+/**
+ * A call's row never changes its channel (uniqueid), so a shipped id the
+ * authority holds for another channel means the node's file reuses ids of
+ * its own log: it was restored from an older copy of itself. Its new calls
+ * would otherwise be dropped without a word (the upsert keeps the row with
+ * the later change): the shipment is refused instead, which the node
+ * counts, logs and alerts on (VnumCallLogShippingFailing), naming the fix.
+ */
+function refuseReusedIds(shipment: Shipment, was: ReadonlyMap<number, { uniqueid: string }>): void {
+  const reused = shipment.calls.find((c) => {
+    const prior = was.get(c.id);
+    return prior !== undefined && prior.uniqueid !== c.uniqueid;
+  });
+  if (!reused) return;
+  throw new VnumError(
+    ErrorCode.Database,
+    `node ${shipment.node}'s call log reuses call id ${reused.id} (log ${shipment.logId}), which the authority holds for another call: ` +
+      'its file was restored from an older copy of itself. Give the file a new log id (docs/cluster.md, "The call log on the authority", Ids); nothing of this shipment was written',
+  );
 }
 
 /**
