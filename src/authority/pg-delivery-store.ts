@@ -1,6 +1,6 @@
 import type { PgStore } from './pg-store.js';
-import type { ClaimedEvent, DeliveryStore } from '../webhooks/delivery-store.js';
-import type { EventType, OutboxEvent } from '../webhooks/events.js';
+import type { ClaimedEvent, DeliveryStore, EventRow } from '../webhooks/delivery-store.js';
+import type { OutboxEvent } from '../webhooks/events.js';
 import { closePgEvent, setPgRecording } from '../webhooks/pg-outbox.js';
 import { afterFailure } from '../webhooks/retry.js';
 
@@ -24,17 +24,6 @@ import { afterFailure } from '../webhooks/retry.js';
  *   delivered, whoever holds it now (a receiver deduplicates on the id).
  * - Closing an event promotes its session's next one under the lane lock.
  */
-
-interface EventRow {
-  seq: number;
-  id: string;
-  type: EventType;
-  session: string;
-  occurredAt: number;
-  data: string;
-  attempts: number;
-  firstFailedAt: number | null;
-}
 
 const CLAIM_SQL = `WITH due AS (
     SELECT seq FROM webhook_event WHERE state = 'pending' AND next_at <= $1 ORDER BY next_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED

@@ -3,7 +3,7 @@ import { replicaMark } from '../replica/read-only.js';
 import type { Db } from '../store/db.js';
 import { FollowedDatabase } from '../store/followed-db.js';
 import { ROUTER_REPORTS_KEPT_MS } from './health.js';
-import { listRouterStatus, type RouterStatus } from './store.js';
+import { listRouterStatus, type CallRow, type RouterStatus } from './store.js';
 import type { EventRecord } from '../webhooks/events.js';
 import type { CounterName } from '../webhooks/outbox.js';
 
@@ -39,28 +39,10 @@ import type { CounterName } from '../webhooks/outbox.js';
  */
 
 /** A call row as the file holds it (the call table's columns), as shipped. */
-export interface ShippedCall {
-  id: number;
+export interface ShippedCall extends CallRow {
   change_seq: number;
-  uniqueid: string;
   channel: string;
-  session_id: string;
-  caller: 'first' | 'second';
-  started_at: number;
-  ringing_at: number | null;
-  answered_at: number | null;
-  ended_at: number | null;
-  lost_at: number | null;
-  dial_status: string | null;
-  hangup_cause: number | null;
-  hangup_cause_text: string | null;
   callee_uniqueid: string | null;
-  hangup_requested_at: number | null;
-  hangup_reason: string | null;
-  via: string | null;
-  recording_path: string | null;
-  recording_bytes: number | null;
-  recording_deleted_at: number | null;
 }
 
 /** An event (or a counter's delta) the node queued for the authority's outbox (event_to_ship). */

@@ -53,7 +53,8 @@ export interface DelivererReport {
   stopped: boolean;
 }
 
-interface EventRow {
+/** An outbox row as a claim reads it (data still JSON text). */
+export interface EventRow {
   seq: number;
   id: string;
   type: EventType;
