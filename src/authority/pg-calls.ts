@@ -60,6 +60,9 @@ const UPSERT_ROUTERS_SQL = `INSERT INTO router_report (node, router, pid, starte
      ami_state = excluded.ami_state, ami_since = excluded.ami_since, ami_error = excluded.ami_error, asterisk_version = excluded.asterisk_version
    WHERE router_report.updated_at < excluded.updated_at`;
 
+const NODE_SHIPPING_ROW_SQL = `INSERT INTO node_shipping (node, log_id, shipped_seq, shipped_at, backlog, event_seq) VALUES ($1, $2, 0, ${PG_NOW_MS}, 0, 0)
+  ON CONFLICT (node) DO NOTHING`;
+
 const NODE_SHIPPING_SQL = `INSERT INTO node_shipping (node, log_id, shipped_seq, shipped_at, backlog, event_seq) VALUES ($1, $2, $3, ${PG_NOW_MS}, $4, $5)
   ON CONFLICT (node) DO UPDATE SET
     shipped_seq = CASE WHEN node_shipping.log_id = excluded.log_id THEN GREATEST(node_shipping.shipped_seq, excluded.shipped_seq) ELSE excluded.shipped_seq END,
@@ -80,7 +83,9 @@ export interface ShippedChange {
  * changes are new (a re-shipped change moves nothing and is not returned).
  */
 export async function writeShipment(client: pg.ClientBase, shipment: Shipment, now: number): Promise<ShippedChange[]> {
-  // The node's position, locked: two shipments of one node (two serves on one file) take turns.
+  // The node's position, locked: two shipments of one node (two serves on one file) take turns, the very first
+  // too (the row is made first, if missing: a second INSERT waits for the first's COMMIT, then finds it).
+  await client.query({ name: 'vnum_node_shipping_row', text: NODE_SHIPPING_ROW_SQL, values: [shipment.node, shipment.logId] });
   const { rows: position } = await client.query<{ log_id: string; event_seq: number | string }>('SELECT log_id, event_seq FROM node_shipping WHERE node = $1 FOR UPDATE', [
     shipment.node,
   ]);
@@ -205,7 +210,7 @@ async function appendCallEvents(client: pg.ClientBase, shipment: Shipment, chang
   planned.sort((a, b) => (a.call.session_id < b.call.session_id ? -1 : a.call.session_id > b.call.session_id ? 1 : a.call.change_seq - b.call.change_seq));
   for (const { change, call, events } of planned) {
     const mask = masks.get(call.session_id);
-    const shown = callFromRow({ ...call, id: change.id } as unknown as CallRow);
+    const shown = callFromRow({ ...call, id: change.id });
     const data = { call: { ...callJson(shown), ...(mask ? maskedNumbers(shown.caller, mask) : {}) } };
     for (const event of events) await appendPgEvent(client, { type: event.type, session: call.session_id, occurredAt: event.occurredAt, data }, now);
   }

@@ -1,4 +1,7 @@
 /**
+ * Shipments of a node's call log as the authority takes them
+ * (src/authority/pg-calls.ts, writeShipment).
+ *
  * A node's file restored from an older copy of itself keeps its log id and
  * numbers new calls with ids the authority already holds for other calls.
  * The shipment upsert keeps the row with the later change, so without a
@@ -6,9 +9,14 @@
  * the authority refuses such a shipment whole, naming the cause and the
  * fix (src/authority/pg-calls.ts, refuseReusedIds), while a shipment sent
  * again after a kill (the same calls) is taken as before.
+ *
+ * Two shipments of one node at once (two `vnum serve` on one file) take
+ * turns on the node's position row, the very first ones too, so a call's
+ * webhook events are judged against what the other committed: each once.
  */
 import { expect, it } from 'vitest';
-import { pgCallShipper } from '../../src/authority/pg-calls.js';
+import { pgCallShipper, writeShipment } from '../../src/authority/pg-calls.js';
+import { setPgRecording } from '../../src/webhooks/pg-outbox.js';
 import type { Shipment, ShippedCall } from '../../src/calls/shipping.js';
 import { ErrorCode, VnumError } from '../../src/errors.js';
 import { clusterSuite } from '../support/cluster/suite.js';
@@ -28,7 +36,7 @@ function shipment(calls: ShippedCall[]): Shipment {
   return { node: 'a', logId: 'log-a', calls, toSeq: calls.at(-1)!.change_seq, backlogAfter: 0, routers: [], events: [] };
 }
 
-clusterSuite('a node file restored from an older copy of itself', (env) => {
+clusterSuite('shipments of a node\'s call log on the authority', (env) => {
   it('its shipment reusing a call id for another channel is refused whole, naming the cause and the fix; the same calls shipped again are taken', async () => {
     const { target, client } = await env.authority();
     const shipper = pgCallShipper(target);
@@ -63,6 +71,35 @@ clusterSuite('a node file restored from an older copy of itself', (env) => {
       ]);
     } finally {
       await shipper.close();
+      await client.end();
+    }
+  });
+
+  it('two first shipments of one node at once (two serves on one file, the later with the call\'s end): call.bridged once, call.ended once', async () => {
+    const { target, client } = await env.authority();
+    const [a, b] = [env.cluster.client(target), env.cluster.client(target)];
+    await a.connect();
+    await b.connect();
+    try {
+      await setPgRecording(client, true, T0);
+      // The first serve's shipment (the call began) is written and not yet committed when the second's (it ended) starts.
+      await a.query('BEGIN');
+      await writeShipment(a, shipment([call(1, 1, '1700000001.1', false)]), T0);
+      await b.query('BEGIN');
+      const second = writeShipment(b, shipment([call(1, 2, '1700000001.1', true)]), T0).then(async () => b.query('COMMIT'));
+      const waiting = async () => Number((await client.query<{ n: string }>("SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock'")).rows[0]!.n);
+      for (let i = 0; i < 200 && (await waiting()) < 1; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(await waiting()).toBe(1);
+      await a.query('COMMIT');
+      await second;
+      const { rows } = await client.query<{ type: string; n: number }>('SELECT type, count(*)::int AS n FROM webhook_event GROUP BY type ORDER BY type');
+      expect(rows).toEqual([
+        { type: 'call.bridged', n: 1 },
+        { type: 'call.ended', n: 1 },
+      ]);
+    } finally {
+      await a.end();
+      await b.end();
       await client.end();
     }
   });
