@@ -7,7 +7,7 @@ import type { EventRecord } from '../webhooks/events.js';
 import type { CounterName } from '../webhooks/outbox.js';
 import { callJson } from '../calls/json.js';
 import { maskedNumbers } from '../webhooks/events.js';
-import { addToPgCounter, appendPgEvent, pgRecordingSince } from '../webhooks/pg-outbox.js';
+import { addToPgCounter, insertPgEvent, lockPgLanes, pgRecordingSince } from '../webhooks/pg-outbox.js';
 import type { PgTarget } from '../replica/stream.js';
 import { PgStore, positional } from './pg-store.js';
 
@@ -120,9 +120,27 @@ export async function writeShipment(client: pg.ClientBase, shipment: Shipment, n
   const events = shipment.events.filter((e) => e.seq > tookEvents);
   const eventSeq = Math.max(tookEvents, shipment.events.at(-1)?.seq ?? 0);
   await client.query(NODE_SHIPPING_SQL, [shipment.node, shipment.logId, shipment.toSeq, shipment.backlogAfter, eventSeq]);
-  await appendCallEvents(client, shipment, changes, now);
-  await appendQueuedEvents(client, events, now);
+  const queued = queuedOf(events);
+  const planned = plannedCallEvents(shipment, changes);
+  if ((planned.length > 0 || queued.events.length > 0) && (await pgRecordingSince(client)) !== null) {
+    await appendShipmentEvents(client, [...(await callEventRecords(client, planned)), ...queued.events], now);
+  }
+  // Counters in one order in every transaction that moves them (their rows are locked to COMMIT).
+  for (const [name, by] of [...queued.counters].sort(([x], [y]) => (x < y ? -1 : 1))) await addToPgCounter(client, name, by);
   return changes;
+}
+
+/**
+ * A shipment's webhook events (while recording is on), last in its
+ * transaction and held briefly: every lane they go to is locked
+ * in one statement, in the order every other writer takes lanes in (by
+ * hash: ../webhooks/pg-outbox.ts, lockPgLanes), then each is inserted (one
+ * round trip each), so a lane is held from here to COMMIT only and two
+ * writers never wait on each other's lanes in a circle.
+ */
+async function appendShipmentEvents(client: pg.ClientBase, events: EventRecord[], now: number): Promise<void> {
+  await lockPgLanes(client, [...new Set(events.map((e) => e.session))]);
+  for (const event of events) await insertPgEvent(client, event, now);
 }
 
 /**
@@ -148,22 +166,23 @@ function refuseReusedIds(shipment: Shipment, was: ReadonlyMap<number, { uniqueid
 
 /**
  * What a node queued for the outbox (src/calls/shipping.ts, event_to_ship):
- * call.refused events and the refusal counters' deltas. Each queued entry
- * is taken once: the node's position (event_seq) says which it already took,
- * so one shipped again after a kill is skipped.
+ * call.refused events and the refusal counters' deltas, summed by name.
+ * Each queued entry is taken once: the node's position (event_seq) says
+ * which it already took, so one shipped again after a kill is skipped.
  */
-async function appendQueuedEvents(client: pg.ClientBase, events: QueuedEvent[], now: number): Promise<void> {
+function queuedOf(queued: QueuedEvent[]): { events: EventRecord[]; counters: Map<CounterName, number> } {
+  const events: EventRecord[] = [];
   const counters = new Map<CounterName, number>();
-  for (const e of events) {
+  for (const e of queued) {
     const data = JSON.parse(e.data) as Record<string, unknown>;
     if (e.type === 'counter') {
       const name = data.name as CounterName;
       counters.set(name, (counters.get(name) ?? 0) + Number(data.by));
     } else if (e.session_id !== null) {
-      await appendPgEvent(client, { type: e.type as EventRecord['type'], session: e.session_id, occurredAt: e.occurred_at, data: data as unknown as EventRecord['data'] }, now);
+      events.push({ type: e.type as EventRecord['type'], session: e.session_id, occurredAt: e.occurred_at, data: data as unknown as EventRecord['data'] });
     }
   }
-  for (const [name, by] of counters) await addToPgCounter(client, name, by);
+  return { events, counters };
 }
 
 /**
@@ -190,30 +209,31 @@ export function callEventsOf(call: ShippedCall, before: ShippedChange['before'])
 
 type CallEventType = 'call.bridged' | 'call.answered' | 'call.ended';
 
-async function appendCallEvents(client: pg.ClientBase, shipment: Shipment, changes: ShippedChange[], now: number): Promise<void> {
-  if (changes.length === 0) return;
+/** The events of what a shipment changed, in the order of its changes (so within a session too). */
+function plannedCallEvents(shipment: Shipment, changes: ShippedChange[]): Array<{ change: ShippedChange; call: ShippedCall; events: ReturnType<typeof callEventsOf> }> {
   const byNodeId = new Map(shipment.calls.map((c) => [c.id, c]));
-  const planned = changes
+  return changes
     .map((change) => ({ change, call: byNodeId.get(change.nodeCallId)! }))
     .map(({ change, call }) => ({ change, call, events: callEventsOf(call, change.before) }))
-    .filter((p) => p.events.length > 0);
-  if (planned.length === 0) return;
-  // Recording off: nothing to write (appendPgEvent would say so per event; one read says it for the shipment).
-  if ((await pgRecordingSince(client)) === null) return;
+    .filter((p) => p.events.length > 0)
+    .sort((a, b) => a.call.change_seq - b.call.change_seq);
+}
+
+/** The planned events as the outbox records them: the call as `vnum calls --json` shows it, with the numbers dialled and presented. */
+async function callEventRecords(client: pg.ClientBase, planned: ReturnType<typeof plannedCallEvents>): Promise<EventRecord[]> {
+  if (planned.length === 0) return [];
   const sessions = [...new Set(planned.map((p) => p.call.session_id))];
   const { rows } = await client.query<{ id: string; first_masked_as: string; second_masked_as: string }>(
     'SELECT id, first_masked_as, second_masked_as FROM session WHERE id = ANY($1::text[])',
     [sessions],
   );
   const masks = new Map(rows.map((r) => [r.id, { first: r.first_masked_as, second: r.second_masked_as }]));
-  // Sessions in one order in every shipment (their lane locks are taken in it); within a session, the changes' order.
-  planned.sort((a, b) => (a.call.session_id < b.call.session_id ? -1 : a.call.session_id > b.call.session_id ? 1 : a.call.change_seq - b.call.change_seq));
-  for (const { change, call, events } of planned) {
+  return planned.flatMap(({ change, call, events }) => {
     const mask = masks.get(call.session_id);
     const shown = callFromRow({ ...call, id: change.id });
     const data = { call: { ...callJson(shown), ...(mask ? maskedNumbers(shown.caller, mask) : {}) } };
-    for (const event of events) await appendPgEvent(client, { type: event.type, session: call.session_id, occurredAt: event.occurredAt, data }, now);
-  }
+    return events.map((event) => ({ type: event.type, session: call.session_id, occurredAt: event.occurredAt, data }));
+  });
 }
 
 const num = (v: number | string | null): number | null => (v === null ? null : Number(v));

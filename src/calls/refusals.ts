@@ -128,6 +128,16 @@ export class RefusalGate {
     return { session, caller, reason, uniqueid: call.uniqueId === '' ? null : call.uniqueId, at: now };
   }
 
+  /** A refusal admitted here that its store could not queue (a cluster node's full queue): a drop after all. */
+  dropped(): void {
+    this.count('refusals_dropped');
+  }
+
+  /** Counts taken that could not be written yet: kept, to be taken again with the next. */
+  giveBack(counts: ReadonlyMap<CounterName, number>): void {
+    for (const [name, by] of counts) this.counts.set(name, (this.counts.get(name) ?? 0) + by);
+  }
+
   /** What was counted since the last call. */
   takeCounts(): Map<CounterName, number> {
     const counts = this.counts;
@@ -156,19 +166,23 @@ const statements = perConnection((db: Db) => ({
   ),
 }));
 
-/** Write call.refused (no-op while webhooks are not recording). False when the caller is no party of that session. */
-export function recordRefusal(db: Db, refusal: Refusal, now: number): boolean {
+/**
+ * Write call.refused (no-op while webhooks are not recording): `recorded`;
+ * `not-a-party` when the caller is no party of that session; `dropped` when
+ * a cluster node's queue for the authority is full (the caller counts it).
+ */
+export function recordRefusal(db: Db, refusal: Refusal, now: number): 'recorded' | 'not-a-party' | 'dropped' {
   return writeTransaction(db, () => {
     const row = statements(db).session.get(refusal.session);
-    if (!row) return false;
+    if (!row) return 'not-a-party';
     const caller: Side | undefined = row.first_party === refusal.caller ? 'first' : row.second_party === refusal.caller ? 'second' : undefined;
-    if (caller === undefined) return false;
+    if (caller === undefined) return 'not-a-party';
     const { dialled } = maskedNumbers(caller, { first: row.first_masked_as, second: row.second_masked_as });
     const call = { uniqueid: refusal.uniqueid, caller, dialled, reason: refusal.reason };
     const event = { type: 'call.refused' as const, session: refusal.session, occurredAt: refusal.at, data: { call } };
     // A cluster node's outbox is on the authority: queued for its shipper (./shipping.ts), bounded there.
-    if (nodeOf(db) !== undefined) queueEventToShip(db, event);
-    else appendEvent(db, event, now);
-    return true;
+    if (nodeOf(db) !== undefined) return queueEventToShip(db, event) ? 'recorded' : 'dropped';
+    appendEvent(db, event, now);
+    return 'recorded';
   });
 }

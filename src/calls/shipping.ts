@@ -56,21 +56,33 @@ export interface QueuedEvent {
   data: string;
 }
 
-/** Events queued on a node at most; past it a refusal is counted (refusals_dropped) instead of queued. */
+/**
+ * Rows (events and counter deltas) queued on a node at most. Past it nothing
+ * is queued: a refusal is counted as refusals_dropped in the router's memory
+ * (./refusals.ts), and counter deltas wait there too, until the shipper has
+ * made room; so the queue never grows past it, whether the authority is
+ * down for a day or this `vnum serve` has no `--authority` to ship with.
+ */
 export const MAX_EVENTS_TO_SHIP = 10_000;
+
+/**
+ * Whether the queue has room: its rows are at most max(seq) - min(seq) + 1
+ * (they leave from the oldest), read from the primary key's two ends, so
+ * no count scans the queue on the router's thread.
+ */
+export function roomToShip(db: Db): boolean {
+  const span = db.prepare<[], number>('SELECT coalesce(max(seq) - min(seq) + 1, 0) FROM event_to_ship').pluck().get() ?? 0;
+  return span < MAX_EVENTS_TO_SHIP;
+}
 
 /**
  * Queue an event for the authority's outbox (a node's call.refused: on a
  * replica file the outbox is on the authority). Inside the caller's
- * transaction. False when the queue is full (the event is counted as
- * refusals_dropped instead, as the single box counts a flood).
+ * transaction. False when the queue is full: the caller counts it as
+ * refusals_dropped, as the single box counts a flood.
  */
 export function queueEventToShip(db: Db, event: EventRecord): boolean {
-  const queued = db.prepare<[], number>("SELECT count(*) FROM event_to_ship WHERE type <> 'counter'").pluck().get() ?? 0;
-  if (queued >= MAX_EVENTS_TO_SHIP) {
-    queueCounterToShip(db, 'refusals_dropped', 1, event.occurredAt);
-    return false;
-  }
+  if (!roomToShip(db)) return false;
   db.prepare('INSERT INTO event_to_ship (type, session_id, occurred_at, data) VALUES (?, ?, ?, ?)').run(
     event.type,
     event.session,
@@ -80,10 +92,12 @@ export function queueEventToShip(db: Db, event: EventRecord): boolean {
   return true;
 }
 
-/** Queue a counter's delta for the authority's outbox counters (webhook_counter). */
-export function queueCounterToShip(db: Db, name: CounterName, by: number, at: number): void {
-  if (by === 0) return;
+/** Queue a counter's delta for the authority's outbox counters (webhook_counter). False when the queue is full: the caller keeps it. */
+export function queueCounterToShip(db: Db, name: CounterName, by: number, at: number): boolean {
+  if (by === 0) return true;
+  if (!roomToShip(db)) return false;
   db.prepare("INSERT INTO event_to_ship (type, session_id, occurred_at, data) VALUES ('counter', NULL, ?, ?)").run(at, JSON.stringify({ name, by }));
+  return true;
 }
 
 export interface Shipment {
@@ -293,7 +307,11 @@ export class CallShipper {
       this.backlog = shippingBacklog(file);
       this.eventsLeft = file.prepare<[], number>('SELECT count(*) FROM event_to_ship').pluck().get() ?? 0;
     } catch (error) {
-      this.options.logger.warn({ err: (error as Error).message }, 'call shipping: the cursor was not moved (the same calls ship again, harmlessly)');
+      // The same calls ship again, harmlessly; but not at once: backed off and logged at most every logEveryMs, as any
+      // failure (a writer holding the file through a long apply would otherwise meet a shipment every turn of the loop).
+      this.store.drop();
+      this.failed(error);
+      return 'failed';
     }
     return 'shipped';
   }

@@ -6,7 +6,7 @@ import type { RouteDecision } from '../routing/decide.js';
 import { recordingPath, sweepRecordings, type RecordingSettings } from './recordings.js';
 import type { Db } from '../store/db.js';
 import { FollowedDatabase } from '../store/followed-db.js';
-import { addToCounter } from '../webhooks/outbox.js';
+import { addToCounter, type CounterName } from '../webhooks/outbox.js';
 import { callFact, isUniqueid, liveUniqueids } from './facts.js';
 import { recordRefusal, RefusalGate } from './refusals.js';
 import { nodeOf, queueCounterToShip } from './shipping.js';
@@ -182,7 +182,7 @@ export class CallTracker {
       if (reason !== undefined && decision?.dialled !== undefined) this.countRefusal(decision.dialled, reason);
       if (answer.status !== 'BRIDGE') {
         const refusal = this.refusals.admit(call, answer.status, answer.session, this.now());
-        if (refusal) this.enqueue('refused call', (db) => void recordRefusal(db, refusal, this.now()));
+        if (refusal) this.enqueue('refused call', (db) => void (recordRefusal(db, refusal, this.now()) === 'dropped' && this.refusals.dropped()));
         return;
       }
       if (decision?.idleMs != null) {
@@ -296,11 +296,14 @@ export class CallTracker {
     if (counts.size > 0) {
       this.enqueue('refusal counts', (db) => {
         // A cluster node's counters go to the authority's outbox with its shipper (./shipping.ts).
+        // A full queue keeps them in memory (the router's), to be queued with the next report.
         const node = nodeOf(db) !== undefined;
+        const kept = new Map<CounterName, number>();
         for (const [name, by] of counts) {
-          if (node) queueCounterToShip(db, name, by, this.now());
-          else addToCounter(db, name, by);
+          if (!node) addToCounter(db, name, by);
+          else if (!queueCounterToShip(db, name, by, this.now())) kept.set(name, by);
         }
+        if (kept.size > 0) this.refusals.giveBack(kept);
       });
     }
   }

@@ -11,6 +11,7 @@
 import { describe, expect, it } from 'vitest';
 import { CallShipper, callsToShip, MAX_EVENTS_TO_SHIP, queueCounterToShip, queueEventToShip, shippingBacklog, shippingPosition, type Shipment, type ShippedCall } from '../../src/calls/shipping.js';
 import { callEventsOf } from '../../src/authority/pg-calls.js';
+import { RefusalGate } from '../../src/calls/refusals.js';
 import { applyCallFact, recordRoutedCall } from '../../src/calls/store.js';
 import { createSession } from '../../src/session/sessions.js';
 import { captureLog } from '../support/log.js';
@@ -125,6 +126,29 @@ describe("a node's call log shipped to the authority", () => {
     await shipper.stop();
   });
 
+  it('a cursor the file will not take (another writer holds it) is a failure: counted, backed off, the same rows shipped again once it can', async () => {
+    claim();
+    calls(2);
+    const authority = new FakeAuthority();
+    const { logger, lines } = captureLog();
+    const shipper = new CallShipper({ dbPath: store.path, send: authority.send, logger, busyTimeoutMs: 20 });
+    // Another writer (vnum replica applying a long transaction) holds the file's write lock across the shipment.
+    store.db.prepare('BEGIN IMMEDIATE').run();
+    try {
+      expect(await shipper.shipOnce()).toBe('failed');
+    } finally {
+      store.db.prepare('COMMIT').run();
+    }
+    expect(shipper.counts.failures).toBe(1);
+    expect(shippingPosition(store.db)!.shippedSeq).toBe(0);
+    expect(lines.some((l) => /call log not shipped to the authority/.test(l))).toBe(true);
+    await new Promise((r) => setTimeout(r, 1_100)); // the handle it dropped opens again after reopenDelayMs
+    expect(await shipper.shipOnce()).toBe('shipped');
+    expect(shippingPosition(store.db)!.shippedSeq).toBe(6);
+    expect(authority.writes).toBe(2);
+    await shipper.stop();
+  });
+
   it('a shipper that died after the commit and before its cursor moved ships the same rows again: nothing doubled, nothing moved back', async () => {
     claim();
     calls(4);
@@ -178,13 +202,28 @@ describe("a node's call log shipped to the authority", () => {
     expect(authority.shipments.map((s) => s.events.map((e) => e.type))).toEqual([['call.refused', 'call.refused'], ['call.refused', 'counter']]);
     expect(JSON.parse(authority.shipments[1]!.events[1]!.data)).toEqual({ name: 'refused_no_session', by: 4 });
     expect(store.db.prepare('SELECT count(*) FROM event_to_ship').pluck().get()).toBe(0);
-    // Full: a refusal past the bound is a counted drop, not a row.
+    // Full (nobody ships: the authority down, or no --authority): nothing more is queued, not an event and not a
+    // counter's delta; the caller keeps counting in memory (./refusals.ts) until the shipper makes room.
     store.db.transaction(() => {
-      for (let i = 0; i < MAX_EVENTS_TO_SHIP; i++) queueEventToShip(store.db, event(i));
+      for (let i = 0; i < MAX_EVENTS_TO_SHIP - 1; i++) expect(queueEventToShip(store.db, event(i))).toBe(true);
+      expect(queueCounterToShip(store.db, 'refused_no_session', 2, 10)).toBe(true);
       expect(queueEventToShip(store.db, event(0))).toBe(false);
+      expect(queueCounterToShip(store.db, 'refusals_dropped', 1, 11)).toBe(false);
     })();
-    expect(store.db.prepare("SELECT count(*) FROM event_to_ship WHERE type = 'call.refused'").pluck().get()).toBe(MAX_EVENTS_TO_SHIP);
-    expect(store.db.prepare("SELECT data FROM event_to_ship WHERE type = 'counter'").pluck().all()).toEqual([JSON.stringify({ name: 'refusals_dropped', by: 1 })]);
+    expect(store.db.prepare('SELECT count(*) FROM event_to_ship').pluck().get()).toBe(MAX_EVENTS_TO_SHIP);
+    // Room again once a shipment has taken the oldest.
+    const drain = new CallShipper({ dbPath: store.path, send: authority.send, logger: captureLog().logger, batchSize: 500 });
+    expect(await drain.shipOnce()).toBe('shipped');
+    await drain.stop();
+    expect(queueEventToShip(store.db, event(1))).toBe(true);
+  });
+
+  it('the router counts a refusal its full queue would not take as refusals_dropped, and keeps counter deltas the queue would not take for the next report', () => {
+    const gate = new RefusalGate({ defaultCountry: 'GB' }, 0);
+    gate.dropped();
+    gate.giveBack(new Map([['refused_no_session', 3], ['refusals_dropped', 2]]));
+    expect(gate.takeCounts()).toEqual(new Map([['refusals_dropped', 3], ['refused_no_session', 3]]));
+    expect(gate.takeCounts()).toEqual(new Map());
   });
 
   it("a shipped change's webhook events are judged against the authority's row before it: each fact once", () => {

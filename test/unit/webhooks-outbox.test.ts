@@ -293,7 +293,7 @@ describe('refused calls', () => {
     // The second party, dialling as carriers deliver it: national format.
     const refusal = gate.admit(call(`0${D.slice(3)}`), 'ENDED', 'order-1', T0 + 5_000);
     expect(refusal).toMatchObject({ session: 'order-1', caller: D, reason: 'session-ended' });
-    expect(recordRefusal(store.db, refusal!, T0 + 5_000)).toBe(true);
+    expect(recordRefusal(store.db, refusal!, T0 + 5_000)).toBe('recorded');
     expect(gate.admit(call(A), 'NOT_ALLOWED', 'order-1', T0 + 5_001)).toMatchObject({ reason: 'number-type-policy' });
     for (const status of ['NO_SESSION', 'NO_SESSION', 'INVALID', 'NOT_POOL', 'ERROR', 'BRIDGE']) expect(gate.admit(call(Z), status, '', T0)).toBeUndefined();
     expect(Object.fromEntries(gate.takeCounts())).toEqual({ refused_no_session: 2, refused_invalid_caller: 1 });
@@ -305,7 +305,7 @@ describe('refused calls', () => {
     });
     expect(refused!.occurred_at).toBe(T0 + 5_000);
     // A number that is no party of the session (cannot come from the router): nothing.
-    expect(recordRefusal(store.db, { ...refusal!, caller: Z }, T0)).toBe(false);
+    expect(recordRefusal(store.db, { ...refusal!, caller: Z }, T0)).toBe('not-a-party');
     noRealNumbers();
   });
 
