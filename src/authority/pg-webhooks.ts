@@ -69,10 +69,15 @@ export async function reportPgSessionEnds(store: PgStore, now: number, limit = 1
   return store.transaction(async (c) => {
     const { rows: mine } = await c.query('SELECT 1 FROM webhook_outbox FOR UPDATE SKIP LOCKED');
     if (mine.length === 0) return 0;
-    const { rows: due } = await c.query<{ endsAt: number; session: string }>(
+    const { rows: read } = await c.query<{ endsAt: number; session: string }>(
       'SELECT ends_at AS "endsAt", session_id AS session FROM webhook_session_end WHERE ends_at <= $1 ORDER BY ends_at, session_id LIMIT $2',
       [now, limit],
     );
+    // A full batch leaves its last end's rows to the next sweep (unless they are all it has), so that everything
+    // reported is at or before ends_reported_to: a release judges by it whether its session's end was reported.
+    const last = read.at(-1)?.endsAt;
+    const full = read.length === limit;
+    const due = full && read.some((d) => Number(d.endsAt) < Number(last)) ? read.filter((d) => Number(d.endsAt) < Number(last)) : read;
     if (due.length > 0) {
       const ids = [...new Set(due.map((d) => d.session))];
       // The sessions' rows first (a release holding one finishes first, and its end row is then gone), in one order.
@@ -109,8 +114,9 @@ export async function reportPgSessionEnds(store: PgStore, now: number, limit = 1
         );
       }
     }
-    // Every tracked end up to here is reported: all up to now, or, with more left, those before the last one read.
-    const to = due.length < limit ? now : due[due.length - 1]!.endsAt - 1;
+    // Every tracked end up to here is reported: all up to now, or, with more left, those before the last one read
+    // (when a whole batch shares one end, those rows are reported and others at that end may wait: last - 1 still).
+    const to = !full ? now : Number(last) - 1;
     await c.query('UPDATE webhook_outbox SET ends_reported_to = GREATEST(ends_reported_to, $1)', [to]);
     return due.length;
   });
