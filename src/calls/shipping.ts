@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { replicaMark } from '../replica/read-only.js';
 import type { Db } from '../store/db.js';
 import { FollowedDatabase } from '../store/followed-db.js';
+import { perConnection } from '../store/statements.js';
 import { ROUTER_REPORTS_KEPT_MS } from './health.js';
 import { listRouterStatus, type CallRow, type RouterStatus } from './store.js';
 import type { EventRecord } from '../webhooks/events.js';
@@ -65,14 +66,34 @@ export interface QueuedEvent {
  */
 export const MAX_EVENTS_TO_SHIP = 10_000;
 
+/** The shipping tables' statements (SQLite migration 12), made once per connection: the queue's are on the router's thread. */
+const statements = perConnection((db: Db) => ({
+  span: db.prepare<[], number>('SELECT coalesce(max(seq) - min(seq) + 1, 0) FROM event_to_ship').pluck(),
+  queue: db.prepare<[string, string | null, number, string]>('INSERT INTO event_to_ship (type, session_id, occurred_at, data) VALUES (?, ?, ?, ?)'),
+  position: db.prepare<[], ShippingPosition>('SELECT log_id AS logId, last_seq AS lastSeq, shipped_seq AS shippedSeq, shipped_at AS shippedAt FROM call_shipping WHERE id = 1'),
+  calls: db.prepare<[number, number], ShippedCall>(
+    `SELECT id, change_seq, uniqueid, channel, session_id, caller, started_at, ringing_at, answered_at, ended_at, lost_at,
+            dial_status, hangup_cause, hangup_cause_text, callee_uniqueid, hangup_requested_at, hangup_reason, via,
+            recording_path, recording_bytes, recording_deleted_at
+       FROM call WHERE change_seq > ? ORDER BY change_seq LIMIT ?`,
+  ),
+  events: db.prepare<[number], QueuedEvent>('SELECT seq, type, session_id, occurred_at, data FROM event_to_ship ORDER BY seq LIMIT ?'),
+  eventsShipped: db.prepare<[number]>('DELETE FROM event_to_ship WHERE seq <= ?'),
+  shipped: db.prepare<[number, number]>('UPDATE call_shipping SET shipped_seq = max(shipped_seq, ?), shipped_at = ? WHERE id = 1'),
+}));
+
 /**
  * Whether the queue has room: its rows are at most max(seq) - min(seq) + 1
  * (they leave from the oldest), read from the primary key's two ends, so
  * no count scans the queue on the router's thread.
  */
 export function roomToShip(db: Db): boolean {
-  const span = db.prepare<[], number>('SELECT coalesce(max(seq) - min(seq) + 1, 0) FROM event_to_ship').pluck().get() ?? 0;
-  return span < MAX_EVENTS_TO_SHIP;
+  return queuedSpan(db) < MAX_EVENTS_TO_SHIP;
+}
+
+/** How many rows are queued: they leave only from the oldest (markEventsShipped), so the span of their seqs is their count. */
+export function queuedSpan(db: Db): number {
+  return statements(db).span.get() ?? 0;
 }
 
 /**
@@ -83,12 +104,7 @@ export function roomToShip(db: Db): boolean {
  */
 export function queueEventToShip(db: Db, event: EventRecord): boolean {
   if (!roomToShip(db)) return false;
-  db.prepare('INSERT INTO event_to_ship (type, session_id, occurred_at, data) VALUES (?, ?, ?, ?)').run(
-    event.type,
-    event.session,
-    event.occurredAt,
-    JSON.stringify(event.data),
-  );
+  statements(db).queue.run(event.type, event.session, event.occurredAt, JSON.stringify(event.data));
   return true;
 }
 
@@ -96,7 +112,7 @@ export function queueEventToShip(db: Db, event: EventRecord): boolean {
 export function queueCounterToShip(db: Db, name: CounterName, by: number, at: number): boolean {
   if (by === 0) return true;
   if (!roomToShip(db)) return false;
-  db.prepare("INSERT INTO event_to_ship (type, session_id, occurred_at, data) VALUES ('counter', NULL, ?, ?)").run(at, JSON.stringify({ name, by }));
+  statements(db).queue.run('counter', null, at, JSON.stringify({ name, by }));
   return true;
 }
 
@@ -126,9 +142,7 @@ export interface ShippingPosition {
 
 /** Where the file's log stands; undefined on a file older than SQLite migration 12. */
 export function shippingPosition(db: Db): ShippingPosition | undefined {
-  return db
-    .prepare<[], ShippingPosition>('SELECT log_id AS logId, last_seq AS lastSeq, shipped_seq AS shippedSeq, shipped_at AS shippedAt FROM call_shipping WHERE id = 1')
-    .get();
+  return statements(db).position.get();
 }
 
 /** Changes not yet shipped. */
@@ -141,14 +155,7 @@ export function shippingBacklog(db: Db): number {
 export function callsToShip(db: Db, limit: number): { position: ShippingPosition; calls: ShippedCall[] } {
   const position = shippingPosition(db);
   if (!position) throw new Error('this file has no call_shipping (SQLite migration 12): open it with this vnum to migrate it');
-  const calls = db
-    .prepare<[number, number], ShippedCall & { channel: string }>(
-      `SELECT id, change_seq, uniqueid, channel, session_id, caller, started_at, ringing_at, answered_at, ended_at, lost_at,
-              dial_status, hangup_cause, hangup_cause_text, callee_uniqueid, hangup_requested_at, hangup_reason, via,
-              recording_path, recording_bytes, recording_deleted_at
-         FROM call WHERE change_seq > ? ORDER BY change_seq LIMIT ?`,
-    )
-    .all(position.shippedSeq, limit);
+  const calls = statements(db).calls.all(position.shippedSeq, limit);
   return { position, calls };
 }
 
@@ -167,17 +174,17 @@ export function nodeOf(db: Db): string | undefined {
 
 /** The next queued events, oldest first. */
 export function eventsToShip(db: Db, limit: number): QueuedEvent[] {
-  return db.prepare<[number], QueuedEvent>('SELECT seq, type, session_id, occurred_at, data FROM event_to_ship ORDER BY seq LIMIT ?').all(limit);
+  return statements(db).events.all(limit);
 }
 
 /** The authority has these queued events: they leave the node. */
 export function markEventsShipped(db: Db, toSeq: number): void {
-  db.prepare('DELETE FROM event_to_ship WHERE seq <= ?').run(toSeq);
+  statements(db).eventsShipped.run(toSeq);
 }
 
 /** The authority has everything up to `toSeq`: the cursor moves there (never back). */
 export function markShipped(db: Db, toSeq: number, at: number): void {
-  db.prepare('UPDATE call_shipping SET shipped_seq = max(shipped_seq, ?), shipped_at = ? WHERE id = 1').run(toSeq, at);
+  statements(db).shipped.run(toSeq, at);
 }
 
 export interface CallShipperOptions {
@@ -305,7 +312,7 @@ export class CallShipper {
       if (shipment.calls.length > 0) markShipped(file, shipment.toSeq, this.now());
       if (shipment.events.length > 0) markEventsShipped(file, shipment.events.at(-1)!.seq);
       this.backlog = shippingBacklog(file);
-      this.eventsLeft = file.prepare<[], number>('SELECT count(*) FROM event_to_ship').pluck().get() ?? 0;
+      this.eventsLeft = queuedSpan(file);
     } catch (error) {
       // The same calls ship again, harmlessly; but not at once: backed off and logged at most every logEveryMs, as any
       // failure (a writer holding the file through a long apply would otherwise meet a shipment every turn of the loop).
