@@ -271,7 +271,7 @@ export function registerWebhooks(program: Command): void {
 /**
  * `vnum webhooks deliver --authority`: the same deliverer on the authority's
  * outbox (cluster mode). Any number may run, on any hosts: claims are leases
- * taken with FOR UPDATE SKIP LOCKED (src/webhooks/pg-delivery-store.ts), and
+ * taken with FOR UPDATE SKIP LOCKED (src/authority/pg-delivery-store.ts), and
  * each runs the session.ended sweep, which one transaction at a time does
  * (src/authority/pg-webhooks.ts).
  */
